@@ -1,0 +1,32 @@
+# The two commands of the README: `make run` and `make test`. Both set up .venv first.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.benchbench-installed
+STUDY  ?= config/config.yaml
+# One thread per rank unless a study says otherwise; never let BLAS oversubscribe the cores.
+export OMP_NUM_THREADS ?= 1
+
+.PHONY: setup run test lint clean
+
+$(STAMP): requirements-ci.txt constraints-ci.txt pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-ci.txt -c constraints-ci.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## make run: the default study (config/config.yaml), local executor, profiles/default
+run: setup
+	$(VENV)/bin/snakemake --configfile $(STUDY)
+	@echo "Report: $(CURDIR)/results/$$($(PY) -c 'from benchbench.config import load_config; print(load_config("$(STUDY)")["study"])')/report/index.html"
+
+## make test: lint, then the whole test suite (multi-process and workflow tests included)
+test: setup lint
+	$(PY) -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf results/*/ .snakemake

@@ -1,0 +1,186 @@
+"""Model registry: the architectures a study can name, their sizes and analytic training FLOPs.
+
+A study names models by its own labels (``gpt-small``); each label carries an ``arch`` (a key
+of :data:`ARCHITECTURES`) and that architecture's size settings. :func:`build_model` turns such
+a config into an ``nn.Module`` and :func:`model_info` into its parameter count and FLOPs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the analysis needs to know of a model without building it."""
+
+    arch: str
+    params: int
+    train_flops_per_sample: float
+    tokens_per_sample: int  # 0 for models that do not consume token sequences
+
+
+# ----------------------------------------------------------------------------------------- MLP
+
+
+class MLP(nn.Module):
+    """``depth`` blocks of Linear(width, width) + GELU on a ``width``-wide input, then a
+    Linear(width, out_dim) head. Regression target: the output of a fixed random teacher."""
+
+    def __init__(self, width: int, depth: int, out_dim: int) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Linear(width, width) for _ in range(depth))
+        self.head = nn.Linear(width, out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = F.gelu(layer(x))
+        return self.head(x)
+
+
+def mlp_params(width: int, depth: int, out_dim: int) -> int:
+    """Exact parameter count: weights and biases of every Linear."""
+    return depth * (width * width + width) + width * out_dim + out_dim
+
+
+def mlp_train_flops_per_sample(width: int, depth: int, out_dim: int) -> float:
+    """Training FLOPs of one sample: 3 x forward (backward = 2 x forward), forward = 2 FLOPs
+    per multiply-accumulate of every Linear weight: ``6 * (depth*width^2 + width*out_dim)``.
+    Biases and activations are not counted (they are not matrix work)."""
+    return 6.0 * (depth * width * width + width * out_dim)
+
+
+# ----------------------------------------------------------------------------------------- GPT
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention with separate q/k/v projections, so that tensor
+    parallelism can split them column-wise by heads and ``proj`` row-wise."""
+
+    def __init__(self, hidden: int, heads: int) -> None:
+        super().__init__()
+        self.head_dim = hidden // heads
+        self.q = nn.Linear(hidden, hidden)
+        self.k = nn.Linear(hidden, hidden)
+        self.v = nn.Linear(hidden, hidden)
+        self.proj = nn.Linear(hidden, hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, _ = x.shape
+        # -1 heads: under tensor parallelism a rank holds only its share of the heads.
+        q, k, v = (m(x).view(b, t, -1, self.head_dim).transpose(1, 2) for m in (self.q, self.k, self.v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.proj(y.transpose(1, 2).reshape(b, t, -1))
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, hidden: int, heads: int) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(hidden)
+        self.attn = CausalSelfAttention(hidden, heads)
+        self.ln2 = nn.LayerNorm(hidden)
+        self.fc1 = nn.Linear(hidden, 4 * hidden)
+        self.fc2 = nn.Linear(4 * hidden, hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x))
+        return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
+
+
+class GPT(nn.Module):
+    """Decoder-only transformer: token + learned position embeddings, ``layers`` pre-LN blocks,
+    final LayerNorm, untied LM head (untied so a pipeline's last stage owns it alone)."""
+
+    def __init__(self, layers: int, hidden: int, heads: int, seq_len: int, vocab: int) -> None:
+        super().__init__()
+        if hidden % heads:
+            raise ValueError(f"gpt: hidden ({hidden}) must be divisible by heads ({heads})")
+        self.tok_emb = nn.Embedding(vocab, hidden)
+        self.pos_emb = nn.Embedding(seq_len, hidden)
+        # A dict (not a list) keeps parameter names stable when pipeline stages delete blocks.
+        self.blocks = nn.ModuleDict({str(i): Block(hidden, heads) for i in range(layers)})
+        self.ln_f = nn.LayerNorm(hidden)
+        self.head = nn.Linear(hidden, vocab, bias=False)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        pos = torch.arange(idx.shape[1], device=idx.device)
+        x = self.tok_emb(idx) + self.pos_emb(pos)
+        for block in self.blocks.values():
+            x = block(x)
+        return self.head(self.ln_f(x))
+
+
+def gpt_params(layers: int, hidden: int, heads: int, seq_len: int, vocab: int) -> int:
+    """Exact parameter count. Per block: q, k, v, proj (4h^2 + 4h), fc1/fc2 (8h^2 + 5h), two
+    LayerNorms (4h): 12h^2 + 13h. Plus embeddings (V + T)h, final LayerNorm 2h, head Vh."""
+    del heads  # the split into heads does not change the count
+    return layers * (12 * hidden * hidden + 13 * hidden) + (vocab + seq_len) * hidden + 2 * hidden + vocab * hidden
+
+
+def gpt_train_flops_per_sample(layers: int, hidden: int, heads: int, seq_len: int, vocab: int) -> float:
+    """Training FLOPs of one sequence of ``T = seq_len`` tokens, 3 x forward.
+
+    Forward, per layer: the dense matmuls q, k, v, proj and the 4x MLP are
+    ``2 * T * 12h^2 = 24 T h^2``; attention scores (QK^T) and the weighted sum (AV) are
+    ``2 * 2 * T^2 * h`` in full, of which causal masking needs half: ``2 T^2 h``. The LM head is
+    ``2 T h V``. Embedding look-ups, LayerNorm, softmax and GELU are not counted (no matmul), and
+    the embedding tables are not matmul weights, so they add no FLOPs.
+
+        train_flops = 3 * (layers * (24 T h^2 + 2 T^2 h) + 2 T h V)
+    """
+    del heads
+    t, h = seq_len, hidden
+    return 3.0 * (layers * (24 * t * h * h + 2 * t * t * h) + 2 * t * h * vocab)
+
+
+# ----------------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """How to build one architecture and describe it analytically."""
+
+    build: Callable[..., nn.Module]
+    params: Callable[..., int]
+    train_flops_per_sample: Callable[..., float]
+    size_keys: tuple[str, ...]
+    sequence: bool
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "mlp": Architecture(MLP, mlp_params, mlp_train_flops_per_sample, ("width", "depth", "out_dim"), False),
+    "gpt": Architecture(
+        GPT, gpt_params, gpt_train_flops_per_sample, ("layers", "hidden", "heads", "seq_len", "vocab"), True
+    ),
+}
+
+
+def size_args(model_cfg: dict[str, Any]) -> dict[str, int]:
+    """The architecture's size settings from a model config (``arch`` and extras dropped)."""
+    arch = ARCHITECTURES[model_cfg["arch"]]
+    return {k: int(model_cfg[k]) for k in arch.size_keys}
+
+
+def build_model(model_cfg: dict[str, Any]) -> nn.Module:
+    """Build the module for a model config; its initialisation follows torch's global seed."""
+    return ARCHITECTURES[model_cfg["arch"]].build(**size_args(model_cfg))
+
+
+def model_info(model_cfg: dict[str, Any]) -> ModelInfo:
+    """Parameter count, training FLOPs per sample and tokens per sample, without building."""
+    arch = ARCHITECTURES[model_cfg["arch"]]
+    args = size_args(model_cfg)
+    return ModelInfo(
+        arch=model_cfg["arch"],
+        params=arch.params(**args),
+        train_flops_per_sample=arch.train_flops_per_sample(**args),
+        tokens_per_sample=args["seq_len"] if arch.sequence else 0,
+    )

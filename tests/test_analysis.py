@@ -1,0 +1,61 @@
+"""Speedup / efficiency arithmetic and loss deviation, on hand-made records."""
+
+import math
+
+import pytest
+
+from benchbench.analysis import loss_deviation, runs_table, scaling_table
+from benchbench.record import make_record
+
+
+def rec(strategy, ws, step_time, batch=64, loss=(2.0, 1.0), status="ok", repeat=0, dp=None):
+    job = {
+        "id": f"m__h__{strategy}__ws{ws}__r{repeat}", "study": "s", "model": "m", "model_cfg": {}, "hardware": "h",
+        "strategy": strategy, "plan": {}, "world_size": ws, "dp": dp or ws, "tp": 1, "pp": 1, "micro_batches": 1,
+        "global_batch": batch, "seq_len": None, "dtype": "fp32", "steps": 3, "warmup_steps": 0, "seed": 0,
+        "repeat": repeat,
+    }  # fmt: skip
+    summary = {"step_time_median_s": step_time, "samples_per_s": batch / step_time, "step_time_cv": 0.0}
+    return make_record(job, status, None if status == "ok" else "boom", {}, [step_time] * 3, list(loss), summary)
+
+
+def test_strong_scaling_speedup_and_efficiency():
+    t = scaling_table([rec("single", 1, 1.0), rec("ddp", 1, 1.1), rec("ddp", 2, 0.625), rec("ddp", 4, 0.5)])
+    row = t.set_index(["strategy", "world_size"])
+    assert row.loc[("ddp", 2), "speedup"] == pytest.approx(1.6)  # T(1)/T(2) = 1.0/0.625
+    assert row.loc[("ddp", 2), "efficiency"] == pytest.approx(0.8)
+    assert row.loc[("ddp", 4), "efficiency"] == pytest.approx(0.5)
+    assert row.loc[("ddp", 1), "speedup"] == pytest.approx(1 / 1.1)
+    assert set(t["baseline"]) == {"single ws1"}
+
+
+def test_weak_scaling_efficiency():
+    # per-rank batch 64: ws2 processes 128 samples in 1.25 s -> 102.4/s vs 64/s at ws1
+    t = scaling_table([rec("single", 1, 1.0, batch=64), rec("ddp", 2, 1.25, batch=128)], scaling="weak")
+    row = t.set_index(["strategy", "world_size"]).loc[("ddp", 2)]
+    assert row["efficiency"] == pytest.approx(102.4 / (2 * 64))
+
+
+def test_baseline_falls_back_to_own_ws1():
+    t = scaling_table([rec("ddp", 1, 2.0), rec("ddp", 2, 1.0)])
+    row = t.set_index(["strategy", "world_size"]).loc[("ddp", 2)]
+    assert row["speedup"] == pytest.approx(2.0)
+    assert row["baseline"] == "ddp ws1"
+
+
+def test_failed_records_are_excluded_from_scaling_but_listed_in_runs():
+    records = [rec("single", 1, 1.0), rec("ddp", 2, 0.5, status="failed")]
+    assert list(scaling_table(records)["strategy"]) == ["single"]
+    runs = runs_table(records)
+    assert list(runs["status"]) == ["ok", "failed"]
+    assert runs.iloc[1]["error"] == "boom"
+
+
+def test_loss_dev_against_single():
+    records = [rec("single", 1, 1.0, loss=(2.0, 1.5, 1.0)), rec("ddp", 2, 0.5, loss=(2.0, 1.5, 1.00002))]
+    runs = runs_table(records).set_index("strategy")
+    assert runs.loc["ddp", "loss_dev"] == pytest.approx(2e-5)
+    assert runs.loc["ddp", "correct"] == "MISMATCH"  # default tolerance 1e-5
+    assert runs.loc["single", "correct"] == "match"
+    assert loss_deviation([1.0, 2.0], [1.0]) == 0.0
+    assert math.isnan(loss_deviation([], [1.0]))

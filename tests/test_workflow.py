@@ -1,0 +1,41 @@
+"""The whole workflow: Snakemake with the CI profile runs the CI study end to end."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from benchbench.config import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def test_ci_study_end_to_end(tmp_path):
+    snakemake = Path(sys.executable).with_name("snakemake")
+    proc = subprocess.run(
+        [str(snakemake), "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+         "--configfile", str(ROOT / "config/studies/ci.yaml"), "--profile", str(ROOT / "profiles/ci")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    study = tmp_path / "results" / "ci"
+    runs = pd.read_csv(study / "tables" / "runs.csv")
+    assert len(runs) == 10 and set(runs["status"]) == {"ok"}
+    assert set(runs["correct"]) == {"match"}
+    scaling = pd.read_csv(study / "tables" / "scaling.csv")
+    assert set(scaling["strategy"]) == {"single", "dp-naive", "ddp"}
+    assert (scaling["efficiency"] > 0).all()
+    dropped = pd.read_csv(study / "tables" / "dropped.csv")
+    assert len(dropped) == 2
+    for name in ("throughput", "efficiency"):
+        assert (study / "plots" / f"{name}.svg").stat().st_size > 1000
+        assert (study / "plots" / f"{name}.png").stat().st_size > 1000
+    html = (study / "report" / "index.html").read_text()
+    assert 'id="scaling-table"' in html and "<table" in html.split('id="scaling-table"')[1][:200]
+    assert "gpt-tiny" in html and "efficiency" in html and "<svg" in html
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)  # self-contained: nothing fetched
+    assert "<link" not in html and "<script" not in html
+    assert "single-process plan needs world_size 1" in html  # dropped combinations are listed
