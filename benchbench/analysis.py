@@ -28,7 +28,7 @@ RUN_COLUMNS = [
     "study", "model", "hardware", "strategy", "world_size", "dp", "tp", "pp", "repeat", "status",
     "global_batch", "step_time_median_s", "step_time_cv", "samples_per_s", "tokens_per_s",
     "model_tflops_per_rank", "mfu", "peak_mem_mb", "comm_bytes_per_step", "comm_bytes_source",
-    "loss_first", "loss_last", "loss_dev", "correct", "error",
+    "exposed_comm_fraction", "bubble_fraction_measured", "bubble_fraction_theoretical", "loss_first", "loss_last", "loss_dev", "correct", "error",
 ]  # fmt: skip
 SCALING_KEYS = ["model", "hardware", "strategy", "world_size"]
 NOISY_CV = 0.10  # a group is flagged noisy above this step-time CV or repeat spread
@@ -83,7 +83,8 @@ def runs_table(records: list[dict[str, Any]]) -> pd.DataFrame:
             "status": r["status"], "global_batch": j["global_batch"],
             **{k: s.get(k) for k in ("step_time_median_s", "step_time_cv", "samples_per_s", "tokens_per_s",
                                      "model_tflops_per_rank", "mfu", "peak_mem_mb", "comm_bytes_per_step",
-                                     "comm_bytes_source")},
+                                     "comm_bytes_source", "exposed_comm_fraction", "bubble_fraction_measured",
+                                     "bubble_fraction_theoretical")},
             "loss_first": r["loss"][0] if r["loss"] else None,
             "loss_last": r["loss"][-1] if r["loss"] else None,
             "loss_dev": dev, "correct": correct, "error": (r["error"] or "").splitlines()[0] if r["error"] else "",
@@ -128,6 +129,10 @@ def scaling_table(records: list[dict[str, Any]], scaling: str = "strong") -> pd.
             "tokens_per_s": float(np.median(tok)) if tok else None,
             "peak_mem_mb": max(r["summary"]["peak_mem_mb"] or 0.0 for r in rs),
             "comm_bytes_per_step": rs[0]["summary"]["comm_bytes_per_step"],
+            "exposed_comm_fraction": _median_of(rs, "exposed_comm_fraction"),
+            "bubble_fraction_measured": _median_of(rs, "bubble_fraction_measured"),
+            "bubble_fraction_theoretical": rs[0]["summary"].get("bubble_fraction_theoretical"),
+            "lossy": bool(rs[0]["job"]["plan"].get("lossy", False)),
             "noisy": bool(max_cv > NOISY_CV or spread > NOISY_CV),
         })  # fmt: skip
     table = pd.DataFrame(rows)
@@ -148,6 +153,11 @@ def scaling_table(records: list[dict[str, Any]], scaling: str = "strong") -> pd.
     return table
 
 
+def _median_of(records: list[dict[str, Any]], key: str) -> float | None:
+    values = [r["summary"].get(key) for r in records if r["summary"].get(key) is not None]
+    return float(np.median(values)) if values else None
+
+
 def _baseline(table: pd.DataFrame, row: pd.Series, per_rank: int | None) -> tuple[float | None, str]:
     """Throughput of the world-size-1 reference of ``row`` and its label."""
     same = table[(table["model"] == row["model"]) & (table["hardware"] == row["hardware"]) & (table["world_size"] == 1)]
@@ -163,6 +173,20 @@ def _baseline(table: pd.DataFrame, row: pd.Series, per_rank: int | None) -> tupl
     return None, "none"
 
 
+def with_correctness(scaling: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """Add each configuration's largest ``loss_dev`` over repeats and its verdict (any
+    ``MISMATCH`` wins) to the scaling table."""
+    if scaling.empty:
+        return scaling
+    ok = runs[runs["status"] == "ok"]
+
+    def verdict(values: pd.Series) -> str:
+        return "MISMATCH" if (values == "MISMATCH").any() else str(values.iloc[0])
+
+    agg = ok.groupby(SCALING_KEYS).agg(loss_dev=("loss_dev", "max"), correct=("correct", verdict)).reset_index()
+    return scaling.merge(agg, on=SCALING_KEYS, how="left")
+
+
 def write_csv(df: pd.DataFrame, path: str | Path) -> None:
     atomic_write_text(path, df.to_csv(index=False))
 
@@ -176,9 +200,10 @@ def aggregate(
     """Write ``runs.csv``, ``scaling.csv`` and ``dropped.csv`` to ``out_dir``; return the frames."""
     records = load_records(record_paths)
     out = Path(out_dir)
+    runs = runs_table(records)
     frames = {
-        "runs": runs_table(records),
-        "scaling": scaling_table(records, scaling),
+        "runs": runs,
+        "scaling": with_correctness(scaling_table(records, scaling), runs),
         "dropped": pd.DataFrame(dropped or [], columns=["model", "hardware", "strategy", "world_size", "reason"]),
     }
     for name, df in frames.items():

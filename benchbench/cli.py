@@ -18,7 +18,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         job = json.loads(Path(args.spec[1:]).read_text() if args.spec.startswith("@") else args.spec)
         from benchbench.strategies import Plan, infeasible_reason
 
-        reason = infeasible_reason(Plan(**job["plan"]), job["model_cfg"], job["world_size"], job["global_batch"])
+        reason = infeasible_reason(
+            Plan.from_dict(job["plan"]), job["model_cfg"], job["world_size"], job["global_batch"]
+        )
     else:
         missing = [f"--{k.replace('_', '-')}" for k in ("model", "strategy", "world_size") if getattr(args, k) is None]
         if missing:

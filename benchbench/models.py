@@ -79,43 +79,72 @@ class CausalSelfAttention(nn.Module):
         return self.proj(y.transpose(1, 2).reshape(b, t, -1))
 
 
+class FeedForward(nn.Module):
+    """The block's MLP: Linear(h, 4h), GELU, Linear(4h, h)."""
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(hidden, 4 * hidden)
+        self.fc2 = nn.Linear(4 * hidden, hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
 class Block(nn.Module):
-    """Pre-LayerNorm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+    """Pre-LayerNorm transformer block: x + attn(ln1(x)), then x + mlp(ln2(x))."""
 
     def __init__(self, hidden: int, heads: int) -> None:
         super().__init__()
         self.ln1 = nn.LayerNorm(hidden)
         self.attn = CausalSelfAttention(hidden, heads)
         self.ln2 = nn.LayerNorm(hidden)
-        self.fc1 = nn.Linear(hidden, 4 * hidden)
-        self.fc2 = nn.Linear(4 * hidden, hidden)
+        self.mlp = FeedForward(hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln1(x))
-        return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
+        return x + self.mlp(self.ln2(x))
+
+
+class Embedding(nn.Module):
+    """Token embedding plus learned absolute position embedding."""
+
+    def __init__(self, vocab: int, seq_len: int, hidden: int) -> None:
+        super().__init__()
+        self.tok = nn.Embedding(vocab, hidden)
+        self.pos = nn.Embedding(seq_len, hidden)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.tok(idx) + self.pos(torch.arange(idx.shape[1], device=idx.device))
 
 
 class GPT(nn.Module):
-    """Decoder-only transformer: token + learned position embeddings, ``layers`` pre-LN blocks,
-    final LayerNorm, untied LM head (untied so a pipeline's last stage owns it alone)."""
+    """Decoder-only transformer: embeddings, ``layers`` pre-LN blocks, final LayerNorm, untied LM
+    head (untied so a pipeline's last stage owns it alone).
+
+    A pipeline stage keeps only its share: parts it does not own are set to ``None`` and blocks it
+    does not own are deleted (a ``ModuleDict`` keeps the survivors' names, so parameters keep
+    their names on every stage)."""
 
     def __init__(self, layers: int, hidden: int, heads: int, seq_len: int, vocab: int) -> None:
         super().__init__()
         if hidden % heads:
             raise ValueError(f"gpt: hidden ({hidden}) must be divisible by heads ({heads})")
-        self.tok_emb = nn.Embedding(vocab, hidden)
-        self.pos_emb = nn.Embedding(seq_len, hidden)
-        # A dict (not a list) keeps parameter names stable when pipeline stages delete blocks.
+        self.embed: nn.Module | None = Embedding(vocab, seq_len, hidden)
         self.blocks = nn.ModuleDict({str(i): Block(hidden, heads) for i in range(layers)})
-        self.ln_f = nn.LayerNorm(hidden)
-        self.head = nn.Linear(hidden, vocab, bias=False)
+        self.ln_f: nn.Module | None = nn.LayerNorm(hidden)
+        self.head: nn.Module | None = nn.Linear(hidden, vocab, bias=False)
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        pos = torch.arange(idx.shape[1], device=idx.device)
-        x = self.tok_emb(idx) + self.pos_emb(pos)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.embed is not None:
+            x = self.embed(x)
         for block in self.blocks.values():
             x = block(x)
-        return self.head(self.ln_f(x))
+        if self.ln_f is not None:
+            x = self.ln_f(x)
+        if self.head is not None:
+            x = self.head(x)
+        return x
 
 
 def gpt_params(layers: int, hidden: int, heads: int, seq_len: int, vocab: int) -> int:

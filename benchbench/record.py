@@ -32,6 +32,9 @@ SUMMARY_KEYS = (
     "peak_mem_source",
     "comm_bytes_per_step",
     "comm_bytes_source",
+    "exposed_comm_fraction",
+    "bubble_fraction_measured",
+    "bubble_fraction_theoretical",
     "params",
     "train_flops_per_sample",
 )

@@ -16,6 +16,11 @@ from benchbench.models import model_info
 from benchbench.record import atomic_write_text
 
 TEMPLATES = Path(__file__).parent / "templates"
+SIDE_BY_SIDE = [
+    "model", "hardware", "strategy", "world_size", "dp", "tp", "pp", "throughput", "speedup", "efficiency",
+    "peak_mem_mb", "comm_bytes_per_step", "exposed_comm_fraction", "bubble_fraction_measured",
+    "bubble_fraction_theoretical", "loss_dev", "correct", "noisy",
+]  # fmt: skip
 
 
 def _table(df: pd.DataFrame, float_fmt: str = "{:.4g}") -> str:
@@ -25,8 +30,8 @@ def _table(df: pd.DataFrame, float_fmt: str = "{:.4g}") -> str:
 
 
 def _provenance(records: list[dict[str, Any]]) -> dict[str, str]:
-    keys = ["torch", "python", "backend", "device", "device_names", "hosts", "threads_per_rank", "cpu_count",
-            "launcher", "git_commit", "slurm_job_id"]  # fmt: skip
+    keys = ["torch", "python", "backend", "device", "device_names", "hosts", "ranks", "threads_per_rank",
+            "cpu_count", "oversubscribed", "launcher", "git_commit", "slurm_job_id"]  # fmt: skip
     out: dict[str, str] = {}
     for k in keys:
         seen: list[str] = []
@@ -76,6 +81,10 @@ def build_report(
             text = svg.read_text()
             plots.append(text[text.find("<svg") :])  # drop the XML prolog: inline SVG
     runs = tables["runs"].drop(columns=["study"])
+    side = scaling[[c for c in SIDE_BY_SIDE if c in scaling.columns]].copy() if not scaling.empty else scaling
+    if "comm_bytes_per_step" in side:
+        side["comm_bytes_per_step"] = side["comm_bytes_per_step"] / 2**20
+        side = side.rename(columns={"comm_bytes_per_step": "comm_MiB_per_step"})
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape(["html", "j2"])
     )
@@ -99,10 +108,12 @@ def build_report(
         models_html=Markup(_table(_models(records))),
         provenance=_provenance(records),
         scaling_html=Markup(_table(scaling)),
+        side_html=Markup(_table(side)),
         runs_html=Markup(_table(runs)),
         dropped_html=Markup(_table(tables["dropped"])),
         plots=[Markup(p) for p in plots],
         failures=failures,
+        oversubscribed=any(r.get("env", {}).get("oversubscribed") for r in records),
     )
     out = study_dir / "report" / "index.html"
     atomic_write_text(out, page)

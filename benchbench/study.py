@@ -62,7 +62,7 @@ def make_spec(
         "dp": plan.dp,
         "tp": plan.tp,
         "pp": plan.pp,
-        "micro_batches": 1,
+        "micro_batches": plan.micro_batches,
         "global_batch": global_batch,
         "seq_len": int(model_cfg["seq_len"]) if arch.sequence else None,
         "dtype": cfg["dtype"],

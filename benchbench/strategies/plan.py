@@ -1,9 +1,11 @@
 """A strategy is a named preset of a :class:`Plan`; new combinations are config, not code.
 
-A plan fixes the mesh dimensions (``tp``, ``pp``; ``dp`` is what the world size leaves) and the
-data-parallel flavour. :func:`resolve_plan` turns a strategy name (a preset, or a study-defined
-strategy based on one) plus the world size into a concrete plan; :func:`infeasible_reason`
-states why a plan cannot run a model at a world size and batch, or returns ``None``.
+A plan fixes the mesh dimensions (``tp``, ``pp``; ``dp`` is what the world size leaves; ``"all"``
+means every rank the other dimensions leave), the data-parallel flavour, compression, pipeline
+schedule, micro-batches, virtual stages, accumulation and bucket size. :func:`resolve_plan` turns
+a strategy name (a preset, or a study-defined strategy based on one) plus the world size into a
+concrete plan; :func:`infeasible_reason` states why a plan cannot run a model at a world size and
+batch, or returns ``None``.
 """
 
 from __future__ import annotations
@@ -11,9 +13,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-#: Data-parallel flavours: ``none`` (one process), ``naive`` (hand-written all-reduce after
-#: backward), ``ddp`` (torch DistributedDataParallel).
-DP_FLAVOURS = ("none", "naive", "ddp")
+#: ``none`` one process; ``naive`` hand-written all-reduce after backward; ``ddp``
+#: DistributedDataParallel; ``zero1`` DDP + ZeroRedundancyOptimizer; ``fsdp`` FSDP2 fully_shard.
+DP_FLAVOURS = ("none", "naive", "ddp", "zero1", "fsdp")
+COMPRESSIONS = ("none", "fp16", "bf16", "powersgd")
+#: Pipeline schedules (torch.distributed.pipelining) and how many stages each rank holds.
+SCHEDULES = ("gpipe", "1f1b", "interleaved-1f1b", "looped-bfs", "interleaved-zb", "zbv")
+SINGLE_STAGE_SCHEDULES = ("gpipe", "1f1b")
 
 
 @dataclass(frozen=True)
@@ -26,19 +32,67 @@ class Plan:
     dp: int = 1  # derived: world_size // (tp * pp)
     single_process: bool = False  # the plan runs in one process, without a process group
     bucket_cap_mb: float = 25.0  # DDP gradient bucket size (torch's default)
+    static_graph: bool = False  # DDP static_graph
+    accum_steps: int = 1  # gradient accumulation: micro-steps per optimizer step (no_sync)
+    compression: str = "none"  # DDP communication hook
+    powersgd_rank: int = 1
+    powersgd_warmup: int = 2  # steps of plain all-reduce before PowerSGD starts (start_powerSGD_iter)
+    reshard_after_forward: bool = True  # FSDP: True ~ ZeRO-3, False ~ ZeRO-2
+    sequence_parallel: bool = False  # TP: shard LayerNorm/residual activations along the sequence
+    schedule: str = "1f1b"
+    micro_batches: int = 1  # pipeline micro-batches per optimizer step
+    virtual_stages: int = 1  # pipeline stages per rank (interleaved / looped / ZB schedules)
+    split_dims: tuple[str, ...] = ()  # dimensions given as "all": they must get >= 2 ranks
+
+    @property
+    def lossy(self) -> bool:
+        """Whether the plan changes the arithmetic (gradient compression)."""
+        return self.compression != "none"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "lossy": self.lossy}
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Plan:
+        names = {f.name for f in fields(cls)}
+        kept = {k: v for k, v in d.items() if k in names}
+        kept["split_dims"] = tuple(kept.get("split_dims", ()))
+        return cls(**kept)
+
+
+_PP = {"pp": "all", "micro_batches": 4}
 
 #: The named presets. Each is a partial plan; unspecified fields keep :class:`Plan` defaults.
 PRESETS: dict[str, dict[str, Any]] = {
     "single": {"dp_flavour": "none", "single_process": True},
+    # data parallel
     "dp-naive": {"dp_flavour": "naive"},
     "ddp": {"dp_flavour": "ddp"},
+    "ddp-static": {"dp_flavour": "ddp", "static_graph": True},
+    "ddp-accum": {"dp_flavour": "ddp", "accum_steps": 2},
+    # communication compression (DDP communication hooks)
+    "ddp-fp16": {"dp_flavour": "ddp", "compression": "fp16"},
+    "ddp-bf16": {"dp_flavour": "ddp", "compression": "bf16"},
+    "ddp-powersgd": {"dp_flavour": "ddp", "compression": "powersgd"},
+    # sharded data parallel
+    "zero1": {"dp_flavour": "zero1"},
+    "fsdp": {"dp_flavour": "fsdp", "reshard_after_forward": True},
+    "fsdp-no-reshard": {"dp_flavour": "fsdp", "reshard_after_forward": False},
+    # tensor parallel
+    "tp": {"dp_flavour": "fsdp", "tp": "all"},
+    "tp-sp": {"dp_flavour": "fsdp", "tp": "all", "sequence_parallel": True},
+    # pipeline parallel
+    "pp-gpipe": {**_PP, "schedule": "gpipe"},
+    "pp-1f1b": {**_PP, "schedule": "1f1b"},
+    "pp-interleaved": {**_PP, "schedule": "interleaved-1f1b", "virtual_stages": 2},
+    "pp-zbv": {**_PP, "schedule": "zbv", "virtual_stages": 2},
+    # hybrids over a device mesh
+    "fsdp-tp": {"dp_flavour": "fsdp", "tp": 2},
+    "ddp-pp": {"dp_flavour": "ddp", "pp": 2, "schedule": "1f1b", "micro_batches": 4},
+    "3d": {"dp_flavour": "fsdp", "tp": 2, "pp": 2, "schedule": "1f1b", "micro_batches": 4},
 }
 
-PLAN_KEYS = tuple(f.name for f in fields(Plan) if f.name not in ("dp", "single_process"))
+PLAN_KEYS = tuple(f.name for f in fields(Plan) if f.name not in ("dp", "single_process", "split_dims"))
 
 
 def strategy_fields(name: str, custom: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -56,22 +110,113 @@ def strategy_fields(name: str, custom: dict[str, dict[str, Any]] | None = None) 
 
 
 def resolve_plan(name: str, world_size: int, custom: dict[str, dict[str, Any]] | None = None) -> Plan:
-    """The concrete plan of strategy ``name`` at ``world_size`` (``dp`` derived, may be 0 when
-    tp * pp does not divide the world size; :func:`infeasible_reason` reports that)."""
-    plan = Plan(**strategy_fields(name, custom))
+    """The concrete plan of strategy ``name`` at ``world_size``: ``"all"`` dimensions take every
+    rank the others leave; ``dp`` is derived (0 when tp * pp does not divide the world size;
+    :func:`infeasible_reason` reports that)."""
+    f = strategy_fields(name, custom)
+    fixed = 1
+    for dim in ("tp", "pp"):
+        if f.get(dim, 1) != "all":
+            fixed *= int(f.get(dim, 1))
+    split = tuple(dim for dim in ("tp", "pp") if f.get(dim) == "all")
+    for dim in split:
+        f[dim] = max(world_size // fixed, 1)
+    plan = Plan(**f, split_dims=split)
     return replace(plan, dp=world_size // (plan.tp * plan.pp))
+
+
+def theoretical_bubble(plan: Plan) -> float | None:
+    """The schedule's idle fraction of a step with equal forward/backward/weight-gradient times.
+
+    GPipe, 1F1B: (p-1)/(m+p-1). Interleaved 1F1B, looped BFS with v stages per rank:
+    (p-1)/(v*m+p-1) (Narayanan et al., 2021). Zero-bubble with the backward split into input and
+    weight gradients (Qi et al., 2023): interleaved ZB (p-1)/(3*v*m+p-1) (ZB-H1's third of
+    1F1B's bubble); ZB-V 0 (its claim for m >= 2p)."""
+    p, m, v = plan.pp, plan.micro_batches, plan.virtual_stages
+    if p <= 1:
+        return None
+    if plan.schedule in ("gpipe", "1f1b"):
+        return (p - 1) / (m + p - 1)
+    if plan.schedule in ("interleaved-1f1b", "looped-bfs"):
+        return (p - 1) / (v * m + p - 1)
+    if plan.schedule == "interleaved-zb":
+        return (p - 1) / (3 * v * m + p - 1)
+    if plan.schedule == "zbv":
+        return 0.0 if m >= 2 * p else None
+    return None
+
+
+def _model_reason(plan: Plan, model_cfg: dict[str, Any]) -> str | None:
+    arch = model_cfg["arch"]
+    if (plan.tp > 1 or plan.pp > 1) and arch != "gpt":
+        return f"tensor and pipeline plans are defined for the gpt architecture, not {arch!r}"
+    if plan.tp > 1:
+        for key in ("heads", "hidden", "vocab"):
+            if int(model_cfg[key]) % plan.tp:
+                return f"tp = {plan.tp} does not divide {key} = {model_cfg[key]}"
+        if plan.sequence_parallel and int(model_cfg["seq_len"]) % plan.tp:
+            return f"sequence parallel: tp = {plan.tp} does not divide seq_len = {model_cfg['seq_len']}"
+    if plan.pp > 1:
+        stages = plan.pp * plan.virtual_stages
+        if stages > int(model_cfg["layers"]):
+            return f"pp * virtual_stages = {stages} pipeline stages exceed layers = {model_cfg['layers']}"
+    return None
+
+
+def _schedule_reason(plan: Plan) -> str | None:
+    if plan.schedule not in SCHEDULES:
+        return f"schedule {plan.schedule!r} not in {SCHEDULES}"
+    p, m, v = plan.pp, plan.micro_batches, plan.virtual_stages
+    if p == 1:
+        return None if v == 1 else "virtual_stages > 1 needs pp > 1"
+    if plan.schedule in SINGLE_STAGE_SCHEDULES and v != 1:
+        return f"schedule {plan.schedule} runs one stage per rank, got virtual_stages = {v}"
+    if plan.schedule not in SINGLE_STAGE_SCHEDULES and v < 2:
+        return f"schedule {plan.schedule} needs virtual_stages >= 2, got {v}"
+    if plan.schedule == "zbv" and v != 2:
+        return f"schedule zbv needs exactly 2 stages per rank, got virtual_stages = {v}"
+    if plan.schedule != "gpipe" and m < p:
+        return f"schedule {plan.schedule} needs micro_batches >= pp = {p}, got {m}"
+    if plan.schedule not in SINGLE_STAGE_SCHEDULES and m % p:
+        return f"schedule {plan.schedule} needs micro_batches to be a multiple of pp = {p}, got {m}"
+    if plan.accum_steps != 1:
+        return "pipeline plans accumulate over micro_batches; accum_steps must be 1"
+    return None
+
+
+def _flavour_reason(plan: Plan) -> str | None:
+    if plan.dp_flavour not in DP_FLAVOURS:
+        return f"dp_flavour {plan.dp_flavour!r} not in {DP_FLAVOURS}"
+    if plan.compression not in COMPRESSIONS:
+        return f"compression {plan.compression!r} not in {COMPRESSIONS}"
+    if plan.compression != "none" and plan.dp_flavour != "ddp":
+        return f"compression {plan.compression} is a DDP communication hook; dp_flavour is {plan.dp_flavour}"
+    if plan.dp > 1 and plan.tp > 1 and plan.dp_flavour != "fsdp":
+        return f"dp x tp composes FSDP2 over DTensor; dp_flavour {plan.dp_flavour} does not (use fsdp)"
+    if plan.dp > 1 and plan.pp > 1 and plan.dp_flavour not in ("ddp", "fsdp"):
+        return f"dp x pp wraps each stage in ddp or fsdp; dp_flavour {plan.dp_flavour} does not"
+    return None
 
 
 def infeasible_reason(plan: Plan, model_cfg: dict[str, Any], world_size: int, global_batch: int) -> str | None:
     """Why ``plan`` cannot train ``model_cfg`` on ``world_size`` ranks at ``global_batch``."""
     if plan.single_process and world_size != 1:
         return f"single-process plan needs world_size 1, got {world_size}"
-    if plan.dp_flavour not in DP_FLAVOURS:
-        return f"dp_flavour {plan.dp_flavour!r} not in {DP_FLAVOURS}"
+    for dim in plan.split_dims:
+        if getattr(plan, dim) < 2:
+            return f"{dim} = all ranks = {getattr(plan, dim)} at world_size {world_size}: nothing to split"
     if world_size % (plan.tp * plan.pp):
-        return f"world_size {world_size} is not divisible by tp*pp = {plan.tp * plan.pp}"
+        return f"world_size {world_size} is not divisible by tp*pp = {plan.tp}*{plan.pp}"
     if plan.dp * plan.tp * plan.pp != world_size:
         return f"world_size {world_size} != dp*tp*pp = {plan.dp}*{plan.tp}*{plan.pp}"
+    reason = _flavour_reason(plan) or _model_reason(plan, model_cfg) or _schedule_reason(plan)
+    if reason:
+        return reason
     if global_batch % plan.dp:
         return f"global batch {global_batch} is not divisible by dp = {plan.dp}"
+    local = global_batch // plan.dp
+    if local % plan.accum_steps:
+        return f"batch per dp rank {local} is not divisible by accum_steps = {plan.accum_steps}"
+    if plan.pp > 1 and local % plan.micro_batches:
+        return f"batch per dp rank {local} is not divisible by micro_batches = {plan.micro_batches}"
     return None

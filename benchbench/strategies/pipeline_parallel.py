@@ -1,0 +1,82 @@
+"""Pipeline parallelism with ``torch.distributed.pipelining``.
+
+The model is split by layers into ``pp * virtual_stages`` stages: stage 0 also owns the
+embeddings, the last stage the final LayerNorm and the LM head. Each rank builds the full model
+from the common seed and prunes it to its stage (so every stage starts from exactly the weights
+of the single-process run), wraps it in ``PipelineStage`` and runs a schedule over
+``micro_batches`` micro-batches per step:
+
+* ``gpipe`` — all forwards, then all backwards (Huang et al., 2019);
+* ``1f1b`` — one forward, one backward in steady state (PipeDream-Flush, Narayanan et al., 2019);
+* ``interleaved-1f1b`` — 1F1B over ``virtual_stages`` looped chunks per rank (Narayanan et al., 2021);
+* ``looped-bfs`` — breadth-first over looped chunks (Lamy-Poirier, 2023);
+* ``interleaved-zb`` / ``zbv`` — zero-bubble schedules that split backward into input- and
+  weight-gradient passes to fill the bubble (Qi et al., 2023); ZB-V places two chunks per rank in
+  a V shape.
+
+Gradients are scaled by 1 / micro_batches, so a step equals one step on the whole batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.distributed.pipelining import (
+    PipelineStage,
+    Schedule1F1B,
+    ScheduleGPipe,
+    ScheduleInterleaved1F1B,
+    ScheduleInterleavedZeroBubble,
+    ScheduleLoopedBFS,
+    ScheduleZBVZeroBubble,
+)
+
+from benchbench.models import build_model
+
+_SCHEDULES = {
+    "gpipe": ScheduleGPipe,
+    "1f1b": Schedule1F1B,
+    "interleaved-1f1b": ScheduleInterleaved1F1B,
+    "looped-bfs": ScheduleLoopedBFS,
+    "interleaved-zb": ScheduleInterleavedZeroBubble,
+    "zbv": ScheduleZBVZeroBubble,
+}
+
+
+def stage_ids(pp_rank: int, pp: int, virtual_stages: int, schedule: str) -> list[int]:
+    """The stage indices this pipeline rank holds: looped (r, r+p, ...) or V-shaped (r, 2p-1-r)."""
+    if schedule == "zbv":
+        return [pp_rank, 2 * pp - 1 - pp_rank]
+    return [pp_rank + k * pp for k in range(virtual_stages)]
+
+
+def build_stage_module(model_cfg: dict[str, Any], seed: int, stage: int, n_stages: int) -> nn.Module:
+    """The full model from ``seed``, pruned to stage ``stage`` of ``n_stages`` (split by layers)."""
+    torch.manual_seed(seed)
+    model = build_model(model_cfg)
+    layers = len(model.blocks)
+    lo, hi = stage * layers // n_stages, (stage + 1) * layers // n_stages
+    for name in list(model.blocks):
+        if not lo <= int(name) < hi:
+            del model.blocks[name]
+    if stage != 0:
+        model.embed = None
+    if stage != n_stages - 1:
+        model.ln_f = None
+        model.head = None
+    return model
+
+
+def make_stage(module: nn.Module, stage: int, n_stages: int, device: torch.device, group: Any) -> PipelineStage:
+    return PipelineStage(module, stage, n_stages, device, group=group)
+
+
+def make_schedule(schedule: str, stages: list[PipelineStage], micro_batches: int, loss_fn: Any) -> Any:
+    """The ``torch.distributed.pipelining`` schedule object over this rank's stages."""
+    cls = _SCHEDULES[schedule]
+    if schedule in ("gpipe", "1f1b"):
+        (stage,) = stages
+        return cls(stage, n_microbatches=micro_batches, loss_fn=loss_fn)
+    return cls(stages, n_microbatches=micro_batches, loss_fn=loss_fn)
