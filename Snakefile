@@ -14,6 +14,7 @@ from snakemake.utils import min_version
 from benchbench.config import DEFAULT_CONFIG, check_config
 from benchbench.study import RECORD_PATTERN, record_path
 from benchbench.study import expand as expand_study
+from benchbench.slurm import job_resources
 
 min_version("9.0")
 

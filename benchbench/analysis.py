@@ -28,7 +28,8 @@ RUN_COLUMNS = [
     "study", "model", "hardware", "strategy", "world_size", "dp", "tp", "pp", "repeat", "status",
     "global_batch", "step_time_median_s", "step_time_cv", "samples_per_s", "tokens_per_s",
     "model_tflops_per_rank", "mfu", "peak_mem_mb", "comm_bytes_per_step", "comm_bytes_source",
-    "exposed_comm_fraction", "bubble_fraction_measured", "bubble_fraction_theoretical", "loss_first", "loss_last", "loss_dev", "correct", "error",
+    "exposed_comm_fraction", "bubble_fraction_measured", "bubble_fraction_theoretical",
+    "loss_first", "loss_last", "loss_dev", "correct", "error",
 ]  # fmt: skip
 SCALING_KEYS = ["model", "hardware", "strategy", "world_size"]
 NOISY_CV = 0.10  # a group is flagged noisy above this step-time CV or repeat spread

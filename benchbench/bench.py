@@ -193,6 +193,8 @@ def run_rank(job: dict[str, Any], env: RankEnv) -> dict[str, Any] | None:
         "oversubscribed": device.type == "cpu" and env.world_size * threads > (os.cpu_count() or 1),
         "git_commit": git_commit(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "slurm_step_id": os.environ.get("SLURM_STEP_ID"),
+        "slurm_nodelist": os.environ.get("SLURM_STEP_NODELIST") or os.environ.get("SLURM_JOB_NODELIST"),
         "launcher": env.launcher,
         "cpu_count": os.cpu_count(),
     }

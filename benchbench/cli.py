@@ -33,7 +33,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             job, reason = make_spec(cfg, args.model, hardware, args.strategy, args.world_size, args.repeat)
         except KeyError as e:
             raise ConfigError(f"--strategy: {e.args[0]}") from None
-    record, written = run_job(job, args.out, reason)
+    record, written = run_job(job, args.out, reason, args.launcher)
     s = record["summary"]
     if record["status"] == "ok":
         print(
@@ -100,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--repeat", type=int, default=0, help="repeat index (default 0)")
     r.add_argument("--spec", help="a full job spec as JSON, or @FILE (what the workflow passes)")
     r.add_argument("--out", required=True, help="where to write the record")
+    r.add_argument(
+        "--launcher",
+        choices=["auto", "torchrun", "srun"],
+        default="auto",
+        help="how to start ranks (auto: srun inside a Slurm allocation, else torchrun)",
+    )
     r.add_argument("--allow-failed", action="store_true", help="exit 0 when a failed/infeasible record was written")
     r.set_defaults(func=_cmd_run)
 

@@ -1,18 +1,21 @@
 """Starting a job's ranks, and each rank learning who it is.
 
-* Parent side (:func:`run_job`): checks feasibility, starts the ranks with torch's elastic
-  launcher (``python -m torch.distributed.run``; one plain process for single-process plans),
-  enforces the job's timeout, and makes sure a record is left whatever happens: ``ok`` from
-  rank 0, ``infeasible`` or ``failed`` with the error otherwise.
+* Parent side (:func:`run_job`): checks feasibility, starts the ranks — with torch's elastic
+  launcher (``python -m torch.distributed.run --standalone``) on one machine, with ``srun``
+  inside a Slurm allocation, one plain process for single-process plans — enforces the job's
+  timeout, and makes sure a record is left whatever happens: ``ok`` from rank 0, ``infeasible``
+  or ``failed`` with the error otherwise.
 * Rank side (:func:`rank_env`, :func:`init_distributed`): rank, world size and local rank from
-  the launcher's environment.
+  the launcher's environment; rendezvous with a timeout and an error naming host, port and ranks.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -37,8 +40,18 @@ class RankEnv:
     launcher: str = "single"
 
 
+LAUNCHERS = ("auto", "torchrun", "srun")
+
+
 def rank_env() -> RankEnv:
-    """Rank identity from torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK), else one process."""
+    """Rank identity: from Slurm's variables for ranks started by our ``srun`` (which also sets
+    MASTER_ADDR / MASTER_PORT, :mod:`benchbench.slurm`), from torchrun's (RANK, WORLD_SIZE,
+    LOCAL_RANK), else one process."""
+    if os.environ.get("BENCHBENCH_LAUNCHER") == "srun":
+        from benchbench.slurm import rank_env_from_slurm
+
+        os.environ.update(rank_env_from_slurm())
+        return RankEnv(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"]), "srun")
     if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
         return RankEnv(
             int(os.environ["RANK"]),
@@ -49,20 +62,74 @@ def rank_env() -> RankEnv:
     return RankEnv()
 
 
+def _check_rendezvous_host(host: str) -> None:
+    """Fail fast on the classic multi-node hang: a rendezvous host that resolves to loopback,
+    so every node would wait for a world of its own."""
+    nnodes = int(os.environ.get("SLURM_STEP_NUM_NODES") or os.environ.get("SLURM_NNODES") or 1)
+    if nnodes <= 1:
+        return
+    try:
+        addr = socket.gethostbyname(host)
+    except OSError as e:
+        raise RuntimeError(f"rendezvous host {host!r} does not resolve on {socket.gethostname()}: {e}") from None
+    if addr.startswith("127.") or addr == "::1":
+        raise RuntimeError(
+            f"rendezvous host {host!r} resolves to loopback {addr} on {socket.gethostname()} in a {nnodes}-node "
+            "job: each node would form a world of its own and hang. Fix /etc/hosts or set BENCHBENCH_MASTER_ADDR."
+        )
+
+
 def init_distributed(env: RankEnv, backend: str, timeout_s: float) -> None:
-    """Join the job's process group (env:// rendezvous set up by the launcher)."""
+    """Join the job's process group (env:// rendezvous); a rendezvous that does not complete
+    within ``timeout_s`` fails with an error naming host, port and ranks."""
     import torch.distributed as dist
 
-    dist.init_process_group(
-        backend=backend, rank=env.rank, world_size=env.world_size, timeout=timedelta(seconds=timeout_s)
-    )
+    host, port = os.environ.get("MASTER_ADDR", "?"), os.environ.get("MASTER_PORT", "?")
+    if env.launcher == "srun":
+        _check_rendezvous_host(host)
+    try:
+        dist.init_process_group(
+            backend=backend, rank=env.rank, world_size=env.world_size, timeout=timedelta(seconds=timeout_s)
+        )
+    except Exception as e:
+        raise RuntimeError(
+            f"rendezvous failed: rank {env.rank} of {env.world_size} (local rank {env.local_rank}, "
+            f"{socket.gethostname()}) could not form the {backend} group at MASTER_ADDR={host} "
+            f"MASTER_PORT={port} within {timeout_s:.0f} s (launcher {env.launcher}): {e}"
+        ) from e
 
 
-def worker_command(job: dict[str, Any], spec_file: Path, out: Path, err_dir: Path) -> list[str]:
-    """The command line that starts every rank of ``job`` on this machine."""
+def resolve_launcher(launcher: str) -> str:
+    """``auto``: srun inside a Slurm allocation (SLURM_JOB_ID set, srun on PATH), else torchrun."""
+    if launcher not in LAUNCHERS:
+        raise ValueError(f"launcher {launcher!r} not in {LAUNCHERS}")
+    if launcher == "auto":
+        return "srun" if os.environ.get("SLURM_JOB_ID") and shutil.which("srun") else "torchrun"
+    return launcher
+
+
+def worker_command(
+    job: dict[str, Any], spec_file: Path, out: Path, err_dir: Path, launcher: str = "torchrun"
+) -> list[str]:
+    """The command line that starts every rank of ``job``."""
     worker = ["-m", "benchbench.worker", "--spec-file", str(spec_file), "--out", str(out), "--err-dir", str(err_dir)]
     if job["plan"].get("single_process"):
         return [sys.executable, *worker]
+    if launcher == "srun":
+        from benchbench.slurm import job_resources
+
+        res = job_resources(job)
+        return [
+            "srun",
+            f"--ntasks={job['world_size']}",
+            f"--nodes={res['nodes']}",
+            f"--ntasks-per-node={res.get('tasks_per_node', 1)}",
+            f"--cpus-per-task={res['cpus_per_task']}",
+            "--kill-on-bad-exit=1",  # one rank dies: the step ends instead of hanging
+            "--export=ALL",
+            sys.executable,
+            *worker,
+        ]
     return [
         sys.executable,
         "-m",
@@ -84,7 +151,9 @@ def _error_text(err_dir: Path, output: str, returncode: int | None) -> str:
     return f"ranks exited with code {returncode} and left no error; launcher output:\n{tail}"
 
 
-def run_job(job: dict[str, Any], out: str | Path, reason: str | None = None) -> tuple[dict[str, Any], Path]:
+def run_job(
+    job: dict[str, Any], out: str | Path, reason: str | None = None, launcher: str = "auto"
+) -> tuple[dict[str, Any], Path]:
     """Run one job and leave its record at ``out`` (see :func:`~benchbench.record.write_record`).
 
     Returns the record and where it was written. Never raises for a failing job: the failure
@@ -95,13 +164,22 @@ def run_job(job: dict[str, Any], out: str | Path, reason: str | None = None) -> 
         return record, write_record(record, out)
 
     threads = str(job.get("threads_per_rank", 1))
-    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "PYTHONUNBUFFERED": "1"}
+    launcher = resolve_launcher(launcher)
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": threads,
+        "MKL_NUM_THREADS": threads,
+        "PYTHONUNBUFFERED": "1",
+        "BENCHBENCH_LAUNCHER": launcher,
+    }
     timeout = float(job.get("timeout_s", 900))
-    with tempfile.TemporaryDirectory(prefix="benchbench-") as tmp:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # beside the record, not in /tmp: on a cluster every node's ranks must reach it
+    with tempfile.TemporaryDirectory(prefix=f".{out.stem}.", dir=out.parent) as tmp:
         tmpdir = Path(tmp)
         spec_file, tmp_out = tmpdir / "job.json", tmpdir / "record.json"
         spec_file.write_text(json.dumps(job))
-        cmd = worker_command(job, spec_file, tmp_out, tmpdir)
+        cmd = worker_command(job, spec_file, tmp_out, tmpdir, launcher)
         started = time.monotonic()
         proc = subprocess.Popen(
             cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
 
 import torch.distributed as dist
 
-from benchbench.launch import init_distributed, rank_env
+from benchbench.launch import RankEnv, init_distributed, rank_env
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,8 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--err-dir", required=True, type=Path)
     args = parser.parse_args(argv)
-    env = rank_env()
+    env = RankEnv(int(os.environ.get("RANK") or os.environ.get("SLURM_PROCID") or 0))
     try:
+        env = rank_env()
         from benchbench.bench import run_rank
         from benchbench.record import write_record
 

@@ -58,7 +58,7 @@ def test_default_config_is_valid_and_matches_the_issue():
         ({"dtype": "fp8"}, "dtype: 'fp8' is not allowed; allowed: ['fp32', 'bf16']"),
         ({"scaling": "medium"}, "scaling: 'medium' is not allowed; allowed: ['strong', 'weak']"),
         ({"strategies": ["ddp", "zero-9"]}, "strategies.1: 'zero-9' is not allowed; allowed: ["),
-        ({"hardware": ["tpu-v9"]}, "hardware.0: 'tpu-v9' is not allowed; allowed: ['cpu-local'"),
+        ({"hardware": ["tpu-v9"]}, "hardware.0: 'tpu-v9' is not allowed; allowed: ['a100-80gb-sxm', 'cpu-local'"),
         ({"world_sizes": [0]}, "world_sizes.0: 0 is less than the minimum of 1"),
         ({"bogus": 1}, "<top level>: unknown key(s) ['bogus']; allowed: ["),
         ({"steps": "ten"}, "steps: 'ten' is not of type 'integer'"),

@@ -1,0 +1,91 @@
+"""Slurm: what a bench job asks of the scheduler, and how a rank started by ``srun`` finds the
+others.
+
+* :func:`job_resources` — the Snakemake resources of one bench job for
+  snakemake-executor-plugin-slurm: nodes, tasks (one per rank), tasks per node, cpus per task,
+  GPUs per node, memory, runtime, and ``mpi="srun"`` for multi-rank jobs.
+* :func:`rank_env_from_slurm` — RANK / WORLD_SIZE / LOCAL_RANK from SLURM_PROCID / SLURM_NTASKS /
+  SLURM_LOCALID; MASTER_ADDR the first host of SLURM_STEP_NODELIST (parsed here, so ``scontrol``
+  need not be installed); MASTER_PORT derived from the job and step ids, so jobs grouped into one
+  allocation never collide.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from typing import Any
+
+PORT_BASE, PORT_SPAN = 20000, 40000
+
+
+def first_host(nodelist: str) -> str:
+    """First host of a Slurm hostlist expression: ``gpu[07-09,12],cpu3`` -> ``gpu07``."""
+    depth, end = 0, len(nodelist)
+    for i, ch in enumerate(nodelist):  # the first top-level comma ends the first host pattern
+        depth += ch == "["
+        depth -= ch == "]"
+        if ch == "," and depth == 0:
+            end = i
+            break
+    pattern = nodelist[:end].strip()
+    if not pattern:
+        raise ValueError(f"empty Slurm nodelist {nodelist!r}")
+    # each [a-b,c] group contributes its first value, zero padding kept
+    return re.sub(r"\[([^\]]+)\]", lambda m: re.split(r"[-,]", m.group(1))[0], pattern)
+
+
+def master_port(job_id: str | int, step_id: str | int | None) -> int:
+    """A rendezvous port unique to (job, step): steps of one allocation differ."""
+    step = int(step_id) if step_id not in (None, "") and str(step_id).isdigit() else 0
+    return PORT_BASE + (int(job_id) * 97 + step) % PORT_SPAN
+
+
+def rank_env_from_slurm(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """torch.distributed's env:// variables for a task started by ``srun``."""
+    env = os.environ if environ is None else environ
+    nodelist = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST")
+    if not nodelist:
+        raise RuntimeError("srun task without SLURM_STEP_NODELIST / SLURM_JOB_NODELIST: cannot find rank 0's host")
+    out = {
+        "RANK": env["SLURM_PROCID"],
+        "WORLD_SIZE": env.get("SLURM_STEP_NUM_TASKS") or env["SLURM_NTASKS"],
+        "LOCAL_RANK": env.get("SLURM_LOCALID", "0"),
+        "MASTER_ADDR": env.get("BENCHBENCH_MASTER_ADDR") or first_host(nodelist),
+        "MASTER_PORT": env.get("BENCHBENCH_MASTER_PORT")
+        or str(master_port(env["SLURM_JOB_ID"], env.get("SLURM_STEP_ID"))),
+    }
+    return out
+
+
+def job_resources(job: dict[str, Any]) -> dict[str, Any]:
+    """Snakemake resources of a bench job under snakemake-executor-plugin-slurm.
+
+    One task per rank; on GPUs one rank per GPU, ``devices_per_node`` ranks per node. The plugin
+    turns ``gpu``/``tasks`` into ``--ntasks-per-gpu=<tasks>`` (its issues #316, #459), which
+    clashes with multi-GPU ranks: ``tasks_per_gpu=0`` suppresses it, and GPUs are requested per
+    node with ``gres``. Multi-task jobs set ``mpi="srun"`` and give ``tasks_per_node`` (the plugin
+    takes one of tasks / tasks_per_node), so sbatch gets ``--nodes --ntasks-per-node``. Keys a job
+    does not need are 0 or "" (Snakemake resources cannot be absent for some jobs only; the plugin
+    treats both as unset). Partition and account are left to the user's default resources.
+    """
+    hw = job["hardware_cfg"]
+    slurm = hw.get("slurm") or {}
+    ws = int(job["world_size"])
+    threads = int(job.get("threads_per_rank", 1))
+    per_node = max(1, min(ws, int(hw.get("devices_per_node", ws))))
+    nodes = math.ceil(ws / per_node)
+    res: dict[str, Any] = {
+        "nodes": nodes,
+        "cpus_per_task": int(slurm.get("cpus_per_task", threads)),
+        "mem_mb_per_cpu": int(slurm.get("mem_mb_per_cpu", 2000)),
+        "runtime": int(slurm.get("runtime_min", math.ceil(float(job.get("timeout_s", 900)) / 60) + 5)),
+        "mpi": "srun" if ws > 1 else "",
+    }
+    # with mpi the plugin takes tasks_per_node or tasks, not both
+    res["tasks_per_node"] = per_node if ws > 1 else 0
+    res["tasks"] = 0 if ws > 1 else 1
+    res["gres"] = f"gpu:{per_node}" if hw["device"] == "cuda" else ""
+    res["tasks_per_gpu"] = 0
+    return res

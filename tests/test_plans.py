@@ -1,0 +1,104 @@
+"""Strategy presets, plan resolution, feasibility rules and theoretical bubbles (no processes)."""
+
+import pytest
+
+from benchbench.config import check_config
+from benchbench.strategies import PRESETS, infeasible_reason, resolve_plan, theoretical_bubble
+from benchbench.strategies.plan import Plan
+from benchbench.study import expand
+
+GPT = {"arch": "gpt", "layers": 4, "hidden": 32, "heads": 4, "seq_len": 16, "vocab": 64}
+MLP = {"arch": "mlp", "width": 32, "depth": 2, "out_dim": 4}
+
+
+def reason(strategy, ws, model=GPT, batch=16, **changes):
+    plan = resolve_plan(strategy, ws)
+    if changes:
+        plan = Plan.from_dict({**plan.to_dict(), **changes})
+    return infeasible_reason(plan, model, ws, batch)
+
+
+def test_all_dimensions_take_the_remaining_ranks():
+    assert (resolve_plan("tp", 4).tp, resolve_plan("tp", 4).dp) == (4, 1)
+    assert (resolve_plan("pp-1f1b", 2).pp, resolve_plan("pp-1f1b", 2).dp) == (2, 1)
+    p = resolve_plan("fsdp-tp", 8)
+    assert (p.dp, p.tp, p.pp) == (4, 2, 1)
+    p = resolve_plan("3d", 8)
+    assert (p.dp, p.tp, p.pp) == (2, 2, 2)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_runs_on_gpt_somewhere(name):
+    feasible = [ws for ws in (1, 2, 4) if reason(name, ws) is None]
+    assert feasible, f"{name} is feasible at no world size"
+
+
+def test_lossy_is_compression():
+    assert {n for n in PRESETS if resolve_plan(n, 2).lossy} == {"ddp-fp16", "ddp-bf16", "ddp-powersgd"}
+
+
+@pytest.mark.parametrize(
+    ("strategy", "ws", "changes", "model", "expected"),
+    [
+        ("tp", 1, {}, GPT, "tp = all ranks = 1 at world_size 1: nothing to split"),
+        ("tp", 2, {}, dict(GPT, heads=3, hidden=33), "tp = 2 does not divide heads = 3"),
+        ("tp-sp", 2, {}, dict(GPT, seq_len=15), "tp = 2 does not divide seq_len = 15"),
+        ("tp", 2, {}, MLP, "tensor and pipeline plans are defined for the gpt architecture"),
+        ("pp-1f1b", 2, {}, dict(GPT, layers=1), "2 pipeline stages exceed layers = 1"),
+        ("pp-interleaved", 4, {}, GPT, "8 pipeline stages exceed layers = 4"),
+        ("pp-1f1b", 4, {"micro_batches": 2}, GPT, "needs micro_batches >= pp = 4, got 2"),
+        ("pp-interleaved", 2, {"micro_batches": 3}, GPT, "multiple of pp = 2, got 3"),
+        ("pp-zbv", 2, {"virtual_stages": 3}, dict(GPT, layers=8), "zbv needs exactly 2 stages per rank"),
+        ("pp-gpipe", 2, {"virtual_stages": 2}, GPT, "runs one stage per rank"),
+        ("pp-1f1b", 2, {"micro_batches": 3}, GPT, "batch per dp rank 16 is not divisible by micro_batches = 3"),
+        ("fsdp", 2, {"compression": "fp16"}, GPT, "compression fp16 is a DDP communication hook"),
+        ("fsdp-tp", 4, {"dp_flavour": "ddp"}, GPT, "dp x tp composes FSDP2 over DTensor"),
+        ("ddp-pp", 4, {"dp_flavour": "naive"}, GPT, "dp x pp wraps each stage in ddp or fsdp"),
+        ("ddp-accum", 2, {"accum_steps": 3}, GPT, "batch per dp rank 8 is not divisible by accum_steps = 3"),
+        ("3d", 2, {}, GPT, "world_size 2 is not divisible by tp*pp = 2*2"),
+        ("ddp", 3, {}, GPT, "global batch 16 is not divisible by dp = 3"),
+    ],
+)
+def test_infeasible_combinations_state_why(strategy, ws, changes, model, expected):
+    r = reason(strategy, ws, model, **changes)
+    assert r is not None and expected in r
+
+
+def test_feasible_hybrids():
+    assert reason("3d", 4) is None  # dp 1 x tp 2 x pp 2
+    assert reason("3d", 8, batch=32) is None  # dp 2 x tp 2 x pp 2
+    assert reason("ddp-pp", 4) is None
+    assert reason("fsdp-tp", 4) is None
+
+
+def test_theoretical_bubble_formulas():
+    assert theoretical_bubble(resolve_plan("pp-1f1b", 2)) == pytest.approx(1 / 5)  # (p-1)/(m+p-1), m=4
+    assert theoretical_bubble(resolve_plan("pp-gpipe", 4)) == pytest.approx(3 / 7)
+    assert theoretical_bubble(resolve_plan("pp-interleaved", 2)) == pytest.approx(1 / 9)  # v=2: (p-1)/(vm+p-1)
+    assert theoretical_bubble(resolve_plan("pp-zbv", 2)) == 0.0
+    assert theoretical_bubble(resolve_plan("ddp", 2)) is None
+
+
+def test_strategy_defs_compose_new_plans_from_config():
+    cfg = check_config({
+        "study": "x", "models": {"g": dict(GPT, batch_size=16)}, "world_sizes": [2],
+        "strategies": ["ddp-1mb", "pp-8mb"],
+        "strategy_defs": {"ddp-1mb": {"base": "ddp", "bucket_cap_mb": 1},
+                          "pp-8mb": {"base": "pp-1f1b", "micro_batches": 8}},
+    })  # fmt: skip
+    jobs, dropped = expand(cfg)
+    assert not dropped
+    plans = {j["strategy"]: j["plan"] for j in jobs}
+    assert plans["ddp-1mb"]["bucket_cap_mb"] == 1 and plans["ddp-1mb"]["dp_flavour"] == "ddp"
+    assert plans["pp-8mb"]["micro_batches"] == 8 and plans["pp-8mb"]["pp"] == 2
+    assert {j["micro_batches"] for j in jobs if j["strategy"] == "pp-8mb"} == {8}
+
+
+def test_strategies_study_drops_with_reasons():
+    from benchbench.config import ROOT, load_config
+
+    cfg = load_config(ROOT / "config/studies/strategies.yaml")
+    jobs, dropped = expand(cfg)
+    assert set(cfg["strategies"]) == set(PRESETS)
+    assert all(d.reason for d in dropped)
+    assert {j["strategy"] for j in jobs} == set(PRESETS)  # each strategy runs at some world size

@@ -1,0 +1,144 @@
+"""The Slurm path: resources and sbatch/srun options of a bench job, rank identity under srun,
+and — where a Slurm cluster answers (CI starts one) — the CI study submitted through the shipped
+Slurm profile."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+import yaml
+
+from benchbench.config import ROOT, validate
+from benchbench.launch import worker_command
+from benchbench.slurm import first_host, job_resources, master_port, rank_env_from_slurm
+
+
+def h100_job(ws=8, per_node=4):
+    hw = yaml.safe_load((ROOT / "config/hardware/h100-sxm.yaml").read_text())
+    hw["devices_per_node"] = per_node  # a 2-node x 4-GPU job
+    return {"world_size": ws, "threads_per_rank": 1, "timeout_s": 900, "hardware_cfg": hw, "plan": {}}
+
+
+class Resources(dict):
+    """What the plugin reads: ``job.resources.get(k)`` and ``job.resources.k``."""
+
+    def __getattr__(self, key):
+        return self[key]
+
+
+def sbatch_call(res, threads):
+    from snakemake_executor_plugin_slurm.submit_string import get_submit_command
+    from snakemake_executor_plugin_slurm.utils import set_gres_string
+
+    job = SimpleNamespace(resources=Resources(res), threads=threads, name="bench", wildcards={})
+    params = {
+        "run_uuid": "U",
+        "slurm_logfile": "L",
+        "comment_str": "C",
+        "account": "",
+        "partition": "",
+        "workdir": "/w",
+    }
+    return get_submit_command(job, params) + set_gres_string(job)
+
+
+def test_h100_two_nodes_by_four_gpus_sbatch_and_srun_options():
+    job = h100_job()
+    res = job_resources(job)
+    call = sbatch_call(res, threads=8)
+    assert call.split("--comment C")[1].split() == [
+        "-t", "20", "--mem-per-cpu", "8000", "--nodes=2", "--ntasks-per-node=4", "--cpus-per-task=8",
+        "-D", "/w", "--gres=gpu:4",
+    ]  # fmt: skip
+    # the plugin's defaults that clash with one rank per GPU (its issues #316, #459) stay out
+    assert "--ntasks-per-gpu" not in call and "--ntasks=" not in call
+    srun = worker_command(job, Path("s"), Path("o"), Path("e"), "srun")
+    assert srun[:7] == [
+        "srun", "--ntasks=8", "--nodes=2", "--ntasks-per-node=4", "--cpus-per-task=8", "--kill-on-bad-exit=1",
+        "--export=ALL",
+    ]  # fmt: skip
+
+
+def test_single_rank_cpu_job_is_one_task_without_srun():
+    hw = yaml.safe_load((ROOT / "config/hardware/cpu-local.yaml").read_text())
+    res = job_resources({"world_size": 1, "threads_per_rank": 1, "timeout_s": 60, "hardware_cfg": hw})
+    call = sbatch_call(res, threads=1)
+    assert res["mpi"] == "" and "--ntasks=1" in call and "--gres" not in call and "--nodes=1" in call
+
+
+def test_hardware_profiles_are_valid_and_dense():
+    peaks = {}
+    for path in sorted((ROOT / "config/hardware").glob("*.yaml")):
+        profile = yaml.safe_load(path.read_text())
+        validate(profile, "hardware", str(path))
+        peaks[path.stem] = profile["peak_flops"]["bf16"]
+    assert peaks["h100-sxm"] == peaks["h200-sxm"] == 989e12  # dense, not the 1979 sparse figure
+    assert peaks["a100-80gb-sxm"] == 312e12
+    assert peaks["cpu-local"] is None
+
+
+@pytest.mark.parametrize(
+    ("nodelist", "host"),
+    [("gpu07", "gpu07"), ("gpu[07-09,12]", "gpu07"), ("a[1-2],b3", "a1"), ("rack[1-2]-n[003-004]", "rack1-n003"),
+     ("n-1,n-2", "n-1")],
+)  # fmt: skip
+def test_first_host_of_a_hostlist(nodelist, host):
+    assert first_host(nodelist) == host
+
+
+def test_rank_env_from_slurm_variables():
+    env = {"SLURM_PROCID": "5", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1", "SLURM_STEP_NODELIST": "gpu[03-04]",
+           "SLURM_JOB_ID": "1234", "SLURM_STEP_ID": "2"}  # fmt: skip
+    got = rank_env_from_slurm(env)
+    assert got == {"RANK": "5", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "MASTER_ADDR": "gpu03",
+                   "MASTER_PORT": str(master_port(1234, 2))}  # fmt: skip
+    ports = {master_port(1234, step) for step in range(100)}
+    assert len(ports) == 100 and all(20000 <= p < 60000 for p in ports)  # grouped jobs' steps never collide
+
+
+def _slurm_up() -> bool:
+    if not shutil.which("sinfo"):
+        return False
+    return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=20).returncode == 0
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_ci_study_through_real_slurm(tmp_path):
+    if not _slurm_up():
+        if os.environ.get("BENCHBENCH_REQUIRE_SLURM"):
+            pytest.fail("BENCHBENCH_REQUIRE_SLURM is set but no Slurm cluster answers (scripts/slurm-local.sh start)")
+        pytest.skip("no Slurm cluster answers (scripts/slurm-local.sh start brings up a local one)")
+    snakemake = Path(sys.executable).with_name("snakemake")
+    proc = subprocess.run(
+        [str(snakemake), "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+         "--configfile", str(ROOT / "config/studies/ci.yaml"),
+         "--profile", str(ROOT / "profiles/slurm"), "--workflow-profile", str(ROOT / "profiles/slurm-ci")],
+        capture_output=True, text=True, timeout=1200,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    study = tmp_path / "results" / "ci"
+    runs = pd.read_csv(study / "tables" / "runs.csv")
+    assert set(runs["status"]) == {"ok"} and set(runs["correct"]) == {"match"}
+    rec = json.loads((study / "raw/gpt-tiny/cpu-local/ddp/ws2-r0.json").read_text())
+    env = rec["env"]
+    assert env["launcher"] == "srun" and env["ranks"] == 2 and env["slurm_job_id"]
+    assert env["slurm_step_id"] not in (None, "batch")  # the ranks ran as tasks of an srun step
+    assert (study / "report" / "index.html").exists()
+
+    # the same job run locally with torchrun computes the same losses
+    local = tmp_path / "local.json"
+    subprocess.run(
+        [sys.executable, "-m", "benchbench", "run", "--launcher", "torchrun", "--out", str(local),
+         "--spec", json.dumps(rec["job"])],
+        check=True, capture_output=True, cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if not k.startswith("SLURM")},
+    )  # fmt: skip
+    local_loss = json.loads(local.read_text())["loss"]
+    assert max(abs(a - b) for a, b in zip(rec["loss"], local_loss, strict=True)) <= 1e-5

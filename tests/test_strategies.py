@@ -1,0 +1,73 @@
+"""Every strategy, run for real (torchrun, gloo), against the single-process run of the same model
+and batch: exact plans match to 1e-5, lossy ones record a bounded deviation; communication bytes
+are measured and pipeline bubbles recorded. Hybrids run on 4 ranks (sharing the cores)."""
+
+import pytest
+
+from benchbench.config import check_config
+from tests.conftest import run
+
+pytestmark = pytest.mark.slow
+
+GPT = {"arch": "gpt", "layers": 4, "hidden": 32, "heads": 4, "seq_len": 16, "vocab": 64, "batch_size": 16}
+TWO_RANK_EXACT = [
+    "dp-naive", "ddp", "ddp-static", "ddp-accum", "zero1", "fsdp", "fsdp-no-reshard", "tp", "tp-sp",
+    "pp-gpipe", "pp-1f1b", "pp-interleaved", "pp-zbv",
+]  # fmt: skip
+FOUR_RANK = ["fsdp-tp", "ddp-pp", "3d"]
+LOSSY = ["ddp-fp16", "ddp-bf16", "ddp-powersgd"]
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return check_config(
+        {"study": "t", "models": {"gpt": GPT}, "strategies": ["single"], "world_sizes": [1], "steps": 5,
+         "warmup_steps": 1, "timeout_s": 300}
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def single(cfg, tmp_path_factory):
+    rec = run(cfg, tmp_path_factory.mktemp("single"), "gpt", "single", 1)
+    assert rec["status"] == "ok", rec["error"]
+    return rec
+
+
+def deviation(rec, ref):
+    assert len(rec["loss"]) == len(ref["loss"]) == 6
+    return max(abs(a - b) for a, b in zip(rec["loss"], ref["loss"], strict=True))
+
+
+@pytest.mark.parametrize(("strategy", "ws"), [(s, 2) for s in TWO_RANK_EXACT] + [(s, 4) for s in FOUR_RANK])
+def test_exact_strategy_matches_single(cfg, single, tmp_path, strategy, ws):
+    rec = run(cfg, tmp_path, "gpt", strategy, ws)
+    assert rec["status"] == "ok", rec["error"]
+    assert deviation(rec, single) <= 1e-5
+    s = rec["summary"]
+    assert s["comm_bytes_source"] == "measured" and s["comm_bytes_per_step"] > 0
+    if rec["job"]["pp"] > 1:
+        assert 0 <= s["bubble_fraction_measured"] <= 1
+        assert s["bubble_fraction_theoretical"] is not None
+        assert s["exposed_comm_fraction"] is None
+    else:
+        assert 0 <= s["exposed_comm_fraction"] <= 1 and s["bubble_fraction_measured"] is None
+
+
+def test_measured_comm_bytes_follow_the_algorithms(cfg, single, tmp_path):
+    grads = 4 * single["summary"]["params"]  # fp32 gradient bytes
+    got = {s: run(cfg, tmp_path, "gpt", s, 2)["summary"]["comm_bytes_per_step"]
+           for s in ("ddp", "fsdp", "fsdp-no-reshard", "zero1", "ddp-fp16")}  # fmt: skip
+    assert got["ddp"] == grads  # one all-reduce of every gradient
+    assert got["fsdp"] == 3 * grads  # all-gather for forward and again for backward, reduce-scatter
+    assert got["fsdp-no-reshard"] == 2 * grads  # parameters kept after forward: one all-gather
+    assert got["zero1"] == 2 * grads  # all-reduce of gradients + broadcast of updated shards
+    assert got["ddp-fp16"] == grads // 2
+
+
+@pytest.mark.parametrize("strategy", LOSSY)
+def test_lossy_compression_deviation_is_recorded_and_bounded(cfg, single, tmp_path, strategy):
+    rec = run(cfg, tmp_path, "gpt", strategy, 2)
+    assert rec["status"] == "ok", rec["error"]
+    assert rec["job"]["plan"]["lossy"] is True
+    assert 0 < deviation(rec, single) < 0.1
+    assert rec["summary"]["comm_bytes_per_step"] < 4 * single["summary"]["params"]
