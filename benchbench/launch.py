@@ -123,7 +123,7 @@ def worker_command(
             "srun",
             f"--ntasks={job['world_size']}",
             f"--nodes={res['nodes']}",
-            f"--ntasks-per-node={res.get('tasks_per_node', 1)}",
+            f"--ntasks-per-node={res['tasks_per_node'] or 1}",
             f"--cpus-per-task={res['cpus_per_task']}",
             "--kill-on-bad-exit=1",  # one rank dies: the step ends instead of hanging
             "--export=ALL",
@@ -164,7 +164,7 @@ def run_job(
         return record, write_record(record, out)
 
     threads = str(job.get("threads_per_rank", 1))
-    launcher = resolve_launcher(launcher)
+    launcher = "single" if job["plan"].get("single_process") else resolve_launcher(launcher)
     env = {
         **os.environ,
         "OMP_NUM_THREADS": threads,

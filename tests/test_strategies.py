@@ -53,6 +53,19 @@ def test_exact_strategy_matches_single(cfg, single, tmp_path, strategy, ws):
         assert 0 <= s["exposed_comm_fraction"] <= 1 and s["bubble_fraction_measured"] is None
 
 
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp", "zero1"])
+def test_data_parallel_plans_on_mlp_match_single(tmp_path, strategy):
+    mlp = {"arch": "mlp", "width": 32, "depth": 3, "out_dim": 4, "batch_size": 16}
+    cfg = check_config(
+        {"study": "t", "models": {"mlp": mlp}, "strategies": ["single"], "world_sizes": [1], "steps": 5,
+         "warmup_steps": 1, "timeout_s": 300}
+    )  # fmt: skip
+    ref = run(cfg, tmp_path, "mlp", "single", 1)
+    rec = run(cfg, tmp_path, "mlp", strategy, 2)
+    assert rec["status"] == "ok", rec["error"]
+    assert deviation(rec, ref) <= 1e-5
+
+
 def test_measured_comm_bytes_follow_the_algorithms(cfg, single, tmp_path):
     grads = 4 * single["summary"]["params"]  # fp32 gradient bytes
     got = {s: run(cfg, tmp_path, "gpt", s, 2)["summary"]["comm_bytes_per_step"]

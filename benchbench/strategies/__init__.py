@@ -158,7 +158,7 @@ def parallelize(
     plan = Plan.from_dict(job["plan"])
     lr = float(job.get("optimizer", {}).get("lr", 1e-3))
     if plan.single_process:
-        torch.manual_seed(job["seed"])
+        torch.manual_seed(job["seed"])  # identical initial weights on every rank and strategy
         model = build_model(job["model_cfg"]).to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
         return Trainer(model, opt, loss_fn, device, autocast_dtype, plan.accum_steps, modules=[model])
@@ -167,9 +167,13 @@ def parallelize(
     wrap_dp = plan.dp > 1 or (plan.tp == 1 and plan.pp == 1)
 
     # 1. pipeline split: this rank's stages (one full model when pp = 1)
-    n_stages = plan.pp * plan.virtual_stages if plan.pp > 1 else 1
-    ids = stage_ids(mesh["pp"].get_local_rank(), plan.pp, plan.virtual_stages, plan.schedule) if plan.pp > 1 else [0]
-    modules = [build_stage_module(job["model_cfg"], job["seed"], s, n_stages).to(device) for s in ids]
+    if plan.pp > 1:
+        n_stages = plan.pp * plan.virtual_stages
+        ids = stage_ids(mesh["pp"].get_local_rank(), plan.pp, plan.virtual_stages, plan.schedule)
+        modules = [build_stage_module(job["model_cfg"], job["seed"], s, n_stages).to(device) for s in ids]
+    else:
+        torch.manual_seed(job["seed"])  # identical initial weights on every rank and strategy
+        modules = [build_model(job["model_cfg"]).to(device)]
 
     no_syncs, syncs = [], []
     for i, module in enumerate(modules):
