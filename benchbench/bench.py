@@ -163,11 +163,15 @@ def run_rank(job: dict[str, Any], env: RankEnv) -> dict[str, Any] | None:
     hosts = [socket.gethostname()]
     names = [device_name(device)]
     if distributed:
+        # NCCL reduces device tensors only; gloo host tensors
+        red = device if dist.get_backend() == "nccl" else torch.device("cpu")
+        step_t, loss_t, stats, blocked_t = (t.to(red) for t in (step_t, loss_t, stats, blocked_t))
         dist.all_reduce(step_t, op=dist.ReduceOp.MAX)
         dist.all_reduce(loss_t, op=dist.ReduceOp.SUM)
         dist.all_reduce(stats, op=dist.ReduceOp.MAX)
         dist.all_reduce(blocked_t, op=dist.ReduceOp.SUM)
         blocked_t /= env.world_size
+        step_t, loss_t, stats, blocked_t = (t.cpu() for t in (step_t, loss_t, stats, blocked_t))
         gathered: list[Any] = [None] * env.world_size
         dist.all_gather_object(gathered, (hosts[0], names[0]))
         hosts = sorted({h for h, _ in gathered})

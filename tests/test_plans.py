@@ -102,3 +102,11 @@ def test_strategies_study_drops_with_reasons():
     assert set(cfg["strategies"]) == set(PRESETS)
     assert all(d.reason for d in dropped)
     assert {j["strategy"] for j in jobs} == set(PRESETS)  # each strategy runs at some world size
+
+
+def test_config_schema_knows_every_plan_field():
+    from benchbench.config import load_schema
+    from benchbench.strategies.plan import PLAN_KEYS
+
+    props = load_schema("config")["properties"]["strategy_defs"]["additionalProperties"]["properties"]
+    assert set(props) == {"base", *PLAN_KEYS}

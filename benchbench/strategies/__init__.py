@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -70,7 +70,6 @@ class Trainer:
     accum_steps: int = 1
     after_backward: Callable[[], None] | None = None
     no_sync: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
-    modules: list[nn.Module] = field(default_factory=list)
 
     def train_step(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor | None:
         """One optimizer step on this rank's shard; returns its loss (mean over the shard)."""
@@ -100,7 +99,6 @@ class PipelineTrainer:
     has_first: bool
     has_last: bool
     autocast_dtype: torch.dtype | None = None
-    modules: list[nn.Module] = field(default_factory=list)
 
     def train_step(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor | None:
         """One optimizer step; returns the loss (mean over micro-batches) on the last stage's rank."""
@@ -161,7 +159,7 @@ def parallelize(
         torch.manual_seed(job["seed"])  # identical initial weights on every rank and strategy
         model = build_model(job["model_cfg"]).to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-        return Trainer(model, opt, loss_fn, device, autocast_dtype, plan.accum_steps, modules=[model])
+        return Trainer(model, opt, loss_fn, device, autocast_dtype, plan.accum_steps)
 
     mesh = make_mesh(plan, device)
     wrap_dp = plan.dp > 1 or (plan.tp == 1 and plan.pp == 1)
@@ -198,10 +196,8 @@ def parallelize(
         pp_group = mesh["pp"].get_group()
         stages = [make_stage(m, s, n_stages, device, pp_group) for m, s in zip(modules, ids, strict=True)]
         schedule = make_schedule(plan.schedule, stages, plan.micro_batches, loss_fn)
-        return PipelineTrainer(schedule, opt, device, 0 in ids, n_stages - 1 in ids, autocast_dtype, modules=modules)
+        return PipelineTrainer(schedule, opt, device, 0 in ids, n_stages - 1 in ids, autocast_dtype)
 
     (model,) = modules
     after = (lambda: [s() for s in syncs]) if syncs else None
-    return Trainer(
-        model, opt, loss_fn, device, autocast_dtype, plan.accum_steps, after, lambda: _all(no_syncs), modules=modules
-    )
+    return Trainer(model, opt, loss_fn, device, autocast_dtype, plan.accum_steps, after, lambda: _all(no_syncs))
