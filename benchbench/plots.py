@@ -1,5 +1,6 @@
 """Scaling plots (seaborn): throughput and efficiency against world size, one panel per model,
-one line per strategy; throughput plots carry the ideal-scaling line, efficiency plots y = 1."""
+one line per strategy (throughput with the ideal-scaling line, efficiency with y = 1), and the
+strategies side by side as bars of throughput per world size."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ import seaborn as sns
 FORMATS = ("svg", "png")
 
 
-def _save(grid: sns.FacetGrid, out_dir: Path, stem: str, world_sizes: list[int]) -> list[Path]:
-    for ax in grid.axes.flat:
+def _save(grid: sns.FacetGrid, out_dir: Path, stem: str, world_sizes: list[int] | None) -> list[Path]:
+    for ax in grid.axes.flat if world_sizes else []:
         ax.set_xticks(world_sizes)
     paths = []
     for fmt in FORMATS:
@@ -48,8 +49,11 @@ def plot_scaling(scaling: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     if scaling.empty:
         empty = {"model": "(no ok runs)", "world_size": 1, "throughput": 0.0, "efficiency": 0.0, "speedup": 1.0}
         scaling = pd.DataFrame([{**empty, "strategy": "-", "hardware": "-"}])
-    data = scaling.assign(series=scaling["strategy"] + " @ " + scaling["hardware"])
-    kw = dict(col="model", hue="series", kind="line", marker="o", facet_kws={"sharey": False}, height=3.4, aspect=1.2)
+    one_hw = scaling["hardware"].nunique() == 1
+    data = scaling.assign(series=scaling["strategy"] if one_hw else scaling["strategy"] + " @ " + scaling["hardware"])
+    n_series = data["series"].nunique()
+    height = max(3.4, 0.25 * n_series)  # room for the legend beside the panels
+    kw = dict(col="model", hue="series", kind="line", marker="o", facet_kws={"sharey": False}, height=height)
     paths: list[Path] = []
     world_sizes = sorted(int(n) for n in data["world_size"].unique())
 
@@ -57,13 +61,25 @@ def plot_scaling(scaling: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     g.map_dataframe(_ideal)
     g.set_axis_labels("world size (ranks)", "throughput (samples/s)")
     g.set_titles("{col_name}")
-    g.figure.suptitle("Throughput vs world size (dashed: ideal scaling from the ws-1 baseline)", y=1.04)
+    g.figure.suptitle("Throughput vs world size (dashed: ideal scaling from the ws-1 baseline)", y=1.02, x=0.4)
     paths += _save(g, out, "throughput", world_sizes)
 
     g = sns.relplot(data=data, x="world_size", y="efficiency", **kw)
     g.refline(y=1.0, color="0.4", lw=1)
     g.set_axis_labels("world size (ranks)", "scaling efficiency")
     g.set_titles("{col_name}")
-    g.figure.suptitle("Scaling efficiency vs world size (1.0 = ideal)", y=1.04)
+    g.figure.suptitle("Scaling efficiency vs world size (1.0 = ideal)", y=1.02, x=0.4)
     paths += _save(g, out, "efficiency", world_sizes)
+
+    # strategies side by side: one bar per strategy and world size
+    order = sorted(data["series"].unique())
+    g = sns.catplot(
+        data=data.assign(ranks=data["world_size"].astype(str)), y="series", x="throughput", hue="ranks",
+        col="model", kind="bar", order=order, hue_order=[str(n) for n in world_sizes], sharex=False,
+        height=max(3.4, 0.3 * len(order)), aspect=0.9,
+    )  # fmt: skip
+    g.set_axis_labels("throughput (samples/s)", "")
+    g.set_titles("{col_name}")
+    g.figure.suptitle("Strategies side by side: throughput by world size", y=1.02)
+    paths += _save(g, out, "strategies", None)
     return paths

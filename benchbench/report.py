@@ -75,7 +75,7 @@ def build_report(
         {"id": r["job"]["id"], "status": r["status"], "error": r["error"] or ""} for r in records if r["status"] != "ok"
     ]
     plots = []
-    for name in ("throughput", "efficiency"):
+    for name in ("strategies", "throughput", "efficiency"):
         svg = study_dir / "plots" / f"{name}.svg"
         if svg.exists():
             text = svg.read_text()

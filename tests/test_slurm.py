@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -102,19 +103,19 @@ def test_rank_env_from_slurm_variables():
     assert len(ports) == 100 and all(20000 <= p < 60000 for p in ports)  # grouped jobs' steps never collide
 
 
-def _slurm_up() -> bool:
-    if not shutil.which("sinfo"):
-        return False
-    return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=20).returncode == 0
+def _need_slurm() -> None:
+    up = shutil.which("sinfo") and subprocess.run(["sinfo", "-h"], capture_output=True, timeout=20).returncode == 0
+    if up:
+        return
+    if os.environ.get("BENCHBENCH_REQUIRE_SLURM"):
+        pytest.fail("BENCHBENCH_REQUIRE_SLURM is set but no Slurm cluster answers (scripts/slurm-local.sh start)")
+    pytest.skip("no Slurm cluster answers (scripts/slurm-local.sh start brings up a local one)")
 
 
 @pytest.mark.slow
 @pytest.mark.slurm
 def test_ci_study_through_real_slurm(tmp_path):
-    if not _slurm_up():
-        if os.environ.get("BENCHBENCH_REQUIRE_SLURM"):
-            pytest.fail("BENCHBENCH_REQUIRE_SLURM is set but no Slurm cluster answers (scripts/slurm-local.sh start)")
-        pytest.skip("no Slurm cluster answers (scripts/slurm-local.sh start brings up a local one)")
+    _need_slurm()
     snakemake = Path(sys.executable).with_name("snakemake")
     proc = subprocess.run(
         [str(snakemake), "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
@@ -142,3 +143,34 @@ def test_ci_study_through_real_slurm(tmp_path):
     )  # fmt: skip
     local_loss = json.loads(local.read_text())["loss"]
     assert max(abs(a - b) for a, b in zip(rec["loss"], local_loss, strict=True)) <= 1e-5
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_study_in_one_allocation(tmp_path):
+    """The many-small-jobs recipe: one sbatch allocation, the local executor inside it, every
+    multi-rank job an srun step of that allocation."""
+    _need_slurm()
+    snakemake = Path(sys.executable).with_name("snakemake")
+    inner = (f"{snakemake} -s {ROOT / 'Snakefile'} --configfile {ROOT / 'config/studies/ci.yaml'}"
+             " --cores 2 --resources bench_slots=1")  # fmt: skip
+    job_id = subprocess.run(
+        ["sbatch", "--parsable", "--nodes=1", "--ntasks=2", "--cpus-per-task=1", "--mem-per-cpu=1000",
+         "-D", str(tmp_path), "-o", str(tmp_path / "alloc.out"), "--wrap", inner],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip().split(";")[0]  # fmt: skip
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        if not subprocess.run(["squeue", "-h", "-j", job_id], capture_output=True, text=True).stdout.strip():
+            break
+        time.sleep(3)
+    else:
+        subprocess.run(["scancel", job_id])
+        pytest.fail(f"allocation {job_id} still running after 15 min")
+    log = (tmp_path / "alloc.out").read_text()
+    assert "100%) done" in log, log[-3000:]
+    records = [json.loads(p.read_text()) for p in (tmp_path / "results/ci/raw").rglob("ws2-r0.json")]
+    assert len(records) == 4 and {r["status"] for r in records} == {"ok"}
+    assert {r["env"]["slurm_job_id"] for r in records} == {job_id}
+    assert {r["env"]["launcher"] for r in records} == {"srun"}
+    assert len({r["env"]["slurm_step_id"] for r in records}) == 4  # one srun step per job

@@ -30,7 +30,7 @@ def test_ci_study_end_to_end(tmp_path):
     assert (scaling["efficiency"] > 0).all()
     dropped = pd.read_csv(study / "tables" / "dropped.csv")
     assert len(dropped) == 2
-    for name in ("throughput", "efficiency"):
+    for name in ("throughput", "efficiency", "strategies"):
         assert (study / "plots" / f"{name}.svg").stat().st_size > 1000
         assert (study / "plots" / f"{name}.png").stat().st_size > 1000
     html = (study / "report" / "index.html").read_text()
