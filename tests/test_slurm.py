@@ -174,3 +174,31 @@ def test_study_in_one_allocation(tmp_path):
     assert {r["env"]["slurm_job_id"] for r in records} == {job_id}
     assert {r["env"]["launcher"] for r in records} == {"srun"}
     assert len({r["env"]["slurm_step_id"] for r in records}) == 4  # one srun step per job
+
+
+def _rendezvous(env_extra: dict[str, str], timeout: float = 2) -> subprocess.CompletedProcess:
+    code = (
+        "from benchbench.launch import RankEnv, init_distributed\n"
+        f"init_distributed(RankEnv(1, 2, 0, 'srun'), 'gloo', {timeout})\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM")} | env_extra
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+
+
+def test_rendezvous_timeout_names_host_port_and_ranks():
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = _rendezvous({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "1", "WORLD_SIZE": "2"})
+    assert proc.returncode != 0
+    assert "rendezvous failed: rank 1 of 2 (local rank 0" in proc.stderr
+    assert f"MASTER_ADDR=127.0.0.1 MASTER_PORT={port} within 2 s (launcher srun)" in proc.stderr
+
+
+def test_loopback_rendezvous_host_on_several_nodes_fails_fast():
+    proc = _rendezvous({"MASTER_ADDR": "localhost", "MASTER_PORT": "29999", "SLURM_STEP_NUM_NODES": "2"}, 600)
+    assert proc.returncode != 0
+    assert "rendezvous host 'localhost' resolves to loopback 127.0.0.1" in proc.stderr
+    assert "2-node job: each node would form a world of its own" in proc.stderr
