@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -141,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"benchbench: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `benchbench matrix | head`: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -115,11 +115,17 @@ def hardware_names() -> list[str]:
     return sorted(p.stem for p in HARDWARE_DIR.glob("*.yaml"))
 
 
-def load_hardware(name: str, key: str = "hardware") -> dict[str, Any]:
-    """The validated hardware profile ``config/hardware/<name>.yaml``."""
-    path = HARDWARE_DIR / f"{name}.yaml"
-    if not path.exists():
-        raise ConfigError(f"invalid study config:\n  {key}: {name!r} is not allowed; allowed: {hardware_names()}")
+@cache
+def _validated_hardware(path: Path) -> dict[str, Any]:
     profile = yaml.safe_load(path.read_text())
     validate(profile, "hardware", f"hardware profile {path}")
     return profile
+
+
+def load_hardware(name: str, key: str = "hardware") -> dict[str, Any]:
+    """The validated hardware profile ``config/hardware/<name>.yaml`` (read and validated once
+    per process; each call gets its own copy)."""
+    path = HARDWARE_DIR / f"{name}.yaml"
+    if not path.exists():
+        raise ConfigError(f"invalid study config:\n  {key}: {name!r} is not allowed; allowed: {hardware_names()}")
+    return copy.deepcopy(_validated_hardware(path))
