@@ -19,7 +19,7 @@ setup: $(STAMP)
 ## make run: the default study (config/config.yaml), local executor, profiles/default
 run: setup
 	$(VENV)/bin/snakemake --configfile $(STUDY)
-	@echo "Report: $(CURDIR)/results/$$($(PY) -c 'from benchbench.config import load_config; print(load_config("$(STUDY)")["study"])')/report/index.html"
+	@echo "Report: $(CURDIR)/$$($(VENV)/bin/benchbench path report --config $(STUDY))"
 
 ## make test: lint, then the whole test suite (multi-process and workflow tests included)
 test: setup lint
@@ -31,8 +31,12 @@ slurm-profile:
 	ln -sfn $(CURDIR)/profiles/slurm $(HOME)/.config/snakemake/slurm
 	@echo "snakemake --profile slurm  ->  $(CURDIR)/profiles/slurm"
 
+## make lint: ruff on the code, snakemake --lint on the workflow (both must be clean)
 lint: setup
 	$(VENV)/bin/ruff check .
+	@out=$$($(VENV)/bin/snakemake --lint 2>&1); echo "$$out" | grep -q "Congratulations, your workflow is in a good condition" \
+		|| { echo "$$out"; echo "snakemake --lint found problems"; exit 1; }
+	@echo "snakemake --lint: clean"
 
 clean:
 	rm -rf results/*/ .snakemake

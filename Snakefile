@@ -5,16 +5,10 @@
     snakemake --profile profiles/slurm --configfile …  # on a Slurm cluster
 """
 
-import json
-import sys
-
 import yaml
 from snakemake.utils import min_version
 
 from benchbench.config import DEFAULT_CONFIG, check_config
-from benchbench.study import RECORD_PATTERN, record_path
-from benchbench.study import expand as expand_study
-from benchbench.slurm import job_resources
 
 min_version("9.0")
 
@@ -25,12 +19,9 @@ if "study" not in config:
     config.update(_merged)
 
 STUDY = check_config(dict(config))  # validated against workflow/schemas/config.schema.yaml
-JOBS, DROPPED = expand_study(STUDY)  # the same expansion `benchbench matrix` prints
-RESULTS = "results"
-STUDY_DIR = f"{RESULTS}/{STUDY['study']}"
-JOB_BY_RECORD = {str(record_path(j, RESULTS)): j for j in JOBS}
-PY = sys.executable  # run benchbench with the interpreter that runs Snakemake
 
+
+include: "workflow/rules/common.smk"
 include: "workflow/rules/bench.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/plot.smk"
@@ -39,5 +30,5 @@ include: "workflow/rules/report.smk"
 
 rule all:
     input:
-        f"{STUDY_DIR}/report/index.html",
+        str(LAYOUT.report),
     default_target: True

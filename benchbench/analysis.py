@@ -1,7 +1,7 @@
 """From records to tables (pandas): ``runs.csv`` (one row per record), ``scaling.csv`` (one row
 per model x hardware x strategy x world size) and ``dropped.csv``.
 
-Definitions (DESIGN.md, "Scaling terms"; docs/METRICS.md):
+Definitions: docs/METRICS.md (each number once; registry: :mod:`benchbench.metrics`):
 
 * throughput = global batch / median step time (samples/s), median over repeats;
 * baseline = the ``single`` job of the same model, hardware and global batch (strong scaling) or
@@ -15,25 +15,35 @@ Definitions (DESIGN.md, "Scaling terms"; docs/METRICS.md):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from benchbench.record import atomic_write_text, read_record
+from benchbench.job import Job
+from benchbench.metrics import METRICS, SUMMARY, SUMMARY_NAMES
+from benchbench.record import atomic_write_text, job_of, read_record
+from benchbench.study import Dropped
 
-RUN_COLUMNS = [
-    "study", "model", "hardware", "strategy", "world_size", "dp", "tp", "pp", "repeat", "status",
-    "global_batch", "step_time_median_s", "step_time_cv", "samples_per_s", "tokens_per_s",
-    "model_tflops_per_rank", "mfu", "peak_mem_mb", "comm_bytes_per_step", "comm_bytes_source",
-    "exposed_comm_fraction", "bubble_fraction_measured", "bubble_fraction_theoretical",
-    "loss_first", "loss_last", "loss_dev", "correct", "error",
+#: Identity of a run in runs.csv; then one column per summary metric, then the run's verdict.
+RUN_ID_COLUMNS = [
+    "study", "model", "hardware", "strategy", "world_size", "dp", "tp", "pp", "repeat", "status", "global_batch",
 ]  # fmt: skip
+RUN_COLUMNS = [*RUN_ID_COLUMNS, *SUMMARY_NAMES, "loss_first", "loss_last", "loss_dev", "correct", "error"]
 SCALING_KEYS = ["model", "hardware", "strategy", "world_size"]
+#: Summary metrics carried into scaling.csv, each combined over repeats as the registry says.
+SCALING_METRICS = [m for m in SUMMARY if m.across_repeats != "none"]
 NOISY_CV = 0.10  # a group is flagged noisy above this step-time CV or repeat spread
 SINGLE = "single"
+DROPPED_COLUMNS = [f.name for f in fields(Dropped)]
+_ACROSS_REPEATS = {
+    "median": lambda v: float(np.median(v)),
+    "max": lambda v: float(np.max(v)),
+    "first": lambda v: v[0],
+}
 
 
 def load_records(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
@@ -41,15 +51,19 @@ def load_records(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
     return [read_record(p) for p in paths]
 
 
-def _reference_losses(records: list[dict[str, Any]]) -> dict[tuple, list[float]]:
+def _reference_key(job: Job) -> tuple:
+    """What a run must share with its single-process reference."""
+    return (job.model, job.hardware, job.global_batch, job.dtype, job.seed)
+
+
+def _reference_losses(records: list[dict[str, Any]], jobs: list[Job]) -> dict[tuple, list[float]]:
     refs: dict[tuple, tuple[int, list[float]]] = {}
-    for r in records:
-        j = r["job"]
-        if r["status"] != "ok" or j["strategy"] != SINGLE:
+    for r, j in zip(records, jobs, strict=True):
+        if r["status"] != "ok" or j.strategy != SINGLE:
             continue
-        key = (j["model"], j["hardware"], j["global_batch"], j["dtype"], j["seed"])
-        if key not in refs or j["repeat"] < refs[key][0]:
-            refs[key] = (j["repeat"], r["loss"])
+        key = _reference_key(j)
+        if key not in refs or j.repeat < refs[key][0]:
+            refs[key] = (j.repeat, r["loss"])
     return {k: v for k, (_, v) in refs.items()}
 
 
@@ -61,35 +75,36 @@ def loss_deviation(loss: list[float], reference: list[float]) -> float:
     return float(np.max(np.abs(np.asarray(loss[:n]) - np.asarray(reference[:n]))))
 
 
+def _verdict(job: Job, status: str, dev: float) -> str:
+    if status != "ok":
+        return ""
+    if np.isnan(dev):
+        return "no reference"
+    if job.plan.lossy:
+        return "lossy"
+    return "match" if dev <= job.loss_tolerance else "MISMATCH"
+
+
+def _run_row(record: dict[str, Any], job: Job, ref: list[float] | None) -> dict[str, Any]:
+    ok = record["status"] == "ok"
+    dev = loss_deviation(record["loss"], ref) if (ref is not None and ok) else float("nan")
+    loss, error = record["loss"], record["error"]
+    return {
+        "study": job.study, "model": job.model, "hardware": job.hardware, "strategy": job.strategy,
+        "world_size": job.world_size, "dp": job.dp, "tp": job.tp, "pp": job.pp, "repeat": job.repeat,
+        "status": record["status"], "global_batch": job.global_batch,
+        **{k: record["summary"].get(k) for k in SUMMARY_NAMES},
+        "loss_first": loss[0] if loss else None, "loss_last": loss[-1] if loss else None,
+        "loss_dev": dev, "correct": _verdict(job, record["status"], dev),
+        "error": error.splitlines()[0] if error else "",
+    }  # fmt: skip
+
+
 def runs_table(records: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per record, with ``loss_dev`` against the single-process run and a verdict."""
-    refs = _reference_losses(records)
-    rows = []
-    for r in records:
-        j, s = r["job"], r["summary"]
-        ref = refs.get((j["model"], j["hardware"], j["global_batch"], j["dtype"], j["seed"]))
-        dev = loss_deviation(r["loss"], ref) if (ref is not None and r["status"] == "ok") else float("nan")
-        tol = float(j.get("loss_tolerance", 1e-5))
-        if r["status"] != "ok":
-            correct = ""
-        elif np.isnan(dev):
-            correct = "no reference"
-        elif j["plan"].get("lossy"):
-            correct = "lossy"
-        else:
-            correct = "match" if dev <= tol else "MISMATCH"
-        rows.append({
-            "study": j["study"], "model": j["model"], "hardware": j["hardware"], "strategy": j["strategy"],
-            "world_size": j["world_size"], "dp": j["dp"], "tp": j["tp"], "pp": j["pp"], "repeat": j["repeat"],
-            "status": r["status"], "global_batch": j["global_batch"],
-            **{k: s.get(k) for k in ("step_time_median_s", "step_time_cv", "samples_per_s", "tokens_per_s",
-                                     "model_tflops_per_rank", "mfu", "peak_mem_mb", "comm_bytes_per_step",
-                                     "comm_bytes_source", "exposed_comm_fraction", "bubble_fraction_measured",
-                                     "bubble_fraction_theoretical")},
-            "loss_first": r["loss"][0] if r["loss"] else None,
-            "loss_last": r["loss"][-1] if r["loss"] else None,
-            "loss_dev": dev, "correct": correct, "error": (r["error"] or "").splitlines()[0] if r["error"] else "",
-        })  # fmt: skip
+    jobs = [job_of(r) for r in records]
+    refs = _reference_losses(records, jobs)
+    rows = [_run_row(r, j, refs.get(_reference_key(j))) for r, j in zip(records, jobs, strict=True)]
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
 
 
@@ -103,60 +118,52 @@ def median_ci(values: np.ndarray, level: float = 0.95, resamples: int = 2000, se
     return float(lo), float(hi)
 
 
+def _across_repeats(records: list[dict[str, Any]], name: str, how: str) -> Any:
+    values = [r["summary"].get(name) for r in records if r["summary"].get(name) is not None]
+    return _ACROSS_REPEATS[how](values) if values else None
+
+
+def _configuration_row(job: Job, rs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One configuration's row of scaling.csv from its ok repeats (``job``: the first's)."""
+    pooled = np.concatenate([np.asarray(r["step_time_s"], dtype=float) for r in rs])
+    t_lo, t_hi = median_ci(pooled)
+    thr = [r["summary"]["samples_per_s"] for r in rs]
+    spread = (max(thr) - min(thr)) / float(np.median(thr))
+    row: dict[str, Any] = {
+        "model": job.model, "hardware": job.hardware, "strategy": job.strategy, "world_size": job.world_size,
+        "dp": job.dp, "tp": job.tp, "pp": job.pp, "global_batch": job.global_batch,
+        "per_rank_batch": job.local_batch, "repeats": len(rs),
+    }  # fmt: skip
+    for m in SCALING_METRICS:
+        row[m.column] = _across_repeats(rs, m.name, m.across_repeats)
+    row["throughput_ci_low"] = job.global_batch / t_hi
+    row["throughput_ci_high"] = job.global_batch / t_lo
+    row["lossy"] = job.plan.lossy
+    row["noisy"] = bool((row["step_time_cv"] or 0.0) > NOISY_CV or spread > NOISY_CV)
+    return row
+
+
 def scaling_table(records: list[dict[str, Any]], scaling: str = "strong") -> pd.DataFrame:
     """Throughput, speedup and efficiency per model x hardware x strategy x world size."""
-    groups: dict[tuple, list[dict[str, Any]]] = {}
+    groups: dict[tuple, tuple[Job, list[dict[str, Any]]]] = {}
     for r in records:
         if r["status"] == "ok":
-            j = r["job"]
-            groups.setdefault((j["model"], j["hardware"], j["strategy"], j["world_size"]), []).append(r)
-    rows = []
-    for (model, hw, strategy, ws), rs in sorted(groups.items()):
-        batch = rs[0]["job"]["global_batch"]
-        pooled = np.concatenate([np.asarray(r["step_time_s"], dtype=float) for r in rs])
-        t_med = float(np.median([r["summary"]["step_time_median_s"] for r in rs]))
-        t_lo, t_hi = median_ci(pooled)
-        thr = [r["summary"]["samples_per_s"] for r in rs]
-        tok = [r["summary"]["tokens_per_s"] for r in rs if r["summary"]["tokens_per_s"] is not None]
-        spread = (max(thr) - min(thr)) / float(np.median(thr))
-        max_cv = max(r["summary"]["step_time_cv"] or 0.0 for r in rs)
-        rows.append({
-            "model": model, "hardware": hw, "strategy": strategy, "world_size": ws,
-            "dp": rs[0]["job"]["dp"], "tp": rs[0]["job"]["tp"], "pp": rs[0]["job"]["pp"],
-            "global_batch": batch, "per_rank_batch": batch // max(rs[0]["job"]["dp"], 1), "repeats": len(rs),
-            "step_time_median_s": t_med,
-            "throughput": float(np.median(thr)),
-            "throughput_ci_low": batch / t_hi, "throughput_ci_high": batch / t_lo,
-            "tokens_per_s": float(np.median(tok)) if tok else None,
-            "peak_mem_mb": max(r["summary"]["peak_mem_mb"] or 0.0 for r in rs),
-            "comm_bytes_per_step": rs[0]["summary"]["comm_bytes_per_step"],
-            "exposed_comm_fraction": _median_of(rs, "exposed_comm_fraction"),
-            "bubble_fraction_measured": _median_of(rs, "bubble_fraction_measured"),
-            "bubble_fraction_theoretical": rs[0]["summary"].get("bubble_fraction_theoretical"),
-            "lossy": bool(rs[0]["job"]["plan"].get("lossy", False)),
-            "noisy": bool(max_cv > NOISY_CV or spread > NOISY_CV),
-        })  # fmt: skip
-    table = pd.DataFrame(rows)
+            j = job_of(r)
+            groups.setdefault((j.model, j.hardware, j.strategy, j.world_size), (j, []))[1].append(r)
+    table = pd.DataFrame([_configuration_row(j, rs) for _, (j, rs) in sorted(groups.items())])
     if table.empty:
         return table
     table.insert(4, "scaling", scaling)
-    speedups, effs, bases = [], [], []
+    speedups, bases = [], []
     for _, row in table.iterrows():
         per_rank = row["per_rank_batch"] if scaling == "weak" else None
         base, label = _baseline(table, row, per_rank)
-        speedup = row["throughput"] / base if base else float("nan")
-        speedups.append(speedup)
-        effs.append(speedup / row["world_size"])
+        speedups.append(row["throughput"] / base if base else float("nan"))
         bases.append(label)
     table["speedup"] = speedups
-    table["efficiency"] = effs
+    table["efficiency"] = table["speedup"] / table["world_size"]
     table["baseline"] = bases
     return table
-
-
-def _median_of(records: list[dict[str, Any]], key: str) -> float | None:
-    values = [r["summary"].get(key) for r in records if r["summary"].get(key) is not None]
-    return float(np.median(values)) if values else None
 
 
 def _baseline(table: pd.DataFrame, row: pd.Series, per_rank: int | None) -> tuple[float | None, str]:
@@ -184,7 +191,8 @@ def with_correctness(scaling: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     def verdict(values: pd.Series) -> str:
         return "MISMATCH" if (values == "MISMATCH").any() else str(values.iloc[0])
 
-    agg = ok.groupby(SCALING_KEYS).agg(loss_dev=("loss_dev", "max"), correct=("correct", verdict)).reset_index()
+    dev_how = METRICS["loss_dev"].across_repeats
+    agg = ok.groupby(SCALING_KEYS).agg(loss_dev=("loss_dev", dev_how), correct=("correct", verdict)).reset_index()
     return scaling.merge(agg, on=SCALING_KEYS, how="left")
 
 
@@ -194,19 +202,20 @@ def write_csv(df: pd.DataFrame, path: str | Path) -> None:
 
 def aggregate(
     record_paths: Iterable[str | Path],
-    out_dir: str | Path,
+    outputs: Mapping[str, str | Path],
     scaling: str = "strong",
     dropped: list[dict[str, Any]] | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Write ``runs.csv``, ``scaling.csv`` and ``dropped.csv`` to ``out_dir``; return the frames."""
+    """Write the tables (names: :data:`benchbench.layout.TABLES`) to ``outputs[name]``; return the frames."""
     records = load_records(record_paths)
-    out = Path(out_dir)
     runs = runs_table(records)
     frames = {
         "runs": runs,
         "scaling": with_correctness(scaling_table(records, scaling), runs),
-        "dropped": pd.DataFrame(dropped or [], columns=["model", "hardware", "strategy", "world_size", "reason"]),
+        "dropped": pd.DataFrame(dropped or [], columns=DROPPED_COLUMNS),
     }
+    if set(outputs) != set(frames):
+        raise ValueError(f"aggregate writes {sorted(frames)}, got outputs for {sorted(outputs)}")
     for name, df in frames.items():
-        write_csv(df, out / f"{name}.csv")
+        write_csv(df, outputs[name])
     return frames

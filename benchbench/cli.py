@@ -1,4 +1,4 @@
-"""Command line: ``benchbench run | matrix | aggregate | plot | report``."""
+"""Command line: ``benchbench run | matrix | aggregate | plot | report | path``."""
 
 from __future__ import annotations
 
@@ -9,54 +9,63 @@ import sys
 from pathlib import Path
 
 from benchbench.config import ConfigError, load_config
+from benchbench.layout import TABLES
+
+
+def _job_from_args(args: argparse.Namespace):  # -> tuple[Job, str | None]
+    """The job ``run`` should run: a full job given as JSON, or one combination of a study."""
+    from benchbench.job import Job
+    from benchbench.study import job_infeasible_reason, make_job
+
+    if args.spec:
+        text = Path(args.spec[1:]).read_text() if args.spec.startswith("@") else args.spec
+        try:
+            job = Job.from_dict(json.loads(text))
+        except (ValueError, TypeError, KeyError) as e:
+            raise ConfigError(f"--spec: {e}") from None
+        return job, job_infeasible_reason(job)
+    missing = [f"--{k.replace('_', '-')}" for k in ("model", "strategy", "world_size") if getattr(args, k) is None]
+    if missing:
+        raise ConfigError(f"run needs {', '.join(missing)} (or --spec)")
+    cfg = load_config(args.config)
+    if args.model not in cfg["models"]:
+        raise ConfigError(f"--model: {args.model!r} is not in the study's models; allowed: {sorted(cfg['models'])}")
+    hardware = args.hardware or cfg["hardware"][0]
+    try:
+        return make_job(cfg, args.model, hardware, args.strategy, args.world_size, args.repeat)
+    except KeyError as e:
+        raise ConfigError(f"--strategy: {e.args[0]}") from None
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from benchbench.launch import run_job
-    from benchbench.study import make_spec
 
-    if args.spec:
-        job = json.loads(Path(args.spec[1:]).read_text() if args.spec.startswith("@") else args.spec)
-        from benchbench.strategies import Plan, infeasible_reason
-
-        reason = infeasible_reason(
-            Plan.from_dict(job["plan"]), job["model_cfg"], job["world_size"], job["global_batch"]
-        )
-    else:
-        missing = [f"--{k.replace('_', '-')}" for k in ("model", "strategy", "world_size") if getattr(args, k) is None]
-        if missing:
-            raise ConfigError(f"run needs {', '.join(missing)} (or --spec)")
-        cfg = load_config(args.config)
-        if args.model not in cfg["models"]:
-            raise ConfigError(f"--model: {args.model!r} is not in the study's models; allowed: {sorted(cfg['models'])}")
-        hardware = args.hardware or cfg["hardware"][0]
-        try:
-            job, reason = make_spec(cfg, args.model, hardware, args.strategy, args.world_size, args.repeat)
-        except KeyError as e:
-            raise ConfigError(f"--strategy: {e.args[0]}") from None
+    job, reason = _job_from_args(args)
     record, written = run_job(job, args.out, reason, args.launcher)
     s = record["summary"]
     if record["status"] == "ok":
         print(
-            f"{job['id']}: ok  step {s['step_time_median_s']:.4f} s (median)  {s['samples_per_s']:.1f} samples/s  "
+            f"{job.id}: ok  step {s['step_time_median_s']:.4f} s (median)  {s['samples_per_s']:.1f} samples/s  "
             f"loss {record['loss'][0]:.4f} -> {record['loss'][-1]:.4f}  -> {written}"
         )
         return 0
-    print(f"{job['id']}: {record['status']}: {(record['error'] or '').splitlines()[0]}  -> {written}", file=sys.stderr)
+    print(f"{job.id}: {record['status']}: {(record['error'] or '').splitlines()[0]}  -> {written}", file=sys.stderr)
     return 0 if args.allow_failed else 1
 
 
 def _cmd_matrix(args: argparse.Namespace) -> int:
-    from benchbench.study import expand, record_path
+    from benchbench.layout import StudyLayout
+    from benchbench.study import expand
 
     cfg = load_config(args.config)
     jobs, dropped = expand(cfg)
     if args.json:
-        print(json.dumps({"jobs": jobs, "dropped": [d.__dict__ for d in dropped]}, indent=1))
+        print(json.dumps({"jobs": [j.to_dict() for j in jobs], "dropped": [d.to_dict() for d in dropped]}, indent=1))
         return 0
+    layout = StudyLayout(cfg["study"])
     print(f"# study {cfg['study']}: {len(jobs)} jobs, {len(dropped)} combinations dropped")
     for j in jobs:
-        print(f"{j['id']}\tbatch={j['global_batch']}\tdp={j['dp']} tp={j['tp']} pp={j['pp']}\t{record_path(j)}")
+        print(f"{j.id}\tbatch={j.global_batch}\tdp={j.dp} tp={j.tp} pp={j.pp}\t{layout.record(j)}")
     for d in dropped:
         print(f"dropped: {d.label()}: {d.reason}")
     return 0
@@ -65,8 +74,13 @@ def _cmd_matrix(args: argparse.Namespace) -> int:
 def _cmd_aggregate(args: argparse.Namespace) -> int:
     from benchbench.analysis import aggregate
 
+    outputs = {name: getattr(args, f"{name}_csv") for name in TABLES}
+    if args.out_dir:
+        outputs = {name: path or Path(args.out_dir) / f"{name}.csv" for name, path in outputs.items()}
+    if not all(outputs.values()):
+        raise ConfigError("aggregate needs --out-dir or all of " + ", ".join(f"--{n}-csv" for n in TABLES))
     dropped = json.loads(Path(args.dropped).read_text()) if args.dropped else []
-    frames = aggregate(args.records, args.out_dir, args.scaling, dropped)
+    frames = aggregate(args.records, outputs, args.scaling, dropped)
     print(frames["scaling"].to_string(index=False) if not frames["scaling"].empty else "no ok runs")
     return 0
 
@@ -74,24 +88,48 @@ def _cmd_aggregate(args: argparse.Namespace) -> int:
 def _cmd_plot(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from benchbench.layout import PLOT_FORMATS, PLOTS
     from benchbench.plots import plot_scaling
 
-    for p in plot_scaling(pd.read_csv(args.scaling), args.out_dir):
+    outputs = list(args.out or [])
+    if args.out_dir:
+        outputs += [Path(args.out_dir) / f"{n}.{f}" for n in PLOTS for f in PLOT_FORMATS]
+    if not outputs:
+        raise ConfigError("plot needs --out FILE... or --out-dir")
+    for p in plot_scaling(pd.read_csv(args.scaling), outputs):
         print(p)
     return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from benchbench.report import build_report
+    from benchbench.layout import PLOT_FORMATS, StudyLayout
+    from benchbench.report import build_report, study_records
 
-    print(build_report(args.study_dir, args.records or None, args.description))
+    if args.study_dir:
+        study_dir = Path(args.study_dir)
+        layout = StudyLayout(study_dir.name, study_dir.parent)
+        records = args.records or study_records(layout)
+        tables = {n: layout.table(n) for n in TABLES}
+        plots = [p for p in layout.plots() if p.suffix == f".{PLOT_FORMATS[0]}" and p.exists()]
+        out = args.out or layout.report
+    else:
+        if not (args.tables and args.out):
+            raise ConfigError("report needs --study-dir, or --tables, --plots and --out")
+        records, out, plots = args.records or [], args.out, args.plots or []
+        tables = {Path(t).stem: Path(t) for t in args.tables}
+    print(build_report(records=records, tables=tables, plots=plots, out=out, description=args.description))
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="benchbench", description="Benchmark parallel training strategies.")
-    sub = p.add_subparsers(dest="command", required=True)
+def _cmd_path(args: argparse.Namespace) -> int:
+    from benchbench.layout import StudyLayout
 
+    layout = StudyLayout(load_config(args.config)["study"], Path(args.results))
+    print(layout.report if args.what == "report" else layout.dir)
+    return 0
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("run", help="run one job and write its record")
     r.add_argument("--model", help="a model name of the study config")
     r.add_argument("--strategy", help="a strategy preset or one of the study's strategy_defs")
@@ -99,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--config", help="study config (default: config/config.yaml)")
     r.add_argument("--hardware", help="hardware profile (default: the study's first)")
     r.add_argument("--repeat", type=int, default=0, help="repeat index (default 0)")
-    r.add_argument("--spec", help="a full job spec as JSON, or @FILE (what the workflow passes)")
+    r.add_argument("--spec", help="a whole job as JSON (a record's 'job'), or @FILE (what the workflow passes)")
     r.add_argument("--out", required=True, help="where to write the record")
     r.add_argument(
         "--launcher",
@@ -110,28 +148,50 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--allow-failed", action="store_true", help="exit 0 when a failed/infeasible record was written")
     r.set_defaults(func=_cmd_run)
 
-    m = sub.add_parser("matrix", help="print the jobs a study expands to, and what it drops")
-    m.add_argument("--config", help="study config (default: config/config.yaml)")
-    m.add_argument("--json", action="store_true", help="machine-readable output")
-    m.set_defaults(func=_cmd_matrix)
 
+def _add_tables_and_plots(sub: argparse._SubParsersAction) -> None:
     a = sub.add_parser("aggregate", help="records -> runs.csv, scaling.csv, dropped.csv")
     a.add_argument("--records", nargs="+", required=True)
-    a.add_argument("--out-dir", required=True)
+    a.add_argument("--out-dir", help="write <out-dir>/{runs,scaling,dropped}.csv")
+    for name in TABLES:
+        a.add_argument(f"--{name}-csv", help=f"where to write {name}.csv (instead of --out-dir)")
     a.add_argument("--scaling", choices=["strong", "weak"], default="strong")
     a.add_argument("--dropped", help="JSON list of dropped combinations")
     a.set_defaults(func=_cmd_aggregate)
 
     pl = sub.add_parser("plot", help="scaling.csv -> plots")
     pl.add_argument("--scaling", required=True)
-    pl.add_argument("--out-dir", required=True)
+    pl.add_argument("--out", nargs="+", help="plot files to draw, <plot>.<format> (e.g. throughput.svg)")
+    pl.add_argument("--out-dir", help="draw every plot in every format into this folder")
     pl.set_defaults(func=_cmd_plot)
 
     rp = sub.add_parser("report", help="tables + plots + records -> report/index.html")
-    rp.add_argument("--study-dir", required=True)
+    rp.add_argument("--study-dir", help="results/<study>: records, tables and plots where the layout puts them")
     rp.add_argument("--records", nargs="*")
+    rp.add_argument("--tables", nargs="+", help="runs.csv scaling.csv dropped.csv (instead of --study-dir)")
+    rp.add_argument("--plots", nargs="*", help="plot files; SVGs are inlined")
+    rp.add_argument("--out", help="the report file (default: the layout's report/index.html)")
     rp.add_argument("--description", default="")
     rp.set_defaults(func=_cmd_report)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="benchbench", description="Benchmark parallel training strategies.")
+    sub = p.add_subparsers(dest="command", required=True)
+    _add_run(sub)
+
+    m = sub.add_parser("matrix", help="print the jobs a study expands to, and what it drops")
+    m.add_argument("--config", help="study config (default: config/config.yaml)")
+    m.add_argument("--json", action="store_true", help="machine-readable output")
+    m.set_defaults(func=_cmd_matrix)
+
+    _add_tables_and_plots(sub)
+
+    pa = sub.add_parser("path", help="print where a study's outputs go (results layout)")
+    pa.add_argument("what", choices=["report", "dir"])
+    pa.add_argument("--config", help="study config (default: config/config.yaml)")
+    pa.add_argument("--results", default="results", help="results root (default: results)")
+    pa.set_defaults(func=_cmd_path)
     return p
 
 

@@ -16,7 +16,6 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_DIR = ROOT / "workflow" / "schemas"
-HARDWARE_DIR = ROOT / "config" / "hardware"
 DEFAULT_CONFIG = ROOT / "config" / "config.yaml"
 
 
@@ -81,12 +80,13 @@ def check_config(cfg: dict[str, Any], what: str = "study config") -> dict[str, A
         raise ConfigError(f"invalid {what}: expected a mapping at the top level, got {type(cfg).__name__}")
     validate(cfg, "config", what)
     cfg = with_defaults(cfg)
-    from benchbench.strategies import PRESETS  # local: strategies import torch
+    from benchbench.hardware import load_hardware  # local: hardware validates with this module
+    from benchbench.strategies.plan import PRESETS
 
-    for name, spec in cfg["strategy_defs"].items():
-        if spec["base"] not in PRESETS:
+    for name, fields in cfg["strategy_defs"].items():
+        if fields["base"] not in PRESETS:
             raise ConfigError(
-                f"invalid {what}:\n  strategy_defs.{name}.base: {spec['base']!r} is not allowed; "
+                f"invalid {what}:\n  strategy_defs.{name}.base: {fields['base']!r} is not allowed; "
                 f"allowed: {sorted(PRESETS)}"
             )
     known = sorted(PRESETS) + sorted(cfg["strategy_defs"])
@@ -108,24 +108,3 @@ def load_config(path: str | Path | None = None) -> dict[str, Any]:
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
     return check_config(raw, f"study config {path}")
-
-
-def hardware_names() -> list[str]:
-    """The hardware profiles shipped in config/hardware/."""
-    return sorted(p.stem for p in HARDWARE_DIR.glob("*.yaml"))
-
-
-@cache
-def _validated_hardware(path: Path) -> dict[str, Any]:
-    profile = yaml.safe_load(path.read_text())
-    validate(profile, "hardware", f"hardware profile {path}")
-    return profile
-
-
-def load_hardware(name: str, key: str = "hardware") -> dict[str, Any]:
-    """The validated hardware profile ``config/hardware/<name>.yaml`` (read and validated once
-    per process; each call gets its own copy)."""
-    path = HARDWARE_DIR / f"{name}.yaml"
-    if not path.exists():
-        raise ConfigError(f"invalid study config:\n  {key}: {name!r} is not allowed; allowed: {hardware_names()}")
-    return copy.deepcopy(_validated_hardware(path))

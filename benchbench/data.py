@@ -1,7 +1,8 @@
 """Seeded synthetic tasks that a model can learn, identical for every strategy and world size.
 
 The global batch of step ``k`` depends only on (seed, k, global batch size); each data-parallel
-rank takes its contiguous shard of it (:func:`shard`). Two tasks:
+rank takes its contiguous shard of it (:func:`shard`). Which task trains which architecture is
+the architecture table's business (:data:`benchbench.models.ARCHITECTURES`). Two tasks:
 
 * ``mlp``: regression onto a fixed random *teacher* network (MSE loss).
 * ``gpt``: next-token prediction on sequences drawn from a fixed random Markov chain over the
@@ -41,6 +42,11 @@ class TeacherRegression:
         self.width, self.seed = width, seed
         self.loss_fn: LossFn = F.mse_loss
 
+    @classmethod
+    def for_model(cls, model_cfg: dict[str, Any], seed: int) -> TeacherRegression:
+        """The task of an ``mlp`` model config: inputs of its width, targets of its output size."""
+        return cls(int(model_cfg["width"]), int(model_cfg["out_dim"]), seed)
+
     def batch(self, step: int, global_batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         g = torch.Generator().manual_seed(self.seed * _STEP_STRIDE + step)
         x = torch.randn(global_batch, self.width, generator=g)
@@ -55,6 +61,11 @@ class MarkovTokens:
         self.transition = torch.softmax(sharpness * torch.randn(vocab, vocab, generator=g), dim=-1)
         self.vocab, self.seq_len, self.seed = vocab, seq_len, seed
 
+    @classmethod
+    def for_model(cls, model_cfg: dict[str, Any], seed: int) -> MarkovTokens:
+        """The task of a ``gpt`` model config: its vocabulary and sequence length."""
+        return cls(int(model_cfg["vocab"]), int(model_cfg["seq_len"]), seed)
+
     @staticmethod
     def loss_fn(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
@@ -66,16 +77,6 @@ class MarkovTokens:
         for t in range(self.seq_len):
             tokens[:, t + 1] = torch.multinomial(self.transition[tokens[:, t]], 1, generator=g).squeeze(1)
         return tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
-
-
-def make_task(model_cfg: dict[str, Any], seed: int) -> SyntheticTask:
-    """The synthetic task that fits a model config's architecture."""
-    arch = model_cfg["arch"]
-    if arch == "mlp":
-        return TeacherRegression(int(model_cfg["width"]), int(model_cfg["out_dim"]), seed)
-    if arch == "gpt":
-        return MarkovTokens(int(model_cfg["vocab"]), int(model_cfg["seq_len"]), seed)
-    raise ValueError(f"no synthetic task for arch {arch!r}")
 
 
 def shard(t: torch.Tensor, index: int, parts: int) -> torch.Tensor:

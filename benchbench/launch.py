@@ -1,12 +1,11 @@
-"""Starting a job's ranks, and each rank learning who it is.
+"""The parent side of a job: start its ranks, bound its time, always leave a record.
 
-* Parent side (:func:`run_job`): checks feasibility, starts the ranks — with torch's elastic
-  launcher (``python -m torch.distributed.run --standalone``) on one machine, with ``srun``
-  inside a Slurm allocation, one plain process for single-process plans — enforces the job's
-  timeout, and makes sure a record is left whatever happens: ``ok`` from rank 0, ``infeasible``
-  or ``failed`` with the error otherwise.
-* Rank side (:func:`rank_env`, :func:`init_distributed`): rank, world size and local rank from
-  the launcher's environment; rendezvous with a timeout and an error naming host, port and ranks.
+:func:`run_job` checks feasibility, starts the ranks — torch's elastic launcher
+(``python -m torch.distributed.run --standalone``) on one machine, ``srun`` inside a Slurm
+allocation, one plain process for single-process plans — enforces the job's timeout, and leaves a
+record whatever happens: ``ok`` from rank 0, ``infeasible`` or ``failed`` with the error otherwise.
+Each rank runs :mod:`benchbench.rank`; the rank side of the rendezvous is
+:mod:`benchbench.rendezvous`.
 """
 
 from __future__ import annotations
@@ -15,88 +14,18 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from benchbench.job import Job
 from benchbench.record import make_record, read_record, write_record
 
 ERROR_TAIL_CHARS = 4000
-
-
-@dataclass(frozen=True)
-class RankEnv:
-    """Who this process is in the job."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    launcher: str = "single"
-
-
 LAUNCHERS = ("auto", "torchrun", "srun")
-
-
-def rank_env() -> RankEnv:
-    """Rank identity: from Slurm's variables for ranks started by our ``srun`` (which also sets
-    MASTER_ADDR / MASTER_PORT, :mod:`benchbench.slurm`), from torchrun's (RANK, WORLD_SIZE,
-    LOCAL_RANK), else one process."""
-    if os.environ.get("BENCHBENCH_LAUNCHER") == "srun":
-        from benchbench.slurm import rank_env_from_slurm
-
-        os.environ.update(rank_env_from_slurm())
-        return RankEnv(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"]), "srun")
-    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
-        return RankEnv(
-            int(os.environ["RANK"]),
-            int(os.environ["WORLD_SIZE"]),
-            int(os.environ.get("LOCAL_RANK", 0)),
-            "torchrun",
-        )
-    return RankEnv()
-
-
-def _check_rendezvous_host(host: str) -> None:
-    """Fail fast on the classic multi-node hang: a rendezvous host that resolves to loopback,
-    so every node would wait for a world of its own."""
-    nnodes = int(os.environ.get("SLURM_STEP_NUM_NODES") or os.environ.get("SLURM_NNODES") or 1)
-    if nnodes <= 1:
-        return
-    try:
-        addr = socket.gethostbyname(host)
-    except OSError as e:
-        raise RuntimeError(f"rendezvous host {host!r} does not resolve on {socket.gethostname()}: {e}") from None
-    if addr.startswith("127.") or addr == "::1":
-        raise RuntimeError(
-            f"rendezvous host {host!r} resolves to loopback {addr} on {socket.gethostname()} in a {nnodes}-node "
-            "job: each node would form a world of its own and hang. Fix /etc/hosts or set BENCHBENCH_MASTER_ADDR."
-        )
-
-
-def init_distributed(env: RankEnv, backend: str, timeout_s: float) -> None:
-    """Join the job's process group (env:// rendezvous); a rendezvous that does not complete
-    within ``timeout_s`` fails with an error naming host, port and ranks."""
-    import torch.distributed as dist
-
-    host, port = os.environ.get("MASTER_ADDR", "?"), os.environ.get("MASTER_PORT", "?")
-    if env.launcher == "srun":
-        _check_rendezvous_host(host)
-    try:
-        dist.init_process_group(
-            backend=backend, rank=env.rank, world_size=env.world_size, timeout=timedelta(seconds=timeout_s)
-        )
-    except Exception as e:
-        raise RuntimeError(
-            f"rendezvous failed: rank {env.rank} of {env.world_size} (local rank {env.local_rank}, "
-            f"{socket.gethostname()}) could not form the {backend} group at MASTER_ADDR={host} "
-            f"MASTER_PORT={port} within {timeout_s:.0f} s (launcher {env.launcher}): {e}"
-        ) from e
 
 
 def resolve_launcher(launcher: str) -> str:
@@ -108,27 +37,25 @@ def resolve_launcher(launcher: str) -> str:
     return launcher
 
 
-def worker_command(
-    job: dict[str, Any], spec_file: Path, out: Path, err_dir: Path, launcher: str = "torchrun"
-) -> list[str]:
+def rank_command(job: Job, job_file: Path, out: Path, err_dir: Path, launcher: str = "torchrun") -> list[str]:
     """The command line that starts every rank of ``job``."""
-    worker = ["-m", "benchbench.worker", "--spec-file", str(spec_file), "--out", str(out), "--err-dir", str(err_dir)]
-    if job["plan"].get("single_process"):
-        return [sys.executable, *worker]
+    rank = ["-m", "benchbench.rank", "--job-file", str(job_file), "--out", str(out), "--err-dir", str(err_dir)]
+    if not job.distributed:
+        return [sys.executable, *rank]
     if launcher == "srun":
         from benchbench.slurm import job_resources
 
         res = job_resources(job)
         return [
             "srun",
-            f"--ntasks={job['world_size']}",
+            f"--ntasks={job.world_size}",
             f"--nodes={res['nodes']}",
             f"--ntasks-per-node={res['tasks_per_node'] or 1}",
             f"--cpus-per-task={res['cpus_per_task']}",
             "--kill-on-bad-exit=1",  # one rank dies: the step ends instead of hanging
             "--export=ALL",
             sys.executable,
-            *worker,
+            *rank,
         ]
     return [
         sys.executable,
@@ -136,9 +63,9 @@ def worker_command(
         "torch.distributed.run",
         "--standalone",  # local c10d rendezvous on a free port: concurrent jobs never collide
         "--nnodes=1",
-        f"--nproc-per-node={job['world_size']}",
+        f"--nproc-per-node={job.world_size}",
         "--max-restarts=0",
-        *worker,
+        *rank,
     ]
 
 
@@ -151,8 +78,34 @@ def _error_text(err_dir: Path, output: str, returncode: int | None) -> str:
     return f"ranks exited with code {returncode} and left no error; launcher output:\n{tail}"
 
 
+def _rank_environment(job: Job, launcher: str) -> dict[str, str]:
+    threads = str(job.threads_per_rank)
+    return {
+        **os.environ,
+        "OMP_NUM_THREADS": threads,
+        "MKL_NUM_THREADS": threads,
+        "PYTHONUNBUFFERED": "1",
+        "BENCHBENCH_LAUNCHER": launcher,
+    }
+
+
+def _run_ranks(cmd: list[str], env: dict[str, str], timeout: float) -> tuple[str, int | None, bool]:
+    """Run the launcher in its own session; on timeout kill it and every rank it started.
+    Returns (combined output, return code, timed out)."""
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+        return output, proc.returncode, False
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        output, _ = proc.communicate()
+        return output, proc.returncode, True
+
+
 def run_job(
-    job: dict[str, Any], out: str | Path, reason: str | None = None, launcher: str = "auto"
+    job: Job, out: str | Path, reason: str | None = None, launcher: str = "auto"
 ) -> tuple[dict[str, Any], Path]:
     """Run one job and leave its record at ``out`` (see :func:`~benchbench.record.write_record`).
 
@@ -160,46 +113,27 @@ def run_job(
     is the record."""
     out = Path(out)
     if reason is not None:
-        record = make_record(job, "infeasible", reason)
+        record = make_record(job=job, status="infeasible", error=reason)
         return record, write_record(record, out)
 
-    threads = str(job.get("threads_per_rank", 1))
-    launcher = "single" if job["plan"].get("single_process") else resolve_launcher(launcher)
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": threads,
-        "MKL_NUM_THREADS": threads,
-        "PYTHONUNBUFFERED": "1",
-        "BENCHBENCH_LAUNCHER": launcher,
-    }
-    timeout = float(job.get("timeout_s", 900))
+    launcher = resolve_launcher(launcher) if job.distributed else "single"
     out.parent.mkdir(parents=True, exist_ok=True)
     # beside the record, not in /tmp: on a cluster every node's ranks must reach it
     with tempfile.TemporaryDirectory(prefix=f".{out.stem}.", dir=out.parent) as tmp:
         tmpdir = Path(tmp)
-        spec_file, tmp_out = tmpdir / "job.json", tmpdir / "record.json"
-        spec_file.write_text(json.dumps(job))
-        cmd = worker_command(job, spec_file, tmp_out, tmpdir, launcher)
+        job_file, tmp_out = tmpdir / "job.json", tmpdir / "record.json"
+        job_file.write_text(json.dumps(job.to_dict()))
         started = time.monotonic()
-        proc = subprocess.Popen(
-            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        output, code, timed_out = _run_ranks(
+            rank_command(job, job_file, tmp_out, tmpdir, launcher), _rank_environment(job, launcher), job.timeout_s
         )
-        try:
-            output, _ = proc.communicate(timeout=timeout)
-            timed_out = False
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # the launcher and every rank it started
-            output, _ = proc.communicate()
-            timed_out = True
-        sys.stderr.write(output[-ERROR_TAIL_CHARS:] if proc.returncode else "")
-
-        if not timed_out and proc.returncode == 0 and tmp_out.exists():
+        sys.stderr.write(output[-ERROR_TAIL_CHARS:] if code else "")
+        if not timed_out and code == 0 and tmp_out.exists():
             record = read_record(tmp_out)
         elif timed_out:
-            msg = f"timeout: job still running after {timeout:.0f} s (timeout_s), killed"
-            record = make_record(job, "failed", msg + "\n" + _error_text(tmpdir, output, None))
+            msg = f"timeout: job still running after {job.timeout_s:.0f} s (timeout_s), killed"
+            record = make_record(job=job, status="failed", error=msg + "\n" + _error_text(tmpdir, output, None))
         else:
-            record = make_record(job, "failed", _error_text(tmpdir, output, proc.returncode))
-        record.setdefault("env", {})
+            record = make_record(job=job, status="failed", error=_error_text(tmpdir, output, code))
         record["env"]["wall_time_s"] = round(time.monotonic() - started, 3)
         return record, write_record(record, out)

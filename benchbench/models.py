@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchbench.data import MarkovTokens, SyntheticTask, TeacherRegression
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -181,13 +183,26 @@ class Architecture:
     params: Callable[..., int]
     train_flops_per_sample: Callable[..., float]
     size_keys: tuple[str, ...]
-    sequence: bool
+    sequence: bool  # consumes token sequences (seq_len, tokens/s)
+    task: Callable[[dict[str, Any], int], SyntheticTask]  # (model config, seed) -> its seeded task
 
 
 ARCHITECTURES: dict[str, Architecture] = {
-    "mlp": Architecture(MLP, mlp_params, mlp_train_flops_per_sample, ("width", "depth", "out_dim"), False),
+    "mlp": Architecture(
+        MLP,
+        mlp_params,
+        mlp_train_flops_per_sample,
+        ("width", "depth", "out_dim"),
+        sequence=False,
+        task=TeacherRegression.for_model,
+    ),
     "gpt": Architecture(
-        GPT, gpt_params, gpt_train_flops_per_sample, ("layers", "hidden", "heads", "seq_len", "vocab"), True
+        GPT,
+        gpt_params,
+        gpt_train_flops_per_sample,
+        ("layers", "hidden", "heads", "seq_len", "vocab"),
+        sequence=True,
+        task=MarkovTokens.for_model,
     ),
 }
 
@@ -201,6 +216,11 @@ def size_args(model_cfg: dict[str, Any]) -> dict[str, int]:
 def build_model(model_cfg: dict[str, Any]) -> nn.Module:
     """Build the module for a model config; its initialisation follows torch's global seed."""
     return ARCHITECTURES[model_cfg["arch"]].build(**size_args(model_cfg))
+
+
+def make_task(model_cfg: dict[str, Any], seed: int) -> SyntheticTask:
+    """The seeded synthetic task that trains a model config's architecture."""
+    return ARCHITECTURES[model_cfg["arch"]].task(model_cfg, seed)
 
 
 def model_info(model_cfg: dict[str, Any]) -> ModelInfo:

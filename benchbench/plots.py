@@ -4,6 +4,7 @@ strategies side by side as bars of throughput per world size."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import matplotlib
@@ -13,22 +14,31 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-FORMATS = ("svg", "png")
+from benchbench.layout import PLOT_FORMATS, PLOTS
 
 
-def _save(grid: sns.FacetGrid, out_dir: Path, stem: str, world_sizes: list[int] | None) -> list[Path]:
+def _save(grid: sns.FacetGrid, paths: list[Path], world_sizes: list[int] | None) -> list[Path]:
     for ax in grid.axes.flat if world_sizes else []:
         ax.set_xticks(world_sizes)
-    paths = []
-    for fmt in FORMATS:
-        path = out_dir / f"{stem}.{fmt}"
+    for path in paths:
+        fmt = path.suffix.lstrip(".")
         tmp = path.with_name(f".{path.name}.tmp")
         meta = {"Date": None} if fmt == "svg" else {}  # reproducible files: no time stamp
+        path.parent.mkdir(parents=True, exist_ok=True)
         grid.savefig(tmp, format=fmt, dpi=110, bbox_inches="tight", metadata=meta)
         tmp.replace(path)
-        paths.append(path)
     plt.close(grid.figure)
     return paths
+
+
+def _by_plot(outputs: Iterable[str | Path]) -> dict[str, list[Path]]:
+    """Output files grouped by plot name (the stem); each must be a known plot and format."""
+    wanted: dict[str, list[Path]] = {}
+    for p in map(Path, outputs):
+        if p.stem not in PLOTS or p.suffix.lstrip(".") not in PLOT_FORMATS:
+            raise ValueError(f"cannot draw {p}: plots are {PLOTS}, formats {PLOT_FORMATS}")
+        wanted.setdefault(p.stem, []).append(p)
+    return wanted
 
 
 def _ideal(data: pd.DataFrame, **_: object) -> None:
@@ -41,38 +51,45 @@ def _ideal(data: pd.DataFrame, **_: object) -> None:
     plt.plot(ws, [base.iloc[0] * n for n in ws], ls="--", color="0.4", lw=1, label="ideal")
 
 
-def plot_scaling(scaling: pd.DataFrame, out_dir: str | Path) -> list[Path]:
-    """Write ``throughput.{svg,png}`` and ``efficiency.{svg,png}``; returns the paths."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    sns.set_theme(style="whitegrid", context="notebook")
+def _series(scaling: pd.DataFrame) -> pd.DataFrame:
+    """The scaling table with a ``series`` label per line (strategy, plus hardware when several)."""
     if scaling.empty:
         empty = {"model": "(no ok runs)", "world_size": 1, "throughput": 0.0, "efficiency": 0.0, "speedup": 1.0}
         scaling = pd.DataFrame([{**empty, "strategy": "-", "hardware": "-"}])
     one_hw = scaling["hardware"].nunique() == 1
-    data = scaling.assign(series=scaling["strategy"] if one_hw else scaling["strategy"] + " @ " + scaling["hardware"])
-    n_series = data["series"].nunique()
-    height = max(3.4, 0.25 * n_series)  # room for the legend beside the panels
-    kw = dict(col="model", hue="series", kind="line", marker="o", facet_kws={"sharey": False}, height=height)
-    paths: list[Path] = []
-    world_sizes = sorted(int(n) for n in data["world_size"].unique())
+    return scaling.assign(series=scaling["strategy"] if one_hw else scaling["strategy"] + " @ " + scaling["hardware"])
 
-    g = sns.relplot(data=data, x="world_size", y="throughput", **kw)
+
+def _line_plot(data: pd.DataFrame, y: str) -> sns.FacetGrid:
+    height = max(3.4, 0.25 * data["series"].nunique())  # room for the legend beside the panels
+    g = sns.relplot(
+        data=data, x="world_size", y=y, col="model", hue="series", kind="line", marker="o",
+        facet_kws={"sharey": False}, height=height,
+    )  # fmt: skip
+    g.set_titles("{col_name}")
+    return g
+
+
+def _throughput(data: pd.DataFrame) -> sns.FacetGrid:
+    g = _line_plot(data, "throughput")
     g.map_dataframe(_ideal)
     g.set_axis_labels("world size (ranks)", "throughput (samples/s)")
-    g.set_titles("{col_name}")
     g.figure.suptitle("Throughput vs world size (dashed: ideal scaling from the ws-1 baseline)", y=1.02, x=0.4)
-    paths += _save(g, out, "throughput", world_sizes)
+    return g
 
-    g = sns.relplot(data=data, x="world_size", y="efficiency", **kw)
+
+def _efficiency(data: pd.DataFrame) -> sns.FacetGrid:
+    g = _line_plot(data, "efficiency")
     g.refline(y=1.0, color="0.4", lw=1)
     g.set_axis_labels("world size (ranks)", "scaling efficiency")
-    g.set_titles("{col_name}")
     g.figure.suptitle("Scaling efficiency vs world size (1.0 = ideal)", y=1.02, x=0.4)
-    paths += _save(g, out, "efficiency", world_sizes)
+    return g
 
-    # strategies side by side: one bar per strategy and world size
+
+def _strategies(data: pd.DataFrame) -> sns.FacetGrid:
+    """Strategies side by side: one bar per strategy and world size."""
     order = sorted(data["series"].unique())
+    world_sizes = sorted(int(n) for n in data["world_size"].unique())
     g = sns.catplot(
         data=data.assign(ranks=data["world_size"].astype(str)), y="series", x="throughput", hue="ranks",
         col="model", kind="bar", order=order, hue_order=[str(n) for n in world_sizes], sharex=False,
@@ -81,5 +98,19 @@ def plot_scaling(scaling: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     g.set_axis_labels("throughput (samples/s)", "")
     g.set_titles("{col_name}")
     g.figure.suptitle("Strategies side by side: throughput by world size", y=1.02)
-    paths += _save(g, out, "strategies", None)
-    return paths
+    return g
+
+
+_DRAW = {"throughput": _throughput, "efficiency": _efficiency, "strategies": _strategies}
+_WORLD_SIZE_AXIS = {"throughput", "efficiency"}
+
+
+def plot_scaling(scaling: pd.DataFrame, outputs: Iterable[str | Path]) -> list[Path]:
+    """Draw each plot named by an output file (``<plot>.<format>``, :data:`benchbench.layout.PLOTS`)."""
+    sns.set_theme(style="whitegrid", context="notebook")
+    data = _series(scaling)
+    world_sizes = sorted(int(n) for n in data["world_size"].unique())
+    written: list[Path] = []
+    for name, paths in _by_plot(outputs).items():
+        written += _save(_DRAW[name](data), paths, world_sizes if name in _WORLD_SIZE_AXIS else None)
+    return written

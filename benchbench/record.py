@@ -1,4 +1,5 @@
-"""The run record: one JSON document per job (DESIGN.md, "The run record").
+"""The run record: one JSON document per job (``workflow/schemas/record.schema.yaml``;
+every figure in it is defined in docs/METRICS.md).
 
 Records are validated against ``workflow/schemas/record.schema.yaml`` and written atomically
 (temporary file in the same folder, fsync, rename), so a reader never sees half a record.
@@ -6,7 +7,6 @@ Records are validated against ``workflow/schemas/record.schema.yaml`` and writte
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import tempfile
@@ -15,33 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from benchbench.config import load_schema
+from benchbench.job import Job
+from benchbench.metrics import SUMMARY_NAMES
 
-SCHEMA_VERSION = 1
+#: 2: the job is ``Job.to_dict()`` (dp / tp / pp / micro_batches only inside ``plan``).
+SCHEMA_VERSION = 2
 STATUSES = ("ok", "failed", "infeasible")
-
-SUMMARY_KEYS = (
-    "step_time_median_s",
-    "step_time_p10_s",
-    "step_time_p90_s",
-    "step_time_cv",
-    "samples_per_s",
-    "tokens_per_s",
-    "model_tflops_per_rank",
-    "mfu",
-    "peak_mem_mb",
-    "peak_mem_source",
-    "comm_bytes_per_step",
-    "comm_bytes_source",
-    "exposed_comm_fraction",
-    "bubble_fraction_measured",
-    "bubble_fraction_theoretical",
-    "params",
-    "train_flops_per_sample",
-)
 
 
 def make_record(
-    job: dict[str, Any],
+    *,
+    job: Job,
     status: str,
     error: str | None = None,
     env: dict[str, Any] | None = None,
@@ -49,7 +33,7 @@ def make_record(
     loss: list[float] | None = None,
     summary: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A complete record; missing summary figures are ``null``."""
+    """A complete record; summary figures not given are ``null`` (names: :data:`~benchbench.metrics.SUMMARY`)."""
     if status not in STATUSES:
         raise ValueError(f"status {status!r} not in {STATUSES}")
     return {
@@ -57,12 +41,17 @@ def make_record(
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "status": status,
         "error": error,
-        "job": copy.deepcopy(job),
-        "env": env or {},
-        "step_time_s": step_time_s or [],
-        "loss": loss or [],
-        "summary": {k: (summary or {}).get(k) for k in SUMMARY_KEYS},
+        "job": job.to_dict(),
+        "env": dict(env or {}),
+        "step_time_s": list(step_time_s or []),
+        "loss": list(loss or []),
+        "summary": {k: (summary or {}).get(k) for k in SUMMARY_NAMES},
     }
+
+
+def job_of(record: dict[str, Any]) -> Job:
+    """The typed job of a record."""
+    return Job.from_dict(record["job"])
 
 
 def validate_record(record: dict[str, Any]) -> None:
@@ -86,6 +75,13 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json(path: str | Path, data: Any, log: str | Path | None = None) -> None:
+    """Atomically write ``data`` as JSON; note what was written in ``log`` if given."""
+    atomic_write_text(path, json.dumps(data, indent=1) + "\n")
+    if log is not None:
+        atomic_write_text(log, f"wrote {path}\n")
 
 
 def read_record(path: str | Path) -> dict[str, Any]:

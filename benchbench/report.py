@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -12,15 +12,21 @@ import pandas as pd
 from markupsafe import Markup
 
 from benchbench.analysis import NOISY_CV, load_records
+from benchbench.layout import TABLES, StudyLayout
 from benchbench.models import model_info
-from benchbench.record import atomic_write_text
+from benchbench.provenance import FIELDS
+from benchbench.record import atomic_write_text, job_of
 
 TEMPLATES = Path(__file__).parent / "templates"
-SIDE_BY_SIDE = [
-    "model", "hardware", "strategy", "world_size", "dp", "tp", "pp", "throughput", "speedup", "efficiency",
-    "peak_mem_mb", "comm_bytes_per_step", "exposed_comm_fraction", "bubble_fraction_measured",
-    "bubble_fraction_theoretical", "loss_dev", "correct", "noisy",
+#: The side-by-side table: a configuration's identity, then registered metrics (a test checks
+#: each is in :data:`benchbench.metrics.METRICS`).
+SIDE_BY_SIDE_KEYS = ["model", "hardware", "strategy", "world_size", "dp", "tp", "pp"]
+SIDE_BY_SIDE_METRICS = [
+    "throughput", "speedup", "efficiency", "peak_mem_mb", "comm_bytes_per_step", "exposed_comm_fraction",
+    "bubble_fraction_measured", "bubble_fraction_theoretical", "loss_dev", "correct", "noisy",
 ]  # fmt: skip
+#: Provenance shown in the report: every field of the record's env but the per-job wall time.
+PROVENANCE_SHOWN = [f.name for f in FIELDS if f.name not in ("wall_time_s", "slurm_step_id", "slurm_nodelist")]
 
 
 def _table(df: pd.DataFrame, float_fmt: str = "{:.4g}") -> str:
@@ -30,10 +36,8 @@ def _table(df: pd.DataFrame, float_fmt: str = "{:.4g}") -> str:
 
 
 def _provenance(records: list[dict[str, Any]]) -> dict[str, str]:
-    keys = ["torch", "python", "backend", "device", "device_names", "hosts", "ranks", "threads_per_rank",
-            "cpu_count", "oversubscribed", "launcher", "git_commit", "slurm_job_id"]  # fmt: skip
     out: dict[str, str] = {}
-    for k in keys:
+    for k in PROVENANCE_SHOWN:
         seen: list[str] = []
         for r in records:
             v = r.get("env", {}).get(k)
@@ -46,75 +50,87 @@ def _provenance(records: list[dict[str, Any]]) -> dict[str, str]:
 
 def _models(records: list[dict[str, Any]]) -> pd.DataFrame:
     rows = {}
-    for r in records:
-        j = r["job"]
-        if j["model"] in rows:
+    for j in map(job_of, records):
+        if j.model in rows:
             continue
-        info = model_info(j["model_cfg"])
-        size = ", ".join(f"{k}={v}" for k, v in j["model_cfg"].items() if k != "arch")
-        rows[j["model"]] = {
-            "model": j["model"], "arch": info.arch, "size": size, "params (M)": info.params / 1e6,
-            "train GFLOP/sample": info.train_flops_per_sample / 1e9, "global batch": j["global_batch"],
-            "seq len": j["seq_len"] or "",
+        info = model_info(j.model_cfg)
+        size = ", ".join(f"{k}={v}" for k, v in j.model_cfg.items() if k != "arch")
+        rows[j.model] = {
+            "model": j.model, "arch": info.arch, "size": size, "params (M)": info.params / 1e6,
+            "train GFLOP/sample": info.train_flops_per_sample / 1e9, "global batch": j.global_batch,
+            "seq len": j.seq_len or "",
         }  # fmt: skip
     return pd.DataFrame(list(rows.values()))
 
 
-def build_report(
-    study_dir: str | Path, record_paths: Iterable[str | Path] | None = None, description: str = ""
-) -> Path:
-    """Write ``<study_dir>/report/index.html`` from its tables, plots and records."""
-    study_dir = Path(study_dir)
-    if record_paths is None:
-        record_paths = sorted(p for p in (study_dir / "raw").rglob("*.json") if not p.name.endswith(".failed.json"))
-    records = load_records(record_paths)
-    tables = {n: pd.read_csv(study_dir / "tables" / f"{n}.csv") for n in ("runs", "scaling", "dropped")}
-    scaling = tables["scaling"]
-    first = records[0]["job"] if records else {}
-    failures = [
-        {"id": r["job"]["id"], "status": r["status"], "error": r["error"] or ""} for r in records if r["status"] != "ok"
-    ]
-    plots = []
-    for name in ("strategies", "throughput", "efficiency"):
-        svg = study_dir / "plots" / f"{name}.svg"
-        if svg.exists():
-            text = svg.read_text()
-            plots.append(text[text.find("<svg") :])  # drop the XML prolog: inline SVG
-    runs = tables["runs"].drop(columns=["study"])
-    side = scaling[[c for c in SIDE_BY_SIDE if c in scaling.columns]].copy() if not scaling.empty else scaling
+def _inline_svg(path: Path) -> str:
+    text = path.read_text()
+    return text[text.find("<svg") :]  # drop the XML prolog: inline SVG
+
+
+def _side_by_side(scaling: pd.DataFrame) -> pd.DataFrame:
+    if scaling.empty:
+        return scaling
+    side = scaling[[c for c in SIDE_BY_SIDE_KEYS + SIDE_BY_SIDE_METRICS if c in scaling.columns]].copy()
     if "comm_bytes_per_step" in side:
         side["comm_bytes_per_step"] = side["comm_bytes_per_step"] / 2**20
         side = side.rename(columns={"comm_bytes_per_step": "comm_MiB_per_step"})
+    return side
+
+
+def _study_facts(records: list[dict[str, Any]], scaling: pd.DataFrame, fallback_study: str) -> dict[str, Any]:
+    """What the report says about the study as a whole: its name, settings and counts."""
+    count = {f"n_{s}": sum(r["status"] == s for r in records) for s in ("ok", "failed", "infeasible")}
+    facts: dict[str, Any] = {"n_records": len(records), **count, "study": fallback_study, "scaling": "strong"}
+    if not records:
+        return facts
+    first = job_of(records[0])
+    return {
+        **facts, "study": first.study, "steps": first.steps, "warmup": first.warmup_steps, "dtype": first.dtype,
+        "seed": first.seed, "tolerance": first.loss_tolerance,
+        "scaling": scaling["scaling"].iloc[0] if not scaling.empty else first.scaling,
+        "repeats": max(job_of(r).repeat for r in records) + 1,
+    }  # fmt: skip
+
+
+def build_report(
+    *,
+    records: Iterable[str | Path],
+    tables: Mapping[str, str | Path],
+    plots: Iterable[str | Path],
+    out: str | Path,
+    description: str = "",
+) -> Path:
+    """Write the self-contained HTML report to ``out`` from the study's records, its tables
+    (names: :data:`benchbench.layout.TABLES`) and its plots (SVG files are inlined)."""
+    recs = load_records(records)
+    frames = {n: pd.read_csv(tables[n]) for n in TABLES}
+    failures = [
+        {"id": job_of(r).id, "status": r["status"], "error": r["error"] or ""} for r in recs if r["status"] != "ok"
+    ]
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape(["html", "j2"])
     )
     page = env.get_template("report.html.j2").render(
-        study=first.get("study", study_dir.name),
+        **_study_facts(recs, frames["scaling"], Path(out).parent.parent.name),
         description=description,
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        n_records=len(records),
-        n_ok=sum(r["status"] == "ok" for r in records),
-        n_failed=sum(r["status"] == "failed" for r in records),
-        n_infeasible=sum(r["status"] == "infeasible" for r in records),
-        n_dropped=len(tables["dropped"]),
-        scaling=scaling["scaling"].iloc[0] if not scaling.empty else first.get("scaling", "strong"),
-        steps=first.get("steps"),
-        warmup=first.get("warmup_steps"),
-        repeats=max((r["job"]["repeat"] for r in records), default=0) + 1,
-        dtype=first.get("dtype"),
-        seed=first.get("seed"),
-        tolerance=first.get("loss_tolerance", 1e-5),
+        n_dropped=len(frames["dropped"]),
         noisy_pct=int(NOISY_CV * 100),
-        models_html=Markup(_table(_models(records))),
-        provenance=_provenance(records),
-        scaling_html=Markup(_table(scaling)),
-        side_html=Markup(_table(side)),
-        runs_html=Markup(_table(runs)),
-        dropped_html=Markup(_table(tables["dropped"])),
-        plots=[Markup(p) for p in plots],
+        models_html=Markup(_table(_models(recs))),
+        provenance=_provenance(recs),
+        scaling_html=Markup(_table(frames["scaling"])),
+        side_html=Markup(_table(_side_by_side(frames["scaling"]))),
+        runs_html=Markup(_table(frames["runs"].drop(columns=["study"]))),
+        dropped_html=Markup(_table(frames["dropped"])),
+        plots=[Markup(_inline_svg(Path(p))) for p in plots if Path(p).suffix == ".svg"],
         failures=failures,
-        oversubscribed=any(r.get("env", {}).get("oversubscribed") for r in records),
+        oversubscribed=any(r.get("env", {}).get("oversubscribed") for r in recs),
     )
-    out = study_dir / "report" / "index.html"
     atomic_write_text(out, page)
-    return out
+    return Path(out)
+
+
+def study_records(layout: StudyLayout) -> list[Path]:
+    """The ok-or-latest record files under a study's ``raw/`` folder (not the ``.failed.json`` ones)."""
+    return sorted(p for p in layout.raw.rglob("*.json") if not p.name.endswith(".failed.json"))

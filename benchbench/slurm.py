@@ -15,9 +15,13 @@ from __future__ import annotations
 import math
 import os
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from benchbench.job import Job
 
 PORT_BASE, PORT_SPAN = 20000, 40000
+DEFAULT_MEM_MB_PER_CPU = 2000  # when the hardware profile's slurm section gives none
 
 
 def first_host(nodelist: str) -> str:
@@ -59,7 +63,7 @@ def rank_env_from_slurm(environ: dict[str, str] | None = None) -> dict[str, str]
     return out
 
 
-def job_resources(job: dict[str, Any]) -> dict[str, Any]:
+def job_resources(job: Job) -> dict[str, Any]:
     """Snakemake resources of a bench job under snakemake-executor-plugin-slurm.
 
     One task per rank; on GPUs one rank per GPU, ``devices_per_node`` ranks per node. The plugin
@@ -70,22 +74,21 @@ def job_resources(job: dict[str, Any]) -> dict[str, Any]:
     does not need are 0 or "" (Snakemake resources cannot be absent for some jobs only; the plugin
     treats both as unset). Partition and account are left to the user's default resources.
     """
-    hw = job["hardware_cfg"]
-    slurm = hw.get("slurm") or {}
-    ws = int(job["world_size"])
-    threads = int(job.get("threads_per_rank", 1))
-    per_node = max(1, min(ws, int(hw.get("devices_per_node", ws))))
+    hw = job.hardware_cfg
+    slurm = hw.slurm
+    ws = job.world_size
+    per_node = max(1, min(ws, hw.devices_per_node))
     nodes = math.ceil(ws / per_node)
     res: dict[str, Any] = {
         "nodes": nodes,
-        "cpus_per_task": int(slurm.get("cpus_per_task", threads)),
-        "mem_mb_per_cpu": int(slurm.get("mem_mb_per_cpu", 2000)),
-        "runtime": int(slurm.get("runtime_min", math.ceil(float(job.get("timeout_s", 900)) / 60) + 5)),
+        "cpus_per_task": int(slurm.get("cpus_per_task", job.threads_per_rank)),
+        "mem_mb_per_cpu": int(slurm.get("mem_mb_per_cpu", DEFAULT_MEM_MB_PER_CPU)),
+        "runtime": int(slurm.get("runtime_min", math.ceil(job.timeout_s / 60) + 5)),
         "mpi": "srun" if ws > 1 else "",
     }
     # with mpi the plugin takes tasks_per_node or tasks, not both
     res["tasks_per_node"] = per_node if ws > 1 else 0
     res["tasks"] = 0 if ws > 1 else 1
-    res["gres"] = f"gpu:{per_node}" if hw["device"] == "cuda" else ""
+    res["gres"] = f"gpu:{per_node}" if hw.device == "cuda" else ""
     res["tasks_per_gpu"] = 0
     return res

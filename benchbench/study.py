@@ -5,16 +5,12 @@ both call :func:`expand`, so there is one copy of the logic."""
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from benchbench.config import load_hardware
-from benchbench.models import ARCHITECTURES
-from benchbench.strategies import infeasible_reason, resolve_plan
-
-#: Where a job's record lives, relative to the results root; Snakemake's bench rule uses it too.
-RECORD_PATTERN = "{study}/raw/{model}/{hardware}/{strategy}/ws{world_size}-r{repeat}.json"
+from benchbench.hardware import load_hardware
+from benchbench.job import Job
+from benchbench.strategies.plan import infeasible_reason, resolve_plan
 
 
 @dataclass(frozen=True)
@@ -30,70 +26,63 @@ class Dropped:
     def label(self) -> str:
         return f"{self.model} {self.hardware} {self.strategy} ws{self.world_size}"
 
-
-def job_id(spec: dict[str, Any]) -> str:
-    """Stable, readable id of a job spec."""
-    return f"{spec['model']}__{spec['hardware']}__{spec['strategy']}__ws{spec['world_size']}__r{spec['repeat']}"
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
-def record_path(spec: dict[str, Any], results: str | Path = "results") -> Path:
-    """The record file of a job spec under ``results``."""
-    return Path(results) / RECORD_PATTERN.format(**spec)
-
-
-def make_spec(
+def make_job(
     cfg: dict[str, Any], model: str, hardware: str, strategy: str, world_size: int, repeat: int
-) -> tuple[dict[str, Any], str | None]:
-    """The full job spec of one combination, and why it is infeasible (``None`` if it is not)."""
+) -> tuple[Job, str | None]:
+    """The job of one combination of a validated study config, and why it is infeasible
+    (``None`` if it is not). Raises ``KeyError`` for an unknown strategy."""
+    from benchbench.models import ARCHITECTURES  # torch: only where a job is made
+
     model_cfg = cfg["models"][model]
     plan = resolve_plan(strategy, world_size, cfg["strategy_defs"])
     batch = int(model_cfg.get("batch_size", cfg["batch_size"]))
     global_batch = batch if cfg["scaling"] == "strong" else batch * max(plan.dp, 1)
-    arch = ARCHITECTURES[model_cfg["arch"]]
-    spec = {
-        "study": cfg["study"],
-        "model": model,
-        "model_cfg": {k: v for k, v in model_cfg.items() if k != "batch_size"},
-        "hardware": hardware,
-        "hardware_cfg": load_hardware(hardware),
-        "strategy": strategy,
-        "plan": plan.to_dict(),
-        "world_size": world_size,
-        "dp": plan.dp,
-        "tp": plan.tp,
-        "pp": plan.pp,
-        "micro_batches": plan.micro_batches,
-        "global_batch": global_batch,
-        "seq_len": int(model_cfg["seq_len"]) if arch.sequence else None,
-        "dtype": cfg["dtype"],
-        "steps": cfg["steps"],
-        "warmup_steps": cfg["warmup_steps"],
-        "seed": cfg["seed"],
-        "repeat": repeat,
-        "threads_per_rank": cfg["threads_per_rank"],
-        "scaling": cfg["scaling"],
-        "timeout_s": cfg["timeout_s"],
-        "optimizer": cfg["optimizer"],
-        "loss_tolerance": cfg["loss_tolerance"],
-    }
-    spec["id"] = job_id(spec)
-    reason = infeasible_reason(plan, model_cfg, world_size, global_batch)
-    return spec, reason
+    job = Job(
+        study=cfg["study"],
+        model=model,
+        model_cfg={k: v for k, v in model_cfg.items() if k != "batch_size"},
+        hardware=hardware,
+        hardware_cfg=load_hardware(hardware),
+        strategy=strategy,
+        plan=plan,
+        world_size=world_size,
+        global_batch=global_batch,
+        seq_len=int(model_cfg["seq_len"]) if ARCHITECTURES[model_cfg["arch"]].sequence else None,
+        dtype=cfg["dtype"],
+        steps=cfg["steps"],
+        warmup_steps=cfg["warmup_steps"],
+        seed=cfg["seed"],
+        repeat=repeat,
+        threads_per_rank=cfg["threads_per_rank"],
+        scaling=cfg["scaling"],
+        timeout_s=float(cfg["timeout_s"]),
+        optimizer=dict(cfg["optimizer"]),
+        loss_tolerance=float(cfg["loss_tolerance"]),
+    )
+    return job, job_infeasible_reason(job)
 
 
-def expand(cfg: dict[str, Any]) -> tuple[list[dict[str, Any]], list[Dropped]]:
-    """All job specs of a validated study config, and the dropped combinations with reasons.
+def job_infeasible_reason(job: Job) -> str | None:
+    """Why ``job``'s plan cannot run its model at its world size and batch (``None``: it can)."""
+    return infeasible_reason(job.plan, job.model_cfg, job.world_size, job.global_batch)
+
+
+def expand(cfg: dict[str, Any]) -> tuple[list[Job], list[Dropped]]:
+    """All jobs of a validated study config, and the dropped combinations with reasons.
 
     Order: model, hardware, strategy, world size, repeat (the order ``matrix`` prints)."""
-    jobs: list[dict[str, Any]] = []
+    jobs: list[Job] = []
     dropped: list[Dropped] = []
     for model, hardware, strategy, ws in itertools.product(
         cfg["models"], cfg["hardware"], cfg["strategies"], sorted(set(cfg["world_sizes"]))
     ):
-        specs = [make_spec(cfg, model, hardware, strategy, ws, r) for r in range(cfg["repeats"])]
-        reason = specs[0][1]
+        first, reason = make_job(cfg, model, hardware, strategy, ws, 0)
         if reason is not None:
             dropped.append(Dropped(model, hardware, strategy, ws, reason))
         else:
-            jobs.extend(spec for spec, _ in specs)
+            jobs.extend(first.replace(repeat=r) for r in range(cfg["repeats"]))
     return jobs, dropped

@@ -6,17 +6,16 @@ import pytest
 
 from benchbench.analysis import loss_deviation, runs_table, scaling_table
 from benchbench.record import make_record
+from tests.conftest import make_test_job
 
 
-def rec(strategy, ws, step_time, batch=64, loss=(2.0, 1.0), status="ok", repeat=0, dp=None):
-    job = {
-        "id": f"m__h__{strategy}__ws{ws}__r{repeat}", "study": "s", "model": "m", "model_cfg": {}, "hardware": "h",
-        "strategy": strategy, "plan": {}, "world_size": ws, "dp": dp or ws, "tp": 1, "pp": 1, "micro_batches": 1,
-        "global_batch": batch, "seq_len": None, "dtype": "fp32", "steps": 3, "warmup_steps": 0, "seed": 0,
-        "repeat": repeat,
-    }  # fmt: skip
+def rec(strategy, ws, step_time, batch=64, loss=(2.0, 1.0), status="ok", repeat=0):
+    job = make_test_job(strategy, ws, global_batch=batch, repeat=repeat)
     summary = {"step_time_median_s": step_time, "samples_per_s": batch / step_time, "step_time_cv": 0.0}
-    return make_record(job, status, None if status == "ok" else "boom", {}, [step_time] * 3, list(loss), summary)
+    return make_record(
+        job=job, status=status, error=None if status == "ok" else "boom", step_time_s=[step_time] * 3,
+        loss=list(loss), summary=summary,
+    )  # fmt: skip
 
 
 def test_strong_scaling_speedup_and_efficiency():

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from benchbench.config import ROOT
+from benchbench.hardware import CPU_LOCAL
 from tests.conftest import run
 
 pytestmark = pytest.mark.slow
@@ -46,7 +47,7 @@ def test_two_rank_data_parallel_matches_single(single_gpt, tmp_path, strategy):
 
 def test_rank_failure_leaves_failed_record(tmp_path, tiny_config):
     # A GPU profile's backend on a CPU-only machine: every rank raises in init_process_group.
-    rec = run(tiny_config, tmp_path, "gpt-tiny", "ddp", 2, hardware_cfg={"device": "cpu", "backend": "nccl"})
+    rec = run(tiny_config, tmp_path, "gpt-tiny", "ddp", 2, hardware_cfg=CPU_LOCAL.to_dict() | {"backend": "nccl"})
     assert rec["status"] == "failed"
     assert "rank0:" in rec["error"] and "nccl" in rec["error"].lower()
     assert rec["step_time_s"] == [] and rec["summary"]["samples_per_s"] is None

@@ -88,10 +88,10 @@ def test_strategy_defs_compose_new_plans_from_config():
     })  # fmt: skip
     jobs, dropped = expand(cfg)
     assert not dropped
-    plans = {j["strategy"]: j["plan"] for j in jobs}
-    assert plans["ddp-1mb"]["bucket_cap_mb"] == 1 and plans["ddp-1mb"]["dp_flavour"] == "ddp"
-    assert plans["pp-8mb"]["micro_batches"] == 8 and plans["pp-8mb"]["pp"] == 2
-    assert {j["micro_batches"] for j in jobs if j["strategy"] == "pp-8mb"} == {8}
+    plans = {j.strategy: j.plan for j in jobs}
+    assert plans["ddp-1mb"].bucket_cap_mb == 1 and plans["ddp-1mb"].dp_flavour == "ddp"
+    assert plans["pp-8mb"].micro_batches == 8 and plans["pp-8mb"].pp == 2
+    assert {j.micro_batches for j in jobs if j.strategy == "pp-8mb"} == {8}
 
 
 def test_strategies_study_drops_with_reasons():
@@ -101,7 +101,7 @@ def test_strategies_study_drops_with_reasons():
     jobs, dropped = expand(cfg)
     assert set(cfg["strategies"]) == set(PRESETS)
     assert all(d.reason for d in dropped)
-    assert {j["strategy"] for j in jobs} == set(PRESETS)  # each strategy runs at some world size
+    assert {j.strategy for j in jobs} == set(PRESETS)  # each strategy runs at some world size
 
 
 def test_config_schema_knows_every_plan_field():

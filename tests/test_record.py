@@ -5,29 +5,30 @@ import json
 import jsonschema
 import pytest
 
-from benchbench.record import make_record, read_record, validate_record, write_record
+from benchbench.job import Job
+from benchbench.record import SCHEMA_VERSION, job_of, make_record, read_record, validate_record, write_record
+from tests.conftest import make_test_job
 
-JOB = {
-    "id": "x", "study": "s", "model": "m", "model_cfg": {}, "hardware": "h", "strategy": "ddp", "plan": {},
-    "world_size": 2, "dp": 2, "tp": 1, "pp": 1, "micro_batches": 1, "global_batch": 8, "seq_len": None,
-    "dtype": "fp32", "steps": 1, "warmup_steps": 0, "seed": 0, "repeat": 0,
-}  # fmt: skip
+JOB = make_test_job("ddp", 2)
 
 
 def test_valid_record_round_trips(tmp_path):
-    rec = make_record(JOB, "ok", None, {"torch": "x"}, [0.1], [1.0], {"step_time_median_s": 0.1})
+    rec = make_record(
+        job=JOB, status="ok", env={"torch": "x"}, step_time_s=[0.1], loss=[1.0], summary={"step_time_median_s": 0.1}
+    )
     path = write_record(rec, tmp_path / "a" / "r.json")
     assert read_record(path) == rec
-    assert rec["schema_version"] == 1
+    assert job_of(read_record(path)) == JOB  # the typed job survives the trip through JSON
+    assert rec["schema_version"] == SCHEMA_VERSION == 2
     assert list(tmp_path.joinpath("a").iterdir()) == [path]  # no temporary files left behind
 
 
 def test_schema_rejects_bad_records():
-    rec = make_record(JOB, "ok")
+    rec = make_record(job=JOB, status="ok")
     rec["status"] = "great"
     with pytest.raises(jsonschema.ValidationError):
         validate_record(rec)
-    rec = make_record(JOB, "ok")
+    rec = make_record(job=JOB, status="ok")
     del rec["job"]["world_size"]
     with pytest.raises(jsonschema.ValidationError):
         validate_record(rec)
@@ -35,9 +36,9 @@ def test_schema_rejects_bad_records():
 
 def test_failed_run_does_not_overwrite_ok_record(tmp_path):
     path = tmp_path / "r.json"
-    ok = make_record(JOB, "ok", None, {}, [0.1], [1.0])
+    ok = make_record(job=JOB, status="ok", step_time_s=[0.1], loss=[1.0])
     write_record(ok, path)
-    where = write_record(make_record(JOB, "failed", "boom"), path)
+    where = write_record(make_record(job=JOB, status="failed", error="boom"), path)
     assert where == tmp_path / "r.failed.json"
     assert read_record(path)["status"] == "ok"
     assert json.loads(where.read_text())["error"] == "boom"
@@ -45,6 +46,21 @@ def test_failed_run_does_not_overwrite_ok_record(tmp_path):
 
 def test_failed_record_replaces_failed_record(tmp_path):
     path = tmp_path / "r.json"
-    write_record(make_record(JOB, "failed", "one"), path)
-    assert write_record(make_record(JOB, "failed", "two"), path) == path
+    write_record(make_record(job=JOB, status="failed", error="one"), path)
+    assert write_record(make_record(job=JOB, status="failed", error="two"), path) == path
     assert read_record(path)["error"] == "two"
+
+
+def test_make_record_is_keyword_only():
+    with pytest.raises(TypeError):
+        make_record(JOB, "ok")  # type: ignore[misc]
+
+
+def test_job_from_dict_names_unknown_and_missing_keys():
+    d = JOB.to_dict()
+    d["dp"] = 2  # the mesh sizes live in the plan only
+    del d["seed"]
+    with pytest.raises(ValueError, match=r"unknown keys \['dp'\], missing keys \['seed'\]"):
+        Job.from_dict(d)
+    assert Job.from_dict(JOB.to_dict()) == JOB
+    assert JOB.to_dict()["plan"]["dp"] == JOB.dp == 2

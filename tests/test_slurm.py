@@ -16,14 +16,16 @@ import pytest
 import yaml
 
 from benchbench.config import ROOT, validate
-from benchbench.launch import worker_command
+from benchbench.hardware import HardwareProfile, load_hardware
+from benchbench.launch import rank_command
 from benchbench.slurm import first_host, job_resources, master_port, rank_env_from_slurm
+from tests.conftest import make_test_job
 
 
 def h100_job(ws=8, per_node=4):
-    hw = yaml.safe_load((ROOT / "config/hardware/h100-sxm.yaml").read_text())
+    hw = load_hardware("h100-sxm").to_dict()
     hw["devices_per_node"] = per_node  # a 2-node x 4-GPU job
-    return {"world_size": ws, "threads_per_rank": 1, "timeout_s": 900, "hardware_cfg": hw, "plan": {}}
+    return make_test_job("ddp", ws, hardware_cfg=HardwareProfile.from_dict(hw), timeout_s=900.0)
 
 
 class Resources(dict):
@@ -59,7 +61,7 @@ def test_h100_two_nodes_by_four_gpus_sbatch_and_srun_options():
     ]  # fmt: skip
     # the plugin's defaults that clash with one rank per GPU (its issues #316, #459) stay out
     assert "--ntasks-per-gpu" not in call and "--ntasks=" not in call
-    srun = worker_command(job, Path("s"), Path("o"), Path("e"), "srun")
+    srun = rank_command(job, Path("s"), Path("o"), Path("e"), "srun")
     assert srun[:7] == [
         "srun", "--ntasks=8", "--nodes=2", "--ntasks-per-node=4", "--cpus-per-task=8", "--kill-on-bad-exit=1",
         "--export=ALL",
@@ -67,8 +69,7 @@ def test_h100_two_nodes_by_four_gpus_sbatch_and_srun_options():
 
 
 def test_single_rank_cpu_job_is_one_task_without_srun():
-    hw = yaml.safe_load((ROOT / "config/hardware/cpu-local.yaml").read_text())
-    res = job_resources({"world_size": 1, "threads_per_rank": 1, "timeout_s": 60, "hardware_cfg": hw})
+    res = job_resources(make_test_job("single", 1, hardware_cfg=load_hardware("cpu-local")))
     call = sbatch_call(res, threads=1)
     assert res["mpi"] == "" and "--ntasks=1" in call and "--gres" not in call and "--nodes=1" in call
 
@@ -178,7 +179,7 @@ def test_study_in_one_allocation(tmp_path):
 
 def _rendezvous(env_extra: dict[str, str], timeout: float = 2) -> subprocess.CompletedProcess:
     code = (
-        "from benchbench.launch import RankEnv, init_distributed\n"
+        "from benchbench.rendezvous import RankEnv, init_distributed\n"
         f"init_distributed(RankEnv(1, 2, 0, 'srun'), 'gloo', {timeout})\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM")} | env_extra

@@ -5,6 +5,7 @@ are measured and pipeline bubbles recorded. Hybrids run on 4 ranks (sharing the 
 import pytest
 
 from benchbench.config import check_config
+from benchbench.record import job_of
 from tests.conftest import run
 
 pytestmark = pytest.mark.slow
@@ -45,7 +46,7 @@ def test_exact_strategy_matches_single(cfg, single, tmp_path, strategy, ws):
     assert deviation(rec, single) <= 1e-5
     s = rec["summary"]
     assert s["comm_bytes_source"] == "measured" and s["comm_bytes_per_step"] > 0
-    if rec["job"]["pp"] > 1:
+    if job_of(rec).pp > 1:
         assert 0 <= s["bubble_fraction_measured"] <= 1
         assert s["bubble_fraction_theoretical"] is not None
         assert s["exposed_comm_fraction"] is None

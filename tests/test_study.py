@@ -6,7 +6,8 @@ import sys
 import pytest
 
 from benchbench.config import DEFAULT_CONFIG, ConfigError, check_config, load_config
-from benchbench.study import expand, record_path
+from benchbench.layout import StudyLayout
+from benchbench.study import expand
 
 
 def test_expansion_counts_and_drops(tiny_config):
@@ -18,20 +19,20 @@ def test_expansion_counts_and_drops(tiny_config):
         ("mlp-tiny", "single", 2),
     ]
     assert all("world_size 1" in d.reason for d in dropped)
-    assert len({j["id"] for j in jobs}) == len(jobs)
-    assert len({record_path(j) for j in jobs}) == len(jobs)
+    assert len({j.id for j in jobs}) == len(jobs)
+    assert len({StudyLayout("t").record(j) for j in jobs}) == len(jobs)
 
 
 def test_repeats_and_strong_scaling_batch(tiny_config):
     cfg = dict(tiny_config, repeats=3)
     jobs, _ = expand(cfg)
     assert len(jobs) == 30
-    assert {j["global_batch"] for j in jobs if j["model"] == "gpt-tiny"} == {8}
+    assert {j.global_batch for j in jobs if j.model == "gpt-tiny"} == {8}
 
 
 def test_weak_scaling_multiplies_batch_by_dp(tiny_config):
     jobs, _ = expand(dict(tiny_config, scaling="weak"))
-    by = {(j["model"], j["strategy"], j["world_size"]): j["global_batch"] for j in jobs}
+    by = {(j.model, j.strategy, j.world_size): j.global_batch for j in jobs}
     assert by[("gpt-tiny", "ddp", 1)] == 8
     assert by[("gpt-tiny", "ddp", 2)] == 16
 
@@ -46,8 +47,8 @@ def test_batch_not_divisible_by_dp_is_dropped(tiny_config):
 def test_default_config_is_valid_and_matches_the_issue():
     cfg = load_config(DEFAULT_CONFIG)
     jobs, _ = expand(cfg)
-    assert {j["strategy"] for j in jobs} == {"single", "dp-naive", "ddp"}
-    assert {j["world_size"] for j in jobs} == {1, 2}
+    assert {j.strategy for j in jobs} == {"single", "dp-naive", "ddp"}
+    assert {j.world_size for j in jobs} == {1, 2}
     assert {cfg["models"][m]["arch"] for m in cfg["models"]} == {"mlp", "gpt"}
     assert cfg["repeats"] >= 2
 

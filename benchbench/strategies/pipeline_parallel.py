@@ -6,6 +6,9 @@ from the common seed and prunes it to its stage (so every stage starts from exac
 of the single-process run), wraps it in ``PipelineStage`` and runs a schedule over
 ``micro_batches`` micro-batches per step:
 
+Schedules (the table with torch classes and bubble formulas:
+:mod:`~benchbench.strategies.schedules`):
+
 * ``gpipe`` — all forwards, then all backwards (Huang et al., 2019);
 * ``1f1b`` — one forward, one backward in steady state (PipeDream-Flush, Narayanan et al., 2019);
 * ``interleaved-1f1b`` — 1F1B over ``virtual_stages`` looped chunks per rank (Narayanan et al., 2021);
@@ -23,33 +26,10 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.distributed.pipelining import (
-    PipelineStage,
-    Schedule1F1B,
-    ScheduleGPipe,
-    ScheduleInterleaved1F1B,
-    ScheduleInterleavedZeroBubble,
-    ScheduleLoopedBFS,
-    ScheduleZBVZeroBubble,
-)
+from torch.distributed.pipelining import PipelineStage
 
 from benchbench.models import build_model
-
-_SCHEDULES = {
-    "gpipe": ScheduleGPipe,
-    "1f1b": Schedule1F1B,
-    "interleaved-1f1b": ScheduleInterleaved1F1B,
-    "looped-bfs": ScheduleLoopedBFS,
-    "interleaved-zb": ScheduleInterleavedZeroBubble,
-    "zbv": ScheduleZBVZeroBubble,
-}
-
-
-def stage_ids(pp_rank: int, pp: int, virtual_stages: int, schedule: str) -> list[int]:
-    """The stage indices this pipeline rank holds: looped (r, r+p, ...) or V-shaped (r, 2p-1-r)."""
-    if schedule == "zbv":
-        return [pp_rank, 2 * pp - 1 - pp_rank]
-    return [pp_rank + k * pp for k in range(virtual_stages)]
+from benchbench.strategies.schedules import is_multi_stage, schedule_class
 
 
 def build_stage_module(model_cfg: dict[str, Any], seed: int, stage: int, n_stages: int) -> nn.Module:
@@ -70,13 +50,14 @@ def build_stage_module(model_cfg: dict[str, Any], seed: int, stage: int, n_stage
 
 
 def make_stage(module: nn.Module, stage: int, n_stages: int, device: torch.device, group: Any) -> PipelineStage:
+    """Wrap a stage module for the schedule (its neighbours are found through ``group``)."""
     return PipelineStage(module, stage, n_stages, device, group=group)
 
 
 def make_schedule(schedule: str, stages: list[PipelineStage], micro_batches: int, loss_fn: Any) -> Any:
     """The ``torch.distributed.pipelining`` schedule object over this rank's stages."""
-    cls = _SCHEDULES[schedule]
-    if schedule in ("gpipe", "1f1b"):
-        (stage,) = stages
-        return cls(stage, n_microbatches=micro_batches, loss_fn=loss_fn)
-    return cls(stages, n_microbatches=micro_batches, loss_fn=loss_fn)
+    cls = schedule_class(schedule)
+    if is_multi_stage(schedule):
+        return cls(stages, n_microbatches=micro_batches, loss_fn=loss_fn)
+    (stage,) = stages
+    return cls(stage, n_microbatches=micro_batches, loss_fn=loss_fn)

@@ -13,13 +13,19 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-#: ``none`` one process; ``naive`` hand-written all-reduce after backward; ``ddp``
-#: DistributedDataParallel; ``zero1`` DDP + ZeroRedundancyOptimizer; ``fsdp`` FSDP2 fully_shard.
-DP_FLAVOURS = ("none", "naive", "ddp", "zero1", "fsdp")
+from benchbench.strategies.schedules import SCHEDULES
+
+#: The data-parallel flavours a plan can name; how each is applied (wrapper, ``no_sync``,
+#: optimizer) is the table ``DATA_PARALLEL`` in :mod:`benchbench.strategies.parallelize`.
+DP_FLAVOURS = {
+    "none": "one process, no process group",
+    "naive": "hand-written all-reduce of every gradient after backward",
+    "ddp": "DistributedDataParallel: bucketed all-reduce overlapped with backward",
+    "zero1": "DDP + ZeroRedundancyOptimizer (optimizer state sharded)",
+    "fsdp": "FSDP2 fully_shard (parameters, gradients and optimizer state sharded)",
+}
+#: DDP communication hooks (:mod:`benchbench.strategies.compression`).
 COMPRESSIONS = ("none", "fp16", "bf16", "powersgd")
-#: Pipeline schedules (torch.distributed.pipelining) and how many stages each rank holds.
-SCHEDULES = ("gpipe", "1f1b", "interleaved-1f1b", "looped-bfs", "interleaved-zb", "zbv")
-SINGLE_STAGE_SCHEDULES = ("gpipe", "1f1b")
 
 
 @dataclass(frozen=True)
@@ -50,7 +56,7 @@ class Plan:
         return self.compression != "none"
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "lossy": self.lossy}
+        return {**asdict(self), "split_dims": list(self.split_dims), "lossy": self.lossy}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Plan:
@@ -126,24 +132,11 @@ def resolve_plan(name: str, world_size: int, custom: dict[str, dict[str, Any]] |
 
 
 def theoretical_bubble(plan: Plan) -> float | None:
-    """The schedule's idle fraction of a step with equal forward/backward/weight-gradient times.
-
-    GPipe, 1F1B: (p-1)/(m+p-1). Interleaved 1F1B, looped BFS with v stages per rank:
-    (p-1)/(v*m+p-1) (Narayanan et al., 2021). Zero-bubble with the backward split into input and
-    weight gradients (Qi et al., 2023): interleaved ZB (p-1)/(3*v*m+p-1) (ZB-H1's third of
-    1F1B's bubble); ZB-V 0 (its claim for m >= 2p)."""
-    p, m, v = plan.pp, plan.micro_batches, plan.virtual_stages
-    if p <= 1:
+    """The schedule's idle fraction of a step (``None`` without a pipeline); formulas and sources
+    in :data:`~benchbench.strategies.schedules.SCHEDULES`."""
+    if plan.pp <= 1:
         return None
-    if plan.schedule in ("gpipe", "1f1b"):
-        return (p - 1) / (m + p - 1)
-    if plan.schedule in ("interleaved-1f1b", "looped-bfs"):
-        return (p - 1) / (v * m + p - 1)
-    if plan.schedule == "interleaved-zb":
-        return (p - 1) / (3 * v * m + p - 1)
-    if plan.schedule == "zbv":
-        return 0.0 if m >= 2 * p else None
-    return None
+    return SCHEDULES[plan.schedule].bubble(plan.pp, plan.micro_batches, plan.virtual_stages)
 
 
 def _model_reason(plan: Plan, model_cfg: dict[str, Any]) -> str | None:
@@ -165,19 +158,20 @@ def _model_reason(plan: Plan, model_cfg: dict[str, Any]) -> str | None:
 
 def _schedule_reason(plan: Plan) -> str | None:
     if plan.schedule not in SCHEDULES:
-        return f"schedule {plan.schedule!r} not in {SCHEDULES}"
+        return f"schedule {plan.schedule!r} not in {tuple(SCHEDULES)}"
     p, m, v = plan.pp, plan.micro_batches, plan.virtual_stages
+    sched = SCHEDULES[plan.schedule]
     if p == 1:
         return None if v == 1 else "virtual_stages > 1 needs pp > 1"
-    if plan.schedule in SINGLE_STAGE_SCHEDULES and v != 1:
+    if not sched.multi_stage and v != 1:
         return f"schedule {plan.schedule} runs one stage per rank, got virtual_stages = {v}"
-    if plan.schedule not in SINGLE_STAGE_SCHEDULES and v < 2:
+    if sched.multi_stage and v < 2:
         return f"schedule {plan.schedule} needs virtual_stages >= 2, got {v}"
-    if plan.schedule == "zbv" and v != 2:
-        return f"schedule zbv needs exactly 2 stages per rank, got virtual_stages = {v}"
+    if sched.layout == "v" and v != 2:
+        return f"schedule {plan.schedule} needs exactly 2 stages per rank, got virtual_stages = {v}"
     if plan.schedule != "gpipe" and m < p:
         return f"schedule {plan.schedule} needs micro_batches >= pp = {p}, got {m}"
-    if plan.schedule not in SINGLE_STAGE_SCHEDULES and m % p:
+    if sched.multi_stage and m % p:
         return f"schedule {plan.schedule} needs micro_batches to be a multiple of pp = {p}, got {m}"
     if plan.accum_steps != 1:
         return "pipeline plans accumulate over micro_batches; accum_steps must be 1"
@@ -186,7 +180,7 @@ def _schedule_reason(plan: Plan) -> str | None:
 
 def _flavour_reason(plan: Plan) -> str | None:
     if plan.dp_flavour not in DP_FLAVOURS:
-        return f"dp_flavour {plan.dp_flavour!r} not in {DP_FLAVOURS}"
+        return f"dp_flavour {plan.dp_flavour!r} not in {tuple(DP_FLAVOURS)}"
     if plan.compression not in COMPRESSIONS:
         return f"compression {plan.compression!r} not in {COMPRESSIONS}"
     if plan.compression != "none" and plan.dp_flavour != "ddp":

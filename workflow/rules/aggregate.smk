@@ -1,32 +1,35 @@
-# Records -> tables. The dropped combinations come from the same study expansion.
-
-
-localrules:
-    dropped,
-    aggregate,
+# Records -> tables. The dropped combinations come from the same study expansion as the jobs.
 
 
 rule dropped:
     output:
-        f"{STUDY_DIR}/dropped.json",
+        str(LAYOUT.dropped),
+    log:
+        str(LAYOUT.log("dropped")),
     params:
-        dropped=[d.__dict__ for d in DROPPED],
+        dropped=[d.to_dict() for d in DROPPED],
     run:
-        from benchbench.record import atomic_write_text
+        from benchbench.record import write_json
 
-        atomic_write_text(output[0], json.dumps(params.dropped, indent=1) + "\n")
+        write_json(output[0], params.dropped, log=log[0])
 
 
 rule aggregate:
     input:
-        records=list(JOB_BY_RECORD),
-        dropped=f"{STUDY_DIR}/dropped.json",
+        records=RECORDS,
+        dropped=rules.dropped.output[0],
     output:
-        runs=f"{STUDY_DIR}/tables/runs.csv",
-        scaling=f"{STUDY_DIR}/tables/scaling.csv",
-        dropped=f"{STUDY_DIR}/tables/dropped.csv",
+        runs=str(LAYOUT.table("runs")),
+        scaling=str(LAYOUT.table("scaling")),
+        dropped=str(LAYOUT.table("dropped")),
+    log:
+        str(LAYOUT.log("aggregate")),
     params:
+        python=PYTHON,
         scaling=STUDY["scaling"],
+    conda:
+        CONDA_ENV
     shell:
-        "{PY} -m benchbench aggregate --records {input.records} --dropped {input.dropped}"
-        " --scaling {params.scaling} --out-dir {STUDY_DIR}/tables"
+        "{params.python:q} -m benchbench aggregate --records {input.records:q} --dropped {input.dropped:q}"
+        " --scaling {params.scaling:q} --runs-csv {output.runs:q} --scaling-csv {output.scaling:q}"
+        " --dropped-csv {output.dropped:q} > {log:q} 2>&1"

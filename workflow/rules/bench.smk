@@ -5,32 +5,27 @@
 # with srun inside the allocation.
 
 
-def _job(wildcards):
-    return JOB_BY_RECORD[f"{RESULTS}/" + RECORD_PATTERN.format(**wildcards)]
-
-
-def _slurm(key):
-    return lambda wildcards: job_resources(_job(wildcards))[key]
-
-
 rule bench:
     output:
-        f"{RESULTS}/" + RECORD_PATTERN,
+        LAYOUT.record_pattern,
     log:
-        f"{RESULTS}/{{study}}/logs/bench/{{model}}/{{hardware}}/{{strategy}}/ws{{world_size}}-r{{repeat}}.log",
+        LAYOUT.log_pattern,
     params:
-        spec=lambda wc: json.dumps(_job(wc), sort_keys=True),
-    threads: lambda wc: _job(wc)["world_size"] * _job(wc)["threads_per_rank"]
+        python=PYTHON,
+        job=job_json,
+    threads: rank_threads
     resources:
         bench_slots=1,
-        runtime=_slurm("runtime"),
-        nodes=_slurm("nodes"),
-        tasks=_slurm("tasks"),
-        tasks_per_node=_slurm("tasks_per_node"),
-        cpus_per_task=_slurm("cpus_per_task"),
-        mem_mb_per_cpu=_slurm("mem_mb_per_cpu"),
-        gres=_slurm("gres"),
-        tasks_per_gpu=_slurm("tasks_per_gpu"),
-        mpi=_slurm("mpi"),
+        runtime=slurm_resource("runtime"),
+        nodes=slurm_resource("nodes"),
+        tasks=slurm_resource("tasks"),
+        tasks_per_node=slurm_resource("tasks_per_node"),
+        cpus_per_task=slurm_resource("cpus_per_task"),
+        mem_mb_per_cpu=slurm_resource("mem_mb_per_cpu"),
+        gres=slurm_resource("gres"),
+        tasks_per_gpu=slurm_resource("tasks_per_gpu"),
+        mpi=slurm_resource("mpi"),
+    conda:
+        CONDA_ENV
     shell:
-        "{PY} -m benchbench run --spec {params.spec:q} --out {output} --allow-failed > {log} 2>&1"
+        "{params.python:q} -m benchbench run --spec {params.job:q} --out {output:q} --allow-failed > {log:q} 2>&1"

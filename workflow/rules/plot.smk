@@ -1,11 +1,17 @@
-localrules:
-    plot,
+# Tables -> plots (every plot of benchbench/layout.py in every format).
 
 
 rule plot:
     input:
-        f"{STUDY_DIR}/tables/scaling.csv",
+        scaling=rules.aggregate.output.scaling,
     output:
-        expand(f"{STUDY_DIR}/plots/{{name}}.{{fmt}}", name=["throughput", "efficiency", "strategies"], fmt=["svg", "png"]),
+        plots=[str(p) for p in LAYOUT.plots()],
+    log:
+        str(LAYOUT.log("plot")),
+    params:
+        python=PYTHON,
+    conda:
+        CONDA_ENV
     shell:
-        "MPLBACKEND=Agg {PY} -m benchbench plot --scaling {input} --out-dir {STUDY_DIR}/plots"
+        "MPLBACKEND=Agg {params.python:q} -m benchbench plot --scaling {input.scaling:q} --out {output.plots:q}"
+        " > {log:q} 2>&1"

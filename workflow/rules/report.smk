@@ -1,16 +1,21 @@
-localrules:
-    report,
+# Records + tables + plots -> one self-contained HTML page.
 
 
 rule report:
     input:
         tables=rules.aggregate.output,
-        plots=rules.plot.output,
-        records=list(JOB_BY_RECORD),
+        plots=rules.plot.output.plots,
+        records=RECORDS,
     output:
-        f"{STUDY_DIR}/report/index.html",
+        str(LAYOUT.report),
+    log:
+        str(LAYOUT.log("report")),
     params:
+        python=PYTHON,
         description=STUDY.get("description", ""),
+        svgs=svg_plots,
+    conda:
+        CONDA_ENV
     shell:
-        "{PY} -m benchbench report --study-dir {STUDY_DIR} --records {input.records}"
-        " --description {params.description:q}"
+        "{params.python:q} -m benchbench report --records {input.records:q} --tables {input.tables:q}"
+        " --plots {params.svgs:q} --out {output:q} --description {params.description:q} > {log:q} 2>&1"

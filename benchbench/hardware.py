@@ -1,0 +1,71 @@
+"""Hardware profiles (``config/hardware/<name>.yaml``): what a job runs on, typed.
+
+A profile names the device and collective backend, how many devices a node holds, the dense peak
+FLOP/s per dtype (for MFU), link figures and the per-rank Slurm request. It is validated against
+``workflow/schemas/hardware.schema.yaml`` once per process.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from benchbench.config import ROOT, ConfigError, validate
+
+HARDWARE_DIR = ROOT / "config" / "hardware"
+
+
+@dataclass(frozen=True)
+class HardwareProfile:
+    """One hardware profile; field meanings are in ``workflow/schemas/hardware.schema.yaml``."""
+
+    device: str
+    backend: str
+    devices_per_node: int
+    peak_flops: dict[str, float | None]
+    description: str = ""
+    intra_node: dict[str, float | None] = field(default_factory=dict)
+    inter_node: dict[str, float | None] = field(default_factory=dict)
+    slurm: dict[str, int] = field(default_factory=dict)
+
+    def peak(self, dtype: str) -> float | None:
+        """Dense peak FLOP/s of one device for ``dtype``; ``None`` when the profile gives none."""
+        return self.peak_flops.get(dtype)
+
+    def to_dict(self) -> dict[str, Any]:
+        return copy.deepcopy(asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> HardwareProfile:
+        return cls(**copy.deepcopy(d))
+
+
+#: What a job runs on when nothing else is said: this machine's CPU with gloo.
+CPU_LOCAL = HardwareProfile(device="cpu", backend="gloo", devices_per_node=1024, peak_flops={})
+
+
+def hardware_names() -> list[str]:
+    """The hardware profiles shipped in config/hardware/."""
+    return sorted(p.stem for p in HARDWARE_DIR.glob("*.yaml"))
+
+
+@cache
+def _validated(path: Path) -> HardwareProfile:
+    raw = yaml.safe_load(path.read_text())
+    validate(raw, "hardware", f"hardware profile {path}")
+    return HardwareProfile.from_dict(raw)
+
+
+def load_hardware(name: str, key: str = "hardware") -> HardwareProfile:
+    """The validated profile ``config/hardware/<name>.yaml`` (read and validated once per process).
+
+    Raises :class:`~benchbench.config.ConfigError` naming ``key`` and the shipped profiles."""
+    path = HARDWARE_DIR / f"{name}.yaml"
+    if not path.exists():
+        raise ConfigError(f"invalid study config:\n  {key}: {name!r} is not allowed; allowed: {hardware_names()}")
+    return _validated(path)

@@ -1,0 +1,100 @@
+"""The results layout, declared once: where each output of a study lives.
+
+::
+
+    results/<study>/raw/<model>/<hardware>/<strategy>/ws<N>-r<k>.json   one record per job
+    results/<study>/logs/bench/<model>/<hardware>/<strategy>/ws<N>-r<k>.log
+    results/<study>/logs/<rule>.log                                     aggregate, plot, report
+    results/<study>/dropped.json                                        combinations not run
+    results/<study>/tables/{runs,scaling,dropped}.csv
+    results/<study>/plots/{throughput,efficiency,strategies}.{svg,png}
+    results/<study>/report/index.html
+
+The Snakefile (``workflow/rules/common.smk``), the CLI, the report and the Makefile (through
+``benchbench path``) all take paths from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchbench.job import Job
+
+RESULTS = "results"
+#: A job's record and log, relative to the results root; the bench rule's wildcards are these names.
+RECORD_PATTERN = "{study}/raw/{model}/{hardware}/{strategy}/ws{world_size}-r{repeat}.json"
+LOG_PATTERN = "{study}/logs/bench/{model}/{hardware}/{strategy}/ws{world_size}-r{repeat}.log"
+TABLES = ("runs", "scaling", "dropped")
+PLOTS = ("throughput", "efficiency", "strategies")
+PLOT_FORMATS = ("svg", "png")
+
+
+def _fields(job: Job) -> dict[str, object]:
+    return {
+        "study": job.study,
+        "model": job.model,
+        "hardware": job.hardware,
+        "strategy": job.strategy,
+        "world_size": job.world_size,
+        "repeat": job.repeat,
+    }
+
+
+@dataclass(frozen=True)
+class StudyLayout:
+    """The output paths of one study under a results root."""
+
+    study: str
+    results: Path = Path(RESULTS)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "results", Path(self.results))
+
+    @property
+    def dir(self) -> Path:
+        return self.results / self.study
+
+    @property
+    def record_pattern(self) -> str:
+        """A job's record path with ``{wildcards}`` (the bench rule's output)."""
+        return str(self.results / RECORD_PATTERN)
+
+    @property
+    def log_pattern(self) -> str:
+        return str(self.results / LOG_PATTERN)
+
+    def record(self, job: Job) -> Path:
+        return self.results / RECORD_PATTERN.format(**_fields(job))
+
+    def bench_log(self, job: Job) -> Path:
+        return self.results / LOG_PATTERN.format(**_fields(job))
+
+    def log(self, rule: str) -> Path:
+        return self.dir / "logs" / f"{rule}.log"
+
+    @property
+    def raw(self) -> Path:
+        return self.dir / "raw"
+
+    @property
+    def dropped(self) -> Path:
+        return self.dir / "dropped.json"
+
+    def table(self, name: str) -> Path:
+        if name not in TABLES:
+            raise ValueError(f"unknown table {name!r}; allowed: {TABLES}")
+        return self.dir / "tables" / f"{name}.csv"
+
+    def plot(self, name: str, fmt: str) -> Path:
+        if name not in PLOTS or fmt not in PLOT_FORMATS:
+            raise ValueError(f"unknown plot {name}.{fmt}; allowed: {PLOTS} x {PLOT_FORMATS}")
+        return self.dir / "plots" / f"{name}.{fmt}"
+
+    def plots(self) -> list[Path]:
+        return [self.plot(n, f) for n in PLOTS for f in PLOT_FORMATS]
+
+    @property
+    def report(self) -> Path:
+        return self.dir / "report" / "index.html"
+

@@ -1,0 +1,140 @@
+"""Every reported number, declared once: name, unit, one-line definition, how it is combined
+across ranks and across repeats.
+
+The registry drives the rest: :func:`summarize` fills exactly :data:`SUMMARY` (and refuses a
+summary that misses or adds a name); the record's summary keys, ``runs.csv`` and ``scaling.csv``
+columns and the report's columns are taken from it; tests check the record schema and
+docs/METRICS.md against it. To add a number: declare it here, compute it in :func:`summarize`
+(or the analysis, for per-configuration numbers), define it in docs/METRICS.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One reported number (or label)."""
+
+    name: str
+    unit: str  # "s", "samples/s", "MiB", "bytes", "fraction", "count", "FLOP", "" (label) ...
+    definition: str  # one line; the full definition is docs/METRICS.md
+    across_ranks: str  # how per-rank values become the job's: max | mean | sum | rank0 | none
+    across_repeats: str  # how repeats become a configuration's (scaling.csv): median | max | first | none
+    kind: str = "number"  # JSON type: number | integer | string | boolean
+    choices: tuple[str, ...] = ()  # allowed values of a string label
+    scaling_column: str = ""  # its column in scaling.csv when not its own name
+
+    @property
+    def column(self) -> str:
+        """The metric's column name in scaling.csv."""
+        return self.scaling_column or self.name
+
+    def json_schema(self) -> dict[str, Any]:
+        """Its property in the record schema's ``summary`` (every summary figure may be null)."""
+        if self.choices:
+            return {"enum": [*self.choices, None]}
+        return {"type": [self.kind, "null"]}
+
+
+def _m(name: str, unit: str, ranks: str, repeats: str, definition: str, **kw: Any) -> Metric:
+    return Metric(name, unit, definition, ranks, repeats, **kw)
+
+
+#: The per-step series of a record (not summary figures).
+SERIES: tuple[Metric, ...] = (
+    _m("step_time_s", "s", "max", "none", "time of each timed step: the slowest rank's, after a barrier"),
+    _m("loss", "", "mean", "none", "global-batch loss of every step (warm-up included): mean over loss-holding ranks"),
+)
+
+#: The record's ``summary``: one value per job.
+SUMMARY: tuple[Metric, ...] = (
+    _m("step_time_median_s", "s", "none", "median", "median of step_time_s"),
+    _m("step_time_p10_s", "s", "none", "none", "10th percentile of step_time_s"),
+    _m("step_time_p90_s", "s", "none", "none", "90th percentile of step_time_s"),
+    _m("step_time_cv", "fraction", "none", "max", "sample standard deviation / mean of step_time_s"),
+    _m("samples_per_s", "samples/s", "none", "median", "global batch / step_time_median_s",
+       scaling_column="throughput"),
+    _m("tokens_per_s", "tokens/s", "none", "median", "samples_per_s x sequence length (sequence models)"),
+    _m("model_tflops_per_rank", "TFLOP/s", "none", "median", "analytic model FLOP/s / world size / 1e12"),
+    _m("mfu", "fraction", "none", "median", "model FLOP/s / (world size x the profile's dense peak)"),
+    _m("peak_mem_mb", "MiB", "max", "max", "peak memory of the process: RSS (CPU) or CUDA allocator peak (GPU)"),
+    _m("peak_mem_source", "", "rank0", "none", "where peak_mem_mb comes from", kind="string",
+       choices=("rss", "cuda_allocator")),
+    _m("comm_bytes_per_step", "bytes", "max", "first", "payload bytes one rank hands to collectives in a step"),
+    _m("comm_bytes_source", "", "rank0", "none", "how comm_bytes_per_step was obtained", kind="string",
+       choices=("measured", "analytic", "none")),
+    _m("exposed_comm_fraction", "fraction", "mean", "median",
+       "share of a step the main thread was blocked rather than computing (CPU; not for pipelines)"),
+    _m("bubble_fraction_measured", "fraction", "mean", "median", "the same blocked share, on pipeline plans"),
+    _m("bubble_fraction_theoretical", "fraction", "none", "first", "the schedule's idle fraction in theory"),
+    _m("params", "count", "none", "none", "model parameters (analytic, exact)", kind="integer"),
+    _m("train_flops_per_sample", "FLOP", "none", "none", "analytic training FLOPs of one sample"),
+)  # fmt: skip
+
+#: Numbers the analysis derives per run (runs.csv) and per configuration (scaling.csv).
+DERIVED: tuple[Metric, ...] = (
+    _m("loss_first", "", "none", "none", "first entry of loss"),
+    _m("loss_last", "", "none", "none", "last entry of loss"),
+    _m("loss_dev", "", "none", "max", "max over steps of |loss - loss of the single-process run|"),
+    _m("correct", "", "none", "none", "match | MISMATCH | lossy | no reference", kind="string"),
+    _m("throughput", "samples/s", "none", "none", "median over repeats of samples_per_s"),
+    _m("throughput_ci_low", "samples/s", "none", "none", "lower end of throughput's 95 % interval"),
+    _m("throughput_ci_high", "samples/s", "none", "none", "upper end of throughput's 95 % interval"),
+    _m("per_rank_batch", "samples", "none", "none", "global batch / dp", kind="integer"),
+    _m("repeats", "count", "none", "none", "ok repeats of the configuration", kind="integer"),
+    _m("speedup", "", "none", "none", "throughput / baseline throughput"),
+    _m("efficiency", "fraction", "none", "none", "speedup / world size"),
+    _m("baseline", "", "none", "none", "which world-size-1 job the speedup is relative to", kind="string"),
+    _m("lossy", "", "none", "none", "the plan changes the arithmetic (compression)", kind="boolean"),
+    _m("noisy", "", "none", "none", "step-time CV or repeat spread above 10 %", kind="boolean"),
+)
+
+SUMMARY_NAMES: tuple[str, ...] = tuple(m.name for m in SUMMARY)
+METRICS: dict[str, Metric] = {m.name: m for m in (*SERIES, *SUMMARY, *DERIVED)}
+
+
+def _percentile(t: np.ndarray, q: float) -> float:
+    return float(np.percentile(t, q))
+
+
+def summarize(
+    *,
+    step_times: list[float],
+    global_batch: int,
+    world_size: int,
+    tokens_per_sample: int,
+    train_flops_per_sample: float,
+    params: int,
+    peak_flops: float | None,
+    measured: dict[str, Any],
+) -> dict[str, Any]:
+    """The record's summary: every name of :data:`SUMMARY`, no other.
+
+    ``step_times`` are the timed steps (slowest rank each); ``measured`` holds the cross-rank
+    figures (``peak_mem_mb``, ``peak_mem_source``, ``comm_bytes_per_step``, ``comm_bytes_source``,
+    ``exposed_comm_fraction``, ``bubble_fraction_measured``, ``bubble_fraction_theoretical``)."""
+    t = np.asarray(step_times, dtype=float)
+    median = float(np.median(t))
+    samples_per_s = global_batch / median
+    achieved = train_flops_per_sample * samples_per_s  # model FLOP/s of the whole job
+    summary = {
+        "step_time_median_s": median,
+        "step_time_p10_s": _percentile(t, 10),
+        "step_time_p90_s": _percentile(t, 90),
+        "step_time_cv": float(t.std(ddof=1) / t.mean()) if len(t) > 1 else 0.0,
+        "samples_per_s": samples_per_s,
+        "tokens_per_s": samples_per_s * tokens_per_sample if tokens_per_sample else None,
+        "model_tflops_per_rank": achieved / world_size / 1e12,
+        "mfu": achieved / (world_size * peak_flops) if peak_flops else None,
+        "params": params,
+        "train_flops_per_sample": train_flops_per_sample,
+        **measured,
+    }
+    if set(summary) != set(SUMMARY_NAMES):
+        raise ValueError(f"summary keys differ from the registry: {sorted(set(summary) ^ set(SUMMARY_NAMES))}")
+    return {name: summary[name] for name in SUMMARY_NAMES}

@@ -1,0 +1,108 @@
+"""Provenance: what a record says about where and how it ran (the record's ``env``), declared once.
+
+:data:`FIELDS` lists every key with its JSON type and meaning; :func:`collect` fills them on rank
+0 from the hosts and device names gathered across ranks; the launcher adds ``wall_time_s``. Tests
+check the record schema's ``env`` part and the report's provenance table against this list.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from benchbench.config import ROOT
+
+
+@dataclass(frozen=True)
+class Field:
+    """One provenance key."""
+
+    name: str
+    kind: str  # JSON type; "array" holds strings
+    definition: str
+    nullable: bool = False
+
+    def json_schema(self) -> dict[str, Any]:
+        if self.kind == "array":
+            return {"type": "array", "items": {"type": "string"}}
+        return {"type": [self.kind, "null"]} if self.nullable else {"type": self.kind}
+
+
+FIELDS: tuple[Field, ...] = (
+    Field("torch", "string", "torch version"),
+    Field("python", "string", "Python version"),
+    Field("backend", "string", "collective backend (gloo, nccl); null for single-process plans", nullable=True),
+    Field("device", "string", "device type: cpu or cuda"),
+    Field("device_names", "array", "distinct device names over all ranks"),
+    Field("hosts", "array", "distinct host names over all ranks"),
+    Field("ranks", "integer", "number of ranks that ran"),
+    Field("threads_per_rank", "integer", "intra-op threads per rank"),
+    Field("oversubscribed", "boolean", "CPU: ranks x threads exceeded the cores of the host"),
+    Field("git_commit", "string", "benchbench commit (or 'unknown')"),
+    Field("slurm_job_id", "string", "Slurm job id, when run under Slurm", nullable=True),
+    Field("slurm_step_id", "string", "Slurm step id, when run under Slurm", nullable=True),
+    Field("slurm_nodelist", "string", "Slurm step (or job) node list", nullable=True),
+    Field("launcher", "string", "what started the ranks: single, torchrun or srun"),
+    Field("cpu_count", "integer", "logical CPUs of rank 0's host"),
+    Field("wall_time_s", "number", "end-to-end time of the job as the launcher saw it (s)"),
+)
+NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS)
+
+
+def device_name(device_type: str, index: int | None = None) -> str:
+    """A readable device name: the GPU's, or the CPU model from /proc/cpuinfo."""
+    if device_type == "cuda":
+        import torch
+
+        return torch.cuda.get_device_name(index)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@cache
+def git_commit() -> str:
+    """The checkout's commit, read once per process."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def collect(
+    *, backend: str | None, device_type: str, device_names: list[str], hosts: list[str], ranks: int, threads: int,
+    launcher: str,
+) -> dict[str, Any]:  # fmt: skip
+    """The record's ``env`` (all of :data:`FIELDS` but the launcher's ``wall_time_s``)."""
+    import torch
+
+    return {
+        "torch": torch.__version__,
+        "python": sys.version.split()[0],
+        "backend": backend,
+        "device": device_type,
+        "device_names": device_names,
+        "hosts": hosts,
+        "ranks": ranks,
+        "threads_per_rank": threads,
+        "oversubscribed": device_type == "cpu" and ranks * threads > (os.cpu_count() or 1),
+        "git_commit": git_commit(),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "slurm_step_id": os.environ.get("SLURM_STEP_ID"),
+        "slurm_nodelist": os.environ.get("SLURM_STEP_NODELIST") or os.environ.get("SLURM_JOB_NODELIST"),
+        "launcher": launcher,
+        "cpu_count": os.cpu_count(),
+    }

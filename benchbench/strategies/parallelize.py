@@ -1,0 +1,154 @@
+"""The one place that applies a :class:`~benchbench.strategies.plan.Plan` to a model, after
+torchtitan's ``parallelize_llama``: small steps in a fixed order over the named device mesh
+``(dp, pp, tp)`` (tp innermost).
+
+1. pipeline split — this rank's stages, each pruned from the full seeded model
+   (:mod:`~benchbench.strategies.pipeline_parallel`); one full model when pp = 1;
+2. tensor (and sequence) parallel over ``tp`` (:mod:`~benchbench.strategies.tensor_parallel`);
+3. data parallel over ``dp``, outermost, as the flavour's row of :data:`DATA_PARALLEL` says
+   (wrapper, ``no_sync``, post-backward hook); skipped when dp = 1 under tp or pp;
+4. the optimizer (the flavour's: AdamW, or AdamW sharded for ZeRO-1) and, for pipelines, the
+   schedule over this rank's stages.
+
+The result, :class:`Parallelized`, is what :mod:`benchbench.train` builds a trainer from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from benchbench.data import LossFn
+from benchbench.job import Job
+from benchbench.models import build_model
+from benchbench.strategies.compression import register_compression
+from benchbench.strategies.data_parallel import NaiveGradSync, apply_ddp
+from benchbench.strategies.pipeline_parallel import build_stage_module, make_schedule, make_stage
+from benchbench.strategies.plan import Plan
+from benchbench.strategies.schedules import stage_ids
+from benchbench.strategies.sharded import apply_fsdp, fsdp_no_sync, zero1_optimizer
+from benchbench.strategies.tensor_parallel import apply_tp
+
+NoSync = Callable[[], contextlib.AbstractContextManager]
+
+
+def adamw(params: list[nn.Parameter], group: dist.ProcessGroup | None, lr: float) -> torch.optim.Optimizer:
+    """The trainer's optimizer: AdamW without weight decay."""
+    del group  # replicated state: every rank updates all of its parameters
+    return torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+
+
+def _wrap_none(module: nn.Module, plan: Plan, mesh: Any, device: torch.device) -> nn.Module:
+    return module
+
+
+def _wrap_ddp(module: nn.Module, plan: Plan, mesh: Any, device: torch.device) -> nn.Module:
+    group = mesh["dp"].get_group()
+    ddp = apply_ddp(module, device, group, plan.bucket_cap_mb, plan.static_graph)
+    register_compression(ddp, plan.compression, group, plan.powersgd_rank, plan.powersgd_warmup)
+    return ddp
+
+
+def _wrap_fsdp(module: nn.Module, plan: Plan, mesh: Any, device: torch.device) -> nn.Module:
+    return apply_fsdp(module, mesh["dp"], plan.reshard_after_forward)
+
+
+@dataclass(frozen=True)
+class DataParallel:
+    """How one data-parallel flavour is applied (names and meanings: ``plan.DP_FLAVOURS``)."""
+
+    wrap: Callable[[nn.Module, Plan, Any, torch.device], nn.Module]
+    no_sync: Callable[[nn.Module], contextlib.AbstractContextManager] | None  # skip gradient sync
+    after_backward: Callable[[nn.Module, dist.ProcessGroup], Callable[[], None]] | None
+    optimizer: Callable[[list[nn.Parameter], dist.ProcessGroup | None, float], torch.optim.Optimizer]
+
+
+DATA_PARALLEL: dict[str, DataParallel] = {
+    "none": DataParallel(_wrap_none, None, None, adamw),
+    "naive": DataParallel(_wrap_none, None, NaiveGradSync, adamw),
+    "ddp": DataParallel(_wrap_ddp, lambda m: m.no_sync(), None, adamw),
+    "zero1": DataParallel(_wrap_ddp, lambda m: m.no_sync(), None, zero1_optimizer),
+    "fsdp": DataParallel(_wrap_fsdp, fsdp_no_sync, None, adamw),
+}
+
+
+@dataclass
+class Parallelized:
+    """This rank's share of the model with its plan applied."""
+
+    modules: list[nn.Module]  # the model (pp = 1) or this rank's pipeline stages
+    optimizer: torch.optim.Optimizer
+    no_sync: NoSync  # gradient synchronisation off inside (accumulation micro-steps)
+    after_backward: Callable[[], None] | None  # run once after the last backward of a step
+    schedule: Any | None = None  # the pipeline schedule over this rank's stages
+    has_first_stage: bool = True
+    has_last_stage: bool = True
+
+
+@contextlib.contextmanager
+def _all(contexts: list[contextlib.AbstractContextManager]) -> Iterator[None]:
+    with contextlib.ExitStack() as stack:
+        for c in contexts:
+            stack.enter_context(c)
+        yield
+
+
+def make_mesh(plan: Plan, device: torch.device) -> Any:
+    """The named ``(dp, pp, tp)`` device mesh over all ranks (tp innermost)."""
+    from torch.distributed.device_mesh import init_device_mesh
+
+    return init_device_mesh(device.type, (plan.dp, plan.pp, plan.tp), mesh_dim_names=("dp", "pp", "tp"))
+
+
+def seeded_model(job: Job, device: torch.device) -> nn.Module:
+    """The full model with the job's seed: the same initial weights on every rank and strategy."""
+    torch.manual_seed(job.seed)
+    return build_model(job.model_cfg).to(device)
+
+
+def apply_pipeline_split(job: Job, mesh: Any, device: torch.device) -> tuple[list[nn.Module], list[int]]:
+    """Step 1: this rank's stage modules and their stage indices (the whole model when pp = 1)."""
+    plan = job.plan
+    if plan.pp == 1:
+        return [seeded_model(job, device)], [0]
+    ids = stage_ids(plan.schedule, mesh["pp"].get_local_rank(), plan.pp, plan.virtual_stages)
+    n_stages = plan.pp * plan.virtual_stages
+    return [build_stage_module(job.model_cfg, job.seed, s, n_stages).to(device) for s in ids], ids
+
+
+def parallelize(job: Job, device: torch.device, loss_fn: LossFn) -> Parallelized:
+    """Apply the job's plan in the documented order and return this rank's share."""
+    plan = job.plan
+    if not job.distributed:
+        model = seeded_model(job, device)
+        return Parallelized([model], adamw(list(model.parameters()), None, job.lr), contextlib.nullcontext, None)
+
+    mesh = make_mesh(plan, device)
+    wrap_dp = plan.dp > 1 or (plan.tp == 1 and plan.pp == 1)
+    flavour = DATA_PARALLEL[plan.dp_flavour if wrap_dp else "none"]
+    dp_group = mesh["dp"].get_group()
+
+    modules, ids = apply_pipeline_split(job, mesh, device)  # 1
+    if plan.tp > 1:
+        modules = [apply_tp(m, mesh["tp"], plan.sequence_parallel) for m in modules]  # 2
+    modules = [flavour.wrap(m, plan, mesh, device) for m in modules]  # 3
+    no_sync: NoSync = contextlib.nullcontext
+    if flavour.no_sync is not None:
+        no_sync = lambda: _all([flavour.no_sync(m) for m in modules])  # noqa: E731
+    syncs = [flavour.after_backward(m, dp_group) for m in modules] if flavour.after_backward else []
+    after_backward = (lambda: [s() for s in syncs]) if syncs else None
+    optimizer = flavour.optimizer([p for m in modules for p in m.parameters()], dp_group, job.lr)  # 4
+    if plan.pp == 1:
+        return Parallelized(modules, optimizer, no_sync, after_backward)
+
+    n_stages = plan.pp * plan.virtual_stages
+    pp_group = mesh["pp"].get_group()
+    stages = [make_stage(m, s, n_stages, device, pp_group) for m, s in zip(modules, ids, strict=True)]
+    schedule = make_schedule(plan.schedule, stages, plan.micro_batches, loss_fn)
+    return Parallelized(modules, optimizer, no_sync, after_backward, schedule, 0 in ids, n_stages - 1 in ids)

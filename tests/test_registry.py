@@ -1,0 +1,139 @@
+"""Every number is declared once (benchbench/metrics.py, benchbench/provenance.py); each place that
+lists numbers — the summary, the record schema, the tables, the report, docs/METRICS.md — must
+agree with the registry. Likewise the tables of schedules, data-parallel flavours, architectures
+and plots agree with the schemas and with what they derive from."""
+
+import re
+
+import pytest
+
+from benchbench.analysis import RUN_COLUMNS, runs_table, scaling_table, with_correctness
+from benchbench.config import ROOT, load_schema
+from benchbench.metrics import DERIVED, METRICS, SERIES, SUMMARY, SUMMARY_NAMES, summarize
+from benchbench.provenance import FIELDS
+from benchbench.record import make_record
+from benchbench.report import PROVENANCE_SHOWN, SIDE_BY_SIDE_METRICS
+from tests.conftest import make_test_job
+
+METRICS_MD = ROOT / "docs" / "METRICS.md"
+
+
+def documented_names() -> set[str]:
+    """The backticked names in the first cell of every table row of docs/METRICS.md."""
+    names: set[str] = set()
+    for line in METRICS_MD.read_text().splitlines():
+        if line.startswith("| ") and not line.startswith("| ---"):
+            names |= set(re.findall(r"`([a-z0-9_]+)`", line.split("|")[1]))
+    return names
+
+
+def fake_summary() -> dict:
+    return summarize(
+        step_times=[0.1, 0.12, 0.11], global_batch=8, world_size=2, tokens_per_sample=16,
+        train_flops_per_sample=1e9, params=1000, peak_flops=1e12,
+        measured={"peak_mem_mb": 300.0, "peak_mem_source": "rss", "comm_bytes_per_step": 4000.0,
+                  "comm_bytes_source": "measured", "exposed_comm_fraction": 0.2, "bubble_fraction_measured": None,
+                  "bubble_fraction_theoretical": None},
+    )  # fmt: skip
+
+
+def test_summarize_fills_exactly_the_registry():
+    assert list(fake_summary()) == list(SUMMARY_NAMES)
+
+
+def test_summarize_refuses_a_number_the_registry_lacks():
+    with pytest.raises(ValueError, match="summary keys differ from the registry: \\['not_registered'\\]"):
+        summarize(
+            step_times=[0.1], global_batch=8, world_size=1, tokens_per_sample=0, train_flops_per_sample=1.0,
+            params=1, peak_flops=None,
+            measured={**{k: None for k in SUMMARY_NAMES[8:15]}, "not_registered": 1.0},
+        )  # fmt: skip
+
+
+def test_record_schema_summary_is_the_registry():
+    summary = load_schema("record")["properties"]["summary"]
+    assert summary["properties"] == {m.name: m.json_schema() for m in SUMMARY}
+    assert summary["required"] == list(SUMMARY_NAMES) and summary["additionalProperties"] is False
+
+
+def test_record_schema_env_is_the_provenance_registry():
+    env = load_schema("record")["properties"]["env"]
+    assert env["properties"] == {f.name: f.json_schema() for f in FIELDS}
+    assert env["additionalProperties"] is False
+
+
+def test_metrics_md_defines_every_registered_number_and_no_other():
+    registered = set(METRICS)
+    documented = documented_names()
+    assert registered - documented == set(), "registered but not defined in docs/METRICS.md"
+    assert documented - registered - {f.name for f in FIELDS} == set(), "in docs/METRICS.md but not registered"
+
+
+def test_metrics_md_lists_the_provenance_fields():
+    assert {f.name for f in FIELDS} <= documented_names()
+
+
+def test_tables_carry_every_registered_number():
+    records = [
+        make_record(job=make_test_job("single", 1), status="ok", step_time_s=[0.1] * 3, loss=[2.0, 1.0],
+                    summary=fake_summary()),
+        make_record(job=make_test_job("ddp", 2), status="ok", step_time_s=[0.06] * 3, loss=[2.0, 1.0],
+                    summary=fake_summary()),
+    ]  # fmt: skip
+    runs = runs_table(records)
+    assert list(runs.columns) == RUN_COLUMNS and set(SUMMARY_NAMES) <= set(runs.columns)
+    scaling = with_correctness(scaling_table(records), runs)
+    expected = {m.column for m in SUMMARY if m.across_repeats != "none"} | {
+        m.name for m in DERIVED if m.name not in ("loss_first", "loss_last")
+    }
+    assert expected <= set(scaling.columns)
+    assert set(SIDE_BY_SIDE_METRICS) <= set(scaling.columns)
+
+
+def test_report_columns_and_provenance_are_registered():
+    assert set(SIDE_BY_SIDE_METRICS) <= set(METRICS)
+    assert set(PROVENANCE_SHOWN) <= {f.name for f in FIELDS}
+
+
+def test_registry_declares_known_reductions():
+    for m in (*SERIES, *SUMMARY, *DERIVED):
+        assert m.across_ranks in {"max", "mean", "sum", "rank0", "none"}, m.name
+        assert m.across_repeats in {"median", "max", "first", "none"}, m.name
+        assert m.definition and m.unit is not None, m.name
+    assert len(METRICS) == len(SERIES) + len(SUMMARY) + len(DERIVED)  # every name once
+
+
+def test_schedule_table_agrees_with_torch_and_the_schema():
+    from benchbench.strategies.schedules import SCHEDULES, is_multi_stage
+
+    for name, sched in SCHEDULES.items():
+        assert sched.multi_stage == is_multi_stage(name), name  # derived from PipelineScheduleMulti
+    props = load_schema("config")["properties"]["strategy_defs"]["additionalProperties"]["properties"]
+    assert props["schedule"]["enum"] == list(SCHEDULES)
+
+
+def test_data_parallel_table_agrees_with_plan_and_schema():
+    from benchbench.strategies.parallelize import DATA_PARALLEL
+    from benchbench.strategies.plan import COMPRESSIONS, DP_FLAVOURS
+
+    assert set(DATA_PARALLEL) == set(DP_FLAVOURS)
+    props = load_schema("config")["properties"]["strategy_defs"]["additionalProperties"]["properties"]
+    assert props["dp_flavour"]["enum"] == [f for f in DP_FLAVOURS if f != "none"]
+    assert props["compression"]["enum"] == list(COMPRESSIONS)
+
+
+def test_architecture_table_agrees_with_the_schema_and_gives_each_a_task():
+    from benchbench.models import ARCHITECTURES, make_task
+    from tests.conftest import TINY_GPT, TINY_MLP
+
+    assert load_schema("config")["$defs"]["model"]["properties"]["arch"]["enum"] == list(ARCHITECTURES)
+    for cfg in (TINY_GPT, TINY_MLP):
+        x, y = make_task(cfg, 0).batch(0, 4)
+        assert x.shape[0] == y.shape[0] == 4
+
+
+def test_plot_table_agrees_with_the_layout():
+    from benchbench.layout import PLOTS
+    from benchbench.plots import _DRAW
+
+    assert set(_DRAW) == set(PLOTS)

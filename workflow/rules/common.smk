@@ -1,0 +1,60 @@
+# Shared by the workflow files: the study's jobs and dropped combinations (the same expansion
+# `benchbench matrix` prints), the results layout (benchbench/layout.py), the job behind a
+# bench rule's wildcards, and which rules run on the submitting host.
+import json
+import sys
+
+from snakemake.settings.types import DeploymentMethod
+
+from benchbench.layout import RESULTS, StudyLayout
+from benchbench.slurm import job_resources
+from benchbench.study import expand as expand_study
+
+JOBS, DROPPED = expand_study(STUDY)
+LAYOUT = StudyLayout(STUDY["study"], RESULTS)
+JOB_BY_RECORD = {str(LAYOUT.record(j)): j for j in JOBS}
+RECORDS = list(JOB_BY_RECORD)
+# The software of every rule: workflow/envs/benchbench.yaml under --use-conda (its `python`),
+# else the interpreter that runs Snakemake (the .venv that `make setup` built).
+CONDA_ENV = "../envs/benchbench.yaml"
+USE_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+PYTHON = "python" if USE_CONDA else sys.executable
+
+# Names in wildcards are the study's own (schema pattern ^[A-Za-z0-9_.-]+$): never a path.
+wildcard_constraints:
+    study=r"[A-Za-z0-9_.-]+",
+    model=r"[A-Za-z0-9_.-]+",
+    hardware=r"[A-Za-z0-9_.-]+",
+    strategy=r"[A-Za-z0-9_.-]+",
+    world_size=r"\d+",
+    repeat=r"\d+",
+
+
+localrules:
+    dropped,
+    aggregate,
+    plot,
+    report,
+
+
+def job_of(wildcards):
+    """The job behind a bench job's wildcards."""
+    return JOB_BY_RECORD[LAYOUT.record_pattern.format(**wildcards)]
+
+
+def slurm_resource(key):
+    """A bench job's Slurm resource (benchbench.slurm.job_resources) as a Snakemake callable."""
+    return lambda wildcards: job_resources(job_of(wildcards))[key]
+
+
+def job_json(wildcards):
+    return json.dumps(job_of(wildcards).to_dict(), sort_keys=True)
+
+
+def rank_threads(wildcards):
+    job = job_of(wildcards)
+    return job.world_size * job.threads_per_rank
+
+
+def svg_plots(wildcards, input):
+    return [p for p in input.plots if p.endswith(".svg")]
