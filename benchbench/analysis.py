@@ -32,7 +32,9 @@ from benchbench.study import Dropped
 RUN_ID_COLUMNS = [
     "study", "model", "hardware", "strategy", "world_size", "dp", "tp", "pp", "repeat", "status", "global_batch",
 ]  # fmt: skip
-RUN_COLUMNS = [*RUN_ID_COLUMNS, *SUMMARY_NAMES, "loss_first", "loss_last", "loss_dev", "correct", "error"]
+RUN_COLUMNS = [
+    *RUN_ID_COLUMNS, *SUMMARY_NAMES, "loss_first", "loss_last", "loss_dev", "correct", "applied", "error",
+]  # fmt: skip
 SCALING_KEYS = ["model", "hardware", "strategy", "world_size"]
 #: Summary metrics carried into scaling.csv, each combined over repeats as the registry says.
 SCALING_METRICS = [m for m in SUMMARY if m.across_repeats != "none"]
@@ -68,21 +70,29 @@ def _reference_losses(records: list[dict[str, Any]], jobs: list[Job]) -> dict[tu
 
 
 def loss_deviation(loss: list[float], reference: list[float]) -> float:
-    """Largest absolute difference over the steps both trajectories have."""
-    n = min(len(loss), len(reference))
-    if n == 0:
+    """Largest absolute difference between two trajectories of equal length; ``inf`` when their
+    lengths differ (a truncated run never matches over a common prefix), NaN when both are empty."""
+    if len(loss) != len(reference):
+        return float("inf")
+    if not loss:
         return float("nan")
-    return float(np.max(np.abs(np.asarray(loss[:n]) - np.asarray(reference[:n]))))
+    return float(np.max(np.abs(np.asarray(loss) - np.asarray(reference))))
 
 
-def _verdict(job: Job, status: str, dev: float) -> str:
-    if status != "ok":
+def _verdict(record: dict[str, Any], job: Job, dev: float) -> str:
+    """``correct``: the gate's verdict first (a mismatch there is final), then the trajectory."""
+    if record["status"] != "ok":
         return ""
-    if np.isnan(dev):
-        return "no reference"
+    gate = record["summary"].get("verify_verdict")
+    if gate == "MISMATCH" or len(record["loss"]) != job.total_steps:
+        return "MISMATCH"
     if job.plan.lossy:
         return "lossy"
-    return "match" if dev <= job.loss_tolerance else "MISMATCH"
+    if not np.isnan(dev) and not dev <= job.loss_tolerance:
+        return "MISMATCH"  # the AdamW trajectory left the single-process one
+    if gate == "match":
+        return "match"
+    return "no reference" if np.isnan(dev) else "match"
 
 
 def _run_row(record: dict[str, Any], job: Job, ref: list[float] | None) -> dict[str, Any]:
@@ -95,7 +105,7 @@ def _run_row(record: dict[str, Any], job: Job, ref: list[float] | None) -> dict[
         "status": record["status"], "global_batch": job.global_batch,
         **{k: record["summary"].get(k) for k in SUMMARY_NAMES},
         "loss_first": loss[0] if loss else None, "loss_last": loss[-1] if loss else None,
-        "loss_dev": dev, "correct": _verdict(job, record["status"], dev),
+        "loss_dev": dev, "correct": _verdict(record, job, dev), "applied": " → ".join(record.get("applied", [])),
         "error": error.splitlines()[0] if error else "",
     }  # fmt: skip
 
@@ -139,6 +149,7 @@ def _configuration_row(job: Job, rs: list[dict[str, Any]]) -> dict[str, Any]:
     row["throughput_ci_low"] = job.global_batch / t_hi
     row["throughput_ci_high"] = job.global_batch / t_lo
     row["lossy"] = job.plan.lossy
+    row["applied"] = " → ".join(rs[0].get("applied", []))
     row["noisy"] = bool((row["step_time_cv"] or 0.0) > NOISY_CV or spread > NOISY_CV)
     return row
 

@@ -69,6 +69,11 @@ class Job:
         return not self.plan.single_process
 
     @property
+    def total_steps(self) -> int:
+        """Warm-up and timed steps."""
+        return self.warmup_steps + self.steps
+
+    @property
     def local_batch(self) -> int:
         """Samples per data-parallel rank per step."""
         return self.global_batch // max(self.plan.dp, 1)

@@ -49,6 +49,9 @@ FIELDS: tuple[Field, ...] = (
     Field("slurm_step_id", "string", "Slurm step id, when run under Slurm", nullable=True),
     Field("slurm_nodelist", "string", "Slurm step (or job) node list", nullable=True),
     Field("launcher", "string", "what started the ranks: single, torchrun or srun"),
+    Field("tf32", "boolean", "GPU: TF32 matmuls allowed (torch.backends.cuda.matmul.allow_tf32); null on CPU",
+          nullable=True),
+    Field("matmul_precision", "string", "torch.get_float32_matmul_precision()"),
     Field("cpu_count", "integer", "logical CPUs of rank 0's host"),
     Field("wall_time_s", "number", "end-to-end time of the job as the launcher saw it (s)"),
 )
@@ -104,5 +107,7 @@ def collect(
         "slurm_step_id": os.environ.get("SLURM_STEP_ID"),
         "slurm_nodelist": os.environ.get("SLURM_STEP_NODELIST") or os.environ.get("SLURM_JOB_NODELIST"),
         "launcher": launcher,
+        "tf32": bool(torch.backends.cuda.matmul.allow_tf32) if device_type == "cuda" else None,
+        "matmul_precision": torch.get_float32_matmul_precision(),
         "cpu_count": os.cpu_count(),
     }

@@ -29,13 +29,21 @@ def make_record(
     status: str,
     error: str | None = None,
     env: dict[str, Any] | None = None,
+    applied: list[str] | None = None,
     step_time_s: list[float] | None = None,
     loss: list[float] | None = None,
     summary: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A complete record; summary figures not given are ``null`` (names: :data:`~benchbench.metrics.SUMMARY`)."""
+    """A complete record; summary figures not given are ``null`` (names: :data:`~benchbench.metrics.SUMMARY`).
+
+    An ``ok`` record must hold every step: ``job.total_steps`` losses and ``job.steps`` step times."""
     if status not in STATUSES:
         raise ValueError(f"status {status!r} not in {STATUSES}")
+    if status == "ok" and (len(loss or []) != job.total_steps or len(step_time_s or []) != job.steps):
+        raise ValueError(
+            f"an ok record needs {job.total_steps} losses and {job.steps} step times, "
+            f"got {len(loss or [])} and {len(step_time_s or [])}"
+        )
     return {
         "schema_version": SCHEMA_VERSION,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -43,6 +51,7 @@ def make_record(
         "error": error,
         "job": job.to_dict(),
         "env": dict(env or {}),
+        "applied": list(applied or []),
         "step_time_s": list(step_time_s or []),
         "loss": list(loss or []),
         "summary": {k: (summary or {}).get(k) for k in SUMMARY_NAMES},

@@ -23,7 +23,8 @@ TEMPLATES = Path(__file__).parent / "templates"
 SIDE_BY_SIDE_KEYS = ["model", "hardware", "strategy", "world_size", "dp", "tp", "pp"]
 SIDE_BY_SIDE_METRICS = [
     "throughput", "speedup", "efficiency", "peak_mem_mb", "comm_bytes_per_step", "exposed_comm_fraction",
-    "bubble_fraction_measured", "bubble_fraction_theoretical", "loss_dev", "correct", "noisy",
+    "bubble_fraction_measured", "bubble_fraction_theoretical", "verify_grad_rel_err", "loss_dev", "correct",
+    "noisy", "applied",
 ]  # fmt: skip
 #: Provenance shown in the report: every field of the record's env but the per-job wall time.
 PROVENANCE_SHOWN = [f.name for f in FIELDS if f.name not in ("wall_time_s", "slurm_step_id", "slurm_nodelist")]

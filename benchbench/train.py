@@ -14,7 +14,6 @@ timed; the step's time is the slowest rank's. Definitions: docs/METRICS.md.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import resource
 import socket
@@ -25,101 +24,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchbench.data import LossFn, SyntheticTask, shard
+from benchbench.data import SyntheticTask
 from benchbench.job import Job
-from benchbench.metrics import METRICS, summarize
+from benchbench.metrics import METRICS, SUMMARY_NAMES, summarize
 from benchbench.models import make_task, model_info
 from benchbench.provenance import collect, device_name
 from benchbench.record import make_record
 from benchbench.reductions import gather_objects, reduce_named
 from benchbench.rendezvous import RankEnv
 from benchbench.strategies.comm_stats import CommCounter
-from benchbench.strategies.parallelize import NoSync, parallelize
 from benchbench.strategies.plan import theoretical_bubble
+from benchbench.trainers import PipelineTrainer, Trainer, build_trainer, shard_batch
+from benchbench.verify import verify_first_step
 
-DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
-
-
-@dataclass
-class Trainer:
-    """One rank's model and optimizer for plans without a pipeline; ``accum_steps`` micro-steps
-    per optimizer step, gradient synchronisation suppressed (``no_sync``) on all but the last."""
-
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    loss_fn: LossFn
-    device: torch.device
-    autocast_dtype: torch.dtype | None = None
-    accum_steps: int = 1
-    after_backward: Any = None  # Callable[[], None] | None
-    no_sync: NoSync = contextlib.nullcontext
-
-    def forward_backward_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Forward and backward of one micro-step; gradients scaled by 1 / ``accum_steps``."""
-        with _autocast(self.device, self.autocast_dtype):
-            out = self.model(x)
-        loss = self.loss_fn(out, y) / self.accum_steps
-        loss.backward()
-        return loss.detach()
-
-    def train_step(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor | None:
-        """One optimizer step on this rank's shard; returns its loss (mean over the shard)."""
-        self.optimizer.zero_grad(set_to_none=True)
-        total = torch.zeros((), device=self.device)
-        n = self.accum_steps
-        for i, (x, y) in enumerate(zip(inputs.chunk(n), targets.chunk(n), strict=True)):
-            with self.no_sync() if i < n - 1 else contextlib.nullcontext():
-                total += self.forward_backward_step(x, y)
-        if self.after_backward is not None:
-            self.after_backward()
-        self.optimizer.step()
-        return total
-
-
-@dataclass
-class PipelineTrainer:
-    """One pipeline rank: its stages' schedule over micro-batches, and the optimizer."""
-
-    schedule: Any
-    optimizer: torch.optim.Optimizer
-    device: torch.device
-    has_first: bool
-    has_last: bool
-    autocast_dtype: torch.dtype | None = None
-
-    def forward_backward_step(self, inputs: torch.Tensor, targets: torch.Tensor) -> list[torch.Tensor]:
-        """Forward and backward of every micro-batch through the schedule; the micro-batch losses
-        on the last stage's rank (the schedule scales gradients by 1 / micro-batches)."""
-        losses: list[torch.Tensor] = []
-        args = (inputs,) if self.has_first else ()
-        with _autocast(self.device, self.autocast_dtype):
-            if self.has_last:
-                self.schedule.step(*args, target=targets, losses=losses)
-            else:
-                self.schedule.step(*args)
-        return losses
-
-    def train_step(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor | None:
-        """One optimizer step; returns the loss (mean over micro-batches) on the last stage's rank."""
-        self.optimizer.zero_grad(set_to_none=True)
-        losses = self.forward_backward_step(inputs, targets)
-        self.optimizer.step()
-        return torch.stack([v.detach().float() for v in losses]).mean() if self.has_last else None
-
-
-def build_trainer(job: Job, device: torch.device, loss_fn: LossFn) -> Trainer | PipelineTrainer:
-    """Apply the job's plan (:func:`~benchbench.strategies.parallelize.parallelize`) and wrap
-    this rank's share in the trainer that fits it."""
-    p = parallelize(job, device, loss_fn)
-    dtype = DTYPES[job.dtype]
-    if p.schedule is not None:
-        return PipelineTrainer(p.schedule, p.optimizer, device, p.has_first_stage, p.has_last_stage, dtype)
-    (model,) = p.modules
-    return Trainer(model, p.optimizer, loss_fn, device, dtype, job.plan.accum_steps, p.after_backward, p.no_sync)
+GATE_METRICS = [n for n in SUMMARY_NAMES if n.startswith("verify_")]
 
 
 def setup_device(job: Job, env: RankEnv) -> torch.device:
@@ -135,11 +53,7 @@ def setup_device(job: Job, env: RankEnv) -> torch.device:
 def make_batches(job: Job, task: SyntheticTask, dp_rank: int, device: torch.device) -> list[tuple[torch.Tensor, ...]]:
     """Every step's shard of the global batch for data-parallel rank ``dp_rank``, generated
     before the clock starts."""
-    batches = []
-    for step in range(job.warmup_steps + job.steps):
-        x, y = task.batch(step, job.global_batch)
-        batches.append((shard(x, dp_rank, job.dp).to(device), shard(y, dp_rank, job.dp).to(device)))
-    return batches
+    return [shard_batch(job, *task.batch(s, job.global_batch), dp_rank, device) for s in range(job.total_steps)]
 
 
 def _sync(device: torch.device) -> None:
@@ -225,8 +139,8 @@ def reduce_measurements(job: Job, log: StepLog, comm_bytes: float | None, device
     }
 
 
-def job_summary(job: Job, reduced: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    """The record's summary from the reduced figures (docs/METRICS.md)."""
+def job_summary(job: Job, reduced: dict[str, Any], gate: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """The record's summary from the reduced figures and the gate's (docs/METRICS.md)."""
     info = model_info(job.model_cfg)
     pipelined = job.pp > 1
     blocked = reduced["blocked_median"] if device.type == "cpu" else None
@@ -247,6 +161,7 @@ def job_summary(job: Job, reduced: dict[str, Any], device: torch.device) -> dict
             "exposed_comm_fraction": None if pipelined or not job.distributed else blocked,
             "bubble_fraction_measured": blocked if pipelined else None,
             "bubble_fraction_theoretical": theoretical_bubble(job.plan),
+            **{k: gate.get(k) for k in GATE_METRICS},
         },
     )
 
@@ -257,14 +172,16 @@ def run_rank(job: Job, env: RankEnv) -> dict[str, Any] | None:
     The process group, if the plan needs one, must already be initialised."""
     device = setup_device(job, env)
     task = make_task(job.model_cfg, job.seed)
-    trainer = build_trainer(job, device, task.loss_fn)
     dp_rank = env.rank // (job.tp * job.pp)  # mesh (dp, pp, tp), tp innermost
+    gate = verify_first_step(job, device, task, dp_rank, env.rank)  # untimed; its model is freed
+    trainer = build_trainer(job, device, task.loss_fn)
     batches = make_batches(job, task, dp_rank, device)
 
     log = timed_loop(trainer, batches, device, job.distributed)
     comm_bytes = count_comm(trainer, batches[0]) if job.distributed else None
     reduced = reduce_measurements(job, log, comm_bytes, device)
     where = gather_objects((socket.gethostname(), device_name(device.type, device.index)))
+    applied = trainer.applied
     # Free DDP/FSDP state (reference cycles) now, while its process group still exists:
     # collected at interpreter exit, after the group is destroyed, gloo aborts the process.
     del trainer
@@ -284,7 +201,8 @@ def run_rank(job: Job, env: RankEnv) -> dict[str, Any] | None:
         job=job,
         status="ok",
         env=provenance,
+        applied=applied,
         step_time_s=reduced["step_time_s"],
         loss=reduced["loss"],
-        summary=job_summary(job, reduced, device),
+        summary=job_summary(job, reduced, gate or {}, device),
     )

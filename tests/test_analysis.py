@@ -10,11 +10,12 @@ from tests.conftest import make_test_job
 
 
 def rec(strategy, ws, step_time, batch=64, loss=(2.0, 1.0), status="ok", repeat=0):
-    job = make_test_job(strategy, ws, global_batch=batch, repeat=repeat)
+    job = make_test_job(strategy, ws, global_batch=batch, repeat=repeat, steps=len(loss))
     summary = {"step_time_median_s": step_time, "samples_per_s": batch / step_time, "step_time_cv": 0.0}
+    ok = status == "ok"
     return make_record(
-        job=job, status=status, error=None if status == "ok" else "boom", step_time_s=[step_time] * 3,
-        loss=list(loss), summary=summary,
+        job=job, status=status, error=None if ok else "boom", step_time_s=[step_time] * len(loss) if ok else [],
+        loss=list(loss) if ok else [], summary=summary,
     )  # fmt: skip
 
 
@@ -56,5 +57,22 @@ def test_loss_dev_against_single():
     assert runs.loc["ddp", "loss_dev"] == pytest.approx(2e-5)
     assert runs.loc["ddp", "correct"] == "MISMATCH"  # default tolerance 1e-5
     assert runs.loc["single", "correct"] == "match"
-    assert loss_deviation([1.0, 2.0], [1.0]) == 0.0
-    assert math.isnan(loss_deviation([], [1.0]))
+    assert loss_deviation([1.0, 2.0], [1.0]) == math.inf  # equal lengths required: no common-prefix match
+    assert math.isnan(loss_deviation([], []))
+
+
+def test_gate_mismatch_wins_and_truncated_runs_never_match():
+    good = rec("ddp", 2, 0.5, loss=(2.0, 1.5, 1.0))
+    bad_gate = rec("dp-naive", 2, 0.5, loss=(2.0, 1.5, 1.0))
+    bad_gate["summary"]["verify_verdict"] = "MISMATCH"  # trajectory equal, one SGD step off: still a mismatch
+    truncated = rec("zero1", 2, 0.5, loss=(2.0, 1.5, 1.0))
+    truncated["loss"] = [2.0, 1.5]  # a foreign or damaged record: shorter than its job's steps
+    runs = runs_table([rec("single", 1, 1.0, loss=(2.0, 1.5, 1.0)), good, bad_gate, truncated])
+    verdicts = dict(zip(runs["strategy"], runs["correct"], strict=True))
+    assert verdicts == {"single": "match", "ddp": "match", "dp-naive": "MISMATCH", "zero1": "MISMATCH"}
+
+
+def test_ok_record_must_hold_every_step():
+    job = make_test_job("ddp", 2, steps=3, warmup_steps=1)
+    with pytest.raises(ValueError, match="needs 4 losses and 3 step times, got 3 and 3"):
+        make_record(job=job, status="ok", step_time_s=[0.1] * 3, loss=[1.0] * 3)

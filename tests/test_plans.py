@@ -29,7 +29,7 @@ def test_all_dimensions_take_the_remaining_ranks():
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_every_preset_runs_on_gpt_somewhere(name):
-    feasible = [ws for ws in (1, 2, 4) if reason(name, ws) is None]
+    feasible = [ws for ws in (1, 2, 4, 8) if reason(name, ws, batch=32) is None]
     assert feasible, f"{name} is feasible at no world size"
 
 
@@ -40,7 +40,10 @@ def test_lossy_is_compression():
 @pytest.mark.parametrize(
     ("strategy", "ws", "changes", "model", "expected"),
     [
-        ("tp", 1, {}, GPT, "tp = all ranks = 1 at world_size 1: nothing to split"),
+        ("tp", 1, {}, GPT, "tp = 1 at world_size 1: the strategy splits tp and each needs >= 2 ranks"),
+        ("fsdp-tp", 2, {}, GPT, "dp = 1 at world_size 2: the strategy splits dp x tp and each needs >= 2 ranks"),
+        ("ddp-pp", 2, {}, GPT, "dp = 1 at world_size 2: the strategy splits dp x pp"),
+        ("3d", 4, {}, GPT, "dp = 1 at world_size 4: the strategy splits dp x tp x pp"),
         ("tp", 2, {}, dict(GPT, heads=3, hidden=33), "tp = 2 does not divide heads = 3"),
         ("tp-sp", 2, {}, dict(GPT, seq_len=15), "tp = 2 does not divide seq_len = 15"),
         ("tp", 2, {}, MLP, "tensor and pipeline plans are defined for the gpt architecture"),
@@ -64,11 +67,15 @@ def test_infeasible_combinations_state_why(strategy, ws, changes, model, expecte
     assert r is not None and expected in r
 
 
-def test_feasible_hybrids():
-    assert reason("3d", 4) is None  # dp 1 x tp 2 x pp 2
+def test_feasible_hybrids_split_every_named_dimension():
     assert reason("3d", 8, batch=32) is None  # dp 2 x tp 2 x pp 2
-    assert reason("ddp-pp", 4) is None
-    assert reason("fsdp-tp", 4) is None
+    assert reason("ddp-pp", 4) is None  # dp 2 x pp 2
+    assert reason("fsdp-tp", 4) is None  # dp 2 x tp 2
+    for name in ("3d", "ddp-pp", "fsdp-tp"):
+        for ws in (1, 2, 4, 8, 16):
+            plan = resolve_plan(name, ws)
+            if reason(name, ws, batch=64) is None:
+                assert all(getattr(plan, d) >= 2 for d in plan.split_dims) and len(plan.split_dims) >= 2
 
 
 def test_theoretical_bubble_formulas():

@@ -9,7 +9,7 @@ from benchbench.job import Job
 from benchbench.record import SCHEMA_VERSION, job_of, make_record, read_record, validate_record, write_record
 from tests.conftest import make_test_job
 
-JOB = make_test_job("ddp", 2)
+JOB = make_test_job("ddp", 2, steps=1, warmup_steps=0)
 
 
 def test_valid_record_round_trips(tmp_path):
@@ -24,11 +24,11 @@ def test_valid_record_round_trips(tmp_path):
 
 
 def test_schema_rejects_bad_records():
-    rec = make_record(job=JOB, status="ok")
+    rec = make_record(job=JOB, status="ok", step_time_s=[0.1], loss=[1.0])
     rec["status"] = "great"
     with pytest.raises(jsonschema.ValidationError):
         validate_record(rec)
-    rec = make_record(job=JOB, status="ok")
+    rec = make_record(job=JOB, status="ok", step_time_s=[0.1], loss=[1.0])
     del rec["job"]["world_size"]
     with pytest.raises(jsonschema.ValidationError):
         validate_record(rec)

@@ -16,6 +16,10 @@ from benchbench.report import PROVENANCE_SHOWN, SIDE_BY_SIDE_METRICS
 from tests.conftest import make_test_job
 
 METRICS_MD = ROOT / "docs" / "METRICS.md"
+GATE = [n for n in SUMMARY_NAMES if n.startswith("verify_")]
+COMPUTED = {"step_time_median_s", "step_time_p10_s", "step_time_p90_s", "step_time_cv", "samples_per_s",
+            "tokens_per_s", "model_tflops_per_rank", "mfu", "params", "train_flops_per_sample"}  # fmt: skip
+MEASURED = [n for n in SUMMARY_NAMES if n not in COMPUTED]
 
 
 def documented_names() -> set[str]:
@@ -33,7 +37,7 @@ def fake_summary() -> dict:
         train_flops_per_sample=1e9, params=1000, peak_flops=1e12,
         measured={"peak_mem_mb": 300.0, "peak_mem_source": "rss", "comm_bytes_per_step": 4000.0,
                   "comm_bytes_source": "measured", "exposed_comm_fraction": 0.2, "bubble_fraction_measured": None,
-                  "bubble_fraction_theoretical": None},
+                  "bubble_fraction_theoretical": None, **dict.fromkeys(GATE, None), "verify_verdict": "match"},
     )  # fmt: skip
 
 
@@ -46,7 +50,7 @@ def test_summarize_refuses_a_number_the_registry_lacks():
         summarize(
             step_times=[0.1], global_batch=8, world_size=1, tokens_per_sample=0, train_flops_per_sample=1.0,
             params=1, peak_flops=None,
-            measured={**{k: None for k in SUMMARY_NAMES[8:15]}, "not_registered": 1.0},
+            measured={**dict.fromkeys(MEASURED, None), "not_registered": 1.0},
         )  # fmt: skip
 
 
@@ -75,10 +79,10 @@ def test_metrics_md_lists_the_provenance_fields():
 
 def test_tables_carry_every_registered_number():
     records = [
-        make_record(job=make_test_job("single", 1), status="ok", step_time_s=[0.1] * 3, loss=[2.0, 1.0],
-                    summary=fake_summary()),
-        make_record(job=make_test_job("ddp", 2), status="ok", step_time_s=[0.06] * 3, loss=[2.0, 1.0],
-                    summary=fake_summary()),
+        make_record(job=make_test_job("single", 1), status="ok", step_time_s=[0.1] * 3, loss=[2.0, 1.5, 1.0],
+                    summary=fake_summary(), applied=["AdamW"]),
+        make_record(job=make_test_job("ddp", 2), status="ok", step_time_s=[0.06] * 3, loss=[2.0, 1.5, 1.0],
+                    summary=fake_summary(), applied=["ddp(2, bucket=25MB)", "AdamW"]),
     ]  # fmt: skip
     runs = runs_table(records)
     assert list(runs.columns) == RUN_COLUMNS and set(SUMMARY_NAMES) <= set(runs.columns)
@@ -88,6 +92,7 @@ def test_tables_carry_every_registered_number():
     }
     assert expected <= set(scaling.columns)
     assert set(SIDE_BY_SIDE_METRICS) <= set(scaling.columns)
+    assert list(scaling["applied"]) == ["ddp(2, bucket=25MB) → AdamW", "AdamW"]
 
 
 def test_report_columns_and_provenance_are_registered():

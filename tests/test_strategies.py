@@ -15,7 +15,7 @@ TWO_RANK_EXACT = [
     "dp-naive", "ddp", "ddp-static", "ddp-accum", "zero1", "fsdp", "fsdp-no-reshard", "tp", "tp-sp",
     "pp-gpipe", "pp-1f1b", "pp-interleaved", "pp-zbv",
 ]  # fmt: skip
-FOUR_RANK = ["fsdp-tp", "ddp-pp", "3d"]
+FOUR_RANK = ["fsdp-tp", "ddp-pp"]  # hybrids need >= 2 ranks per named dimension; 3d (8 ranks): test_gate.py
 LOSSY = ["ddp-fp16", "ddp-bf16", "ddp-powersgd"]
 
 
@@ -45,6 +45,8 @@ def test_exact_strategy_matches_single(cfg, single, tmp_path, strategy, ws):
     assert rec["status"] == "ok", rec["error"]
     assert deviation(rec, single) <= 1e-5
     s = rec["summary"]
+    assert s["verify_verdict"] == "match", s["verify_detail"]
+    assert rec["applied"] and rec["applied"][-1] in ("AdamW", "zero1(AdamW, 2-way)")
     assert s["comm_bytes_source"] == "measured" and s["comm_bytes_per_step"] > 0
     if job_of(rec).pp > 1:
         assert 0 <= s["bubble_fraction_measured"] <= 1
@@ -52,6 +54,13 @@ def test_exact_strategy_matches_single(cfg, single, tmp_path, strategy, ws):
         assert s["exposed_comm_fraction"] is None
     else:
         assert 0 <= s["exposed_comm_fraction"] <= 1 and s["bubble_fraction_measured"] is None
+
+
+def test_hybrids_apply_every_dimension_they_name(cfg, tmp_path):
+    fsdp_tp = run(cfg, tmp_path, "gpt", "fsdp-tp", 4)["applied"]
+    assert fsdp_tp == ["tp(2, sp=off)", "fsdp(2, reshard=on)", "AdamW"]
+    ddp_pp = run(cfg, tmp_path, "gpt", "ddp-pp", 4)["applied"]
+    assert ddp_pp[0].startswith("pipeline(Schedule1F1B, stages=2") and ddp_pp[1].startswith("ddp(2,")
 
 
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp", "zero1"])
@@ -84,4 +93,5 @@ def test_lossy_compression_deviation_is_recorded_and_bounded(cfg, single, tmp_pa
     assert rec["status"] == "ok", rec["error"]
     assert rec["job"]["plan"]["lossy"] is True
     assert 0 < deviation(rec, single) < 0.1
+    assert rec["summary"]["verify_verdict"] == "lossy", rec["summary"]["verify_detail"]
     assert rec["summary"]["comm_bytes_per_step"] < 4 * single["summary"]["params"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -38,10 +38,25 @@ from benchbench.strategies.tensor_parallel import apply_tp
 NoSync = Callable[[], contextlib.AbstractContextManager]
 
 
-def adamw(params: list[nn.Parameter], group: dist.ProcessGroup | None, lr: float) -> torch.optim.Optimizer:
-    """The trainer's optimizer: AdamW without weight decay."""
+#: The optimizers a trainer can be built with: AdamW (training, no weight decay) and plain SGD (no
+#: momentum, no weight decay: the correctness gate's scale-sensitive step, :mod:`benchbench.verify`).
+OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], dict[str, Any]]] = {
+    "adamw": (torch.optim.AdamW, {"weight_decay": 0.0}),
+    "sgd": (torch.optim.SGD, {}),
+}
+
+
+def replicated(params: list[nn.Parameter], group: dist.ProcessGroup | None, lr: float, name: str):
+    """The optimizer ``name`` over all of this rank's parameters (state not sharded)."""
     del group  # replicated state: every rank updates all of its parameters
-    return torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    cls, kwargs = OPTIMIZERS[name]
+    return cls(params, lr=lr, **kwargs)
+
+
+def zero1(params: list[nn.Parameter], group: dist.ProcessGroup | None, lr: float, name: str):
+    """The optimizer ``name`` with its state sharded over ``group`` (ZeRO stage 1)."""
+    cls, kwargs = OPTIMIZERS[name]
+    return zero1_optimizer(params, group, lr, cls, kwargs)
 
 
 def _wrap_none(module: nn.Module, plan: Plan, mesh: Any, device: torch.device) -> nn.Module:
@@ -66,15 +81,15 @@ class DataParallel:
     wrap: Callable[[nn.Module, Plan, Any, torch.device], nn.Module]
     no_sync: Callable[[nn.Module], contextlib.AbstractContextManager] | None  # skip gradient sync
     after_backward: Callable[[nn.Module, dist.ProcessGroup], Callable[[], None]] | None
-    optimizer: Callable[[list[nn.Parameter], dist.ProcessGroup | None, float], torch.optim.Optimizer]
+    optimizer: Callable[[list[nn.Parameter], dist.ProcessGroup | None, float, str], torch.optim.Optimizer]
 
 
 DATA_PARALLEL: dict[str, DataParallel] = {
-    "none": DataParallel(_wrap_none, None, None, adamw),
-    "naive": DataParallel(_wrap_none, None, NaiveGradSync, adamw),
-    "ddp": DataParallel(_wrap_ddp, lambda m: m.no_sync(), None, adamw),
-    "zero1": DataParallel(_wrap_ddp, lambda m: m.no_sync(), None, zero1_optimizer),
-    "fsdp": DataParallel(_wrap_fsdp, fsdp_no_sync, None, adamw),
+    "none": DataParallel(_wrap_none, None, None, replicated),
+    "naive": DataParallel(_wrap_none, None, NaiveGradSync, replicated),
+    "ddp": DataParallel(_wrap_ddp, lambda m: m.no_sync(), None, replicated),
+    "zero1": DataParallel(_wrap_ddp, lambda m: m.no_sync(), None, zero1),
+    "fsdp": DataParallel(_wrap_fsdp, fsdp_no_sync, None, replicated),
 }
 
 
@@ -89,6 +104,7 @@ class Parallelized:
     schedule: Any | None = None  # the pipeline schedule over this rank's stages
     has_first_stage: bool = True
     has_last_stage: bool = True
+    grad_syncs: list[Any] = field(default_factory=list)  # hand-written syncs (NaiveGradSync), if any
 
 
 @contextlib.contextmanager
@@ -122,12 +138,17 @@ def apply_pipeline_split(job: Job, mesh: Any, device: torch.device) -> tuple[lis
     return [build_stage_module(job.model_cfg, job.seed, s, n_stages).to(device) for s in ids], ids
 
 
-def parallelize(job: Job, device: torch.device, loss_fn: LossFn) -> Parallelized:
-    """Apply the job's plan in the documented order and return this rank's share."""
+def parallelize(
+    job: Job, device: torch.device, loss_fn: LossFn, optimizer: str = "adamw", lr: float | None = None
+) -> Parallelized:
+    """Apply the job's plan in the documented order and return this rank's share, with the
+    optimizer ``optimizer`` (:data:`OPTIMIZERS`) at ``lr`` (default: the job's)."""
     plan = job.plan
+    lr = job.lr if lr is None else lr
     if not job.distributed:
         model = seeded_model(job, device)
-        return Parallelized([model], adamw(list(model.parameters()), None, job.lr), contextlib.nullcontext, None)
+        opt = replicated(list(model.parameters()), None, lr, optimizer)
+        return Parallelized([model], opt, contextlib.nullcontext, None)
 
     mesh = make_mesh(plan, device)
     wrap_dp = plan.dp > 1 or (plan.tp == 1 and plan.pp == 1)
@@ -143,12 +164,12 @@ def parallelize(job: Job, device: torch.device, loss_fn: LossFn) -> Parallelized
         no_sync = lambda: _all([flavour.no_sync(m) for m in modules])  # noqa: E731
     syncs = [flavour.after_backward(m, dp_group) for m in modules] if flavour.after_backward else []
     after_backward = (lambda: [s() for s in syncs]) if syncs else None
-    optimizer = flavour.optimizer([p for m in modules for p in m.parameters()], dp_group, job.lr)  # 4
+    opt = flavour.optimizer([p for m in modules for p in m.parameters()], dp_group, lr, optimizer)  # 4
     if plan.pp == 1:
-        return Parallelized(modules, optimizer, no_sync, after_backward)
+        return Parallelized(modules, opt, no_sync, after_backward, grad_syncs=syncs)
 
     n_stages = plan.pp * plan.virtual_stages
     pp_group = mesh["pp"].get_group()
     stages = [make_stage(m, s, n_stages, device, pp_group) for m, s in zip(modules, ids, strict=True)]
     schedule = make_schedule(plan.schedule, stages, plan.micro_batches, loss_fn)
-    return Parallelized(modules, optimizer, no_sync, after_backward, schedule, 0 in ids, n_stages - 1 in ids)
+    return Parallelized(modules, opt, no_sync, after_backward, schedule, 0 in ids, n_stages - 1 in ids, syncs)

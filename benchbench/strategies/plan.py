@@ -48,7 +48,9 @@ class Plan:
     schedule: str = "1f1b"
     micro_batches: int = 1  # pipeline micro-batches per optimizer step
     virtual_stages: int = 1  # pipeline stages per rank (interleaved / looped / ZB schedules)
-    split_dims: tuple[str, ...] = ()  # dimensions given as "all": they must get >= 2 ranks
+    # Dimensions the strategy exists to split: "all" dimensions and every dimension a hybrid names.
+    # Each must get >= 2 ranks, or the plan is infeasible (a hybrid never runs collapsed).
+    split_dims: tuple[str, ...] = ()
 
     @property
     def lossy(self) -> bool:
@@ -93,9 +95,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     "pp-interleaved": {**_PP, "schedule": "interleaved-1f1b", "virtual_stages": 2},
     "pp-zbv": {**_PP, "schedule": "zbv", "virtual_stages": 2},
     # hybrids over a device mesh
-    "fsdp-tp": {"dp_flavour": "fsdp", "tp": 2},
-    "ddp-pp": {"dp_flavour": "ddp", "pp": 2, "schedule": "1f1b", "micro_batches": 4},
-    "3d": {"dp_flavour": "fsdp", "tp": 2, "pp": 2, "schedule": "1f1b", "micro_batches": 4},
+    # hybrids over a device mesh: every named dimension must get >= 2 ranks
+    "fsdp-tp": {"dp_flavour": "fsdp", "tp": 2, "split_dims": ("dp", "tp")},
+    "ddp-pp": {"dp_flavour": "ddp", "pp": 2, "schedule": "1f1b", "micro_batches": 4, "split_dims": ("dp", "pp")},
+    "3d": {
+        "dp_flavour": "fsdp", "tp": 2, "pp": 2, "schedule": "1f1b", "micro_batches": 4,
+        "split_dims": ("dp", "tp", "pp"),
+    },
 }
 
 PLAN_KEYS = tuple(f.name for f in fields(Plan) if f.name not in ("dp", "single_process", "split_dims"))
@@ -127,7 +133,8 @@ def resolve_plan(name: str, world_size: int, custom: dict[str, dict[str, Any]] |
     split = tuple(dim for dim in ("tp", "pp") if f.get(dim) == "all")
     for dim in split:
         f[dim] = max(world_size // fixed, 1)
-    plan = Plan(**f, split_dims=split)
+    named = tuple(f.pop("split_dims", ()))
+    plan = Plan(**f, split_dims=tuple(d for d in ("dp", "tp", "pp") if d in split or d in named))
     return replace(plan, dp=world_size // (plan.tp * plan.pp))
 
 
@@ -196,13 +203,16 @@ def infeasible_reason(plan: Plan, model_cfg: dict[str, Any], world_size: int, gl
     """Why ``plan`` cannot train ``model_cfg`` on ``world_size`` ranks at ``global_batch``."""
     if plan.single_process and world_size != 1:
         return f"single-process plan needs world_size 1, got {world_size}"
-    for dim in plan.split_dims:
-        if getattr(plan, dim) < 2:
-            return f"{dim} = all ranks = {getattr(plan, dim)} at world_size {world_size}: nothing to split"
     if world_size % (plan.tp * plan.pp):
         return f"world_size {world_size} is not divisible by tp*pp = {plan.tp}*{plan.pp}"
     if plan.dp * plan.tp * plan.pp != world_size:
         return f"world_size {world_size} != dp*tp*pp = {plan.dp}*{plan.tp}*{plan.pp}"
+    for dim in plan.split_dims:
+        if getattr(plan, dim) < 2:
+            return (
+                f"{dim} = {getattr(plan, dim)} at world_size {world_size}: the strategy splits "
+                f"{' x '.join(plan.split_dims)} and each needs >= 2 ranks (it would run collapsed)"
+            )
     reason = _flavour_reason(plan) or _model_reason(plan, model_cfg) or _schedule_reason(plan)
     if reason:
         return reason

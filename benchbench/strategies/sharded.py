@@ -45,8 +45,8 @@ def fsdp_no_sync(model: nn.Module) -> Iterator[None]:
         model.set_requires_gradient_sync(True)
 
 
-def zero1_optimizer(params: Any, group: dist.ProcessGroup | None, lr: float) -> torch.optim.Optimizer:
-    """AdamW with its state sharded over ``group`` (ZeRO stage 1)."""
-    return ZeroRedundancyOptimizer(
-        list(params), optimizer_class=torch.optim.AdamW, process_group=group, lr=lr, weight_decay=0.0
-    )
+def zero1_optimizer(
+    params: Any, group: dist.ProcessGroup | None, lr: float, cls: type[torch.optim.Optimizer], kwargs: dict[str, Any]
+) -> torch.optim.Optimizer:
+    """Optimizer ``cls`` with its state sharded over ``group`` (ZeRO stage 1)."""
+    return ZeroRedundancyOptimizer(list(params), optimizer_class=cls, process_group=group, lr=lr, **kwargs)

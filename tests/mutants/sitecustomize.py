@@ -1,0 +1,119 @@
+"""Classic parallel-training bugs, injected into every process of a job for the gate's mutation
+tests (tests/test_gate.py). Python imports ``sitecustomize`` at start-up from ``sys.path``: the
+tests put this folder on PYTHONPATH and name one mutant in BENCHBENCH_MUTANT, so the ranks that
+torchrun starts run benchbench with that one bug. Nothing here is part of the package."""
+
+import os
+
+MUTANT = os.environ.get("BENCHBENCH_MUTANT", "")
+
+
+def dp_no_divide() -> None:
+    """Data parallel that sums gradients and forgets the 1/N."""
+    import torch.distributed as dist
+
+    from benchbench.strategies import data_parallel
+
+    def call(self) -> None:
+        for p in self.params:
+            if p.grad is not None:
+                dist.all_reduce(p.grad, op=dist.ReduceOp.SUM, group=self.group)
+
+    data_parallel.NaiveGradSync.__call__ = call
+
+
+def dp_skip_param() -> None:
+    """Data parallel that leaves one parameter out of the all-reduce (a dropped bucket)."""
+    from benchbench.strategies import data_parallel
+
+    original = data_parallel.NaiveGradSync.__init__
+
+    def init(self, model, group=None) -> None:
+        original(self, model, group)
+        self.params = self.params[1:]
+
+    data_parallel.NaiveGradSync.__init__ = init
+
+
+def ddp_skip_bucket() -> None:
+    """DDP whose first gradient bucket is never all-reduced (each rank keeps its local gradient)."""
+    import torch
+    from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+
+    from benchbench.strategies import parallelize
+
+    def hook(group, bucket):
+        if bucket.index() == 0:
+            fut = torch.futures.Future()
+            fut.set_result(bucket.buffer())
+            return fut
+        return default_hooks.allreduce_hook(group, bucket)
+
+    def register(ddp, compression, group, rank=1, warmup=2) -> None:
+        ddp.register_comm_hook(group, hook)
+
+    parallelize.register_compression = register
+
+
+def fsdp_no_average() -> None:
+    """FSDP whose gradient reduce-scatter sums instead of averaging (no 1/N anywhere)."""
+    from torch.distributed import ReduceOp
+    from torch.distributed.fsdp._fully_shard import _fsdp_collectives
+
+    def factors(*args, **kwargs):
+        return None, None, ReduceOp.SUM, ReduceOp.SUM  # (pre-divide, post-divide, reduce-scatter, all-reduce)
+
+    _fsdp_collectives._get_gradient_divide_factors = factors
+
+
+def tp_no_reduce() -> None:
+    """Row-parallel layers whose partial outputs are never all-reduced."""
+    from torch.distributed.tensor.parallel import RowwiseParallel
+
+    from benchbench.strategies import tensor_parallel
+
+    class Unreduced(RowwiseParallel):
+        @staticmethod
+        def _prepare_output_fn(output_layouts, use_local_output, mod, outputs, device_mesh):
+            return outputs.to_local()  # the rank's partial sum, as if it were the whole
+
+    tensor_parallel.RowwiseParallel = Unreduced
+
+
+def pp_sum_microbatches() -> None:
+    """A pipeline that sums micro-batch gradients instead of averaging them (no 1/m)."""
+    from benchbench.strategies import pipeline_parallel
+    from benchbench.strategies.schedules import is_multi_stage, schedule_class
+
+    def make(schedule, stages, micro_batches, loss_fn):
+        cls = schedule_class(schedule)
+        first = stages if is_multi_stage(schedule) else stages[0]
+        return cls(first, n_microbatches=micro_batches, loss_fn=loss_fn, scale_grads=False)
+
+    pipeline_parallel.make_schedule = make
+    from benchbench.strategies import parallelize
+
+    parallelize.make_schedule = make
+
+
+def pp_wrong_microbatch() -> None:
+    """A first pipeline stage fed the micro-batches in the wrong order (targets unchanged)."""
+    from benchbench import trainers
+
+    original = trainers.PipelineTrainer.forward_backward_step
+
+    def step(self, inputs, targets):
+        if self.has_first:
+            inputs = inputs.roll(shifts=inputs.shape[0] // self.schedule._n_microbatches, dims=0)
+        return original(self, inputs, targets)
+
+    trainers.PipelineTrainer.forward_backward_step = step
+
+
+MUTANTS = {f.__name__.replace("_", "-"): f for f in (
+    dp_no_divide, dp_skip_param, ddp_skip_bucket, fsdp_no_average, tp_no_reduce, pp_sum_microbatches,
+    pp_wrong_microbatch,
+)}  # fmt: skip
+
+if MUTANT:
+    MUTANTS[MUTANT]()
