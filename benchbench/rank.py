@@ -24,12 +24,13 @@ def _run(job_file: Path, out: Path, env: RankEnv) -> None:
 
     from benchbench.job import Job
     from benchbench.record import write_record
-    from benchbench.train import run_rank
+    from benchbench.train import run_rank, setup_device
 
     job = Job.from_dict(json.loads(job_file.read_text()))
+    device = setup_device(job, env)  # before the group: NCCL binds this rank to its GPU
     if job.distributed:
-        init_distributed(env, job.hardware_cfg.backend, job.timeout_s)
-    record = run_rank(job, env)
+        init_distributed(env, job.hardware_cfg.backend, job.timeout_s, device if device.type == "cuda" else None)
+    record = run_rank(job, env, device)
     if record is not None:
         write_record(record, out)
     if dist.is_initialized():

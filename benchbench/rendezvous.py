@@ -14,6 +14,7 @@ import os
 import socket
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -62,9 +63,10 @@ def _check_rendezvous_host(host: str) -> None:
         )
 
 
-def init_distributed(env: RankEnv, backend: str, timeout_s: float) -> None:
+def init_distributed(env: RankEnv, backend: str, timeout_s: float, device_id: Any = None) -> None:
     """Join the job's process group (env:// rendezvous); a rendezvous that does not complete
-    within ``timeout_s`` fails with an error naming host, port and ranks."""
+    within ``timeout_s`` fails with an error naming host, port and ranks. ``device_id`` (GPU)
+    binds the group to this rank's device, so NCCL communicators form eagerly on the right GPU."""
     import torch.distributed as dist
 
     host, port = os.environ.get("MASTER_ADDR", "?"), os.environ.get("MASTER_PORT", "?")
@@ -72,7 +74,11 @@ def init_distributed(env: RankEnv, backend: str, timeout_s: float) -> None:
         _check_rendezvous_host(host)
     try:
         dist.init_process_group(
-            backend=backend, rank=env.rank, world_size=env.world_size, timeout=timedelta(seconds=timeout_s)
+            backend=backend,
+            rank=env.rank,
+            world_size=env.world_size,
+            timeout=timedelta(seconds=timeout_s),
+            device_id=device_id,
         )
     except Exception as e:
         raise RuntimeError(

@@ -41,11 +41,13 @@ GATE_METRICS = [n for n in SUMMARY_NAMES if n.startswith("verify_")]
 
 
 def setup_device(job: Job, env: RankEnv) -> torch.device:
-    """This rank's device (``cuda:LOCAL_RANK`` on GPU profiles), with the job's thread count."""
+    """This rank's device, made current, with the job's thread count. On GPU: the local rank's
+    GPU among those visible (``local_rank % device_count``: under Slurm's per-task GPU binding
+    each rank sees one device, index 0). Call before joining an NCCL group."""
     torch.set_num_threads(job.threads_per_rank)
     if job.hardware_cfg.device != "cuda":
         return torch.device("cpu")
-    device = torch.device(f"cuda:{env.local_rank}")
+    device = torch.device("cuda", env.local_rank % torch.cuda.device_count())
     torch.cuda.set_device(device)
     return device
 
@@ -166,11 +168,9 @@ def job_summary(job: Job, reduced: dict[str, Any], gate: dict[str, Any], device:
     )
 
 
-def run_rank(job: Job, env: RankEnv) -> dict[str, Any] | None:
-    """Run ``job`` as rank ``env.rank``; returns the ok record on rank 0, ``None`` elsewhere.
-
-    The process group, if the plan needs one, must already be initialised."""
-    device = setup_device(job, env)
+def run_rank(job: Job, env: RankEnv, device: torch.device) -> dict[str, Any] | None:
+    """Run ``job`` as rank ``env.rank`` on ``device`` (:func:`setup_device`); returns the ok record
+    on rank 0, ``None`` elsewhere. The process group, if the plan needs one, must exist already."""
     task = make_task(job.model_cfg, job.seed)
     dp_rank = env.rank // (job.tp * job.pp)  # mesh (dp, pp, tp), tp innermost
     gate = verify_first_step(job, device, task, dp_rank, env.rank)  # untimed; its model is freed

@@ -59,37 +59,38 @@ def zero1(params: list[nn.Parameter], group: dist.ProcessGroup | None, lr: float
     return zero1_optimizer(params, group, lr, cls, kwargs)
 
 
-def _wrap_none(module: nn.Module, plan: Plan, mesh: Any, device: torch.device) -> nn.Module:
+def _wrap_none(module: nn.Module, plan: Plan, mesh: Any, device: torch.device, dtype: str) -> nn.Module:
     return module
 
 
-def _wrap_ddp(module: nn.Module, plan: Plan, mesh: Any, device: torch.device) -> nn.Module:
+def _wrap_ddp(module: nn.Module, plan: Plan, mesh: Any, device: torch.device, dtype: str) -> nn.Module:
     group = mesh["dp"].get_group()
     ddp = apply_ddp(module, device, group, plan.bucket_cap_mb, plan.static_graph)
     register_compression(ddp, plan.compression, group, plan.powersgd_rank, plan.powersgd_warmup)
     return ddp
 
 
-def _wrap_fsdp(module: nn.Module, plan: Plan, mesh: Any, device: torch.device) -> nn.Module:
-    return apply_fsdp(module, mesh["dp"], plan.reshard_after_forward)
+def _wrap_fsdp(module: nn.Module, plan: Plan, mesh: Any, device: torch.device, dtype: str) -> nn.Module:
+    return apply_fsdp(module, mesh["dp"], plan.reshard_after_forward, torch.bfloat16 if dtype == "bf16" else None)
 
 
 @dataclass(frozen=True)
 class DataParallel:
     """How one data-parallel flavour is applied (names and meanings: ``plan.DP_FLAVOURS``)."""
 
-    wrap: Callable[[nn.Module, Plan, Any, torch.device], nn.Module]
+    wrap: Callable[[nn.Module, Plan, Any, torch.device, str], nn.Module]  # (module, plan, mesh, device, dtype)
+    shards_parameters: bool  # the wrapper places each shard on the device itself (build on the CPU)
     no_sync: Callable[[nn.Module], contextlib.AbstractContextManager] | None  # skip gradient sync
     after_backward: Callable[[nn.Module, dist.ProcessGroup], Callable[[], None]] | None
     optimizer: Callable[[list[nn.Parameter], dist.ProcessGroup | None, float, str], torch.optim.Optimizer]
 
 
 DATA_PARALLEL: dict[str, DataParallel] = {
-    "none": DataParallel(_wrap_none, None, None, replicated),
-    "naive": DataParallel(_wrap_none, None, NaiveGradSync, replicated),
-    "ddp": DataParallel(_wrap_ddp, lambda m: m.no_sync(), None, replicated),
-    "zero1": DataParallel(_wrap_ddp, lambda m: m.no_sync(), None, zero1),
-    "fsdp": DataParallel(_wrap_fsdp, fsdp_no_sync, None, replicated),
+    "none": DataParallel(_wrap_none, False, None, None, replicated),
+    "naive": DataParallel(_wrap_none, False, None, NaiveGradSync, replicated),
+    "ddp": DataParallel(_wrap_ddp, False, lambda m: m.no_sync(), None, replicated),
+    "zero1": DataParallel(_wrap_ddp, False, lambda m: m.no_sync(), None, zero1),
+    "fsdp": DataParallel(_wrap_fsdp, True, fsdp_no_sync, None, replicated),
 }
 
 
@@ -123,13 +124,15 @@ def make_mesh(plan: Plan, device: torch.device) -> Any:
 
 
 def seeded_model(job: Job, device: torch.device) -> nn.Module:
-    """The full model with the job's seed: the same initial weights on every rank and strategy."""
+    """The full model with the job's seed: the same initial weights on every rank and strategy
+    (initialised on the CPU, then moved: identical on any device)."""
     torch.manual_seed(job.seed)
     return build_model(job.model_cfg).to(device)
 
 
 def apply_pipeline_split(job: Job, mesh: Any, device: torch.device) -> tuple[list[nn.Module], list[int]]:
-    """Step 1: this rank's stage modules and their stage indices (the whole model when pp = 1)."""
+    """Step 1: this rank's stage modules and their stage indices (the whole model when pp = 1),
+    on ``device`` (the CPU when a sharding wrapper will place the shards)."""
     plan = job.plan
     if plan.pp == 1:
         return [seeded_model(job, device)], [0]
@@ -155,10 +158,12 @@ def parallelize(
     flavour = DATA_PARALLEL[plan.dp_flavour if wrap_dp else "none"]
     dp_group = mesh["dp"].get_group()
 
-    modules, ids = apply_pipeline_split(job, mesh, device)  # 1
+    # FSDP alone shards what the CPU built; TP (DTensor) needs its inputs on the device already
+    build_on = torch.device("cpu") if flavour.shards_parameters and plan.tp == 1 else device
+    modules, ids = apply_pipeline_split(job, mesh, build_on)  # 1
     if plan.tp > 1:
         modules = [apply_tp(m, mesh["tp"], plan.sequence_parallel) for m in modules]  # 2
-    modules = [flavour.wrap(m, plan, mesh, device) for m in modules]  # 3
+    modules = [flavour.wrap(m, plan, mesh, device, job.dtype) for m in modules]  # 3
     no_sync: NoSync = contextlib.nullcontext
     if flavour.no_sync is not None:
         no_sync = lambda: _all([flavour.no_sync(m) for m in modules])  # noqa: E731

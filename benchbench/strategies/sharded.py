@@ -20,17 +20,24 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.distributed.device_mesh import DeviceMesh
-from torch.distributed.fsdp import FSDPModule, fully_shard
+from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 from torch.distributed.optim import ZeroRedundancyOptimizer
 
 
-def apply_fsdp(model: nn.Module, dp_mesh: DeviceMesh, reshard_after_forward: bool) -> nn.Module:
-    """``fully_shard`` each block (so gathers overlap with the previous block's compute), then the root."""
+def apply_fsdp(
+    model: nn.Module, dp_mesh: DeviceMesh, reshard_after_forward: bool, param_dtype: torch.dtype | None = None
+) -> nn.Module:
+    """``fully_shard`` each block (so gathers overlap with the previous block's compute), then the
+    root. ``fully_shard`` moves each shard to the mesh's device, so a model built on the CPU never
+    lands on the GPU whole. With ``param_dtype`` (bf16 jobs) parameters are gathered in that dtype
+    and gradients reduced in fp32 (``MixedPrecisionPolicy``), as torchtitan does."""
+    mp = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32) if param_dtype else None
+    kwargs = {"mesh": dp_mesh, "reshard_after_forward": reshard_after_forward, **({"mp_policy": mp} if mp else {})}
     blocks = getattr(model, "blocks", None) or getattr(model, "layers", None)
     if blocks is not None:
         for block in blocks.values() if isinstance(blocks, nn.ModuleDict) else blocks:
-            fully_shard(block, mesh=dp_mesh, reshard_after_forward=reshard_after_forward)
-    fully_shard(model, mesh=dp_mesh, reshard_after_forward=reshard_after_forward)
+            fully_shard(block, **kwargs)
+    fully_shard(model, **kwargs)
     return model
 
 
