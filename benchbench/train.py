@@ -1,12 +1,11 @@
-"""Training on one rank: the trainers and the timed loop, in layers (after torchtitan's
-``train`` → ``train_step`` → ``forward_backward_step``):
+"""One rank's run, in layers (after torchtitan's ``train`` → ``train_step`` →
+``forward_backward_step``; the two lower layers are :mod:`benchbench.trainers`):
 
-* :func:`run_rank` — the whole rank: device, trainer, batches, timed loop, communication count,
-  cross-rank reductions, and on rank 0 the record;
+* :func:`run_rank` — the whole rank: the correctness gate (:mod:`benchbench.verify`), the
+  trainer, batches, timed loop, communication count, cross-rank reductions, and on rank 0 the
+  record;
 * :func:`timed_loop` — per step: all ranks meet at a barrier, each times its own ``train_step``
-  (device-synchronised on GPU); warm-up steps run and keep their loss but are not timed;
-* ``Trainer.train_step`` / ``PipelineTrainer.train_step`` — one optimizer step, built from
-  ``forward_backward_step`` over micro-steps or through the pipeline schedule.
+  (device-synchronised on GPU); warm-up steps run and keep their loss but are not timed.
 
 Every reduction across ranks happens after the loop (:mod:`benchbench.reductions`), so none is
 timed; the step's time is the slowest rank's. Definitions: docs/METRICS.md.

@@ -27,6 +27,7 @@ Numbers (registry: :mod:`benchbench.metrics`; definitions: docs/METRICS.md):
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import math
 from dataclasses import dataclass
@@ -36,6 +37,10 @@ import torch
 from torch import nn
 
 from benchbench.job import Job
+from benchbench.models import model_info
+from benchbench.reductions import dist_sum, gather_objects
+from benchbench.strategies.parallelize import seeded_model
+from benchbench.trainers import DTYPES, autocast, build_trainer, shard_batch
 
 VERIFY_LR = 0.5  # large enough that the update stands well above fp32 rounding of the weights
 PROJECTIONS = 4
@@ -171,9 +176,6 @@ def verdict(errors: dict[str, Any], replica_err: float, tol: Tolerance, lossy: b
 
 def reference_step(job: Job, device: torch.device, x: torch.Tensor, y: torch.Tensor, loss_fn: Any) -> tuple:
     """The single-process SGD step on the whole global batch: (loss, fingerprints by name)."""
-    from benchbench.strategies.parallelize import seeded_model
-    from benchbench.trainers import DTYPES, autocast
-
     model = seeded_model(job, device)
     opt = torch.optim.SGD(model.parameters(), lr=VERIFY_LR)
     with autocast(device, DTYPES[job.dtype]):
@@ -194,12 +196,6 @@ def verify_first_step(job: Job, device: torch.device, task: Any, dp_rank: int, r
     """Run the gate on every rank; rank 0 returns its summary entries (``verify_*``), others ``None``.
 
     Untimed; the SGD-built model is freed before the timed trainer is built."""
-    import gc
-
-    from benchbench.models import model_info
-    from benchbench.reductions import dist_sum, gather_objects
-    from benchbench.trainers import build_trainer, shard_batch
-
     if model_info(job.model_cfg).params > MAX_REFERENCE_PARAMS:
         reason = f"model over {MAX_REFERENCE_PARAMS:.0e} parameters: no in-process reference"
         return _skipped(reason) if rank == 0 else None
