@@ -14,14 +14,14 @@ from benchbench.layout import TABLES
 
 def _job_from_args(args: argparse.Namespace):  # -> tuple[Job, str | None]
     """The job ``run`` should run: a full job given as JSON, or one combination of a study."""
-    from benchbench.job import Job
+    from benchbench.record import job_from_json
     from benchbench.study import job_infeasible_reason, make_job
 
     if args.spec:
-        text = Path(args.spec[1:]).read_text() if args.spec.startswith("@") else args.spec
         try:
-            job = Job.from_dict(json.loads(text))
-        except (ValueError, TypeError, KeyError) as e:
+            text = Path(args.spec[1:]).read_text() if args.spec.startswith("@") else args.spec
+            job = job_from_json(json.loads(text))
+        except (OSError, ValueError, TypeError, KeyError) as e:
             raise ConfigError(f"--spec: {e}") from None
         return job, job_infeasible_reason(job)
     missing = [f"--{k.replace('_', '-')}" for k in ("model", "strategy", "world_size") if getattr(args, k) is None]
@@ -137,7 +137,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--config", help="study config (default: config/config.yaml)")
     r.add_argument("--hardware", help="hardware profile (default: the study's first)")
     r.add_argument("--repeat", type=int, default=0, help="repeat index (default 0)")
-    r.add_argument("--spec", help="a whole job as JSON (a record's 'job'), or @FILE (what the workflow passes)")
+    r.add_argument("--spec", help="a whole job as JSON (a record's 'job'; what the workflow passes), or @FILE")
     r.add_argument("--out", required=True, help="where to write the record")
     r.add_argument(
         "--launcher",

@@ -77,6 +77,8 @@ SUMMARY: tuple[Metric, ...] = (
     _m("verify_grad_norm_rel_err", "fraction", "rank0", "max", "gate: | ||g|| - ||g_ref|| | / ||g_ref||"),
     _m("verify_param_rel_err", "fraction", "rank0", "max", "gate: ||p - p_ref|| after the SGD step / update size"),
     _m("verify_replica_rel_err", "fraction", "rank0", "max", "gate: largest disagreement between replicas"),
+    _m("verify_worst_param_rel_err", "fraction", "rank0", "max",
+       "gate: largest ||g_p - g_ref_p|| / max(||g_ref_p||, 1e-3 ||g_ref||) over parameters p"),
     _m("verify_tolerance", "fraction", "rank0", "first", "gate: the relative tolerance applied"),
     _m("verify_verdict", "", "rank0", "none", "gate: match | MISMATCH | lossy | skipped", kind="string",
        choices=("match", "MISMATCH", "lossy", "skipped")),

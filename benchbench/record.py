@@ -58,6 +58,18 @@ def make_record(
     }
 
 
+def job_from_json(data: Any) -> Job:
+    """A job from untrusted JSON (``benchbench run --spec``): checked against the record schema's
+    ``job`` part first, so a bad value is named instead of failing inside the ranks."""
+    import jsonschema
+
+    job_schema = {**load_schema("record")["properties"]["job"], "$defs": load_schema("record").get("$defs", {})}
+    errors = sorted(jsonschema.Draft202012Validator(job_schema).iter_errors(data), key=lambda e: list(e.path))
+    if errors:
+        raise ValueError("; ".join(f"{'.'.join(map(str, e.path)) or 'job'}: {e.message}" for e in errors[:5]))
+    return Job.from_dict(data)
+
+
 def job_of(record: dict[str, Any]) -> Job:
     """The typed job of a record."""
     return Job.from_dict(record["job"])

@@ -133,5 +133,7 @@ def build_report(
 
 
 def study_records(layout: StudyLayout) -> list[Path]:
-    """The ok-or-latest record files under a study's ``raw/`` folder (not the ``.failed.json`` ones)."""
-    return sorted(p for p in layout.raw.rglob("*.json") if not p.name.endswith(".failed.json"))
+    """The ok-or-latest record files under a study's ``raw/`` folder: not the ``.failed.json``
+    ones, nor anything in a dot-folder (a running job's scratch space beside its record)."""
+    hidden = lambda p: any(part.startswith(".") for part in p.relative_to(layout.raw).parts)  # noqa: E731
+    return sorted(p for p in layout.raw.rglob("*.json") if not p.name.endswith(".failed.json") and not hidden(p))

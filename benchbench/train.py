@@ -1,9 +1,9 @@
 """One rank's run, in layers (after torchtitan's ``train`` → ``train_step`` →
 ``forward_backward_step``; the two lower layers are :mod:`benchbench.trainers`):
 
-* :func:`run_rank` — the whole rank: the correctness gate (:mod:`benchbench.verify`), the
-  trainer, batches, timed loop, communication count, cross-rank reductions, and on rank 0 the
-  record;
+* :func:`run_rank` — the whole rank: the trainer, batches, timed loop, communication count,
+  cross-rank reductions, then the correctness gate (:mod:`benchbench.verify`; after the
+  measurements, so it adds nothing to peak memory), and on rank 0 the record;
 * :func:`timed_loop` — per step: all ranks meet at a barrier, each times its own ``train_step``
   (device-synchronised on GPU); warm-up steps run and keep their loss but are not timed.
 
@@ -46,7 +46,10 @@ def setup_device(job: Job, env: RankEnv) -> torch.device:
     torch.set_num_threads(job.threads_per_rank)
     if job.hardware_cfg.device != "cuda":
         return torch.device("cpu")
-    device = torch.device("cuda", env.local_rank % torch.cuda.device_count())
+    visible = torch.cuda.device_count()
+    if env.local_rank >= visible > 1:
+        raise RuntimeError(f"local rank {env.local_rank} but only {visible} GPUs visible: two ranks would share one")
+    device = torch.device("cuda", env.local_rank % visible)
     torch.cuda.set_device(device)
     return device
 
@@ -172,7 +175,6 @@ def run_rank(job: Job, env: RankEnv, device: torch.device) -> dict[str, Any] | N
     on rank 0, ``None`` elsewhere. The process group, if the plan needs one, must exist already."""
     task = make_task(job.model_cfg, job.seed)
     dp_rank = env.rank // (job.tp * job.pp)  # mesh (dp, pp, tp), tp innermost
-    gate = verify_first_step(job, device, task, dp_rank, env.rank)  # untimed; its model is freed
     trainer = build_trainer(job, device, task.loss_fn)
     batches = make_batches(job, task, dp_rank, device)
 
@@ -185,6 +187,8 @@ def run_rank(job: Job, env: RankEnv, device: torch.device) -> dict[str, Any] | N
     # collected at interpreter exit, after the group is destroyed, gloo aborts the process.
     del trainer
     gc.collect()
+    # After the measurements, so its second model (and rank 0's reference) stay out of peak memory
+    gate = verify_first_step(job, device, task, dp_rank, env.rank)
     if env.rank != 0:
         return None
     provenance = collect(

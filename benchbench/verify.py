@@ -44,8 +44,15 @@ from benchbench.trainers import DTYPES, autocast, build_trainer, shard_batch
 
 VERIFY_LR = 0.5  # large enough that the update stands well above fp32 rounding of the weights
 PROJECTIONS = 4
+#: A parameter's gradient error is relative to its own gradient norm, but at least this share of
+#: the global one (a parameter whose gradient is all but zero would otherwise divide by ~0).
+PARAM_FLOOR = 1e-3
+#: The per-parameter check allows this multiple of the tolerance: one tensor's rounding error is
+#: noisier than the whole gradient's (bf16 on CPU: 1.2e-2 for one tensor, 3.9e-3 for all), and a
+#: bug confined to one tensor (a doubled or missing gradient) is an error of ~1 there.
+PER_PARAM_FACTOR = 10
 MAX_REFERENCE_PARAMS = 2_000_000_000  # rank 0 must hold a second, unsharded copy to verify
-_WRAPPER_PREFIXES = ("module.", "_orig_mod.", "_checkpoint_wrapped_module.", "_fsdp_wrapped_module.")
+_WRAPPER_COMPONENTS = {"_orig_mod", "_checkpoint_wrapped_module", "_fsdp_wrapped_module"}  # anywhere in a name
 
 
 @dataclass(frozen=True)
@@ -61,7 +68,7 @@ TOLERANCES: dict[tuple[str, str, bool], Tolerance] = {
     ("fp32", "cpu", False): Tolerance(1e-4, "measured max over every exact plan, 1-8 ranks, CPU fp32: 7.3e-7"),
     ("fp32", "cuda", False): Tolerance(1e-4, "as fp32 CPU (not yet measured on GPU: scripts/gpu-check.sh)"),
     ("fp32", "cuda", True): Tolerance(2e-2, "TF32 keeps 10 mantissa bits (2^-11 = 5e-4 per product); x40"),
-    ("bf16", "cpu", False): Tolerance(5e-2, "measured max over exact plans, CPU bf16 autocast: 4.8e-3; x10"),
+    ("bf16", "cpu", False): Tolerance(5e-2, "measured max over exact plans, CPU bf16 autocast: 3.9e-3; x13"),
     ("bf16", "cuda", False): Tolerance(5e-2, "as bf16 CPU (bf16 keeps 8 mantissa bits)"),
     ("bf16", "cuda", True): Tolerance(5e-2, "as bf16 CPU (bf16 keeps 8 mantissa bits)"),
 }
@@ -69,7 +76,9 @@ TOLERANCES: dict[tuple[str, str, bool], Tolerance] = {
 LOSSY_BOUNDS: dict[str, Tolerance] = {
     "fp16": Tolerance(1e-2, "fp16 buckets: 11 mantissa bits; measured 2.8e-4 on CPU; x35"),
     "bf16": Tolerance(5e-2, "bf16 buckets: 8 mantissa bits; measured 2.3e-3 on CPU; x20"),
-    "powersgd": Tolerance(1e-4, "the verified step is PowerSGD's warm-up (plain all-reduce): exact"),
+    "powersgd": Tolerance(1.0, "rank-r PowerSGD keeps a rank-r subspace of each gradient matrix (error feedback"
+                          " makes up for it over later steps): one compressed step measured 0.58 on gpt-small,"
+                          " rank 1; the bound only asks the gradient to be closer to the true one than zero is"),
 }
 VERDICTS = ("match", "MISMATCH", "lossy", "skipped")
 
@@ -82,23 +91,25 @@ def tolerance_for(job: Job, tf32: bool) -> Tolerance:
 
 
 def canonical_name(name: str) -> str:
-    """A parameter's name without the prefixes wrappers add (DDP's ``module.``, compile's, …)."""
-    for prefix in _WRAPPER_PREFIXES:
-        name = name.replace(prefix, "")
-    return name
+    """A parameter's name without the components wrappers add: DDP's leading ``module``,
+    ``torch.compile``'s and activation checkpointing's wrapper modules wherever they sit."""
+    parts = name.split(".")
+    if parts[0] == "module":
+        parts = parts[1:]
+    return ".".join(p for p in parts if p not in _WRAPPER_COMPONENTS)
 
 
-def _projection(name: str, numel: int, device: torch.device) -> torch.Tensor:
-    seed = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little") % 2**63
-    g = torch.Generator(device=device).manual_seed(seed)
-    return torch.randn(PROJECTIONS, numel, generator=g, device=device, dtype=torch.float64)
-
-
-def fingerprint(t: torch.Tensor, name: str) -> list[float]:
-    """``[‖t‖, ⟨t, r_1⟩, …, ⟨t, r_k⟩]`` in float64, with projections seeded by ``name``."""
+def fingerprint(t: torch.Tensor | None, name: str) -> list[float] | None:
+    """``[‖t‖, ⟨t, r_1⟩, …, ⟨t, r_k⟩]`` in float64, the r_i standard normal vectors seeded by
+    ``name`` (drawn one at a time: at most one float64 copy of ``t`` extra); ``None`` for no tensor."""
+    if t is None:
+        return None
     flat = t.detach().reshape(-1).to(torch.float64)
-    proj = _projection(name, flat.numel(), flat.device) @ flat
-    return [float(flat.norm()), *proj.tolist()]
+    seed = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little") % 2**63
+    g = torch.Generator(device=flat.device).manual_seed(seed)
+    proj = [float(torch.randn(flat.numel(), generator=g, device=flat.device, dtype=flat.dtype) @ flat)
+            for _ in range(PROJECTIONS)]  # fmt: skip
+    return [float(flat.norm()), *proj]
 
 
 def _full(t: torch.Tensor) -> torch.Tensor:
@@ -114,9 +125,14 @@ def local_fingerprints(modules: list[nn.Module]) -> dict[str, dict[str, list[flo
     for module in modules:
         for raw, p in module.named_parameters():
             name = canonical_name(raw)
-            grad = _full(p.grad) if p.grad is not None else torch.zeros_like(_full(p.detach()))
-            out[name] = {"param": fingerprint(_full(p.detach()), name), "grad": fingerprint(grad, name)}
+            grad = _full(p.grad) if p.grad is not None else None
+            out[name] = {"param": fingerprint(_full(p.detach()), name), "grad": grad_fingerprint(grad, name)}
     return out
+
+
+def grad_fingerprint(grad: torch.Tensor | None, name: str) -> list[float]:
+    """A gradient's fingerprint; a parameter that got none counts as a zero gradient."""
+    return fingerprint(grad, name) or [0.0] * (PROJECTIONS + 1)
 
 
 def merge_replicas(per_rank: list[dict[str, dict[str, list[float]]]]) -> tuple[dict, float]:
@@ -149,7 +165,8 @@ def compare(got: dict, ref: dict, loss: float, ref_loss: float, lr: float) -> di
     g_got = math.sqrt(sum(got[n]["grad"][0] ** 2 for n in common))
     grad_err = {n: _diff_norm(got[n]["grad"], ref[n]["grad"]) for n in common}
     param_err = math.sqrt(sum(_diff_norm(got[n]["param"], ref[n]["param"]) ** 2 for n in common))
-    worst = max(common, key=lambda n: grad_err[n] / max(ref[n]["grad"][0], 1e-6 * g_ref), default="")
+    per_param = {n: grad_err[n] / max(ref[n]["grad"][0], PARAM_FLOOR * g_ref) for n in common}
+    worst = max(per_param, key=per_param.get, default="")
     return {
         "loss_rel_err": abs(loss - ref_loss) / max(abs(ref_loss), 1e-30),
         "grad_rel_err": math.sqrt(sum(e**2 for e in grad_err.values())) / g_ref,
@@ -158,6 +175,7 @@ def compare(got: dict, ref: dict, loss: float, ref_loss: float, lr: float) -> di
         "missing": missing,
         "extra": extra,
         "worst_param": worst,
+        "worst_param_rel_err": per_param.get(worst, 0.0),
     }
 
 
@@ -168,6 +186,8 @@ def verdict(errors: dict[str, Any], replica_err: float, tol: Tolerance, lossy: b
     checks = {k: errors[k] for k in ("loss_rel_err", "grad_rel_err", "grad_norm_rel_err", "param_rel_err")}
     checks["replica_rel_err"] = replica_err
     over = {k: v for k, v in checks.items() if not v <= tol.rel}  # NaN counts as over
+    if not errors["worst_param_rel_err"] <= PER_PARAM_FACTOR * tol.rel:  # one tensor rounds noisier than all
+        over["worst_param_rel_err"] = errors["worst_param_rel_err"]
     if over:
         detail = ", ".join(f"{k} {v:.3g}" for k, v in over.items())
         return "MISMATCH", f"{detail} > {tol.rel:g} (worst parameter: {errors['worst_param']})"
@@ -175,44 +195,74 @@ def verdict(errors: dict[str, Any], replica_err: float, tol: Tolerance, lossy: b
 
 
 def reference_step(job: Job, device: torch.device, x: torch.Tensor, y: torch.Tensor, loss_fn: Any) -> tuple:
-    """The single-process SGD step on the whole global batch: (loss, fingerprints by name)."""
+    """The single-process SGD step on the whole global batch: (loss, fingerprints by name).
+
+    The batch goes through in ``dp`` chunks of one data-parallel rank's size, each loss scaled by
+    1 / dp (gradient accumulation: the same step, at one rank's activation memory)."""
     model = seeded_model(job, device)
     opt = torch.optim.SGD(model.parameters(), lr=VERIFY_LR)
-    with autocast(device, DTYPES[job.dtype]):
-        out = model(x)
-    loss = loss_fn(out, y)
-    loss.backward()
-    grads = {n: fingerprint(p.grad, n) for n, p in model.named_parameters()}
+    total = 0.0
+    for xc, yc in zip(x.chunk(job.dp), y.chunk(job.dp), strict=True):
+        with autocast(device, DTYPES[job.dtype]):
+            out = model(xc)
+        loss = loss_fn(out, yc) / job.dp
+        loss.backward()
+        total += float(loss.detach())
+    named = [(canonical_name(n), p) for n, p in model.named_parameters()]
+    grads = {n: grad_fingerprint(p.grad, n) for n, p in named}
     opt.step()
-    fps = {n: {"param": fingerprint(p.detach(), n), "grad": grads[n]} for n, p in model.named_parameters()}
-    return float(loss.detach()), fps
+    return total, {n: {"param": fingerprint(p.detach(), n), "grad": grads[n]} for n, p in named}
+
+
+def warmup_steps(job: Job) -> int:
+    """Steps at learning rate 0 before the verified one, so that it runs in steady state: DDP puts
+    every gradient in one bucket on the first step and rebuilds its buckets (``bucket_cap_mb``)
+    after it; PowerSGD all-reduces plainly for ``powersgd_warmup`` steps before compressing."""
+    return job.plan.powersgd_warmup if job.plan.compression == "powersgd" else 1
 
 
 def _skipped(reason: str) -> dict[str, Any]:
     return {"verify_verdict": "skipped", "verify_detail": reason}
 
 
-def verify_first_step(job: Job, device: torch.device, task: Any, dp_rank: int, rank: int) -> dict[str, Any] | None:
-    """Run the gate on every rank; rank 0 returns its summary entries (``verify_*``), others ``None``.
-
-    Untimed; the SGD-built model is freed before the timed trainer is built."""
-    if model_info(job.model_cfg).params > MAX_REFERENCE_PARAMS:
-        reason = f"model over {MAX_REFERENCE_PARAMS:.0e} parameters: no in-process reference"
-        return _skipped(reason) if rank == 0 else None
-    trainer = build_trainer(job, device, task.loss_fn, optimizer="sgd", lr=VERIFY_LR)
-    x, y = task.batch(0, job.global_batch)
-    loss = trainer.train_step(*shard_batch(job, x, y, dp_rank, device))
+def parallel_step(job: Job, device: torch.device, task: Any, dp_rank: int) -> tuple[float, list[dict]]:
+    """Every rank: build the plan with SGD, take the warm-up steps at lr 0 and the verified step,
+    then gather the fingerprints. Returns (global loss, each rank's fingerprints); frees the model."""
+    trainer = build_trainer(job, device, task.loss_fn, optimizer="sgd", lr=0.0)
+    batch = shard_batch(job, *task.batch(0, job.global_batch), dp_rank, device)
+    for _ in range(warmup_steps(job)):  # lr 0: nothing moves, but DDP rebuilds its buckets
+        trainer.train_step(*batch)
+    for group in trainer.optimizer.param_groups:
+        group["lr"] = VERIFY_LR
+    loss = trainer.train_step(*batch)
     mine = local_fingerprints(trainer.modules)
     held = torch.tensor([float(loss) if loss is not None else 0.0, float(loss is not None)], dtype=torch.float64)
-    total = dist_sum(held, device)
+    total = dist_sum(held, device)  # the loss is the mean over the ranks that hold one
     per_rank = gather_objects(mine)
     del trainer
     gc.collect()
+    return float(total[0] / total[1]), per_rank
+
+
+def verify_first_step(job: Job, device: torch.device, task: Any, dp_rank: int, rank: int) -> dict[str, Any] | None:
+    """Run the gate on every rank; rank 0 returns its summary entries (``verify_*``), others ``None``.
+
+    Untimed, and run after the timed measurements, so it adds nothing to their time or memory."""
+    if not job.distributed:
+        return _skipped("single-process plan: it is the reference")
+    if model_info(job.model_cfg).params > MAX_REFERENCE_PARAMS:
+        reason = f"model over {MAX_REFERENCE_PARAMS:.0e} parameters: no in-process reference"
+        return _skipped(reason) if rank == 0 else None
+    loss, per_rank = parallel_step(job, device, task, dp_rank)
     if rank != 0:
         return None
     merged, replica_err = merge_replicas(per_rank)
-    ref_loss, ref = reference_step(job, device, x.to(device), y.to(device), task.loss_fn)
-    errors = compare(merged, ref, float(total[0] / total[1]), ref_loss, VERIFY_LR)
+    x, y = task.batch(0, job.global_batch)
+    try:
+        ref_loss, ref = reference_step(job, device, x.to(device), y.to(device), task.loss_fn)
+    except torch.OutOfMemoryError as e:
+        return _skipped(f"the unsharded reference does not fit on rank 0's device: {str(e)[:200]}")
+    errors = compare(merged, ref, loss, ref_loss, VERIFY_LR)
     tol = tolerance_for(job, tf32=bool(device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32))
     result, detail = verdict(errors, replica_err, tol, job.plan.lossy)
     return {
@@ -221,6 +271,7 @@ def verify_first_step(job: Job, device: torch.device, task: Any, dp_rank: int, r
         "verify_grad_norm_rel_err": errors["grad_norm_rel_err"],
         "verify_param_rel_err": errors["param_rel_err"],
         "verify_replica_rel_err": replica_err,
+        "verify_worst_param_rel_err": errors["worst_param_rel_err"],
         "verify_tolerance": tol.rel,
         "verify_verdict": result,
         "verify_detail": detail,

@@ -71,11 +71,24 @@ def test_feasible_hybrids_split_every_named_dimension():
     assert reason("3d", 8, batch=32) is None  # dp 2 x tp 2 x pp 2
     assert reason("ddp-pp", 4) is None  # dp 2 x pp 2
     assert reason("fsdp-tp", 4) is None  # dp 2 x tp 2
-    for name in ("3d", "ddp-pp", "fsdp-tp"):
-        for ws in (1, 2, 4, 8, 16):
-            plan = resolve_plan(name, ws)
-            if reason(name, ws, batch=64) is None:
-                assert all(getattr(plan, d) >= 2 for d in plan.split_dims) and len(plan.split_dims) >= 2
+    assert resolve_plan("3d", 8).split_dims == ("dp", "tp", "pp")
+    assert resolve_plan("fsdp-tp", 4).split_dims == ("dp", "tp")
+    assert resolve_plan("tp", 4).split_dims == ("tp",) and resolve_plan("ddp", 4).split_dims == ()
+
+
+@pytest.mark.parametrize(
+    ("fields", "ws", "expected"),
+    [
+        ({"base": "fsdp", "tp": 2}, 2, "dp = 1 at world_size 2: the strategy splits dp x tp"),
+        ({"base": "ddp", "pp": 2}, 2, "dp = 1 at world_size 2: the strategy splits dp x pp"),
+        ({"base": "fsdp", "tp": 2}, 4, None),  # dp 2 x tp 2: a real 2-D plan
+        ({"base": "pp-1f1b", "tp": 2}, 4, None),  # pp "all" x tp 2: tp x pp, no dp intended
+    ],
+)
+def test_study_defined_hybrids_never_run_collapsed(fields, ws, expected):
+    plan = resolve_plan("x", ws, {"x": fields})
+    got = infeasible_reason(plan, GPT, ws, 16)
+    assert got == expected or (expected is not None and got is not None and expected in got), got
 
 
 def test_theoretical_bubble_formulas():

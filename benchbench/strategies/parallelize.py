@@ -116,11 +116,18 @@ def _all(contexts: list[contextlib.AbstractContextManager]) -> Iterator[None]:
         yield
 
 
+_MESHES: dict[tuple, Any] = {}
+
+
 def make_mesh(plan: Plan, device: torch.device) -> Any:
-    """The named ``(dp, pp, tp)`` device mesh over all ranks (tp innermost)."""
+    """The named ``(dp, pp, tp)`` device mesh over all ranks (tp innermost); made once per process,
+    so the gate's plan and the timed one share its process groups (and NCCL communicators)."""
     from torch.distributed.device_mesh import init_device_mesh
 
-    return init_device_mesh(device.type, (plan.dp, plan.pp, plan.tp), mesh_dim_names=("dp", "pp", "tp"))
+    key = (device.type, plan.dp, plan.pp, plan.tp)
+    if key not in _MESHES:
+        _MESHES[key] = init_device_mesh(device.type, key[1:], mesh_dim_names=("dp", "pp", "tp"))
+    return _MESHES[key]
 
 
 def seeded_model(job: Job, device: torch.device) -> nn.Module:

@@ -48,8 +48,8 @@ class Plan:
     schedule: str = "1f1b"
     micro_batches: int = 1  # pipeline micro-batches per optimizer step
     virtual_stages: int = 1  # pipeline stages per rank (interleaved / looped / ZB schedules)
-    # Dimensions the strategy exists to split: "all" dimensions and every dimension a hybrid names.
-    # Each must get >= 2 ranks, or the plan is infeasible (a hybrid never runs collapsed).
+    # Dimensions the strategy exists to split (derived by resolve_plan): each must get >= 2 ranks,
+    # or the plan is infeasible, so no strategy runs collapsed under its name.
     split_dims: tuple[str, ...] = ()
 
     @property
@@ -62,7 +62,12 @@ class Plan:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Plan:
+        """Inverse of :meth:`to_dict` (``lossy`` is derived and ignored); unknown keys raise
+        ``ValueError`` naming them, so a typo never runs as the default plan."""
         names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names - {"lossy"})
+        if unknown:
+            raise ValueError(f"unknown plan keys {unknown}; allowed: {sorted(names)}")
         kept = {k: v for k, v in d.items() if k in names}
         kept["split_dims"] = tuple(kept.get("split_dims", ()))
         return cls(**kept)
@@ -95,13 +100,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "pp-interleaved": {**_PP, "schedule": "interleaved-1f1b", "virtual_stages": 2},
     "pp-zbv": {**_PP, "schedule": "zbv", "virtual_stages": 2},
     # hybrids over a device mesh
-    # hybrids over a device mesh: every named dimension must get >= 2 ranks
-    "fsdp-tp": {"dp_flavour": "fsdp", "tp": 2, "split_dims": ("dp", "tp")},
-    "ddp-pp": {"dp_flavour": "ddp", "pp": 2, "schedule": "1f1b", "micro_batches": 4, "split_dims": ("dp", "pp")},
-    "3d": {
-        "dp_flavour": "fsdp", "tp": 2, "pp": 2, "schedule": "1f1b", "micro_batches": 4,
-        "split_dims": ("dp", "tp", "pp"),
-    },
+    # hybrids over a device mesh: every dimension they name gets >= 2 ranks (resolve_plan)
+    "fsdp-tp": {"dp_flavour": "fsdp", "tp": 2},
+    "ddp-pp": {"dp_flavour": "ddp", "pp": 2, "schedule": "1f1b", "micro_batches": 4},
+    "3d": {"dp_flavour": "fsdp", "tp": 2, "pp": 2, "schedule": "1f1b", "micro_batches": 4},
 }
 
 PLAN_KEYS = tuple(f.name for f in fields(Plan) if f.name not in ("dp", "single_process", "split_dims"))
@@ -124,7 +126,13 @@ def strategy_fields(name: str, custom: dict[str, dict[str, Any]] | None = None) 
 def resolve_plan(name: str, world_size: int, custom: dict[str, dict[str, Any]] | None = None) -> Plan:
     """The concrete plan of strategy ``name`` at ``world_size``: ``"all"`` dimensions take every
     rank the others leave; ``dp`` is derived (0 when tp * pp does not divide the world size;
-    :func:`infeasible_reason` reports that)."""
+    :func:`infeasible_reason` reports that).
+
+    The dimensions the strategy splits (``split_dims``, each needing >= 2 ranks) are derived from
+    its fields: a dimension given as ``"all"``; a dimension given as a number > 1; and, when no
+    dimension is ``"all"`` but one is fixed > 1, ``dp`` too — it takes the remaining ranks, and the
+    strategy's data-parallel flavour would silently not apply at dp = 1 (``{base: fsdp, tp: 2}``
+    at 2 ranks would run as plain TP)."""
     f = strategy_fields(name, custom)
     fixed = 1
     for dim in ("tp", "pp"):
@@ -133,8 +141,9 @@ def resolve_plan(name: str, world_size: int, custom: dict[str, dict[str, Any]] |
     split = tuple(dim for dim in ("tp", "pp") if f.get(dim) == "all")
     for dim in split:
         f[dim] = max(world_size // fixed, 1)
-    named = tuple(f.pop("split_dims", ()))
-    plan = Plan(**f, split_dims=tuple(d for d in ("dp", "tp", "pp") if d in split or d in named))
+    fixed_dims = {dim for dim in ("tp", "pp") if dim not in split and int(f.get(dim, 1)) > 1}
+    named = set(split) | fixed_dims | ({"dp"} if fixed_dims and not split else set())
+    plan = Plan(**f, split_dims=tuple(d for d in ("dp", "tp", "pp") if d in named))
     return replace(plan, dp=world_size // (plan.tp * plan.pp))
 
 

@@ -36,14 +36,17 @@ def dp_skip_param() -> None:
 
 
 def ddp_skip_bucket() -> None:
-    """DDP whose first gradient bucket is never all-reduced (each rank keeps its local gradient)."""
+    """DDP that never all-reduces one gradient bucket in the middle (index 1): its parameters keep
+    each rank's local gradient. Writes the bucket indices it saw to BENCHBENCH_MUTANT_LOG."""
     import torch
     from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 
     from benchbench.strategies import parallelize
 
     def hook(group, bucket):
-        if bucket.index() == 0:
+        with open(os.environ["BENCHBENCH_MUTANT_LOG"], "a") as log:
+            log.write(f"{bucket.index()}\n")
+        if bucket.index() == 1:
             fut = torch.futures.Future()
             fut.set_result(bucket.buffer())
             return fut

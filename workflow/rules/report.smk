@@ -18,4 +18,4 @@ rule report:
         CONDA_ENV
     shell:
         "{params.python:q} -m benchbench report --records {input.records:q} --tables {input.tables:q}"
-        " --plots {params.svgs:q} --out {output:q} --description {params.description:q} > {log:q} 2>&1"
+        " --plots {params.svgs:q} --out {output:q} --description={params.description:q} > {log:q} 2>&1"
