@@ -76,3 +76,13 @@ def test_ok_record_must_hold_every_step():
     job = make_test_job("ddp", 2, steps=3, warmup_steps=1)
     with pytest.raises(ValueError, match="needs 4 losses and 3 step times, got 3 and 3"):
         make_record(job=job, status="ok", step_time_s=[0.1] * 3, loss=[1.0] * 3)
+
+
+def test_trajectory_tolerance_follows_the_precision():
+    single = rec("single", 1, 1.0, loss=(4.0, 3.0, 2.0))
+    bf16 = rec("ddp", 2, 0.5, loss=(4.0, 3.0, 2.0004))  # 4e-4 off: bf16 rounding, not a bug
+    bf16["summary"]["verify_tolerance"] = 5e-2  # the gate's bf16 tolerance x 4.0 = 0.2
+    fp32 = rec("fsdp", 2, 0.5, loss=(4.0, 3.0, 2.0004))
+    fp32["summary"]["verify_tolerance"] = 1e-6  # x 4.0 = 4e-6 < 4e-4: the trajectory left single
+    verdicts = dict(zip(*[runs_table([single, bf16, fp32])[c] for c in ("strategy", "correct")], strict=True))
+    assert verdicts == {"single": "match", "ddp": "match", "fsdp": "MISMATCH"}

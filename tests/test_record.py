@@ -1,6 +1,7 @@
 """The run record: schema, atomic write, and a failed run never replacing a good record."""
 
 import json
+import re
 
 import jsonschema
 import pytest
@@ -64,3 +65,28 @@ def test_job_from_dict_names_unknown_and_missing_keys():
         Job.from_dict(d)
     assert Job.from_dict(JOB.to_dict()) == JOB
     assert JOB.to_dict()["plan"]["dp"] == JOB.dp == 2
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"dtype": "fp16"}, "dtype: 'fp16' is not one of ['fp32', 'bf16']"),
+        ({"steps": 0}, "steps: 0 is less than the minimum of 1"),
+        ({"world_size": "2"}, "world_size: '2' is not of type 'integer'"),
+        ({"plan": "x"}, "plan: 'x' is not of type 'object'"),
+    ],
+)
+def test_spec_json_is_checked_before_anything_runs(change, expected):
+    from benchbench.record import job_from_json
+
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        job_from_json({**JOB.to_dict(), **change})
+
+
+def test_plan_typo_is_an_error_not_the_default_plan():
+    from benchbench.record import job_from_json
+
+    d = JOB.to_dict()
+    d["plan"] = {**d["plan"], "tpp": 2}
+    with pytest.raises(ValueError, match=r"unknown plan keys \['tpp'\]"):
+        job_from_json(d)

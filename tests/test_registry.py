@@ -142,3 +142,18 @@ def test_plot_table_agrees_with_the_layout():
     from benchbench.plots import _DRAW
 
     assert set(_DRAW) == set(PLOTS)
+
+
+@pytest.mark.parametrize(
+    ("raw", "canonical"),
+    [
+        ("module.blocks.0.attn.q.weight", "blocks.0.attn.q.weight"),  # DDP
+        ("blocks.0._orig_mod.attn.q.weight", "blocks.0.attn.q.weight"),  # torch.compile per block
+        ("blocks.0._checkpoint_wrapped_module.mlp.fc1.bias", "blocks.0.mlp.fc1.bias"),
+        ("submodule.weight", "submodule.weight"),  # only whole components are wrappers
+    ],
+)
+def test_gate_matches_parameters_by_canonical_name(raw, canonical):
+    from benchbench.verify import canonical_name
+
+    assert canonical_name(raw) == canonical
