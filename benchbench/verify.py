@@ -65,7 +65,7 @@ class Tolerance:
 
 #: (dtype, device, TF32 allowed) -> tolerance for exact plans. See docs/METRICS.md for the measurements.
 TOLERANCES: dict[tuple[str, str, bool], Tolerance] = {
-    ("fp32", "cpu", False): Tolerance(1e-4, "measured max over every exact plan, 1-8 ranks, CPU fp32: 7.3e-7"),
+    ("fp32", "cpu", False): Tolerance(1e-4, "measured max over every exact plan, 2-8 ranks, CPU fp32: 7.1e-7"),
     ("fp32", "cuda", False): Tolerance(1e-4, "as fp32 CPU (not yet measured on GPU: scripts/gpu-check.sh)"),
     ("fp32", "cuda", True): Tolerance(2e-2, "TF32 keeps 10 mantissa bits (2^-11 = 5e-4 per product); x40"),
     ("bf16", "cpu", False): Tolerance(5e-2, "measured max over exact plans, CPU bf16 autocast: 3.9e-3; x13"),

@@ -63,6 +63,7 @@ start() {
   if ! pgrep -x munged >/dev/null; then
     runuser -u munge -- /usr/sbin/munged || /usr/sbin/munged --force
   fi
+  for _ in $(seq 20); do munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && break; sleep 0.5; done
   munge -n | unmunge >/dev/null
   pgrep -x slurmctld >/dev/null || slurmctld
   pgrep -x slurmd >/dev/null || slurmd
@@ -81,6 +82,9 @@ start() {
 
 stop() {
   for d in slurmd slurmctld munged; do pkill -x "$d" 2>/dev/null || true; done
+  # wait until they are gone, so that a start right after finds none half-stopped
+  for _ in $(seq 40); do pgrep -x 'slurmd|slurmctld|munged' >/dev/null || return 0; sleep 0.25; done
+  echo "slurm daemons still running after 10 s" >&2
 }
 
 case "$cmd" in
