@@ -83,7 +83,10 @@ start() {
 stop() {
   for d in slurmd slurmctld munged; do pkill -x "$d" 2>/dev/null || true; done
   # wait until they are gone, so that a start right after finds none half-stopped
-  for _ in $(seq 40); do pgrep -x 'slurmd|slurmctld|munged' >/dev/null || return 0; sleep 0.25; done
+  for _ in $(seq 40); do
+    pgrep -x slurmd >/dev/null || pgrep -x slurmctld >/dev/null || pgrep -x munged >/dev/null || return 0
+    sleep 0.25
+  done
   echo "slurm daemons still running after 10 s" >&2
 }
 
