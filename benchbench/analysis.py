@@ -158,7 +158,8 @@ def _configuration_row(job: Job, rs: list[dict[str, Any]]) -> dict[str, Any]:
     row["throughput_ci_high"] = job.global_batch / t_lo
     row["lossy"] = job.plan.lossy
     row["applied"] = " → ".join(rs[0].get("applied", []))
-    row["noisy"] = bool((row["step_time_cv"] or 0.0) > NOISY_CV or spread > NOISY_CV)
+    drift = max((abs(r["summary"].get("step_time_drift") or 0.0) for r in rs), default=0.0)
+    row["noisy"] = bool((row["step_time_cv"] or 0.0) > NOISY_CV or spread > NOISY_CV or drift > NOISY_CV)
     return row
 
 

@@ -41,7 +41,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from benchbench.launch import run_job
 
     job, reason = _job_from_args(args)
-    record, written = run_job(job, args.out, reason, args.launcher)
+    record, written = run_job(job, args.out, reason, args.launcher, timed_alone=not args.timed_shared)
     s = record["summary"]
     if record["status"] == "ok":
         print(
@@ -146,6 +146,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         help="how to start ranks (auto: srun inside a Slurm allocation, else torchrun)",
     )
     r.add_argument("--allow-failed", action="store_true", help="exit 0 when a failed/infeasible record was written")
+    r.add_argument(
+        "--timed-shared", action="store_true", help="other timed jobs may run beside this one (recorded)"
+    )
     r.set_defaults(func=_cmd_run)
 
 

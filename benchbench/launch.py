@@ -78,7 +78,7 @@ def _error_text(err_dir: Path, output: str, returncode: int | None) -> str:
     return f"ranks exited with code {returncode} and left no error; launcher output:\n{tail}"
 
 
-def _rank_environment(job: Job, launcher: str) -> dict[str, str]:
+def _rank_environment(job: Job, launcher: str, timed_alone: bool) -> dict[str, str]:
     threads = str(job.threads_per_rank)
     return {
         **os.environ,
@@ -86,6 +86,7 @@ def _rank_environment(job: Job, launcher: str) -> dict[str, str]:
         "MKL_NUM_THREADS": threads,
         "PYTHONUNBUFFERED": "1",
         "BENCHBENCH_LAUNCHER": launcher,
+        "BENCHBENCH_TIMED_ALONE": "1" if timed_alone else "0",
     }
 
 
@@ -105,9 +106,10 @@ def _run_ranks(cmd: list[str], env: dict[str, str], timeout: float) -> tuple[str
 
 
 def run_job(
-    job: Job, out: str | Path, reason: str | None = None, launcher: str = "auto"
+    job: Job, out: str | Path, reason: str | None = None, launcher: str = "auto", timed_alone: bool = True
 ) -> tuple[dict[str, Any], Path]:
-    """Run one job and leave its record at ``out`` (see :func:`~benchbench.record.write_record`).
+    """Run one job and leave its record at ``out`` (see :func:`~benchbench.record.write_record`);
+    ``timed_alone`` says whether other timed jobs may run beside it (recorded in its ``env``).
 
     Returns the record and where it was written. Never raises for a failing job: the failure
     is the record."""
@@ -125,7 +127,9 @@ def run_job(
         job_file.write_text(json.dumps(job.to_dict()))
         started = time.monotonic()
         output, code, timed_out = _run_ranks(
-            rank_command(job, job_file, tmp_out, tmpdir, launcher), _rank_environment(job, launcher), job.timeout_s
+            rank_command(job, job_file, tmp_out, tmpdir, launcher),
+            _rank_environment(job, launcher, timed_alone),
+            job.timeout_s,
         )
         sys.stderr.write(output[-ERROR_TAIL_CHARS:] if code else "")
         if not timed_out and code == 0 and tmp_out.exists():

@@ -57,6 +57,8 @@ SUMMARY: tuple[Metric, ...] = (
     _m("step_time_p10_s", "s", "none", "none", "10th percentile of step_time_s"),
     _m("step_time_p90_s", "s", "none", "none", "90th percentile of step_time_s"),
     _m("step_time_cv", "fraction", "none", "max", "sample standard deviation / mean of step_time_s"),
+    _m("step_time_drift", "fraction", "none", "max",
+       "stationarity: (median of the second half - median of the first half) / median of step_time_s"),
     _m("samples_per_s", "samples/s", "none", "median", "global batch / step_time_median_s",
        scaling_column="throughput"),
     _m("tokens_per_s", "tokens/s", "none", "median", "samples_per_s x sequence length (sequence models)"),
@@ -114,6 +116,15 @@ def _percentile(t: np.ndarray, q: float) -> float:
     return float(np.percentile(t, q))
 
 
+def _drift(t: np.ndarray) -> float:
+    """Relative change of the median step time from the first half of the timed steps to the
+    second (0 with fewer than 4 steps): a warming or throttling machine shows here, not in the CV."""
+    if len(t) < 4:
+        return 0.0
+    half = len(t) // 2
+    return float((np.median(t[-half:]) - np.median(t[:half])) / np.median(t))
+
+
 def summarize(
     *,
     step_times: list[float],
@@ -139,6 +150,7 @@ def summarize(
         "step_time_p10_s": _percentile(t, 10),
         "step_time_p90_s": _percentile(t, 90),
         "step_time_cv": float(t.std(ddof=1) / t.mean()) if len(t) > 1 else 0.0,
+        "step_time_drift": _drift(t),
         "samples_per_s": samples_per_s,
         "tokens_per_s": samples_per_s * tokens_per_sample if tokens_per_sample else None,
         "model_tflops_per_rank": achieved / world_size / 1e12,

@@ -53,6 +53,7 @@ FIELDS: tuple[Field, ...] = (
           nullable=True),
     Field("matmul_precision", "string", "torch.get_float32_matmul_precision()"),
     Field("cpu_count", "integer", "logical CPUs of rank 0's host"),
+    Field("timed_alone", "boolean", "no other timed job was allowed to run beside this one"),
     Field("wall_time_s", "number", "end-to-end time of the job as the launcher saw it (s)"),
 )
 NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS)
@@ -110,4 +111,5 @@ def collect(
         "tf32": bool(torch.backends.cuda.matmul.allow_tf32) if device_type == "cuda" else None,
         "matmul_precision": torch.get_float32_matmul_precision(),
         "cpu_count": os.cpu_count(),
+        "timed_alone": os.environ.get("BENCHBENCH_TIMED_ALONE", "1") == "1",
     }

@@ -67,8 +67,15 @@ def make_job(
 
 
 def job_infeasible_reason(job: Job) -> str | None:
-    """Why ``job``'s plan cannot run its model at its world size and batch (``None``: it can)."""
-    return infeasible_reason(job.plan, job.model_cfg, job.world_size, job.global_batch)
+    """Why ``job``'s plan cannot run its model at its world size and batch, or cannot be timed in
+    steady state with the job's warm-up (``None``: it can)."""
+    reason = infeasible_reason(job.plan, job.model_cfg, job.world_size, job.global_batch)
+    if reason is None and job.plan.compression == "powersgd" and job.warmup_steps < job.plan.powersgd_warmup:
+        reason = (
+            f"warmup_steps = {job.warmup_steps} < powersgd_warmup = {job.plan.powersgd_warmup}: the first timed "
+            "steps would be PowerSGD's plain all-reduce warm-up, not compressed steps"
+        )
+    return reason
 
 
 def expand(cfg: dict[str, Any]) -> tuple[list[Job], list[Dropped]]:

@@ -76,10 +76,23 @@ class StepLog:
 
 
 def timed_loop(trainer: Trainer | PipelineTrainer, batches: list, device: torch.device, distributed: bool) -> StepLog:
-    """Run every step: barrier, then time this rank's ``train_step`` (device-synchronised)."""
+    """Run every step: barrier, then time this rank's ``train_step`` (device-synchronised), with
+    the garbage collector off for the whole loop."""
+    log = StepLog()
+    gc.collect()
+    gc.disable()  # no collector pauses inside timed steps (re-enabled below, whatever happens)
+    try:
+        _run_steps(trainer, batches, device, distributed, log)
+    finally:
+        gc.enable()
+    return log
+
+
+def _run_steps(
+    trainer: Trainer | PipelineTrainer, batches: list, device: torch.device, distributed: bool, log: StepLog
+) -> None:
     import torch.distributed as dist
 
-    log = StepLog()
     for x, y in batches:
         if distributed:
             dist.barrier()
@@ -92,7 +105,6 @@ def timed_loop(trainer: Trainer | PipelineTrainer, batches: list, device: torch.
         log.blocked.append(max(0.0, 1.0 - cpu / wall) if wall > 0 else 0.0)
         log.losses.append(float(loss.detach().double().cpu()) if loss is not None else 0.0)
         log.holds_loss.append(1.0 if loss is not None else 0.0)
-    return log
 
 
 def count_comm(trainer: Trainer | PipelineTrainer, batch: tuple[torch.Tensor, ...]) -> float:

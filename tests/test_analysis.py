@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 
 from benchbench.analysis import loss_deviation, runs_table, scaling_table
@@ -86,3 +87,34 @@ def test_trajectory_tolerance_follows_the_precision():
     fp32["summary"]["verify_tolerance"] = 1e-6  # x 4.0 = 4e-6 < 4e-4: the trajectory left single
     verdicts = dict(zip(*[runs_table([single, bf16, fp32])[c] for c in ("strategy", "correct")], strict=True))
     assert verdicts == {"single": "match", "ddp": "match", "fsdp": "MISMATCH"}
+
+
+def test_drift_flags_a_trend_the_cv_would_call_small():
+    from benchbench.metrics import _drift
+
+    assert _drift(np.array([1.0, 1.0, 1.0, 1.0])) == 0.0
+    assert _drift(np.array([1.0, 1.0, 1.2, 1.2])) == pytest.approx(0.2 / 1.1)
+    drifting = rec("ddp", 2, 0.5)
+    drifting["summary"]["step_time_drift"] = 0.15
+    steady = rec("ddp", 4, 0.5)
+    steady["summary"]["step_time_drift"] = 0.01
+    noisy = scaling_table([drifting, steady]).set_index("world_size")["noisy"]
+    assert noisy.to_dict() == {2: True, 4: False}
+
+
+def test_timed_loop_keeps_the_collector_out_of_timed_steps():
+    import gc
+
+    import torch
+
+    from benchbench.train import timed_loop
+
+    seen = []
+
+    class Probe:
+        def train_step(self, x, y):
+            seen.append(gc.isenabled())
+            return torch.zeros(())
+
+    log = timed_loop(Probe(), [(torch.zeros(1), torch.zeros(1))] * 3, torch.device("cpu"), distributed=False)
+    assert seen == [False, False, False] and gc.isenabled() and len(log.times) == 3

@@ -130,3 +130,13 @@ def test_config_schema_knows_every_plan_field():
 
     props = load_schema("config")["properties"]["strategy_defs"]["additionalProperties"]["properties"]
     assert set(props) == {"base", *PLAN_KEYS}
+
+
+def test_powersgd_needs_its_warmup_before_the_timed_steps():
+    cfg = check_config({
+        "study": "x", "models": {"g": dict(GPT, batch_size=16)}, "world_sizes": [2],
+        "strategies": ["ddp", "ddp-powersgd"], "warmup_steps": 1,
+    })  # fmt: skip
+    jobs, dropped = expand(cfg)
+    assert [j.strategy for j in jobs] == ["ddp"]
+    assert "warmup_steps = 1 < powersgd_warmup = 2" in dropped[0].reason

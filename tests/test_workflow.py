@@ -1,5 +1,6 @@
 """The whole workflow: Snakemake with the CI profile runs the CI study end to end."""
 
+import json
 import re
 import subprocess
 import sys
@@ -39,3 +40,15 @@ def test_ci_study_end_to_end(tmp_path):
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)  # self-contained: nothing fetched
     assert "<link" not in html and "<script" not in html
     assert "single-process plan needs world_size 1" in html  # dropped combinations are listed
+    rec = json.loads((study / "raw/gpt-tiny/cpu-local/ddp/ws2-r0.json").read_text())
+    assert rec["env"]["timed_alone"] is True  # profiles/default: bench_slots=1
+
+
+def test_concurrent_timing_is_opt_in_and_recorded(tmp_path):
+    snakemake = Path(sys.executable).with_name("snakemake")
+    base = [str(snakemake), "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "-n", "-p",
+            "--configfile", str(ROOT / "config/studies/ci.yaml")]  # fmt: skip
+    default = subprocess.run(base, capture_output=True, text=True, check=True).stdout
+    shared = subprocess.run([*base, "--resources", "bench_slots=2"], capture_output=True, text=True, check=True).stdout
+    assert "benchbench run" in default and "--timed-shared" not in default
+    assert shared.count("--timed-shared") == 10  # every bench job of the ci study

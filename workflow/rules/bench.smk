@@ -1,6 +1,6 @@
-# One benchmark job per record. Each job claims the cores its ranks x threads use, so the local
-# executor never runs two timed jobs on the same cores; `--resources bench_slots=1` runs timed
-# jobs strictly one at a time. Under the Slurm executor the same job asks for nodes, one task per
+# One benchmark job per record. Timed jobs run strictly one at a time by default (bench_slots=1
+# in profiles/default); with `--resources bench_slots=N` up to N share the machine, each on the
+# cores its ranks x threads claim, and their records say `timed_alone: false`. Under the Slurm executor the same job asks for nodes, one task per
 # rank and GPUs per node (benchbench.slurm.job_resources), and `benchbench run` starts its ranks
 # with srun inside the allocation.
 
@@ -13,6 +13,7 @@ rule bench:
     params:
         python=PYTHON,
         job=job_json,
+        sharing="" if TIMED_ALONE else "--timed-shared",
     threads: rank_threads
     resources:
         bench_slots=1,
@@ -28,4 +29,5 @@ rule bench:
     conda:
         CONDA_ENV
     shell:
-        "{params.python:q} -m benchbench run --spec {params.job:q} --out {output:q} --allow-failed > {log:q} 2>&1"
+        "{params.python:q} -m benchbench run --spec {params.job:q} --out {output:q} --allow-failed {params.sharing}"
+        " > {log:q} 2>&1"

@@ -19,6 +19,10 @@ RECORDS = list(JOB_BY_RECORD)
 CONDA_ENV = "../envs/benchbench.yaml"
 USE_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
 PYTHON = "python" if USE_CONDA else sys.executable
+# Timed jobs run one at a time unless the user lets several share the machine
+# (--resources bench_slots=N, N > 1; profiles/default sets 1); records say which.
+_SLOTS = workflow.global_resources.get("bench_slots")
+TIMED_ALONE = _SLOTS is not None and getattr(_SLOTS, "value", _SLOTS) == 1
 
 # Names in wildcards are the study's own (schema pattern ^[A-Za-z0-9_.-]+$): never a path.
 wildcard_constraints:
