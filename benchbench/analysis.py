@@ -44,6 +44,7 @@ DROPPED_COLUMNS = [f.name for f in fields(Dropped)]
 _ACROSS_REPEATS = {
     "median": lambda v: float(np.median(v)),
     "max": lambda v: float(np.max(v)),
+    "max_abs": lambda v: float(max(v, key=abs)),  # the value of largest magnitude, sign kept
     "first": lambda v: v[0],
 }
 
@@ -158,7 +159,7 @@ def _configuration_row(job: Job, rs: list[dict[str, Any]]) -> dict[str, Any]:
     row["throughput_ci_high"] = job.global_batch / t_lo
     row["lossy"] = job.plan.lossy
     row["applied"] = " → ".join(rs[0].get("applied", []))
-    drift = max((abs(r["summary"].get("step_time_drift") or 0.0) for r in rs), default=0.0)
+    drift = abs(row["step_time_drift"] or 0.0)
     row["noisy"] = bool((row["step_time_cv"] or 0.0) > NOISY_CV or spread > NOISY_CV or drift > NOISY_CV)
     return row
 

@@ -24,7 +24,7 @@ class Metric:
     unit: str  # "s", "samples/s", "MiB", "bytes", "fraction", "count", "FLOP", "" (label) ...
     definition: str  # one line; the full definition is docs/METRICS.md
     across_ranks: str  # how per-rank values become the job's: max | mean | sum | rank0 | none
-    across_repeats: str  # how repeats become a configuration's (scaling.csv): median | max | first | none
+    across_repeats: str  # how repeats become a configuration's (scaling.csv): median | max | max_abs | first | none
     kind: str = "number"  # JSON type: number | integer | string | boolean
     choices: tuple[str, ...] = ()  # allowed values of a string label
     scaling_column: str = ""  # its column in scaling.csv when not its own name
@@ -57,7 +57,7 @@ SUMMARY: tuple[Metric, ...] = (
     _m("step_time_p10_s", "s", "none", "none", "10th percentile of step_time_s"),
     _m("step_time_p90_s", "s", "none", "none", "90th percentile of step_time_s"),
     _m("step_time_cv", "fraction", "none", "max", "sample standard deviation / mean of step_time_s"),
-    _m("step_time_drift", "fraction", "none", "max",
+    _m("step_time_drift", "fraction", "none", "max_abs",
        "stationarity: (median of the second half - median of the first half) / median of step_time_s"),
     _m("samples_per_s", "samples/s", "none", "median", "global batch / step_time_median_s",
        scaling_column="throughput"),

@@ -118,3 +118,10 @@ def test_timed_loop_keeps_the_collector_out_of_timed_steps():
 
     log = timed_loop(Probe(), [(torch.zeros(1), torch.zeros(1))] * 3, torch.device("cpu"), distributed=False)
     assert seen == [False, False, False] and gc.isenabled() and len(log.times) == 3
+
+
+def test_drift_over_repeats_keeps_the_largest_magnitude_and_its_sign():
+    a, b = rec("ddp", 2, 0.5, repeat=0), rec("ddp", 2, 0.5, repeat=1)
+    a["summary"]["step_time_drift"], b["summary"]["step_time_drift"] = -0.12, 0.05
+    row = scaling_table([a, b]).iloc[0]
+    assert row["step_time_drift"] == -0.12 and bool(row["noisy"])

@@ -95,3 +95,17 @@ def test_lossy_compression_deviation_is_recorded_and_bounded(cfg, single, tmp_pa
     assert 0 < deviation(rec, single) < 0.1
     assert rec["summary"]["verify_verdict"] == "lossy", rec["summary"]["verify_detail"]
     assert rec["summary"]["comm_bytes_per_step"] < 4 * single["summary"]["params"]
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp", "tp"])
+def test_bf16_plans_pass_the_gate_at_bf16_tolerance(tmp_path, strategy):
+    """bf16 autocast (FSDP2 with a bf16 MixedPrecisionPolicy): exact plans match within bf16's
+    tolerance, not fp32's; the gate's errors show real bf16 rounding (above fp32's tolerance)."""
+    cfg = check_config(
+        {"study": "t", "models": {"gpt": GPT}, "strategies": ["single"], "world_sizes": [1], "steps": 2,
+         "warmup_steps": 1, "timeout_s": 300, "dtype": "bf16"}
+    )  # fmt: skip
+    rec = run(cfg, tmp_path, "gpt", strategy, 2)
+    assert rec["status"] == "ok", rec["error"]
+    s = rec["summary"]
+    assert s["verify_verdict"] == "match" and s["verify_tolerance"] == 5e-2, s["verify_detail"]
