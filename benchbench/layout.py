@@ -67,9 +67,6 @@ class StudyLayout:
     def record(self, job: Job) -> Path:
         return self.results / RECORD_PATTERN.format(**_fields(job))
 
-    def bench_log(self, job: Job) -> Path:
-        return self.results / LOG_PATTERN.format(**_fields(job))
-
     def log(self, rule: str) -> Path:
         return self.dir / "logs" / f"{rule}.log"
 

@@ -29,19 +29,9 @@ def _reduce(t: torch.Tensor, op: str, device: torch.device) -> torch.Tensor:
     return moved.cpu()
 
 
-def dist_max(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Element-wise maximum over all ranks."""
-    return _reduce(t, "max", device)
-
-
 def dist_sum(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     """Element-wise sum over all ranks."""
     return _reduce(t, "sum", device)
-
-
-def dist_mean(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Element-wise mean over all ranks."""
-    return _reduce(t, "mean", device)
 
 
 def reduce_named(
