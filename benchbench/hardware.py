@@ -45,10 +45,6 @@ class HardwareProfile:
         return cls(**copy.deepcopy(d))
 
 
-#: What a job runs on when nothing else is said: this machine's CPU with gloo.
-CPU_LOCAL = HardwareProfile(device="cpu", backend="gloo", devices_per_node=1024, peak_flops={})
-
-
 def hardware_names() -> list[str]:
     """The hardware profiles shipped in config/hardware/."""
     return sorted(p.stem for p in HARDWARE_DIR.glob("*.yaml"))

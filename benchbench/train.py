@@ -125,7 +125,7 @@ def reduce_measurements(job: Job, log: StepLog, comm_bytes: float | None, device
     """The job's figures from every rank's: per-step times, losses, blocked shares, memory and
     communication, each reduced as the metric registry declares (:data:`~benchbench.metrics.METRICS`)."""
     w = job.warmup_steps
-    blocked_op = METRICS["exposed_comm_fraction"].across_ranks
+    peak_mem, peak_source = peak_memory_mb(device)
     values = {
         name: torch.tensor(v, dtype=torch.float64)
         for name, v in (
@@ -133,7 +133,7 @@ def reduce_measurements(job: Job, log: StepLog, comm_bytes: float | None, device
             ("loss_sum", log.losses),
             ("loss_holders", log.holds_loss),
             ("blocked", log.blocked[w:]),
-            ("peak_mem_mb", [peak_memory_mb(device)[0]]),
+            ("peak_mem_mb", [peak_mem]),
             ("comm_bytes_per_step", [comm_bytes or 0.0]),
         )
     }
@@ -141,7 +141,7 @@ def reduce_measurements(job: Job, log: StepLog, comm_bytes: float | None, device
         "step_time_s": METRICS["step_time_s"].across_ranks,
         "loss_sum": "sum",
         "loss_holders": "sum",  # mean over the ranks that hold a loss (METRICS["loss"])
-        "blocked": blocked_op,
+        "blocked": METRICS["exposed_comm_fraction"].across_ranks,
         "peak_mem_mb": METRICS["peak_mem_mb"].across_ranks,
         "comm_bytes_per_step": METRICS["comm_bytes_per_step"].across_ranks,
     }
@@ -151,6 +151,7 @@ def reduce_measurements(job: Job, log: StepLog, comm_bytes: float | None, device
         "loss": (r["loss_sum"] / r["loss_holders"]).tolist(),
         "blocked_median": float(np.median(r["blocked"].numpy())),
         "peak_mem_mb": float(r["peak_mem_mb"][0]),
+        "peak_mem_source": peak_source,
         "comm_bytes_per_step": float(r["comm_bytes_per_step"][0]) if comm_bytes is not None else None,
     }
 
@@ -171,7 +172,7 @@ def job_summary(job: Job, reduced: dict[str, Any], gate: dict[str, Any], device:
         peak_flops=job.hardware_cfg.peak(job.dtype),
         measured={
             "peak_mem_mb": reduced["peak_mem_mb"],
-            "peak_mem_source": peak_memory_mb(device)[1],
+            "peak_mem_source": reduced["peak_mem_source"],
             "comm_bytes_per_step": comm,
             "comm_bytes_source": "measured" if comm is not None else "none",
             "exposed_comm_fraction": None if pipelined or not job.distributed else blocked,

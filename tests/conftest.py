@@ -9,11 +9,13 @@ from typing import Any
 import pytest
 
 from benchbench.config import check_config
-from benchbench.hardware import CPU_LOCAL
+from benchbench.hardware import load_hardware
 from benchbench.job import Job
 from benchbench.launch import run_job
 from benchbench.strategies.plan import resolve_plan
 from benchbench.study import make_job
+
+CPU_LOCAL = load_hardware("cpu-local")
 
 TINY_GPT = {"arch": "gpt", "layers": 2, "hidden": 32, "heads": 2, "seq_len": 16, "vocab": 64}
 TINY_MLP = {"arch": "mlp", "width": 32, "depth": 2, "out_dim": 4}

@@ -8,8 +8,10 @@ import sys
 import pytest
 
 from benchbench.config import ROOT
-from benchbench.hardware import CPU_LOCAL
+from benchbench.hardware import load_hardware
 from tests.conftest import run
+
+CPU_LOCAL = load_hardware("cpu-local")
 
 pytestmark = pytest.mark.slow
 
