@@ -1,0 +1,33 @@
+"""Rewrite the ``summary`` block of workflow/schemas/record.schema.yaml from the metric registry
+(benchbench/metrics.py SUMMARY). Run after adding or changing a summary metric; tests/test_registry.py
+fails until the schema and the registry agree. The summary block must stay the file's last."""
+
+import textwrap
+from pathlib import Path
+
+import yaml
+
+from benchbench.metrics import SUMMARY
+
+PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "record.schema.yaml"
+
+
+def main() -> None:
+    text = PATH.read_text()
+    head = text[: text.index("  summary:\n")]
+    names = ", ".join(m.name for m in SUMMARY)
+    required = textwrap.fill(names, width=100, initial_indent="    required: [", subsequent_indent="               ")
+    props = "".join(
+        f"      {m.name}: {yaml.safe_dump(m.json_schema(), default_flow_style=True, width=200).strip()}\n"
+        for m in SUMMARY
+    )
+    block = (
+        "  summary:\n    type: object\n"
+        "    description: one figure per metric of benchbench/metrics.py SUMMARY (null where not measured)\n"
+        f"    additionalProperties: false\n{required}]\n    properties:\n{props}"
+    )
+    PATH.write_text(head + block)
+
+
+if __name__ == "__main__":
+    main()
