@@ -33,9 +33,17 @@ class HardwareProfile:
     inter_node: dict[str, float | None] = field(default_factory=dict)
     slurm: dict[str, int] = field(default_factory=dict)
 
-    def peak(self, dtype: str) -> float | None:
-        """Dense peak FLOP/s of one device for ``dtype``; ``None`` when the profile gives none."""
-        return self.peak_flops.get(dtype)
+    def peak(self, precision: str) -> float | None:
+        """Dense peak FLOP/s of one device for ``precision`` (``fp32``, ``tf32``, ``bf16``; see
+        :meth:`mfu_precision`); ``None`` when the profile gives none."""
+        return self.peak_flops.get(precision)
+
+    def mfu_precision(self, dtype: str, tf32: bool) -> str:
+        """The arithmetic a job's matmuls run in, whose peak its MFU is taken against: ``bf16``
+        for bf16 jobs; ``tf32`` for fp32 jobs on a GPU that allows TF32 matmuls; else ``fp32``."""
+        if dtype == "bf16":
+            return "bf16"
+        return "tf32" if self.device == "cuda" and tf32 else "fp32"
 
     def to_dict(self) -> dict[str, Any]:
         return copy.deepcopy(asdict(self))

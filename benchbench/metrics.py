@@ -63,16 +63,34 @@ SUMMARY: tuple[Metric, ...] = (
        scaling_column="throughput"),
     _m("tokens_per_s", "tokens/s", "none", "median", "samples_per_s x sequence length (sequence models)"),
     _m("model_tflops_per_rank", "TFLOP/s", "none", "median", "analytic model FLOP/s / world size / 1e12"),
-    _m("mfu", "fraction", "none", "median", "model FLOP/s / (world size x the profile's dense peak)"),
+    _m("mfu", "fraction", "none", "median", "model FLOP/s / (world size x mfu_peak_flops); > 1 fails the job"),
+    _m("mfu_precision", "", "none", "none", "the arithmetic the peak is taken for: fp32 | tf32 | bf16", kind="string",
+       choices=("fp32", "tf32", "bf16")),
+    _m("mfu_peak_flops", "FLOP/s", "none", "first", "the profile's dense peak of one device for mfu_precision"),
+    _m("hardware_flops_per_step", "FLOP", "sum", "first",
+       "FLOPs all ranks executed in one step, counted by torch's FlopCounterMode (recompute included)"),
+    _m("hardware_tflops_per_rank", "TFLOP/s", "none", "median",
+       "hardware_flops_per_step / step_time_median_s / world size / 1e12"),
+    _m("hfu", "fraction", "none", "median", "hardware FLOP/s / (world size x mfu_peak_flops); > 1 fails the job"),
     _m("peak_mem_mb", "MiB", "max", "max", "peak memory of the process: RSS (CPU) or CUDA allocator peak (GPU)"),
     _m("peak_mem_source", "", "rank0", "none", "where peak_mem_mb comes from", kind="string",
        choices=("rss", "cuda_allocator")),
-    _m("comm_bytes_per_step", "bytes", "max", "first", "payload bytes one rank hands to collectives in a step"),
+    _m("comm_bytes_per_step", "bytes", "max", "first",
+       "payload bytes (nccl-tests size) one rank hands to collectives in a step: the largest rank's total"),
+    _m("comm_bus_bytes_per_step", "bytes", "max", "first",
+       "bus bytes (payload x nccl-tests bus factor) of one rank in a step: the largest rank's total"),
     _m("comm_bytes_source", "", "rank0", "none", "how comm_bytes_per_step was obtained", kind="string",
        choices=("measured", "analytic", "none")),
-    _m("exposed_comm_fraction", "fraction", "mean", "median",
-       "share of a step the main thread was blocked rather than computing (CPU; not for pipelines)"),
-    _m("bubble_fraction_measured", "fraction", "mean", "median", "the same blocked share, on pipeline plans"),
+    _m("exposed_comm_s", "s", "max", "median",
+       "median over paired extra steps of (step with gradient sync - step without): data-parallel plans"),
+    _m("exposed_comm_fraction", "fraction", "none", "median",
+       "exposed_comm_s / median time of the paired steps with sync"),
+    _m("blocked_fraction_proxy", "fraction", "mean", "median",
+       "PROXY: 1 - main-thread CPU time / wall time of a timed step (CPU only; counts contention and waiting)"),
+    _m("bubble_fraction_measured", "fraction", "mean", "median",
+       "pipeline: 1 - stage compute time / slowest rank's schedule wall, mean over ranks (extra steps)"),
+    _m("bubble_fraction_simulated", "fraction", "mean", "median",
+       "pipeline: the same with the measured actions replayed in order, transfers free"),
     _m("bubble_fraction_theoretical", "fraction", "none", "first", "the schedule's idle fraction in theory"),
     _m("verify_loss_rel_err", "fraction", "rank0", "max", "gate: |loss - reference| / |reference|"),
     _m("verify_grad_rel_err", "fraction", "rank0", "max", "gate: ||g - g_ref|| / ||g_ref|| over all parameters"),
@@ -139,12 +157,14 @@ def summarize(
     """The record's summary: every name of :data:`SUMMARY`, no other.
 
     ``step_times`` are the timed steps (slowest rank each); ``measured`` holds the cross-rank
-    figures (``peak_mem_mb``, ``peak_mem_source``, ``comm_bytes_per_step``, ``comm_bytes_source``,
-    ``exposed_comm_fraction``, ``bubble_fraction_measured``, ``bubble_fraction_theoretical``)."""
+    figures (memory, communication, exposed communication, bubble, the gate's, ``mfu_precision``,
+    ``hardware_flops_per_step``); ``peak_flops`` is the peak for ``mfu_precision``. A MFU or HFU
+    above 1 raises: the profile's peak is wrong, and the record must not carry it."""
     t = np.asarray(step_times, dtype=float)
     median = float(np.median(t))
     samples_per_s = global_batch / median
     achieved = train_flops_per_sample * samples_per_s  # model FLOP/s of the whole job
+    hw = measured.get("hardware_flops_per_step")
     summary = {
         "step_time_median_s": median,
         "step_time_p10_s": _percentile(t, 10),
@@ -155,10 +175,19 @@ def summarize(
         "tokens_per_s": samples_per_s * tokens_per_sample if tokens_per_sample else None,
         "model_tflops_per_rank": achieved / world_size / 1e12,
         "mfu": achieved / (world_size * peak_flops) if peak_flops else None,
+        "mfu_peak_flops": peak_flops,
+        "hardware_tflops_per_rank": hw / median / world_size / 1e12 if hw else None,
+        "hfu": hw / median / (world_size * peak_flops) if hw and peak_flops else None,
         "params": params,
         "train_flops_per_sample": train_flops_per_sample,
         **measured,
     }
+    for name in ("mfu", "hfu"):
+        if (summary[name] or 0.0) > 1.0:
+            raise ValueError(
+                f"{name} = {summary[name]:.3g} > 1: the hardware profile's {measured.get('mfu_precision')} peak "
+                f"({peak_flops:.3g} FLOP/s) is below what the job achieved; fix peak_flops in the profile"
+            )
     if set(summary) != set(SUMMARY_NAMES):
         raise ValueError(f"summary keys differ from the registry: {sorted(set(summary) ^ set(SUMMARY_NAMES))}")
     return {name: summary[name] for name in SUMMARY_NAMES}

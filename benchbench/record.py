@@ -19,7 +19,7 @@ from benchbench.job import Job
 from benchbench.metrics import SUMMARY_NAMES
 
 #: 2: the job is ``Job.to_dict()`` (dp / tp / pp / micro_batches only inside ``plan``).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 STATUSES = ("ok", "failed", "infeasible")
 
 
@@ -30,6 +30,7 @@ def make_record(
     error: str | None = None,
     env: dict[str, Any] | None = None,
     applied: list[str] | None = None,
+    comm: list[dict[str, Any]] | None = None,
     step_time_s: list[float] | None = None,
     loss: list[float] | None = None,
     summary: dict[str, Any] | None = None,
@@ -52,6 +53,7 @@ def make_record(
         "job": job.to_dict(),
         "env": dict(env or {}),
         "applied": list(applied or []),
+        "comm": [dict(c) for c in comm or []],
         "step_time_s": list(step_time_s or []),
         "loss": list(loss or []),
         "summary": {k: (summary or {}).get(k) for k in SUMMARY_NAMES},

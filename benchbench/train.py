@@ -23,15 +23,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchbench.bubble import step_bubbles
 from benchbench.data import SyntheticTask
+from benchbench.exposed import exposed_figures
 from benchbench.job import Job
 from benchbench.metrics import METRICS, SUMMARY_NAMES, summarize
 from benchbench.models import make_task, model_info
+from benchbench.probes import bubble_rounds, count_step, exposed_rounds
 from benchbench.provenance import collect, device_name
 from benchbench.record import make_record
 from benchbench.reductions import gather_objects, reduce_named
 from benchbench.rendezvous import RankEnv
-from benchbench.strategies.comm_stats import CommCounter
+from benchbench.strategies.comm_stats import merge_ranks
 from benchbench.strategies.plan import theoretical_bubble
 from benchbench.trainers import PipelineTrainer, Trainer, build_trainer, shard_batch
 from benchbench.verify import verify_first_step
@@ -70,7 +73,7 @@ class StepLog:
     """What one rank saw of each step, warm-up included."""
 
     times: list[float] = field(default_factory=list)  # wall seconds of train_step
-    blocked: list[float] = field(default_factory=list)  # 1 - main-thread CPU time / wall time
+    blocked: list[float] = field(default_factory=list)  # PROXY: 1 - main-thread CPU time / wall time
     losses: list[float] = field(default_factory=list)  # this rank's loss, 0 where it holds none
     holds_loss: list[float] = field(default_factory=list)  # 1 where this rank holds a loss
 
@@ -107,11 +110,25 @@ def _run_steps(
         log.holds_loss.append(1.0 if loss is not None else 0.0)
 
 
-def count_comm(trainer: Trainer | PipelineTrainer, batch: tuple[torch.Tensor, ...]) -> float:
-    """Bytes this rank hands to collectives in one extra, untimed step."""
-    with CommCounter() as counter:
-        trainer.train_step(*batch)
-    return float(counter.bytes)
+@dataclass
+class Probes:
+    """This rank's raw figures from the extra, untimed steps (:mod:`benchbench.probes`)."""
+
+    comm: list[dict[str, Any]] = field(default_factory=list)
+    flops: float | None = None
+    paired: tuple[list[float], list[float]] | None = None  # step times with / without gradient sync
+    timeline: dict[str, Any] | None = None  # pipeline: actions and walls per extra step
+
+
+def run_probes(job: Job, trainer: Trainer | PipelineTrainer, batch: tuple, device: torch.device) -> Probes:
+    """The extra steps after the timed ones: counting, exposed communication, pipeline timeline."""
+    counted = count_step(job, trainer, batch, device)
+    probes = Probes(comm=counted["comm"], flops=counted["flops"])
+    if job.distributed:
+        probes.paired = exposed_rounds(job, trainer, batch, device)
+    if isinstance(trainer, PipelineTrainer):
+        probes.timeline = bubble_rounds(job, trainer, batch, device)
+    return probes
 
 
 def peak_memory_mb(device: torch.device) -> tuple[float, str]:
@@ -121,47 +138,67 @@ def peak_memory_mb(device: torch.device) -> tuple[float, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rss"  # Linux: KiB
 
 
-def reduce_measurements(job: Job, log: StepLog, comm_bytes: float | None, device: torch.device) -> dict[str, Any]:
-    """The job's figures from every rank's: per-step times, losses, blocked shares, memory and
-    communication, each reduced as the metric registry declares (:data:`~benchbench.metrics.METRICS`)."""
+def reduce_measurements(job: Job, log: StepLog, probes: Probes, device: torch.device) -> dict[str, Any]:
+    """The job's figures from every rank's: per-step times, losses, the blocked-time proxy, memory,
+    executed FLOPs and paired step times, each reduced as the metric registry declares
+    (:data:`~benchbench.metrics.METRICS`); the communication table and the pipeline timeline are
+    gathered whole."""
     w = job.warmup_steps
     peak_mem, peak_source = peak_memory_mb(device)
-    values = {
-        name: torch.tensor(v, dtype=torch.float64)
-        for name, v in (
-            ("step_time_s", log.times[w:]),
-            ("loss_sum", log.losses),
-            ("loss_holders", log.holds_loss),
-            ("blocked", log.blocked[w:]),
-            ("peak_mem_mb", [peak_mem]),
-            ("comm_bytes_per_step", [comm_bytes or 0.0]),
-        )
+    on, off = probes.paired or ([], [])
+    series = {
+        "step_time_s": (log.times[w:], METRICS["step_time_s"].across_ranks),
+        "loss_sum": (log.losses, "sum"),
+        "loss_holders": (log.holds_loss, "sum"),  # mean over the ranks that hold a loss (METRICS["loss"])
+        "blocked": (log.blocked[w:], METRICS["blocked_fraction_proxy"].across_ranks),
+        "peak_mem_mb": ([peak_mem], METRICS["peak_mem_mb"].across_ranks),
+        "flops": ([probes.flops or 0.0], METRICS["hardware_flops_per_step"].across_ranks),
+        "paired_on": (on or [0.0], "max"),  # each paired step: the slowest rank's time
+        "paired_off": (off or [0.0], "max"),
     }
-    ops = {
-        "step_time_s": METRICS["step_time_s"].across_ranks,
-        "loss_sum": "sum",
-        "loss_holders": "sum",  # mean over the ranks that hold a loss (METRICS["loss"])
-        "blocked": METRICS["exposed_comm_fraction"].across_ranks,
-        "peak_mem_mb": METRICS["peak_mem_mb"].across_ranks,
-        "comm_bytes_per_step": METRICS["comm_bytes_per_step"].across_ranks,
-    }
-    r = reduce_named(values, ops, device)
+    r = reduce_named(
+        {k: torch.tensor(v, dtype=torch.float64) for k, (v, _) in series.items()},
+        {k: op for k, (_, op) in series.items()},
+        device,
+    )
+    comm = merge_ranks(gather_objects(probes.comm)) if job.distributed else []
+    timelines = gather_objects(probes.timeline) if job.pp > 1 else None
     return {
         "step_time_s": r["step_time_s"].tolist(),
         "loss": (r["loss_sum"] / r["loss_holders"]).tolist(),
         "blocked_median": float(np.median(r["blocked"].numpy())),
         "peak_mem_mb": float(r["peak_mem_mb"][0]),
         "peak_mem_source": peak_source,
-        "comm_bytes_per_step": float(r["comm_bytes_per_step"][0]) if comm_bytes is not None else None,
+        "hardware_flops_per_step": float(r["flops"][0]) or None,
+        "comm": comm,
+        "exposed": exposed_figures(r["paired_on"].numpy(), r["paired_off"].numpy()) if probes.paired else None,
+        "bubble": _bubbles(timelines, job) if timelines else None,
     }
+
+
+def _bubbles(timelines: list[dict[str, Any]], job: Job) -> tuple[float, float | None]:
+    """(measured, simulated) pipeline bubble: per extra step over all ranks, median over steps."""
+    n_stages = job.pp * job.plan.virtual_stages
+    steps = len(timelines[0]["walls"])
+    per_step = [
+        step_bubbles([t["actions"][i] for t in timelines], [t["walls"][i] for t in timelines], n_stages)
+        for i in range(steps)
+    ]
+    simulated = [s for _, s in per_step if s is not None]
+    return float(np.median([m for m, _ in per_step])), float(np.median(simulated)) if simulated else None
+
+
+def _tf32_enabled() -> bool:
+    return bool(torch.backends.cuda.matmul.allow_tf32) or torch.get_float32_matmul_precision() != "highest"
 
 
 def job_summary(job: Job, reduced: dict[str, Any], gate: dict[str, Any], device: torch.device) -> dict[str, Any]:
     """The record's summary from the reduced figures and the gate's (docs/METRICS.md)."""
     info = model_info(job.model_cfg)
-    pipelined = job.pp > 1
-    blocked = reduced["blocked_median"] if device.type == "cpu" else None
-    comm = reduced["comm_bytes_per_step"]
+    comm = reduced["comm"]
+    exposed = reduced["exposed"] or (None, None)
+    bubble = reduced["bubble"] or (None, None)
+    precision = job.hardware_cfg.mfu_precision(job.dtype, device.type == "cuda" and _tf32_enabled())
     return summarize(
         step_times=reduced["step_time_s"],
         global_batch=job.global_batch,
@@ -169,14 +206,20 @@ def job_summary(job: Job, reduced: dict[str, Any], gate: dict[str, Any], device:
         tokens_per_sample=info.tokens_per_sample,
         train_flops_per_sample=info.train_flops_per_sample,
         params=info.params,
-        peak_flops=job.hardware_cfg.peak(job.dtype),
+        peak_flops=job.hardware_cfg.peak(precision),
         measured={
+            "mfu_precision": precision,
+            "hardware_flops_per_step": reduced["hardware_flops_per_step"],
             "peak_mem_mb": reduced["peak_mem_mb"],
             "peak_mem_source": reduced["peak_mem_source"],
-            "comm_bytes_per_step": comm,
-            "comm_bytes_source": "measured" if comm is not None else "none",
-            "exposed_comm_fraction": None if pipelined or not job.distributed else blocked,
-            "bubble_fraction_measured": blocked if pipelined else None,
+            "comm_bytes_per_step": sum(c["payload_bytes"] for c in comm) if job.distributed else None,
+            "comm_bus_bytes_per_step": sum(c["bus_bytes"] for c in comm) if job.distributed else None,
+            "comm_bytes_source": "measured" if job.distributed else "none",
+            "exposed_comm_s": exposed[0],
+            "exposed_comm_fraction": exposed[1],
+            "blocked_fraction_proxy": reduced["blocked_median"] if device.type == "cpu" and job.distributed else None,
+            "bubble_fraction_measured": bubble[0],
+            "bubble_fraction_simulated": bubble[1],
             "bubble_fraction_theoretical": theoretical_bubble(job.plan),
             **{k: gate.get(k) for k in GATE_METRICS},
         },
@@ -192,8 +235,8 @@ def run_rank(job: Job, env: RankEnv, device: torch.device) -> dict[str, Any] | N
     batches = make_batches(job, task, dp_rank, device)
 
     log = timed_loop(trainer, batches, device, job.distributed)
-    comm_bytes = count_comm(trainer, batches[0]) if job.distributed else None
-    reduced = reduce_measurements(job, log, comm_bytes, device)
+    probes = run_probes(job, trainer, batches[job.warmup_steps], device)
+    reduced = reduce_measurements(job, log, probes, device)
     where = gather_objects((socket.gethostname(), device_name(device.type, device.index)))
     applied = trainer.applied
     # Free DDP/FSDP state (reference cycles) now, while its process group still exists:
@@ -218,6 +261,7 @@ def run_rank(job: Job, env: RankEnv, device: torch.device) -> dict[str, Any] | N
         status="ok",
         env=provenance,
         applied=applied,
+        comm=reduced["comm"],
         step_time_s=reduced["step_time_s"],
         loss=reduced["loss"],
         summary=job_summary(job, reduced, gate or {}, device),

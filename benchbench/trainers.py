@@ -37,6 +37,7 @@ class Trainer:
     after_backward: Any = None  # Callable[[], None] | None
     no_sync: NoSync = contextlib.nullcontext
     applied: list[str] = field(default_factory=list)  # the composition read back from the built model
+    grad_syncs: list[Any] = field(default_factory=list)  # hand-written gradient syncs (dp-naive)
 
     @property
     def modules(self) -> list[torch.nn.Module]:
@@ -76,6 +77,7 @@ class PipelineTrainer:
     autocast_dtype: torch.dtype | None = None
     modules: list[torch.nn.Module] = field(default_factory=list)  # this rank's stages
     applied: list[str] = field(default_factory=list)
+    grad_syncs: list[Any] = field(default_factory=list)
 
     def forward_backward_step(self, inputs: torch.Tensor, targets: torch.Tensor) -> list[torch.Tensor]:
         """Forward and backward of every micro-batch through the schedule; the micro-batch losses
@@ -107,11 +109,13 @@ def build_trainer(
     applied = applied_composition(p, job)
     if p.schedule is not None:
         return PipelineTrainer(
-            p.schedule, p.optimizer, device, p.has_first_stage, p.has_last_stage, dtype, p.modules, applied
+            p.schedule, p.optimizer, device, p.has_first_stage, p.has_last_stage, dtype, p.modules, applied,
+            p.grad_syncs,
         )
     (model,) = p.modules
     return Trainer(
-        model, p.optimizer, loss_fn, device, dtype, job.plan.accum_steps, p.after_backward, p.no_sync, applied
+        model, p.optimizer, loss_fn, device, dtype, job.plan.accum_steps, p.after_backward, p.no_sync, applied,
+        p.grad_syncs,
     )
 
 

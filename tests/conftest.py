@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ from benchbench.strategies.plan import resolve_plan
 from benchbench.study import make_job
 
 CPU_LOCAL = load_hardware("cpu-local")
+# An unknown collective is an error under the tests (a warning in runs): every rank inherits this.
+os.environ["BENCHBENCH_STRICT_COMM"] = "1"
 
 TINY_GPT = {"arch": "gpt", "layers": 2, "hidden": 32, "heads": 2, "seq_len": 16, "vocab": 64}
 TINY_MLP = {"arch": "mlp", "width": 32, "depth": 2, "out_dim": 4}

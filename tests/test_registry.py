@@ -18,7 +18,8 @@ from tests.conftest import make_test_job
 METRICS_MD = ROOT / "docs" / "METRICS.md"
 GATE = [n for n in SUMMARY_NAMES if n.startswith("verify_")]
 COMPUTED = {"step_time_median_s", "step_time_p10_s", "step_time_p90_s", "step_time_cv", "samples_per_s",
-            "tokens_per_s", "model_tflops_per_rank", "mfu", "params", "train_flops_per_sample"}  # fmt: skip
+            "tokens_per_s", "model_tflops_per_rank", "mfu", "params", "train_flops_per_sample", "mfu_peak_flops",
+            "hardware_tflops_per_rank", "hfu"}  # fmt: skip
 MEASURED = [n for n in SUMMARY_NAMES if n not in COMPUTED]
 
 
@@ -35,14 +36,31 @@ def fake_summary() -> dict:
     return summarize(
         step_times=[0.1, 0.12, 0.11], global_batch=8, world_size=2, tokens_per_sample=16,
         train_flops_per_sample=1e9, params=1000, peak_flops=1e12,
-        measured={"peak_mem_mb": 300.0, "peak_mem_source": "rss", "comm_bytes_per_step": 4000.0,
-                  "comm_bytes_source": "measured", "exposed_comm_fraction": 0.2, "bubble_fraction_measured": None,
-                  "bubble_fraction_theoretical": None, **dict.fromkeys(GATE, None), "verify_verdict": "match"},
+        measured={**dict.fromkeys(MEASURED, None), "peak_mem_mb": 300.0, "peak_mem_source": "rss",
+                  "comm_bytes_per_step": 4000.0, "comm_bytes_source": "measured", "exposed_comm_fraction": 0.2,
+                  "mfu_precision": "fp32", "hardware_flops_per_step": 9e9, "verify_verdict": "match"},
     )  # fmt: skip
 
 
 def test_summarize_fills_exactly_the_registry():
     assert list(fake_summary()) == list(SUMMARY_NAMES)
+
+
+def test_summary_derives_hardware_flops_and_mfu_from_the_peak():
+    s = fake_summary()
+    assert s["mfu"] == pytest.approx(1e9 * 8 / 0.11 / (2 * 1e12))  # model FLOP/s / (ranks x peak)
+    assert s["hfu"] == pytest.approx(9e9 / 0.11 / (2 * 1e12)) and s["mfu_peak_flops"] == 1e12
+    assert s["hardware_tflops_per_rank"] == pytest.approx(9e9 / 0.11 / 2 / 1e12)
+
+
+@pytest.mark.parametrize(("flops_per_sample", "hardware"), [(1e11, None), (1e9, 1e12)])
+def test_mfu_or_hfu_above_one_is_an_error(flops_per_sample, hardware):
+    with pytest.raises(ValueError, match=r"(mfu|hfu) = .* > 1: the hardware profile's fp32 peak"):
+        summarize(
+            step_times=[0.1], global_batch=8, world_size=2, tokens_per_sample=16,
+            train_flops_per_sample=flops_per_sample, params=1000, peak_flops=1e12,
+            measured={**dict.fromkeys(MEASURED, None), "mfu_precision": "fp32", "hardware_flops_per_step": hardware},
+        )  # fmt: skip
 
 
 def test_summarize_refuses_a_number_the_registry_lacks():

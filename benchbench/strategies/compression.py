@@ -7,7 +7,9 @@
   and Q are all-reduced. Plain all-reduce for the first ``powersgd_warmup`` steps
   (``start_powerSGD_iter``).
 
-All three are lossy: the report labels them so and shows their loss deviation.
+All three are lossy: the report labels them so and shows their loss deviation. Each hook sits
+behind a :func:`~benchbench.exposed.switched_hook`, so the exposed-communication probe can time
+the same step without it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import torch
 import torch.distributed as dist
 from torch.distributed.algorithms.ddp_comm_hooks import default_hooks, powerSGD_hook
 from torch.nn.parallel import DistributedDataParallel
+
+from benchbench.exposed import switched_hook
 
 
 def bf16_cast_hook(group, bucket):
@@ -38,14 +42,17 @@ def register_compression(
     """Install the communication hook for ``compression`` on ``ddp`` (``none``: keep the default)."""
     if compression == "none":
         return
+    state: object = group
     if compression == "fp16":
-        ddp.register_comm_hook(group, default_hooks.fp16_compress_hook)
+        hook = switched_hook(default_hooks.fp16_compress_hook)
     elif compression == "bf16":
-        ddp.register_comm_hook(group, bf16_cast_hook)
+        hook = switched_hook(bf16_cast_hook)
     elif compression == "powersgd":
         state = powerSGD_hook.PowerSGDState(
             process_group=group, matrix_approximation_rank=rank, start_powerSGD_iter=warmup, random_seed=0
         )
-        ddp.register_comm_hook(state, powerSGD_hook.powerSGD_hook)
+        hook = switched_hook(powerSGD_hook.powerSGD_hook)
     else:
         raise ValueError(f"unknown compression {compression!r}")
+    ddp.register_comm_hook(state, hook)
+    ddp._benchbench_hook = hook

@@ -113,9 +113,44 @@ def pp_wrong_microbatch() -> None:
     trainers.PipelineTrainer.forward_backward_step = step
 
 
+def comm_delay() -> None:
+    """Not a bug: a known delay for the exposed-communication probe's known-answer tests
+    (tests/test_measurement.py). The hand-written all-reduce waits BENCHBENCH_DELAY_S seconds on
+    the main thread; DDP's all-reduce of its first-ready bucket (index 0) completes that much later
+    on a timer thread, while the backward pass goes on."""
+    import threading
+    import time
+
+    import torch
+    from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+
+    from benchbench.strategies import data_parallel
+
+    delay = float(os.environ["BENCHBENCH_DELAY_S"])
+    sync = data_parallel.NaiveGradSync.__call__
+
+    def call(self) -> None:
+        if self.enabled:
+            time.sleep(delay)
+        sync(self)
+
+    data_parallel.NaiveGradSync.__call__ = call
+    allreduce = default_hooks.allreduce_hook
+
+    def hook(group, bucket):
+        fut = allreduce(group, bucket)
+        if bucket.index() != 0:
+            return fut
+        late = torch.futures.Future()
+        fut.add_done_callback(lambda f: threading.Timer(delay, lambda: late.set_result(f.value())).start())
+        return late
+
+    default_hooks.allreduce_hook = hook
+
+
 MUTANTS = {f.__name__.replace("_", "-"): f for f in (
     dp_no_divide, dp_skip_param, ddp_skip_bucket, fsdp_no_average, tp_no_reduce, pp_sum_microbatches,
-    pp_wrong_microbatch,
+    pp_wrong_microbatch, comm_delay,
 )}  # fmt: skip
 
 if MUTANT:

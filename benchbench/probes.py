@@ -1,0 +1,102 @@
+"""Extra, untimed steps after the timed ones, each measuring what the timed loop cannot without
+disturbing it (definitions: docs/METRICS.md):
+
+* :func:`count_step` — one step under :class:`~benchbench.strategies.comm_stats.CommCounter`
+  (calls, payload and bus bytes per collective kind and mesh dimension) and torch's
+  ``FlopCounterMode`` (the FLOPs this rank executed: hardware FLOPs);
+* :func:`exposed_rounds` — paired steps with and without gradient sync (:mod:`benchbench.exposed`);
+* :func:`bubble_rounds` — the pipeline's compute timeline (:mod:`benchbench.bubble`).
+
+Each returns this rank's raw figures; :mod:`benchbench.train` reduces them across ranks.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_map
+
+from benchbench.bubble import instrument
+from benchbench.exposed import install_switch, paired_steps, timed_step
+from benchbench.job import Job
+from benchbench.strategies.comm_stats import CommCounter
+
+
+def mesh_dims(job: Job, device: torch.device) -> dict[str, tuple[str, int]]:
+    """Process-group name -> (mesh dimension, size), for the dimensions this plan splits."""
+    from benchbench.strategies.parallelize import make_mesh
+
+    mesh = make_mesh(job.plan, device)
+    sizes = {"dp": job.dp, "pp": job.pp, "tp": job.tp}
+    return {mesh[d].get_group().group_name: (d, n) for d, n in sizes.items() if n > 1}
+
+
+class ExecutedFlops(TorchDispatchMode):
+    """FLOPs of the ops this rank executes, by torch's formulas (``torch.utils.flop_counter``:
+    matmuls, convolutions, attention; 2 per multiply-add). Unlike ``FlopCounterMode`` it tracks no
+    modules (whose backward hooks break the zero-bubble schedules' ``autograd.grad``), and it
+    counts a DTensor op on the local shards of its operands (what this rank computes), not on the
+    global shapes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flops = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        from torch.distributed.tensor import DTensor
+        from torch.utils.flop_counter import flop_registry
+
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        formula = flop_registry.get(func._overloadpacket)
+        if formula is not None:
+            local = tree_map(lambda t: t._local_tensor if isinstance(t, DTensor) else t, (args, kwargs, out))
+            self.flops += formula(*local[0], **local[1], out_val=local[2])
+        return out
+
+
+def count_step(job: Job, trainer: Any, batch: tuple[torch.Tensor, ...], device: torch.device) -> dict[str, Any]:
+    """One step counted: ``comm`` rows (this rank's) and ``flops`` (this rank's executed FLOPs)."""
+    dims = mesh_dims(job, device) if job.distributed else {}
+    with CommCounter(dims) as comm, ExecutedFlops() as flops:
+        trainer.train_step(*batch)
+    return {"comm": comm.table(), "flops": float(flops.flops)}
+
+
+def rounds_for(job: Job) -> int:
+    """Extra steps per probe: as many as the timed steps, at least 3 (a median of three)."""
+    return max(3, job.steps)
+
+
+def exposed_rounds(
+    job: Job, trainer: Any, batch: tuple, device: torch.device
+) -> tuple[list[float], list[float]] | None:
+    """This rank's paired step times (with sync, without), or ``None`` when the plan has no
+    switchable gradient sync (no data-parallel DDP / hand-written all-reduce)."""
+    switch = install_switch(getattr(trainer, "modules", []), getattr(trainer, "grad_syncs", []))
+    if not switch:
+        return None
+    return paired_steps(trainer, batch, switch, rounds_for(job), lambda t, b: timed_step(t, b, device))
+
+
+def bubble_rounds(job: Job, trainer: Any, batch: tuple, device: torch.device) -> dict[str, Any]:
+    """This rank's timed compute actions and ``schedule.step`` wall of each extra step."""
+    import torch.distributed as dist
+
+    timeline = instrument(trainer.schedule, device)
+    actions, walls = [], []
+    for _ in range(rounds_for(job)):
+        timeline.actions = []
+        dist.barrier()
+        trainer.optimizer.zero_grad(set_to_none=True)
+        t0 = time.perf_counter()
+        trainer.forward_backward_step(*batch)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        walls.append(time.perf_counter() - t0)
+        actions.append(timeline.actions)
+        trainer.optimizer.step()
+    return {"actions": actions, "walls": walls}
