@@ -24,7 +24,8 @@ class Metric:
     unit: str  # "s", "samples/s", "MiB", "bytes", "fraction", "count", "FLOP", "" (label) ...
     definition: str  # one line; the full definition is docs/METRICS.md
     across_ranks: str  # how per-rank values become the job's: max | mean | sum | rank0 | none
-    across_repeats: str  # how repeats become a configuration's (scaling.csv): median | max | max_abs | first | none
+    # how repeats become a configuration's (scaling.csv): mean | median | max | max_abs | first | none
+    across_repeats: str
     kind: str = "number"  # JSON type: number | integer | string | boolean
     choices: tuple[str, ...] = ()  # allowed values of a string label
     scaling_column: str = ""  # its column in scaling.csv when not its own name
@@ -59,11 +60,11 @@ SUMMARY: tuple[Metric, ...] = (
     _m("step_time_cv", "fraction", "none", "max", "sample standard deviation / mean of step_time_s"),
     _m("step_time_drift", "fraction", "none", "max_abs",
        "stationarity: (median of the second half - median of the first half) / median of step_time_s"),
-    _m("samples_per_s", "samples/s", "none", "median", "global batch / step_time_median_s",
+    _m("samples_per_s", "samples/s", "none", "mean", "global batch / step_time_median_s",
        scaling_column="throughput"),
-    _m("tokens_per_s", "tokens/s", "none", "median", "samples_per_s x sequence length (sequence models)"),
-    _m("model_tflops_per_rank", "TFLOP/s", "none", "median", "analytic model FLOP/s / world size / 1e12"),
-    _m("mfu", "fraction", "none", "median", "model FLOP/s / (world size x the profile's dense peak)"),
+    _m("tokens_per_s", "tokens/s", "none", "mean", "samples_per_s x sequence length (sequence models)"),
+    _m("model_tflops_per_rank", "TFLOP/s", "none", "mean", "analytic model FLOP/s / world size / 1e12"),
+    _m("mfu", "fraction", "none", "mean", "model FLOP/s / (world size x the profile's dense peak)"),
     _m("peak_mem_mb", "MiB", "max", "max", "peak memory of the process: RSS (CPU) or CUDA allocator peak (GPU)"),
     _m("peak_mem_source", "", "rank0", "none", "where peak_mem_mb comes from", kind="string",
        choices=("rss", "cuda_allocator")),
@@ -96,16 +97,20 @@ DERIVED: tuple[Metric, ...] = (
     _m("loss_dev", "", "none", "max", "max over steps of |loss - loss of the single-process run|"),
     _m("correct", "", "none", "none", "match | MISMATCH | lossy | no reference", kind="string"),
     _m("applied", "", "none", "none", "the composition built, read back from the model", kind="string"),
-    _m("throughput", "samples/s", "none", "none", "median over repeats of samples_per_s"),
-    _m("throughput_ci_low", "samples/s", "none", "none", "lower end of throughput's 95 % interval"),
-    _m("throughput_ci_high", "samples/s", "none", "none", "upper end of throughput's 95 % interval"),
+    _m("throughput", "samples/s", "none", "none", "mean over repeats of samples_per_s"),
+    _m("throughput_ci_low", "samples/s", "none", "none",
+       "lower end of throughput's 95 % Student-t interval over repeats (NaN with one repeat)"),
+    _m("throughput_ci_high", "samples/s", "none", "none",
+       "upper end of throughput's 95 % Student-t interval over repeats (NaN with one repeat)"),
+    _m("throughput_cv", "fraction", "none", "none",
+       "sample sd / mean of samples_per_s over repeats (NaN with one repeat)"),
     _m("per_rank_batch", "samples", "none", "none", "global batch / dp", kind="integer"),
     _m("repeats", "count", "none", "none", "ok repeats of the configuration", kind="integer"),
     _m("speedup", "", "none", "none", "throughput / baseline throughput"),
     _m("efficiency", "fraction", "none", "none", "speedup / world size"),
     _m("baseline", "", "none", "none", "which world-size-1 job the speedup is relative to", kind="string"),
     _m("lossy", "", "none", "none", "the plan changes the arithmetic (compression)", kind="boolean"),
-    _m("noisy", "", "none", "none", "step-time CV or repeat spread above 10 %", kind="boolean"),
+    _m("noisy", "", "none", "none", "a repeat's step-time CV or |drift|, or throughput_cv, above 10 %", kind="boolean"),
 )
 
 SUMMARY_NAMES: tuple[str, ...] = tuple(m.name for m in SUMMARY)
