@@ -113,8 +113,24 @@ DERIVED: tuple[Metric, ...] = (
     _m("noisy", "", "none", "none", "a repeat's step-time CV or |drift|, or throughput_cv, above 10 %", kind="boolean"),
 )
 
+#: The columns of ``benchbench compare BASE NEW`` (:mod:`benchbench.compare`), after the configuration.
+COMPARISON: tuple[Metric, ...] = (
+    _m("base_throughput", "samples/s", "none", "none", "BASE: mean over repeats of samples_per_s"),
+    _m("base_repeats", "count", "none", "none", "BASE: ok repeats of the configuration", kind="integer"),
+    _m("new_throughput", "samples/s", "none", "none", "NEW: mean over repeats of samples_per_s"),
+    _m("new_repeats", "count", "none", "none", "NEW: ok repeats of the configuration", kind="integer"),
+    _m("ratio", "", "none", "none", "new_throughput / base_throughput"),
+    _m("ratio_ci_low", "", "none", "none", "lower end of the ratio's (1 - alpha) Welch interval"),
+    _m("ratio_ci_high", "", "none", "none", "upper end of the ratio's (1 - alpha) Welch interval"),
+    _m("p_value", "fraction", "none", "none", "two-sided Welch t-test of the repeat figures, NEW vs BASE"),
+    _m("verdict", "", "none", "none", "faster | slower | no significant change | faster? | slower? | only in ...",
+       kind="string"),
+    _m("note", "", "none", "none", "1 repeat: no test; global batch differs; significant within threshold",
+       kind="string"),
+)
+
 SUMMARY_NAMES: tuple[str, ...] = tuple(m.name for m in SUMMARY)
-METRICS: dict[str, Metric] = {m.name: m for m in (*SERIES, *SUMMARY, *DERIVED)}
+METRICS: dict[str, Metric] = {m.name: m for m in (*SERIES, *SUMMARY, *DERIVED, *COMPARISON)}
 
 
 def _percentile(t: np.ndarray, q: float) -> float:
