@@ -90,7 +90,7 @@ def load_stats(source: str | Path) -> tuple[pd.DataFrame, str]:
     if records:
         try:
             runs = runs_table(load_records(records))
-        except (OSError, ValueError, KeyError) as e:
+        except (OSError, ValueError, KeyError, TypeError) as e:
             raise ConfigError(f"{layout.raw}: cannot read the records: {e}") from None
         return repeat_stats(runs), f"{len(records)} records under {layout.raw}"
     for table, needs, to_stats in (("runs", _RUNS_NEEDS, repeat_stats), ("scaling", _SCALING_NEEDS, scaling_stats)):

@@ -172,12 +172,15 @@ def test_tables_are_read_when_the_records_are_gone(tmp_path):
         (lambda tmp: [tmp / "nowhere", tmp / "nowhere"], "no such results folder or runs.csv file"),
         (lambda tmp: [tmp, tmp], "no records under"),
         (lambda tmp: [tmp / "odd.csv", tmp / "odd.csv"], "lacks the column(s)"),
+        (lambda tmp: [tmp / "broken", tmp / "broken"], "cannot read the records"),
         (lambda tmp: [tmp / "a.csv", tmp / "b.csv"], "no configuration (model, hardware, strategy, world size)"),
         (lambda tmp: [tmp / "a.csv", tmp / "a.csv", "--alpha", "2"], "need 0 < alpha < 1"),
     ],
 )
 def test_bad_input_exits_2_with_a_message(tmp_path, capsys, make_args, message):
     pd.DataFrame({"x": [1]}).to_csv(tmp_path / "odd.csv", index=False)
+    (tmp_path / "broken" / "raw").mkdir(parents=True)
+    (tmp_path / "broken" / "raw" / "ws2-r0.json").write_text("{ not json")
     runs([100.0, 101.0]).to_csv(tmp_path / "a.csv", index=False)
     runs([100.0, 101.0], model="other").to_csv(tmp_path / "b.csv", index=False)
     assert cli.main(["compare", *map(str, make_args(tmp_path))]) == 2
