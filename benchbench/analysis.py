@@ -3,7 +3,13 @@ per model x hardware x strategy x world size) and ``dropped.csv``.
 
 Definitions: docs/METRICS.md (each number once; registry: :mod:`benchbench.metrics`):
 
-* throughput = global batch / median step time (samples/s), median over repeats;
+* the unit of the statistics is one repeat (a separate job): its figure is ``samples_per_s`` =
+  global batch / that repeat's median step time. Steps within a repeat are correlated and share
+  the repeat's machine state, so they are not pooled into one sample;
+* throughput = mean over repeats of the repeat figures; throughput_ci_low/high = its 95 %
+  Student-t interval over repeats (mean ± t(0.975, n-1) · s/√n; empty (NaN) with one repeat);
+  throughput_cv = sample sd / mean of the repeat figures (NaN with one repeat);
+* noisy = any repeat's step-time CV or |drift| above 10 %, or throughput_cv above 10 %;
 * baseline = the ``single`` job of the same model, hardware and global batch (strong scaling) or
   per-rank batch (weak scaling); where the study has none, the strategy's own world-size-1 job;
 * speedup S(N) = throughput(N) / throughput(baseline) — equal to T(1)/T(N) under strong scaling;
@@ -22,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from benchbench.job import Job
 from benchbench.metrics import METRICS, SUMMARY, SUMMARY_NAMES
@@ -38,10 +45,12 @@ RUN_COLUMNS = [
 SCALING_KEYS = ["model", "hardware", "strategy", "world_size"]
 #: Summary metrics carried into scaling.csv, each combined over repeats as the registry says.
 SCALING_METRICS = [m for m in SUMMARY if m.across_repeats != "none"]
-NOISY_CV = 0.10  # a group is flagged noisy above this step-time CV or repeat spread
+NOISY_CV = 0.10  # a group is flagged noisy above this step-time CV, |drift| or throughput CV
+CI_LEVEL = 0.95
 SINGLE = "single"
 DROPPED_COLUMNS = [f.name for f in fields(Dropped)]
 _ACROSS_REPEATS = {
+    "mean": lambda v: float(np.mean(v)),
     "median": lambda v: float(np.median(v)),
     "max": lambda v: float(np.max(v)),
     "max_abs": lambda v: float(max(v, key=abs)),  # the value of largest magnitude, sign kept
@@ -127,14 +136,22 @@ def runs_table(records: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
 
 
-def median_ci(values: np.ndarray, level: float = 0.95, resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """Bootstrap confidence interval of the median (percentile method, fixed seed)."""
-    if len(values) < 2:
-        return float(values[0]), float(values[0])
-    rng = np.random.default_rng(seed)
-    meds = np.median(rng.choice(values, size=(resamples, len(values)), replace=True), axis=1)
-    lo, hi = np.percentile(meds, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
-    return float(lo), float(hi)
+def mean_ci(values: Iterable[float], level: float = CI_LEVEL) -> tuple[float, float, float]:
+    """Mean of ``values`` (one figure per repeat) and its Student-t confidence interval,
+    mean ± t((1+level)/2, n-1) · s/√n. With one value the interval is empty (NaN, NaN): one
+    repeat says nothing about how much repeats vary. The mean always lies inside the interval."""
+    v = np.asarray(list(values), dtype=float)
+    mean = float(v.mean())
+    if len(v) < 2:
+        return mean, float("nan"), float("nan")
+    half = float(stats.t.ppf((1 + level) / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+    return mean, mean - half, mean + half
+
+
+def sample_cv(values: Iterable[float]) -> float:
+    """Sample standard deviation / mean; NaN with fewer than two values."""
+    v = np.asarray(list(values), dtype=float)
+    return float(v.std(ddof=1) / v.mean()) if len(v) > 1 else float("nan")
 
 
 def _across_repeats(records: list[dict[str, Any]], name: str, how: str) -> Any:
@@ -144,10 +161,7 @@ def _across_repeats(records: list[dict[str, Any]], name: str, how: str) -> Any:
 
 def _configuration_row(job: Job, rs: list[dict[str, Any]]) -> dict[str, Any]:
     """One configuration's row of scaling.csv from its ok repeats (``job``: the first's)."""
-    pooled = np.concatenate([np.asarray(r["step_time_s"], dtype=float) for r in rs])
-    t_lo, t_hi = median_ci(pooled)
-    thr = [r["summary"]["samples_per_s"] for r in rs]
-    spread = (max(thr) - min(thr)) / float(np.median(thr))
+    thr = [r["summary"]["samples_per_s"] for r in rs]  # one figure per repeat: the unit of the statistics
     row: dict[str, Any] = {
         "model": job.model, "hardware": job.hardware, "strategy": job.strategy, "world_size": job.world_size,
         "dp": job.dp, "tp": job.tp, "pp": job.pp, "global_batch": job.global_batch,
@@ -155,12 +169,13 @@ def _configuration_row(job: Job, rs: list[dict[str, Any]]) -> dict[str, Any]:
     }  # fmt: skip
     for m in SCALING_METRICS:
         row[m.column] = _across_repeats(rs, m.name, m.across_repeats)
-    row["throughput_ci_low"] = job.global_batch / t_hi
-    row["throughput_ci_high"] = job.global_batch / t_lo
+    row["throughput"], row["throughput_ci_low"], row["throughput_ci_high"] = mean_ci(thr)
+    row["throughput_cv"] = sample_cv(thr)
     row["lossy"] = job.plan.lossy
     row["applied"] = " → ".join(rs[0].get("applied", []))
     drift = abs(row["step_time_drift"] or 0.0)
-    row["noisy"] = bool((row["step_time_cv"] or 0.0) > NOISY_CV or spread > NOISY_CV or drift > NOISY_CV)
+    between = row["throughput_cv"] if len(rs) > 1 else 0.0
+    row["noisy"] = bool((row["step_time_cv"] or 0.0) > NOISY_CV or drift > NOISY_CV or between > NOISY_CV)
     return row
 
 

@@ -1,4 +1,4 @@
-"""Command line: ``benchbench run | matrix | aggregate | plot | report | path``."""
+"""Command line: ``benchbench run | matrix | aggregate | plot | report | compare | path``."""
 
 from __future__ import annotations
 
@@ -121,6 +121,20 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from benchbench.analysis import write_csv
+    from benchbench.compare import compare, exit_status, format_table, load_stats, summary_line
+
+    (base, base_from), (new, new_from) = load_stats(args.base), load_stats(args.new)
+    table = compare(base, new, threshold=args.threshold, alpha=args.alpha)
+    print(f"BASE: {base_from}\nNEW:  {new_from}\n")
+    print(format_table(table))
+    print("\n" + summary_line(table, args.threshold, args.alpha))
+    if args.csv:
+        write_csv(table, args.csv)
+    return exit_status(table)
+
+
 def _cmd_path(args: argparse.Namespace) -> int:
     from benchbench.layout import StudyLayout
 
@@ -178,6 +192,22 @@ def _add_tables_and_plots(sub: argparse._SubParsersAction) -> None:
     rp.set_defaults(func=_cmd_report)
 
 
+def _add_compare(sub: argparse._SubParsersAction) -> None:
+    c = sub.add_parser(
+        "compare",
+        help="throughput of NEW against BASE per configuration (Welch t-test); exit 1 when any is slower",
+        description="BASE and NEW: a results/<study> folder (its records, else tables/runs.csv, else "
+        "tables/scaling.csv) or a runs.csv file. Exit status: 0 no configuration slower, 1 some "
+        "configuration significantly slower beyond the threshold, 2 bad input.",
+    )
+    c.add_argument("base", help="results/<study> folder or runs.csv of the reference run")
+    c.add_argument("new", help="results/<study> folder or runs.csv of the run to judge")
+    c.add_argument("--threshold", type=float, default=0.03, help="smallest relative change that counts (0.03)")
+    c.add_argument("--alpha", type=float, default=0.05, help="significance level of the Welch t-test (0.05)")
+    c.add_argument("--csv", help="also write the comparison table to this CSV file")
+    c.set_defaults(func=_cmd_compare)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="benchbench", description="Benchmark parallel training strategies.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -189,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=_cmd_matrix)
 
     _add_tables_and_plots(sub)
+    _add_compare(sub)
 
     pa = sub.add_parser("path", help="print where a study's outputs go (results layout)")
     pa.add_argument("what", choices=["report", "dir"])

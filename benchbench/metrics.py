@@ -24,7 +24,8 @@ class Metric:
     unit: str  # "s", "samples/s", "MiB", "bytes", "fraction", "count", "FLOP", "" (label) ...
     definition: str  # one line; the full definition is docs/METRICS.md
     across_ranks: str  # how per-rank values become the job's: max | mean | sum | rank0 | none
-    across_repeats: str  # how repeats become a configuration's (scaling.csv): median | max | max_abs | first | none
+    # how repeats become a configuration's (scaling.csv): mean | median | max | max_abs | first | none
+    across_repeats: str
     kind: str = "number"  # JSON type: number | integer | string | boolean
     choices: tuple[str, ...] = ()  # allowed values of a string label
     scaling_column: str = ""  # its column in scaling.csv when not its own name
@@ -59,19 +60,19 @@ SUMMARY: tuple[Metric, ...] = (
     _m("step_time_cv", "fraction", "none", "max", "sample standard deviation / mean of step_time_s"),
     _m("step_time_drift", "fraction", "none", "max_abs",
        "stationarity: (median of the second half - median of the first half) / median of step_time_s"),
-    _m("samples_per_s", "samples/s", "none", "median", "global batch / step_time_median_s",
+    _m("samples_per_s", "samples/s", "none", "mean", "global batch / step_time_median_s",
        scaling_column="throughput"),
-    _m("tokens_per_s", "tokens/s", "none", "median", "samples_per_s x sequence length (sequence models)"),
-    _m("model_tflops_per_rank", "TFLOP/s", "none", "median", "analytic model FLOP/s / world size / 1e12"),
-    _m("mfu", "fraction", "none", "median", "model FLOP/s / (world size x mfu_peak_flops); > 1 fails the job"),
+    _m("tokens_per_s", "tokens/s", "none", "mean", "samples_per_s x sequence length (sequence models)"),
+    _m("model_tflops_per_rank", "TFLOP/s", "none", "mean", "analytic model FLOP/s / world size / 1e12"),
+    _m("mfu", "fraction", "none", "mean", "model FLOP/s / (world size x mfu_peak_flops); > 1 fails the job"),
     _m("mfu_precision", "", "none", "none", "the arithmetic the peak is taken for: fp32 | tf32 | bf16", kind="string",
        choices=("fp32", "tf32", "bf16")),
     _m("mfu_peak_flops", "FLOP/s", "none", "first", "the profile's dense peak of one device for mfu_precision"),
     _m("hardware_flops_per_step", "FLOP", "sum", "first",
        "FLOPs all ranks executed in one step, counted by torch's FlopCounterMode (recompute included)"),
-    _m("hardware_tflops_per_rank", "TFLOP/s", "none", "median",
+    _m("hardware_tflops_per_rank", "TFLOP/s", "none", "mean",
        "hardware_flops_per_step / step_time_median_s / world size / 1e12"),
-    _m("hfu", "fraction", "none", "median", "hardware FLOP/s / (world size x mfu_peak_flops); > 1 fails the job"),
+    _m("hfu", "fraction", "none", "mean", "hardware FLOP/s / (world size x mfu_peak_flops); > 1 fails the job"),
     _m("peak_mem_mb", "MiB", "max", "max", "peak memory of the process: RSS (CPU) or CUDA allocator peak (GPU)"),
     _m("peak_mem_source", "", "rank0", "none", "where peak_mem_mb comes from", kind="string",
        choices=("rss", "cuda_allocator")),
@@ -114,20 +115,40 @@ DERIVED: tuple[Metric, ...] = (
     _m("loss_dev", "", "none", "max", "max over steps of |loss - loss of the single-process run|"),
     _m("correct", "", "none", "none", "match | MISMATCH | lossy | no reference", kind="string"),
     _m("applied", "", "none", "none", "the composition built, read back from the model", kind="string"),
-    _m("throughput", "samples/s", "none", "none", "median over repeats of samples_per_s"),
-    _m("throughput_ci_low", "samples/s", "none", "none", "lower end of throughput's 95 % interval"),
-    _m("throughput_ci_high", "samples/s", "none", "none", "upper end of throughput's 95 % interval"),
+    _m("throughput", "samples/s", "none", "none", "mean over repeats of samples_per_s"),
+    _m("throughput_ci_low", "samples/s", "none", "none",
+       "lower end of throughput's 95 % Student-t interval over repeats (NaN with one repeat)"),
+    _m("throughput_ci_high", "samples/s", "none", "none",
+       "upper end of throughput's 95 % Student-t interval over repeats (NaN with one repeat)"),
+    _m("throughput_cv", "fraction", "none", "none",
+       "sample sd / mean of samples_per_s over repeats (NaN with one repeat)"),
     _m("per_rank_batch", "samples", "none", "none", "global batch / dp", kind="integer"),
     _m("repeats", "count", "none", "none", "ok repeats of the configuration", kind="integer"),
     _m("speedup", "", "none", "none", "throughput / baseline throughput"),
     _m("efficiency", "fraction", "none", "none", "speedup / world size"),
     _m("baseline", "", "none", "none", "which world-size-1 job the speedup is relative to", kind="string"),
     _m("lossy", "", "none", "none", "the plan changes the arithmetic (compression)", kind="boolean"),
-    _m("noisy", "", "none", "none", "step-time CV or repeat spread above 10 %", kind="boolean"),
+    _m("noisy", "", "none", "none", "a repeat's step-time CV or |drift|, or throughput_cv, above 10 %", kind="boolean"),
+)
+
+#: The columns of ``benchbench compare BASE NEW`` (:mod:`benchbench.compare`), after the configuration.
+COMPARISON: tuple[Metric, ...] = (
+    _m("base_throughput", "samples/s", "none", "none", "BASE: mean over repeats of samples_per_s"),
+    _m("base_repeats", "count", "none", "none", "BASE: ok repeats of the configuration", kind="integer"),
+    _m("new_throughput", "samples/s", "none", "none", "NEW: mean over repeats of samples_per_s"),
+    _m("new_repeats", "count", "none", "none", "NEW: ok repeats of the configuration", kind="integer"),
+    _m("ratio", "", "none", "none", "new_throughput / base_throughput"),
+    _m("ratio_ci_low", "", "none", "none", "lower end of the ratio's (1 - alpha) Welch interval"),
+    _m("ratio_ci_high", "", "none", "none", "upper end of the ratio's (1 - alpha) Welch interval"),
+    _m("p_value", "fraction", "none", "none", "two-sided Welch t-test of the repeat figures, NEW vs BASE"),
+    _m("verdict", "", "none", "none", "faster | slower | no significant change | faster? | slower? | only in ...",
+       kind="string"),
+    _m("note", "", "none", "none", "1 repeat: no test; global batch differs; significant within threshold",
+       kind="string"),
 )
 
 SUMMARY_NAMES: tuple[str, ...] = tuple(m.name for m in SUMMARY)
-METRICS: dict[str, Metric] = {m.name: m for m in (*SERIES, *SUMMARY, *DERIVED)}
+METRICS: dict[str, Metric] = {m.name: m for m in (*SERIES, *SUMMARY, *DERIVED, *COMPARISON)}
 
 
 def _percentile(t: np.ndarray, q: float) -> float:

@@ -125,3 +125,57 @@ def test_drift_over_repeats_keeps_the_largest_magnitude_and_its_sign():
     a["summary"]["step_time_drift"], b["summary"]["step_time_drift"] = -0.12, 0.05
     row = scaling_table([a, b]).iloc[0]
     assert row["step_time_drift"] == -0.12 and bool(row["noisy"])
+
+
+def repeats(times, strategy="ddp", ws=2, batch=64):
+    """One record per repeat, each with the given median step time."""
+    return [rec(strategy, ws, t, batch=batch, repeat=k) for k, t in enumerate(times)]
+
+
+def test_throughput_is_the_mean_of_repeat_figures_with_a_t_interval():
+    from scipy import stats
+
+    times = [0.50, 0.52, 0.55, 0.49]
+    row = scaling_table(repeats(times)).iloc[0]
+    figures = np.array([64 / t for t in times])
+    half = stats.t.ppf(0.975, 3) * figures.std(ddof=1) / 2  # t(0.975, n-1) * s / sqrt(4)
+    assert row["throughput"] == pytest.approx(figures.mean())
+    assert row["throughput_ci_low"] == pytest.approx(figures.mean() - half)
+    assert row["throughput_ci_high"] == pytest.approx(figures.mean() + half)
+    assert row["throughput_cv"] == pytest.approx(figures.std(ddof=1) / figures.mean())
+    assert row["repeats"] == 4
+
+
+@pytest.mark.parametrize(
+    "times",
+    [[0.5, 0.5], [0.5, 0.6], [0.5, 0.5, 0.5, 5.0], [0.1, 0.2, 0.3, 0.9, 0.95], [1.0, 1.0, 1.0, 1.01]],
+)
+def test_point_estimate_lies_inside_its_interval(times):
+    row = scaling_table(repeats(times)).iloc[0]
+    assert row["throughput_ci_low"] <= row["throughput"] <= row["throughput_ci_high"]
+
+
+def test_one_repeat_has_no_interval_and_no_between_repeat_cv():
+    row = scaling_table(repeats([0.5])).iloc[0]
+    assert row["throughput"] == pytest.approx(128.0)
+    assert math.isnan(row["throughput_ci_low"]) and math.isnan(row["throughput_ci_high"])
+    assert math.isnan(row["throughput_cv"]) and not bool(row["noisy"])
+
+
+def test_spread_between_repeats_flags_noisy_and_widens_the_interval():
+    steady = scaling_table(repeats([0.50, 0.51, 0.50], ws=2)).iloc[0]
+    spread = scaling_table(repeats([0.40, 0.50, 0.60], ws=2)).iloc[0]  # each repeat steady, repeats differ
+    assert not bool(steady["noisy"]) and bool(spread["noisy"])
+    assert spread["throughput_cv"] > 0.10 > steady["throughput_cv"]
+    width = lambda r: r["throughput_ci_high"] - r["throughput_ci_low"]  # noqa: E731
+    assert width(spread) > 10 * width(steady)
+
+
+def test_interval_ignores_the_number_of_steps_within_a_repeat():
+    """Pooling steps would shrink the interval with more steps; the repeat is the unit, so it does not."""
+    short = [rec("ddp", 2, t, loss=(2.0, 1.0), repeat=k) for k, t in enumerate([0.5, 0.6])]
+    long = [rec("ddp", 2, t, loss=(2.0,) * 50, repeat=k) for k, t in enumerate([0.5, 0.6])]
+    a, b = scaling_table(short).iloc[0], scaling_table(long).iloc[0]
+    assert (a["throughput_ci_low"], a["throughput_ci_high"]) == pytest.approx(
+        (b["throughput_ci_low"], b["throughput_ci_high"])
+    )
