@@ -22,9 +22,10 @@ TEMPLATES = Path(__file__).parent / "templates"
 #: each is in :data:`benchbench.metrics.METRICS`).
 SIDE_BY_SIDE_KEYS = ["model", "hardware", "strategy", "world_size", "dp", "tp", "pp"]
 SIDE_BY_SIDE_METRICS = [
-    "throughput", "speedup", "efficiency", "peak_mem_mb", "comm_bytes_per_step", "exposed_comm_fraction",
-    "bubble_fraction_measured", "bubble_fraction_theoretical", "verify_grad_rel_err", "loss_dev", "correct",
-    "noisy", "applied",
+    "throughput", "throughput_ci_low", "throughput_ci_high", "throughput_cv", "speedup", "efficiency",
+    "peak_mem_mb", "comm_bytes_per_step", "comm_bus_bytes_per_step", "exposed_comm_s", "exposed_comm_fraction",
+    "bubble_fraction_measured", "bubble_fraction_simulated", "bubble_fraction_theoretical", "hfu", "mfu",
+    "verify_grad_rel_err", "loss_dev", "correct", "noisy", "applied",
 ]  # fmt: skip
 #: Provenance shown in the report: every field of the record's env but the per-job wall time.
 PROVENANCE_SHOWN = [f.name for f in FIELDS if f.name not in ("wall_time_s", "slurm_step_id", "slurm_nodelist")]
@@ -73,9 +74,10 @@ def _side_by_side(scaling: pd.DataFrame) -> pd.DataFrame:
     if scaling.empty:
         return scaling
     side = scaling[[c for c in SIDE_BY_SIDE_KEYS + SIDE_BY_SIDE_METRICS if c in scaling.columns]].copy()
-    if "comm_bytes_per_step" in side:
-        side["comm_bytes_per_step"] = side["comm_bytes_per_step"] / 2**20
-        side = side.rename(columns={"comm_bytes_per_step": "comm_MiB_per_step"})
+    for col in ("comm_bytes_per_step", "comm_bus_bytes_per_step"):
+        if col in side:
+            side[col] = side[col] / 2**20
+            side = side.rename(columns={col: col.replace("bytes", "MiB")})
     return side
 
 

@@ -153,6 +153,8 @@ def reduce_measurements(job: Job, log: StepLog, probes: Probes, device: torch.de
         "blocked": (log.blocked[w:], METRICS["blocked_fraction_proxy"].across_ranks),
         "peak_mem_mb": ([peak_mem], METRICS["peak_mem_mb"].across_ranks),
         "flops": ([probes.flops or 0.0], METRICS["hardware_flops_per_step"].across_ranks),
+        "comm_payload": ([sum(c["payload_bytes"] for c in probes.comm)], METRICS["comm_bytes_per_step"].across_ranks),
+        "comm_bus": ([sum(c["bus_bytes"] for c in probes.comm)], METRICS["comm_bus_bytes_per_step"].across_ranks),
         "paired_on": (on or [0.0], "max"),  # each paired step: the slowest rank's time
         "paired_off": (off or [0.0], "max"),
     }
@@ -171,6 +173,8 @@ def reduce_measurements(job: Job, log: StepLog, probes: Probes, device: torch.de
         "peak_mem_source": peak_source,
         "hardware_flops_per_step": float(r["flops"][0]) or None,
         "comm": comm,
+        "comm_payload": float(r["comm_payload"][0]),
+        "comm_bus": float(r["comm_bus"][0]),
         "exposed": exposed_figures(r["paired_on"].numpy(), r["paired_off"].numpy()) if probes.paired else None,
         "bubble": _bubbles(timelines, job) if timelines else None,
     }
@@ -195,7 +199,6 @@ def _tf32_enabled() -> bool:
 def job_summary(job: Job, reduced: dict[str, Any], gate: dict[str, Any], device: torch.device) -> dict[str, Any]:
     """The record's summary from the reduced figures and the gate's (docs/METRICS.md)."""
     info = model_info(job.model_cfg)
-    comm = reduced["comm"]
     exposed = reduced["exposed"] or (None, None)
     bubble = reduced["bubble"] or (None, None)
     precision = job.hardware_cfg.mfu_precision(job.dtype, device.type == "cuda" and _tf32_enabled())
@@ -212,8 +215,8 @@ def job_summary(job: Job, reduced: dict[str, Any], gate: dict[str, Any], device:
             "hardware_flops_per_step": reduced["hardware_flops_per_step"],
             "peak_mem_mb": reduced["peak_mem_mb"],
             "peak_mem_source": reduced["peak_mem_source"],
-            "comm_bytes_per_step": sum(c["payload_bytes"] for c in comm) if job.distributed else None,
-            "comm_bus_bytes_per_step": sum(c["bus_bytes"] for c in comm) if job.distributed else None,
+            "comm_bytes_per_step": reduced["comm_payload"] if job.distributed else None,
+            "comm_bus_bytes_per_step": reduced["comm_bus"] if job.distributed else None,
             "comm_bytes_source": "measured" if job.distributed else "none",
             "exposed_comm_s": exposed[0],
             "exposed_comm_fraction": exposed[1],

@@ -1,0 +1,187 @@
+"""The measurement probes measure what their names say, on cases whose answer is known:
+communication rows (kind, dimension, nccl-tests bus factors; unknown ops refused), the pipeline
+bubble (the replay reproduces the closed form on equal stages; measured bubbles fall as
+micro-batches grow), exposed communication (a known delay is exposed by dp-naive and partly
+hidden by DDP), and the MFU peak's precision."""
+
+import os
+import warnings
+
+import pytest
+
+from benchbench.bubble import simulate, step_bubbles
+from benchbench.config import ROOT, check_config
+from benchbench.hardware import load_hardware
+from benchbench.strategies.comm_stats import BUS_FACTOR, CommCounter, merge_ranks
+from tests.conftest import run
+
+
+def one_f_one_b(p: int, m: int, f: float, b: float) -> list[list[tuple]]:
+    """Every rank's 1F1B order (PipeDream-Flush): p − 1 − s warm-up forwards, then one forward
+    one backward, then the remaining backwards; forward time ``f``, backward ``b``."""
+    ranks = []
+    for s in range(p):
+        warm = min(p - 1 - s, m)
+        order = [("F", s, i) for i in range(warm)]
+        nxt = warm
+        for i in range(m):
+            if nxt < m:
+                order.append(("F", s, nxt))
+                nxt += 1
+            order.append(("B", s, i))
+        ranks.append([(k, st, i, f if k == "F" else b) for k, st, i in order])
+    return ranks
+
+
+def gpipe(p: int, m: int, f: float, b: float) -> list[list[tuple]]:
+    return [[("F", s, i, f) for i in range(m)] + [("B", s, i, b) for i in range(m)] for s in range(p)]
+
+
+@pytest.mark.parametrize("order", [one_f_one_b, gpipe])
+@pytest.mark.parametrize(("p", "m"), [(2, 4), (2, 8), (4, 4), (4, 16)])
+def test_replayed_schedule_with_equal_stages_is_the_closed_form(order, p, m):
+    actions = order(p, m, 1.0, 2.0)
+    makespan = simulate(actions, p)
+    assert makespan == pytest.approx((m + p - 1) * 3.0)
+    measured, simulated = step_bubbles(actions, [makespan] * p, p)
+    assert simulated == pytest.approx((p - 1) / (m + p - 1)) == pytest.approx(measured)
+
+
+def test_replay_counts_a_slow_stage_and_the_measured_wall():
+    actions = one_f_one_b(2, 4, 1.0, 2.0)
+    actions[1] = [(k, s, i, d * 2) for k, s, i, d in actions[1]]  # the last stage twice as slow
+    _, simulated = step_bubbles(actions, [40.0, 40.0], 2)
+    assert simulated > (2 - 1) / (4 + 2 - 1) + 0.1  # imbalance idles the fast stage
+    measured, _ = step_bubbles(actions, [40.0, 36.0], 2)  # the slowest rank's wall counts
+    assert measured == pytest.approx(1 - (12 + 24) / 2 / 40)
+
+
+def test_replay_of_an_impossible_order_is_refused():
+    actions = one_f_one_b(2, 2, 1.0, 2.0)
+    actions[0] = list(reversed(actions[0]))  # stage 0 waits for a backward that needs its forward
+    assert simulate(actions, 2) is None
+
+
+def test_bus_factors_are_nccl_tests():
+    assert BUS_FACTOR["all_reduce"](8) == pytest.approx(2 * 7 / 8)
+    assert BUS_FACTOR["all_gather"](4) == BUS_FACTOR["reduce_scatter"](4) == pytest.approx(3 / 4)
+    assert BUS_FACTOR["broadcast"](8) == BUS_FACTOR["send"](2) == 1.0
+
+
+def test_unknown_collective_is_an_error_in_tests_and_a_warning_in_runs():
+    assert os.environ["BENCHBENCH_STRICT_COMM"] == "1"  # set by conftest for every rank
+    with pytest.raises(RuntimeError, match="unknown collective 'gather_'"):
+        CommCounter()._count("gather_", (), None)
+    lenient = CommCounter(strict=False)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        lenient._count("gather_", (), None)
+    assert "unknown collective 'gather_'" in str(seen[0].message)
+    assert lenient.table() == [
+        {"kind": "unknown", "dim": "world", "group_size": 1, "calls": 1, "payload_bytes": 0.0, "bus_bytes": 0.0}
+    ]
+
+
+def test_rows_merge_to_the_largest_rank_per_operation():
+    row = {"kind": "send", "dim": "pp", "group_size": 2, "calls": 4, "payload_bytes": 10.0, "bus_bytes": 10.0}
+    merged = merge_ranks([[row], [dict(row, calls=8, payload_bytes=5.0, bus_bytes=5.0)]])
+    assert merged == [dict(row, calls=8)]
+
+
+@pytest.mark.parametrize(
+    ("dtype", "device", "tf32", "want"),
+    [("fp32", "cuda", True, "tf32"), ("fp32", "cuda", False, "fp32"), ("bf16", "cuda", True, "bf16"),
+     ("fp32", "cpu", True, "fp32")],
+)  # fmt: skip
+def test_mfu_peak_follows_the_matmul_precision(dtype, device, tf32, want):
+    h100 = load_hardware("h100-sxm")
+    hw = h100 if device == "cuda" else load_hardware("cpu-local")
+    assert hw.mfu_precision(dtype, tf32) == want
+    if device == "cuda":
+        assert h100.peak("tf32") == 494.5e12 and h100.peak("fp32") == 67e12 and h100.peak("bf16") == 989e12
+
+
+# --- real runs (torchrun, gloo) -------------------------------------------------------------------
+
+GPT = {"arch": "gpt", "layers": 4, "hidden": 32, "heads": 4, "seq_len": 16, "vocab": 64, "batch_size": 16}
+# Compute-heavy enough on 2 cores that a backward pass outlasts the injected delay.
+MLP = {"arch": "mlp", "width": 1024, "depth": 6, "out_dim": 16, "batch_size": 512}
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return check_config(
+        {"study": "t", "models": {"gpt": GPT, "mlp": MLP}, "strategies": ["single"], "world_sizes": [1],
+         "steps": 5, "warmup_steps": 2, "timeout_s": 300,
+         "strategy_defs": {"ddp-1mb": {"base": "ddp", "bucket_cap_mb": 1}}}
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("strategy", "ws", "rows"),
+    [("fsdp", 2, {("all_gather", "dp"), ("reduce_scatter", "dp")}),
+     ("tp", 2, {("all_reduce", "tp"), ("all_gather", "tp")}),
+     ("pp-1f1b", 2, {("send", "pp")}),
+     ("fsdp-tp", 4, {("all_gather", "dp"), ("reduce_scatter", "dp"), ("all_reduce", "tp"), ("all_gather", "tp")})],
+)  # fmt: skip
+def test_comm_rows_name_the_operation_and_the_mesh_dimension(cfg, tmp_path, strategy, ws, rows):
+    rec = run(cfg, tmp_path, "gpt", strategy, ws)
+    assert rec["status"] == "ok", rec["error"]
+    assert {(c["kind"], c["dim"]) for c in rec["comm"]} == rows
+    for c in rec["comm"]:
+        assert c["calls"] > 0 and c["payload_bytes"] > 0
+        assert c["bus_bytes"] == pytest.approx(c["payload_bytes"] * BUS_FACTOR[c["kind"]](c["group_size"]))
+    s = rec["summary"]
+    assert 0 < s["comm_bytes_per_step"] <= sum(c["payload_bytes"] for c in rec["comm"])
+    assert s["hardware_flops_per_step"] > 0
+
+
+def delayed(monkeypatch, delay: float) -> None:
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT / "tests" / "mutants"), str(ROOT)]))
+    monkeypatch.setenv("BENCHBENCH_MUTANT", "comm-delay")
+    monkeypatch.setenv("BENCHBENCH_DELAY_S", str(delay))
+
+
+@pytest.mark.slow
+def test_known_delay_is_exposed_by_dp_naive_and_partly_hidden_by_ddp(cfg, tmp_path, monkeypatch):
+    delay = 0.1
+    plain = {s: run(cfg, tmp_path, "mlp", s, 2)["summary"] for s in ("dp-naive", "ddp-1mb")}
+    delayed(monkeypatch, delay)
+    slow = {s: run(cfg, tmp_path / "d", "mlp", s, 2)["summary"] for s in ("dp-naive", "ddp-1mb")}
+    for s in plain:
+        assert plain[s]["exposed_comm_s"] is not None and 0 <= plain[s]["exposed_comm_fraction"] < 1
+    naive_rise = slow["dp-naive"]["exposed_comm_s"] - plain["dp-naive"]["exposed_comm_s"]
+    ddp_rise = slow["ddp-1mb"]["exposed_comm_s"] - plain["ddp-1mb"]["exposed_comm_s"]
+    assert 0.6 * delay <= naive_rise <= 1.5 * delay  # nothing overlaps dp-naive's all-reduce
+    assert ddp_rise < naive_rise - 0.3 * delay  # DDP's first bucket overlaps the rest of backward
+
+
+@pytest.mark.slow
+def test_exposed_comm_is_empty_where_communication_cannot_be_removed(cfg, tmp_path):
+    s = run(cfg, tmp_path, "gpt", "fsdp", 2)["summary"]
+    assert s["exposed_comm_s"] is None and s["exposed_comm_fraction"] is None
+    assert s["blocked_fraction_proxy"] is not None  # the proxy, named as one, is still there
+
+
+@pytest.mark.slow
+def test_pipeline_bubble_falls_as_micro_batches_grow(tmp_path):
+    mb = 16  # samples per micro-batch, fixed: more micro-batches, larger global batch
+    heavy = {"arch": "gpt", "layers": 4, "hidden": 256, "heads": 4, "seq_len": 64, "vocab": 64}
+    bubbles = {}
+    for m in (2, 8):
+        cfg = check_config(
+            {"study": "t", "models": {"g": dict(heavy, batch_size=mb * m)}, "strategies": ["single"],
+             "world_sizes": [1], "steps": 3, "warmup_steps": 1, "timeout_s": 300,
+             "strategy_defs": {"pp": {"base": "pp-1f1b", "micro_batches": m}}}
+        )  # fmt: skip
+        rec = run(cfg, tmp_path / str(m), "g", "pp", 2)
+        assert rec["status"] == "ok", rec["error"]
+        s = rec["summary"]
+        bubbles[m] = s
+        assert s["bubble_fraction_theoretical"] == pytest.approx(1 / (m + 1))
+        assert 0 <= s["bubble_fraction_simulated"] <= s["bubble_fraction_measured"] + 0.02 < 1
+    assert bubbles[8]["bubble_fraction_measured"] < bubbles[2]["bubble_fraction_measured"] - 0.1
+    assert bubbles[8]["bubble_fraction_simulated"] < bubbles[2]["bubble_fraction_simulated"] - 0.1
+    for s in bubbles.values():  # the replay of this near-balanced pipeline lies near the closed form
+        assert abs(s["bubble_fraction_simulated"] - s["bubble_fraction_theoretical"]) < 0.1
