@@ -14,7 +14,6 @@ timed; the step's time is the slowest rank's. Definitions: docs/METRICS.md.
 from __future__ import annotations
 
 import gc
-import resource
 import socket
 import time
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchbench import memory
 from benchbench.data import SyntheticTask
 from benchbench.job import Job
 from benchbench.metrics import METRICS, SUMMARY_NAMES, summarize
@@ -73,27 +73,34 @@ class StepLog:
     blocked: list[float] = field(default_factory=list)  # 1 - main-thread CPU time / wall time
     losses: list[float] = field(default_factory=list)  # this rank's loss, 0 where it holds none
     holds_loss: list[float] = field(default_factory=list)  # 1 where this rank holds a loss
+    peak_source: str = ""  # set when the peak memory was reset, after warm-up (memory.reset_peak)
 
 
-def timed_loop(trainer: Trainer | PipelineTrainer, batches: list, device: torch.device, distributed: bool) -> StepLog:
+def timed_loop(
+    trainer: Trainer | PipelineTrainer, batches: list, device: torch.device, distributed: bool, warmup: int = 0
+) -> StepLog:
     """Run every step: barrier, then time this rank's ``train_step`` (device-synchronised), with
-    the garbage collector off for the whole loop."""
+    the garbage collector off for the whole loop; the peak memory is reset after the ``warmup``
+    steps, so that it covers the timed steps only."""
     log = StepLog()
     gc.collect()
     gc.disable()  # no collector pauses inside timed steps (re-enabled below, whatever happens)
     try:
-        _run_steps(trainer, batches, device, distributed, log)
+        _run_steps(trainer, batches, device, distributed, log, warmup)
     finally:
         gc.enable()
     return log
 
 
 def _run_steps(
-    trainer: Trainer | PipelineTrainer, batches: list, device: torch.device, distributed: bool, log: StepLog
+    trainer: Trainer | PipelineTrainer, batches: list, device: torch.device, distributed: bool, log: StepLog,
+    warmup: int = 0,
 ) -> None:
     import torch.distributed as dist
 
-    for x, y in batches:
+    for i, (x, y) in enumerate(batches):
+        if i == warmup:
+            log.peak_source = memory.reset_peak(device)
         if distributed:
             dist.barrier()
         _sync(device)
@@ -114,18 +121,24 @@ def count_comm(trainer: Trainer | PipelineTrainer, batch: tuple[torch.Tensor, ..
     return float(counter.bytes)
 
 
-def peak_memory_mb(device: torch.device) -> tuple[float, str]:
-    """This process's peak memory: the CUDA allocator's peak on GPU, peak RSS on CPU."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_allocator"
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rss"  # Linux: KiB
+def memory_figures(job: Job, mem: dict[str, float], device: torch.device) -> dict[str, Any]:
+    """The memory summary entries: each rank's measurements (:func:`benchbench.memory.measure`,
+    with ``peak_mem_mb`` and ``peak_mem_source``) reduced as the registry says, and the estimates."""
+    source = mem.pop("peak_mem_source")
+    values = {k: torch.tensor([v], dtype=torch.float64) for k, v in mem.items()}
+    r = reduce_named(values, {k: METRICS[k].across_ranks for k in mem}, device)
+    return {
+        **{k: float(v[0]) for k, v in r.items()},
+        "peak_mem_source": source,
+        "model_state_bytes_est": memory.model_state_estimate(job),
+        "activation_bytes_est": memory.activation_estimate(job),
+    }
 
 
 def reduce_measurements(job: Job, log: StepLog, comm_bytes: float | None, device: torch.device) -> dict[str, Any]:
     """The job's figures from every rank's: per-step times, losses, blocked shares, memory and
     communication, each reduced as the metric registry declares (:data:`~benchbench.metrics.METRICS`)."""
     w = job.warmup_steps
-    peak_mem, peak_source = peak_memory_mb(device)
     values = {
         name: torch.tensor(v, dtype=torch.float64)
         for name, v in (
@@ -133,7 +146,6 @@ def reduce_measurements(job: Job, log: StepLog, comm_bytes: float | None, device
             ("loss_sum", log.losses),
             ("loss_holders", log.holds_loss),
             ("blocked", log.blocked[w:]),
-            ("peak_mem_mb", [peak_mem]),
             ("comm_bytes_per_step", [comm_bytes or 0.0]),
         )
     }
@@ -142,7 +154,6 @@ def reduce_measurements(job: Job, log: StepLog, comm_bytes: float | None, device
         "loss_sum": "sum",
         "loss_holders": "sum",  # mean over the ranks that hold a loss (METRICS["loss"])
         "blocked": METRICS["exposed_comm_fraction"].across_ranks,
-        "peak_mem_mb": METRICS["peak_mem_mb"].across_ranks,
         "comm_bytes_per_step": METRICS["comm_bytes_per_step"].across_ranks,
     }
     r = reduce_named(values, ops, device)
@@ -150,13 +161,13 @@ def reduce_measurements(job: Job, log: StepLog, comm_bytes: float | None, device
         "step_time_s": r["step_time_s"].tolist(),
         "loss": (r["loss_sum"] / r["loss_holders"]).tolist(),
         "blocked_median": float(np.median(r["blocked"].numpy())),
-        "peak_mem_mb": float(r["peak_mem_mb"][0]),
-        "peak_mem_source": peak_source,
         "comm_bytes_per_step": float(r["comm_bytes_per_step"][0]) if comm_bytes is not None else None,
     }
 
 
-def job_summary(job: Job, reduced: dict[str, Any], gate: dict[str, Any], device: torch.device) -> dict[str, Any]:
+def job_summary(
+    job: Job, reduced: dict[str, Any], gate: dict[str, Any], device: torch.device, mem: dict[str, Any]
+) -> dict[str, Any]:
     """The record's summary from the reduced figures and the gate's (docs/METRICS.md)."""
     info = model_info(job.model_cfg)
     pipelined = job.pp > 1
@@ -171,8 +182,7 @@ def job_summary(job: Job, reduced: dict[str, Any], gate: dict[str, Any], device:
         params=info.params,
         peak_flops=job.hardware_cfg.peak(job.dtype),
         measured={
-            "peak_mem_mb": reduced["peak_mem_mb"],
-            "peak_mem_source": reduced["peak_mem_source"],
+            **mem,
             "comm_bytes_per_step": comm,
             "comm_bytes_source": "measured" if comm is not None else "none",
             "exposed_comm_fraction": None if pipelined or not job.distributed else blocked,
@@ -191,9 +201,12 @@ def run_rank(job: Job, env: RankEnv, device: torch.device) -> dict[str, Any] | N
     trainer = build_trainer(job, device, task.loss_fn)
     batches = make_batches(job, task, dp_rank, device)
 
-    log = timed_loop(trainer, batches, device, job.distributed)
+    log = timed_loop(trainer, batches, device, job.distributed, job.warmup_steps)
+    peak = memory.read_peak_mb(device, log.peak_source)  # the timed steps' peak, before any extra step
+    mem = {"peak_mem_mb": peak, "peak_mem_source": log.peak_source, **memory.measure(trainer, batches[0])}
     comm_bytes = count_comm(trainer, batches[0]) if job.distributed else None
     reduced = reduce_measurements(job, log, comm_bytes, device)
+    mem = memory_figures(job, mem, device)
     where = gather_objects((socket.gethostname(), device_name(device.type, device.index)))
     applied = trainer.applied
     # Free DDP/FSDP state (reference cycles) now, while its process group still exists:
@@ -220,5 +233,5 @@ def run_rank(job: Job, env: RankEnv, device: torch.device) -> dict[str, Any] | N
         applied=applied,
         step_time_s=reduced["step_time_s"],
         loss=reduced["loss"],
-        summary=job_summary(job, reduced, gate or {}, device),
+        summary=job_summary(job, reduced, gate or {}, device, mem),
     )
