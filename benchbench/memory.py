@@ -171,10 +171,12 @@ def activation_bytes(trainer: Any, batch: tuple[torch.Tensor, ...]) -> int:
     return saved.bytes
 
 
-def measure(trainer: Any, batch: tuple[torch.Tensor, ...]) -> dict[str, float]:
-    """After the timed steps (gradients and optimizer state in place): this rank's model-state
-    bytes, then the saved activations of one extra untimed step."""
-    figures: dict[str, float] = {k: float(v) for k, v in model_state_bytes(trainer.modules, trainer.optimizer).items()}
+def measure(trainer: Any, batch: tuple[torch.Tensor, ...], device: torch.device, peak_source: str) -> dict[str, Any]:
+    """Right after the timed steps, in this order: the peak since :func:`reset_peak` (which
+    returned ``peak_source``), this rank's model-state bytes (gradients and optimizer state in
+    place), then the saved activations of one extra, untimed step."""
+    figures: dict[str, Any] = {"peak_mem_mb": read_peak_mb(device, peak_source), "peak_mem_source": peak_source}
+    figures.update({k: float(v) for k, v in model_state_bytes(trainer.modules, trainer.optimizer).items()})
     figures["activation_bytes"] = float(activation_bytes(trainer, batch))
     return figures
 

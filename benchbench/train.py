@@ -202,11 +202,9 @@ def run_rank(job: Job, env: RankEnv, device: torch.device) -> dict[str, Any] | N
     batches = make_batches(job, task, dp_rank, device)
 
     log = timed_loop(trainer, batches, device, job.distributed, job.warmup_steps)
-    peak = memory.read_peak_mb(device, log.peak_source)  # the timed steps' peak, before any extra step
-    mem = {"peak_mem_mb": peak, "peak_mem_source": log.peak_source, **memory.measure(trainer, batches[0])}
+    mem = memory_figures(job, memory.measure(trainer, batches[0], device, log.peak_source), device)
     comm_bytes = count_comm(trainer, batches[0]) if job.distributed else None
     reduced = reduce_measurements(job, log, comm_bytes, device)
-    mem = memory_figures(job, mem, device)
     where = gather_objects((socket.gethostname(), device_name(device.type, device.index)))
     applied = trainer.applied
     # Free DDP/FSDP state (reference cycles) now, while its process group still exists:
