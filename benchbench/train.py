@@ -14,7 +14,6 @@ timed; the step's time is the slowest rank's. Definitions: docs/METRICS.md.
 from __future__ import annotations
 
 import gc
-import resource
 import socket
 import time
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchbench import memory
 from benchbench.bubble import step_bubbles
 from benchbench.data import SyntheticTask
 from benchbench.exposed import exposed_figures
@@ -76,27 +76,38 @@ class StepLog:
     blocked: list[float] = field(default_factory=list)  # PROXY: 1 - main-thread CPU time / wall time
     losses: list[float] = field(default_factory=list)  # this rank's loss, 0 where it holds none
     holds_loss: list[float] = field(default_factory=list)  # 1 where this rank holds a loss
+    peak_source: str = ""  # set when the peak memory was reset, after warm-up (memory.reset_peak)
 
 
-def timed_loop(trainer: Trainer | PipelineTrainer, batches: list, device: torch.device, distributed: bool) -> StepLog:
+def timed_loop(
+    trainer: Trainer | PipelineTrainer, batches: list, device: torch.device, distributed: bool, warmup: int = 0
+) -> StepLog:
     """Run every step: barrier, then time this rank's ``train_step`` (device-synchronised), with
-    the garbage collector off for the whole loop."""
+    the garbage collector off for the whole loop; the peak memory is reset after the ``warmup``
+    steps, so that it covers the timed steps only."""
     log = StepLog()
     gc.collect()
     gc.disable()  # no collector pauses inside timed steps (re-enabled below, whatever happens)
     try:
-        _run_steps(trainer, batches, device, distributed, log)
+        _run_steps(trainer, batches, device, distributed, log, warmup)
     finally:
         gc.enable()
     return log
 
 
 def _run_steps(
-    trainer: Trainer | PipelineTrainer, batches: list, device: torch.device, distributed: bool, log: StepLog
+    trainer: Trainer | PipelineTrainer,
+    batches: list,
+    device: torch.device,
+    distributed: bool,
+    log: StepLog,
+    warmup: int = 0,
 ) -> None:
     import torch.distributed as dist
 
-    for x, y in batches:
+    for i, (x, y) in enumerate(batches):
+        if i == warmup:
+            log.peak_source = memory.reset_peak(device)
         if distributed:
             dist.barrier()
         _sync(device)
@@ -131,27 +142,32 @@ def run_probes(job: Job, trainer: Trainer | PipelineTrainer, batch: tuple, devic
     return probes
 
 
-def peak_memory_mb(device: torch.device) -> tuple[float, str]:
-    """This process's peak memory: the CUDA allocator's peak on GPU, peak RSS on CPU."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_allocator"
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rss"  # Linux: KiB
+def memory_figures(job: Job, mem: dict[str, float], device: torch.device) -> dict[str, Any]:
+    """The memory summary entries: each rank's measurements (:func:`benchbench.memory.measure`,
+    with ``peak_mem_mb`` and ``peak_mem_source``) reduced as the registry says, and the estimates."""
+    source = mem.pop("peak_mem_source")
+    values = {k: torch.tensor([v], dtype=torch.float64) for k, v in mem.items()}
+    r = reduce_named(values, {k: METRICS[k].across_ranks for k in mem}, device)
+    return {
+        **{k: float(v[0]) for k, v in r.items()},
+        "peak_mem_source": source,
+        "model_state_bytes_est": memory.model_state_estimate(job),
+        "activation_bytes_est": memory.activation_estimate(job),
+    }
 
 
 def reduce_measurements(job: Job, log: StepLog, probes: Probes, device: torch.device) -> dict[str, Any]:
-    """The job's figures from every rank's: per-step times, losses, the blocked-time proxy, memory,
+    """The job's figures from every rank's: per-step times, losses, the blocked-time proxy,
     executed FLOPs and paired step times, each reduced as the metric registry declares
     (:data:`~benchbench.metrics.METRICS`); the communication table and the pipeline timeline are
     gathered whole."""
     w = job.warmup_steps
-    peak_mem, peak_source = peak_memory_mb(device)
     on, off = probes.paired or ([], [])
     series = {
         "step_time_s": (log.times[w:], METRICS["step_time_s"].across_ranks),
         "loss_sum": (log.losses, "sum"),
         "loss_holders": (log.holds_loss, "sum"),  # mean over the ranks that hold a loss (METRICS["loss"])
         "blocked": (log.blocked[w:], METRICS["blocked_fraction_proxy"].across_ranks),
-        "peak_mem_mb": ([peak_mem], METRICS["peak_mem_mb"].across_ranks),
         "flops": ([probes.flops or 0.0], METRICS["hardware_flops_per_step"].across_ranks),
         "comm_payload": ([sum(c["payload_bytes"] for c in probes.comm)], METRICS["comm_bytes_per_step"].across_ranks),
         "comm_bus": ([sum(c["bus_bytes"] for c in probes.comm)], METRICS["comm_bus_bytes_per_step"].across_ranks),
@@ -169,8 +185,6 @@ def reduce_measurements(job: Job, log: StepLog, probes: Probes, device: torch.de
         "step_time_s": r["step_time_s"].tolist(),
         "loss": (r["loss_sum"] / r["loss_holders"]).tolist(),
         "blocked_median": float(np.median(r["blocked"].numpy())),
-        "peak_mem_mb": float(r["peak_mem_mb"][0]),
-        "peak_mem_source": peak_source,
         "hardware_flops_per_step": float(r["flops"][0]) or None,
         "comm": comm,
         "comm_payload": float(r["comm_payload"][0]),
@@ -196,7 +210,9 @@ def _tf32_enabled() -> bool:
     return bool(torch.backends.cuda.matmul.allow_tf32) or torch.get_float32_matmul_precision() != "highest"
 
 
-def job_summary(job: Job, reduced: dict[str, Any], gate: dict[str, Any], device: torch.device) -> dict[str, Any]:
+def job_summary(
+    job: Job, reduced: dict[str, Any], gate: dict[str, Any], device: torch.device, mem: dict[str, Any]
+) -> dict[str, Any]:
     """The record's summary from the reduced figures and the gate's (docs/METRICS.md)."""
     info = model_info(job.model_cfg)
     exposed = reduced["exposed"] or (None, None)
@@ -213,8 +229,7 @@ def job_summary(job: Job, reduced: dict[str, Any], gate: dict[str, Any], device:
         measured={
             "mfu_precision": precision,
             "hardware_flops_per_step": reduced["hardware_flops_per_step"],
-            "peak_mem_mb": reduced["peak_mem_mb"],
-            "peak_mem_source": reduced["peak_mem_source"],
+            **mem,
             "comm_bytes_per_step": reduced["comm_payload"] if job.distributed else None,
             "comm_bus_bytes_per_step": reduced["comm_bus"] if job.distributed else None,
             "comm_bytes_source": "measured" if job.distributed else "none",
@@ -229,6 +244,18 @@ def job_summary(job: Job, reduced: dict[str, Any], gate: dict[str, Any], device:
     )
 
 
+def _provenance(job: Job, env: RankEnv, device: torch.device, where: list[tuple[str, str]]) -> dict[str, Any]:
+    return collect(
+        backend=job.hardware_cfg.backend if job.distributed else None,
+        device_type=device.type,
+        device_names=sorted({n for _, n in where}),
+        hosts=sorted({h for h, _ in where}),
+        ranks=env.world_size,
+        threads=job.threads_per_rank,
+        launcher=env.launcher,
+    )
+
+
 def run_rank(job: Job, env: RankEnv, device: torch.device) -> dict[str, Any] | None:
     """Run ``job`` as rank ``env.rank`` on ``device`` (:func:`setup_device`); returns the ok record
     on rank 0, ``None`` elsewhere. The process group, if the plan needs one, must exist already."""
@@ -237,7 +264,8 @@ def run_rank(job: Job, env: RankEnv, device: torch.device) -> dict[str, Any] | N
     trainer = build_trainer(job, device, task.loss_fn)
     batches = make_batches(job, task, dp_rank, device)
 
-    log = timed_loop(trainer, batches, device, job.distributed)
+    log = timed_loop(trainer, batches, device, job.distributed, job.warmup_steps)
+    mem = memory_figures(job, memory.measure(trainer, batches[0], device, log.peak_source), device)
     probes = run_probes(job, trainer, batches[job.warmup_steps], device)
     reduced = reduce_measurements(job, log, probes, device)
     where = gather_objects((socket.gethostname(), device_name(device.type, device.index)))
@@ -250,22 +278,13 @@ def run_rank(job: Job, env: RankEnv, device: torch.device) -> dict[str, Any] | N
     gate = verify_first_step(job, device, task, dp_rank, env.rank)
     if env.rank != 0:
         return None
-    provenance = collect(
-        backend=job.hardware_cfg.backend if job.distributed else None,
-        device_type=device.type,
-        device_names=sorted({n for _, n in where}),
-        hosts=sorted({h for h, _ in where}),
-        ranks=env.world_size,
-        threads=job.threads_per_rank,
-        launcher=env.launcher,
-    )
     return make_record(
         job=job,
         status="ok",
-        env=provenance,
+        env=_provenance(job, env, device, where),
         applied=applied,
         comm=reduced["comm"],
         step_time_s=reduced["step_time_s"],
         loss=reduced["loss"],
-        summary=job_summary(job, reduced, gate or {}, device),
+        summary=job_summary(job, reduced, gate or {}, device, mem),
     )

@@ -122,5 +122,6 @@ def build_trainer(
 def shard_batch(
     job: Job, x: torch.Tensor, y: torch.Tensor, dp_rank: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Data-parallel rank ``dp_rank``'s rows of a global batch, on ``device``."""
-    return shard(x, dp_rank, job.dp).to(device), shard(y, dp_rank, job.dp).to(device)
+    """Data-parallel rank ``dp_rank``'s rows of a global batch, on ``device``: copies, so that the
+    rank does not keep the whole global batch alive behind a view of it."""
+    return shard(x, dp_rank, job.dp).to(device, copy=True), shard(y, dp_rank, job.dp).to(device, copy=True)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from benchbench.models import build_model, model_info
+from benchbench.models import build_model, materialize, model_info
 
 
 def test_gpt_flops_hand_computed():
@@ -47,8 +47,7 @@ def measured_training_flops(cfg: dict, batch: int) -> int:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    torch.manual_seed(0)
-    model = build_model(cfg)
+    model = materialize(build_model(cfg), torch.device("cpu"), 0)
     gpt = cfg["arch"] == "gpt"
     x = torch.randint(cfg["vocab"], (batch, cfg["seq_len"])) if gpt else torch.randn(batch, cfg["width"])
     with FlopCounterMode(display=False) as counter:

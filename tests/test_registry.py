@@ -32,13 +32,18 @@ def documented_names() -> set[str]:
     return names
 
 
+MEMORY = ("param_bytes", "grad_bytes", "optim_state_bytes", "model_state_bytes", "model_state_bytes_est",
+          "activation_bytes", "activation_bytes_est")
+
+
 def fake_summary() -> dict:
     return summarize(
         step_times=[0.1, 0.12, 0.11], global_batch=8, world_size=2, tokens_per_sample=16,
         train_flops_per_sample=1e9, params=1000, peak_flops=1e12,
         measured={**dict.fromkeys(MEASURED, None), "peak_mem_mb": 300.0, "peak_mem_source": "rss",
                   "comm_bytes_per_step": 4000.0, "comm_bytes_source": "measured", "exposed_comm_fraction": 0.2,
-                  "mfu_precision": "fp32", "hardware_flops_per_step": 9e9, "verify_verdict": "match"},
+                  "mfu_precision": "fp32", "hardware_flops_per_step": 9e9, "verify_verdict": "match",
+                  **dict.fromkeys(MEMORY, 1000.0)},
     )  # fmt: skip
 
 

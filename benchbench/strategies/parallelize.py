@@ -2,11 +2,15 @@
 torchtitan's ``parallelize_llama``: small steps in a fixed order over the named device mesh
 ``(dp, pp, tp)`` (tp innermost).
 
-1. pipeline split — this rank's stages, each pruned from the full seeded model
-   (:mod:`~benchbench.strategies.pipeline_parallel`); one full model when pp = 1;
-2. tensor (and sequence) parallel over ``tp`` (:mod:`~benchbench.strategies.tensor_parallel`);
+1. pipeline split — this rank's stages, each pruned from the model built on the ``meta`` device
+   (:mod:`~benchbench.strategies.pipeline_parallel`); one whole model when pp = 1;
+2. tensor (and sequence) parallel over ``tp`` (:mod:`~benchbench.strategies.tensor_parallel`),
+   still on ``meta``;
 3. data parallel over ``dp``, outermost, as the flavour's row of :data:`DATA_PARALLEL` says
-   (wrapper, ``no_sync``, post-backward hook); skipped when dp = 1 under tp or pp;
+   (wrapper, ``no_sync``, post-backward hook); skipped when dp = 1 under tp or pp. The weights are
+   materialised (:func:`~benchbench.models.materialize`: allocated on the device, each parameter
+   seeded by its name) before a replicating wrapper (DDP, which broadcasts them) and after a
+   sharding one (FSDP2), so no rank of a sharding plan ever holds the unsharded model;
 4. the optimizer (the flavour's: AdamW, or AdamW sharded for ZeRO-1) and, for pipelines, the
    schedule over this rank's stages.
 
@@ -26,7 +30,7 @@ from torch import nn
 
 from benchbench.data import LossFn
 from benchbench.job import Job
-from benchbench.models import build_model
+from benchbench.models import build_model, materialize
 from benchbench.strategies.compression import register_compression
 from benchbench.strategies.data_parallel import NaiveGradSync, apply_ddp
 from benchbench.strategies.pipeline_parallel import build_stage_module, make_schedule, make_stage
@@ -79,7 +83,7 @@ class DataParallel:
     """How one data-parallel flavour is applied (names and meanings: ``plan.DP_FLAVOURS``)."""
 
     wrap: Callable[[nn.Module, Plan, Any, torch.device, str], nn.Module]  # (module, plan, mesh, device, dtype)
-    shards_parameters: bool  # the wrapper places each shard on the device itself (build on the CPU)
+    shards_parameters: bool  # the wrapper shards parameters: wrap on ``meta``, then materialise the shards
     no_sync: Callable[[nn.Module], contextlib.AbstractContextManager] | None  # skip gradient sync
     after_backward: Callable[[nn.Module, dist.ProcessGroup], Callable[[], None]] | None
     optimizer: Callable[[list[nn.Parameter], dist.ProcessGroup | None, float, str], torch.optim.Optimizer]
@@ -131,21 +135,21 @@ def make_mesh(plan: Plan, device: torch.device) -> Any:
 
 
 def seeded_model(job: Job, device: torch.device) -> nn.Module:
-    """The full model with the job's seed: the same initial weights on every rank and strategy
-    (initialised on the CPU, then moved: identical on any device)."""
-    torch.manual_seed(job.seed)
-    return build_model(job.model_cfg).to(device)
+    """The whole model with the job's initial weights (:func:`~benchbench.models.init_weights`:
+    each parameter seeded by (seed, name), generated on the CPU: identical on any device, rank
+    and plan)."""
+    return materialize(build_model(job.model_cfg), device, job.seed)
 
 
-def apply_pipeline_split(job: Job, mesh: Any, device: torch.device) -> tuple[list[nn.Module], list[int]]:
+def apply_pipeline_split(job: Job, mesh: Any) -> tuple[list[nn.Module], list[int]]:
     """Step 1: this rank's stage modules and their stage indices (the whole model when pp = 1),
-    on ``device`` (the CPU when a sharding wrapper will place the shards)."""
+    on the ``meta`` device: nothing is allocated yet."""
     plan = job.plan
     if plan.pp == 1:
-        return [seeded_model(job, device)], [0]
+        return [build_model(job.model_cfg)], [0]
     ids = stage_ids(plan.schedule, mesh["pp"].get_local_rank(), plan.pp, plan.virtual_stages)
     n_stages = plan.pp * plan.virtual_stages
-    return [build_stage_module(job.model_cfg, job.seed, s, n_stages).to(device) for s in ids], ids
+    return [build_stage_module(job.model_cfg, s, n_stages) for s in ids], ids
 
 
 def parallelize(
@@ -165,12 +169,14 @@ def parallelize(
     flavour = DATA_PARALLEL[plan.dp_flavour if wrap_dp else "none"]
     dp_group = mesh["dp"].get_group()
 
-    # FSDP alone shards what the CPU built; TP (DTensor) needs its inputs on the device already
-    build_on = torch.device("cpu") if flavour.shards_parameters and plan.tp == 1 else device
-    modules, ids = apply_pipeline_split(job, mesh, build_on)  # 1
+    modules, ids = apply_pipeline_split(job, mesh)  # 1 (meta)
     if plan.tp > 1:
-        modules = [apply_tp(m, mesh["tp"], plan.sequence_parallel) for m in modules]  # 2
+        modules = [apply_tp(m, mesh["tp"], plan.sequence_parallel) for m in modules]  # 2 (meta)
+    if not flavour.shards_parameters:  # replicated weights: materialise, then wrap (DDP broadcasts)
+        modules = [materialize(m, device, job.seed) for m in modules]
     modules = [flavour.wrap(m, plan, mesh, device, job.dtype) for m in modules]  # 3
+    if flavour.shards_parameters:  # FSDP2 sharded the meta parameters: allocate only the shards
+        modules = [materialize(m, device, job.seed) for m in modules]
     no_sync: NoSync = contextlib.nullcontext
     if flavour.no_sync is not None:
         no_sync = lambda: _all([flavour.no_sync(m) for m in modules])  # noqa: E731

@@ -1,10 +1,11 @@
 """Pipeline parallelism with ``torch.distributed.pipelining``.
 
 The model is split by layers into ``pp * virtual_stages`` stages: stage 0 also owns the
-embeddings, the last stage the final LayerNorm and the LM head. Each rank builds the full model
-from the common seed and prunes it to its stage (so every stage starts from exactly the weights
-of the single-process run), wraps it in ``PipelineStage`` and runs a schedule over
-``micro_batches`` micro-batches per step:
+embeddings, the last stage the final LayerNorm and the LM head. Each rank builds the model on the
+``meta`` device (no memory), prunes it to its stages and only then allocates and initialises what
+is left (:func:`~benchbench.models.materialize`: every parameter seeded by its name, so every stage
+starts from exactly the weights of the single-process run), wraps it in ``PipelineStage`` and runs
+a schedule over ``micro_batches`` micro-batches per step:
 
 Schedules (the table with torch classes and bubble formulas:
 :mod:`~benchbench.strategies.schedules`):
@@ -32,9 +33,9 @@ from benchbench.models import build_model
 from benchbench.strategies.schedules import is_multi_stage, schedule_class
 
 
-def build_stage_module(model_cfg: dict[str, Any], seed: int, stage: int, n_stages: int) -> nn.Module:
-    """The full model from ``seed``, pruned to stage ``stage`` of ``n_stages`` (split by layers)."""
-    torch.manual_seed(seed)
+def build_stage_module(model_cfg: dict[str, Any], stage: int, n_stages: int) -> nn.Module:
+    """The model on the ``meta`` device, pruned to stage ``stage`` of ``n_stages`` (split by
+    layers); nothing is allocated until it is materialised."""
     model = build_model(model_cfg)
     layers = len(model.blocks)
     lo, hi = stage * layers // n_stages, (stage + 1) * layers // n_stages
