@@ -1,6 +1,6 @@
 """benchbench's timing overhead: its timed loop against a bare PyTorch loop, in the same processes.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/overhead.py [--steps 5 --rounds 10 --model default]
+    PYTHONPATH=. .venv/bin/python benchmarks/overhead.py [--steps 3 --rounds 12 --model default]
 
 The default study's ``mlp-8m`` (config/config.yaml: width 1024, depth 8, out_dim 16, global batch
 1024) with DDP on 2 ranks (gloo, 1 thread per rank). Each rank holds two copies of the job:
@@ -126,7 +126,7 @@ def report(rounds: dict[str, list[list[float]]], args: argparse.Namespace) -> No
     print(f"model {args.model}, ddp, 2 ranks x 1 thread, gloo; {args.rounds} rounds x {args.steps} steps, ABBA")
     print(f"median step time  bare {med_bare * 1e3:.2f} ms   benchbench {med_bench * 1e3:.2f} ms")
     print(f"ratio benchbench/bare {ratio:.4f}  (95% paired bootstrap over rounds: {low:.4f} .. {high:.4f})")
-    print(f"per-round ratios: {' '.join(f'{x:.3f}' for x in per_round)}")
+    print(f"per-round ratios (median {np.median(per_round):.4f}): {' '.join(f'{x:.3f}' for x in per_round)}")
     met = "met" if ratio <= TARGET else "NOT met"
     print(f"target ratio <= {TARGET}: {met} (interval upper bound {'<=' if high <= TARGET else '>'} {TARGET})")
     sys.stdout.flush()
@@ -140,8 +140,8 @@ def free_port() -> int:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--steps", type=int, default=5, help="timed steps per round and variant")
-    ap.add_argument("--rounds", type=int, default=10, help="rounds, each variant once per round")
+    ap.add_argument("--steps", type=int, default=3, help="timed steps per round and variant")
+    ap.add_argument("--rounds", type=int, default=12, help="rounds, each variant once per round")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps of each variant first")
     ap.add_argument("--model", choices=["default", "tiny"], default="default")
     args = ap.parse_args(argv)
