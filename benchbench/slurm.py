@@ -3,7 +3,9 @@ others.
 
 * :func:`job_resources` — the Snakemake resources of one bench job for
   snakemake-executor-plugin-slurm: nodes, tasks (one per rank), tasks per node, cpus per task,
-  GPUs per node, memory, runtime, and ``mpi="srun"`` for multi-rank jobs.
+  GPUs per node, memory, runtime, ``mpi="srun"`` for multi-rank jobs, and ``--exclusive``
+  (whole nodes: nothing else runs beside a timed job) unless the study says ``slurm_exclusive:
+  false``.
 * :func:`rank_env_from_slurm` — RANK / WORLD_SIZE / LOCAL_RANK from SLURM_PROCID / SLURM_NTASKS /
   SLURM_LOCALID; MASTER_ADDR the first host of SLURM_STEP_NODELIST (parsed here, so ``scontrol``
   need not be installed); MASTER_PORT derived from the job and step ids, so jobs grouped into one
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     from benchbench.job import Job
 
 PORT_BASE, PORT_SPAN = 20000, 40000
+SLURM_EXECUTORS = ("slurm", "slurm-jobstep")  # the submitting side and the job's own Snakemake
 DEFAULT_MEM_MB_PER_CPU = 2000  # when the hardware profile's slurm section gives none
 
 
@@ -63,7 +66,7 @@ def rank_env_from_slurm(environ: dict[str, str] | None = None) -> dict[str, str]
     return out
 
 
-def job_resources(job: Job) -> dict[str, Any]:
+def job_resources(job: Job, exclusive: bool = True) -> dict[str, Any]:
     """Snakemake resources of a bench job under snakemake-executor-plugin-slurm.
 
     One task per rank; on GPUs one rank per GPU, ``devices_per_node`` ranks per node. The plugin
@@ -73,6 +76,8 @@ def job_resources(job: Job) -> dict[str, Any]:
     takes one of tasks / tasks_per_node), so sbatch gets ``--nodes --ntasks-per-node``. Keys a job
     does not need are 0 or "" (Snakemake resources cannot be absent for some jobs only; the plugin
     treats both as unset). Partition and account are left to the user's default resources.
+    ``exclusive`` (the study's ``slurm_exclusive``) adds ``--exclusive`` through ``slurm_extra``,
+    the plugin's field for sbatch flags it has no resource for.
     """
     hw = job.hardware_cfg
     slurm = hw.slurm
@@ -91,4 +96,17 @@ def job_resources(job: Job) -> dict[str, Any]:
     res["tasks"] = 0 if ws > 1 else 1
     res["gres"] = f"gpu:{per_node}" if hw.device == "cuda" else ""
     res["tasks_per_gpu"] = 0
+    res["slurm_extra"] = "--exclusive" if exclusive else ""
     return res
+
+
+def timed_alone(bench_slots: int | None, executor: str | None, exclusive: bool) -> bool:
+    """Whether no other timed job may run beside a bench job (the record's ``timed_alone``).
+
+    Under the Slurm executor a job is alone when it holds whole nodes (``exclusive``, the study's
+    ``slurm_exclusive``); its own Snakemake inside the allocation (``slurm-jobstep``) decides the
+    same way. Elsewhere (local executor, also inside one allocation) one ``bench_slots`` does.
+    """
+    if executor in SLURM_EXECUTORS:
+        return exclusive
+    return bench_slots == 1

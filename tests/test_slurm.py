@@ -4,6 +4,7 @@ Slurm profile."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import yaml
 from benchbench.config import ROOT, validate
 from benchbench.hardware import HardwareProfile, load_hardware
 from benchbench.launch import rank_command
-from benchbench.slurm import first_host, job_resources, master_port, rank_env_from_slurm
+from benchbench.slurm import first_host, job_resources, master_port, rank_env_from_slurm, timed_alone
 from tests.conftest import make_test_job
 
 
@@ -57,7 +58,7 @@ def test_h100_two_nodes_by_four_gpus_sbatch_and_srun_options():
     call = sbatch_call(res, threads=8)
     assert call.split("--comment C")[1].split() == [
         "-t", "20", "--mem-per-cpu", "8000", "--nodes=2", "--ntasks-per-node=4", "--cpus-per-task=8",
-        "-D", "/w", "--gres=gpu:4",
+        "--exclusive", "-D", "/w", "--gres=gpu:4",
     ]  # fmt: skip
     # the plugin's defaults that clash with one rank per GPU (its issues #316, #459) stay out
     assert "--ntasks-per-gpu" not in call and "--ntasks=" not in call
@@ -72,6 +73,39 @@ def test_single_rank_cpu_job_is_one_task_without_srun():
     res = job_resources(make_test_job("single", 1, hardware_cfg=load_hardware("cpu-local")))
     call = sbatch_call(res, threads=1)
     assert res["mpi"] == "" and "--ntasks=1" in call and "--gres" not in call and "--nodes=1" in call
+
+
+def test_bench_jobs_ask_for_whole_nodes_unless_the_study_says_otherwise():
+    from snakemake_executor_plugin_slurm.validation import validate_slurm_extra
+
+    job = make_test_job("ddp", 2, hardware_cfg=load_hardware("cpu-local"))
+    res = job_resources(job)
+    assert res["slurm_extra"] == "--exclusive"
+    validate_slurm_extra(SimpleNamespace(resources=Resources(res)))  # a flag the plugin lets through
+    assert "--exclusive" in sbatch_call(res, threads=2).split()
+    shared = job_resources(job, exclusive=False)
+    assert shared["slurm_extra"] == "" and "--exclusive" not in sbatch_call(shared, threads=2)
+
+
+@pytest.mark.parametrize(
+    ("slots", "executor", "exclusive", "alone"),
+    [(1, "local", True, True), (2, "local", True, False), (None, "local", True, False), (1, None, False, True),
+     (None, "slurm", True, True), (None, "slurm-jobstep", True, True), (None, "slurm", False, False),
+     (1, "slurm-jobstep", False, False)],
+)  # fmt: skip
+def test_timed_alone_by_slots_locally_and_by_whole_nodes_under_slurm(slots, executor, exclusive, alone):
+    assert timed_alone(slots, executor, exclusive) is alone
+
+
+@pytest.mark.slow
+def test_study_key_reaches_the_bench_jobs_slurm_resources(tmp_path):
+    snakemake = Path(sys.executable).with_name("snakemake")
+    base = [str(snakemake), "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "-n",
+            "--configfile", str(ROOT / "config/studies/ci.yaml")]  # fmt: skip
+    default = subprocess.run(base, capture_output=True, text=True, check=True).stdout
+    shared = subprocess.run([*base, "--config", "slurm_exclusive=False"], capture_output=True, text=True, check=True)
+    assert default.count("slurm_extra=--exclusive") == 10  # every bench job of the ci study
+    assert len(re.findall(r"slurm_extra=$", shared.stdout, re.M)) == 10 and "--exclusive" not in shared.stdout
 
 
 def test_hardware_profiles_are_valid_and_dense():

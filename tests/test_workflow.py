@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from benchbench.config import ROOT
 
@@ -52,3 +53,21 @@ def test_concurrent_timing_is_opt_in_and_recorded(tmp_path):
     shared = subprocess.run([*base, "--resources", "bench_slots=2"], capture_output=True, text=True, check=True).stdout
     assert "benchbench run" in default and "--timed-shared" not in default
     assert shared.count("--timed-shared") == 10  # every bench job of the ci study
+
+
+def test_repeats_are_interleaved_across_configurations(tmp_path):
+    """Every configuration's repeat k runs before any repeat k+1 (bench's priority). `--touch`
+    goes through Snakemake's scheduler, one bench job at a time under bench_slots=1, without
+    running any job (a dry run skips the scheduler)."""
+    study = yaml.safe_load((ROOT / "config/studies/ci.yaml").read_text()) | {"repeats": 3}
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
+    snakemake = Path(sys.executable).with_name("snakemake")
+    proc = subprocess.run(
+        [str(snakemake), "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "--touch", "--until", "bench",
+         "--configfile", str(tmp_path / "study.yaml"), "--cores", "2", "--resources", "bench_slots=1"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    order = re.findall(r"output: \S*/raw/\S*-r(\d+)\.json", proc.stdout + proc.stderr)
+    assert len(order) == 30  # 10 configurations x 3 repeats, in the order they were started
+    assert [int(r) for r in order] == sorted(int(r) for r in order)

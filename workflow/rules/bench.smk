@@ -1,8 +1,10 @@
 # One benchmark job per record. Timed jobs run strictly one at a time by default (bench_slots=1
 # in profiles/default); with `--resources bench_slots=N` up to N share the machine, each on the
-# cores its ranks x threads claim, and their records say `timed_alone: false`. Under the Slurm executor the same job asks for nodes, one task per
-# rank and GPUs per node (benchbench.slurm.job_resources), and `benchbench run` starts its ranks
-# with srun inside the allocation.
+# cores its ranks x threads claim, and their records say `timed_alone: false`. Repeats are
+# interleaved: every configuration's repeat 0 runs before any repeat 1 (repeat_priority). Under
+# the Slurm executor the same job asks for nodes, one task per rank, GPUs per node and, unless
+# the study sets slurm_exclusive: false, whole nodes (benchbench.slurm.job_resources);
+# `benchbench run` starts its ranks with srun inside the allocation.
 
 
 rule bench:
@@ -13,8 +15,9 @@ rule bench:
     params:
         python=PYTHON,
         job=job_json,
-        sharing="" if TIMED_ALONE else "--timed-shared",
+        sharing=sharing_flag,
     threads: rank_threads
+    priority: repeat_priority
     resources:
         bench_slots=1,
         runtime=slurm_resource("runtime"),
@@ -26,6 +29,7 @@ rule bench:
         gres=slurm_resource("gres"),
         tasks_per_gpu=slurm_resource("tasks_per_gpu"),
         mpi=slurm_resource("mpi"),
+        slurm_extra=slurm_resource("slurm_extra"),
     conda:
         CONDA_ENV
     shell:

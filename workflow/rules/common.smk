@@ -7,7 +7,7 @@ import sys
 from snakemake.settings.types import DeploymentMethod
 
 from benchbench.layout import RESULTS, StudyLayout
-from benchbench.slurm import job_resources
+from benchbench.slurm import job_resources, timed_alone
 from benchbench.study import expand as expand_study
 
 JOBS, DROPPED = expand_study(STUDY)
@@ -20,9 +20,10 @@ CONDA_ENV = "../envs/benchbench.yaml"
 USE_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
 PYTHON = "python" if USE_CONDA else sys.executable
 # Timed jobs run one at a time unless the user lets several share the machine
-# (--resources bench_slots=N, N > 1; profiles/default sets 1); records say which.
+# (--resources bench_slots=N, N > 1; profiles/default sets 1); under the Slurm executor each holds
+# whole nodes unless the study says slurm_exclusive: false. Records say which (timed_alone).
 _SLOTS = workflow.global_resources.get("bench_slots")
-TIMED_ALONE = _SLOTS is not None and getattr(_SLOTS, "value", _SLOTS) == 1
+BENCH_SLOTS = getattr(_SLOTS, "value", _SLOTS)
 
 # Names in wildcards are the study's own (schema pattern ^[A-Za-z0-9_.-]+$): never a path.
 wildcard_constraints:
@@ -48,7 +49,21 @@ def job_of(wildcards):
 
 def slurm_resource(key):
     """A bench job's Slurm resource (benchbench.slurm.job_resources) as a Snakemake callable."""
-    return lambda wildcards: job_resources(job_of(wildcards))[key]
+    return lambda wildcards: job_resources(job_of(wildcards), STUDY["slurm_exclusive"])[key]
+
+
+def repeat_priority(wildcards):
+    """Repeats interleaved across configurations: every configuration's repeat k runs before any
+    repeat k+1 (a slow phase of the machine then spreads over configurations, not onto one).
+    Higher runs first; kept >= 0, as Snakemake's ILP scheduler leaves negative-priority jobs out."""
+    return STUDY["repeats"] - int(wildcards.repeat)
+
+
+def sharing_flag(wildcards):
+    """`--timed-shared` unless this job is timed alone; read when the DAG is built, once the
+    executor is known (not when the Snakefile is parsed)."""
+    executor = workflow.executor_plugin.name if workflow.executor_plugin else None
+    return "" if timed_alone(BENCH_SLOTS, executor, STUDY["slurm_exclusive"]) else "--timed-shared"
 
 
 def job_json(wildcards):
