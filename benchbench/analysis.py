@@ -159,6 +159,10 @@ def _across_repeats(records: list[dict[str, Any]], name: str, how: str) -> Any:
     return _ACROSS_REPEATS[how](values) if values else None
 
 
+def _ratio(measured: float | None, estimate: float | None) -> float | None:
+    return measured / estimate if measured is not None and estimate else None
+
+
 def _configuration_row(job: Job, rs: list[dict[str, Any]]) -> dict[str, Any]:
     """One configuration's row of scaling.csv from its ok repeats (``job``: the first's)."""
     thr = [r["summary"]["samples_per_s"] for r in rs]  # one figure per repeat: the unit of the statistics
@@ -172,6 +176,8 @@ def _configuration_row(job: Job, rs: list[dict[str, Any]]) -> dict[str, Any]:
     row["throughput"], row["throughput_ci_low"], row["throughput_ci_high"] = mean_ci(thr)
     row["throughput_cv"] = sample_cv(thr)
     row["lossy"] = job.plan.lossy
+    row["model_state_vs_est"] = _ratio(row.get("model_state_bytes"), row.get("model_state_bytes_est"))
+    row["activation_vs_est"] = _ratio(row.get("activation_bytes"), row.get("activation_bytes_est"))
     row["applied"] = " → ".join(rs[0].get("applied", []))
     drift = abs(row["step_time_drift"] or 0.0)
     between = row["throughput_cv"] if len(rs) > 1 else 0.0

@@ -26,7 +26,7 @@ RESULTS = "results"
 RECORD_PATTERN = "{study}/raw/{model}/{hardware}/{strategy}/ws{world_size}-r{repeat}.json"
 LOG_PATTERN = "{study}/logs/bench/{model}/{hardware}/{strategy}/ws{world_size}-r{repeat}.log"
 TABLES = ("runs", "scaling", "dropped")
-PLOTS = ("throughput", "efficiency", "strategies")
+PLOTS = ("throughput", "efficiency", "strategies", "memory")
 PLOT_FORMATS = ("svg", "png")
 
 

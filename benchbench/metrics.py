@@ -138,6 +138,8 @@ DERIVED: tuple[Metric, ...] = (
     _m("efficiency", "fraction", "none", "none", "speedup / world size"),
     _m("baseline", "", "none", "none", "which world-size-1 job the speedup is relative to", kind="string"),
     _m("lossy", "", "none", "none", "the plan changes the arithmetic (compression)", kind="boolean"),
+    _m("model_state_vs_est", "", "none", "none", "model_state_bytes / model_state_bytes_est"),
+    _m("activation_vs_est", "", "none", "none", "activation_bytes / activation_bytes_est"),
     _m("noisy", "", "none", "none", "a repeat's step-time CV or |drift|, or throughput_cv, above 10 %", kind="boolean"),
 )
 

@@ -1,6 +1,7 @@
 """Scaling plots (seaborn): throughput and efficiency against world size, one panel per model,
-one line per strategy (throughput with the ideal-scaling line, efficiency with y = 1), and the
-strategies side by side as bars of throughput per world size."""
+one line per strategy (throughput with the ideal-scaling line, efficiency with y = 1), the
+strategies side by side as bars of throughput per world size, and model state per rank measured
+next to its estimate."""
 
 from __future__ import annotations
 
@@ -101,7 +102,33 @@ def _strategies(data: pd.DataFrame) -> sns.FacetGrid:
     return g
 
 
-_DRAW = {"throughput": _throughput, "efficiency": _efficiency, "strategies": _strategies}
+def _memory_frame(data: pd.DataFrame) -> pd.DataFrame:
+    """Model state per rank, measured and estimated (MiB), at each model's largest world size."""
+    cols = ("model_state_bytes", "model_state_bytes_est")
+    if not all(c in data for c in cols) or data[list(cols)].isna().all().all():
+        return pd.DataFrame([{"model": "(no memory figures)", "series": "-", "MiB": 0.0, "figure": "measured"}])
+    top = data[data["world_size"] == data.groupby("model")["world_size"].transform("max")]
+    long = top.melt(id_vars=["model", "series"], value_vars=list(cols), var_name="figure", value_name="bytes")
+    long["figure"] = long["figure"].map({"model_state_bytes": "measured", "model_state_bytes_est": "estimate"})
+    return long.assign(MiB=long["bytes"] / 2**20).dropna(subset=["MiB"])
+
+
+def _memory(data: pd.DataFrame) -> sns.FacetGrid:
+    """Model state (parameters + gradients + optimizer state) of the rank holding the most."""
+    frame = _memory_frame(data)
+    order = sorted(frame["series"].unique())
+    g = sns.catplot(
+        data=frame, y="series", x="MiB", hue="figure", col="model", kind="bar", order=order,
+        hue_order=[h for h in ("measured", "estimate") if h in set(frame["figure"])], sharex=False,
+        height=max(3.4, 0.3 * len(order)), aspect=0.9,
+    )  # fmt: skip
+    g.set_axis_labels("model state per rank (MiB)", "")
+    g.set_titles("{col_name}")
+    g.figure.suptitle("Model state per rank at the largest world size: measured vs estimate", y=1.02)
+    return g
+
+
+_DRAW = {"throughput": _throughput, "efficiency": _efficiency, "strategies": _strategies, "memory": _memory}
 _WORLD_SIZE_AXIS = {"throughput", "efficiency"}
 
 

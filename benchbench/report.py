@@ -25,6 +25,8 @@ SIDE_BY_SIDE_METRICS = [
     "throughput", "throughput_ci_low", "throughput_ci_high", "throughput_cv", "speedup", "efficiency",
     "peak_mem_mb", "comm_bytes_per_step", "comm_bus_bytes_per_step", "exposed_comm_s", "exposed_comm_fraction",
     "bubble_fraction_measured", "bubble_fraction_simulated", "bubble_fraction_theoretical", "hfu", "mfu",
+    "model_state_bytes", "model_state_bytes_est", "model_state_vs_est", "activation_bytes", "activation_bytes_est",
+    "activation_vs_est",
     "verify_grad_rel_err", "loss_dev", "correct", "noisy", "applied",
 ]  # fmt: skip
 #: Provenance shown in the report: every field of the record's env but the per-job wall time.
@@ -74,7 +76,8 @@ def _side_by_side(scaling: pd.DataFrame) -> pd.DataFrame:
     if scaling.empty:
         return scaling
     side = scaling[[c for c in SIDE_BY_SIDE_KEYS + SIDE_BY_SIDE_METRICS if c in scaling.columns]].copy()
-    for col in ("comm_bytes_per_step", "comm_bus_bytes_per_step"):
+    for col in ("comm_bytes_per_step", "comm_bus_bytes_per_step", "model_state_bytes", "model_state_bytes_est",
+                "activation_bytes", "activation_bytes_est"):
         if col in side:
             side[col] = side[col] / 2**20
             side = side.rename(columns={col: col.replace("bytes", "MiB")})

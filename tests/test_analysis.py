@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from benchbench.analysis import loss_deviation, runs_table, scaling_table
@@ -179,3 +180,31 @@ def test_interval_ignores_the_number_of_steps_within_a_repeat():
     assert (a["throughput_ci_low"], a["throughput_ci_high"]) == pytest.approx(
         (b["throughput_ci_low"], b["throughput_ci_high"])
     )
+
+
+def _memory_scaling(**est: float | None) -> pd.DataFrame:
+    rows = []
+    for strategy, ws, state in (("single", 1, 16e6), ("zero1", 2, 12e6), ("fsdp", 2, 8e6)):
+        rows.append({"model": "m", "hardware": "h", "strategy": strategy, "world_size": ws, "throughput": 1.0,
+                     "speedup": 1.0, "efficiency": 1.0, "model_state_bytes": state,
+                     "model_state_bytes_est": est.get(strategy, state)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_memory_plot_draws_measured_next_to_estimate_at_the_largest_world_size(tmp_path):
+    from benchbench.plots import _memory_frame, _series, plot_scaling
+
+    frame = _memory_frame(_series(_memory_scaling(fsdp=7.5e6)))
+    assert set(frame["series"]) == {"zero1", "fsdp"}  # world size 2 only
+    fsdp = frame[frame["series"] == "fsdp"].set_index("figure")["MiB"]
+    assert fsdp["measured"] == pytest.approx(8e6 / 2**20) and fsdp["estimate"] == pytest.approx(7.5e6 / 2**20)
+    (svg,) = plot_scaling(_memory_scaling(), [tmp_path / "memory.svg"])
+    assert "measured vs estimate" in svg.read_text()
+
+
+def test_memory_plot_without_memory_figures_is_a_placeholder_not_an_error(tmp_path):
+    from benchbench.plots import plot_scaling
+
+    old = _memory_scaling().drop(columns=["model_state_bytes", "model_state_bytes_est"])
+    (svg,) = plot_scaling(old, [tmp_path / "memory.svg"])
+    assert "no memory figures" in svg.read_text()
