@@ -33,7 +33,7 @@ import torch.multiprocessing as mp
 
 from benchbench.config import load_config
 from benchbench.job import Job
-from benchbench.models import build_model, make_task
+from benchbench.models import build_model, init_weights, make_task
 from benchbench.study import make_job
 from benchbench.train import make_batches, timed_loop
 from benchbench.trainers import build_trainer
@@ -55,10 +55,8 @@ class Bare:
     """A plain DDP training loop, as a user would write it."""
 
     def __init__(self, job: Job, loss_fn) -> None:
-        torch.manual_seed(job.seed)
-        self.model = torch.nn.parallel.DistributedDataParallel(
-            build_model(job.model_cfg), bucket_cap_mb=job.plan.bucket_cap_mb
-        )
+        model = init_weights(build_model(job.model_cfg, "cpu"), job.seed)  # benchbench's initial weights
+        self.model = torch.nn.parallel.DistributedDataParallel(model, bucket_cap_mb=job.plan.bucket_cap_mb)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=job.lr, weight_decay=0.0)
         self.loss_fn = loss_fn
 

@@ -54,7 +54,8 @@ for cfg in (ci, big):
         rec, _ = run_job(job, out / cfg["study"] / f"{job.id}.json")
         s = rec["summary"]
         rows.append((job.id, rec["status"], s.get("verify_verdict"), s.get("verify_grad_rel_err"),
-                     s.get("step_time_median_s"), s.get("mfu"), s.get("peak_mem_mb"), time.monotonic() - t0))
+                     s.get("step_time_median_s"), s.get("mfu"), s.get("hfu"), s.get("mfu_precision"),
+                     s.get("exposed_comm_s"), s.get("peak_mem_mb"), time.monotonic() - t0))
         ok = rec["status"] == "ok" and s["verify_verdict"] in ("match", "lossy")
         ok = ok and s["mfu"] is not None and 0 < s["mfu"] < 1
         if not ok:
@@ -62,11 +63,12 @@ for cfg in (ci, big):
         if cfg is big:
             print(f"  {job.id}: {' -> '.join(rec['applied'])}  tf32={rec['env'].get('tf32')}")
 
-print(f"\n{'job':46} {'status':7} {'gate':9} {'grad err':>9} {'step s':>8} {'MFU':>6} {'peak MiB':>9} {'wall s':>7}")
-for jid, st, gate, err, t, mfu, mem, wall in rows:
+print(f"\n{'job':46} {'status':7} {'gate':9} {'grad err':>9} {'step s':>8} {'MFU':>6} {'HFU':>6} {'peak of':7} "
+      f"{'exposed s':>9} {'peak MiB':>9} {'wall s':>7}")
+for jid, st, gate, err, t, mfu, hfu, prec, exposed, mem, wall in rows:
     fmt = lambda v, f: format(v, f) if isinstance(v, (int, float)) else "-"  # noqa: E731
     print(f"{jid:46} {st:7} {gate or '-':9} {fmt(err, '.2e'):>9} {fmt(t, '.4f'):>8} {fmt(mfu, '.3f'):>6} "
-          f"{fmt(mem, '.0f'):>9} {wall:7.1f}")
+          f"{fmt(hfu, '.3f'):>6} {prec or '-':7} {fmt(exposed, '.4f'):>9} {fmt(mem, '.0f'):>9} {wall:7.1f}")
 for jid, why in bad:
     print(f"\nFAILED {jid}:\n{why}")
 sys.exit(1 if bad else 0)

@@ -148,9 +148,27 @@ def comm_delay() -> None:
     default_hooks.allreduce_hook = hook
 
 
+def slow_step() -> None:
+    """Not a bug: every optimizer step BENCHBENCH_DELAY_S seconds slower (a regression made on
+    purpose, for `benchbench compare`'s demonstration and tests)."""
+    import time
+
+    from benchbench import trainers
+
+    delay = float(os.environ["BENCHBENCH_DELAY_S"])
+    for cls in (trainers.Trainer, trainers.PipelineTrainer):
+        step = cls.train_step
+
+        def slowed(self, inputs, targets, _step=step):
+            time.sleep(delay)
+            return _step(self, inputs, targets)
+
+        cls.train_step = slowed
+
+
 MUTANTS = {f.__name__.replace("_", "-"): f for f in (
     dp_no_divide, dp_skip_param, ddp_skip_bucket, fsdp_no_average, tp_no_reduce, pp_sum_microbatches,
-    pp_wrong_microbatch, comm_delay,
+    pp_wrong_microbatch, comm_delay, slow_step,
 )}  # fmt: skip
 
 if MUTANT:
