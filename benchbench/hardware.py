@@ -38,12 +38,14 @@ class HardwareProfile:
         :meth:`mfu_precision`); ``None`` when the profile gives none."""
         return self.peak_flops.get(precision)
 
-    def mfu_precision(self, dtype: str, tf32: bool) -> str:
+    def mfu_precision(self, dtype: str, fp32_matmuls: str) -> str:
         """The arithmetic a job's matmuls run in, whose peak its MFU is taken against: ``bf16``
-        for bf16 jobs; ``tf32`` for fp32 jobs on a GPU that allows TF32 matmuls; else ``fp32``."""
+        for bf16 jobs; for fp32 jobs on a GPU how torch runs fp32 matmuls there
+        (``fp32_matmuls``: ``tf32`` where TF32 is allowed, ``bf16`` under matmul precision
+        "medium"); else ``fp32``."""
         if dtype == "bf16":
             return "bf16"
-        return "tf32" if self.device == "cuda" and tf32 else "fp32"
+        return fp32_matmuls if self.device == "cuda" else "fp32"
 
     def to_dict(self) -> dict[str, Any]:
         return copy.deepcopy(asdict(self))

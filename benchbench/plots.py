@@ -103,11 +103,13 @@ def _strategies(data: pd.DataFrame) -> sns.FacetGrid:
 
 
 def _memory_frame(data: pd.DataFrame) -> pd.DataFrame:
-    """Model state per rank, measured and estimated (MiB), at each model's largest world size."""
+    """Model state per rank, measured and estimated (MiB), at each model's largest world size,
+    with the unsharded ``single`` run beside it as the reference."""
     cols = ("model_state_bytes", "model_state_bytes_est")
     if not all(c in data for c in cols) or data[list(cols)].isna().all().all():
         return pd.DataFrame([{"model": "(no memory figures)", "series": "-", "MiB": 0.0, "figure": "measured"}])
-    top = data[data["world_size"] == data.groupby("model")["world_size"].transform("max")]
+    largest = data["world_size"] == data.groupby("model")["world_size"].transform("max")
+    top = data[largest | (data["strategy"] == "single")]
     long = top.melt(id_vars=["model", "series"], value_vars=list(cols), var_name="figure", value_name="bytes")
     long["figure"] = long["figure"].map({"model_state_bytes": "measured", "model_state_bytes_est": "estimate"})
     return long.assign(MiB=long["bytes"] / 2**20).dropna(subset=["MiB"])
@@ -124,7 +126,7 @@ def _memory(data: pd.DataFrame) -> sns.FacetGrid:
     )  # fmt: skip
     g.set_axis_labels("model state per rank (MiB)", "")
     g.set_titles("{col_name}")
-    g.figure.suptitle("Model state per rank at the largest world size: measured vs estimate", y=1.02)
+    g.figure.suptitle("Model state per rank (largest world size; single for reference): measured vs estimate", y=1.02)
     return g
 
 

@@ -34,9 +34,24 @@ def mesh_dims(job: Job, device: torch.device) -> dict[str, tuple[str, int]]:
     return {mesh[d].get_group().group_name: (d, n) for d, n in sizes.items() if n > 1}
 
 
+def _cpu_attention_formulas() -> dict[Any, Any]:
+    """torch's flash-attention formulas for the CPU kernels of ``scaled_dot_product_attention``,
+    which its registry lacks (same arguments: query, key, value; backward: grad_out first)."""
+    from torch.utils.flop_counter import flop_registry
+
+    aten = torch.ops.aten
+    return {
+        aten._scaled_dot_product_flash_attention_for_cpu: flop_registry[aten._scaled_dot_product_flash_attention],
+        aten._scaled_dot_product_flash_attention_for_cpu_backward: flop_registry[
+            aten._scaled_dot_product_flash_attention_backward
+        ],
+    }
+
+
 class ExecutedFlops(TorchDispatchMode):
     """FLOPs of the ops this rank executes, by torch's formulas (``torch.utils.flop_counter``:
-    matmuls, convolutions, attention; 2 per multiply-add). Unlike ``FlopCounterMode`` it tracks no
+    matmuls, convolutions, attention — counted in full, as torch does: a causal mask is not
+    subtracted; 2 per multiply-add), the CPU attention kernels included. Unlike ``FlopCounterMode`` it tracks no
     modules (whose backward hooks break the zero-bubble schedules' ``autograd.grad``), and it
     counts a DTensor op on the local shards of its operands (what this rank computes), not on the
     global shapes."""
@@ -51,7 +66,7 @@ class ExecutedFlops(TorchDispatchMode):
 
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        formula = flop_registry.get(func._overloadpacket)
+        formula = flop_registry.get(func._overloadpacket) or _cpu_attention_formulas().get(func._overloadpacket)
         if formula is not None:
             local = tree_map(lambda t: t._local_tensor if isinstance(t, DTensor) else t, (args, kwargs, out))
             self.flops += formula(*local[0], **local[1], out_val=local[2])
@@ -67,8 +82,9 @@ def count_step(job: Job, trainer: Any, batch: tuple[torch.Tensor, ...], device: 
 
 
 def rounds_for(job: Job) -> int:
-    """Extra steps per probe: as many as the timed steps, at least 3 (a median of three)."""
-    return max(3, job.steps)
+    """Extra steps per probe: as many as the timed steps, at least 3 (a median of three) and at
+    most 5 (the probes must not dominate a job's time)."""
+    return max(3, min(job.steps, 5))
 
 
 def exposed_rounds(

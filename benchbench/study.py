@@ -70,10 +70,11 @@ def job_infeasible_reason(job: Job) -> str | None:
     """Why ``job``'s plan cannot run its model at its world size and batch, or cannot be timed in
     steady state with the job's warm-up (``None``: it can)."""
     reason = infeasible_reason(job.plan, job.model_cfg, job.world_size, job.global_batch)
-    if reason is None and job.plan.compression == "powersgd" and job.warmup_steps < job.plan.powersgd_warmup:
+    if reason is None and job.plan.compression == "powersgd" and job.warmup_steps <= job.plan.powersgd_warmup:
         reason = (
-            f"warmup_steps = {job.warmup_steps} < powersgd_warmup = {job.plan.powersgd_warmup}: the first timed "
-            "steps would be PowerSGD's plain all-reduce warm-up, not compressed steps"
+            f"warmup_steps = {job.warmup_steps} <= powersgd_warmup = {job.plan.powersgd_warmup}: the first timed "
+            "step would be PowerSGD's plain all-reduce warm-up or its first compressed step (which allocates "
+            "its factor matrices and error buffers), not a steady compressed step"
         )
     return reason
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import gc
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,10 +58,29 @@ def setup_device(job: Job, env: RankEnv) -> torch.device:
     return device
 
 
-def make_batches(job: Job, task: SyntheticTask, dp_rank: int, device: torch.device) -> list[tuple[torch.Tensor, ...]]:
-    """Every step's shard of the global batch for data-parallel rank ``dp_rank``, generated
-    before the clock starts."""
-    return [shard_batch(job, *task.batch(s, job.global_batch), dp_rank, device) for s in range(job.total_steps)]
+class Batches(Sequence):
+    """Every step's shard of the global batch for data-parallel rank ``dp_rank``, generated when
+    the step asks for it — before its barrier, so untimed — so that one step's batch is on the
+    device at a time, not the whole run's. The batch of step k depends only on the seed and k."""
+
+    def __init__(self, job: Job, task: SyntheticTask, dp_rank: int, device: torch.device) -> None:
+        self.job, self.task, self.dp_rank, self.device = job, task, dp_rank, device
+
+    def __len__(self) -> int:
+        return self.job.total_steps
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"step {i} of {len(self)}")
+        step = i % len(self)
+        return shard_batch(self.job, *self.task.batch(step, self.job.global_batch), self.dp_rank, self.device)
+
+
+def make_batches(job: Job, task: SyntheticTask, dp_rank: int, device: torch.device) -> Batches:
+    """This rank's batches of every step (:class:`Batches`)."""
+    return Batches(job, task, dp_rank, device)
 
 
 def _sync(device: torch.device) -> None:
@@ -80,7 +100,7 @@ class StepLog:
 
 
 def timed_loop(
-    trainer: Trainer | PipelineTrainer, batches: list, device: torch.device, distributed: bool, warmup: int = 0
+    trainer: Trainer | PipelineTrainer, batches: Sequence, device: torch.device, distributed: bool, warmup: int = 0
 ) -> StepLog:
     """Run every step: barrier, then time this rank's ``train_step`` (device-synchronised), with
     the garbage collector off for the whole loop; the peak memory is reset after the ``warmup``
@@ -97,7 +117,7 @@ def timed_loop(
 
 def _run_steps(
     trainer: Trainer | PipelineTrainer,
-    batches: list,
+    batches: Sequence,
     device: torch.device,
     distributed: bool,
     log: StepLog,
@@ -195,19 +215,31 @@ def reduce_measurements(job: Job, log: StepLog, probes: Probes, device: torch.de
 
 
 def _bubbles(timelines: list[dict[str, Any]], job: Job) -> tuple[float, float | None]:
-    """(measured, simulated) pipeline bubble: per extra step over all ranks, median over steps."""
+    """(measured, simulated) pipeline bubble: per extra step, each pipeline (the ranks sharing a
+    dp and tp coordinate of the (dp, pp, tp) mesh) on its own, averaged; median over steps."""
     n_stages = job.pp * job.plan.virtual_stages
-    steps = len(timelines[0]["walls"])
-    per_step = [
-        step_bubbles([t["actions"][i] for t in timelines], [t["walls"][i] for t in timelines], n_stages)
-        for i in range(steps)
-    ]
-    simulated = [s for _, s in per_step if s is not None]
-    return float(np.median([m for m, _ in per_step])), float(np.median(simulated)) if simulated else None
+    pipelines: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    for rank, t in enumerate(timelines):
+        pipelines.setdefault((rank // (job.pp * job.tp), rank % job.tp), []).append(t)
+    measured, simulated = [], []
+    for i in range(len(timelines[0]["walls"])):
+        per = [
+            step_bubbles([t["actions"][i] for t in p], [t["walls"][i] for t in p], n_stages) for p in pipelines.values()
+        ]
+        measured.append(float(np.mean([m for m, _ in per])))
+        if all(s is not None for _, s in per):
+            simulated.append(float(np.mean([s for _, s in per])))
+    return float(np.median(measured)), float(np.median(simulated)) if simulated else None
 
 
-def _tf32_enabled() -> bool:
-    return bool(torch.backends.cuda.matmul.allow_tf32) or torch.get_float32_matmul_precision() != "highest"
+def _matmul_precision(device: torch.device) -> str:
+    """How fp32 matmuls run on ``device``: ``tf32`` or ``bf16`` where torch lets them (GPU), else ``fp32``."""
+    if device.type != "cuda":
+        return "fp32"
+    if torch.get_float32_matmul_precision() == "medium":
+        return "bf16"
+    tf32 = torch.backends.cuda.matmul.allow_tf32 or torch.get_float32_matmul_precision() == "high"
+    return "tf32" if tf32 else "fp32"
 
 
 def job_summary(
@@ -217,7 +249,7 @@ def job_summary(
     info = model_info(job.model_cfg)
     exposed = reduced["exposed"] or (None, None)
     bubble = reduced["bubble"] or (None, None)
-    precision = job.hardware_cfg.mfu_precision(job.dtype, device.type == "cuda" and _tf32_enabled())
+    precision = job.hardware_cfg.mfu_precision(job.dtype, _matmul_precision(device))
     return summarize(
         step_times=reduced["step_time_s"],
         global_batch=job.global_batch,

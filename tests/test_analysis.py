@@ -195,7 +195,7 @@ def test_memory_plot_draws_measured_next_to_estimate_at_the_largest_world_size(t
     from benchbench.plots import _memory_frame, _series, plot_scaling
 
     frame = _memory_frame(_series(_memory_scaling(fsdp=7.5e6)))
-    assert set(frame["series"]) == {"zero1", "fsdp"}  # world size 2 only
+    assert set(frame["series"]) == {"single", "zero1", "fsdp"}  # world size 2, and the unsharded reference
     fsdp = frame[frame["series"] == "fsdp"].set_index("figure")["MiB"]
     assert fsdp["measured"] == pytest.approx(8e6 / 2**20) and fsdp["estimate"] == pytest.approx(7.5e6 / 2**20)
     (svg,) = plot_scaling(_memory_scaling(), [tmp_path / "memory.svg"])

@@ -139,4 +139,4 @@ def test_powersgd_needs_its_warmup_before_the_timed_steps():
     })  # fmt: skip
     jobs, dropped = expand(cfg)
     assert [j.strategy for j in jobs] == ["ddp"]
-    assert "warmup_steps = 1 < powersgd_warmup = 2" in dropped[0].reason
+    assert "warmup_steps = 1 <= powersgd_warmup = 2" in dropped[0].reason

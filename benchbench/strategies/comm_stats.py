@@ -163,15 +163,13 @@ class CommCounter(TorchDispatchMode):
 
 
 def merge_ranks(tables: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Every rank's rows into one table: per (kind, dimension) the largest calls and bytes of any
-    rank (pipeline stages differ: the first sends activations, the last gradients)."""
+    """Every rank's rows into one table: per (kind, dimension) the whole row of the rank that moved
+    the most payload there (pipeline stages differ: the first sends activations, the last
+    gradients), so calls and bytes in a row come from one rank."""
     merged: dict[tuple[str, str], dict[str, Any]] = {}
     for table in tables:
         for row in table:
             key = (row["dim"], row["kind"])
-            if key not in merged:
+            if key not in merged or row["payload_bytes"] > merged[key]["payload_bytes"]:
                 merged[key] = dict(row)
-                continue
-            for k in ("calls", "payload_bytes", "bus_bytes"):
-                merged[key][k] = max(merged[key][k], row[k])
     return [merged[k] for k in sorted(merged)]
