@@ -105,7 +105,7 @@ def test_mfu_peak_follows_the_matmul_precision(dtype, device, fp32_matmuls, want
 
 GPT = {"arch": "gpt", "layers": 4, "hidden": 32, "heads": 4, "seq_len": 16, "vocab": 64, "batch_size": 16}
 # Compute-heavy enough on 2 cores that a backward pass outlasts the injected delay.
-MLP = {"arch": "mlp", "width": 1024, "depth": 6, "out_dim": 16, "batch_size": 512}
+MLP = {"arch": "mlp", "width": 1024, "depth": 6, "out_dim": 16, "batch_size": 1024}
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +164,7 @@ def test_known_delay_is_exposed_by_dp_naive_and_partly_hidden_by_ddp(cfg, tmp_pa
     naive_rise = slow["dp-naive"]["exposed_comm_s"] - plain["dp-naive"]["exposed_comm_s"]
     ddp_rise = slow["ddp-1mb"]["exposed_comm_s"] - plain["ddp-1mb"]["exposed_comm_s"]
     assert 0.6 * delay <= naive_rise <= 1.5 * delay  # nothing overlaps dp-naive's all-reduce
-    assert ddp_rise < naive_rise - 0.3 * delay  # DDP's first bucket overlaps the rest of backward
+    assert ddp_rise < 0.7 * naive_rise  # DDP's first bucket overlaps the rest of backward
 
 
 @pytest.mark.slow
@@ -194,4 +194,5 @@ def test_pipeline_bubble_falls_as_micro_batches_grow(tmp_path):
     assert bubbles[8]["bubble_fraction_measured"] < bubbles[2]["bubble_fraction_measured"] - 0.1
     assert bubbles[8]["bubble_fraction_simulated"] < bubbles[2]["bubble_fraction_simulated"] - 0.1
     for s in bubbles.values():  # the replay of this near-balanced pipeline lies near the closed form
-        assert abs(s["bubble_fraction_simulated"] - s["bubble_fraction_theoretical"]) < 0.1
+        theory = s["bubble_fraction_theoretical"]  # measured here: m = 2 0.336 vs 0.333, m = 8 0.117 vs 0.111
+        assert abs(s["bubble_fraction_simulated"] - theory) <= 0.15 * theory + 0.01
