@@ -87,19 +87,26 @@ def _efficiency(data: pd.DataFrame) -> sns.FacetGrid:
     return g
 
 
+def _bars(frame: pd.DataFrame, x: str, hue: str, hue_order: list[str], xlabel: str, title: str) -> sns.FacetGrid:
+    """Horizontal bars: one row per series, one bar per ``hue`` value, one panel per model."""
+    order = sorted(frame["series"].unique())
+    g = sns.catplot(
+        data=frame, y="series", x=x, hue=hue, col="model", kind="bar", order=order, hue_order=hue_order,
+        sharex=False, height=max(3.4, 0.3 * len(order)), aspect=1.3,
+    )  # fmt: skip
+    g.set_axis_labels(xlabel, "")
+    g.set_titles("{col_name}")
+    g.figure.suptitle(title, y=1.02)
+    return g
+
+
 def _strategies(data: pd.DataFrame) -> sns.FacetGrid:
     """Strategies side by side: one bar per strategy and world size."""
-    order = sorted(data["series"].unique())
     world_sizes = sorted(int(n) for n in data["world_size"].unique())
-    g = sns.catplot(
-        data=data.assign(ranks=data["world_size"].astype(str)), y="series", x="throughput", hue="ranks",
-        col="model", kind="bar", order=order, hue_order=[str(n) for n in world_sizes], sharex=False,
-        height=max(3.4, 0.3 * len(order)), aspect=0.9,
-    )  # fmt: skip
-    g.set_axis_labels("throughput (samples/s)", "")
-    g.set_titles("{col_name}")
-    g.figure.suptitle("Strategies side by side: throughput by world size", y=1.02)
-    return g
+    return _bars(
+        data.assign(ranks=data["world_size"].astype(str)), "throughput", "ranks", [str(n) for n in world_sizes],
+        "throughput (samples/s)", "Strategies side by side: throughput by world size",
+    )
 
 
 def _memory_frame(data: pd.DataFrame) -> pd.DataFrame:
@@ -118,16 +125,11 @@ def _memory_frame(data: pd.DataFrame) -> pd.DataFrame:
 def _memory(data: pd.DataFrame) -> sns.FacetGrid:
     """Model state (parameters + gradients + optimizer state) of the rank holding the most."""
     frame = _memory_frame(data)
-    order = sorted(frame["series"].unique())
-    g = sns.catplot(
-        data=frame, y="series", x="MiB", hue="figure", col="model", kind="bar", order=order,
-        hue_order=[h for h in ("measured", "estimate") if h in set(frame["figure"])], sharex=False,
-        height=max(3.4, 0.3 * len(order)), aspect=0.9,
-    )  # fmt: skip
-    g.set_axis_labels("model state per rank (MiB)", "")
-    g.set_titles("{col_name}")
-    g.figure.suptitle("Model state per rank (largest world size; single for reference): measured vs estimate", y=1.02)
-    return g
+    return _bars(
+        frame, "MiB", "figure", [h for h in ("measured", "estimate") if h in set(frame["figure"])],
+        "model state per rank (MiB)",
+        "Model state per rank (largest world size; single for reference): measured vs estimate",
+    )
 
 
 _DRAW = {"throughput": _throughput, "efficiency": _efficiency, "strategies": _strategies, "memory": _memory}
