@@ -99,3 +99,11 @@ def test_cli_config_error_exit_code(tmp_path):
     )
     assert out.returncode == 2
     assert "models.m.arch: 'rnn' is not allowed; allowed: ['mlp', 'gpt']" in out.stderr
+
+
+@pytest.mark.parametrize("name", ["$(touch /tmp/pwned)", "a b", "../up", "x;rm", "q'uote", "<b>"])
+def test_study_defined_strategy_names_are_restricted_to_a_safe_set(tiny_config, name):
+    cfg = {**tiny_config, "strategies": ["single", name], "strategy_defs": {name: {"base": "ddp"}}}
+    with pytest.raises(ConfigError, match=r"strategy_defs|strategies\.1") as e:
+        check_config(cfg)
+    assert "does not match" in str(e.value)
