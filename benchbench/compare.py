@@ -55,13 +55,15 @@ def _read_csv(path: Path, needs: set[str]) -> pd.DataFrame:
 
 
 def repeat_stats(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per configuration, over its ok runs: n, mean and sample sd of ``samples_per_s``, global batch."""
+    """Per configuration, over its ok runs: n, mean and sample sd of ``samples_per_s``, global batch
+    and the composition applied (the plan as built: two studies may define a strategy name alike)."""
     ok = runs[(runs["status"] == "ok") & runs["samples_per_s"].notna()]
     batch = ok["global_batch"] if "global_batch" in ok else pd.Series(np.nan, index=ok.index)
-    grouped = ok.assign(global_batch=batch).groupby(KEYS, sort=True)
+    applied = ok["applied"] if "applied" in ok else pd.Series("", index=ok.index)
+    grouped = ok.assign(global_batch=batch, applied=applied.fillna("")).groupby(KEYS, sort=True)
     return grouped.agg(
         n=("samples_per_s", "size"), mean=("samples_per_s", "mean"), sd=("samples_per_s", lambda v: v.std(ddof=1)),
-        global_batch=("global_batch", "first"),
+        global_batch=("global_batch", "first"), applied=("applied", "first"),
     ).reset_index()  # fmt: skip
 
 
@@ -69,9 +71,10 @@ def scaling_stats(scaling: pd.DataFrame) -> pd.DataFrame:
     """The same statistics from scaling.csv: mean = ``throughput``, sd = ``throughput_cv`` x mean."""
     s = scaling.dropna(subset=["throughput"])
     batch = s["global_batch"] if "global_batch" in s else np.nan
+    applied = s["applied"].fillna("") if "applied" in s else ""
     return pd.DataFrame(
         {**{k: s[k] for k in KEYS}, "n": s["repeats"].astype(int), "mean": s["throughput"],
-         "sd": s["throughput_cv"] * s["throughput"], "global_batch": batch}
+         "sd": s["throughput_cv"] * s["throughput"], "global_batch": batch, "applied": applied}
     ).reset_index(drop=True)  # fmt: skip
 
 
@@ -128,6 +131,8 @@ def compare_one(base: pd.Series, new: pd.Series, threshold: float, alpha: float)
     notes = []
     if pd.notna(base["global_batch"]) and pd.notna(new["global_batch"]) and base["global_batch"] != new["global_batch"]:
         notes.append(f"global batch differs ({base['global_batch']:g} vs {new['global_batch']:g})")
+    if base["applied"] and new["applied"] and base["applied"] != new["applied"]:
+        notes.append(f"plan differs ({base['applied']} vs {new['applied']})")
     if min(base["n"], new["n"]) < 2:
         p, low, high, verdict = np.nan, np.nan, np.nan, _direction(ratio, threshold, "?")
         notes.insert(0, NO_TEST)
@@ -145,7 +150,7 @@ def compare_one(base: pd.Series, new: pd.Series, threshold: float, alpha: float)
 
 
 def _side(row: pd.Series, side: str) -> pd.Series:
-    return pd.Series({k: row[f"{k}_{side}"] for k in ("n", "mean", "sd", "global_batch")})
+    return pd.Series({k: row[f"{k}_{side}"] for k in ("n", "mean", "sd", "global_batch", "applied")})
 
 
 def _one_side(row: pd.Series, side: str) -> dict[str, Any]:

@@ -196,3 +196,12 @@ def test_compare_end_to_end_through_python_m_benchbench(tmp_path):
     )  # fmt: skip
     assert done.returncode == 1, done.stderr
     assert "1 configurations compared: 1 slower" in done.stdout and "ratio" in done.stdout
+
+
+def test_a_strategy_name_built_differently_on_the_two_sides_is_noted():
+    base = runs(noisy(100.0, seed=1)).assign(applied="pipeline(Schedule1F1B, stages=2, micro-batches=4) → AdamW")
+    new = runs(noisy(100.0, seed=2)).assign(applied="pipeline(Schedule1F1B, stages=2, micro-batches=8) → AdamW")
+    row = compare(repeat_stats(base), repeat_stats(new)).iloc[0]
+    assert "plan differs (pipeline(Schedule1F1B, stages=2, micro-batches=4)" in row["note"]
+    same = compare(repeat_stats(base), repeat_stats(base)).iloc[0]
+    assert "plan differs" not in same["note"]
