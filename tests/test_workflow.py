@@ -1,6 +1,7 @@
 """The whole workflow: Snakemake with the CI profile runs the CI study end to end."""
 
 import json
+import random
 import re
 import subprocess
 import sys
@@ -10,7 +11,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from benchbench.config import ROOT
+from benchbench.config import ROOT, check_config
+from benchbench.study import expand
 
 pytestmark = pytest.mark.slow
 
@@ -68,6 +70,13 @@ def test_repeats_are_interleaved_across_configurations(tmp_path):
         capture_output=True, text=True,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    order = re.findall(r"output: \S*/raw/\S*-r(\d+)\.json", proc.stdout + proc.stderr)
-    assert len(order) == 30  # 10 configurations x 3 repeats, in the order they were started
-    assert [int(r) for r in order] == sorted(int(r) for r in order)
+    started = re.findall(r"output: \S*/raw/(\S*)-r(\d+)\.json", proc.stdout + proc.stderr)
+    assert len(started) == 30  # 10 configurations x 3 repeats, in the order they were started
+    order = [int(r) for _, r in started]
+    assert order == sorted(order)
+    # within a round the configurations start in the order of a permutation seeded by (seed, round)
+    jobs, _ = expand(check_config(study))
+    configs = sorted({(j.model, j.hardware, j.strategy, j.world_size) for j in jobs})
+    for k in range(3):
+        shuffled = random.Random(f"{study.get('seed', 0)}-{k}").sample(configs, len(configs))
+        assert [c for c, r in started if int(r) == k] == [f"{m}/{h}/{s}/ws{n}" for m, h, s, n in shuffled]

@@ -2,6 +2,7 @@
 # `benchbench matrix` prints), the results layout (benchbench/layout.py), the job behind a
 # bench rule's wildcards, and which rules run on the submitting host.
 import json
+import random
 import sys
 
 from snakemake.settings.types import DeploymentMethod
@@ -52,11 +53,28 @@ def slurm_resource(key):
     return lambda wildcards: job_resources(job_of(wildcards), STUDY["slurm_exclusive"])[key]
 
 
+def _round_orders():
+    """For each repeat, the order in which the configurations start: a permutation seeded by the
+    study's seed and the repeat, so no configuration always runs first in its round."""
+    configs = sorted({(j.model, j.hardware, j.strategy, j.world_size) for j in JOBS})
+    orders = {}
+    for r in range(STUDY["repeats"]):
+        shuffled = random.Random(f"{STUDY.get('seed', 0)}-{r}").sample(configs, len(configs))
+        orders[r] = {c: len(configs) - i for i, c in enumerate(shuffled)}  # first: highest
+    return orders, len(configs)
+
+
+ROUND_ORDERS, N_CONFIGS = _round_orders()
+
+
 def repeat_priority(wildcards):
     """Repeats interleaved across configurations: every configuration's repeat k runs before any
-    repeat k+1 (a slow phase of the machine then spreads over configurations, not onto one).
-    Higher runs first; kept >= 0, as Snakemake's ILP scheduler leaves negative-priority jobs out."""
-    return STUDY["repeats"] - int(wildcards.repeat)
+    repeat k+1 (a slow phase of the machine then spreads over configurations, not onto one), and
+    within a round the configurations start in a seeded shuffled order (ROUND_ORDERS). Higher runs
+    first; kept >= 0, as Snakemake's ILP scheduler leaves negative-priority jobs out."""
+    r = int(wildcards.repeat)
+    config = (wildcards.model, wildcards.hardware, wildcards.strategy, int(wildcards.world_size))
+    return (STUDY["repeats"] - r) * (N_CONFIGS + 1) + ROUND_ORDERS[r].get(config, 0)
 
 
 def sharing_flag(wildcards):
