@@ -69,7 +69,7 @@ SUMMARY: tuple[Metric, ...] = (
        choices=("fp32", "tf32", "bf16")),
     _m("mfu_peak_flops", "FLOP/s", "none", "first", "the profile's dense peak of one device for mfu_precision"),
     _m("hardware_flops_per_step", "FLOP", "sum", "first",
-       "FLOPs all ranks executed in one step, counted by torch's FlopCounterMode (recompute included)"),
+       "FLOPs all ranks executed in one step, by torch's flop_counter formulas (recompute included)"),
     _m("hardware_tflops_per_rank", "TFLOP/s", "none", "mean",
        "hardware_flops_per_step / step_time_median_s / world size / 1e12"),
     _m("hfu", "fraction", "none", "mean", "hardware FLOP/s / (world size x mfu_peak_flops); > 1 fails the job"),

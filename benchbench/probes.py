@@ -2,8 +2,8 @@
 disturbing it (definitions: docs/METRICS.md):
 
 * :func:`count_step` — one step under :class:`~benchbench.strategies.comm_stats.CommCounter`
-  (calls, payload and bus bytes per collective kind and mesh dimension) and torch's
-  ``FlopCounterMode`` (the FLOPs this rank executed: hardware FLOPs);
+  (calls, payload and bus bytes per collective kind and mesh dimension) and
+  :class:`ExecutedFlops` (the FLOPs this rank executed: hardware FLOPs);
 * :func:`exposed_rounds` — paired steps with and without gradient sync (:mod:`benchbench.exposed`);
 * :func:`bubble_rounds` — the pipeline's compute timeline (:mod:`benchbench.bubble`).
 
@@ -12,6 +12,7 @@ Each returns this rank's raw figures; :mod:`benchbench.train` reduces them acros
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -34,13 +35,16 @@ def mesh_dims(job: Job, device: torch.device) -> dict[str, tuple[str, int]]:
     return {mesh[d].get_group().group_name: (d, n) for d, n in sizes.items() if n > 1}
 
 
-def _cpu_attention_formulas() -> dict[Any, Any]:
-    """torch's flash-attention formulas for the CPU kernels of ``scaled_dot_product_attention``,
-    which its registry lacks (same arguments: query, key, value; backward: grad_out first)."""
+@functools.cache
+def _flop_formulas() -> dict[Any, Any]:
+    """torch's FLOP formulas per op (``torch.utils.flop_counter``), plus its flash-attention ones
+    for the CPU kernels of ``scaled_dot_product_attention``, which its registry lacks (same
+    arguments: query, key, value; backward: grad_out first). Built once per process."""
     from torch.utils.flop_counter import flop_registry
 
     aten = torch.ops.aten
     return {
+        **flop_registry,
         aten._scaled_dot_product_flash_attention_for_cpu: flop_registry[aten._scaled_dot_product_flash_attention],
         aten._scaled_dot_product_flash_attention_for_cpu_backward: flop_registry[
             aten._scaled_dot_product_flash_attention_backward
@@ -57,18 +61,19 @@ class ExecutedFlops(TorchDispatchMode):
     global shapes."""
 
     def __init__(self) -> None:
+        from torch.distributed.tensor import DTensor
+
         super().__init__()
         self.flops = 0
+        self._formulas = _flop_formulas()
+        self._local = lambda t: t._local_tensor if isinstance(t, DTensor) else t
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        from torch.distributed.tensor import DTensor
-        from torch.utils.flop_counter import flop_registry
-
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        formula = flop_registry.get(func._overloadpacket) or _cpu_attention_formulas().get(func._overloadpacket)
+        formula = self._formulas.get(func._overloadpacket)
         if formula is not None:
-            local = tree_map(lambda t: t._local_tensor if isinstance(t, DTensor) else t, (args, kwargs, out))
+            local = tree_map(self._local, (args, kwargs, out))
             self.flops += formula(*local[0], **local[1], out_val=local[2])
         return out
 
