@@ -18,8 +18,9 @@ from benchbench.config import load_schema
 from benchbench.job import Job
 from benchbench.metrics import SUMMARY_NAMES
 
-#: 2: the job is ``Job.to_dict()`` (dp / tp / pp / micro_batches only inside ``plan``).
-SCHEMA_VERSION = 3
+#: 4: ``failure`` (kind, rank, signal, message, log tail; :mod:`benchbench.failure`);
+#: 3: per-operation ``comm``; 2: the job is ``Job.to_dict()``.
+SCHEMA_VERSION = 4
 STATUSES = ("ok", "failed", "infeasible")
 
 
@@ -34,12 +35,16 @@ def make_record(
     step_time_s: list[float] | None = None,
     loss: list[float] | None = None,
     summary: dict[str, Any] | None = None,
+    failure: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A complete record; summary figures not given are ``null`` (names: :data:`~benchbench.metrics.SUMMARY`).
 
-    An ``ok`` record must hold every step: ``job.total_steps`` losses and ``job.steps`` step times."""
+    An ``ok`` record must hold every step: ``job.total_steps`` losses and ``job.steps`` step times,
+    and has no ``failure``; a record that is not ok without one gets :func:`default_failure`'s."""
     if status not in STATUSES:
         raise ValueError(f"status {status!r} not in {STATUSES}")
+    if status == "ok" and failure is not None:
+        raise ValueError("an ok record has no failure")
     if status == "ok" and (len(loss or []) != job.total_steps or len(step_time_s or []) != job.steps):
         raise ValueError(
             f"an ok record needs {job.total_steps} losses and {job.steps} step times, "
@@ -50,6 +55,7 @@ def make_record(
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "status": status,
         "error": error,
+        "failure": None if status == "ok" else dict(failure or default_failure(status, error)),
         "job": job.to_dict(),
         "env": dict(env or {}),
         "applied": list(applied or []),
@@ -58,6 +64,16 @@ def make_record(
         "loss": list(loss or []),
         "summary": {k: (summary or {}).get(k) for k in SUMMARY_NAMES},
     }
+
+
+def default_failure(status: str, error: str | None) -> dict[str, Any]:
+    """The ``failure`` of a record not ok that was made without one: ``infeasible``, or a rank
+    exception whose message is the error's first line."""
+    from benchbench.failure import Failure
+
+    first = (error or "").strip().splitlines()[0] if (error or "").strip() else status
+    kind = "infeasible" if status == "infeasible" else "rank_exception"
+    return Failure(kind, first, log_tail=error or "").to_dict()
 
 
 def job_from_json(data: Any) -> Job:

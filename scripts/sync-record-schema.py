@@ -1,12 +1,16 @@
 """Rewrite the ``summary`` block of workflow/schemas/record.schema.yaml from the metric registry
-(benchbench/metrics.py SUMMARY). Run after adding or changing a summary metric; tests/test_registry.py
-fails until the schema and the registry agree. The summary block must stay the file's last."""
+(benchbench/metrics.py SUMMARY), and the failure kinds' enum from benchbench/failure.py
+FAILURE_KINDS. Run after adding or changing a summary metric or a failure kind;
+tests/test_registry.py and tests/test_faults.py fail until the schema and the code agree. The
+summary block must stay the file's last."""
 
+import re
 import textwrap
 from pathlib import Path
 
 import yaml
 
+from benchbench.failure import FAILURE_KINDS
 from benchbench.metrics import SUMMARY
 
 PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "record.schema.yaml"
@@ -14,6 +18,9 @@ PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "record.sc
 
 def main() -> None:
     text = PATH.read_text()
+    kinds = textwrap.fill(", ".join(FAILURE_KINDS), width=100, initial_indent="        enum: [",
+                          subsequent_indent="               ")  # fmt: skip
+    text = re.sub(r"^        enum: \[config,[^\]]*\]\n", lambda m: kinds + "]\n", text, count=1, flags=re.M)
     head = text[: text.index("  summary:\n")]
     names = ", ".join(m.name for m in SUMMARY)
     required = textwrap.fill(names, width=100, initial_indent="    required: [", subsequent_indent="               ")

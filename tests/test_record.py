@@ -20,7 +20,7 @@ def test_valid_record_round_trips(tmp_path):
     path = write_record(rec, tmp_path / "a" / "r.json")
     assert read_record(path) == rec
     assert job_of(read_record(path)) == JOB  # the typed job survives the trip through JSON
-    assert rec["schema_version"] == SCHEMA_VERSION == 3
+    assert rec["schema_version"] == SCHEMA_VERSION == 4
     assert list(tmp_path.joinpath("a").iterdir()) == [path]  # no temporary files left behind
 
 
