@@ -8,8 +8,10 @@ others.
   false``.
 * :func:`rank_env_from_slurm` — RANK / WORLD_SIZE / LOCAL_RANK from SLURM_PROCID / SLURM_NTASKS /
   SLURM_LOCALID; MASTER_ADDR the first host of SLURM_STEP_NODELIST (parsed here, so ``scontrol``
-  need not be installed); MASTER_PORT derived from the job and step ids, so jobs grouped into one
-  allocation never collide.
+  need not be installed); MASTER_PORT from BENCHBENCH_MASTER_PORT, a port the parent
+  (``benchbench run``, on the allocation's first node: rank 0's host) found free by binding port 0
+  (:func:`benchbench.launch.free_port`; relaunched on a fresh one if the rendezvous still finds it
+  taken), so two jobs on one node never draw the same port.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from benchbench.job import Job
 
-PORT_BASE, PORT_SPAN = 20000, 40000
 SLURM_EXECUTORS = ("slurm", "slurm-jobstep")  # the submitting side and the job's own Snakemake
 DEFAULT_MEM_MB_PER_CPU = 2000  # when the hardware profile's slurm section gives none
 
@@ -43,25 +44,20 @@ def first_host(nodelist: str) -> str:
     return re.sub(r"\[([^\]]+)\]", lambda m: re.split(r"[-,]", m.group(1))[0], pattern)
 
 
-def master_port(job_id: str | int, step_id: str | int | None) -> int:
-    """A rendezvous port unique to (job, step): steps of one allocation differ."""
-    step = int(step_id) if step_id not in (None, "") and str(step_id).isdigit() else 0
-    return PORT_BASE + (int(job_id) * 97 + step) % PORT_SPAN
-
-
 def rank_env_from_slurm(environ: dict[str, str] | None = None) -> dict[str, str]:
     """torch.distributed's env:// variables for a task started by ``srun``."""
     env = os.environ if environ is None else environ
     nodelist = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST")
     if not nodelist:
         raise RuntimeError("srun task without SLURM_STEP_NODELIST / SLURM_JOB_NODELIST: cannot find rank 0's host")
+    if not env.get("BENCHBENCH_MASTER_PORT"):
+        raise RuntimeError("srun task without BENCHBENCH_MASTER_PORT: start the ranks with `benchbench run`")
     out = {
         "RANK": env["SLURM_PROCID"],
         "WORLD_SIZE": env.get("SLURM_STEP_NUM_TASKS") or env["SLURM_NTASKS"],
         "LOCAL_RANK": env.get("SLURM_LOCALID", "0"),
         "MASTER_ADDR": env.get("BENCHBENCH_MASTER_ADDR") or first_host(nodelist),
-        "MASTER_PORT": env.get("BENCHBENCH_MASTER_PORT")
-        or str(master_port(env["SLURM_JOB_ID"], env.get("SLURM_STEP_ID"))),
+        "MASTER_PORT": env["BENCHBENCH_MASTER_PORT"],
     }
     return out
 

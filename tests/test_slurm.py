@@ -19,7 +19,7 @@ import yaml
 from benchbench.config import ROOT, validate
 from benchbench.hardware import HardwareProfile, load_hardware
 from benchbench.launch import rank_command
-from benchbench.slurm import first_host, job_resources, master_port, rank_env_from_slurm, timed_alone
+from benchbench.slurm import first_host, job_resources, rank_env_from_slurm, timed_alone
 from tests.conftest import make_test_job
 
 
@@ -130,12 +130,13 @@ def test_first_host_of_a_hostlist(nodelist, host):
 
 def test_rank_env_from_slurm_variables():
     env = {"SLURM_PROCID": "5", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1", "SLURM_STEP_NODELIST": "gpu[03-04]",
-           "SLURM_JOB_ID": "1234", "SLURM_STEP_ID": "2"}  # fmt: skip
+           "SLURM_JOB_ID": "1234", "SLURM_STEP_ID": "2", "BENCHBENCH_MASTER_PORT": "31234"}  # fmt: skip
     got = rank_env_from_slurm(env)
     assert got == {"RANK": "5", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "MASTER_ADDR": "gpu03",
-                   "MASTER_PORT": str(master_port(1234, 2))}  # fmt: skip
-    ports = {master_port(1234, step) for step in range(100)}
-    assert len(ports) == 100 and all(20000 <= p < 60000 for p in ports)  # grouped jobs' steps never collide
+                   "MASTER_PORT": "31234"}  # fmt: skip  (the port the parent picked free)
+    del env["BENCHBENCH_MASTER_PORT"]
+    with pytest.raises(RuntimeError, match="without BENCHBENCH_MASTER_PORT"):
+        rank_env_from_slurm(env)
 
 
 def _need_slurm() -> None:
