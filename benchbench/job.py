@@ -69,6 +69,25 @@ class Job:
         return not self.plan.single_process
 
     @property
+    def collective_timeout_s(self) -> float:
+        """How long a rank waits in the rendezvous or in one collective before it raises:
+        ``min(max(timeout_s / 4, 10), 600)`` s (torch applies one timeout to both; docs/ARCHITECTURE.md
+        "Failures"). A quarter of the job's budget, so a hang fails well before the job timeout."""
+        return min(max(self.timeout_s / 4, 10.0), 600.0)
+
+    @property
+    def rendezvous_timeout_s(self) -> float:
+        """How long joining the process group may take: the same value as
+        :attr:`collective_timeout_s` (``init_process_group`` takes one timeout for both)."""
+        return self.collective_timeout_s
+
+    def hang_after_s(self, median_step_s: float = 0.0) -> float:
+        """The parent's watchdog calls a stepping job hung when no rank finished a step for this
+        long: ``collective_timeout_s + max(5, 3 × median step)`` (the grace lets a rank's own
+        collective timeout fire first, and a slow step be slow)."""
+        return self.collective_timeout_s + max(5.0, 3.0 * median_step_s)
+
+    @property
     def total_steps(self) -> int:
         """Warm-up and timed steps."""
         return self.warmup_steps + self.steps

@@ -2,10 +2,12 @@
 
 :func:`run_job` checks feasibility, starts the ranks — torch's elastic launcher
 (``python -m torch.distributed.run --standalone``) on one machine, ``srun`` inside a Slurm
-allocation, one plain process for single-process plans — enforces the job's timeout, and leaves a
-record whatever happens: ``ok`` from rank 0, ``infeasible`` or ``failed`` with the error otherwise.
-Each rank runs :mod:`benchbench.rank`; the rank side of the rendezvous is
-:mod:`benchbench.rendezvous`.
+allocation, one plain process for single-process plans — watches their heartbeats
+(:mod:`benchbench.heartbeat`), kills a job that hangs or outlives its ``timeout_s``, and leaves a
+record whatever happens: ``ok`` from rank 0, ``infeasible`` or ``failed`` with the error and its
+classification (:mod:`benchbench.failure`) otherwise. Every exit path kills every process of the
+job; a signal to the parent (SIGTERM/SIGINT/SIGHUP) leaves no record and exits 128+signum. Each
+rank runs :mod:`benchbench.rank`; the rank side of the rendezvous is :mod:`benchbench.rendezvous`.
 """
 
 from __future__ import annotations
@@ -14,18 +16,29 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchbench.failure import Evidence, Failure, RankError, addr_in_use, classify, oom_kills
+from benchbench.heartbeat import Beat, read_beats
 from benchbench.job import Job
+from benchbench.rank import die_with_parent
 from benchbench.record import make_record, read_record, write_record
 
 ERROR_TAIL_CHARS = 4000
 LAUNCHERS = ("auto", "torchrun", "srun")
+POLL_S = 0.25  # the watchdog's period
+PORT_RETRIES = 3  # fresh-port relaunches after a rendezvous port found in use
+PARENT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def resolve_launcher(launcher: str) -> str:
@@ -37,8 +50,26 @@ def resolve_launcher(launcher: str) -> str:
     return launcher
 
 
-def rank_command(job: Job, job_file: Path, out: Path, err_dir: Path, launcher: str = "torchrun") -> list[str]:
-    """The command line that starts every rank of ``job``."""
+def free_port() -> int:
+    """A TCP port no socket holds now (bind port 0, read it, release it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
+
+
+def _torchrun_rendezvous(port: int | None) -> list[str]:
+    """``--standalone`` (torchrun binds a free port itself) unless a port is given."""
+    if port is None:
+        return ["--standalone"]  # local c10d rendezvous on a free port: concurrent jobs never collide
+    rdzv = ["--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-conf=is_host=1"]
+    return [*rdzv, f"--rdzv-id=benchbench-{os.getpid()}-{port}"]
+
+
+def rank_command(
+    job: Job, job_file: Path, out: Path, err_dir: Path, launcher: str = "torchrun", port: int | None = None
+) -> list[str]:
+    """The command line that starts every rank of ``job``; ``port``: torchrun's rendezvous port
+    (else ``--standalone``; srun's ranks take theirs from BENCHBENCH_MASTER_PORT)."""
     rank = ["-m", "benchbench.rank", "--job-file", str(job_file), "--out", str(out), "--err-dir", str(err_dir)]
     if not job.distributed:
         return [sys.executable, *rank]
@@ -61,12 +92,13 @@ def rank_command(job: Job, job_file: Path, out: Path, err_dir: Path, launcher: s
         sys.executable,
         "-m",
         "torch.distributed.run",
-        "--standalone",  # local c10d rendezvous on a free port: concurrent jobs never collide
+        *_torchrun_rendezvous(port),
         "--nnodes=1",
         f"--nproc-per-node={job.world_size}",
         "--max-restarts=0",
         *rank,
     ]
+
 
 
 def _error_text(err_dir: Path, output: str, returncode: int | None) -> str:
@@ -90,19 +122,263 @@ def _rank_environment(job: Job, launcher: str, timed_alone: bool) -> dict[str, s
     }
 
 
-def _run_ranks(cmd: list[str], env: dict[str, str], timeout: float) -> tuple[str, int | None, bool]:
-    """Run the launcher in its own session; on timeout kill it and every rank it started.
-    Returns (combined output, return code, timed out)."""
-    proc = subprocess.Popen(
-        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
-    )
+def _die_with_parent() -> None:
+    """In the launcher's child, before exec: SIGTERM when ``benchbench run`` dies (torchrun then
+    stops its ranks; they also die with torchrun, :func:`benchbench.rank.die_with_parent`). Imports
+    nothing: a child forked from a threaded parent must not take the import lock."""
+    die_with_parent(signal.SIGTERM)
+
+
+def _job_pids(tmpdir: Path) -> list[int]:
+    """Processes whose command line names the job's temporary folder (launcher and ranks)."""
+    needle, pids = str(tmpdir).encode(), []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if needle in (proc / "cmdline").read_bytes() and int(proc.name) != os.getpid():
+                pids.append(int(proc.name))
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+def _kill_job(pgid: int | None, tmpdir: Path) -> None:
+    """SIGKILL the launcher's process group and every process of the job outside it (torchrun
+    starts each rank in a session of its own)."""
     try:
-        output, _ = proc.communicate(timeout=timeout)
-        return output, proc.returncode, False
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        output, _ = proc.communicate()
-        return output, proc.returncode, True
+        if pgid is not None:
+            os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    for pid in _job_pids(tmpdir):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _exited(proc: subprocess.Popen) -> bool:
+    """Whether the launcher exited, without reaping it (its pid keeps naming its group)."""
+    try:
+        return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
+@dataclass
+class Watch:
+    """The parent's view of the ranks' progress, from their heartbeats."""
+
+    job: Job
+    tmpdir: Path
+    started: float = field(default_factory=time.monotonic)
+    beats: dict[int, Beat] = field(default_factory=dict)
+    last_step: float | None = None  # monotonic time a step count last changed
+    walls: list[float] = field(default_factory=list)  # step walls seen (sampled)
+
+    def update(self) -> None:
+        """Read the heartbeats; note any rank that finished a step since the last look."""
+        now = time.monotonic()
+        for rank, beat in read_beats(self.tmpdir).items():
+            old = self.beats.get(rank)
+            if beat.steps and (old is None or beat.steps != old.steps):
+                self.last_step = now
+                self.walls.append(beat.wall)
+            self.beats[rank] = beat
+
+    def median(self) -> float:
+        """Median of the step walls seen (0 before the first)."""
+        walls = sorted(self.walls)
+        return walls[len(walls) // 2] if walls else 0.0
+
+    def stall(self) -> float:
+        """Seconds since a rank last finished a step (since the start if none did)."""
+        return time.monotonic() - (self.last_step or self.started)
+
+    def laggard(self) -> Beat | None:
+        """The rank furthest behind."""
+        return min(self.beats.values(), key=lambda b: (b.steps, b.time), default=None)
+
+    def stepping(self) -> bool:
+        """Whether some rank is inside the step loop (a step finished, the last not yet)."""
+        return any(b.phase == "steps" for b in self.beats.values())
+
+    def alive(self) -> bool:
+        """Whether every rank's liveness thread touched its heartbeat lately."""
+        return bool(self.beats) and all(b.alive() for b in self.beats.values())
+
+    def stall_text(self) -> str:
+        """``no progress for 12 s at step 4 (median step 0.01 s)``, or "" before any step."""
+        lag = self.laggard()
+        if lag is None or self.last_step is None:
+            return ""
+        return f"no progress for {self.stall():.0f} s at step {lag.steps} (median step {self.median():.2g} s)"
+
+    def verdict(self) -> Failure | None:
+        """Kill now? ``job_timeout`` past ``timeout_s``; ``collective_timeout`` when ranks are
+        stepping and none finished a step for :meth:`~benchbench.job.Job.hang_after_s`."""
+        elapsed, job = time.monotonic() - self.started, self.job
+        if elapsed >= job.timeout_s:
+            return Failure("job_timeout", f"job_timeout after {job.timeout_s:g} s: {self._progress()}")
+        if self.stepping() and self.stall() > job.hang_after_s(self.median()):
+            lag = self.laggard()
+            state = "alive" if self.alive() else "not answering"
+            msg = f"rank {lag.rank} stuck in a collective: {self.stall_text()}; ranks {state}, killed by the watchdog"
+            return Failure("collective_timeout", msg, lag.rank if lag else None)
+        return None
+
+    def _progress(self) -> str:
+        """Slow or hung, for the job-timeout message."""
+        lag, total = self.laggard(), self.job.total_steps
+        if lag is None:
+            return "no rank reported yet (starting)"
+        if self.last_step is None:
+            return f"no step finished in {self.stall():.0f} s (rank {lag.rank} {lag.at()})"
+        if self.stall() <= max(5.0, 3 * self.median()):
+            alive = "ranks alive" if self.alive() else "ranks not answering"
+            return f"{alive}, progressing (step {lag.steps} of {total}, median {self.median():.2g} s) — slow, not hung"
+        return f"no step finished for {self.stall():.0f} s on rank {lag.rank} (stuck at step {lag.steps})"
+
+
+@dataclass
+class Attempt:
+    """One launch of the ranks: what the launcher printed, how it ended, what the watchdog saw."""
+
+    output: str
+    code: int | None
+    killed: Failure | None  # the parent's verdict when it killed the job
+    watch: Watch
+
+
+def _run_ranks(cmd: list[str], env: dict[str, str], job: Job, tmpdir: Path) -> Attempt:
+    """Run the launcher in its own session, polling the heartbeats; kill the job on the watchdog's
+    verdict, and kill whatever of it is left on every way out."""
+    log_path = tmpdir / "launcher.log"
+    watch = Watch(job, tmpdir)
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent
+        )
+    killed = None
+    try:
+        while not _exited(proc):
+            time.sleep(POLL_S)
+            watch.update()
+            killed = watch.verdict()
+            if killed:
+                break
+    finally:
+        _kill_job(proc.pid, tmpdir)  # stragglers too, after a normal exit
+        code = proc.wait()
+    return Attempt(log_path.read_text(errors="replace"), None if killed else code, killed, watch)
+
+
+def _evidence(job: Job, tmpdir: Path, attempt: Attempt, ooms: int) -> Evidence:
+    """What the ranks left behind for :func:`~benchbench.failure.classify`."""
+    errors = []
+    for path in sorted(tmpdir.glob("rank*.json")):
+        try:
+            info = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        text = path.with_suffix(".err").read_text() if path.with_suffix(".err").exists() else ""
+        errors.append(RankError(**info, text=text))
+    where = {r: b.at() for r, b in attempt.watch.beats.items()}
+    return Evidence(job.world_size, attempt.output, errors, where, ooms, attempt.watch.stall_text())
+
+
+class Interrupted(BaseException):
+    """``benchbench run`` got SIGTERM, SIGINT or SIGHUP."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """While inside: SIGTERM/SIGINT/SIGHUP raise :class:`Interrupted` (main thread only); the
+    previous handlers come back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Interrupted(signum)
+
+    previous = {s: signal.signal(s, handler) for s in PARENT_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _slurm_state() -> str | None:
+    """The allocation's state as squeue says it (TIMEOUT, PREEMPTED, CANCELLED, ...), if it answers."""
+    job_id = os.environ.get("SLURM_JOB_ID")
+    if not job_id or not shutil.which("squeue"):
+        return None
+    try:
+        out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _interrupted_exit(job: Job, signum: int, started: float) -> SystemExit:
+    """Log the record the job would have left (one line on stderr, which the workflow sends to the
+    job's log) and the exit to raise: 128 + signum, no record at the output path."""
+    name = signal.Signals(signum).name
+    if os.environ.get("SLURM_JOB_ID"):
+        state = _slurm_state()
+        failure = Failure("scheduler_killed", f"{name} from the scheduler (job state {state or 'unknown'})")
+    else:
+        failure = Failure("interrupted", f"benchbench run got {name}")
+    failure.signal = name
+    record = make_record(job=job, status="failed", error=failure.message, failure=failure.to_dict())
+    record["env"]["wall_time_s"] = round(time.monotonic() - started, 3)
+    sys.stderr.write("interrupted, no record written: " + json.dumps(record) + "\n")
+    sys.stderr.flush()
+    return SystemExit(128 + signum)
+
+
+def _failed(job: Job, tmpdir: Path, attempt: Attempt, ooms: int) -> dict[str, Any]:
+    """The failed record of a launch that did not produce rank 0's ok record."""
+    ev = _evidence(job, tmpdir, attempt, ooms)
+    failure = attempt.killed or classify(ev)
+    if attempt.killed:
+        failure.log_tail = (next(iter(e.text for e in ev.errors), "") or attempt.output)[-ERROR_TAIL_CHARS:]
+    detail = _error_text(tmpdir, attempt.output, attempt.code)
+    return make_record(job=job, status="failed", error=f"{failure.message}\n{detail}", failure=failure.to_dict())
+
+
+def _launch(job: Job, tmpdir: Path, launcher: str, env: dict[str, str]) -> tuple[Attempt, int]:
+    """Launch the ranks; relaunch on a fresh port while the rendezvous finds its port in use
+    (before any step ran, :data:`PORT_RETRIES` times). BENCHBENCH_MASTER_PORT, if set, is the
+    first try's port; srun always gets a port the parent picked (rank 0 runs on this host)."""
+    port = int(env["BENCHBENCH_MASTER_PORT"]) if env.get("BENCHBENCH_MASTER_PORT") else None
+    for retry in range(PORT_RETRIES + 1):
+        if launcher == "srun" and port is None:
+            port = free_port()
+        if port is not None:
+            env = {**env, "BENCHBENCH_MASTER_PORT": str(port)}
+        cmd = rank_command(job, tmpdir / "job.json", tmpdir / "record.json", tmpdir, launcher, port)
+        attempt = _run_ranks(cmd, env, job, tmpdir)
+        stepped = any(b.steps for b in attempt.watch.beats.values())
+        in_use = attempt.code != 0 and not attempt.killed and not stepped and _port_in_use(tmpdir, attempt.output)
+        if not in_use or retry == PORT_RETRIES:
+            return attempt, retry
+        sys.stderr.write(f"rendezvous port {port} in use: relaunching on a fresh port\n")
+        shutil.rmtree(tmpdir / "hb", ignore_errors=True)
+        for stale in tmpdir.glob("rank*"):
+            stale.unlink()
+        port = free_port()
+    raise AssertionError("unreachable")
+
+
+def _port_in_use(tmpdir: Path, output: str) -> bool:
+    texts = [output, *(p.read_text(errors="replace") for p in tmpdir.glob("rank*.err"))]
+    return any(addr_in_use(t) for t in texts)
 
 
 def run_job(
@@ -112,32 +388,41 @@ def run_job(
     ``timed_alone`` says whether other timed jobs may run beside it (recorded in its ``env``).
 
     Returns the record and where it was written. Never raises for a failing job: the failure
-    is the record."""
+    is the record. On SIGTERM/SIGINT/SIGHUP it kills the job, writes no record and raises
+    ``SystemExit(128 + signum)`` (see :func:`_interrupted_exit`)."""
     out = Path(out)
     if reason is not None:
-        record = make_record(job=job, status="infeasible", error=reason)
+        failure = Failure("infeasible", reason.splitlines()[0] if reason else "infeasible")
+        record = make_record(job=job, status="infeasible", error=reason, failure=failure.to_dict())
         return record, write_record(record, out)
 
     launcher = resolve_launcher(launcher) if job.distributed else "single"
     out.parent.mkdir(parents=True, exist_ok=True)
-    # beside the record, not in /tmp: on a cluster every node's ranks must reach it
+    started = time.monotonic()
+    try:
+        with _signals_interrupt():
+            record = _run_in_tmpdir(job, out, launcher, timed_alone)
+    except Interrupted as e:
+        raise _interrupted_exit(job, e.signum, started) from None
+    record["env"]["wall_time_s"] = round(time.monotonic() - started, 3)
+    return record, write_record(record, out)
+
+
+def _run_in_tmpdir(job: Job, out: Path, launcher: str, timed_alone: bool) -> dict[str, Any]:
+    """Launch in a temporary folder beside the record (not /tmp: on a cluster every node's ranks
+    must reach it), removed after; rank 0's ok record, or the failed one."""
     with tempfile.TemporaryDirectory(prefix=f".{out.stem}.", dir=out.parent) as tmp:
         tmpdir = Path(tmp)
-        job_file, tmp_out = tmpdir / "job.json", tmpdir / "record.json"
-        job_file.write_text(json.dumps(job.to_dict()))
-        started = time.monotonic()
-        output, code, timed_out = _run_ranks(
-            rank_command(job, job_file, tmp_out, tmpdir, launcher),
-            _rank_environment(job, launcher, timed_alone),
-            job.timeout_s,
-        )
-        sys.stderr.write(output[-ERROR_TAIL_CHARS:] if code else "")
-        if not timed_out and code == 0 and tmp_out.exists():
-            record = read_record(tmp_out)
-        elif timed_out:
-            msg = f"timeout: job still running after {job.timeout_s:.0f} s (timeout_s), killed"
-            record = make_record(job=job, status="failed", error=msg + "\n" + _error_text(tmpdir, output, None))
-        else:
-            record = make_record(job=job, status="failed", error=_error_text(tmpdir, output, code))
-        record["env"]["wall_time_s"] = round(time.monotonic() - started, 3)
-        return record, write_record(record, out)
+        (tmpdir / "job.json").write_text(json.dumps(job.to_dict()))
+        ooms = oom_kills()
+        try:
+            attempt, _ = _launch(job, tmpdir, launcher, _rank_environment(job, launcher, timed_alone))
+        except Interrupted:
+            _kill_job(None, tmpdir)  # a signal between Popen and its watch: the job's processes by name
+            raise
+        new_ooms = (oom_kills() or 0) - ooms if ooms is not None else 0
+        if attempt.code:
+            sys.stderr.write(attempt.output[-ERROR_TAIL_CHARS:])
+        if attempt.code == 0 and (tmpdir / "record.json").exists():
+            return read_record(tmpdir / "record.json")
+        return _failed(job, tmpdir, attempt, new_ooms)

@@ -3,8 +3,10 @@
 Started by :mod:`benchbench.launch` (directly, under torchrun, or by srun). It learns who it is
 (:mod:`benchbench.rendezvous`), joins the process group when the plan needs one, trains
 (:func:`benchbench.train.run_rank`), and rank 0 writes the ok record to ``--out``. A rank that
-raises writes its traceback to ``<err-dir>/rank<R>.err`` and exits non-zero, so the launcher
-tears the job down and the parent records the failure.
+raises writes its traceback to ``<err-dir>/rank<R>.err`` and what the parent classifies
+(:class:`benchbench.failure.RankError`) to ``rank<R>.json``, and exits non-zero, so the launcher
+tears the job down and the parent records the failure. Every rank writes heartbeats to
+``<err-dir>/hb/`` (:mod:`benchbench.heartbeat`) and dies with its parent process (the launcher).
 """
 
 from __future__ import annotations
@@ -12,11 +14,41 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import time
 import traceback
 from pathlib import Path
 
+from benchbench import heartbeat
 from benchbench.rendezvous import RankEnv, init_distributed, rank_env
+
+
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """Ask Linux to send ``sig`` to this process when its parent dies (PR_SET_PDEATHSIG), so that no
+    rank outlives its launcher; no-op elsewhere. Exits at once if the parent is already gone."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(sig), 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:
+        os._exit(128 + int(sig))
+
+
+def _write_error(err_dir: Path, rank: int, exc: BaseException) -> None:
+    """``rank<R>.err`` (the traceback, for people) and ``rank<R>.json`` (for the parent's classifier)."""
+    err_dir.mkdir(parents=True, exist_ok=True)
+    text = traceback.format_exc()
+    (err_dir / f"rank{rank}.err").write_text(f"{type(exc).__name__}: {exc}\n\n{text}")
+    phase, steps = heartbeat.where()
+    line = " ".join(f"{type(exc).__name__}: {exc}".split())[:1000]  # the traceback's last line, on one line
+    info = {"rank": rank, "type": type(exc).__name__, "line": line, "phase": phase, "step": steps, "time": time.time()}
+    (err_dir / f"rank{rank}.json").write_text(json.dumps(info))
 
 
 def _run(job_file: Path, out: Path, env: RankEnv) -> None:
@@ -29,12 +61,16 @@ def _run(job_file: Path, out: Path, env: RankEnv) -> None:
     job = Job.from_dict(json.loads(job_file.read_text()))
     device = setup_device(job, env)  # before the group: NCCL binds this rank to its GPU
     if job.distributed:
-        init_distributed(env, job.hardware_cfg.backend, job.timeout_s, device if device.type == "cuda" else None)
+        heartbeat.phase("rendezvous")
+        cuda = device if device.type == "cuda" else None
+        init_distributed(env, job.hardware_cfg.backend, job.collective_timeout_s, cuda)
+    heartbeat.phase("build")
     record = run_rank(job, env, device)
     if record is not None:
         write_record(record, out)
     if dist.is_initialized():
         dist.barrier()  # every rank is done with the group before any rank tears it down
+    heartbeat.phase("done")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,13 +79,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--err-dir", required=True, type=Path)
     args = parser.parse_args(argv)
+    die_with_parent()
     env = RankEnv(int(os.environ.get("RANK") or os.environ.get("SLURM_PROCID") or 0))
     try:
+        heartbeat.start(args.err_dir, env.rank)
         env = rank_env()
         _run(args.job_file, args.out, env)
     except BaseException as exc:
-        args.err_dir.mkdir(parents=True, exist_ok=True)
-        (args.err_dir / f"rank{env.rank}.err").write_text(f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}")
+        _write_error(args.err_dir, env.rank, exc)
         return 1
     finally:
         import torch.distributed as dist

@@ -65,8 +65,10 @@ def _check_rendezvous_host(host: str) -> None:
 
 def init_distributed(env: RankEnv, backend: str, timeout_s: float, device_id: Any = None) -> None:
     """Join the job's process group (env:// rendezvous); a rendezvous that does not complete
-    within ``timeout_s`` fails with an error naming host, port and ranks. ``device_id`` (GPU)
-    binds the group to this rank's device, so NCCL communicators form eagerly on the right GPU."""
+    within ``timeout_s`` fails with an error naming host, port and ranks. ``timeout_s`` (the job's
+    ``collective_timeout_s``) also bounds every collective: torch applies one timeout to both, so a
+    rank blocked in a collective raises after it. ``device_id`` (GPU) binds the group to this
+    rank's device, so NCCL communicators form eagerly on the right GPU."""
     import torch.distributed as dist
 
     host, port = os.environ.get("MASTER_ADDR", "?"), os.environ.get("MASTER_PORT", "?")

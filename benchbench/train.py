@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchbench import memory
+from benchbench import heartbeat, memory
 from benchbench.bubble import step_bubbles
 from benchbench.data import SyntheticTask
 from benchbench.exposed import exposed_figures
@@ -139,6 +139,7 @@ def _run_steps(
         log.blocked.append(max(0.0, 1.0 - cpu / wall) if wall > 0 else 0.0)
         log.losses.append(float(loss.detach().double().cpu()) if loss is not None else 0.0)
         log.holds_loss.append(1.0 if loss is not None else 0.0)
+        heartbeat.step(i, len(batches), wall)  # after the timing: the parent's watchdog reads it
 
 
 @dataclass

@@ -52,13 +52,15 @@ def test_rank_failure_leaves_failed_record(tmp_path, tiny_config):
     rec = run(tiny_config, tmp_path, "gpt-tiny", "ddp", 2, hardware_cfg=CPU_LOCAL.to_dict() | {"backend": "nccl"})
     assert rec["status"] == "failed"
     assert "rank0:" in rec["error"] and "nccl" in rec["error"].lower()
+    assert rec["failure"]["kind"] == "rank_exception" and rec["failure"]["rank"] == 0
     assert rec["step_time_s"] == [] and rec["summary"]["samples_per_s"] is None
 
 
 def test_timeout_leaves_failed_record(tmp_path, tiny_config):
     rec = run(tiny_config, tmp_path, "mlp-tiny", "ddp", 2, timeout_s=0.5)
     assert rec["status"] == "failed"
-    assert rec["error"].startswith("timeout: job still running after 0 s")
+    assert rec["error"].startswith("job_timeout after 0.5 s: ")
+    assert rec["failure"]["kind"] == "job_timeout" and rec["env"]["wall_time_s"] < 5
 
 
 def test_cli_run_infeasible_writes_record(tmp_path):

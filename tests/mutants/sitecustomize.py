@@ -166,9 +166,74 @@ def slow_step() -> None:
         cls.train_step = slowed
 
 
+def _oom() -> None:
+    """Cap this process's address space at its current size + 512 MiB, then allocate until the cap."""
+    import resource
+
+    with open("/proc/self/statm") as f:
+        size = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    resource.setrlimit(resource.RLIMIT_AS, (size + (512 << 20), resource.RLIM_INFINITY))
+    held = []
+    try:
+        while True:
+            held.append(bytearray(32 << 20))
+    except MemoryError:
+        n = len(held)
+        held.clear()
+        raise MemoryError(f"fault: allocated {n * 32} MiB under RLIMIT_AS") from None
+
+
+def _dead_port() -> int:
+    """A port nobody listens on (bound, read, released)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fault() -> None:
+    """Not a bug: a failure on purpose, for tests/test_faults.py. BENCHBENCH_FAULT=<what>:<rank>[:<step>]:
+    ``raise`` (RuntimeError), ``kill`` (SIGKILL itself), ``hang`` (sleep forever just before the
+    step's collectives, so the other ranks block in them), ``oom`` (MemoryError under RLIMIT_AS) at
+    step <step> (0-based, warm-up included) of rank <rank>; ``rendezvous`` points rank <rank>'s
+    MASTER_PORT at a port nobody listens on. Only in rank processes (RANK set)."""
+    what, rank, *step = os.environ["BENCHBENCH_FAULT"].split(":")
+    if os.environ.get("RANK") != rank:
+        return
+    if what == "rendezvous":
+        os.environ["MASTER_PORT"] = str(_dead_port())
+        return
+    import signal
+    import time
+
+    from benchbench import trainers
+
+    def act() -> None:
+        if what == "raise":
+            raise RuntimeError("boom")
+        if what == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        if what == "hang":
+            time.sleep(3600)
+        if what == "oom":
+            _oom()
+
+    for cls in (trainers.Trainer, trainers.PipelineTrainer):
+        train_step = cls.train_step
+
+        def faulty(self, inputs, targets, _step=train_step):
+            self._fault_calls = getattr(self, "_fault_calls", -1) + 1
+            if self._fault_calls == int(step[0]):
+                act()
+            return _step(self, inputs, targets)
+
+        cls.train_step = faulty
+
+
 MUTANTS = {f.__name__.replace("_", "-"): f for f in (
     dp_no_divide, dp_skip_param, ddp_skip_bucket, fsdp_no_average, tp_no_reduce, pp_sum_microbatches,
-    pp_wrong_microbatch, comm_delay, slow_step,
+    pp_wrong_microbatch, comm_delay, slow_step, fault,
 )}  # fmt: skip
 
 if MUTANT:

@@ -1,0 +1,254 @@
+"""Every failure of a job is bounded in time, classified, explained, and leaves no process behind.
+
+Unit tests of the classifier on real launcher output; then faults injected into real 2-rank jobs
+(torchrun + gloo) through tests/mutants/sitecustomize.py (BENCHBENCH_MUTANT=fault,
+BENCHBENCH_FAULT=<what>:<rank>:<step>), each checked for its time to fail, its record's
+``failure`` and leftover processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from benchbench.config import ROOT, load_schema
+from benchbench.failure import FAILURE_KINDS, Evidence, RankError, classify, parse_launcher_output
+from benchbench.launch import free_port, run_job
+from benchbench.record import make_record, validate_record
+from tests.conftest import make_test_job
+
+# captured from torchrun 2.x: rank 1 SIGKILLed itself; rank 0 torn down with SIGTERM
+TORCHRUN_KILLED = """\
+W1130 06:45:49.482000 30794 torch/distributed/elastic/multiprocessing/api.py:1028] Sending process 30816 closing \
+signal SIGTERM
+E1130 06:45:49.498000 30794 torch/distributed/elastic/multiprocessing/api.py:1002] failed (exitcode: -9) \
+local_rank: 1 (pid: 30817) of binary: /work/main/.venv/bin/python
+torch.distributed.elastic.multiprocessing.errors.ChildFailedError:
+=======================================================
+k.py FAILED
+-------------------------------------------------------
+Failures:
+[1]:
+  time      : 2026-11-30_06:45:49
+  host      : localhost
+  rank      : 0 (local_rank: 0)
+  exitcode  : -15 (pid: 30816)  (SIGTERM)
+  error_file: <N/A>
+  traceback : Signal 15 (SIGTERM) received by PID 30816
+-------------------------------------------------------
+Root Cause (first observed failure):
+[0]:
+  time      : 2026-11-30_06:45:49
+  host      : localhost
+  rank      : 1 (local_rank: 1)
+  exitcode  : -9 (pid: 30817)  (SIGKILL)
+  error_file: <N/A>
+  traceback : Signal 9 (SIGKILL) received by PID 30817
+=======================================================
+"""
+TORCHRUN_EXITED = TORCHRUN_KILLED.replace("-9 (pid: 30817)  (SIGKILL)", "1 (pid: 30817) ").replace(
+    "Signal 9 (SIGKILL) received by PID 30817", "To enable traceback see: https://pytorch.org/docs/"
+)
+PEER_LOST = RankError(0, "RuntimeError", "RuntimeError: [pair.cc:553] Connection closed by peer [127.0.0.1]:4235.",
+                      "steps", 2, 1.0)  # fmt: skip
+
+
+def test_failure_kinds_are_the_schema_enum():
+    kind = load_schema("record")["properties"]["failure"]["properties"]["kind"]
+    assert tuple(kind["enum"]) == FAILURE_KINDS  # scripts/sync-record-schema.py writes it
+
+
+def test_parse_launcher_output():
+    died = parse_launcher_output(TORCHRUN_KILLED)
+    assert (died.rank, died.exitcode, died.signal) == (1, -9, "SIGKILL")  # the root cause, not the torn-down rank
+    died = parse_launcher_output(TORCHRUN_EXITED)
+    assert (died.rank, died.exitcode, died.signal) == (1, 1, None)
+    died = parse_launcher_output("srun: error: node3: task 1: Killed\nsrun: Terminating StepId=12.0")
+    assert (died.rank, died.signal) == (1, "SIGKILL")
+    died = parse_launcher_output("srun: error: node3: task 0: Exited with exit code 2")
+    assert (died.rank, died.exitcode, died.signal) == (0, 2, None)
+    assert parse_launcher_output("Traceback ...\nRuntimeError: boom") is None
+
+
+def test_classify_killed_rank_over_its_peers_symptom():
+    ev = Evidence(2, TORCHRUN_KILLED, [PEER_LOST], {1: "at step 2"})
+    f = classify(ev)
+    assert (f.kind, f.rank, f.signal, f.message) == ("rank_killed", 1, "SIGKILL", "rank 1 killed by SIGKILL at step 2")
+    ev.oom_kills = 1  # the cgroup's OOM killer fired meanwhile
+    assert classify(ev).kind == "out_of_memory"
+    exited = classify(Evidence(2, TORCHRUN_EXITED))  # no signal: not a killed rank
+    assert (exited.kind, exited.rank, exited.signal) == ("rank_exception", 1, None)
+    assert exited.message == "rank 1 ended with exit code 1 and left no error"
+
+
+@pytest.mark.parametrize(
+    ("err", "kind", "rank"),
+    [
+        (RankError(1, "MemoryError", "MemoryError: x", "steps", 2), "out_of_memory", 1),
+        (RankError(0, "OutOfMemoryError", "OutOfMemoryError: CUDA out of memory.", "steps", 2), "out_of_memory", 0),
+        (RankError(0, "ValueError", "ValueError: hidden 30 not divisible by heads 4", "build", 0), "config", 0),
+        (RankError(0, "ValueError", "ValueError: bad value", "steps", 3), "rank_exception", 0),  # not a config error
+        (RankError(1, "RuntimeError", "RuntimeError: boom", "steps", 2), "rank_exception", 1),
+        (RankError(0, "RuntimeError", "RuntimeError: [x.cc:78] Timed out waiting 10000ms for recv", "steps", 2),
+         "collective_timeout", 1),  # rank 0 waited; rank 1, which left no error, is the suspect
+        (RankError(0, "RuntimeError", "RuntimeError: rendezvous failed: ... wait timeout after 10000ms", "rendezvous"),
+         "rendezvous_timeout", 1),
+        (RankError(0, "RuntimeError", "RuntimeError: rendezvous failed: ... ProcessGroupNCCL is only supported with "
+                   "GPUs, no GPUs found!", "rendezvous"), "rank_exception", 0),  # not a timeout: not rendezvous
+    ],
+)  # fmt: skip
+def test_classify_rank_errors(err, kind, rank):
+    f = classify(Evidence(2, "", [err], {err.rank: "at step 2"}))
+    assert (f.kind, f.rank) == (kind, rank)
+    assert "\n" not in f.message
+
+
+def test_records_carry_their_failure():
+    job = make_test_job(steps=1, warmup_steps=0)
+    ok = make_record(job=job, status="ok", step_time_s=[0.1], loss=[1.0])
+    assert ok["failure"] is None and ok["schema_version"] == 4
+    failed = make_record(job=job, status="failed", error="boom\nmore")
+    assert failed["failure"]["kind"] == "rank_exception" and failed["failure"]["message"] == "boom"
+    ok["failure"] = failed["failure"]
+    with pytest.raises(Exception, match=r"not of type 'null'|is not valid"):
+        validate_record(ok)
+    failed["failure"] = None
+    with pytest.raises(Exception, match="not of type 'object'"):
+        validate_record(failed)
+
+
+def test_free_port_never_returns_a_held_port():
+    held = []
+    try:
+        for _ in range(20):
+            port = free_port()
+            s = socket.socket()
+            s.bind(("", port))  # still free when picked, and held from now on
+            s.listen()
+            held.append(s)
+        assert len({s.getsockname()[1] for s in held}) == 20  # concurrent picks while held differ
+    finally:
+        for s in held:
+            s.close()
+
+
+# --- real jobs, with faults -------------------------------------------------------------------
+
+
+def _orphans(tmp_path: Path, within: float = 3.0) -> list[str]:
+    """Command lines of live processes that name ``tmp_path`` (the job's folder is inside it)."""
+    deadline = time.monotonic() + within
+    while True:
+        found = []
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                cmd = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if str(tmp_path).encode() in cmd and int(proc.name) != os.getpid():
+                found.append(cmd.replace(b"\0", b" ").decode(errors="replace"))
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def fault(monkeypatch):
+    def set_fault(spec: str, mutant: str = "fault", delay: float | None = None) -> None:
+        path = str(ROOT / "tests" / "mutants")
+        monkeypatch.setenv("PYTHONPATH", path + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        monkeypatch.setenv("BENCHBENCH_MUTANT", mutant)
+        monkeypatch.setenv("BENCHBENCH_FAULT", spec)
+        if delay is not None:
+            monkeypatch.setenv("BENCHBENCH_DELAY_S", str(delay))
+
+    return set_fault
+
+
+def _run(tmp_path: Path, **changes) -> tuple[dict, float]:
+    job = make_test_job("ddp", 2, **{"steps": 4, "warmup_steps": 1, "timeout_s": 40.0, **changes})
+    started = time.monotonic()
+    record, _ = run_job(job, tmp_path / "r.json")
+    took = time.monotonic() - started
+    validate_record(record)
+    assert record["status"] == "failed" and record["env"]["wall_time_s"] <= took
+    assert _orphans(tmp_path) == []
+    return record, took
+
+
+FAULTS = [  # spec, kind, rank, signal, message start, time bound (s; startup alone takes ~5-10 s here)
+    ("raise:1:2", "rank_exception", 1, None, "rank 1 raised RuntimeError: boom at step 2", 30),
+    ("kill:1:2", "rank_killed", 1, "SIGKILL", "rank 1 killed by SIGKILL at step 2", 30),
+    ("oom:1:2", "out_of_memory", 1, None, "rank 1 out of memory at step 2: MemoryError: fault: allocated", 30),
+    ("hang:1:2", "collective_timeout", 1, None, "rank 1 stuck in a collective: no progress for 1", 35),
+    ("rendezvous:1", "rendezvous_timeout", 1, None, "rank 1 did not join the process group; rank 0:", 35),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("spec", "kind", "rank", "sig", "message", "bound"), FAULTS, ids=[f[0] for f in FAULTS])
+def test_fault_is_classified_in_bounded_time(tmp_path, fault, spec, kind, rank, sig, message, bound):
+    fault(spec)
+    record, took = _run(tmp_path)
+    f = record["failure"]
+    assert (f["kind"], f["rank"], f["signal"]) == (kind, rank, sig), f["message"]
+    assert f["message"].startswith(message), f["message"]
+    assert took < bound, f"{spec}: {took:.1f} s to fail"
+    assert f["log_tail"] and len(f["log_tail"]) <= 4000
+    assert record["error"].startswith(f["message"])
+
+
+@pytest.mark.slow
+def test_slow_job_times_out_as_slow_not_hung(tmp_path, fault):
+    fault("", mutant="slow-step", delay=0.5)
+    record, took = _run(tmp_path, steps=200, timeout_s=16.0)
+    f = record["failure"]
+    assert f["kind"] == "job_timeout" and f["rank"] is None
+    assert f["message"].startswith("job_timeout after 16 s: ranks alive, progressing (step ")
+    assert re.search(r"\(step \d+ of 201, median 0\.5\d* s\) — slow, not hung$", f["message"]), f["message"]
+    assert 16 <= took < 22
+
+
+@pytest.mark.slow
+def test_busy_port_is_retried_on_a_fresh_one(tmp_path, monkeypatch, capfd):
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        monkeypatch.setenv("BENCHBENCH_MASTER_PORT", str(port))  # the first try's port, taken
+        record, _ = run_job(make_test_job("ddp", 2, steps=1, warmup_steps=0, timeout_s=40.0), tmp_path / "r.json")
+    assert record["status"] == "ok", record["error"]
+    assert f"rendezvous port {port} in use: relaunching on a fresh port" in capfd.readouterr().err
+    assert _orphans(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_sigterm_leaves_no_record_and_no_process(tmp_path, fault):
+    fault("", mutant="slow-step", delay=0.3)
+    out = tmp_path / "x.json"
+    spec = json.dumps(make_test_job("ddp", 2, steps=100, warmup_steps=0, timeout_s=60.0).to_dict())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchbench", "run", "--spec", spec, "--out", str(out), "--launcher", "torchrun"],
+        stderr=subprocess.PIPE, text=True, cwd=ROOT,
+    )  # fmt: skip
+    deadline = time.monotonic() + 40
+    while not any(p.read_text().split()[:1] not in ([], ["0"]) for p in tmp_path.glob(".x.*/hb/rank*")):
+        assert time.monotonic() < deadline and proc.poll() is None, "no step finished"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    sent = time.monotonic()
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 128 + signal.SIGTERM and time.monotonic() - sent < 5
+    assert not out.exists() and list(tmp_path.iterdir()) == []  # no record, no temporary folder
+    line = next(x for x in err.splitlines() if x.startswith("interrupted, no record written: "))
+    would_be = json.loads(line.split(": ", 1)[1])
+    assert would_be["failure"]["kind"] == "interrupted" and would_be["failure"]["signal"] == "SIGTERM"
+    assert _orphans(tmp_path) == []
