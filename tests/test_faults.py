@@ -21,7 +21,7 @@ import pytest
 
 from benchbench.config import ROOT, load_schema
 from benchbench.failure import FAILURE_KINDS, Evidence, RankError, classify, parse_launcher_output
-from benchbench.launch import free_port, run_job
+from benchbench.launch import Watch, free_port, run_job
 from benchbench.record import make_record, validate_record
 from tests.conftest import make_test_job
 
@@ -140,6 +140,33 @@ def test_free_port_never_returns_a_held_port():
             s.close()
 
 
+def _beat(tmp_path: Path, rank: int, steps: int, phase: str = "steps", age: float = 0.0) -> None:
+    (tmp_path / "hb").mkdir(exist_ok=True)
+    (tmp_path / "hb" / f"rank{rank}").write_text(f"{steps} {phase} {time.time() - age:.3f} 0.01 {os.getpid()}\n")
+
+
+def test_watchdog_tells_hung_from_slow(tmp_path):
+    job = make_test_job(timeout_s=100.0, steps=10, warmup_steps=0)
+    assert job.collective_timeout_s == 25 and job.hang_after_s(0.01) == 30  # min(max(100/4, 10), 600) + 5
+    watch = Watch(job, tmp_path)
+    _beat(tmp_path, 0, 4)
+    _beat(tmp_path, 1, 3)
+    watch.update()
+    assert watch.verdict() is None  # a step just finished
+    watch.last_step = time.monotonic() - 31  # ... and none since, while stepping
+    f = watch.verdict()
+    assert (f.kind, f.rank) == ("collective_timeout", 1)
+    assert f.message == ("rank 1 stuck in a collective: no progress for 31 s at step 3 (median step 0.01 s); "
+                         "ranks alive, killed by the watchdog")  # fmt: skip
+    _beat(tmp_path, 0, 10, "after")  # out of the loop (probes, gate): the job timeout's business only
+    _beat(tmp_path, 1, 10, "after", age=5)  # the last to write
+    watch.update()
+    watch.last_step = time.monotonic() - 31
+    assert watch.verdict() is None
+    watch.started = time.monotonic() - 100
+    assert watch.verdict().message == "job_timeout after 100 s: no step finished for 31 s on rank 1 (stuck at step 10)"
+
+
 # --- real jobs, with faults -------------------------------------------------------------------
 
 
@@ -207,6 +234,19 @@ def test_fault_is_classified_in_bounded_time(tmp_path, fault, spec, kind, rank, 
 
 
 @pytest.mark.slow
+def test_config_error_is_config(tmp_path):
+    from tests.conftest import TINY_GPT
+
+    job = make_test_job("single", 1, model_cfg=dict(TINY_GPT, heads=3))
+    record, _ = run_job(job, tmp_path / "r.json")
+    f = record["failure"]
+    assert (f["kind"], f["rank"]) == ("config", 0)
+    assert f["message"] == (
+        "rank 0 cannot build the job from its config: ValueError: gpt: hidden (32) must be divisible by heads (3)"
+    )
+
+
+@pytest.mark.slow
 def test_slow_job_times_out_as_slow_not_hung(tmp_path, fault):
     fault("", mutant="slow-step", delay=0.5)
     record, took = _run(tmp_path, steps=200, timeout_s=16.0)
@@ -230,10 +270,8 @@ def test_busy_port_is_retried_on_a_fresh_one(tmp_path, monkeypatch, capfd):
     assert _orphans(tmp_path) == []
 
 
-@pytest.mark.slow
-def test_sigterm_leaves_no_record_and_no_process(tmp_path, fault):
-    fault("", mutant="slow-step", delay=0.3)
-    out = tmp_path / "x.json"
+def _cli_run_stepping(tmp_path: Path, out: Path) -> subprocess.Popen:
+    """``benchbench run`` of a slow 2-rank job in a subprocess, returned once a rank finished a step."""
     spec = json.dumps(make_test_job("ddp", 2, steps=100, warmup_steps=0, timeout_s=60.0).to_dict())
     proc = subprocess.Popen(
         [sys.executable, "-m", "benchbench", "run", "--spec", spec, "--out", str(out), "--launcher", "torchrun"],
@@ -243,6 +281,23 @@ def test_sigterm_leaves_no_record_and_no_process(tmp_path, fault):
     while not any(p.read_text().split()[:1] not in ([], ["0"]) for p in tmp_path.glob(".x.*/hb/rank*")):
         assert time.monotonic() < deadline and proc.poll() is None, "no step finished"
         time.sleep(0.1)
+    return proc
+
+
+@pytest.mark.slow
+def test_killed_parent_takes_its_job_along(tmp_path, fault):
+    fault("", mutant="slow-step", delay=0.3)
+    proc = _cli_run_stepping(tmp_path, tmp_path / "x.json")
+    proc.kill()  # SIGKILL: no handler runs; PR_SET_PDEATHSIG does the work
+    proc.communicate(timeout=10)
+    assert _orphans(tmp_path, within=10) == []
+
+
+@pytest.mark.slow
+def test_sigterm_leaves_no_record_and_no_process(tmp_path, fault):
+    fault("", mutant="slow-step", delay=0.3)
+    out = tmp_path / "x.json"
+    proc = _cli_run_stepping(tmp_path, out)
     proc.send_signal(signal.SIGTERM)
     sent = time.monotonic()
     _, err = proc.communicate(timeout=10)
@@ -252,3 +307,17 @@ def test_sigterm_leaves_no_record_and_no_process(tmp_path, fault):
     would_be = json.loads(line.split(": ", 1)[1])
     assert would_be["failure"]["kind"] == "interrupted" and would_be["failure"]["signal"] == "SIGTERM"
     assert _orphans(tmp_path) == []
+
+
+def test_interrupt_inside_slurm_is_scheduler_killed(monkeypatch, capsys):
+    from benchbench import launch
+
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    monkeypatch.setattr(launch, "_slurm_state", lambda: "PREEMPTED")
+    exc = launch._interrupted_exit(make_test_job(), signal.SIGTERM, time.monotonic())
+    assert exc.code == 143
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("interrupted, no record written: ") and "\n" not in line
+    failure = json.loads(line.split(": ", 1)[1])["failure"]
+    assert failure == {"kind": "scheduler_killed", "rank": None, "signal": "SIGTERM",
+                       "message": "SIGTERM from the scheduler (job state PREEMPTED)", "log_tail": ""}  # fmt: skip

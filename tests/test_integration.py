@@ -52,7 +52,7 @@ def test_rank_failure_leaves_failed_record(tmp_path, tiny_config):
     rec = run(tiny_config, tmp_path, "gpt-tiny", "ddp", 2, hardware_cfg=CPU_LOCAL.to_dict() | {"backend": "nccl"})
     assert rec["status"] == "failed"
     assert "rank0:" in rec["error"] and "nccl" in rec["error"].lower()
-    assert rec["failure"]["kind"] == "rank_exception" and rec["failure"]["rank"] == 0
+    assert rec["failure"]["kind"] == "rank_exception" and rec["failure"]["rank"] in (0, 1)  # both raise
     assert rec["step_time_s"] == [] and rec["summary"]["samples_per_s"] is None
 
 
