@@ -249,11 +249,11 @@ class Attempt:
     watch: Watch
 
 
-def _run_ranks(cmd: list[str], env: dict[str, str], job: Job, tmpdir: Path) -> Attempt:
+def _run_ranks(cmd: list[str], env: dict[str, str], job: Job, tmpdir: Path, started: float) -> Attempt:
     """Run the launcher in its own session, polling the heartbeats; kill the job on the watchdog's
-    verdict, and kill whatever of it is left on every way out."""
+    verdict (its clock runs from ``started``), and kill whatever of it is left on every way out."""
     log_path = tmpdir / "launcher.log"
-    watch = Watch(job, tmpdir)
+    watch = Watch(job, tmpdir, started)
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent
@@ -352,22 +352,23 @@ def _failed(job: Job, tmpdir: Path, attempt: Attempt, ooms: int) -> dict[str, An
     return make_record(job=job, status="failed", error=f"{failure.message}\n{detail}", failure=failure.to_dict())
 
 
-def _launch(job: Job, tmpdir: Path, launcher: str, env: dict[str, str]) -> tuple[Attempt, int]:
+def _launch(job: Job, tmpdir: Path, launcher: str, env: dict[str, str]) -> Attempt:
     """Launch the ranks; relaunch on a fresh port while the rendezvous finds its port in use
     (before any step ran, :data:`PORT_RETRIES` times). BENCHBENCH_MASTER_PORT, if set, is the
     first try's port; srun always gets a port the parent picked (rank 0 runs on this host)."""
     port = int(env["BENCHBENCH_MASTER_PORT"]) if env.get("BENCHBENCH_MASTER_PORT") else None
+    started = time.monotonic()  # retries share the job's timeout
     for retry in range(PORT_RETRIES + 1):
         if launcher == "srun" and port is None:
             port = free_port()
         if port is not None:
             env = {**env, "BENCHBENCH_MASTER_PORT": str(port)}
         cmd = rank_command(job, tmpdir / "job.json", tmpdir / "record.json", tmpdir, launcher, port)
-        attempt = _run_ranks(cmd, env, job, tmpdir)
+        attempt = _run_ranks(cmd, env, job, tmpdir, started)
         stepped = any(b.steps for b in attempt.watch.beats.values())
         in_use = attempt.code != 0 and not attempt.killed and not stepped and _port_in_use(tmpdir, attempt.output)
         if not in_use or retry == PORT_RETRIES:
-            return attempt, retry
+            return attempt
         sys.stderr.write(f"rendezvous port {port} in use: relaunching on a fresh port\n")
         shutil.rmtree(tmpdir / "hb", ignore_errors=True)
         for stale in tmpdir.glob("rank*"):
@@ -416,12 +417,12 @@ def _run_in_tmpdir(job: Job, out: Path, launcher: str, timed_alone: bool) -> dic
         (tmpdir / "job.json").write_text(json.dumps(job.to_dict()))
         ooms = oom_kills()
         try:
-            attempt, _ = _launch(job, tmpdir, launcher, _rank_environment(job, launcher, timed_alone))
+            attempt = _launch(job, tmpdir, launcher, _rank_environment(job, launcher, timed_alone))
         except Interrupted:
             _kill_job(None, tmpdir)  # a signal between Popen and its watch: the job's processes by name
             raise
         new_ooms = (oom_kills() or 0) - ooms if ooms is not None else 0
-        if attempt.code:
+        if attempt.code != 0:
             sys.stderr.write(attempt.output[-ERROR_TAIL_CHARS:])
         if attempt.code == 0 and (tmpdir / "record.json").exists():
             return read_record(tmpdir / "record.json")
