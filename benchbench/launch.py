@@ -106,10 +106,16 @@ def _run_ranks(cmd: list[str], env: dict[str, str], timeout: float) -> tuple[str
 
 
 def run_job(
-    job: Job, out: str | Path, reason: str | None = None, launcher: str = "auto", timed_alone: bool = True
+    job: Job,
+    out: str | Path,
+    reason: str | None = None,
+    launcher: str = "auto",
+    timed_alone: bool = True,
+    retry_of: str | None = None,
 ) -> tuple[dict[str, Any], Path]:
     """Run one job and leave its record at ``out`` (see :func:`~benchbench.record.write_record`);
-    ``timed_alone`` says whether other timed jobs may run beside it (recorded in its ``env``).
+    ``timed_alone`` says whether other timed jobs may run beside it, ``retry_of`` which failed
+    record this run retries (both recorded in its ``env``).
 
     Returns the record and where it was written. Never raises for a failing job: the failure
     is the record."""
@@ -140,4 +146,6 @@ def run_job(
         else:
             record = make_record(job=job, status="failed", error=_error_text(tmpdir, output, code))
         record["env"]["wall_time_s"] = round(time.monotonic() - started, 3)
+        if retry_of:
+            record["env"]["retry_of"] = retry_of
         return record, write_record(record, out)
