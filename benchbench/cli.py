@@ -41,7 +41,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from benchbench.launch import run_job
 
     job, reason = _job_from_args(args)
-    record, written = run_job(job, args.out, reason, args.launcher, timed_alone=not args.timed_shared)
+    record, written = run_job(
+        job, args.out, reason, args.launcher, timed_alone=not args.timed_shared, retry_of=args.retry_of or None
+    )
     s = record["summary"]
     if record["status"] == "ok":
         print(
@@ -162,6 +164,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--allow-failed", action="store_true", help="exit 0 when a failed/infeasible record was written")
     r.add_argument(
         "--timed-shared", action="store_true", help="other timed jobs may run beside this one (recorded)"
+    )
+    r.add_argument(
+        "--retry-of", default="", help="creation time of the failed record this run retries (the workflow sets it)"
     )
     r.set_defaults(func=_cmd_run)
 

@@ -383,10 +383,16 @@ def _port_in_use(tmpdir: Path, output: str) -> bool:
 
 
 def run_job(
-    job: Job, out: str | Path, reason: str | None = None, launcher: str = "auto", timed_alone: bool = True
+    job: Job,
+    out: str | Path,
+    reason: str | None = None,
+    launcher: str = "auto",
+    timed_alone: bool = True,
+    retry_of: str | None = None,
 ) -> tuple[dict[str, Any], Path]:
     """Run one job and leave its record at ``out`` (see :func:`~benchbench.record.write_record`);
-    ``timed_alone`` says whether other timed jobs may run beside it (recorded in its ``env``).
+    ``timed_alone`` says whether other timed jobs may run beside it, ``retry_of`` which failed
+    record this run retries (both recorded in its ``env``).
 
     Returns the record and where it was written. Never raises for a failing job: the failure
     is the record. On SIGTERM/SIGINT/SIGHUP it kills the job, writes no record and raises
@@ -406,6 +412,8 @@ def run_job(
     except Interrupted as e:
         raise _interrupted_exit(job, e.signum, started) from None
     record["env"]["wall_time_s"] = round(time.monotonic() - started, 3)
+    if retry_of:
+        record["env"]["retry_of"] = retry_of
     return record, write_record(record, out)
 
 

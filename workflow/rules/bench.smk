@@ -5,6 +5,8 @@
 # the Slurm executor the same job asks for nodes, one task per rank, GPUs per node and, unless
 # the study sets slurm_exclusive: false, whole nodes (benchbench.slurm.job_resources);
 # `benchbench run` starts its ranks with srun inside the allocation.
+# A failed record is a result: it is kept until `--config retry_failed=true` asks for its job
+# again (retry_token); a job whose study settings changed reruns (its `job` param changed).
 
 
 rule bench:
@@ -16,6 +18,7 @@ rule bench:
         python=PYTHON,
         job=job_json,
         sharing=sharing_flag,
+        retry=retry_token,
     threads: rank_threads
     priority: repeat_priority
     resources:
@@ -34,4 +37,5 @@ rule bench:
         CONDA_ENV
     shell:
         "{params.python:q} -m benchbench run --spec {params.job:q} --out {output:q} --allow-failed {params.sharing}"
+        " --retry-of={params.retry:q}"
         " > {log:q} 2>&1"

@@ -84,6 +84,21 @@ def sharing_flag(wildcards):
     return "" if timed_alone(BENCH_SLOTS, executor, STUDY["slurm_exclusive"]) else "--timed-shared"
 
 
+def retry_token(wildcards):
+    """A bench param that changes only to retry a failed job. The record keeps the token it ran
+    with (env.retry_of), and the token is read back from it, so Snakemake's params trigger sees no
+    change; with `--config retry_failed=true` a record that says failed yields its own creation
+    time instead, which differs, so that job reruns and no other. Empty when there is no record."""
+    try:
+        with open(LAYOUT.record_pattern.format(**wildcards)) as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        return ""  # no record yet (it will run anyway) or unreadable (aggregate reports it)
+    if STUDY["retry_failed"] and record.get("status") == "failed":
+        return str(record.get("created_at", "retry"))
+    return str(record.get("env", {}).get("retry_of") or "")
+
+
 def job_json(wildcards):
     return json.dumps(job_of(wildcards).to_dict(), sort_keys=True)
 
