@@ -5,7 +5,7 @@
 # the Slurm executor the same job asks for nodes, one task per rank, GPUs per node and, unless
 # the study sets slurm_exclusive: false, whole nodes (benchbench.slurm.job_resources);
 # `benchbench run` starts its ranks with srun inside the allocation.
-# A failed record is a result: it is kept until `--config retry_failed=true` asks for its job
+# A failed record is a result: it is kept until `--config retry_failed=True` asks for its job
 # again (retry_token); a job whose study settings changed reruns (its `job` param changed).
 
 

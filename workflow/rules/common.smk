@@ -87,7 +87,7 @@ def sharing_flag(wildcards):
 def retry_token(wildcards):
     """A bench param that changes only to retry a failed job. The record keeps the token it ran
     with (env.retry_of), and the token is read back from it, so Snakemake's params trigger sees no
-    change; with `--config retry_failed=true` a record that says failed yields its own creation
+    change; with `--config retry_failed=True` a record that says failed yields its own creation
     time instead, which differs, so that job reruns and no other. Empty when there is no record."""
     try:
         with open(LAYOUT.record_pattern.format(**wildcards)) as f:
