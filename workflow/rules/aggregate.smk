@@ -19,7 +19,7 @@ rule dropped:
 
 rule aggregate:
     input:
-        records=RECORDS,
+        records=all_records,
         dropped=rules.dropped.output[0],
     output:
         runs=str(LAYOUT.table("runs")),
