@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from benchbench.layout import TABLES
 from benchbench.metrics import METRICS, SUMMARY, SUMMARY_NAMES
 from benchbench.record import atomic_write_text
 from benchbench.records_in import Rejected, read_records
@@ -65,11 +66,11 @@ UNKNOWN_FAILURE = {"failed": "unknown", "infeasible": "infeasible"}
 
 
 def load_records(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
-    """Read records, order kept; raise ``ValueError`` naming the first file that is not a usable
-    record (:func:`aggregate` instead reports such files and leaves them out)."""
-    records, rejected = read_records(paths, warn=False)
-    if rejected:
-        raise ValueError(f"{rejected[0].path}: {rejected[0].reason}")
+    """The usable records of ``paths``, order kept; the others are named on stderr and left out,
+    as in :func:`aggregate`. ``ValueError`` (naming the first bad file) when none is usable."""
+    records, rejected = read_records(paths)
+    if rejected and not records:
+        raise ValueError(f"no usable record; {rejected[0].path}: {rejected[0].reason}")
     return records
 
 
@@ -375,9 +376,9 @@ def aggregate(
 ) -> dict[str, pd.DataFrame]:
     """Read the records, leaving out (and naming on stderr and in ``rejected``) files that are not
     usable records; write each table named in ``outputs`` to ``outputs[name]``; return all frames."""
-    unknown = set(outputs) - {"runs", "scaling", "failures", "rejected", "dropped"}
+    unknown = set(outputs) - set(TABLES)
     if unknown:
-        raise ValueError(f"aggregate writes runs, scaling, failures, rejected and dropped; not {sorted(unknown)}")
+        raise ValueError(f"aggregate writes {list(TABLES)}, not {sorted(unknown)}")
     records, rejected = read_records(record_paths)
     frames = tables(records, scaling, dropped, rejected)
     for name, path in outputs.items():
