@@ -172,9 +172,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_tables_and_plots(sub: argparse._SubParsersAction) -> None:
-    a = sub.add_parser("aggregate", help="records -> runs.csv, scaling.csv, dropped.csv")
+    a = sub.add_parser("aggregate", help="records -> " + ", ".join(f"{n}.csv" for n in TABLES))
     a.add_argument("--records", nargs="+", required=True)
-    a.add_argument("--out-dir", help="write <out-dir>/{runs,scaling,dropped}.csv")
+    a.add_argument("--out-dir", help="write <out-dir>/{" + ",".join(TABLES) + "}.csv")
     for name in TABLES:
         a.add_argument(f"--{name}-csv", help=f"where to write {name}.csv (instead of --out-dir)")
     a.add_argument("--scaling", choices=["strong", "weak"], default="strong")
@@ -190,7 +190,7 @@ def _add_tables_and_plots(sub: argparse._SubParsersAction) -> None:
     rp = sub.add_parser("report", help="tables + plots + records -> report/index.html")
     rp.add_argument("--study-dir", help="results/<study>: records, tables and plots where the layout puts them")
     rp.add_argument("--records", nargs="*")
-    rp.add_argument("--tables", nargs="+", help="runs.csv scaling.csv dropped.csv (instead of --study-dir)")
+    rp.add_argument("--tables", nargs="+", help=" ".join(f"{n}.csv" for n in TABLES) + " (instead of --study-dir)")
     rp.add_argument("--plots", nargs="*", help="plot files; SVGs are inlined")
     rp.add_argument("--out", help="the report file (default: the layout's report/index.html)")
     rp.add_argument("--description", default="")

@@ -6,7 +6,7 @@
     results/<study>/logs/bench/<model>/<hardware>/<strategy>/ws<N>-r<k>.log
     results/<study>/logs/<rule>.log                                     aggregate, plot, report
     results/<study>/dropped.json                                        combinations not run
-    results/<study>/tables/{runs,scaling,dropped}.csv
+    results/<study>/tables/{runs,scaling,failures,rejected,dropped}.csv
     results/<study>/plots/{throughput,efficiency,strategies}.{svg,png}
     results/<study>/report/index.html
 
@@ -25,7 +25,7 @@ RESULTS = "results"
 #: A job's record and log, relative to the results root; the bench rule's wildcards are these names.
 RECORD_PATTERN = "{study}/raw/{model}/{hardware}/{strategy}/ws{world_size}-r{repeat}.json"
 LOG_PATTERN = "{study}/logs/bench/{model}/{hardware}/{strategy}/ws{world_size}-r{repeat}.log"
-TABLES = ("runs", "scaling", "dropped")
+TABLES = ("runs", "scaling", "failures", "rejected", "dropped")
 PLOTS = ("throughput", "efficiency", "strategies", "memory")
 PLOT_FORMATS = ("svg", "png")
 

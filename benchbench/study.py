@@ -30,13 +30,18 @@ class Dropped:
         return asdict(self)
 
 
+def _seq_len(model_cfg: dict[str, Any]) -> int | None:
+    """Tokens per sample of a sequence model, else ``None``. In a validated config only the sequence
+    architectures have a ``seq_len`` (config schema; ``benchbench.models.ARCHITECTURES``' ``sequence``
+    flag, tested), so expanding a study needs no torch import (2-3 s in every Snakemake run)."""
+    return int(model_cfg["seq_len"]) if "seq_len" in model_cfg else None
+
+
 def make_job(
     cfg: dict[str, Any], model: str, hardware: str, strategy: str, world_size: int, repeat: int
 ) -> tuple[Job, str | None]:
     """The job of one combination of a validated study config, and why it is infeasible
     (``None`` if it is not). Raises ``KeyError`` for an unknown strategy."""
-    from benchbench.models import ARCHITECTURES  # torch: only where a job is made
-
     model_cfg = cfg["models"][model]
     plan = resolve_plan(strategy, world_size, cfg["strategy_defs"])
     batch = int(model_cfg.get("batch_size", cfg["batch_size"]))
@@ -51,7 +56,7 @@ def make_job(
         plan=plan,
         world_size=world_size,
         global_batch=global_batch,
-        seq_len=int(model_cfg["seq_len"]) if ARCHITECTURES[model_cfg["arch"]].sequence else None,
+        seq_len=_seq_len(model_cfg),
         dtype=cfg["dtype"],
         steps=cfg["steps"],
         warmup_steps=cfg["warmup_steps"],

@@ -18,3 +18,44 @@ def test_overhead_benchmark_runs_and_prints_its_ratio():
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "ratio benchbench/bare" in proc.stdout and "target ratio <= 1.01" in proc.stdout
+
+
+def _run_script(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, timeout=300, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+
+
+def test_aggregate_records_benchmark_runs_and_prints_its_figures():
+    proc = _run_script(str(ROOT / "benchmarks/aggregate_records.py"), "--records", "40", "--cli")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "aggregate 40 records:" in proc.stdout and "peak RSS" in proc.stdout
+    assert "python -m benchbench aggregate (40 records)" in proc.stdout and "target <= 10 s" in proc.stdout
+
+
+@pytest.mark.slow
+def test_large_study_benchmark_times_expansion_dag_and_floor():
+    proc = _run_script(str(ROOT / "benchmarks/large_study.py"), "--models", "2", "--repeats", "1", "--no-slurm-probe")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    for figure in ("expansion:", "DAG (snakemake -n", "floor (snakemake -n", "benchbench's part"):
+        assert figure in proc.stdout
+
+
+def test_study_expansion_imports_no_torch_and_keeps_seq_len():
+    """Expansion runs in every Snakemake start: it reads seq_len from the model config (only sequence
+    architectures have one) instead of importing torch for benchbench.models."""
+    code = (
+        "import sys; from benchbench.config import load_config; from benchbench.study import expand; "
+        "jobs, _ = expand(load_config('config/studies/ci.yaml')); "
+        "print('torch' in sys.modules, sorted({(j.model, j.seq_len) for j in jobs}, key=str))"
+    )
+    proc = _run_script("-c", code)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[0] == "False"
+    assert "('gpt-tiny', 16)" in proc.stdout and "('mlp-tiny', None)" in proc.stdout
+    from benchbench.models import ARCHITECTURES
+
+    assert {name: a.sequence for name, a in ARCHITECTURES.items()} == {
+        name: "seq_len" in a.size_keys for name, a in ARCHITECTURES.items()
+    }

@@ -1,6 +1,7 @@
 # Shared by the workflow files: the study's jobs and dropped combinations (the same expansion
 # `benchbench matrix` prints), the results layout (benchbench/layout.py), the job behind a
 # bench rule's wildcards, and which rules run on the submitting host.
+import dataclasses
 import json
 import random
 import sys
@@ -15,6 +16,7 @@ JOBS, DROPPED = expand_study(STUDY)
 LAYOUT = StudyLayout(STUDY["study"], RESULTS)
 JOB_BY_RECORD = {str(LAYOUT.record(j)): j for j in JOBS}
 RECORDS = list(JOB_BY_RECORD)
+_RECORD_PATTERN = LAYOUT.record_pattern  # a property that builds a Path: once, not per job
 # The software of every rule: workflow/envs/benchbench.yaml under --use-conda (its `python`),
 # else the interpreter that runs Snakemake (the .venv that `make setup` built).
 CONDA_ENV = "../envs/benchbench.yaml"
@@ -45,7 +47,14 @@ localrules:
 
 def job_of(wildcards):
     """The job behind a bench job's wildcards."""
-    return JOB_BY_RECORD[LAYOUT.record_pattern.format(**wildcards)]
+    return JOB_BY_RECORD[_RECORD_PATTERN.format(**wildcards)]
+
+
+def all_records(wildcards):
+    """Every record, as an input function. A rule that also names another rule's output
+    (rules.X.output) gets Snakemake to hash each plain input item once per file it holds: a list
+    of 5,000 records as a plain item costs 5,000 x 5,000 hashes (~10 s); a function hashes once."""
+    return RECORDS
 
 
 def slurm_resource(key):
@@ -99,8 +108,24 @@ def retry_token(wildcards):
     return str(record.get("env", {}).get("retry_of") or "")
 
 
+_PARTS = {}
+
+
+def _part_dict(value):
+    """``value.to_dict()`` of a job's plan or hardware profile, made once per object: the jobs of
+    one configuration share them (repeats are copies of one job)."""
+    if id(value) not in _PARTS:
+        _PARTS[id(value)] = (value, value.to_dict())  # the object is kept, so its id stays its own
+    return _PARTS[id(value)][1]
+
+
 def job_json(wildcards):
-    return json.dumps(job_of(wildcards).to_dict(), sort_keys=True)
+    """``json.dumps(job.to_dict(), sort_keys=True)`` of the bench job, without copying the parts
+    every job shares (to_dict deep-copies; json.dumps only reads)."""
+    job = job_of(wildcards)
+    spec = {f.name: getattr(job, f.name) for f in dataclasses.fields(job)}
+    spec.update({k: _part_dict(v) for k, v in spec.items() if hasattr(v, "to_dict")}, id=job.id)
+    return json.dumps(spec, sort_keys=True)
 
 
 def rank_threads(wildcards):

@@ -5,7 +5,7 @@ rule report:
     input:
         tables=rules.aggregate.output,
         plots=rules.plot.output.plots,
-        records=RECORDS,
+        records=all_records,
     output:
         str(LAYOUT.report),
     log:
