@@ -55,6 +55,8 @@ FIELDS: tuple[Field, ...] = (
     Field("cpu_count", "integer", "logical CPUs of rank 0's host"),
     Field("timed_alone", "boolean", "no other timed job was allowed to run beside this one"),
     Field("wall_time_s", "number", "end-to-end time of the job as the launcher saw it (s)"),
+    Field("retry_of", "string", "created_at of the failed record this run retried (retry_failed); launcher",
+          nullable=True),
 )
 NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS)
 
