@@ -54,11 +54,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_matrix(args: argparse.Namespace) -> int:
+    from benchbench.config import DEFAULT_CONFIG
     from benchbench.layout import StudyLayout
-    from benchbench.study import expand
+    from benchbench.study import expand_runnable
 
     cfg = load_config(args.config)
-    jobs, dropped = expand(cfg)
+    jobs, dropped = expand_runnable(cfg, f"study config {args.config or DEFAULT_CONFIG}")
     if args.json:
         print(json.dumps({"jobs": [j.to_dict() for j in jobs], "dropped": [d.to_dict() for d in dropped]}, indent=1))
         return 0
