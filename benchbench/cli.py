@@ -87,17 +87,15 @@ def _cmd_aggregate(args: argparse.Namespace) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    import pandas as pd
-
     from benchbench.layout import PLOT_FORMATS, PLOTS
-    from benchbench.plots import plot_scaling
+    from benchbench.plots import plot_scaling, read_table
 
     outputs = list(args.out or [])
     if args.out_dir:
         outputs += [Path(args.out_dir) / f"{n}.{f}" for n in PLOTS for f in PLOT_FORMATS]
     if not outputs:
         raise ConfigError("plot needs --out FILE... or --out-dir")
-    for p in plot_scaling(pd.read_csv(args.scaling), outputs):
+    for p in plot_scaling(read_table(args.scaling), outputs):
         print(p)
     return 0
 

@@ -7,11 +7,14 @@ rule dropped:
     log:
         str(LAYOUT.log("dropped")),
     params:
-        dropped=[d.to_dict() for d in DROPPED],
-    run:
-        from benchbench.record import write_json
-
-        write_json(output[0], params.dropped, log=log[0])
+        python=PYTHON,
+        dropped=json.dumps([d.to_dict() for d in DROPPED]),
+    conda:
+        CONDA_ENV
+    # A shell line, not a `run:` block: a `run:` job re-reads the whole workflow in a new process.
+    shell:
+        "{params.python:q} -c 'import json, sys; from benchbench.record import write_json;"
+        " write_json(sys.argv[1], json.loads(sys.argv[2]), log=sys.argv[3])' {output:q} {params.dropped:q} {log:q}"
 
 
 rule aggregate:
