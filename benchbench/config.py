@@ -21,10 +21,11 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_DIR = ROOT / "workflow" / "schemas"
 DEFAULT_CONFIG = ROOT / "config" / "config.yaml"
-#: A name a study may define: ASCII letters, digits, '_', '-', '.', not starting with '.' (no
-#: '.', '..' or hidden files), at most 80 characters. The schema's ``$defs/name`` says the same.
-SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,79}")
-SAFE_NAME_RULE = "ASCII letters, digits, '_', '-' and '.', not starting with '.', at most 80 characters"
+#: A name a study may define: ASCII letters, digits, '_', '-', '.', starting with a letter, digit
+#: or '_' (no '.', '..', hidden files or option-like words), at most 80 characters. The schema's
+#: ``$defs/name`` and the workflow's wildcard constraints say the same.
+SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}")
+SAFE_NAME_RULE = "ASCII letters, digits, '_', '-' and '.', starting with a letter, digit or '_'; at most 80 characters"
 
 
 class ConfigError(ValueError):

@@ -29,10 +29,10 @@ BENCH_SLOTS = getattr(_SLOTS, "value", _SLOTS)
 # Names in wildcards are the study's own safe names (benchbench.config.SAFE_NAME, the schema's
 # $defs/name): never a path, never a shell word that needs quoting, never '.' or '..'.
 wildcard_constraints:
-    study=r"[A-Za-z0-9_-][A-Za-z0-9_.-]*",
-    model=r"[A-Za-z0-9_-][A-Za-z0-9_.-]*",
-    hardware=r"[A-Za-z0-9_-][A-Za-z0-9_.-]*",
-    strategy=r"[A-Za-z0-9_-][A-Za-z0-9_.-]*",
+    study=r"[A-Za-z0-9_][A-Za-z0-9_.-]*",
+    model=r"[A-Za-z0-9_][A-Za-z0-9_.-]*",
+    hardware=r"[A-Za-z0-9_][A-Za-z0-9_.-]*",
+    strategy=r"[A-Za-z0-9_][A-Za-z0-9_.-]*",
     world_size=r"\d+",
     repeat=r"\d+",
 
@@ -79,10 +79,11 @@ def repeat_priority(wildcards):
 
 
 def sharing_flag(wildcards):
-    """`--timed-shared` unless this job is timed alone; read when the DAG is built, once the
-    executor is known (not when the Snakefile is parsed)."""
+    """`[--timed-shared]` unless this job is timed alone (else no word: a list, so the shell line
+    quotes it like every other value); read when the DAG is built, once the executor is known
+    (not when the Snakefile is parsed)."""
     executor = workflow.executor_plugin.name if workflow.executor_plugin else None
-    return "" if timed_alone(BENCH_SLOTS, executor, STUDY["slurm_exclusive"]) else "--timed-shared"
+    return [] if timed_alone(BENCH_SLOTS, executor, STUDY["slurm_exclusive"]) else ["--timed-shared"]
 
 
 def job_json(wildcards):
