@@ -59,7 +59,7 @@ def _describe_names(key: str, err: jsonschema.ValidationError) -> str | None:
     where = f"{key}: key {err.instance!r}" if in_names else f"{key}: {err.instance!r}"
     if err.validator == "pattern":
         return f"{where} is not a safe name (does not match {SAFE_NAME.pattern!r}); allowed: {SAFE_NAME_RULE}"
-    if err.validator in ("type", "maxLength") and in_names:
+    if err.validator == "maxLength" or (err.validator == "type" and in_names):
         return f"{where} is not a safe name ({err.message}); allowed: {SAFE_NAME_RULE}"
     return None
 

@@ -8,7 +8,7 @@ rule dropped:
         str(LAYOUT.log("dropped")),
     params:
         python=PYTHON,
-        dropped=json.dumps([d.to_dict() for d in DROPPED]),
+        dropped=lambda wildcards: json.dumps([d.to_dict() for d in DROPPED]),  # a function: its braces stay text
     conda:
         CONDA_ENV
     # A shell line, not a `run:` block: a `run:` job re-reads the whole workflow in a new process.
