@@ -57,7 +57,7 @@ def _describe_names(key: str, err: jsonschema.ValidationError) -> str | None:
     """A name (a value, or a mapping's key under ``propertyNames``) that is not allowed."""
     in_names = "propertyNames" in err.relative_schema_path
     where = f"{key}: key {err.instance!r}" if in_names else f"{key}: {err.instance!r}"
-    if err.validator == "pattern":
+    if err.validator == "pattern" and err.validator_value == load_schema("config")["$defs"]["name"]["pattern"]:
         return f"{where} is not a safe name (does not match {SAFE_NAME.pattern!r}); allowed: {SAFE_NAME_RULE}"
     if err.validator == "maxLength" or (err.validator == "type" and in_names):
         return f"{where} is not a safe name ({err.message}); allowed: {SAFE_NAME_RULE}"

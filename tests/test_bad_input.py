@@ -170,6 +170,11 @@ BAD = [
     ),
     ("loss-tolerance-negative", VALID + "loss_tolerance: -1\n", ["loss_tolerance: -1 is less than the minimum of 0"]),
     ("description-not-text", VALID + "description: 5\n", ["description: 5 is not of type 'string'"]),
+    (
+        "description-with-nul",
+        VALID + 'description: "a\\0b"\n',
+        ["description: 'a\\x00b' does not match", "any characters but NUL, which no command line can carry"],
+    ),
     ("study-missing", MLP + RUN, ["<top level>: 'study' is a required property; required here: ['study', 'models'"]),
     ("study-not-text", "study: 12\n" + MLP + RUN, ["study: 12 is not of type 'string'"]),
     (
