@@ -22,6 +22,7 @@ from benchbench.layout import PLOT_FORMATS, PLOTS
 #: The scaling table's name columns (text, whatever they look like).
 ID_COLUMNS = ("model", "hardware", "strategy", "series", "baseline")
 NO_OK_RUNS = "no ok runs (every job failed or was infeasible; the report lists why)"
+NO_MEMORY = "no memory figures (the scaling table has no model-state bytes)"
 NO_BASELINE = (
     "no baseline: efficiency needs a world-size-1 run of the same model and hardware "
     "(the single strategy, or the strategy's own at 1 rank)"
@@ -179,7 +180,7 @@ def _memory(data: pd.DataFrame) -> Figure:
     title = "Model state per rank (largest world size; single for reference): measured vs estimate"
     frame = _memory_frame(data)
     if frame.empty:
-        return no_data(title, NO_OK_RUNS if data.empty else "no model-state figures in the scaling table")
+        return no_data(title, NO_OK_RUNS if data.empty else NO_MEMORY)
     figures = [h for h in ("measured", "estimate") if h in set(frame["figure"])]
     return _bars(frame, "MiB", "figure", figures, "model state per rank (MiB)", title)
 

@@ -55,7 +55,7 @@ SHAPES = {
     "names-that-look-like-values": ([_row(model="NA"), _row(model="1", strategy="1e3", ws=1)], {"efficiency": ""}),
     "no-memory-figures": (
         [_row(model_state_bytes=None, model_state_bytes_est=None, speedup=1.0, efficiency=0.5)],
-        {"memory": "no model-state"},
+        {"memory": "no memory figures"},
     ),
 }
 
