@@ -7,14 +7,11 @@ rule dropped:
     log:
         str(LAYOUT.log("dropped")),
     params:
-        python=PYTHON,
-        dropped=lambda wildcards: json.dumps([d.to_dict() for d in DROPPED]),  # a function: its braces stay text
+        dropped=lambda wildcards: [d.to_dict() for d in DROPPED],
     conda:
         CONDA_ENV
-    # A shell line, not a `run:` block: a `run:` job re-reads the whole workflow in a new process.
-    shell:
-        "{params.python:q} -c 'import json, sys; from benchbench.record import write_json;"
-        " write_json(sys.argv[1], json.loads(sys.argv[2]), log=sys.argv[3])' {output:q} {params.dropped:q} {log:q}"
+    script:
+        "../scripts/dropped.py"
 
 
 rule aggregate:
