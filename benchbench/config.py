@@ -145,6 +145,14 @@ def _semantic_errors(cfg: dict[str, Any]) -> list[str]:
         f"hardware.{i}: {name!r} is not allowed; allowed: {hardware_names()} (config/hardware/<name>.yaml)"
         for i, name in enumerate(cfg["hardware"]) if name not in hardware_names()
     ]  # fmt: skip
+    for section in ("models", "strategy_defs"):  # one folder per name: on macOS 'M' and 'm' are one
+        by_case: dict[str, list[str]] = {}
+        for name in cfg[section]:
+            by_case.setdefault(name.lower(), []).append(name)
+        errors += [
+            f"{section}: names {same} differ only in case; allowed: names that differ in more than case"
+            for same in by_case.values() if len(same) > 1
+        ]  # fmt: skip
     for name, m in cfg["models"].items():
         if m["arch"] == "gpt" and m["hidden"] % m["heads"]:
             errors.append(

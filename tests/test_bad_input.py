@@ -99,6 +99,11 @@ BAD = [
     ("model-not-a-mapping", HEAD + "models:\n  m: 5\n" + RUN, ["models.m: 5 is not of type 'object'"]),
     ("models-empty", HEAD + "models: {}\n" + RUN, ["models: {} should be non-empty"]),
     (
+        "model-names-differ-in-case",
+        HEAD + MLP + "  M: {arch: mlp, width: 4, depth: 1, out_dim: 2}\n" + RUN,
+        ["models: names ['m', 'M'] differ only in case; allowed: names that differ in more than case"],
+    ),
+    (
         "gpt-hidden-not-divisible",
         HEAD + GPT.replace("hidden: 8", "hidden: 9") + RUN,
         ["models.g.hidden: 9 is not divisible by heads = 2; allowed: a multiple of heads"],
