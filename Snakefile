@@ -22,7 +22,8 @@ if not CONFIGFILES:
 for _file in CONFIGFILES:
     read_study_file(_file)  # what Snakemake's own YAML reading lets pass: a key given twice
 
-_WHAT = f"study config {' + '.join(CONFIGFILES) or DEFAULT_CONFIG}"
+_OVERRIDES = " with --config " + " ".join(workflow.config_settings.config) if workflow.config_settings.config else ""
+_WHAT = f"study config {' + '.join(CONFIGFILES) or DEFAULT_CONFIG}{_OVERRIDES}"
 STUDY = check_config(dict(config), _WHAT)  # validated against workflow/schemas/config.schema.yaml
 
 
