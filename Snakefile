@@ -8,17 +8,23 @@
 import yaml
 from snakemake.utils import min_version
 
-from benchbench.config import DEFAULT_CONFIG, check_config
+from benchbench.config import DEFAULT_CONFIG, check_config, read_study_file
 
 min_version("9.0")
 
 # Without --configfile the embedded default study runs; --config KEY=VALUE still overrides it.
-if "study" not in config:
+# With one, the study is the file(s) alone: a key missing there is an error, never the default's.
+CONFIGFILES = [str(f) for f in workflow.overwrite_configfiles or []]
+if not CONFIGFILES:
     _merged = {**yaml.safe_load(DEFAULT_CONFIG.read_text()), **config}
     config.clear()
     config.update(_merged)
+for _file in CONFIGFILES:
+    read_study_file(_file)  # what Snakemake's own YAML reading lets pass: a key given twice
 
-STUDY = check_config(dict(config))  # validated against workflow/schemas/config.schema.yaml
+_OVERRIDES = " with --config " + " ".join(workflow.config_settings.config) if workflow.config_settings.config else ""
+_WHAT = f"study config {' + '.join(CONFIGFILES) or DEFAULT_CONFIG}{_OVERRIDES}"
+STUDY = check_config(dict(config), _WHAT)  # validated against workflow/schemas/config.schema.yaml
 
 
 include: "workflow/rules/common.smk"

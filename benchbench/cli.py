@@ -56,11 +56,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_matrix(args: argparse.Namespace) -> int:
+    from benchbench.config import DEFAULT_CONFIG
     from benchbench.layout import StudyLayout
-    from benchbench.study import expand
+    from benchbench.study import expand_runnable
 
     cfg = load_config(args.config)
-    jobs, dropped = expand(cfg)
+    jobs, dropped = expand_runnable(cfg, f"study config {args.config or DEFAULT_CONFIG}")
     if args.json:
         print(json.dumps({"jobs": [j.to_dict() for j in jobs], "dropped": [d.to_dict() for d in dropped]}, indent=1))
         return 0
@@ -88,17 +89,15 @@ def _cmd_aggregate(args: argparse.Namespace) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    import pandas as pd
-
     from benchbench.layout import PLOT_FORMATS, PLOTS
-    from benchbench.plots import plot_scaling
+    from benchbench.plots import plot_scaling, read_table
 
     outputs = list(args.out or [])
     if args.out_dir:
         outputs += [Path(args.out_dir) / f"{n}.{f}" for n in PLOTS for f in PLOT_FORMATS]
     if not outputs:
         raise ConfigError("plot needs --out FILE... or --out-dir")
-    for p in plot_scaling(pd.read_csv(args.scaling), outputs):
+    for p in plot_scaling(read_table(args.scaling), outputs):
         print(p)
     return 0
 

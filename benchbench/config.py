@@ -1,12 +1,16 @@
 """Study configuration: load, validate against ``workflow/schemas/``, fill defaults.
 
-Every error names the config key it concerns and what is allowed there, and is raised before
-anything runs.
+Every error names the file and config key it concerns, the bad value and what is allowed there,
+and is raised before anything runs. Every name a study defines (study, models, hardware,
+strategies, strategy_defs) becomes a path component, a wildcard and a shell word, so each must be
+a safe name (:data:`SAFE_NAME`).
 """
 
 from __future__ import annotations
 
 import copy
+import difflib
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -17,6 +21,11 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_DIR = ROOT / "workflow" / "schemas"
 DEFAULT_CONFIG = ROOT / "config" / "config.yaml"
+#: A name a study may define: ASCII letters, digits, '_', '-', '.', starting with a letter, digit
+#: or '_' (no '.', '..', hidden files or option-like words), at most 80 characters. The schema's
+#: ``$defs/name`` and the workflow's wildcard constraints say the same.
+SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}")
+SAFE_NAME_RULE = "ASCII letters, digits, '_', '-' and '.', starting with a letter, digit or '_'; at most 80 characters"
 
 
 class ConfigError(ValueError):
@@ -37,23 +46,44 @@ def _key(path: Any) -> str:
     return ".".join(str(p) for p in path) or "<top level>"
 
 
+def _unknown_keys(key: str, extra: list[str], allowed: list[str]) -> str:
+    """``key: unknown key(s) [...]``, with the nearest allowed key for a likely typo."""
+    hints = [f"{e!r} -> {m[0]!r}?" for e in extra for m in [difflib.get_close_matches(str(e), allowed, 1)] if m]
+    hint = f" (did you mean {', '.join(hints)})" if hints else ""
+    return f"{key}: unknown key(s) {extra}{hint}; allowed: {allowed}"
+
+
+def _describe_names(key: str, err: jsonschema.ValidationError) -> str | None:
+    """A name (a value, or a mapping's key under ``propertyNames``) that is not allowed."""
+    in_names = "propertyNames" in err.relative_schema_path
+    where = f"{key}: key {err.instance!r}" if in_names else f"{key}: {err.instance!r}"
+    if err.validator == "pattern" and err.validator_value == load_schema("config")["$defs"]["name"]["pattern"]:
+        return f"{where} is not a safe name (does not match {SAFE_NAME.pattern!r}); allowed: {SAFE_NAME_RULE}"
+    if err.validator == "maxLength" or (err.validator == "type" and in_names):
+        return f"{where} is not a safe name ({err.message}); allowed: {SAFE_NAME_RULE}"
+    return None
+
+
 def _describe(err: jsonschema.ValidationError) -> str:
-    """One line: the key, what is wrong, what is allowed."""
+    """One line: the key, the bad value, what is allowed."""
     key = _key(err.absolute_path)
     schema = err.schema if isinstance(err.schema, dict) else {}
     if err.validator == "additionalProperties" and "properties" in schema:
-        extra = sorted(set(err.instance) - set(schema["properties"]))
-        return f"{key}: unknown key(s) {extra}; allowed: {sorted(schema['properties'])}"
-    if err.validator == "propertyNames":
-        allowed = schema.get("propertyNames", {}).get("enum")
-        if allowed:
-            extra = sorted(set(err.instance) - set(allowed))
-            return f"{key}: key(s) {extra} not allowed here; allowed: {allowed}"
+        return _unknown_keys(key, sorted(set(err.instance) - set(schema["properties"])), sorted(schema["properties"]))
+    if (named := _describe_names(key, err)) is not None:
+        return named
     if err.validator == "enum":
         return f"{key}: {err.instance!r} is not allowed; allowed: {err.validator_value}"
+    if err.validator == "uniqueItems":
+        dups = sorted({repr(v) for i, v in enumerate(err.instance) if v in err.instance[:i]})
+        return f"{key}: {err.instance!r} lists {', '.join(dups)} more than once; allowed: each value once"
+    if err.validator == "minItems" and not err.instance:
+        return f"{key}: the list is empty; allowed: a list of at least {err.validator_value} item(s)"
     if err.validator == "required":
-        return f"{key}: {err.message}"
-    return f"{key}: {err.message}" + (f" ({schema['description']})" if "description" in schema else "")
+        return f"{key}: {err.message}; required here: {err.validator_value}"
+    if err.validator == "minProperties":
+        return f"{key}: {err.message}" + (f" (allowed: {schema['description']})" if "description" in schema else "")
+    return f"{key}: {err.message}" + (f" (allowed: {schema['description']})" if "description" in schema else "")
 
 
 def validate(instance: Any, schema_name: str, what: str) -> None:
@@ -74,37 +104,118 @@ def with_defaults(cfg: dict[str, Any], schema_name: str = "config") -> dict[str,
     return out
 
 
+def _names(cfg: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Every name a study defines, with its key path."""
+    out: list[tuple[str, Any]] = [("study", cfg.get("study"))]
+    for section in ("models", "strategy_defs"):
+        out += [(f"{section}: key", k) for k in cfg.get(section) or {}]
+    for section in ("hardware", "strategies"):
+        out += [(f"{section}.{i}", v) for i, v in enumerate(cfg.get(section) or [])]
+    return out
+
+
+def check_names(cfg: dict[str, Any], what: str) -> None:
+    """Refuse a name that is not a whole-string match of :data:`SAFE_NAME` (the schema's pattern
+    is a search: this one also refuses a trailing newline, whatever the regex dialect)."""
+    for key, name in _names(cfg):
+        if isinstance(name, str) and not SAFE_NAME.fullmatch(name):
+            raise ConfigError(
+                f"invalid {what}:\n  {key} {name!r} is not a safe name (does not match {SAFE_NAME.pattern!r}); "
+                f"allowed: {SAFE_NAME_RULE}"
+            )
+
+
+def _semantic_errors(cfg: dict[str, Any]) -> list[str]:
+    """What the schema cannot say: names that must exist, and models that cannot be built."""
+    from benchbench.hardware import hardware_names  # local: hardware validates with this module
+    from benchbench.strategies.plan import PRESETS
+
+    errors = []
+    for name, fields in cfg["strategy_defs"].items():
+        if fields["base"] not in PRESETS:
+            errors.append(f"strategy_defs.{name}.base: {fields['base']!r} is not allowed; allowed: {sorted(PRESETS)}")
+        if name in PRESETS:
+            errors.append(f"strategy_defs.{name}: {name!r} is a preset's name; allowed: a name that is not a preset")
+    known = sorted(PRESETS) + sorted(cfg["strategy_defs"])
+    errors += [
+        f"strategies.{i}: {name!r} is not allowed; allowed: {known}"
+        for i, name in enumerate(cfg["strategies"]) if name not in known
+    ]  # fmt: skip
+    errors += [
+        f"hardware.{i}: {name!r} is not allowed; allowed: {hardware_names()} (config/hardware/<name>.yaml)"
+        for i, name in enumerate(cfg["hardware"]) if name not in hardware_names()
+    ]  # fmt: skip
+    for section in ("models", "strategy_defs"):  # one folder per name: on macOS 'M' and 'm' are one
+        by_case: dict[str, list[str]] = {}
+        for name in cfg[section]:
+            by_case.setdefault(name.lower(), []).append(name)
+        errors += [
+            f"{section}: names {same} differ only in case; allowed: names that differ in more than case"
+            for same in by_case.values() if len(same) > 1
+        ]  # fmt: skip
+    for name, m in cfg["models"].items():
+        if m["arch"] == "gpt" and m["hidden"] % m["heads"]:
+            errors.append(
+                f"models.{name}.hidden: {m['hidden']} is not divisible by heads = {m['heads']}; "
+                "allowed: a multiple of heads"
+            )
+    return errors
+
+
 def check_config(cfg: dict[str, Any], what: str = "study config") -> dict[str, Any]:
     """Validate a study config (already parsed) and return it with defaults filled in."""
     if not isinstance(cfg, dict):
-        raise ConfigError(f"invalid {what}: expected a mapping at the top level, got {type(cfg).__name__}")
+        raise ConfigError(
+            f"invalid {what}: expected a mapping of keys (study, models, strategies, world_sizes, ...) "
+            f"at the top level, got {'nothing (empty file)' if cfg is None else type(cfg).__name__}"
+        )
     validate(cfg, "config", what)
+    check_names(cfg, what)
     cfg = with_defaults(cfg)
-    from benchbench.hardware import load_hardware  # local: hardware validates with this module
-    from benchbench.strategies.plan import PRESETS
+    errors = _semantic_errors(cfg)
+    if errors:
+        raise ConfigError(f"invalid {what}:\n  " + "\n  ".join(errors))
+    from benchbench.hardware import load_hardware
 
-    for name, fields in cfg["strategy_defs"].items():
-        if fields["base"] not in PRESETS:
-            raise ConfigError(
-                f"invalid {what}:\n  strategy_defs.{name}.base: {fields['base']!r} is not allowed; "
-                f"allowed: {sorted(PRESETS)}"
-            )
-    known = sorted(PRESETS) + sorted(cfg["strategy_defs"])
-    for i, name in enumerate(cfg["strategies"]):
-        if name not in known:
-            raise ConfigError(f"invalid {what}:\n  strategies.{i}: {name!r} is not allowed; allowed: {known}")
     for i, name in enumerate(cfg["hardware"]):
-        load_hardware(name, f"hardware.{i}")
+        load_hardware(name, f"hardware.{i}")  # the profile itself validates against its schema
     return cfg
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """Safe YAML that refuses a key given twice in one mapping (plain YAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise ConfigError(
+                    f"duplicate key {key!r} at line {key_node.start_mark.line + 1}; allowed: each key once per mapping"
+                )
+            if isinstance(key, str | int | float | bool):
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_study_file(path: str | Path) -> Any:
+    """The parsed YAML of a study file; :class:`ConfigError` naming the file if it cannot be read,
+    is not YAML, or gives a key twice."""
+    path = Path(path)
+    try:
+        with path.open(encoding="utf-8") as f:  # named stream: YAML errors name the file
+            return yaml.load(f, Loader=_StrictLoader)  # a SafeLoader
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {path} cannot be read: {e}") from None
+    except ConfigError as e:
+        raise ConfigError(f"invalid study config {path}: {e}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
 
 
 def load_config(path: str | Path | None = None) -> dict[str, Any]:
     """Read, validate and complete the study config at ``path`` (default: config/config.yaml)."""
     path = Path(path) if path else DEFAULT_CONFIG
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
-    return check_config(raw, f"study config {path}")
+    return check_config(read_study_file(path), f"study config {path}")

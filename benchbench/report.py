@@ -109,8 +109,10 @@ def build_report(
 ) -> Path:
     """Write the self-contained HTML report to ``out`` from the study's records, its tables
     (names: :data:`benchbench.layout.TABLES`) and its plots (SVG files are inlined)."""
+    from benchbench.plots import read_table  # names stay text; an empty table (no ok runs) reads as empty
+
     recs = load_records(records)
-    frames = {n: pd.read_csv(tables[n]) for n in TABLES}
+    frames = {n: read_table(tables[n]) for n in TABLES}
     failures = [
         {"id": job_of(r).id, "status": r["status"], "error": r["error"] or ""} for r in recs if r["status"] != "ok"
     ]
@@ -127,7 +129,7 @@ def build_report(
         provenance=_provenance(recs),
         scaling_html=Markup(_table(frames["scaling"])),
         side_html=Markup(_table(_side_by_side(frames["scaling"]))),
-        runs_html=Markup(_table(frames["runs"].drop(columns=["study"]))),
+        runs_html=Markup(_table(frames["runs"].drop(columns=["study"], errors="ignore"))),
         dropped_html=Markup(_table(frames["dropped"])),
         plots=[Markup(_inline_svg(Path(p))) for p in plots if Path(p).suffix == ".svg"],
         failures=failures,

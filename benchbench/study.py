@@ -99,3 +99,19 @@ def expand(cfg: dict[str, Any]) -> tuple[list[Job], list[Dropped]]:
         else:
             jobs.extend(first.replace(repeat=r) for r in range(cfg["repeats"]))
     return jobs, dropped
+
+
+def expand_runnable(cfg: dict[str, Any], what: str = "study config") -> tuple[list[Job], list[Dropped]]:
+    """:func:`expand`, refusing a study that would run no job at all (every combination dropped):
+    it is refused before anything runs, with each combination's reason, rather than ending in an
+    empty report."""
+    jobs, dropped = expand(cfg)
+    if not jobs:
+        from benchbench.config import ConfigError
+
+        reasons = "\n  ".join(f"{d.label()}: {d.reason}" for d in dropped)
+        raise ConfigError(
+            f"invalid {what}: no job to run; every combination of models x hardware x strategies x world_sizes "
+            f"is dropped:\n  {reasons}\nallowed: a study with at least one feasible combination"
+        )
+    return jobs, dropped

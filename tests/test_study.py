@@ -107,3 +107,23 @@ def test_study_defined_strategy_names_are_restricted_to_a_safe_set(tiny_config, 
     with pytest.raises(ConfigError, match=r"strategy_defs|strategies\.1") as e:
         check_config(cfg)
     assert "does not match" in str(e.value)
+
+
+def test_a_study_that_runs_nothing_is_refused_with_every_reason(tiny_config):
+    from benchbench.study import expand_runnable
+
+    with pytest.raises(ConfigError) as e:
+        expand_runnable({**tiny_config, "strategies": ["single"], "world_sizes": [2]}, "study config f.yaml")
+    msg = str(e.value)
+    assert msg.startswith("invalid study config f.yaml: no job to run")
+    assert "gpt-tiny cpu-local single ws2: single-process plan needs world_size 1, got 2" in msg
+    assert "mlp-tiny cpu-local single ws2" in msg
+    jobs, dropped = expand_runnable(tiny_config)  # a study with some job: the same as expand
+    assert (jobs, dropped) == expand(tiny_config)
+
+
+def test_names_are_safe_path_components(tiny_config):
+    """Names that match a loose pattern but are path components or options are refused."""
+    for name in ("..", ".", ".hidden", "-rf", "ok\n"):
+        with pytest.raises(ConfigError, match="is not a safe name"):
+            check_config({**tiny_config, "study": name})

@@ -10,11 +10,11 @@ rule dropped:
     log:
         str(LAYOUT.log("dropped")),
     params:
-        dropped=[d.to_dict() for d in DROPPED],
-    run:
-        from benchbench.record import write_json
-
-        write_json(output[0], params.dropped, log=log[0])
+        dropped=lambda wildcards: [d.to_dict() for d in DROPPED],
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/dropped.py"
 
 
 rule aggregate:

@@ -36,6 +36,6 @@ rule bench:
     conda:
         CONDA_ENV
     shell:
-        "{params.python:q} -m benchbench run --spec {params.job:q} --out {output:q} --allow-failed {params.sharing}"
+        "{params.python:q} -m benchbench run --spec {params.job:q} --out {output:q} --allow-failed {params.sharing:q}"
         " --retry-of={params.retry:q}"
         " > {log:q} 2>&1"

@@ -10,9 +10,9 @@ from snakemake.settings.types import DeploymentMethod
 
 from benchbench.layout import RESULTS, StudyLayout
 from benchbench.slurm import job_resources, timed_alone
-from benchbench.study import expand as expand_study
+from benchbench.study import expand_runnable
 
-JOBS, DROPPED = expand_study(STUDY)
+JOBS, DROPPED = expand_runnable(STUDY, _WHAT)  # a study with no job to run is refused here
 LAYOUT = StudyLayout(STUDY["study"], RESULTS)
 JOB_BY_RECORD = {str(LAYOUT.record(j)): j for j in JOBS}
 RECORDS = list(JOB_BY_RECORD)
@@ -28,12 +28,13 @@ PYTHON = "python" if USE_CONDA else sys.executable
 _SLOTS = workflow.global_resources.get("bench_slots")
 BENCH_SLOTS = getattr(_SLOTS, "value", _SLOTS)
 
-# Names in wildcards are the study's own (schema pattern ^[A-Za-z0-9_.-]+$): never a path.
+# Names in wildcards are the study's own safe names (benchbench.config.SAFE_NAME, the schema's
+# $defs/name): never a path, never a shell word that needs quoting, never '.' or '..'.
 wildcard_constraints:
-    study=r"[A-Za-z0-9_.-]+",
-    model=r"[A-Za-z0-9_.-]+",
-    hardware=r"[A-Za-z0-9_.-]+",
-    strategy=r"[A-Za-z0-9_.-]+",
+    study=r"[A-Za-z0-9_][A-Za-z0-9_.-]*",
+    model=r"[A-Za-z0-9_][A-Za-z0-9_.-]*",
+    hardware=r"[A-Za-z0-9_][A-Za-z0-9_.-]*",
+    strategy=r"[A-Za-z0-9_][A-Za-z0-9_.-]*",
     world_size=r"\d+",
     repeat=r"\d+",
 
@@ -87,10 +88,11 @@ def repeat_priority(wildcards):
 
 
 def sharing_flag(wildcards):
-    """`--timed-shared` unless this job is timed alone; read when the DAG is built, once the
-    executor is known (not when the Snakefile is parsed)."""
+    """`[--timed-shared]` unless this job is timed alone (else no word: a list, so the shell line
+    quotes it like every other value); read when the DAG is built, once the executor is known
+    (not when the Snakefile is parsed)."""
     executor = workflow.executor_plugin.name if workflow.executor_plugin else None
-    return "" if timed_alone(BENCH_SLOTS, executor, STUDY["slurm_exclusive"]) else "--timed-shared"
+    return [] if timed_alone(BENCH_SLOTS, executor, STUDY["slurm_exclusive"]) else ["--timed-shared"]
 
 
 def retry_token(wildcards):

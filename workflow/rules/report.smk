@@ -12,7 +12,7 @@ rule report:
         str(LAYOUT.log("report")),
     params:
         python=PYTHON,
-        description=STUDY.get("description", ""),
+        description=lambda wildcards: STUDY.get("description", ""),  # a function: braces in it stay text
         svgs=svg_plots,
     conda:
         CONDA_ENV
