@@ -99,6 +99,21 @@ def _study_facts(records: list[dict[str, Any]], scaling: pd.DataFrame, fallback_
     }  # fmt: skip
 
 
+def _failed_jobs(records: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Each job that did not finish ok: its id, status, failure kind and one-line message, and the
+    longer text (the failing rank's log tail, else the error)."""
+    out = []
+    for r in records:
+        if r["status"] == "ok":
+            continue
+        failure = r.get("failure") or {}
+        kind = failure.get("kind") or ("infeasible" if r["status"] == "infeasible" else "unknown")
+        message = failure.get("message") or (r.get("error") or "").split("\n")[0]
+        detail = failure.get("log_tail") or r.get("error") or ""
+        out.append({"id": job_of(r).id, "status": r["status"], "kind": kind, "message": message, "detail": detail})
+    return out
+
+
 def build_report(
     *,
     records: Iterable[str | Path],
@@ -112,10 +127,8 @@ def build_report(
     from benchbench.plots import read_table  # names stay text; an empty table (no ok runs) reads as empty
 
     recs = load_records(records)
-    frames = {n: read_table(tables[n]) for n in TABLES}
-    failures = [
-        {"id": job_of(r).id, "status": r["status"], "error": r["error"] or ""} for r in recs if r["status"] != "ok"
-    ]
+    # a results folder from before a table existed has no file for it: read as empty
+    frames = {n: read_table(tables[n]) if n in tables and Path(tables[n]).exists() else pd.DataFrame() for n in TABLES}
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape(["html", "j2"])
     )
@@ -131,8 +144,10 @@ def build_report(
         side_html=Markup(_table(_side_by_side(frames["scaling"]))),
         runs_html=Markup(_table(frames["runs"].drop(columns=["study"], errors="ignore"))),
         dropped_html=Markup(_table(frames["dropped"])),
+        failure_counts_html=Markup(_table(frames["failures"])),
+        rejected_html=Markup(_table(frames["rejected"])),
         plots=[Markup(_inline_svg(Path(p))) for p in plots if Path(p).suffix == ".svg"],
-        failures=failures,
+        failures=_failed_jobs(recs),
         oversubscribed=any(r.get("env", {}).get("oversubscribed") for r in recs),
     )
     atomic_write_text(out, page)

@@ -171,3 +171,25 @@ def test_load_records_skips_bad_files_and_fails_only_when_none_is_usable(tmp_pat
     assert f"skipped record {bad}" in capsys.readouterr().err
     with pytest.raises(ValueError, match=r"no usable record; .*bad\.json: not valid JSON"):
         load_records([bad])
+
+
+def test_report_counts_failures_by_kind_and_lists_rejected_records(tmp_path):
+    from benchbench.report import build_report
+
+    paths = [
+        write(tmp_path / "ok.json", rec("single", 1, 1.0)),
+        write(tmp_path / "oom.json", _failed("ddp", 2, "out_of_memory", "CUDA out of memory")),
+        write(tmp_path / "cut.json", '{"schema_version": 4, "sta'),
+    ]
+    aggregate(paths, outputs(tmp_path))
+    out = build_report(records=paths, tables=outputs(tmp_path), plots=[], out=tmp_path / "r" / "index.html")
+    html = out.read_text()
+    failed = html.split('id="failures"')[1].split('id="rejected"')[0]
+    assert "<code>out_of_memory</code>" in failed and "CUDA out of memory (rank 1)" in failed
+    assert "<table" in failed and "<td>out_of_memory</td>" in failed  # failures.csv, counted
+    rejected = html.split('id="rejected"')[1].split("<h2")[0]
+    assert "cut.json" in rejected and "not valid JSON" in rejected
+    # a results folder from before failures.csv and rejected.csv: the report still builds
+    old = {n: p for n, p in outputs(tmp_path).items() if n not in ("failures", "rejected")}
+    html = build_report(records=paths[:2], tables=old, plots=[], out=tmp_path / "o" / "index.html").read_text()
+    assert "None: every record file was read." in html and "<code>out_of_memory</code>" in html
