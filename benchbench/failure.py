@@ -3,7 +3,7 @@
 :data:`FAILURE_KINDS` is the taxonomy (the record schema's enum is this tuple). The parent
 (:mod:`benchbench.launch`) gathers the evidence a failed job leaves — each failing rank's error
 file (``rank<R>.json``: exception type and last line, phase and step, time), the launcher's
-output (torchrun's "Root Cause" block, srun's "task N: Killed"), the heartbeats
+output (torchrun's "Root Cause" block, srun's "task N: Killed" and slurmstepd's OOM line), the heartbeats
 (:mod:`benchbench.heartbeat`), the cgroup's OOM-kill counter, its own timeout or watchdog verdict —
 and :func:`classify` turns it into one :class:`Failure`. Definitions: docs/ARCHITECTURE.md
 "Failures".
@@ -32,16 +32,32 @@ FAILURE_KINDS = (
 LOG_TAIL_CHARS = 4000
 # signals the launchers use to tear the other ranks down once one failed: never a root cause
 TEARDOWN_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP")
-_OOM = re.compile(r"MemoryError|OutOfMemoryError|out of memory|can't allocate memory", re.I)
+_OOM = re.compile(
+    r"MemoryError|OutOfMemoryError|out of memory|can't allocate memory|cannot allocate memory|not enough memory"
+    r"|std::bad_alloc|CUBLAS_STATUS_ALLOC_FAILED",
+    re.I,
+)  # python, torch (CUDA, DefaultCPUAllocator), OSError errno 12, C++ allocation, cuBLAS handle creation
 _TIMEOUT = re.compile(r"timed out|timeout|deadline exceeded", re.I)
-_PEER_LOST = re.compile(r"connection (closed|reset) by peer|broken pipe|connection refused|socket closed", re.I)
+_PEER_LOST = re.compile(
+    r"connection (closed|reset) by peer|broken pipe|connection refused|socket closed"
+    r"|remote process exited or there was a network error|NCCL communicator was aborted|ncclRemoteError",
+    re.I,
+)  # gloo's and NCCL's words for a peer that died
 _WAITING = re.compile(r"wait timeout|waiting for|timed out waiting", re.I)  # a rank left waiting for others
 _ADDR_IN_USE = re.compile(r"address already in use|EADDRINUSE|errno 98", re.I)
 _SOURCE_LOCATION = re.compile(r"\[[^\]\s]*\.(?:cc|cpp|h|hpp):\d+\]\s*")  # gloo's "[/__w/.../pair.cc:553] "
 _TORCHRUN_CAUSE = re.compile(r"Root Cause.*?rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)", re.S)
 _SRUN_TASK = re.compile(
-    r"tasks? (\d+)(?:-\d+)?: (Killed|Terminated|Segmentation fault|Aborted|Exited with exit code (\d+))"
+    r"tasks? (\d+)(?:-\d+)?: (Out Of Memory|Killed|Terminated|Segmentation fault|Aborted|Exited with exit code (\d+))"
 )
+_SRUN_SIGNALS = {
+    "Out Of Memory": "SIGKILL",
+    "Killed": "SIGKILL",
+    "Terminated": "SIGTERM",
+    "Segmentation fault": "SIGSEGV",
+    "Aborted": "SIGABRT",
+}
+_SLURM_OOM = re.compile(r"slurmstepd: error: Detected \d+ oom[_-]kill event")  # the step's cgroup OOM killer
 
 
 @dataclass
@@ -72,6 +88,7 @@ class RankExit:
     rank: int
     exitcode: int | None = None
     signal: str | None = None
+    oom: bool = False  # srun said "Out Of Memory"
 
 
 def signal_name(num: int) -> str:
@@ -84,17 +101,27 @@ def signal_name(num: int) -> str:
 
 def parse_launcher_output(text: str) -> RankExit | None:
     """The rank the launcher blames first: torchrun's "Root Cause (first observed failure)" block
-    (``rank : 1`` / ``exitcode : -9``: killed by signal 9), else srun's ``task 1: Killed``."""
+    (``rank : 1`` / ``exitcode : -9``: killed by signal 9), else srun's task lines
+    (:func:`_srun_cause`)."""
     m = _TORCHRUN_CAUSE.search(text)
     if m:
         rank, code = int(m.group(1)), int(m.group(2))
         return RankExit(rank, code, signal_name(-code) if code < 0 else None)
-    m = _SRUN_TASK.search(text)
-    if m:
-        words = {"Killed": "SIGKILL", "Terminated": "SIGTERM", "Segmentation fault": "SIGSEGV", "Aborted": "SIGABRT"}
-        code = int(m.group(3)) if m.group(3) else None
-        return RankExit(int(m.group(1)), code, words.get(m.group(2)))
-    return None
+    return _srun_cause(text)
+
+
+def _srun_cause(text: str) -> RankExit | None:
+    """Of srun's ``task N: ...`` lines, the cause: ``Out Of Memory`` first, else the first line
+    that is not teardown — ``Terminated`` is always teardown, ``Killed`` once another task's
+    failure came before it (``--kill-on-bad-exit``) — else the first line."""
+    ranked, failed = [], False  # (not OOM, teardown, order, exit)
+    for m in _SRUN_TASK.finditer(text):
+        what, oom = m.group(2), m.group(2) == "Out Of Memory"
+        teardown = what == "Terminated" or (what == "Killed" and failed)
+        died = RankExit(int(m.group(1)), int(m.group(3)) if m.group(3) else None, _SRUN_SIGNALS.get(what), oom)
+        ranked.append((not oom, teardown, len(ranked), died))
+        failed = failed or not teardown
+    return min(ranked, key=lambda r: r[:3])[3] if ranked else None
 
 
 def addr_in_use(text: str) -> bool:
@@ -177,22 +204,35 @@ def _tail(ev: Evidence, rank: int | None) -> str:
 
 
 def _suspect(ev: Evidence, err: RankError) -> int:
-    """The rank to blame for ``err``: when ``err`` is a rank left waiting and exactly one rank left
-    no error, that one (it never came); else ``err``'s own."""
+    """The rank to blame for ``err``: when ``err`` is a rank left waiting (or that lost its peer)
+    and exactly one rank left no error, that one (it never came, or hangs); else ``err``'s own."""
     silent = [r for r in range(ev.world_size) if r not in {e.rank for e in ev.errors}]
     return silent[0] if (err.waiting or err.peer_lost) and len(silent) == 1 else err.rank
+
+
+def _clauses(*parts: str) -> str:
+    """``parts`` joined by "; ", the empty ones left out."""
+    return "; ".join(p for p in parts if p)
+
+
+def _quoted(ev: Evidence, err: RankError) -> RankError:
+    """The error to quote for a rendezvous that failed: a rank left waiting (it says who joined),
+    whichever rank wrote first; else ``err``."""
+    return next((e for e in sorted(ev.errors, key=lambda e: e.time) if e.waiting), err)
 
 
 def _from_error(ev: Evidence, err: RankError) -> Failure:
     kind, at, rank = rank_error_kind(err), ev.where.get(err.rank, ""), _suspect(ev, err)
     line = _SOURCE_LOCATION.sub("", err.line)[:300]
     if kind == "collective_timeout":
-        what = ev.stall or f"{at}".strip()
-        msg = f"rank {rank} stuck in a collective: {what}; rank {err.rank} gave up: {line}"
-        return Failure(kind, msg, rank, None, _tail(ev, err.rank))
+        what = ev.stall or at.strip()
+        stuck = f"rank {rank} stuck in a collective" + (f": {what}" if what else "")
+        return Failure(kind, _clauses(stuck, f"rank {err.rank} gave up: {line}"), rank, None, _tail(ev, err.rank))
     if kind == "rendezvous_timeout":
-        msg = f"rank {rank} did not join the process group; rank {err.rank}: {line}"
-        return Failure(kind, msg, rank, None, _tail(ev, err.rank))
+        quoted = _quoted(ev, err)
+        said = _SOURCE_LOCATION.sub("", quoted.line)[:300]
+        msg = f"rank {rank} did not join the process group; rank {quoted.rank}: {said}"
+        return Failure(kind, msg, rank, None, _tail(ev, quoted.rank))
     msgs = {
         "out_of_memory": f"rank {err.rank} out of memory {at}: {line}",
         "config": f"rank {err.rank} cannot build the job from its config: {line}",
@@ -201,26 +241,45 @@ def _from_error(ev: Evidence, err: RankError) -> Failure:
     return Failure(kind, msg, err.rank, None, _tail(ev, err.rank))
 
 
+def _oom_evidence(ev: Evidence, died: RankExit | None) -> str:
+    """Why a SIGKILL was the OOM killer's, or ""."""
+    if died and died.oom:
+        return "out of memory (srun: Out Of Memory)"
+    if _SLURM_OOM.search(ev.output):
+        return "out of memory (slurmstepd: oom_kill event in the step)"
+    return f"the OOM killer fired ({ev.oom_kills} kill(s) in the cgroup)" if ev.oom_kills > 0 else ""
+
+
 def classify(ev: Evidence) -> Failure:
     """The failure of a job whose ranks ended on their own (not killed by the parent): the
     earliest rank exception that is a cause (not a lost peer), else the rank the launcher saw
-    killed by a signal (the OOM killer's, if the cgroup counted a kill), else the launcher's
-    word."""
+    killed by a signal (the OOM killer's, if the cgroup or Slurm counted a kill), else the rank the
+    launcher saw exit with an error and no error file (its peers' lost-peer errors are symptoms),
+    else the launcher's word."""
     causes = sorted((e for e in ev.errors if not e.peer_lost), key=lambda e: (e.waiting, e.time))
     if causes:
         return _from_error(ev, causes[0])
     died = parse_launcher_output(ev.output)
+    oom = _oom_evidence(ev, died)
     if died and died.signal and died.signal not in TEARDOWN_SIGNALS:
         msg = f"rank {died.rank} killed by {died.signal} {ev.where.get(died.rank, '')}".strip()
-        if died.signal == "SIGKILL" and ev.oom_kills > 0:
-            msg += f": the OOM killer fired ({ev.oom_kills} kill(s) in the cgroup)"
-            return Failure("out_of_memory", msg, died.rank, died.signal, ev.output)
+        if died.signal == "SIGKILL" and oom:
+            return Failure("out_of_memory", f"{msg}: {oom}", died.rank, died.signal, ev.output)
         return Failure("rank_killed", msg, died.rank, died.signal, ev.output)
-    if ev.errors:
+    if oom and _SLURM_OOM.search(ev.output):  # no task line says which rank
+        return Failure("out_of_memory", f"a rank of the step was killed: {oom}", None, None, ev.output)
+    exited = died and died.exitcode and not died.signal and died.rank not in {e.rank for e in ev.errors}
+    if ev.errors and not exited:
         return _from_error(ev, min(ev.errors, key=lambda e: e.time))
-    if addr_in_use(ev.output):
+    if addr_in_use(ev.output) and not ev.errors:
         return Failure("rendezvous_timeout", "the launcher's rendezvous port is in use", None, None, ev.output)
+    return _left_no_error(ev, died)
+
+
+def _left_no_error(ev: Evidence, died: RankExit | None) -> Failure:
+    """A rank the launcher saw end with no error file of its own; its peers' lost-peer errors follow."""
     rank = died.rank if died else None
     code = f"exit code {died.exitcode}" if died and died.exitcode is not None else "an error"
     msg = f"rank {rank} ended with {code} and left no error" if died else "ranks ended and left no error"
-    return Failure("rank_exception", msg, rank, died.signal if died else None, ev.output)
+    peers = [f"rank {e.rank} then lost its peer: {_SOURCE_LOCATION.sub('', e.line)[:300]}" for e in ev.errors]
+    return Failure("rank_exception", _clauses(msg, *peers), rank, died.signal if died else None, ev.output)

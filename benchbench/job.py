@@ -81,11 +81,13 @@ class Job:
         :attr:`collective_timeout_s` (``init_process_group`` takes one timeout for both)."""
         return self.collective_timeout_s
 
-    def hang_after_s(self, median_step_s: float = 0.0) -> float:
-        """The parent's watchdog calls a stepping job hung when no rank finished a step for this
-        long: ``collective_timeout_s + max(5, 3 × median step)`` (the grace lets a rank's own
-        collective timeout fire first, and a slow step be slow)."""
-        return self.collective_timeout_s + max(5.0, 3.0 * median_step_s)
+    def hang_after_s(self, median_step_s: float) -> float:
+        """The parent's watchdog calls a stepping job hung when, once a median step is known (every
+        rank finished a timed step), no rank finished a step for this long:
+        ``max(collective_timeout_s + 5, 10 × median step)``. The grace lets a rank's own collective
+        timeout fire first; ten median steps let ranks compute a long step in lockstep. Before a
+        median is known only ``timeout_s`` applies."""
+        return max(self.collective_timeout_s + 5.0, 10.0 * median_step_s)
 
     @property
     def total_steps(self) -> int:

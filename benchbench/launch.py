@@ -39,6 +39,7 @@ LAUNCHERS = ("auto", "torchrun", "srun")
 POLL_S = 0.25  # the watchdog's period
 PORT_RETRIES = 3  # fresh-port relaunches after a rendezvous port found in use
 PARENT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+SRUN_GRACE_S = 5.0  # how long srun may take to tear its step down after SIGTERM, before SIGKILL
 
 
 def resolve_launcher(launcher: str) -> str:
@@ -141,9 +142,26 @@ def _job_pids(tmpdir: Path) -> list[int]:
     return pids
 
 
-def _kill_job(pgid: int | None, tmpdir: Path) -> None:
+def _stop_srun(pid: int) -> None:
+    """SIGTERM ``srun`` (it forwards the signal to every task, on every node, and ends the step —
+    a SIGKILLed srun could not) and wait up to :data:`SRUN_GRACE_S` for it to exit."""
+    if _gone(pid):
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return
+    deadline = time.monotonic() + SRUN_GRACE_S
+    while not _gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _kill_job(pgid: int | None, tmpdir: Path, srun: bool = False) -> None:
     """SIGKILL the launcher's process group and every process of the job outside it (torchrun
-    starts each rank in a session of its own)."""
+    starts each rank in a session of its own); ``srun``: the launcher (``pgid``, its pid) is srun,
+    stopped with SIGTERM first (:func:`_stop_srun`)."""
+    if srun and pgid is not None:
+        _stop_srun(pgid)
     try:
         if pgid is not None:
             os.killpg(pgid, signal.SIGKILL)
@@ -156,12 +174,17 @@ def _kill_job(pgid: int | None, tmpdir: Path) -> None:
             pass
 
 
-def _exited(proc: subprocess.Popen) -> bool:
-    """Whether the launcher exited, without reaping it (its pid keeps naming its group)."""
+def _gone(pid: int) -> bool:
+    """Whether our child ``pid`` exited, without reaping it (its pid keeps naming its group)."""
     try:
-        return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
     except ChildProcessError:
         return True
+
+
+def _exited(proc: subprocess.Popen) -> bool:
+    """Whether the launcher exited (not reaped)."""
+    return _gone(proc.pid)
 
 
 @dataclass
@@ -173,20 +196,27 @@ class Watch:
     started: float = field(default_factory=time.monotonic)
     beats: dict[int, Beat] = field(default_factory=dict)
     last_step: float | None = None  # monotonic time a step count last changed
-    walls: list[float] = field(default_factory=list)  # step walls seen (sampled)
+    walls: list[float] = field(default_factory=list)  # timed step walls seen (sampled)
 
     def update(self) -> None:
-        """Read the heartbeats; note any rank that finished a step since the last look."""
+        """Read the heartbeats; note any rank that finished a step since the last look (and its
+        wall, once past the warm-up)."""
         now = time.monotonic()
         for rank, beat in read_beats(self.tmpdir).items():
             old = self.beats.get(rank)
             if beat.steps and (old is None or beat.steps != old.steps):
                 self.last_step = now
-                self.walls.append(beat.wall)
+                if beat.steps > self.job.warmup_steps:
+                    self.walls.append(beat.wall)
             self.beats[rank] = beat
 
+    def median_known(self) -> bool:
+        """Whether every rank finished a timed step (the watchdog's hang rule applies from then)."""
+        done = [b for b in self.beats.values() if b.steps > self.job.warmup_steps]
+        return bool(self.walls) and len(done) >= self.job.world_size
+
     def median(self) -> float:
-        """Median of the step walls seen (0 before the first)."""
+        """Median of the timed step walls seen (0 before the first)."""
         walls = sorted(self.walls)
         return walls[len(walls) // 2] if walls else 0.0
 
@@ -215,11 +245,12 @@ class Watch:
 
     def verdict(self) -> Failure | None:
         """Kill now? ``job_timeout`` past ``timeout_s``; ``collective_timeout`` when ranks are
-        stepping and none finished a step for :meth:`~benchbench.job.Job.hang_after_s`."""
+        stepping, every rank finished a timed step (a median is known), and none finished a step
+        for :meth:`~benchbench.job.Job.hang_after_s` of the median (before that, only ``timeout_s``)."""
         elapsed, job = time.monotonic() - self.started, self.job
         if elapsed >= job.timeout_s:
             return Failure("job_timeout", f"job_timeout after {job.timeout_s:g} s: {self._progress()}")
-        if self.stepping() and self.stall() > job.hang_after_s(self.median()):
+        if self.stepping() and self.median_known() and self.stall() > job.hang_after_s(self.median()):
             lag = self.laggard()
             state = "alive" if self.alive() else "not answering"
             msg = f"rank {lag.rank} stuck in a collective: {self.stall_text()}; ranks {state}, killed by the watchdog"
@@ -233,7 +264,7 @@ class Watch:
             return "no rank reported yet (starting)"
         if self.last_step is None:
             return f"no step finished in {self.stall():.0f} s (rank {lag.rank} {lag.at()})"
-        if self.stall() <= max(5.0, 3 * self.median()):
+        if self.stall() <= self.job.hang_after_s(self.median()):  # the watchdog's rule
             alive = "ranks alive" if self.alive() else "ranks not answering"
             return f"{alive}, progressing (step {lag.steps} of {total}, median {self.median():.2g} s) — slow, not hung"
         return f"no step finished for {self.stall():.0f} s on rank {lag.rank} (stuck at step {lag.steps})"
@@ -267,7 +298,7 @@ def _run_ranks(cmd: list[str], env: dict[str, str], job: Job, tmpdir: Path, star
             if killed:
                 break
     finally:
-        _kill_job(proc.pid, tmpdir)  # stragglers too, after a normal exit
+        _kill_job(proc.pid, tmpdir, srun=cmd[0] == "srun")  # stragglers too, after a normal exit
         code = proc.wait()
     return Attempt(log_path.read_text(errors="replace"), None if killed else code, killed, watch)
 

@@ -82,11 +82,69 @@ def test_classify_killed_rank_over_its_peers_symptom():
     ev = Evidence(2, TORCHRUN_KILLED, [PEER_LOST], {1: "at step 2"})
     f = classify(ev)
     assert (f.kind, f.rank, f.signal, f.message) == ("rank_killed", 1, "SIGKILL", "rank 1 killed by SIGKILL at step 2")
+    nccl = RankError(0, "DistBackendError", "DistBackendError: NCCL communicator was aborted on rank 0.", "steps", 2)
+    assert classify(Evidence(2, TORCHRUN_KILLED, [nccl])).kind == "rank_killed"  # the peer's death, not a cause
     ev.oom_kills = 1  # the cgroup's OOM killer fired meanwhile
     assert classify(ev).kind == "out_of_memory"
     exited = classify(Evidence(2, TORCHRUN_EXITED))  # no signal: not a killed rank
     assert (exited.kind, exited.rank, exited.signal) == ("rank_exception", 1, None)
     assert exited.message == "rank 1 ended with exit code 1 and left no error"
+
+
+def test_classify_exit_beats_a_peer_lost_symptom():
+    f = classify(Evidence(2, TORCHRUN_EXITED, [PEER_LOST]))  # rank 1 exited 1, rank 0 lost its peer
+    assert (f.kind, f.rank, f.signal) == ("rank_exception", 1, None)
+    assert f.message.startswith("rank 1 ended with exit code 1 and left no error; rank 0 then lost its peer: ")
+    hung = classify(Evidence(2, "", [PEER_LOST]))  # no exit seen for rank 1: alive or hung
+    assert (hung.kind, hung.rank) == ("collective_timeout", 1)
+    assert hung.message.startswith("rank 1 stuck in a collective; rank 0 gave up: RuntimeError: Connection closed")
+    for err in (PEER_LOST, RankError(0, "RuntimeError", "RuntimeError: Timed out waiting 10000ms", "steps", 2)):
+        for output in ("", TORCHRUN_EXITED):
+            message = classify(Evidence(2, output, [err])).message
+            assert not re.search(r":\s*;|:\s*$|;\s*;", message), message  # no empty clause
+
+
+SRUN_CASES = [  # srun's output, (rank, exitcode, signal, oom)
+    ("srun: error: node1: task 1: Out Of Memory\nsrun: error: node1: task 0: Killed", (1, None, "SIGKILL", True)),
+    ("srun: error: node1: task 0: Terminated\nsrun: error: node1: task 1: Killed", (1, None, "SIGKILL", False)),
+    ("srun: error: node1: task 0: Exited with exit code 1\nsrun: Job step aborted: Waiting up to 32 seconds for job "
+     "step to finish.\nsrun: error: node1: task 1: Killed", (0, 1, None, False)),
+    ("srun: error: node1: task 1: Terminated\nsrun: error: node1: task 0: Segmentation fault",
+     (0, None, "SIGSEGV", False)),
+    ("srun: error: node1: task 0: Terminated", (0, None, "SIGTERM", False)),  # teardown alone: still said
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("output", "want"), SRUN_CASES)
+def test_parse_srun_lines_prefers_a_cause_over_teardown(output, want):
+    died = parse_launcher_output(output)
+    assert (died.rank, died.exitcode, died.signal, died.oom) == want
+
+
+def test_srun_out_of_memory_is_out_of_memory():
+    f = classify(Evidence(2, "srun: error: node1: task 1: Out Of Memory\n", [PEER_LOST], {1: "at step 2"}))
+    assert (f.kind, f.rank, f.signal) == ("out_of_memory", 1, "SIGKILL")
+    assert f.message.startswith("rank 1 killed by SIGKILL at step 2: out of memory")
+    stepd = ("slurmstepd: error: Detected 1 oom_kill event in StepId=12.0. Some of the step tasks have been OOM "
+             "Killed.\nsrun: error: node1: task 1: Killed\n")  # fmt: skip
+    f = classify(Evidence(2, stepd, [PEER_LOST]))
+    assert (f.kind, f.rank, f.signal) == ("out_of_memory", 1, "SIGKILL")
+    f = classify(Evidence(2, stepd.splitlines()[0]))  # no task line at all
+    assert (f.kind, f.rank) == ("out_of_memory", None)
+
+
+RDZV_OWN = RankError(1, "RuntimeError", "RuntimeError: rendezvous failed: rank 1 of 2 ...: The client socket has "
+                     "timed out after 10000ms while trying to connect to (127.0.0.1, 4242).", "rendezvous", 0, 2.0)
+RDZV_WAIT = RankError(0, "RuntimeError", "RuntimeError: rendezvous failed: rank 0 of 2 ...: Timed out after 11 "
+                      "seconds waiting for clients. 1/2 clients joined.", "rendezvous", 0, 1.0)
+
+
+@pytest.mark.parametrize("errors", [[RDZV_OWN], [RDZV_WAIT], [RDZV_OWN, RDZV_WAIT], [RDZV_WAIT, RDZV_OWN]])
+def test_rendezvous_message_is_the_same_whoever_wrote_first(errors):
+    f = classify(Evidence(2, "", errors))
+    assert (f.kind, f.rank) == ("rendezvous_timeout", 1)
+    waiting = RDZV_WAIT in errors
+    assert f.message.startswith("rank 1 did not join the process group; " + ("rank 0: " if waiting else "rank 1: "))
 
 
 @pytest.mark.parametrize(
@@ -101,6 +159,20 @@ def test_classify_killed_rank_over_its_peers_symptom():
          "collective_timeout", 1),  # rank 0 waited; rank 1, which left no error, is the suspect
         (RankError(0, "RuntimeError", "RuntimeError: rendezvous failed: ... wait timeout after 10000ms", "rendezvous"),
          "rendezvous_timeout", 1),
+        (RankError(0, "RuntimeError", "RuntimeError: [enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: "
+                   "not enough memory: you tried to allocate 8589934592 bytes.", "steps", 2), "out_of_memory", 0),
+        (RankError(1, "OSError", "OSError: [Errno 12] Cannot allocate memory", "steps", 2), "out_of_memory", 1),
+        (RankError(1, "RuntimeError", "RuntimeError: std::bad_alloc", "build", 0), "out_of_memory", 1),
+        (RankError(0, "RuntimeError", "RuntimeError: CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling "
+                   "`cublasCreate(handle)`", "steps", 2), "out_of_memory", 0),
+        (RankError(0, "DistBackendError", "DistBackendError: NCCL error in: ProcessGroupNCCL.cpp:1970, remote process "
+                   "exited or there was a network error, NCCL version 2.21.5 ncclRemoteError: A call failed possibly "
+                   "due to a network error or a remote process exiting prematurely.", "steps", 2),
+         "collective_timeout", 1),  # the peer died: rank 1, which left no error, is the suspect
+        (RankError(0, "DistBackendError", "DistBackendError: NCCL communicator was aborted on rank 0.", "steps", 2),
+         "collective_timeout", 1),
+        (RankError(0, "DistBackendError", "DistBackendError: ncclRemoteError: remote process failed", "steps", 2),
+         "collective_timeout", 1),
         (RankError(0, "RuntimeError", "RuntimeError: rendezvous failed: ... ProcessGroupNCCL is only supported with "
                    "GPUs, no GPUs found!", "rendezvous"), "rank_exception", 0),  # not a timeout: not rendezvous
     ],
@@ -140,31 +212,75 @@ def test_free_port_never_returns_a_held_port():
             s.close()
 
 
-def _beat(tmp_path: Path, rank: int, steps: int, phase: str = "steps", age: float = 0.0) -> None:
+def _beat(tmp_path: Path, rank: int, steps: int, phase: str = "steps", age: float = 0.0, wall: float = 0.01) -> None:
     (tmp_path / "hb").mkdir(exist_ok=True)
-    (tmp_path / "hb" / f"rank{rank}").write_text(f"{steps} {phase} {time.time() - age:.3f} 0.01 {os.getpid()}\n")
+    line = f"{steps} {phase} {time.time() - age:.3f} {wall} {os.getpid()}\n"
+    (tmp_path / "hb" / f"rank{rank}").write_text(line)
 
 
 def test_watchdog_tells_hung_from_slow(tmp_path):
-    job = make_test_job(timeout_s=100.0, steps=10, warmup_steps=0)
-    assert job.collective_timeout_s == 25 and job.hang_after_s(0.01) == 30  # min(max(100/4, 10), 600) + 5
+    job = make_test_job(timeout_s=40.0, steps=10, warmup_steps=1)
+    assert job.collective_timeout_s == 10 and job.hang_after_s(0.01) == 15 and job.hang_after_s(10.0) == 100
     watch = Watch(job, tmp_path)
-    _beat(tmp_path, 0, 4)
-    _beat(tmp_path, 1, 3)
+    _beat(tmp_path, 0, 1, wall=3.0)  # the warm-up step: no timed step yet, no median
+    _beat(tmp_path, 1, 1, wall=3.0)
+    watch.update()
+    watch.last_step = time.monotonic() - 31
+    assert watch.verdict() is None  # before a median is known only timeout_s applies
+    _beat(tmp_path, 0, 4, wall=10.0)
+    watch.update()
+    watch.last_step = time.monotonic() - 31
+    assert watch.verdict() is None  # rank 1 has no timed step yet
+    _beat(tmp_path, 1, 3, wall=10.0)
     watch.update()
     assert watch.verdict() is None  # a step just finished
-    watch.last_step = time.monotonic() - 31  # ... and none since, while stepping
+    for long_step in (31, 45):  # ranks in lockstep on a long step, median 10 s: slow, not hung
+        watch.last_step = time.monotonic() - long_step
+        assert watch.verdict() is None, long_step
+    watch.walls = [0.01]  # a 31 s silence at median 0.01 s: hung
+    watch.last_step = time.monotonic() - 31
     f = watch.verdict()
     assert (f.kind, f.rank) == ("collective_timeout", 1)
     assert f.message == ("rank 1 stuck in a collective: no progress for 31 s at step 3 (median step 0.01 s); "
                          "ranks alive, killed by the watchdog")  # fmt: skip
-    _beat(tmp_path, 0, 10, "after")  # out of the loop (probes, gate): the job timeout's business only
-    _beat(tmp_path, 1, 10, "after", age=5)  # the last to write
+    _beat(tmp_path, 0, 11, "after")  # out of the loop (probes, gate): the job timeout's business only
+    _beat(tmp_path, 1, 11, "after", age=5)  # the last to write
     watch.update()
     watch.last_step = time.monotonic() - 31
     assert watch.verdict() is None
-    watch.started = time.monotonic() - 100
-    assert watch.verdict().message == "job_timeout after 100 s: no step finished for 31 s on rank 1 (stuck at step 10)"
+    watch.started = time.monotonic() - 40
+    assert watch.verdict().message == "job_timeout after 40 s: no step finished for 31 s on rank 1 (stuck at step 11)"
+
+
+def _fake_srun(tmp_path: Path, on_term: str) -> subprocess.Popen:
+    """A process named ``srun`` (its command line names ``tmp_path``, as the job's do) running
+    ``on_term`` on SIGTERM, in a session of its own."""
+    (tmp_path / "bin").mkdir()
+    srun = tmp_path / "bin" / "srun"
+    srun.write_text(f"#!/bin/bash\ntrap '{on_term}' TERM\ntouch {tmp_path}/ready\nwhile :; do sleep 0.1; done\n")
+    srun.chmod(0o755)
+    proc = subprocess.Popen([str(srun), str(tmp_path)], start_new_session=True)
+    while not (tmp_path / "ready").exists():
+        time.sleep(0.02)
+    return proc
+
+
+def test_srun_is_stopped_with_sigterm_first(tmp_path):
+    from benchbench import launch
+
+    proc = _fake_srun(tmp_path, f"touch {tmp_path}/teardown; exit 0")  # srun forwards SIGTERM, tears the step down
+    launch._kill_job(proc.pid, tmp_path, srun=True)
+    assert proc.wait(timeout=5) == 0 and (tmp_path / "teardown").exists()
+
+
+def test_srun_deaf_to_sigterm_is_killed_after_the_grace(tmp_path, monkeypatch):
+    from benchbench import launch
+
+    monkeypatch.setattr(launch, "SRUN_GRACE_S", 0.5)
+    proc = _fake_srun(tmp_path, "true")  # ignores SIGTERM
+    started = time.monotonic()
+    launch._kill_job(proc.pid, tmp_path, srun=True)
+    assert proc.wait(timeout=5) == -signal.SIGKILL and 0.5 <= time.monotonic() - started < 3
 
 
 # --- real jobs, with faults -------------------------------------------------------------------
@@ -200,31 +316,37 @@ def fault(monkeypatch):
     return set_fault
 
 
-def _run(tmp_path: Path, **changes) -> tuple[dict, float]:
+def _run(tmp_path: Path, floor: float = 0.0, **changes) -> tuple[dict, float]:
+    """Run a failing 2-rank job; its ``wall_time_s`` must cover the whole run (all but the last
+    second of what the caller waited) and at least ``floor`` s (the time to the injected fault)."""
     job = make_test_job("ddp", 2, **{"steps": 4, "warmup_steps": 1, "timeout_s": 40.0, **changes})
     started = time.monotonic()
     record, _ = run_job(job, tmp_path / "r.json")
     took = time.monotonic() - started
     validate_record(record)
-    assert record["status"] == "failed" and record["env"]["wall_time_s"] <= took
+    wall = record["env"]["wall_time_s"]
+    assert record["status"] == "failed" and max(floor, took - 1.0, 0.1) <= wall <= took, (wall, took)
     assert _orphans(tmp_path) == []
     return record, took
 
 
-FAULTS = [  # spec, kind, rank, signal, message start, time bound (s; startup alone takes ~5-10 s here)
-    ("raise:1:2", "rank_exception", 1, None, "rank 1 raised RuntimeError: boom at step 2", 30),
-    ("kill:1:2", "rank_killed", 1, "SIGKILL", "rank 1 killed by SIGKILL at step 2", 30),
-    ("oom:1:2", "out_of_memory", 1, None, "rank 1 out of memory at step 2: MemoryError: fault: allocated", 30),
-    ("hang:1:2", "collective_timeout", 1, None, "rank 1 stuck in a collective: no progress for 1", 35),
-    ("rendezvous:1", "rendezvous_timeout", 1, None, "rank 1 did not join the process group; rank 0:", 35),
-]
+FAULTS = [  # spec, kind, rank, signal, message start, time floor and bound (s; startup alone takes ~5-10 s here)
+    ("raise:1:2", "rank_exception", 1, None, "rank 1 raised RuntimeError: boom at step 2", 0, 30),
+    ("kill:1:2", "rank_killed", 1, "SIGKILL", "rank 1 killed by SIGKILL at step 2", 0, 30),
+    ("oom:1:2", "out_of_memory", 1, None, "rank 1 out of memory at step 2: MemoryError: fault: allocated", 0, 30),
+    ("hang:1:2", "collective_timeout", 1, None, "rank 1 stuck in a collective: no progress for 1", 10, 35),
+    # the rank quoted: rank 0 (left waiting) if it wrote its error, else rank 1 (torn down first or not)
+    ("rendezvous:1", "rendezvous_timeout", 1, None, "rank 1 did not join the process group; rank ", 10, 35),
+]  # the floor: a collective or the rendezvous waits collective_timeout_s (10 s) before it gives up
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("spec", "kind", "rank", "sig", "message", "bound"), FAULTS, ids=[f[0] for f in FAULTS])
-def test_fault_is_classified_in_bounded_time(tmp_path, fault, spec, kind, rank, sig, message, bound):
+@pytest.mark.parametrize(
+    ("spec", "kind", "rank", "sig", "message", "floor", "bound"), FAULTS, ids=[f[0] for f in FAULTS]
+)
+def test_fault_is_classified_in_bounded_time(tmp_path, fault, spec, kind, rank, sig, message, floor, bound):
     fault(spec)
-    record, took = _run(tmp_path)
+    record, took = _run(tmp_path, floor)
     f = record["failure"]
     assert (f["kind"], f["rank"], f["signal"]) == (kind, rank, sig), f["message"]
     assert f["message"].startswith(message), f["message"]
@@ -249,7 +371,7 @@ def test_config_error_is_config(tmp_path):
 @pytest.mark.slow
 def test_slow_job_times_out_as_slow_not_hung(tmp_path, fault):
     fault("", mutant="slow-step", delay=0.5)
-    record, took = _run(tmp_path, steps=200, timeout_s=16.0)
+    record, took = _run(tmp_path, 16.0, steps=200, timeout_s=16.0)
     f = record["failure"]
     assert f["kind"] == "job_timeout" and f["rank"] is None
     assert f["message"].startswith("job_timeout after 16 s: ranks alive, progressing (step ")
