@@ -133,7 +133,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     print("\n" + summary_line(table, args.threshold, args.alpha))
     if args.csv:
         write_csv(table, args.csv)
-    return exit_status(table)
+    return exit_status(table, allow_missing=args.allow_missing)
 
 
 def _cmd_path(args: argparse.Namespace) -> int:
@@ -202,13 +202,19 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
         help="throughput of NEW against BASE per configuration (Welch t-test); exit 1 when any is slower",
         description="BASE and NEW: a results/<study> folder (its records, else tables/runs.csv, else "
         "tables/scaling.csv) or a runs.csv file. Exit status: 0 no configuration slower, 1 some "
-        "configuration significantly slower beyond the threshold, 2 bad input.",
+        "configuration significantly slower beyond the threshold or with ok runs in BASE and none in NEW "
+        "(see --allow-missing), 2 bad input (including a record file that cannot be read).",
     )
     c.add_argument("base", help="results/<study> folder or runs.csv of the reference run")
     c.add_argument("new", help="results/<study> folder or runs.csv of the run to judge")
     c.add_argument("--threshold", type=float, default=0.03, help="smallest relative change that counts (0.03)")
     c.add_argument("--alpha", type=float, default=0.05, help="significance level of the Welch t-test (0.05)")
     c.add_argument("--csv", help="also write the comparison table to this CSV file")
+    c.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="a configuration with ok runs in BASE and none in NEW (failed or not run) does not fail the comparison",
+    )
     c.set_defaults(func=_cmd_compare)
 
 

@@ -18,7 +18,9 @@ Per configuration (model, hardware, strategy, world size) with ok runs on both s
   held against the threshold only, verdict ``faster?`` / ``slower?`` / ``no significant change``,
   note ``1 repeat: no test``; these never fail the comparison.
 
-The exit status is 1 when any configuration is ``slower``, 0 otherwise.
+The exit status is 1 when any configuration is ``slower``, or has ok runs in BASE and none in
+NEW (``only in BASE``: failed or missing there — a gate must not pass a build that broke it)
+unless ``allow_missing``; 0 otherwise. A record file that cannot be read is bad input.
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from benchbench.analysis import SCALING_KEYS, load_records, runs_table
+from benchbench.analysis import SCALING_KEYS, runs_table
 from benchbench.config import ConfigError
 from benchbench.metrics import COMPARISON
+from benchbench.records_in import read_records
 
 KEYS = SCALING_KEYS
 COLUMNS = [*KEYS, *(m.name for m in COMPARISON)]
@@ -91,8 +94,12 @@ def load_stats(source: str | Path) -> tuple[pd.DataFrame, str]:
     layout = StudyLayout(path.name, path.parent)
     records = study_records(layout) if layout.raw.is_dir() else []
     if records:
+        usable, rejected = read_records(records)
+        if rejected:
+            bad = "; ".join(f"{r.path}: {r.reason}" for r in rejected[:3])
+            raise ConfigError(f"{layout.raw}: cannot read the records ({len(rejected)} unusable): {bad}")
         try:
-            runs = runs_table(load_records(records))
+            runs = runs_table(usable)
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise ConfigError(f"{layout.raw}: cannot read the records: {e}") from None
         return repeat_stats(runs), f"{len(records)} records under {layout.raw}"
@@ -198,6 +205,8 @@ def format_table(table: pd.DataFrame) -> str:
     return shown.to_string(index=False, na_rep="", formatters=fmt)
 
 
-def exit_status(table: pd.DataFrame) -> int:
-    """1 when any configuration is significantly slower beyond the threshold, else 0."""
-    return int((table["verdict"] == SLOWER).any())
+def exit_status(table: pd.DataFrame, allow_missing: bool = False) -> int:
+    """1 when any configuration is significantly slower beyond the threshold, or (unless
+    ``allow_missing``) has ok runs in BASE only; else 0."""
+    missing = not allow_missing and (table["verdict"] == ONLY_BASE).any()
+    return int((table["verdict"] == SLOWER).any() or missing)

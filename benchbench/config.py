@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 import re
 from functools import cache
 from pathlib import Path
@@ -125,6 +126,18 @@ def check_names(cfg: dict[str, Any], what: str) -> None:
             )
 
 
+def non_finite(value: Any, key: str = "") -> list[str]:
+    """Every number in ``value`` that is not finite (YAML's ``.inf``, ``.nan``), as an error naming
+    its key path: JSON Schema's ``number`` lets them through, and no timeout, size or rate may be one."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return [f"{key or '<top level>'}: {value!r} is not a finite number; allowed: a finite number"]
+    if isinstance(value, dict):
+        return [e for k, v in value.items() for e in non_finite(v, f"{key}.{k}" if key else str(k))]
+    if isinstance(value, list):
+        return [e for i, v in enumerate(value) for e in non_finite(v, f"{key}.{i}")]
+    return []
+
+
 def _semantic_errors(cfg: dict[str, Any]) -> list[str]:
     """What the schema cannot say: names that must exist, and models that cannot be built."""
     from benchbench.hardware import hardware_names  # local: hardware validates with this module
@@ -169,6 +182,8 @@ def check_config(cfg: dict[str, Any], what: str = "study config") -> dict[str, A
             f"invalid {what}: expected a mapping of keys (study, models, strategies, world_sizes, ...) "
             f"at the top level, got {'nothing (empty file)' if cfg is None else type(cfg).__name__}"
         )
+    if errors := non_finite(cfg):
+        raise ConfigError(f"invalid {what}:\n  " + "\n  ".join(errors))
     validate(cfg, "config", what)
     check_names(cfg, what)
     cfg = with_defaults(cfg)

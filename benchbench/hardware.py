@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from benchbench.config import ROOT, ConfigError, validate
+from benchbench.config import ROOT, ConfigError, non_finite, validate
 
 HARDWARE_DIR = ROOT / "config" / "hardware"
 
@@ -63,6 +63,8 @@ def hardware_names() -> list[str]:
 @cache
 def _validated(path: Path) -> HardwareProfile:
     raw = yaml.safe_load(path.read_text())
+    if errors := non_finite(raw):
+        raise ConfigError(f"invalid hardware profile {path}:\n  " + "\n  ".join(errors))
     validate(raw, "hardware", f"hardware profile {path}")
     return HardwareProfile.from_dict(raw)
 

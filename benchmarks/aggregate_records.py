@@ -156,13 +156,18 @@ def main(argv: list[str] | None = None) -> int:
             walls.append(wall)
             print(f"aggregate {len(paths)} records: {wall:.2f} s wall" + (f", tracemalloc peak {peak:.0f} MiB"
                                                                          if peak is not None else ""))  # fmt: skip
+        cli_wall = None
         if args.cli:
-            wall, rss = time_cli(paths, root / "tables")
-            print(f"python -m benchbench aggregate ({len(paths)} records): {wall:.2f} s wall, peak RSS {rss:.0f} MiB")
+            cli_wall, rss = time_cli(paths, root / "tables")
+            print(f"python -m benchbench aggregate ({len(paths)} records): {cli_wall:.2f} s wall, "
+                  f"peak RSS {rss:.0f} MiB")  # fmt: skip
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     best = min(walls)
     print(f"best {best:.2f} s, median {sorted(walls)[len(walls) // 2]:.2f} s; peak RSS {rss:.0f} MiB (whole process)")
-    print(f"target <= {TARGET_S:.0f} s for 10,000 records: {'met' if best <= TARGET_S else 'NOT met'}")
+    # judged on what a user waits for: the command in a fresh process (imports included) when timed
+    judged, what = (cli_wall, "the command") if cli_wall is not None else (max(walls), "the slowest round")
+    verdict = "met" if judged <= TARGET_S else "NOT met"
+    print(f"target <= {TARGET_S:.0f} s for {len(paths)} records ({what}, {judged:.2f} s): {verdict}")
     return 0
 
 

@@ -13,6 +13,8 @@ with its wall time and peak memory:
 * **DAG** — ``snakemake -n --quiet`` on the project's Snakefile with this study (config checked,
   study expanded, DAG built, every bench job's params / resources / priority evaluated), in a
   fresh process (peak RSS of that process);
+* **DAG, resumed** — the same dry run once every job has a record (a study resumed or re-checked
+  after it finished; each bench job's retry token reads its record), with ``retry_failed=True``;
 * **floor** — the same dry run of a trivial Snakefile with as many jobs (one wildcard rule, one
   rule that takes all of them): what Snakemake alone costs on this machine.
 
@@ -117,6 +119,17 @@ def _no_scontrol(folder: Path) -> str:
     return f"{folder}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
+def _fake_records(raw: dict, workdir: Path) -> None:
+    """A finished-looking record (ok, as the retry token reads it) at every record path of the study."""
+    jobs, _ = expand(check_config(raw))
+    layout = StudyLayout(raw["study"], workdir / "results")
+    text = json.dumps({"status": "ok", "created_at": "2026-01-01T00:00:00+00:00", "env": {"retry_of": None}})
+    for j in jobs:
+        path = layout.record(j)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
 def time_dags(raw: dict, n_jobs: int, no_slurm_probe: bool) -> tuple[float, float]:
     """Dry-run benchbench's Snakefile on the study and a trivial one with as many jobs; print both."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -129,6 +142,11 @@ def time_dags(raw: dict, n_jobs: int, no_slurm_probe: bool) -> tuple[float, floa
         wall, rss = dry_run(ROOT / "Snakefile", tmp / "bench", ["--configfile", str(tmp / "study.yaml")], path)
         print(f"DAG (snakemake -n, benchbench's Snakefile, {n_jobs} bench jobs): {wall:.1f} s wall, "
               f"peak RSS {rss:.0f} MiB")  # fmt: skip
+        _fake_records(raw, tmp / "bench")
+        again, again_rss = dry_run(ROOT / "Snakefile", tmp / "bench",
+                                   ["--configfile", str(tmp / "study.yaml"), "--config", "retry_failed=True"], path)
+        print(f"DAG, resumed (every record present, retry_failed=True): {again:.1f} s wall, "
+              f"peak RSS {again_rss:.0f} MiB")  # fmt: skip
         trivial = ["--workflow-profile", "none", "--config", f"njobs={n_jobs}"]
         floor, floor_rss = dry_run(tmp / "Snakefile.trivial", tmp / "trivial", trivial, path)
         print(f"floor (snakemake -n, trivial Snakefile, {n_jobs} jobs): {floor:.1f} s wall, "

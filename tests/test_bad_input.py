@@ -48,6 +48,9 @@ BAD = [
         ["models.m: 'widht' is not allowed; allowed: ['arch', 'batch_size', 'width'"],
     ),
     ("steps-wrong-type", VALID + "steps: ten\n", ["steps: 'ten' is not of type 'integer'"]),
+    ("timeout-infinite", VALID + "timeout_s: .inf\n", ["timeout_s: inf is not a finite number; allowed: a finite"]),
+    ("lr-nan", VALID + "optimizer: {lr: .nan}\n", ["optimizer.lr: nan is not a finite number"]),
+    ("repeats-too-many", VALID + "repeats: 1000000000\n", ["repeats: 1000000000 is greater than the maximum of 1000"]),
     (
         "world-sizes-not-a-list",
         HEAD + MLP + "strategies: [ddp]\nworld_sizes: 2\n",

@@ -1,5 +1,6 @@
 """``benchbench compare BASE NEW``: verdicts, exit status and input handling, on synthetic runs."""
 
+import json
 import math
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from benchbench.layout import StudyLayout
 from benchbench.metrics import COMPARISON, METRICS
 from benchbench.record import make_record, write_record
 from tests.conftest import make_test_job
+from tests.test_analysis import rec
 
 CONFIG = {"model": "m", "hardware": "h", "strategy": "ddp", "world_size": 2}
 
@@ -205,3 +207,27 @@ def test_a_strategy_name_built_differently_on_the_two_sides_is_noted():
     assert "plan differs (pipeline(Schedule1F1B, stages=2, micro-batches=4)" in row["note"]
     same = compare(repeat_stats(base), repeat_stats(base)).iloc[0]
     assert "plan differs" not in same["note"]
+
+
+def test_a_configuration_lost_in_new_fails_the_gate_unless_allowed(tmp_path, capsys):
+    runs([100.0, 101.0]).to_csv(tmp_path / "base.csv", index=False)
+    pd.concat([runs([100.0, 101.0]), runs([50.0, 51.0], world_size=4)]).to_csv(tmp_path / "more.csv", index=False)
+    crashed = runs([50.0, 51.0], world_size=4)
+    crashed["status"] = "failed"  # NEW crashed where BASE ran
+    pd.concat([runs([100.0, 101.0]), crashed]).to_csv(tmp_path / "lost.csv", index=False)
+    assert cli.main(["compare", str(tmp_path / "base.csv"), str(tmp_path / "more.csv")]) == 0  # only in NEW: fine
+    assert cli.main(["compare", str(tmp_path / "more.csv"), str(tmp_path / "base.csv")]) == 1  # only in BASE
+    assert cli.main(["compare", str(tmp_path / "more.csv"), str(tmp_path / "lost.csv")]) == 1
+    assert cli.main(["compare", str(tmp_path / "more.csv"), str(tmp_path / "lost.csv"), "--allow-missing"]) == 0
+    assert ONLY_BASE in capsys.readouterr().out
+
+
+def test_an_unreadable_record_in_new_is_bad_input_not_a_pass(tmp_path, capsys):
+    for side in ("base", "new"):
+        (tmp_path / side / "raw").mkdir(parents=True)
+        for i in range(2):
+            (tmp_path / side / "raw" / f"ws1-r{i}.json").write_text(json.dumps(rec("single", 1, 1.0, repeat=i)))
+    assert cli.main(["compare", str(tmp_path / "base"), str(tmp_path / "new")]) == 0
+    (tmp_path / "new" / "raw" / "ws1-r1.json").write_text('{"schema_version": 4, "sta')
+    assert cli.main(["compare", str(tmp_path / "base"), str(tmp_path / "new")]) == 2
+    assert "cannot read the records (1 unusable)" in capsys.readouterr().err

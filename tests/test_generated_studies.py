@@ -128,7 +128,7 @@ MAX_JOBS = 3  # each bench job starts torch in every rank: seconds each on two c
 def studies(draw: st.DrawFn) -> dict:
     """A minimal valid study: the required keys, sometimes steps / warm-up / description."""
     archs = draw(st.lists(st.sampled_from(list(TINY_MODELS)), min_size=1, max_size=2, unique=True))
-    names = draw(st.lists(NAMES, min_size=len(archs), max_size=len(archs), unique=True))
+    names = draw(st.lists(NAMES, min_size=len(archs), max_size=len(archs), unique_by=str.lower))
     batches = draw(st.lists(st.sampled_from([4, 8]), min_size=len(archs), max_size=len(archs)))
     study = {
         "study": draw(NAMES),

@@ -103,6 +103,11 @@ def test_failed_job_is_kept_until_retry_failed_and_changed_config_reruns(tmp_pat
     # the retried job is settled: neither a plain run nor another retry run redoes it
     assert _planned_bench_jobs(tmp_path) == []
     assert _planned_bench_jobs(tmp_path, "--config", "retry_failed=True") == []
+    # a record cut short (a disk filled up, a copy interrupted) is retried like a failed one
+    single = tmp_path / "results/resume/raw/mlp-tiny/cpu-local/single/ws1-r0.json"
+    single.write_text(single.read_text()[:100])
+    assert _planned_bench_jobs(tmp_path) == []
+    assert _planned_bench_jobs(tmp_path, "--config", "retry_failed=True") == ["mlp-tiny/cpu-local/single/ws1-r0.json"]
     # a changed study setting reruns the jobs it changes, and only those
     _write_study(tmp_path, strategies=["single", "ddp"], loss_tolerance=1e-4)
     assert len(_planned_bench_jobs(tmp_path)) == 3

@@ -3,6 +3,7 @@
 # bench rule's wildcards, and which rules run on the submitting host.
 import dataclasses
 import json
+import os
 import random
 import sys
 
@@ -99,15 +100,22 @@ def retry_token(wildcards):
     """A bench param that changes only to retry a failed job. The record keeps the token it ran
     with (env.retry_of), and the token is read back from it, so Snakemake's params trigger sees no
     change; with `--config retry_failed=True` a record that says failed yields its own creation
-    time instead, which differs, so that job reruns and no other. Empty when there is no record."""
+    time instead (an unreadable record: its modification time), which differs, so that job reruns
+    and no other. Empty when there is no record. Needs Snakemake's metadata (.snakemake/): results
+    copied without it are kept as they are."""
+    path = LAYOUT.record_pattern.format(**wildcards)
     try:
-        with open(LAYOUT.record_pattern.format(**wildcards)) as f:
+        with open(path) as f:
             record = json.load(f)
-    except (OSError, ValueError):
-        return ""  # no record yet (it will run anyway) or unreadable (aggregate reports it)
-    if STUDY["retry_failed"] and record.get("status") == "failed":
+        failed = record.get("status") == "failed"
+        retried = str(record.get("env", {}).get("retry_of") or "")
+    except FileNotFoundError:
+        return ""  # no record yet: it runs anyway
+    except (OSError, ValueError, AttributeError):  # unusable (aggregate reports it): retried as failed
+        failed, record, retried = True, {"created_at": f"unreadable {os.path.getmtime(path)}"}, ""
+    if STUDY["retry_failed"] and failed:
         return str(record.get("created_at", "retry"))
-    return str(record.get("env", {}).get("retry_of") or "")
+    return retried
 
 
 _PARTS = {}
