@@ -448,9 +448,19 @@ def run_job(
     return record, write_record(record, out)
 
 
+def _remove_stale_tmpdirs(out: Path) -> None:
+    """Remove what an earlier run of this job left beside its record when it was killed outright
+    (SIGKILL leaves no chance to clean up): Snakemake never runs one output twice at once."""
+    for stale in out.parent.glob(f".{out.stem}.*"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+
+
 def _run_in_tmpdir(job: Job, out: Path, launcher: str, timed_alone: bool) -> dict[str, Any]:
     """Launch in a temporary folder beside the record (not /tmp: on a cluster every node's ranks
-    must reach it), removed after; rank 0's ok record, or the failed one."""
+    must reach it), removed after — also one a killed earlier run left; rank 0's ok record, or
+    the failed one."""
+    _remove_stale_tmpdirs(out)
     with tempfile.TemporaryDirectory(prefix=f".{out.stem}.", dir=out.parent) as tmp:
         tmpdir = Path(tmp)
         (tmpdir / "job.json").write_text(json.dumps(job.to_dict()))

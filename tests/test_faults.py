@@ -443,3 +443,14 @@ def test_interrupt_inside_slurm_is_scheduler_killed(monkeypatch, capsys):
     failure = json.loads(line.split(": ", 1)[1])["failure"]
     assert failure == {"kind": "scheduler_killed", "rank": None, "signal": "SIGTERM",
                        "message": "SIGTERM from the scheduler (job state PREEMPTED)", "log_tail": ""}  # fmt: skip
+
+
+def test_a_temporary_folder_left_by_a_killed_run_is_removed_by_the_next(tmp_path):
+    from benchbench.launch import _remove_stale_tmpdirs
+
+    (tmp_path / ".ws1-r0.k1ll3d").mkdir()
+    (tmp_path / ".ws1-r0.k1ll3d" / "job.json").write_text("{}")
+    (tmp_path / ".ws1-r0.json.abc.tmp").write_text("a record being written")  # a file: not ours to remove
+    (tmp_path / ".ws2-r0.other").mkdir()  # another job's
+    _remove_stale_tmpdirs(tmp_path / "ws1-r0.json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".ws1-r0.json.abc.tmp", ".ws2-r0.other"]

@@ -144,8 +144,8 @@ def test_sigterm_to_the_study_stops_cleanly_and_the_same_command_resumes(tmp_pat
     # may have finished just before the signal); none written before it changed
     assert {k: after[k]["created_at"] for k in before} == before
     assert all(r["status"] == "ok" for r in after.values())
-    assert not list(raw.rglob(".ws*"))  # the killed job's temporary folder is gone too
     _run(tmp_path)  # the same command: finishes the rest, redoes nothing
+    assert not list(raw.rglob(".ws*"))  # no temporary folder is left (one a kill left is removed on the rerun)
     final = _records(tmp_path)
     assert len(final) == 3 and all(r["status"] == "ok" for r in final.values())
     assert {k: final[k]["created_at"] for k in after} == {k: r["created_at"] for k, r in after.items()}
