@@ -126,14 +126,16 @@ def _correctness(runs: pd.DataFrame, scaling: pd.DataFrame) -> pd.DataFrame:
 
 
 def _figures(plots: Iterable[str | Path], figures: str | Path | None) -> list[dict[str, Any]]:
-    """Figures to show: those of ``figures.json`` with data (SVG beside it), else every SVG."""
+    """Figures to show: those of ``figures.json`` with data (SVG beside it; by default the one
+    beside the first SVG), else every SVG with its file stem as caption."""
+    svgs = [Path(p) for p in plots if Path(p).suffix == ".svg"]
+    figures = figures or (svgs[0].parent / "figures.json" if svgs else None)
     if figures and Path(figures).is_file():
         listed = json.loads(Path(figures).read_text())
         where = Path(figures).parent
         return [{"name": f["name"], "caption": f.get("caption", f["name"]),
                  "svg": Markup(_inline_svg(where / f"{f['name']}.svg"))}
                 for f in listed if f.get("has_data") and (where / f"{f['name']}.svg").is_file()]  # fmt: skip
-    svgs = [Path(p) for p in plots if Path(p).suffix == ".svg"]
     return [{"name": p.stem, "caption": p.stem, "svg": Markup(_inline_svg(p))} for p in svgs]
 
 

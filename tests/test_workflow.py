@@ -41,7 +41,8 @@ def test_ci_study_end_to_end(tmp_path):
     assert 'id="scaling-table"' in html and "<table" in html.split('id="scaling-table"')[1][:200]
     assert "gpt-tiny" in html and "efficiency" in html and "<svg" in html
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)  # self-contained: nothing fetched
-    assert "<link" not in html and "<script" not in html
+    assert "<link" not in html and html.count("<script") == 1  # the report's own inline script only
+    assert "<h3 id=\"study-file\">" in html and "gpt-tiny" in html.split('id="provenance"')[1]
     assert "single-process plan needs world_size 1" in html  # dropped combinations are listed
     rec = json.loads((study / "raw/gpt-tiny/cpu-local/ddp/ws2-r0.json").read_text())
     assert rec["env"]["timed_alone"] is True  # profiles/default: bench_slots=1
