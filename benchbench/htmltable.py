@@ -23,9 +23,9 @@ LABELS = {
     "exposed_comm_s": "Exposed comm", "exposed_comm_fraction": "Exposed comm share",
     "bubble_fraction_measured": "Bubble (measured)", "bubble_fraction_simulated": "Bubble (simulated)",
     "bubble_fraction_theoretical": "Bubble (theory)", "hfu": "HFU", "mfu": "MFU",
-    "model_state_bytes": "Model state", "model_state_bytes_est": "Model state (est.)",
+    "model_state_bytes": "Model state", "model_state_bytes_est": "Model state, estimated",
     "model_state_vs_est": "Model state / est.", "activation_bytes": "Activations",
-    "activation_bytes_est": "Activations (est.)", "activation_vs_est": "Activations / est.",
+    "activation_bytes_est": "Activations, estimated", "activation_vs_est": "Activations / est.",
     "verify_grad_rel_err": "Grad rel. error", "verify_verdict": "Gate verdict", "verify_tolerance": "Gate tolerance",
     "loss_dev": "Loss deviation", "correct": "Correct", "applied": "Applied composition", "world_size": "Ranks",
     "dp": "DP", "tp": "TP", "pp": "PP", "p_value": "p", "ratio": "Ratio", "global_batch": "Global batch",
@@ -109,7 +109,7 @@ def shown(column: str, value: Any) -> tuple[str, float | None]:
     if not isinstance(value, int | float):
         return str(value), None
     raw, unit = float(value), unit_shown(column)
-    if unit == "MiB":
+    if unit == "MiB" and METRICS[ALIASES.get(column, column)].unit == "bytes":
         return sig(raw / 2**20), raw
     if unit == "%":
         return f"{sig(raw * 100, 2)}", raw

@@ -76,3 +76,11 @@ def test_merged_folders_get_a_section_each_and_a_comparison(tmp_path):
     assert 'id="t-s0-scaling"' in html and 'id="t-s1-scaling"' in html and 'id="s1-findings"' in html
     comparison = html.split('id="comparison"')[1]
     assert 'id="t-cmp-0-1"' in comparison and comparison.count("<td>faster</td>") == 3
+
+
+def test_bytes_shown_in_mib_and_mib_kept():
+    from benchbench.htmltable import shown
+
+    assert shown("comm_bytes_per_step", 3 * 2**20) == ("3.00", 3 * 2**20)
+    assert shown("peak_mem_mb", 512.0) == ("512", 512.0)
+    assert shown("efficiency", 0.712) == ("71", 0.712) and label("model_state_bytes_est").endswith("(MiB)")
