@@ -18,11 +18,12 @@ from benchbench.metrics import METRICS
 #: Labels where the registry's name is not one people read (the unit is added from the registry).
 LABELS = {
     "throughput": "Throughput", "throughput_cv": "Throughput CV", "samples_per_s": "Throughput",
+    "tokens_per_s": "Token throughput", "model_tflops_per_rank": "Model TFLOP/s per rank",
     "step_time_median_s": "Median step time", "step_time_cv": "Step-time CV", "peak_mem_mb": "Peak memory",
     "comm_bytes_per_step": "Comm per step", "comm_bus_bytes_per_step": "Bus bytes per step",
     "exposed_comm_s": "Exposed comm", "exposed_comm_fraction": "Exposed comm share",
-    "bubble_fraction_measured": "Bubble (measured)", "bubble_fraction_simulated": "Bubble (simulated)",
-    "bubble_fraction_theoretical": "Bubble (theory)", "hfu": "HFU", "mfu": "MFU",
+    "bubble_fraction_measured": "Bubble, measured", "bubble_fraction_simulated": "Bubble, simulated",
+    "bubble_fraction_theoretical": "Bubble, theory", "hfu": "HFU", "mfu": "MFU",
     "model_state_bytes": "Model state", "model_state_bytes_est": "Model state, estimated",
     "model_state_vs_est": "Model state / est.", "activation_bytes": "Activations",
     "activation_bytes_est": "Activations, estimated", "activation_vs_est": "Activations / est.",
@@ -65,16 +66,18 @@ def unit_shown(column: str) -> str:
         return ""
     if m.unit in _MIB:
         return "MiB"
-    if m.unit in _PERCENT and column not in _NO_PERCENT:
+    if m.unit in _PERCENT and column not in _NO_PERCENT and not column.startswith("verify_"):
         return "%"
     return "" if m.unit in ("count", "fraction") else m.unit
 
 
 def label(column: str) -> str:
     """Human header: the label map or the name in words, then the shown unit in parentheses."""
-    text = LABELS.get(column) or column.replace("_", " ").capitalize()
+    unit_of = METRICS[column].unit if column in METRICS else ""
+    words = column.removesuffix({"s": "_s", "MiB": "_mb"}.get(unit_of, "\0"))  # the unit goes in parentheses
+    text = LABELS.get(column) or words.replace("_", " ").capitalize()
     unit = unit_shown(column)
-    return f"{text} ({unit})" if unit and not text.endswith(")") else text
+    return f"{text} ({unit})" if unit and f"({unit})" not in text else text
 
 
 def sig(value: float, digits: int = 3) -> str:
