@@ -130,8 +130,11 @@ def _figures(plots: Iterable[str | Path], figures: str | Path | None) -> list[di
     beside the first SVG), else every SVG with its file stem as caption."""
     svgs = [Path(p) for p in plots if Path(p).suffix == ".svg"]
     figures = figures or (svgs[0].parent / "figures.json" if svgs else None)
-    if figures and Path(figures).is_file():
-        listed = json.loads(Path(figures).read_text())
+    try:
+        listed = json.loads(Path(figures).read_text()) if figures and Path(figures).is_file() else None
+    except (OSError, ValueError):
+        listed = None  # unreadable: every SVG, as without one
+    if isinstance(listed, list):
         where = Path(figures).parent
         return [{"name": f["name"], "caption": f.get("caption", f["name"]),
                  "svg": Markup(_inline_svg(where / f"{f['name']}.svg"))}
@@ -178,10 +181,10 @@ def study_section(records: Iterable[str | Path], tables: Mapping[str, str | Path
 
 
 def _study_text(study: str | Mapping[str, Any] | None) -> str:
-    """The study file as YAML (from a mapping or its JSON text); empty when not given."""
+    """The study file as YAML (from a mapping or its JSON or YAML text); empty when not given."""
     if not study:
         return ""
-    data = json.loads(study) if isinstance(study, str) else dict(study)
+    data = yaml.safe_load(study) if isinstance(study, str) else dict(study)
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 

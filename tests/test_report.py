@@ -84,3 +84,13 @@ def test_bytes_shown_in_mib_and_mib_kept():
     assert shown("comm_bytes_per_step", 3 * 2**20) == ("3.00", 3 * 2**20)
     assert shown("peak_mem_mb", 512.0) == ("512", 512.0)
     assert shown("efficiency", 0.712) == ("71", 0.712) and label("model_state_bytes_est").endswith("(MiB)")
+
+
+def test_merged_folders_without_shared_configurations_get_no_comparison(tmp_path):
+    a = _study(tmp_path / "a", "base")
+    c = _study(tmp_path / "c", "other", strategies={("fsdp", 2): (0.5, 0.52)})
+    (c.dir / "tables" / "failures.csv").unlink()  # older results: a table missing
+    out = tmp_path / "merged.html"
+    assert cli.main(["report", "--study-dir", str(a.dir), "--study-dir", str(c.dir), "--out", str(out)]) == 0
+    html = out.read_text()
+    assert 'id="comparison"' not in html and "fsdp had no reference to check against" in html
