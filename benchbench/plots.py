@@ -64,6 +64,13 @@ CAPTIONS: dict[str, str] = {
     "pareto": "Throughput against peak memory per rank, every configuration a point (label: world size); "
     "the black line is the Pareto front: no configuration is both faster and smaller than one on it.",
 }
+
+
+def caption_rst(name: str) -> str:
+    """The caption file of figure ``name`` for Snakemake's report (workflow/report/<name>.rst)."""
+    return f"{CAPTIONS[name]}\n"
+
+
 TITLES: dict[str, str] = {
     "throughput": "Throughput vs world size (log-log; dashed: ideal)",
     "efficiency": "Scaling efficiency vs world size (1.0 = ideal)",
