@@ -20,10 +20,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.axis import Axis
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import NullLocator
+from matplotlib.ticker import LogFormatter, NullLocator
 
 from benchbench.layout import PLOT_FORMATS, PLOTS
 from benchbench.palette import strategy_colour
@@ -53,8 +54,8 @@ CAPTIONS: dict[str, str] = {
     "best": "The fastest configuration per model and world size, labelled with its plan (dp·tp·pp, schedule, "
     "micro-batches m); the colour is MFU where measured, else throughput relative to the row's best.",
     "breakdown": "Median step time at each model's largest world size split into compute (step time x "
-    "efficiency: the ideal share of the 1-rank step), exposed communication, pipeline bubble, and other "
-    "= step time minus those three (synchronisation, imbalance, framework overhead).",
+    "efficiency: the ideal share of the 1-rank step), exposed communication, pipeline bubble (each capped at "
+    "what is left of the step), and other = step time minus those three (synchronisation, imbalance, overhead).",
     "memory": "Model state (parameters, gradients, optimizer state) of the rank holding the most, measured "
     "(solid) next to the analytic estimate (hatched); sharding strategies should sit well below single.",
     "bubble": "Measured pipeline bubble against micro-batches per step, with the theory (p-1)/(m+p-1) for p "
@@ -253,6 +254,12 @@ def _world_size_axis(ax: Axes, ws: Iterable[object]) -> None:
     ax.set_xlabel("world size (ranks)")
 
 
+def _plain_numbers(axis: Axis) -> None:
+    """A log axis labelled 200, 300, 400 (not 2x10^2) where it spans under two decades."""
+    for set_formatter in (axis.set_major_formatter, axis.set_minor_formatter):
+        set_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+
+
 def _errors(group: pd.DataFrame, y: str) -> np.ndarray | None:
     """The 95 % interval around ``y`` as error-bar lengths (0 where the table has none)."""
     low, high = _numbers(group, f"{y}_ci_low"), _numbers(group, f"{y}_ci_high")
@@ -302,6 +309,7 @@ def _throughput(data: pd.DataFrame) -> Figure | str:
         _lines(ax, part, "throughput")
         _ideal(ax, part)
         ax.set_yscale("log")
+        _plain_numbers(ax.yaxis)
         _world_size_axis(ax, part["world_size"])
         ax.set(title=panel, ylabel="throughput (samples/s)")
     _legend(fig, rows, [IDEAL])
@@ -366,7 +374,9 @@ def _breakdown_frame(data: pd.DataFrame) -> pd.DataFrame:
     comm = _numbers(top, "exposed_comm_s").fillna(_numbers(top, "exposed_comm_fraction") * step).fillna(0)
     bubble = (_numbers(top, "bubble_fraction_measured") * step).fillna(0)
     compute = (step * _numbers(top, "efficiency")).clip(upper=step)
-    other = (step - compute - comm - bubble).clip(lower=0)
+    comm = comm.clip(upper=step - compute)  # measured on other steps: capped so the bar is the step
+    bubble = bubble.clip(upper=step - compute - comm)
+    other = step - compute - comm - bubble
     parts = {"compute": compute, "exposed comm": comm, "bubble": bubble, "other": other}
     return top.assign(**{k: 1e3 * v for k, v in parts.items()}, step_ms=1e3 * step)
 
@@ -382,14 +392,12 @@ def _breakdown(data: pd.DataFrame) -> Figure | str:
         for name, colour in COMPONENTS.items():
             ax.barh(y, part[name], left=left, color=colour, height=0.7)
             left += part[name].to_numpy()
-        ax.plot(part["step_ms"], y, "k|", ms=14)
         ax.set_yticks(y, list(part["series"]))
         for tick, strategy in zip(ax.get_yticklabels(), part["strategy"], strict=True):
             tick.set_color(strategy_colour(strategy))
         ax.set(title=f"{panel} (ws {int(part['world_size'].max())})", xlabel="step time (ms)")
     handles = [Patch(color=c, label=n) for n, c in COMPONENTS.items()]
-    handles.append(Line2D([], [], color="k", marker="|", ls="", ms=12, label="median step time"))
-    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=5, frameon=False)
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=4, frameon=False)
     return fig
 
 
@@ -465,7 +473,11 @@ def _bubble(data: pd.DataFrame) -> Figure | str:
         for _, row in part.iterrows():
             ax.plot(row["m"], row["bubble"], marker=row["marker"], ms=8, ls="", color=strategy_colour(row["strategy"]))
         ax.set_xscale("log", base=2)
-        ax.set(title=panel, xlabel="micro-batches per step (m)", ylabel="bubble fraction", ylim=(0, 1))
+        ticks = [2**k for k in range(int(math.log2(m[-1])) + 1)]
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.xaxis.set_minor_locator(NullLocator())
+        top = min(1.0, 1.25 * max(part["bubble"].max(), (part["p"].max() - 1) / part["p"].max()))
+        ax.set(title=panel, xlabel="micro-batches per step (m)", ylabel="bubble fraction", ylim=(0, top))
     _legend(fig, frame, [Line2D([], [], ls="--", color="0.4", label="theory (p-1)/(m+p-1)")])
     return fig
 
@@ -489,6 +501,7 @@ def _compression(data: pd.DataFrame) -> Figure | str:
             ax.plot(x, y, marker=row["marker"], ms=8, ls="", color=strategy_colour(row["strategy"]))
             ax.annotate(f"ws{int(row['world_size'])}", (x, y), fontsize=10, xytext=(4, 3), textcoords="offset points")
         ax.set_xscale("log")
+        _plain_numbers(ax.xaxis)
         ax.set(title=panel, xlabel="bytes to collectives per rank and step (MiB)", ylabel="loss deviation")
     _legend(fig, rows)
     return fig
