@@ -92,12 +92,13 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     from benchbench.layout import PLOT_FORMATS, PLOTS
     from benchbench.plots import plot_scaling, read_table
 
-    outputs = list(args.out or [])
+    outputs, index = list(args.out or []), args.index
     if args.out_dir:
         outputs += [Path(args.out_dir) / f"{n}.{f}" for n in PLOTS for f in PLOT_FORMATS]
+        index = index or Path(args.out_dir) / "figures.json"
     if not outputs:
         raise ConfigError("plot needs --out FILE... or --out-dir")
-    for p in plot_scaling(read_table(args.scaling), outputs):
+    for p in plot_scaling(read_table(args.scaling), outputs, index):
         print(p)
     return 0
 
@@ -190,7 +191,8 @@ def _add_tables_and_plots(sub: argparse._SubParsersAction) -> None:
     pl = sub.add_parser("plot", help="scaling.csv -> plots")
     pl.add_argument("--scaling", required=True)
     pl.add_argument("--out", nargs="+", help="plot files to draw, <plot>.<format> (e.g. throughput.svg)")
-    pl.add_argument("--out-dir", help="draw every plot in every format into this folder")
+    pl.add_argument("--out-dir", help="draw every plot in every format (and figures.json) into this folder")
+    pl.add_argument("--index", help="write figures.json here: each figure's caption and whether it has data")
     pl.set_defaults(func=_cmd_plot)
 
     rp = sub.add_parser("report", help="tables + plots + records -> report/index.html")
