@@ -1,6 +1,6 @@
 // benchbench report: sortable data tables and row filters. No network, no libraries.
-// Contract: <table class="data" id="t-NAME"> with <th data-key="COLUMN"> headers and numeric
-// cells <td data-value="RAW">; <input type="search" class="table-filter" data-for="t-NAME">.
+// Contract: tables of class "data" (id "t-NAME"), header cells with data-key, numeric cells with
+// data-value (the raw number); search inputs of class "table-filter" with data-for = a table's id.
 (function () {
   "use strict";
   var collator = new Intl.Collator(undefined, { numeric: true, sensitivity: "base" });
