@@ -5,6 +5,7 @@ rule report:
     input:
         tables=rules.aggregate.output,
         plots=rules.plot.output.plots,
+        figures=rules.plot.output.index,
         records=all_records,
     output:
         str(LAYOUT.report),
@@ -19,5 +20,5 @@ rule report:
         CONDA_ENV
     shell:
         "{params.python:q} -m benchbench report --records {input.records:q} --tables {input.tables:q}"
-        " --plots {params.svgs:q} --out {output:q} --study-json={params.study:q}"
+        " --plots {params.svgs:q} --figures {input.figures:q} --out {output:q} --study-json={params.study:q}"
         " --description={params.description:q} > {log:q} 2>&1"
