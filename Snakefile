@@ -27,6 +27,9 @@ _WHAT = f"study config {' + '.join(CONFIGFILES) or DEFAULT_CONFIG}{_OVERRIDES}"
 STUDY = check_config(dict(config), _WHAT)  # validated against workflow/schemas/config.schema.yaml
 
 
+report: "workflow/report/workflow.rst"  # snakemake --report: figures and tables with their captions
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/bench.smk"
 include: "workflow/rules/aggregate.smk"

@@ -92,33 +92,41 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     from benchbench.layout import PLOT_FORMATS, PLOTS
     from benchbench.plots import plot_scaling, read_table
 
-    outputs = list(args.out or [])
+    outputs, index = list(args.out or []), args.index
     if args.out_dir:
         outputs += [Path(args.out_dir) / f"{n}.{f}" for n in PLOTS for f in PLOT_FORMATS]
+        index = index or Path(args.out_dir) / "figures.json"
     if not outputs:
         raise ConfigError("plot needs --out FILE... or --out-dir")
-    for p in plot_scaling(read_table(args.scaling), outputs):
+    for p in plot_scaling(read_table(args.scaling), outputs, index):
         print(p)
     return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from benchbench.layout import PLOT_FORMATS, StudyLayout
-    from benchbench.report import build_report, study_records
+    from benchbench.report import build_merged_report, build_report, study_records
 
+    figures = args.figures
+    if args.study_dir and len(args.study_dir) > 1:
+        print(build_merged_report(args.study_dir, args.out or "report.html", description=args.description))
+        return 0
     if args.study_dir:
-        study_dir = Path(args.study_dir)
+        study_dir = Path(args.study_dir[0])
         layout = StudyLayout(study_dir.name, study_dir.parent)
         records = args.records or study_records(layout)
         tables = {n: layout.table(n) for n in TABLES}
         plots = [p for p in layout.plots() if p.suffix == f".{PLOT_FORMATS[0]}" and p.exists()]
         out = args.out or layout.report
+        figures = figures or study_dir / "plots" / "figures.json"
     else:
         if not (args.tables and args.out):
             raise ConfigError("report needs --study-dir, or --tables, --plots and --out")
         records, out, plots = args.records or [], args.out, args.plots or []
         tables = {Path(t).stem: Path(t) for t in args.tables}
-    print(build_report(records=records, tables=tables, plots=plots, out=out, description=args.description))
+    page = build_report(records=records, tables=tables, plots=plots, out=out, description=args.description,
+                        study=args.study_json or None, figures=figures)  # fmt: skip
+    print(page)
     return 0
 
 
@@ -183,16 +191,21 @@ def _add_tables_and_plots(sub: argparse._SubParsersAction) -> None:
     pl = sub.add_parser("plot", help="scaling.csv -> plots")
     pl.add_argument("--scaling", required=True)
     pl.add_argument("--out", nargs="+", help="plot files to draw, <plot>.<format> (e.g. throughput.svg)")
-    pl.add_argument("--out-dir", help="draw every plot in every format into this folder")
+    pl.add_argument("--out-dir", help="draw every plot in every format (and figures.json) into this folder")
+    pl.add_argument("--index", help="write figures.json here: each figure's caption and whether it has data")
     pl.set_defaults(func=_cmd_plot)
 
     rp = sub.add_parser("report", help="tables + plots + records -> report/index.html")
-    rp.add_argument("--study-dir", help="results/<study>: records, tables and plots where the layout puts them")
+    rp.add_argument("--study-dir", action="append",
+                    help="results/<study>: records, tables and plots where the layout puts them; "
+                    "repeat it to merge several folders into one page (--out, default report.html)")  # fmt: skip
     rp.add_argument("--records", nargs="*")
     rp.add_argument("--tables", nargs="+", help=" ".join(f"{n}.csv" for n in TABLES) + " (instead of --study-dir)")
     rp.add_argument("--plots", nargs="*", help="plot files; SVGs are inlined")
     rp.add_argument("--out", help="the report file (default: the layout's report/index.html)")
     rp.add_argument("--description", default="")
+    rp.add_argument("--study-json", default="", help="the validated study, as JSON: shown under Provenance")
+    rp.add_argument("--figures", help="plots/figures.json: show the figures with data, captioned")
     rp.set_defaults(func=_cmd_report)
 
 

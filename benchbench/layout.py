@@ -7,7 +7,8 @@
     results/<study>/logs/<rule>.log                                     aggregate, plot, report
     results/<study>/dropped.json                                        combinations not run
     results/<study>/tables/{runs,scaling,failures,rejected,dropped}.csv
-    results/<study>/plots/{throughput,efficiency,strategies}.{svg,png}
+    results/<study>/plots/{throughput,efficiency,best,breakdown,memory,bubble,compression,pareto}.{svg,png}
+    results/<study>/plots/figures.json                                  which figures have data, captions
     results/<study>/report/index.html
 
 The Snakefile (``workflow/rules/common.smk``), the CLI, the report and the Makefile (through
@@ -26,7 +27,8 @@ RESULTS = "results"
 RECORD_PATTERN = "{study}/raw/{model}/{hardware}/{strategy}/ws{world_size}-r{repeat}.json"
 LOG_PATTERN = "{study}/logs/bench/{model}/{hardware}/{strategy}/ws{world_size}-r{repeat}.log"
 TABLES = ("runs", "scaling", "failures", "rejected", "dropped")
-PLOTS = ("throughput", "efficiency", "strategies", "memory")
+#: The study's figures, in the order the report shows them (captions: benchbench.plots.CAPTIONS).
+PLOTS = ("throughput", "efficiency", "best", "breakdown", "memory", "bubble", "compression", "pareto")
 PLOT_FORMATS = ("svg", "png")
 
 
@@ -92,6 +94,10 @@ class StudyLayout:
         return [self.plot(n, f) for n in PLOTS for f in PLOT_FORMATS]
 
     @property
+    def figures_index(self) -> Path:
+        """``[{"name", "caption", "has_data", "why"}]`` in ``PLOTS`` order (written by the plot rule)."""
+        return self.dir / "plots" / "figures.json"
+
+    @property
     def report(self) -> Path:
         return self.dir / "report" / "index.html"
-

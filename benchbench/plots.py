@@ -1,10 +1,14 @@
-"""Scaling plots (seaborn): throughput and efficiency against world size, one panel per model,
-one line per strategy (throughput with the ideal-scaling line, efficiency with y = 1), the
-strategies side by side as bars of throughput per world size, and model state per rank measured
-next to its estimate."""
+"""The study's figures (matplotlib), drawn from scaling.csv: one per name of
+:data:`benchbench.layout.PLOTS`, each with a one-line caption (:data:`CAPTIONS`) saying what to look
+for, one colour per strategy in all of them (:func:`benchbench.palette.strategy_colour`), about
+1000 px wide with fonts of 10 pt or more. A figure whose data the study lacks is still written, as a
+"no data: <why>" figure, and ``figures.json`` says which figures have data (:func:`plot_scaling`)."""
 
 from __future__ import annotations
 
+import json
+import math
+import re
 import traceback
 from collections.abc import Iterable
 from pathlib import Path
@@ -13,11 +17,18 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
-import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.axis import Axis
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import LogFormatter, NullLocator
 
 from benchbench.layout import PLOT_FORMATS, PLOTS
+from benchbench.palette import strategy_colour
+from benchbench.record import atomic_write_text
 
 #: The scaling table's name columns (text, whatever they look like).
 ID_COLUMNS = ("model", "hardware", "strategy", "series", "baseline")
@@ -27,6 +38,63 @@ NO_BASELINE = (
     "no baseline: efficiency needs a world-size-1 run of the same model and hardware "
     "(the single strategy, or the strategy's own at 1 rank)"
 )
+NO_STEP_TIMES = "no step-time breakdown: it needs median step times and a world-size-1 baseline (efficiency)"
+NO_PIPELINE = "no pipeline runs with a measured bubble (a pp strategy at 2 or more ranks)"
+NO_COMPRESSION = "no compression runs with bytes on the wire and a loss deviation (ddp-fp16, ddp-bf16, ddp-powersgd)"
+NO_PEAK_MEMORY = "no peak memory per rank (peak_mem_mb) next to a throughput"
+
+#: One line per figure: what it shows and what to look for (the report and Snakemake's report
+#: print it under the figure; workflow/report/<name>.rst holds the same text).
+CAPTIONS: dict[str, str] = {
+    "throughput": "Throughput against world size on log-log axes, one line per strategy (bars: 95 % interval "
+    "over repeats); the dashed line is ideal linear scaling from the 1-rank run: the further below it, "
+    "the worse the strategy scales.",
+    "efficiency": "Scaling efficiency (speedup / world size) against world size: 1.0 is ideal; "
+    "a line that falls fast marks a strategy whose overhead grows with the ranks.",
+    "best": "The fastest configuration per model and world size, labelled with its plan (dp·tp·pp, schedule, "
+    "micro-batches m); the colour is MFU where measured, else throughput relative to the row's best.",
+    "breakdown": "Median step time at each model's largest world size split into compute (step time x "
+    "efficiency: the ideal share of the 1-rank step), exposed communication, pipeline bubble (each capped at "
+    "what is left of the step), and other = step time minus those three (synchronisation, imbalance, overhead).",
+    "memory": "Model state (parameters, gradients, optimizer state) of the rank holding the most, measured "
+    "(solid) next to the analytic estimate (hatched); sharding strategies should sit well below single.",
+    "bubble": "Measured pipeline bubble against micro-batches per step, with the theory (p-1)/(m+p-1) for p "
+    "stages dashed: points above the curve lose time beyond the schedule's own idle time.",
+    "compression": "Bytes each rank hands to collectives per step against the largest loss deviation from "
+    "the single-process run: compression should move left without moving far up.",
+    "pareto": "Throughput against peak memory per rank, every configuration a point (label: world size); "
+    "the black line is the Pareto front: no configuration is both faster and smaller than one on it.",
+}
+
+
+def caption_rst(name: str) -> str:
+    """The caption file of figure ``name`` for Snakemake's report (workflow/report/<name>.rst)."""
+    return f"{CAPTIONS[name]}\n"
+
+
+TITLES: dict[str, str] = {
+    "throughput": "Throughput vs world size (log-log; dashed: ideal)",
+    "efficiency": "Scaling efficiency vs world size (1.0 = ideal)",
+    "best": "Best configuration per model and world size",
+    "breakdown": "Step-time breakdown (largest world size)",
+    "memory": "Model state per rank: measured vs estimate",
+    "bubble": "Pipeline bubble vs micro-batches",
+    "compression": "Gradient compression: bytes on the wire vs loss deviation",
+    "pareto": "Throughput vs peak memory per rank (Pareto front)",
+}
+WIDTH_IN = 10.4  # ≈ 1000 px in a browser (an SVG point is 4/3 px)
+PNG_DPI = 96
+MARKERS = ("o", "s", "^", "D", "v", "P")
+COMPRESSION_WORDS = ("fp16", "bf16", "powersgd")
+COMPONENTS = {"compute": "#4c72b0", "exposed comm": "#dd8452", "bubble": "#c44e52", "other": "#b0b0b0"}
+_SCHEDULES = {"Schedule1F1B": "1f1b", "ScheduleGPipe": "gpipe", "ScheduleInterleaved1F1B": "interleaved",
+              "ScheduleZBVZeroBubble": "zbv", "ScheduleInterleavedZeroBubble": "izb"}  # fmt: skip
+_PIPELINE = re.compile(r"pipeline\((\w+), stages=(\d+),.*?micro-batches=(\d+)\)")
+_THEME = {
+    "font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "xtick.labelsize": 10, "ytick.labelsize": 10,
+    "legend.fontsize": 10, "figure.titlesize": 13, "svg.fonttype": "none",  # SVG text stays text
+    "axes.grid": True, "grid.color": "0.88", "axes.spines.top": False, "axes.spines.right": False,
+}  # fmt: skip
 
 
 def _save(fig: Figure, paths: list[Path]) -> list[Path]:
@@ -35,7 +103,7 @@ def _save(fig: Figure, paths: list[Path]) -> list[Path]:
         tmp = path.with_name(f".{path.name}.tmp")
         meta = {"Date": None} if fmt == "svg" else {}  # reproducible files: no time stamp
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(tmp, format=fmt, dpi=110, bbox_inches="tight", metadata=meta)
+        fig.savefig(tmp, format=fmt, dpi=PNG_DPI, bbox_inches="tight", metadata=meta)
         tmp.replace(path)
     plt.close(fig)
     return paths
@@ -56,7 +124,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
 
 def no_data(title: str, why: str) -> Figure:
     """A figure that says the plot has nothing to show, and why."""
-    fig, ax = plt.subplots(figsize=(7, 2.2))
+    fig, ax = plt.subplots(figsize=(WIDTH_IN * 0.7, 2.2))
     ax.axis("off")
     ax.text(0.5, 0.5, f"no data: {why}", ha="center", va="center", wrap=True, fontsize=11)
     fig.suptitle(title)
@@ -73,92 +141,264 @@ def _by_plot(outputs: Iterable[str | Path]) -> dict[str, list[Path]]:
     return wanted
 
 
-def _ideal(data: pd.DataFrame, **_: object) -> None:
-    """Ideal scaling in one panel: the ws-1 baseline throughput times N."""
-    base = data["throughput"] / data["speedup"]
-    base = base.dropna()
-    if base.empty:
-        return
-    ws = sorted(data["world_size"].unique())
-    plt.plot(ws, [base.iloc[0] * n for n in ws], ls="--", color="0.4", lw=1, label="ideal")
+# ---------------------------------------------------------------------------------------------
+# The table, made ready to draw
 
 
 def _series(scaling: pd.DataFrame) -> pd.DataFrame:
-    """The scaling table with a ``series`` label per line (strategy, plus hardware when several)."""
+    """The scaling table with a ``series`` label per line (strategy, plus hardware when several),
+    a ``panel`` per model (plus hardware when several) and a ``marker`` per hardware."""
     if scaling.empty or "throughput" not in scaling:
         return pd.DataFrame(columns=["model", "hardware", "strategy", "world_size", "throughput", "series"])
     scaling = scaling.assign(**{c: scaling[c].astype(str) for c in ("model", "hardware", "strategy")})
-    one_hw = scaling["hardware"].nunique() == 1
-    return scaling.assign(series=scaling["strategy"] if one_hw else scaling["strategy"] + " @ " + scaling["hardware"])
+    hardware = sorted(scaling["hardware"].unique())
+    marker = scaling["hardware"].map({h: MARKERS[i % len(MARKERS)] for i, h in enumerate(hardware)})
+    if len(hardware) == 1:
+        return scaling.assign(series=scaling["strategy"], panel=scaling["model"], marker=marker)
+    at = " @ " + scaling["hardware"]
+    return scaling.assign(series=scaling["strategy"] + at, panel=scaling["model"] + at, marker=marker)
 
 
-def _rows_with(data: pd.DataFrame, y: str) -> pd.DataFrame:
-    """The rows with a finite ``y`` (a configuration without a baseline has no efficiency)."""
-    if y not in data:
-        return data.iloc[0:0]
-    return data[pd.to_numeric(data[y], errors="coerce").replace([float("inf"), -float("inf")], pd.NA).notna()]
+def _numbers(data: pd.DataFrame, column: str) -> pd.Series:
+    """``column`` as floats (NaN where missing, not a number or infinite; all NaN without it)."""
+    if column not in data:
+        return pd.Series(np.nan, index=data.index, dtype=float)
+    return pd.to_numeric(data[column], errors="coerce").replace([np.inf, -np.inf], np.nan).astype(float)
 
 
-def _line_plot(data: pd.DataFrame, y: str) -> sns.FacetGrid:
-    height = max(3.4, 0.25 * data["series"].nunique())  # room for the legend beside the panels
-    g = sns.relplot(
-        data=data, x="world_size", y=y, col="model", hue="series", kind="line", marker="o",
-        facet_kws={"sharey": False}, height=height,
-    )  # fmt: skip
-    g.set_titles("{col_name}")
-    for ax in g.axes.flat:
-        ax.set_xticks(sorted(int(n) for n in data["world_size"].unique()))
-    return g
+def _rows_with(data: pd.DataFrame, *columns: str) -> pd.DataFrame:
+    """The rows with a finite number in each of ``columns``."""
+    keep = pd.Series(True, index=data.index)
+    for c in columns:
+        keep &= _numbers(data, c).notna()
+    return data[keep]
 
 
-def _throughput(data: pd.DataFrame) -> Figure:
-    title = "Throughput vs world size (dashed: ideal scaling from the ws-1 baseline)"
+def _at_largest_world_size(data: pd.DataFrame) -> pd.DataFrame:
+    return data[data["world_size"] == data.groupby("panel")["world_size"].transform("max")]
+
+
+def _pipeline(applied: object) -> tuple[str, int, int] | None:
+    """(schedule, stages, micro-batches) of an ``applied`` composition with a pipeline step."""
+    hit = _PIPELINE.search(str(applied))
+    if not hit:
+        return None
+    name = hit.group(1)
+    return _SCHEDULES.get(name, name.removeprefix("Schedule").lower()), int(hit.group(2)), int(hit.group(3))
+
+
+def plan_label(row: pd.Series) -> str:
+    """A configuration's plan in a few characters: ``dp2·tp2·pp2 1f1b m8`` (dimensions above 1,
+    the pipeline schedule and micro-batches where the composition had a pipeline)."""
+    dims = [f"{d}{int(v)}" for d in ("dp", "tp", "pp") if not math.isnan(v := _float(row.get(d))) and v > 1]
+    ws = int(_float(row.get("world_size"), 1))
+    label = "·".join(dims) or ("1 rank" if ws == 1 else f"{ws} ranks")
+    pipe = _pipeline(row.get("applied", ""))
+    return f"{label} {pipe[0]} m{pipe[2]}" if pipe else label
+
+
+def _float(value: object, default: float = math.nan) -> float:
+    try:
+        out = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return default
+    return out if math.isfinite(out) else default
+
+
+def pareto_front(points: pd.DataFrame, x: str = "peak_mem_mb", y: str = "throughput") -> pd.DataFrame:
+    """The points no other point beats on both (smaller ``x`` and larger ``y``, one strictly),
+    sorted by ``x``; points with equal ``x`` and ``y`` are all kept out but the first."""
+    ordered = points.assign(_x=_numbers(points, x), _y=_numbers(points, y)).dropna(subset=["_x", "_y"])
+    ordered = ordered.sort_values(["_x", "_y"], ascending=[True, False], kind="stable")
+    keep, best = [], -math.inf
+    for label, value in zip(ordered.index, ordered["_y"], strict=True):
+        if value > best:
+            keep.append(label)
+            best = value
+    return ordered.loc[keep].drop(columns=["_x", "_y"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Drawing helpers
+
+
+def _panels(keys: list[str], height: float = 3.6) -> tuple[Figure, dict[str, Axes]]:
+    """One panel per key, three to a row, the figure :data:`WIDTH_IN` wide."""
+    n = max(len(keys), 1)
+    cols = min(n, 3)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(WIDTH_IN, height * rows), squeeze=False)
+    for ax in axes.flat[len(keys) :]:
+        ax.axis("off")
+    return fig, dict(zip(keys, axes.flat, strict=False))
+
+
+def _legend(fig: Figure, data: pd.DataFrame, extra: list | None = None) -> None:
+    """The strategies' colours (and hardware markers when several) below the panels."""
+    handles = [
+        Line2D([], [], color=strategy_colour(s), marker="o", lw=2, label=s) for s in sorted(set(data["strategy"]))
+    ]
+    if data["marker"].nunique() > 1:
+        pairs = sorted(set(zip(data["hardware"], data["marker"], strict=True)))
+        handles += [Line2D([], [], color="0.3", marker=m, ls="", label=h) for h, m in pairs]
+    handles += extra or []
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(handles), 5), frameon=False)
+
+
+def _world_size_axis(ax: Axes, ws: Iterable[object]) -> None:
+    """A log-2 x axis with a tick at each world size."""
+    ticks = sorted({int(n) for n in ws})
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ticks, [str(n) for n in ticks])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlabel("world size (ranks)")
+
+
+def _plain_numbers(axis: Axis) -> None:
+    """A log axis labelled 200, 300, 400 (not 2x10^2) where it spans under two decades."""
+    for set_formatter in (axis.set_major_formatter, axis.set_minor_formatter):
+        set_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+
+
+def _errors(group: pd.DataFrame, y: str) -> np.ndarray | None:
+    """The 95 % interval around ``y`` as error-bar lengths (0 where the table has none)."""
+    low, high = _numbers(group, f"{y}_ci_low"), _numbers(group, f"{y}_ci_high")
+    if low.isna().all() or high.isna().all():
+        return None
+    v = _numbers(group, y)
+    return np.vstack([(v - low).clip(lower=0).fillna(0), (high - v).clip(lower=0).fillna(0)])
+
+
+def _lines(ax: Axes, part: pd.DataFrame, y: str) -> None:
+    """One line per series in strategy colour, with error bars where the table has intervals."""
+    for _, g in part.groupby("series", sort=True):
+        g = g.sort_values("world_size")
+        colour = strategy_colour(g["strategy"].iloc[0])
+        ax.errorbar(
+            g["world_size"].astype(float), _numbers(g, y), yerr=_errors(g, y), color=colour,
+            marker=g["marker"].iloc[0], lw=1.8, ms=6, capsize=3,
+        )  # fmt: skip
+
+
+def _ideal(ax: Axes, part: pd.DataFrame) -> None:
+    """Linear scaling from the 1-rank ``single`` run (else each line's own baseline)."""
+    single = part[(part["strategy"] == "single") & (part["world_size"].astype(int) == 1)]
+    base = _numbers(single, "throughput").dropna()
+    if base.empty:
+        base = (_numbers(part, "throughput") / _numbers(part, "speedup")).dropna()
+    if base.empty:
+        return
+    ws = sorted(float(n) for n in part["world_size"].unique())
+    ax.plot(ws, [base.iloc[0] * n for n in ws], ls="--", color="0.4", lw=1.2)
+
+
+IDEAL = Line2D([], [], ls="--", color="0.4", label="ideal (linear from 1 rank)")
+
+
+# ---------------------------------------------------------------------------------------------
+# The figures: each returns its figure, or why it has no data
+
+
+def _throughput(data: pd.DataFrame) -> Figure | str:
     rows = _rows_with(data, "throughput")
     if rows.empty:
-        return no_data(title, NO_OK_RUNS)
-    g = _line_plot(rows, "throughput")
-    g.map_dataframe(_ideal)
-    g.set_axis_labels("world size (ranks)", "throughput (samples/s)")
-    g.figure.suptitle(title, y=1.02, x=0.4)
-    return g.figure
+        return NO_OK_RUNS
+    fig, panels = _panels(sorted(rows["panel"].unique()))
+    for panel, ax in panels.items():
+        part = rows[rows["panel"] == panel]
+        _lines(ax, part, "throughput")
+        _ideal(ax, part)
+        ax.set_yscale("log")
+        _plain_numbers(ax.yaxis)
+        _world_size_axis(ax, part["world_size"])
+        ax.set(title=panel, ylabel="throughput (samples/s)")
+    _legend(fig, rows, [IDEAL])
+    return fig
 
 
-def _efficiency(data: pd.DataFrame) -> Figure:
-    title = "Scaling efficiency vs world size (1.0 = ideal)"
+def _efficiency(data: pd.DataFrame) -> Figure | str:
     rows = _rows_with(data, "efficiency")
     if rows.empty:
-        return no_data(title, NO_OK_RUNS if data.empty else NO_BASELINE)
-    g = _line_plot(rows, "efficiency")
-    g.refline(y=1.0, color="0.4", lw=1)
-    g.set_axis_labels("world size (ranks)", "scaling efficiency")
-    g.figure.suptitle(title, y=1.02, x=0.4)
-    return g.figure
+        return NO_BASELINE
+    fig, panels = _panels(sorted(rows["panel"].unique()))
+    for panel, ax in panels.items():
+        part = rows[rows["panel"] == panel]
+        _lines(ax, part, "efficiency")
+        ax.axhline(1.0, color="0.4", lw=1.2, ls="--")
+        _world_size_axis(ax, part["world_size"])
+        ax.set(title=panel, ylabel="scaling efficiency")
+        ax.set_ylim(bottom=0)
+    _legend(fig, rows)
+    return fig
 
 
-def _bars(frame: pd.DataFrame, x: str, hue: str, hue_order: list[str], xlabel: str, title: str) -> Figure:
-    """Horizontal bars: one row per series, one bar per ``hue`` value, one panel per model."""
-    order = sorted(frame["series"].unique())
-    g = sns.catplot(
-        data=frame, y="series", x=x, hue=hue, col="model", kind="bar", order=order, hue_order=hue_order,
-        sharex=False, height=max(3.4, 0.3 * len(order)), aspect=1.3,
-    )  # fmt: skip
-    g.set_axis_labels(xlabel, "")
-    g.set_titles("{col_name}")
-    g.figure.suptitle(title, y=1.02)
-    return g.figure
+def _best_frame(data: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The fastest row per panel and world size, with ``value`` (MFU where every best row has
+    one, else throughput / the panel's best) and the value's name."""
+    rows = _rows_with(data, "throughput").assign(_thr=lambda f: _numbers(f, "throughput"))
+    best = rows.loc[rows.groupby(["panel", "world_size"])["_thr"].idxmax()]
+    mfu = _numbers(best, "mfu")
+    if not best.empty and mfu.notna().all():
+        return best.assign(value=mfu), "MFU"
+    return best.assign(value=best["_thr"] / best.groupby("panel")["_thr"].transform("max")), "throughput / row's best"
 
 
-def _strategies(data: pd.DataFrame) -> Figure:
-    """Strategies side by side: one bar per strategy and world size."""
-    title = "Strategies side by side: throughput by world size"
-    rows = _rows_with(data, "throughput")
+def _best(data: pd.DataFrame) -> Figure | str:
+    best, what = _best_frame(data)
+    if best.empty:
+        return NO_OK_RUNS
+    panels, ws = sorted(best["panel"].unique()), sorted(int(n) for n in best["world_size"].unique())
+    grid = np.full((len(panels), len(ws)), np.nan)
+    fig, ax = plt.subplots(figsize=(WIDTH_IN, 0.9 * len(panels) + 1.6))
+    for _, row in best.iterrows():
+        i, j = panels.index(row["panel"]), ws.index(int(row["world_size"]))
+        grid[i, j] = row["value"]
+        text = f"{row['strategy']}\n{plan_label(row)}\n{row['value']:.2f}"
+        ax.text(j, i, text, ha="center", va="center", fontsize=10, color="white" if row["value"] < 0.6 else "black")
+    image = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", vmin=0, vmax=max(1.0, np.nanmax(grid)), aspect="auto")
+    ax.set_xticks(range(len(ws)), [str(n) for n in ws])
+    ax.set_yticks(range(len(panels)), panels)
+    ax.set_xlabel("world size (ranks)")
+    ax.grid(False)
+    fig.colorbar(image, ax=ax, label=what, fraction=0.04)
+    return fig
+
+
+def _breakdown_frame(data: pd.DataFrame) -> pd.DataFrame:
+    """Step-time components (ms) at each panel's largest world size (see :data:`CAPTIONS`)."""
+    rows = _rows_with(data, "step_time_median_s", "efficiency")
     if rows.empty:
-        return no_data(title, NO_OK_RUNS)
-    world_sizes = sorted(int(n) for n in rows["world_size"].unique())
-    return _bars(
-        rows.assign(ranks=rows["world_size"].astype(int).astype(str)), "throughput", "ranks",
-        [str(n) for n in world_sizes], "throughput (samples/s)", title,
-    )  # fmt: skip
+        return rows
+    top = _at_largest_world_size(rows)
+    step = _numbers(top, "step_time_median_s")
+    comm = _numbers(top, "exposed_comm_s").fillna(_numbers(top, "exposed_comm_fraction") * step).fillna(0)
+    bubble = (_numbers(top, "bubble_fraction_measured") * step).fillna(0)
+    compute = (step * _numbers(top, "efficiency")).clip(upper=step)
+    comm = comm.clip(upper=step - compute)  # measured on other steps: capped so the bar is the step
+    bubble = bubble.clip(upper=step - compute - comm)
+    other = step - compute - comm - bubble
+    parts = {"compute": compute, "exposed comm": comm, "bubble": bubble, "other": other}
+    return top.assign(**{k: 1e3 * v for k, v in parts.items()}, step_ms=1e3 * step)
+
+
+def _breakdown(data: pd.DataFrame) -> Figure | str:
+    frame = _breakdown_frame(data)
+    if frame.empty:
+        return NO_STEP_TIMES
+    fig, panels = _panels(sorted(frame["panel"].unique()), height=max(3.0, 0.45 * frame["series"].nunique() + 1.2))
+    for panel, ax in panels.items():
+        part = frame[frame["panel"] == panel].sort_values("series")
+        y, left = np.arange(len(part)), np.zeros(len(part))
+        for name, colour in COMPONENTS.items():
+            ax.barh(y, part[name], left=left, color=colour, height=0.7)
+            left += part[name].to_numpy()
+        ax.set_yticks(y, list(part["series"]))
+        for tick, strategy in zip(ax.get_yticklabels(), part["strategy"], strict=True):
+            tick.set_color(strategy_colour(strategy))
+        ax.set(title=f"{panel} (ws {int(part['world_size'].max())})", xlabel="step time (ms)")
+    handles = [Patch(color=c, label=n) for n, c in COMPONENTS.items()]
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=4, frameon=False)
+    return fig
 
 
 def _memory_frame(data: pd.DataFrame) -> pd.DataFrame:
@@ -166,45 +406,162 @@ def _memory_frame(data: pd.DataFrame) -> pd.DataFrame:
     with the unsharded ``single`` run beside it as the reference (empty: no figures)."""
     cols = ["model_state_bytes", "model_state_bytes_est"]
     if data.empty or not all(c in data for c in cols):
-        return pd.DataFrame(columns=["model", "series", "figure", "MiB"])
-    largest = data["world_size"] == data.groupby("model")["world_size"].transform("max")
+        return pd.DataFrame(columns=["model", "panel", "series", "strategy", "figure", "MiB"])
+    largest = data["world_size"] == data.groupby("panel")["world_size"].transform("max")
     top = data[largest | (data["strategy"] == "single")]
-    long = top.melt(id_vars=["model", "series"], value_vars=cols, var_name="figure", value_name="bytes")
+    long = top.melt(
+        id_vars=["model", "panel", "series", "strategy"], value_vars=cols, var_name="figure", value_name="bytes"
+    )
     long["figure"] = long["figure"].map({"model_state_bytes": "measured", "model_state_bytes_est": "estimate"})
     long["bytes"] = pd.to_numeric(long["bytes"], errors="coerce")
     return long.assign(MiB=long["bytes"] / 2**20).dropna(subset=["MiB"])
 
 
-def _memory(data: pd.DataFrame) -> Figure:
-    """Model state (parameters + gradients + optimizer state) of the rank holding the most."""
-    title = "Model state per rank (largest world size; single for reference): measured vs estimate"
+def _memory(data: pd.DataFrame) -> Figure | str:
     frame = _memory_frame(data)
     if frame.empty:
-        return no_data(title, NO_OK_RUNS if data.empty else NO_MEMORY)
-    figures = [h for h in ("measured", "estimate") if h in set(frame["figure"])]
-    return _bars(frame, "MiB", "figure", figures, "model state per rank (MiB)", title)
+        return NO_MEMORY
+    series = sorted(frame["series"].unique())
+    fig, panels = _panels(sorted(frame["panel"].unique()), height=max(3.0, 0.45 * len(series) + 1.2))
+    for panel, ax in panels.items():
+        part = frame[frame["panel"] == panel]
+        names = sorted(part["series"].unique())
+        for i, name in enumerate(names):
+            for offset, figure in ((-0.2, "measured"), (0.2, "estimate")):
+                hit = part[(part["series"] == name) & (part["figure"] == figure)]
+                if not hit.empty:
+                    colour = strategy_colour(hit["strategy"].iloc[0])
+                    solid = figure == "measured"
+                    ax.barh(i + offset, hit["MiB"].max(), height=0.38, color=colour if solid else "none",
+                            edgecolor=colour, hatch=None if solid else "///", lw=1.2)  # fmt: skip
+        ax.set_yticks(range(len(names)), names)
+        ax.set(title=panel, xlabel="model state per rank (MiB)")
+    handles = [
+        Patch(color="0.4", label="measured"),
+        Patch(facecolor="none", edgecolor="0.4", hatch="///", label="estimate"),
+    ]
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False)
+    return fig
 
 
-_DRAW = {"throughput": _throughput, "efficiency": _efficiency, "strategies": _strategies, "memory": _memory}
+def _bubble_frame(data: pd.DataFrame) -> pd.DataFrame:
+    """Pipeline rows with a measured bubble, their stages ``p`` and micro-batches ``m``."""
+    rows = _rows_with(data, "bubble_fraction_measured")
+    if rows.empty or "applied" not in rows:
+        return rows.iloc[0:0]
+    pipes = rows["applied"].map(_pipeline)
+    rows = rows[pipes.notna()]
+    pipes = pipes[pipes.notna()]
+    pp = _numbers(rows, "pp")
+    p = pp.where(pp > 1, pipes.map(lambda t: float(t[1])))
+    return rows.assign(p=p.astype(int), m=pipes.map(lambda t: t[2]), bubble=_numbers(rows, "bubble_fraction_measured"))
 
 
-def _draw(name: str, data: pd.DataFrame) -> Figure:
-    """Plot ``name``; a plot that cannot be drawn still gives its file, saying why (the rule's
-    log has the traceback), so one bad plot never costs the study its report."""
+def _bubble(data: pd.DataFrame) -> Figure | str:
+    frame = _bubble_frame(data)
+    if frame.empty:
+        return NO_PIPELINE
+    fig, panels = _panels(sorted(frame["panel"].unique()))
+    for panel, ax in panels.items():
+        part = frame[frame["panel"] == panel]
+        m = np.geomspace(1, max(2 * part["m"].max(), 8), 60)
+        for p in sorted(part["p"].unique()):
+            ax.plot(m, (p - 1) / (m + p - 1), ls="--", color="0.4", lw=1.2)
+            ax.annotate(
+                f"p={p}", (m[0], (p - 1) / p), fontsize=10, color="0.3", xytext=(4, 2), textcoords="offset points"
+            )
+        for _, row in part.iterrows():
+            ax.plot(row["m"], row["bubble"], marker=row["marker"], ms=8, ls="", color=strategy_colour(row["strategy"]))
+        ax.set_xscale("log", base=2)
+        ticks = [2**k for k in range(int(math.log2(m[-1])) + 1)]
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.xaxis.set_minor_locator(NullLocator())
+        top = min(1.0, 1.25 * max(part["bubble"].max(), (part["p"].max() - 1) / part["p"].max()))
+        ax.set(title=panel, xlabel="micro-batches per step (m)", ylabel="bubble fraction", ylim=(0, top))
+    _legend(fig, frame, [Line2D([], [], ls="--", color="0.4", label="theory (p-1)/(m+p-1)")])
+    return fig
+
+
+def _compressed(data: pd.DataFrame) -> pd.Series:
+    """Whether each row's strategy compresses gradients (``lossy``, or its name says so)."""
+    lossy = data["lossy"].astype(str).str.lower() == "true" if "lossy" in data else False
+    named = data["strategy"].str.lower().str.contains("|".join(COMPRESSION_WORDS))
+    return named | lossy
+
+
+def _compression(data: pd.DataFrame) -> Figure | str:
+    rows = _rows_with(data, "comm_bytes_per_step", "loss_dev")
+    rows = rows[_compressed(rows) | (rows["strategy"] == "ddp")] if not rows.empty else rows
+    if rows.empty or not _compressed(rows).any():
+        return NO_COMPRESSION
+    fig, panels = _panels(sorted(rows["panel"].unique()))
+    for panel, ax in panels.items():
+        for _, row in rows[rows["panel"] == panel].iterrows():
+            x, y = _float(row["comm_bytes_per_step"]) / 2**20, _float(row["loss_dev"])
+            ax.plot(x, y, marker=row["marker"], ms=8, ls="", color=strategy_colour(row["strategy"]))
+            ax.annotate(f"ws{int(row['world_size'])}", (x, y), fontsize=10, xytext=(4, 3), textcoords="offset points")
+        ax.set_xscale("log")
+        _plain_numbers(ax.xaxis)
+        ax.set(title=panel, xlabel="bytes to collectives per rank and step (MiB)", ylabel="loss deviation")
+    _legend(fig, rows)
+    return fig
+
+
+def _pareto(data: pd.DataFrame) -> Figure | str:
+    rows = _rows_with(data, "throughput", "peak_mem_mb")
+    if rows.empty:
+        return NO_PEAK_MEMORY
+    fig, panels = _panels(sorted(rows["panel"].unique()))
+    for panel, ax in panels.items():
+        part = rows[rows["panel"] == panel]
+        for _, row in part.iterrows():
+            x, y = _float(row["peak_mem_mb"]), _float(row["throughput"])
+            ax.plot(x, y, marker=row["marker"], ms=8, ls="", color=strategy_colour(row["strategy"]))
+            ax.annotate(str(int(row["world_size"])), (x, y), fontsize=10, xytext=(4, 3), textcoords="offset points")
+        front = pareto_front(part)
+        x, y = front["peak_mem_mb"].astype(float), front["throughput"].astype(float)
+        ax.plot(x, y, "k-", lw=1.3, drawstyle="steps-post", marker="o", ms=13, mfc="none")
+        ax.set(title=panel, xlabel="peak memory per rank (MiB)", ylabel="throughput (samples/s)")
+    _legend(fig, rows, [Line2D([], [], color="k", label="Pareto front")])
+    return fig
+
+
+_DRAW = {
+    "throughput": _throughput, "efficiency": _efficiency, "best": _best, "breakdown": _breakdown,
+    "memory": _memory, "bubble": _bubble, "compression": _compression, "pareto": _pareto,
+}  # fmt: skip
+
+
+def _draw(name: str, data: pd.DataFrame) -> tuple[Figure, str]:
+    """Plot ``name`` and why it has no data ("" when it has); a plot that cannot be drawn still
+    gives its file, saying why (the rule's log has the traceback), so one bad plot never costs the
+    study its report."""
     try:
-        return _DRAW[name](data)
+        drawn = NO_OK_RUNS if data.empty else _DRAW[name](data)
     except Exception as e:
         traceback.print_exc()
         plt.close("all")
-        return no_data(name, f"could not draw this plot: {type(e).__name__}: {e}")
+        drawn = f"could not draw this plot: {type(e).__name__}: {e}"
+    if isinstance(drawn, str):
+        return no_data(TITLES[name], drawn), drawn
+    drawn.suptitle(TITLES[name], y=1.02)
+    return drawn, ""
 
 
-def plot_scaling(scaling: pd.DataFrame, outputs: Iterable[str | Path]) -> list[Path]:
+def plot_scaling(scaling: pd.DataFrame, outputs: Iterable[str | Path], index: str | Path | None = None) -> list[Path]:
     """Draw each plot named by an output file (``<plot>.<format>``, :data:`benchbench.layout.PLOTS`);
-    every file is written, a plot with nothing to show as a "no data: <why>" figure."""
-    sns.set_theme(style="whitegrid", context="notebook", rc={"svg.fonttype": "none"})  # SVG text stays text
+    every file is written, a plot with nothing to show as a "no data: <why>" figure. With ``index``,
+    every plot is drawn and ``index`` (``figures.json``) lists them in ``PLOTS`` order:
+    ``[{"name", "caption", "has_data", "why"}]`` (``why`` empty when ``has_data``)."""
+    plt.rcParams.update(_THEME)
     data = _series(scaling)
+    wanted = _by_plot(outputs)
     written: list[Path] = []
-    for name, paths in _by_plot(outputs).items():
-        written += _save(_draw(name, data), paths)
+    entries = []
+    for name in PLOTS if index else [n for n in PLOTS if n in wanted]:
+        fig, why = _draw(name, data)
+        written += _save(fig, wanted[name]) if name in wanted else plt.close(fig) or []
+        entries.append({"name": name, "caption": CAPTIONS[name], "has_data": not why, "why": why})
+    if index:
+        atomic_write_text(index, json.dumps(entries, indent=1, ensure_ascii=False) + "\n")
     return written

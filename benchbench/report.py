@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -9,9 +10,13 @@ from typing import Any
 
 import jinja2
 import pandas as pd
+import yaml
 from markupsafe import Markup
 
 from benchbench.analysis import NOISY_CV, load_records
+from benchbench.config import ConfigError
+from benchbench.findings import findings, sentence, summary_table
+from benchbench.htmltable import data_table, definitions
 from benchbench.layout import TABLES, StudyLayout
 from benchbench.models import model_info
 from benchbench.provenance import FIELDS
@@ -31,12 +36,6 @@ SIDE_BY_SIDE_METRICS = [
 ]  # fmt: skip
 #: Provenance shown in the report: every field of the record's env but the per-job wall time.
 PROVENANCE_SHOWN = [f.name for f in FIELDS if f.name not in ("wall_time_s", "slurm_step_id", "slurm_nodelist")]
-
-
-def _table(df: pd.DataFrame, float_fmt: str = "{:.4g}") -> str:
-    if df.empty:
-        return ""
-    return df.to_html(index=False, border=0, na_rep="", float_format=lambda v: float_fmt.format(v), escape=True)
 
 
 def _provenance(records: list[dict[str, Any]]) -> dict[str, str]:
@@ -60,9 +59,9 @@ def _models(records: list[dict[str, Any]]) -> pd.DataFrame:
         info = model_info(j.model_cfg)
         size = ", ".join(f"{k}={v}" for k, v in j.model_cfg.items() if k != "arch")
         rows[j.model] = {
-            "model": j.model, "arch": info.arch, "size": size, "params (M)": info.params / 1e6,
-            "train GFLOP/sample": info.train_flops_per_sample / 1e9, "global batch": j.global_batch,
-            "seq len": j.seq_len or "",
+            "model": j.model, "arch": info.arch, "size": size, "params": info.params,
+            "train_flops_per_sample": info.train_flops_per_sample, "global_batch": j.global_batch,
+            "seq_len": j.seq_len or "",
         }  # fmt: skip
     return pd.DataFrame(list(rows.values()))
 
@@ -70,18 +69,6 @@ def _models(records: list[dict[str, Any]]) -> pd.DataFrame:
 def _inline_svg(path: Path) -> str:
     text = path.read_text()
     return text[text.find("<svg") :]  # drop the XML prolog: inline SVG
-
-
-def _side_by_side(scaling: pd.DataFrame) -> pd.DataFrame:
-    if scaling.empty:
-        return scaling
-    side = scaling[[c for c in SIDE_BY_SIDE_KEYS + SIDE_BY_SIDE_METRICS if c in scaling.columns]].copy()
-    for col in ("comm_bytes_per_step", "comm_bus_bytes_per_step", "model_state_bytes", "model_state_bytes_est",
-                "activation_bytes", "activation_bytes_est"):
-        if col in side:
-            side[col] = side[col] / 2**20
-            side = side.rename(columns={col: col.replace("bytes", "MiB")})
-    return side
 
 
 def _study_facts(records: list[dict[str, Any]], scaling: pd.DataFrame, fallback_study: str) -> dict[str, Any]:
@@ -114,6 +101,109 @@ def _failed_jobs(records: list[dict[str, Any]]) -> list[dict[str, str]]:
     return out
 
 
+#: Columns each table shows (the CSVs keep every column).
+SCALING_SHOWN = [*SIDE_BY_SIDE_KEYS[:4], "scaling", "global_batch", "per_rank_batch", "repeats", "throughput",
+                 "throughput_cv", "speedup", "efficiency", "baseline", "noisy"]  # fmt: skip
+RUNS_SHOWN = [*SIDE_BY_SIDE_KEYS[:4], "repeat", "status", "samples_per_s", "step_time_median_s", "step_time_cv",
+              "step_time_drift", "peak_mem_mb", "correct", "failure_kind"]  # fmt: skip
+CORRECTNESS_SHOWN = [*SIDE_BY_SIDE_KEYS[:4], "repeat", "verify_verdict", "correct", "exact", "verify_grad_rel_err",
+                     "verify_tolerance", "loss_dev", "applied"]  # fmt: skip
+THROUGHPUT_CI = {"throughput": ("throughput_ci_low", "throughput_ci_high")}
+
+
+def _correctness(runs: pd.DataFrame, scaling: pd.DataFrame) -> pd.DataFrame:
+    """Per ok job: the gate's verdict, the tables' ``correct``, exact or lossy, the composition."""
+    if runs.empty or "status" not in runs:
+        return pd.DataFrame()
+    ok = runs[runs["status"] == "ok"].copy()
+    lossy = ok["correct"] == "lossy"
+    if not scaling.empty and "lossy" in scaling:
+        flags = scaling.set_index(SIDE_BY_SIDE_KEYS[:4])["lossy"].astype(str).str.lower() == "true"
+        keys = ok[SIDE_BY_SIDE_KEYS[:4]].itertuples(index=False, name=None)
+        lossy |= pd.Series([bool(flags.get(k, False)) for k in keys], index=ok.index, dtype=bool)
+    ok["exact"] = ["lossy" if x else "exact" for x in lossy]
+    return ok
+
+
+def _figures(plots: Iterable[str | Path], figures: str | Path | None) -> list[dict[str, Any]]:
+    """Figures to show: those of ``figures.json`` with data (SVG beside it; by default the one
+    beside the first SVG), else every SVG with its file stem as caption."""
+    svgs = [Path(p) for p in plots if Path(p).suffix == ".svg"]
+    figures = figures or (svgs[0].parent / "figures.json" if svgs else None)
+    try:
+        listed = json.loads(Path(figures).read_text()) if figures and Path(figures).is_file() else None
+    except (OSError, ValueError):
+        listed = None  # unreadable: every SVG, as without one
+    if isinstance(listed, list):
+        where = Path(figures).parent
+        return [{"name": f["name"], "caption": f.get("caption", f["name"]),
+                 "svg": Markup(_inline_svg(where / f"{f['name']}.svg"))}
+                for f in listed if f.get("has_data") and (where / f"{f['name']}.svg").is_file()]  # fmt: skip
+    return [{"name": p.stem, "caption": p.stem, "svg": Markup(_inline_svg(p))} for p in svgs]
+
+
+def _frames(tables: Mapping[str, str | Path]) -> dict[str, pd.DataFrame]:
+    from benchbench.plots import read_table  # names stay text; an empty table (no ok runs) reads as empty
+
+    # a results folder from before a table existed has no file for it: read as empty
+    return {n: read_table(tables[n]) if n in tables and Path(tables[n]).exists() else pd.DataFrame() for n in TABLES}
+
+
+def _tables_html(frames: dict[str, pd.DataFrame], recs: list[dict[str, Any]], prefix: str) -> dict[str, Markup]:
+    """Every data table of one study, as markup (ids ``t-<prefix><name>``)."""
+    scaling, runs = frames["scaling"], frames["runs"]
+    side_cols = [c for c in SIDE_BY_SIDE_KEYS + SIDE_BY_SIDE_METRICS if c not in THROUGHPUT_CI["throughput"]]
+    return {
+        "models_html": data_table(_models(recs), f"{prefix}models", filter_box=False),
+        "side_html": data_table(scaling, f"{prefix}side", side_cols, THROUGHPUT_CI),
+        "scaling_html": data_table(scaling, f"{prefix}scaling", SCALING_SHOWN, THROUGHPUT_CI),
+        "correctness_html": data_table(_correctness(runs, scaling), f"{prefix}correctness", CORRECTNESS_SHOWN),
+        "runs_html": data_table(runs, f"{prefix}runs", RUNS_SHOWN),
+        "failure_counts_html": data_table(frames["failures"], f"{prefix}failures", filter_box=False),
+        "rejected_html": data_table(frames["rejected"], f"{prefix}rejected", filter_box=False),
+        "dropped_html": data_table(frames["dropped"], f"{prefix}dropped"),
+    }  # fmt: skip
+
+
+def study_section(records: Iterable[str | Path], tables: Mapping[str, str | Path], fallback_study: str,
+                  label: str = "", prefix: str = "") -> dict[str, Any]:  # fmt: skip
+    """Everything the page says about one results folder: facts, findings, tables, failures."""
+    recs = load_records(records)
+    frames = _frames(tables)
+    found = findings(frames["scaling"], frames["runs"], frames["failures"])
+    return {
+        **_study_facts(recs, frames["scaling"], fallback_study), "label": label, "prefix": prefix,
+        "n_dropped": len(frames["dropped"]), "findings": [sentence(f) for f in found],
+        "findings_html": data_table(summary_table(found), f"{prefix}findings", filter_box=False),
+        **_tables_html(frames, recs, prefix), "provenance": _provenance(recs), "failures": _failed_jobs(recs),
+        "oversubscribed": any(r.get("env", {}).get("oversubscribed") for r in recs),
+    }  # fmt: skip
+
+
+def _study_text(study: str | Mapping[str, Any] | None) -> str:
+    """The study file as YAML (from a mapping or its JSON or YAML text); empty when not given."""
+    if not study:
+        return ""
+    data = yaml.safe_load(study) if isinstance(study, str) else dict(study)
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+def render(out: str | Path, sections: list[dict[str, Any]], **page: Any) -> Path:
+    """Write the page: ``sections`` (:func:`study_section`) and page-wide ``page`` values."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape(["html", "j2"])
+    )
+    title = " + ".join(dict.fromkeys(s["study"] for s in sections))
+    page.setdefault("figures", [])
+    page.setdefault("comparisons", [])
+    html = env.get_template("report.html.j2").render(
+        title=title, sections=sections, generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        noisy_pct=int(NOISY_CV * 100), definitions=definitions(), **page,
+    )  # fmt: skip
+    atomic_write_text(out, html)
+    return Path(out)
+
+
 def build_report(
     *,
     records: Iterable[str | Path],
@@ -121,37 +211,45 @@ def build_report(
     plots: Iterable[str | Path],
     out: str | Path,
     description: str = "",
+    study: str | Mapping[str, Any] | None = None,
+    figures: str | Path | None = None,
 ) -> Path:
     """Write the self-contained HTML report to ``out`` from the study's records, its tables
-    (names: :data:`benchbench.layout.TABLES`) and its plots (SVG files are inlined)."""
-    from benchbench.plots import read_table  # names stay text; an empty table (no ok runs) reads as empty
+    (names: :data:`benchbench.layout.TABLES`), its plots (SVGs inlined; only those with data when
+    ``figures`` names a figures.json) and the study file (``study``: a mapping or its JSON)."""
+    section = study_section(records, tables, Path(out).parent.parent.name)
+    return render(out, [section], description=description, figures=_figures(plots, figures),
+                  study_text=_study_text(study))  # fmt: skip
 
-    recs = load_records(records)
-    # a results folder from before a table existed has no file for it: read as empty
-    frames = {n: read_table(tables[n]) if n in tables and Path(tables[n]).exists() else pd.DataFrame() for n in TABLES}
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape(["html", "j2"])
-    )
-    page = env.get_template("report.html.j2").render(
-        **_study_facts(recs, frames["scaling"], Path(out).parent.parent.name),
-        description=description,
-        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        n_dropped=len(frames["dropped"]),
-        noisy_pct=int(NOISY_CV * 100),
-        models_html=Markup(_table(_models(recs))),
-        provenance=_provenance(recs),
-        scaling_html=Markup(_table(frames["scaling"])),
-        side_html=Markup(_table(_side_by_side(frames["scaling"]))),
-        runs_html=Markup(_table(frames["runs"].drop(columns=["study"], errors="ignore"))),
-        dropped_html=Markup(_table(frames["dropped"])),
-        failure_counts_html=Markup(_table(frames["failures"])),
-        rejected_html=Markup(_table(frames["rejected"])),
-        plots=[Markup(_inline_svg(Path(p))) for p in plots if Path(p).suffix == ".svg"],
-        failures=_failed_jobs(recs),
-        oversubscribed=any(r.get("env", {}).get("oversubscribed") for r in recs),
-    )
-    atomic_write_text(out, page)
-    return Path(out)
+
+def _comparisons(dirs: list[Path]) -> list[dict[str, Any]]:
+    """A comparison table (:func:`benchbench.compare.compare`) per pair of folders sharing configurations."""
+    from benchbench.compare import COLUMNS, compare, load_stats
+
+    out = []
+    for i, a in enumerate(dirs):
+        for j, b in enumerate(dirs[i + 1 :], start=i + 1):
+            try:
+                table = compare(load_stats(a)[0], load_stats(b)[0])
+            except ConfigError:
+                continue  # nothing in common (or unreadable): no comparison
+            shared = table[~table["verdict"].str.startswith("only in")]
+            out.append({"base": a.name, "new": b.name, "html": data_table(shared, f"cmp-{i}-{j}", COLUMNS)})
+    return out
+
+
+def build_merged_report(study_dirs: list[str | Path], out: str | Path, description: str = "") -> Path:
+    """One page for several results folders: a section each (findings and tables, labelled by
+    folder), and a comparison table for each pair holding the same configurations."""
+    dirs = [Path(d) for d in study_dirs]
+    sections, figures = [], []
+    for i, d in enumerate(dirs):
+        layout = StudyLayout(d.name, d.parent)
+        tables = {n: layout.table(n) for n in TABLES}
+        sections.append(study_section(study_records(layout), tables, d.name, label=str(d), prefix=f"s{i}-"))
+        figs = _figures([p for p in layout.plots() if p.suffix == ".svg" and p.exists()], d / "plots/figures.json")
+        figures += [{**f, "name": f"s{i}-{f['name']}", "caption": f"{d}: {f['caption']}"} for f in figs]
+    return render(out, sections, description=description, figures=figures, comparisons=_comparisons(dirs))
 
 
 def study_records(layout: StudyLayout) -> list[Path]:

@@ -23,7 +23,16 @@ from benchbench.analysis import aggregate
 from benchbench.config import ROOT, check_config
 from benchbench.launch import run_job
 from benchbench.layout import PLOT_FORMATS, PLOTS, TABLES, StudyLayout
-from benchbench.plots import NO_BASELINE, NO_OK_RUNS, plot_scaling, read_table
+from benchbench.plots import (
+    NO_BASELINE,
+    NO_COMPRESSION,
+    NO_OK_RUNS,
+    NO_PEAK_MEMORY,
+    NO_PIPELINE,
+    NO_STEP_TIMES,
+    plot_scaling,
+    read_table,
+)
 from benchbench.report import build_report
 from benchbench.study import expand
 from tests.conftest import make_test_job
@@ -40,23 +49,41 @@ def _row(model: str = "m", strategy: str = "ddp", ws: int = 2, throughput: float
     return {**row, **kw}
 
 
+#: The figures these rows never have the data for (no step times, pipeline, compression or peak memory).
+NOT_IN_ROWS = {
+    "breakdown": NO_STEP_TIMES, "bubble": NO_PIPELINE, "compression": NO_COMPRESSION, "pareto": NO_PEAK_MEMORY,
+}  # fmt: skip
+#: Rows with the data of every figure.
+EVERY_FIGURE = [
+    _row(strategy="single", ws=1, speedup=1.0, efficiency=1.0, step_time_median_s=0.1, peak_mem_mb=100.0,
+         comm_bytes_per_step=0.0, loss_dev=0.0),
+    _row(strategy="ddp-powersgd", ws=2, speedup=1.5, efficiency=0.75, step_time_median_s=0.07,
+         peak_mem_mb=90.0, comm_bytes_per_step=1e5, loss_dev=0.01, lossy=True),
+    _row(strategy="pp-gpipe", ws=2, speedup=1.2, efficiency=0.6, step_time_median_s=0.08, peak_mem_mb=60.0,
+         comm_bytes_per_step=1e4, loss_dev=0.0, bubble_fraction_measured=0.3, pp=2,
+         applied="pipeline(ScheduleGPipe, stages=2, here=[0], micro-batches=4) → AdamW"),
+]  # fmt: skip
 SHAPES = {
     "no-ok-runs": ([], dict.fromkeys(PLOTS, NO_OK_RUNS)),
-    "one-row-no-baseline": ([_row()], {"efficiency": NO_BASELINE}),
-    "only-world-size-1": ([_row(strategy="single", ws=1, speedup=1.0, efficiency=1.0)], {}),
+    "one-row-no-baseline": ([_row()], {"efficiency": NO_BASELINE, **NOT_IN_ROWS}),
+    "only-world-size-1": ([_row(strategy="single", ws=1, speedup=1.0, efficiency=1.0)], NOT_IN_ROWS),
     "baseline-for-some": (
         [
             _row(strategy="single", ws=1, speedup=1.0, efficiency=1.0),
             _row(ws=2, speedup=1.5, efficiency=0.75),
             _row(model="m2", ws=2),
         ],
-        {},
+        NOT_IN_ROWS,
     ),
-    "names-that-look-like-values": ([_row(model="NA"), _row(model="1", strategy="1e3", ws=1)], {"efficiency": ""}),
+    "names-that-look-like-values": (
+        [_row(model="NA"), _row(model="1", strategy="1e3", ws=1)],
+        {"efficiency": NO_BASELINE, **NOT_IN_ROWS},
+    ),
     "no-memory-figures": (
         [_row(model_state_bytes=None, model_state_bytes_est=None, speedup=1.0, efficiency=0.5)],
-        {"memory": "no memory figures"},
+        {"memory": "no memory figures", **NOT_IN_ROWS},
     ),
+    "every-figure": (EVERY_FIGURE, {}),
 }
 
 

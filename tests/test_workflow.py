@@ -5,6 +5,7 @@ import random
 import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -12,6 +13,7 @@ import pytest
 import yaml
 
 from benchbench.config import ROOT, check_config
+from benchbench.layout import PLOTS
 from benchbench.study import expand
 
 pytestmark = pytest.mark.slow
@@ -19,11 +21,11 @@ pytestmark = pytest.mark.slow
 
 def test_ci_study_end_to_end(tmp_path):
     snakemake = Path(sys.executable).with_name("snakemake")
-    proc = subprocess.run(
-        [str(snakemake), "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
-         "--configfile", str(ROOT / "config/studies/ci.yaml"), "--profile", str(ROOT / "profiles/ci")],
-        capture_output=True, text=True,
-    )  # fmt: skip
+    command = [
+        str(snakemake), "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+        "--configfile", str(ROOT / "config/studies/ci.yaml"), "--profile", str(ROOT / "profiles/ci"),
+    ]  # fmt: skip
+    proc = subprocess.run(command, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     study = tmp_path / "results" / "ci"
     runs = pd.read_csv(study / "tables" / "runs.csv")
@@ -34,17 +36,26 @@ def test_ci_study_end_to_end(tmp_path):
     assert (scaling["efficiency"] > 0).all()
     dropped = pd.read_csv(study / "tables" / "dropped.csv")
     assert len(dropped) == 2
-    for name in ("throughput", "efficiency", "strategies"):
+    for name in PLOTS:
         assert (study / "plots" / f"{name}.svg").stat().st_size > 1000
         assert (study / "plots" / f"{name}.png").stat().st_size > 1000
+    figures = {f["name"]: f["has_data"] for f in json.loads((study / "plots" / "figures.json").read_text())}
+    assert figures == {**dict.fromkeys(PLOTS, True), "bubble": False, "compression": False}  # no pp, no compression
     html = (study / "report" / "index.html").read_text()
     assert 'id="scaling-table"' in html and "<table" in html.split('id="scaling-table"')[1][:200]
     assert "gpt-tiny" in html and "efficiency" in html and "<svg" in html
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)  # self-contained: nothing fetched
-    assert "<link" not in html and "<script" not in html
+    assert "<link" not in html and html.count("<script") == 1  # the report's own inline script only
+    assert "<h3 id=\"study-file\">" in html and "gpt-tiny" in html.split('id="provenance"')[1]
     assert "single-process plan needs world_size 1" in html  # dropped combinations are listed
     rec = json.loads((study / "raw/gpt-tiny/cpu-local/ddp/ws2-r0.json").read_text())
     assert rec["env"]["timed_alone"] is True  # profiles/default: bench_slots=1
+    # Snakemake's own report: every figure and table with its caption (about 5 s on top of the run)
+    report = subprocess.run([*command, "--report", str(tmp_path / "report.zip")], capture_output=True, text=True)
+    assert report.returncode == 0, report.stderr[-3000:]
+    with zipfile.ZipFile(tmp_path / "report.zip") as z:
+        html = z.read("report/report.html").decode()
+    assert "Pareto front: no configuration" in html and "pareto.svg" in html and "scaling.csv" in html
 
 
 def test_concurrent_timing_is_opt_in_and_recorded(tmp_path):

@@ -1,7 +1,8 @@
 # Records -> tables. The dropped combinations come from the same study expansion as the jobs.
 # A file under raw/ that is not a usable record (truncated, foreign, another schema version) is
 # named in the log and in rejected.csv and left out of the other tables; failed and infeasible
-# records are counted by failure kind in failures.csv. The report rule is handed every table.
+# records are counted by failure kind in failures.csv. The report rule is handed every table; each
+# table also goes into Snakemake's own report with its caption from workflow/report/tables/.
 
 
 rule dropped:
@@ -22,11 +23,11 @@ rule aggregate:
         records=all_records,
         dropped=rules.dropped.output[0],
     output:
-        runs=str(LAYOUT.table("runs")),
-        scaling=str(LAYOUT.table("scaling")),
-        failures=str(LAYOUT.table("failures")),
-        rejected=str(LAYOUT.table("rejected")),
-        dropped=str(LAYOUT.table("dropped")),
+        runs=report(str(LAYOUT.table("runs")), caption="../report/tables/runs.rst", category="Tables"),
+        scaling=report(str(LAYOUT.table("scaling")), caption="../report/tables/scaling.rst", category="Tables"),
+        failures=report(str(LAYOUT.table("failures")), caption="../report/tables/failures.rst", category="Tables"),
+        rejected=report(str(LAYOUT.table("rejected")), caption="../report/tables/rejected.rst", category="Tables"),
+        dropped=report(str(LAYOUT.table("dropped")), caption="../report/tables/dropped.rst", category="Tables"),
     log:
         str(LAYOUT.log("aggregate")),
     params:

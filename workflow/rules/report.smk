@@ -5,6 +5,7 @@ rule report:
     input:
         tables=rules.aggregate.output,
         plots=rules.plot.output.plots,
+        figures=rules.plot.output.index,
         records=all_records,
     output:
         str(LAYOUT.report),
@@ -14,8 +15,10 @@ rule report:
         python=PYTHON,
         description=lambda wildcards: STUDY.get("description", ""),  # a function: braces in it stay text
         svgs=svg_plots,
+        study=lambda wildcards: json.dumps(STUDY, sort_keys=True, default=str),  # shown under Provenance
     conda:
         CONDA_ENV
     shell:
         "{params.python:q} -m benchbench report --records {input.records:q} --tables {input.tables:q}"
-        " --plots {params.svgs:q} --out {output:q} --description={params.description:q} > {log:q} 2>&1"
+        " --plots {params.svgs:q} --figures {input.figures:q} --out {output:q} --study-json={params.study:q}"
+        " --description={params.description:q} > {log:q} 2>&1"

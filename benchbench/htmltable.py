@@ -1,0 +1,165 @@
+"""Tables for people: headers with units from the metric registry (each linked to its definition),
+numbers rounded to what their noise supports, and the markup the report's inline script sorts and
+filters: ``<table class="data" id="t-NAME">``, ``<th data-key="COLUMN">``, numeric cells with
+``data-value="RAW"``, inside ``<div class="scroll">`` under an
+``<input type="search" class="table-filter" data-for="t-NAME">``."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+from markupsafe import Markup, escape
+
+from benchbench.metrics import METRICS
+
+#: Labels where the registry's name is not one people read (the unit is added from the registry).
+LABELS = {
+    "throughput": "Throughput", "throughput_cv": "Throughput CV", "samples_per_s": "Throughput",
+    "tokens_per_s": "Token throughput", "model_tflops_per_rank": "Model TFLOP/s per rank",
+    "step_time_median_s": "Median step time", "step_time_cv": "Step-time CV", "peak_mem_mb": "Peak memory",
+    "comm_bytes_per_step": "Comm per step", "comm_bus_bytes_per_step": "Bus bytes per step",
+    "exposed_comm_s": "Exposed comm", "exposed_comm_fraction": "Exposed comm share",
+    "bubble_fraction_measured": "Bubble, measured", "bubble_fraction_simulated": "Bubble, simulated",
+    "bubble_fraction_theoretical": "Bubble, theory", "hfu": "HFU", "mfu": "MFU",
+    "model_state_bytes": "Model state", "model_state_bytes_est": "Model state, estimated",
+    "model_state_vs_est": "Model state / est.", "activation_bytes": "Activations",
+    "activation_bytes_est": "Activations, estimated", "activation_vs_est": "Activations / est.",
+    "verify_grad_rel_err": "Grad rel. error", "verify_verdict": "Gate verdict", "verify_tolerance": "Gate tolerance",
+    "loss_dev": "Loss deviation", "correct": "Correct", "applied": "Applied composition", "world_size": "Ranks",
+    "dp": "DP", "tp": "TP", "pp": "PP", "p_value": "p", "ratio": "Ratio", "global_batch": "Global batch",
+    "failure_kind": "Failure", "best_efficiency": "Best efficiency", "runner_up": "Runner-up",
+    "margin": "Margin (×)", "params": "Parameters", "seq_len": "Sequence length",
+}  # fmt: skip
+#: Definitions of the columns that are no metric (identity, labels): with the registry's, the page's
+#: Definitions section; every header links to one of them.
+COLUMN_DEFS = {
+    "model": "the study's model name", "hardware": "the hardware profile's name", "strategy": "the parallel plan",
+    "world_size": "number of ranks", "dp": "data-parallel degree", "tp": "tensor-parallel degree",
+    "pp": "pipeline stages", "repeat": "which repeat of the configuration (0-based)",
+    "status": "ok | failed | infeasible", "arch": "the model's architecture", "size": "the model's size settings",
+    "seq_len": "tokens per sample (sequence models)", "scaling": "strong (global batch fixed) or weak",
+    "global_batch": "samples per optimizer step over all ranks", "kind": "the failure kind (README)",
+    "count": "number of records", "message": "first line of the failure", "failure_kind": "the failure kind",
+    "fastest": "the fastest strategy whose correctness is match or lossy", "runner_up": "the next fastest such",
+    "margin": "fastest throughput / runner-up throughput",
+    "significance": "Welch t-test over repeats' samples_per_s, alpha 0.05",
+    "best_efficiency": "highest efficiency among the correct strategies", "failed": "strategies that failed, by kind",
+    "mismatched": "strategies whose correct is MISMATCH", "exact": "exact (plain arithmetic) or lossy (compression)",
+    "study": "the results folder",
+}  # fmt: skip
+#: Columns shown as a registered metric is (same unit).
+ALIASES = {"best_efficiency": "efficiency", "margin": "ratio"}
+#: Columns of whole numbers (shown without decimals).
+INTEGERS = {"world_size", "dp", "tp", "pp", "repeat", "global_batch", "count", "params", "seq_len"}
+_MIB = {"bytes"}  # shown in MiB
+_PERCENT = {"fraction"}  # shown as percentages
+_NO_PERCENT = {"verify_grad_rel_err", "verify_tolerance", "p_value", "verify_loss_rel_err"}  # tiny: keep as is
+
+
+def unit_shown(column: str) -> str:
+    """The unit a column is shown in: registry's, bytes as MiB, fractions as %."""
+    m = METRICS.get(ALIASES.get(column, column))
+    if m is None:
+        return ""
+    if m.unit in _MIB:
+        return "MiB"
+    if m.unit in _PERCENT and column not in _NO_PERCENT and not column.startswith("verify_"):
+        return "%"
+    return "" if m.unit in ("count", "fraction") else m.unit
+
+
+def label(column: str) -> str:
+    """Human header: the label map or the name in words, then the shown unit in parentheses."""
+    unit_of = METRICS[column].unit if column in METRICS else ""
+    words = column.removesuffix({"s": "_s", "MiB": "_mb"}.get(unit_of, "\0"))  # the unit goes in parentheses
+    text = LABELS.get(column) or words.replace("_", " ").capitalize()
+    unit = unit_shown(column)
+    return f"{text} ({unit})" if unit and f"({unit})" not in text else text
+
+
+def sig(value: float, digits: int = 3) -> str:
+    """``value`` to ``digits`` significant digits, without an exponent for ordinary sizes."""
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g}"
+    places = digits - 1 - math.floor(math.log10(abs(value)))
+    if abs(value) >= 1e7 or abs(value) < 1e-4:
+        return f"{value:.{digits - 1}e}"
+    return f"{round(value, places):.{max(places, 0)}f}"
+
+
+def with_error(value: float, half: float) -> str:
+    """``123 ± 4``: the half-width to 1 significant digit (2 when it starts with 1), the value
+    rounded to the same decimal place."""
+    if not (math.isfinite(half) and half > 0):
+        return sig(value)
+    exp = math.floor(math.log10(half))
+    digits = 2 if f"{half:e}".startswith("1") else 1
+    places = digits - 1 - exp
+    fmt = f"{{:.{max(places, 0)}f}}"
+    return f"{fmt.format(round(value, places))} ± {fmt.format(round(half, places))}"
+
+
+def shown(column: str, value: Any) -> tuple[str, float | None]:
+    """A cell's text and, for a number, its raw value (``data-value``)."""
+    value = value.item() if hasattr(value, "item") else value  # numpy scalar -> Python
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "", None
+    if isinstance(value, bool):
+        return ("yes" if value else "no"), None
+    if not isinstance(value, int | float):
+        return str(value), None
+    raw, unit = float(value), unit_shown(column)
+    if unit == "MiB" and METRICS[ALIASES.get(column, column)].unit == "bytes":
+        return sig(raw / 2**20), raw
+    if unit == "%":
+        return f"{sig(raw * 100, 2)}", raw
+    integer = column in INTEGERS or getattr(METRICS.get(column), "kind", "") == "integer"
+    if raw.is_integer() and (isinstance(value, int) or integer):
+        return f"{int(raw)}", raw
+    return sig(raw), raw
+
+
+def _header(column: str) -> Markup:
+    anchor = column if column in METRICS or column in COLUMN_DEFS else ""
+    text = escape(label(column))
+    inner = Markup('<a href="#def-{}">{}</a>').format(anchor, text) if anchor else text
+    return Markup('<th data-key="{}">{}</th>').format(column, inner)
+
+
+def _cell(column: str, value: Any, ci: tuple[Any, Any] | None) -> Markup:
+    text, raw = shown(column, value)
+    if raw is not None and ci is not None and all(isinstance(c, int | float) and math.isfinite(c) for c in ci):
+        text = with_error(raw, (float(ci[1]) - float(ci[0])) / 2)
+    if raw is None:
+        return Markup("<td>{}</td>").format(text)
+    return Markup('<td data-value="{}">{}</td>').format(str(int(raw)) if raw.is_integer() else repr(raw), text)
+
+
+def data_table(df: pd.DataFrame, name: str, columns: list[str] | None = None,
+               ci: Mapping[str, tuple[str, str]] | None = None, filter_box: bool = True) -> Markup:  # fmt: skip
+    """The table's markup (empty for an empty table); ``ci`` maps a column to its interval's
+    (low, high) columns, shown as ``value ± half-width``."""
+    if df.empty:
+        return Markup("")
+    cols = [c for c in (columns or list(df.columns)) if c in df.columns and df[c].notna().any()]
+    ci = {c: lh for c, lh in (ci or {}).items() if c in cols and set(lh) <= set(df.columns)}
+    head = Markup("").join(_header(c) for c in cols)
+    body = Markup("\n").join(
+        Markup("<tr>{}</tr>").format(Markup("").join(
+            _cell(c, row[c], (row[ci[c][0]], row[ci[c][1]]) if c in ci else None) for c in cols))
+        for row in df.to_dict("records")
+    )  # fmt: skip
+    tid = f"t-{name}"
+    box = Markup('<input type="search" class="table-filter" data-for="{}" placeholder="filter rows">\n').format(tid)
+    table = Markup('<div class="scroll"><table class="data" id="{}">\n<thead><tr>{}</tr></thead>\n<tbody>\n{}\n'
+                   "</tbody></table></div>").format(tid, head, body)  # fmt: skip
+    return (box if filter_box else Markup("")) + table
+
+
+def definitions() -> list[tuple[str, str, str]]:
+    """(name, label, definition) of every registered metric and every other column the tables show."""
+    out = [(n, label(n), f"{m.definition}" + (f" [{m.unit}]" if m.unit else "")) for n, m in METRICS.items()]
+    return out + [(n, label(n), d) for n, d in COLUMN_DEFS.items() if n not in METRICS]

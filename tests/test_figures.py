@@ -1,0 +1,177 @@
+"""The study's figures: each drawn from a small synthetic scaling table when the table has its data,
+a "no data: <why>" figure (and ``has_data: false`` in figures.json) when not; one colour per
+strategy everywhere; captions in one place, the same in Snakemake's report."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+
+import matplotlib.colors as mcolors
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchbench import plots
+from benchbench.config import ROOT
+from benchbench.layout import PLOT_FORMATS, PLOTS, TABLES, StudyLayout
+from benchbench.palette import PRESET_COLOURS, strategy_colour
+from benchbench.strategies import PRESETS
+
+# strategy -> (world sizes, dp, tp, pp, micro-batches)
+PLANS = {
+    "single": ([1], 1, 1, 1, 0),
+    "ddp": ([1, 2, 4], None, 1, 1, 0),
+    "ddp-fp16": ([2, 4], None, 1, 1, 0),
+    "pp-1f1b": ([2, 4], 1, 1, None, 8),
+    "3d": ([8], 2, 2, 2, 4),
+}
+
+
+def _row(strategy: str, ws: int, dp: int | None, tp: int, pp: int | None, m: int) -> dict:
+    pp = ws if pp is None else pp
+    dp = ws // (tp * pp) if dp is None else dp
+    thr = 100.0 * ws**0.8
+    pipe = f"pipeline(Schedule1F1B, stages={pp}, here=[0], micro-batches={m}) → AdamW" if m else "ddp(2) → AdamW"
+    return {
+        "model": "gpt", "hardware": "cpu-local", "strategy": strategy, "world_size": ws, "dp": dp, "tp": tp, "pp": pp,
+        "throughput": thr, "throughput_ci_low": 0.9 * thr, "throughput_ci_high": 1.1 * thr, "speedup": thr / 100,
+        "efficiency": thr / 100 / ws, "step_time_median_s": 32 / thr, "applied": pipe,
+        "exposed_comm_s": 0.1 * 32 / thr if strategy.startswith("ddp") and ws > 1 else np.nan,
+        "bubble_fraction_measured": 0.25 if m else np.nan, "peak_mem_mb": 400 / ws + 10,
+        "model_state_bytes": 4e6 / ws, "model_state_bytes_est": 3.9e6 / ws,
+        "comm_bytes_per_step": (2**19 if "fp16" in strategy else 2**20) if ws > 1 else 0.0,
+        "loss_dev": 1e-3 if "fp16" in strategy else 0.0, "lossy": "fp16" in strategy, "mfu": np.nan,
+    }  # fmt: skip
+
+
+def full_table() -> pd.DataFrame:
+    return pd.DataFrame([_row(s, ws, *plan) for s, (wss, *plan) in PLANS.items() for ws in wss])
+
+
+#: For each figure, the table without its data, and the start of why.
+WITHOUT = {
+    "throughput": (lambda t: t.iloc[0:0], plots.NO_OK_RUNS),
+    "efficiency": (lambda t: t.assign(efficiency=np.nan), plots.NO_BASELINE),
+    "best": (lambda t: t.iloc[0:0], plots.NO_OK_RUNS),
+    "breakdown": (lambda t: t.drop(columns="step_time_median_s"), plots.NO_STEP_TIMES),
+    "memory": (lambda t: t.drop(columns=["model_state_bytes", "model_state_bytes_est"]), plots.NO_MEMORY),
+    "bubble": (lambda t: t[t["strategy"].isin(["single", "ddp"])], plots.NO_PIPELINE),
+    "compression": (lambda t: t[t["strategy"] != "ddp-fp16"], plots.NO_COMPRESSION),
+    "pareto": (lambda t: t.drop(columns="peak_mem_mb"), plots.NO_PEAK_MEMORY),
+}
+
+
+def _index(table: pd.DataFrame, tmp_path, names=PLOTS) -> dict[str, dict]:
+    outputs = [tmp_path / f"{n}.{f}" for n in names for f in PLOT_FORMATS]
+    written = plots.plot_scaling(table, outputs, tmp_path / "figures.json")
+    assert sorted(written) == sorted(outputs)
+    entries = json.loads((tmp_path / "figures.json").read_text())
+    assert [e["name"] for e in entries] == list(PLOTS)
+    assert all(set(e) == {"name", "caption", "has_data", "why"} for e in entries)
+    return {e["name"]: e for e in entries}
+
+
+def test_every_figure_has_data_from_a_full_table_and_the_index_says_so(tmp_path):
+    index = _index(full_table(), tmp_path)
+    assert {n: (e["has_data"], e["why"]) for n, e in index.items()} == dict.fromkeys(PLOTS, (True, ""))
+    assert {n: e["caption"] for n, e in index.items()} == plots.CAPTIONS
+    for name in PLOTS:
+        svg = (tmp_path / f"{name}.svg").read_text()
+        assert "no data" not in svg and "could not draw" not in svg, name
+        assert float(re.search(r'<svg[^>]* width="([\d.]+)pt"', svg).group(1)) * 4 / 3 > 800  # px, laptop width
+
+
+@pytest.mark.parametrize("name", PLOTS)
+def test_a_figure_without_its_data_says_why(tmp_path, name):
+    without, why = WITHOUT[name]
+    entry = _index(without(full_table()), tmp_path, [name])[name]
+    assert (entry["has_data"], entry["why"]) == (False, why)
+    assert "no data: " + why[:30].replace("'", "&#x27;") in (tmp_path / f"{name}.svg").read_text()
+
+
+def test_throughput_is_drawn_on_log_log_axes_with_the_ideal_line_and_error_bars():
+    fig = plots._throughput(plots._series(full_table()))
+    (ax,) = [a for a in fig.axes if a.get_title() == "gpt"]
+    assert (ax.get_xscale(), ax.get_yscale()) == ("log", "log")
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "4", "8"]
+    ideal = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+    assert len(ideal) == 1 and list(ideal[0].get_ydata()) == pytest.approx([100, 200, 400, 800])
+    assert ax.containers and any(c.has_yerr for c in ax.containers)  # the 95 % intervals
+
+
+def test_best_figure_labels_the_plan_and_colours_relative_throughput():
+    best, what = plots._best_frame(plots._series(full_table()))
+    assert what == "throughput / row's best"
+    assert best.set_index("world_size")["strategy"].to_dict() == {1: "single", 2: "ddp", 4: "ddp", 8: "3d"}
+    assert best["value"].max() == 1.0
+    three_d = best[best["strategy"] == "3d"].iloc[0]
+    assert plots.plan_label(three_d) == "dp2·tp2·pp2 1f1b m4"
+    assert plots.plan_label(best[best["strategy"] == "single"].iloc[0]) == "1 rank"
+    with_mfu, what = plots._best_frame(plots._series(full_table().assign(mfu=0.3)))
+    assert what == "MFU" and set(with_mfu["value"]) == {0.3}
+
+
+def test_breakdown_parts_add_up_to_the_step_time_and_other_is_the_rest():
+    frame = plots._breakdown_frame(plots._series(full_table()))
+    assert set(frame["world_size"]) == {8}  # the model's largest world size
+    row = frame.iloc[0]
+    parts = row[["compute", "exposed comm", "bubble", "other"]]
+    assert parts.sum() == pytest.approx(row["step_ms"])
+    assert row["bubble"] == pytest.approx(0.25 * row["step_ms"])
+    assert row["compute"] == pytest.approx(row["efficiency"] * row["step_ms"])
+
+
+def test_bubble_frame_reads_stages_and_micro_batches():
+    frame = plots._bubble_frame(plots._series(full_table()))
+    assert sorted(zip(frame["strategy"], frame["p"], frame["m"], strict=True)) == [
+        ("3d", 2, 4), ("pp-1f1b", 2, 8), ("pp-1f1b", 4, 8),
+    ]  # fmt: skip
+
+
+def test_pareto_front_of_a_known_set():
+    points = pd.DataFrame(
+        {"peak_mem_mb": [100, 200, 150, 300, 100, 250], "throughput": [10, 30, 5, 40, 12, 30]}, index=list("abcdef")
+    )
+    front = plots.pareto_front(points)
+    assert list(front.index) == ["e", "b", "d"]  # a (same memory, slower than e), c, f dominated
+    assert plots.pareto_front(points.iloc[0:0]).empty
+
+
+def test_palette_is_stable_and_distinct_for_the_presets():
+    assert set(PRESET_COLOURS) == set(PRESETS)
+    rgb = {n: np.array(mcolors.to_rgb(c)) for n, c in PRESET_COLOURS.items()}
+    for (a, x), (b, y) in itertools.combinations(rgb.items(), 2):
+        assert np.linalg.norm(x - y) > 0.15, (a, b)
+    assert strategy_colour("ddp") == PRESET_COLOURS["ddp"]
+    custom = strategy_colour("ddp-1mb")
+    assert re.fullmatch(r"#[0-9a-f]{6}", custom) and custom == strategy_colour("ddp-1mb")
+    assert custom != strategy_colour("pp-8mb")
+
+
+def test_the_same_strategy_has_the_same_colour_in_every_figure():
+    for name in ("throughput", "efficiency", "pareto"):
+        fig = plots._DRAW[name](plots._series(full_table()))
+        labels = {t.get_text(): t for t in fig.legends[0].get_texts()}
+        handles = dict(zip(labels, fig.legends[0].legend_handles, strict=True))
+        assert mcolors.to_hex(handles["3d"].get_color()) == PRESET_COLOURS["3d"], name
+
+
+def test_caption_files_match_the_captions():
+    for name in PLOTS:
+        assert (ROOT / "workflow" / "report" / f"{name}.rst").read_text() == plots.caption_rst(name), name
+    for table in TABLES:
+        assert (ROOT / "workflow" / "report" / "tables" / f"{table}.rst").read_text().strip(), table
+
+
+def test_every_plot_and_table_output_goes_into_snakemakes_report():
+    rules = ROOT / "workflow" / "rules"
+    plot_rule = (rules / "plot.smk").read_text()
+    assert re.search(r"plots=\[\s*report\(\s*str\(p\),\s*caption=f\"\.\./report/\{p\.stem\}\.rst\"", plot_rule)
+    assert "for p in LAYOUT.plots()" in plot_rule and "index=str(LAYOUT.figures_index)" in plot_rule
+    aggregate = (rules / "aggregate.smk").read_text()
+    for table in TABLES:
+        assert f'{table}=report(str(LAYOUT.table("{table}")), caption="../report/tables/{table}.rst"' in aggregate
+    assert 'report: "workflow/report/workflow.rst"' in (ROOT / "Snakefile").read_text()
+    assert StudyLayout("s").figures_index.name == "figures.json"
