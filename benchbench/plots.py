@@ -40,8 +40,13 @@ NO_BASELINE = (
 )
 NO_STEP_TIMES = "no step-time breakdown: it needs median step times and a world-size-1 baseline (efficiency)"
 NO_PIPELINE = "no pipeline runs with a measured bubble (a pp strategy at 2 or more ranks)"
-NO_COMPRESSION = "no compression runs with bytes on the wire and a loss deviation (ddp-fp16, ddp-bf16, ddp-powersgd)"
+NO_COMPRESSION = (
+    "no compression runs with payload bytes to collectives and a loss deviation (ddp-fp16, ddp-bf16, ddp-powersgd)"
+)
 NO_PEAK_MEMORY = "no peak memory per rank (peak_mem_mb) next to a throughput"
+NO_CORRECT_RUNS = "no run passed the correctness gate (correct = match or lossy)"
+#: The ``correct`` verdicts that pass the gate (docs/METRICS.md); a table without the column counts as correct.
+CORRECT = ("match", "lossy")
 
 #: One line per figure: what it shows and what to look for (the report and Snakemake's report
 #: print it under the figure; workflow/report/<name>.rst holds the same text).
@@ -51,19 +56,23 @@ CAPTIONS: dict[str, str] = {
     "the worse the strategy scales.",
     "efficiency": "Scaling efficiency (speedup / world size) against world size: 1.0 is ideal; "
     "a line that falls fast marks a strategy whose overhead grows with the ranks.",
-    "best": "The fastest configuration per model and world size, labelled with its plan (dp·tp·pp, schedule, "
+    "best": "The fastest correct configuration (correct = match or lossy) per model and world size, "
+    "labelled with its plan (dp·tp·pp, schedule, "
     "micro-batches m); the colour is MFU where measured, else throughput relative to the row's best.",
-    "breakdown": "Median step time at each model's largest world size split into compute (step time x "
-    "efficiency: the ideal share of the 1-rank step), exposed communication, pipeline bubble (each capped at "
-    "what is left of the step), and other = step time minus those three (synchronisation, imbalance, overhead).",
+    "breakdown": "Median step time at each model's largest world size split into ideal (T1/N = step time x "
+    "efficiency: the 1-rank step shared perfectly, not measured compute), exposed communication, pipeline "
+    "bubble (each capped at what is left of the step), and other scaling loss = step time minus those three "
+    "(synchronisation, imbalance, overhead, compute that does not shrink with the ranks).",
     "memory": "Model state (parameters, gradients, optimizer state) of the rank holding the most, measured "
     "(solid) next to the analytic estimate (hatched); sharding strategies should sit well below single.",
-    "bubble": "Measured pipeline bubble against micro-batches per step, with the theory (p-1)/(m+p-1) for p "
-    "stages dashed: points above the curve lose time beyond the schedule's own idle time.",
-    "compression": "Bytes each rank hands to collectives per step against the largest loss deviation from "
-    "the single-process run: compression should move left without moving far up.",
-    "pareto": "Throughput against peak memory per rank, every configuration a point (label: world size); "
-    "the black line is the Pareto front: no configuration is both faster and smaller than one on it.",
+    "bubble": "Measured pipeline bubble against micro-batches per step; open markers: each run's theory for "
+    "its own schedule; dashed: GPipe/1F1B theory (p-1)/(m+p-1) for p stages. Points above their own theory "
+    "marker lose time beyond the schedule's.",
+    "compression": "Payload bytes each rank hands to collectives per step (not bus bytes) against the largest "
+    "loss deviation from the single-process run: compression should move left without moving far up.",
+    "pareto": "Throughput against peak memory per rank, every configuration a point (label: world size; "
+    "hollow grey: failed the correctness gate); the black line is the Pareto front of the correct ones: "
+    "no correct configuration is both faster and smaller than one on it.",
 }
 
 
@@ -79,14 +88,15 @@ TITLES: dict[str, str] = {
     "breakdown": "Step-time breakdown (largest world size)",
     "memory": "Model state per rank: measured vs estimate",
     "bubble": "Pipeline bubble vs micro-batches",
-    "compression": "Gradient compression: bytes on the wire vs loss deviation",
+    "compression": "Gradient compression: payload bytes to collectives per step vs loss deviation",
     "pareto": "Throughput vs peak memory per rank (Pareto front)",
 }
 WIDTH_IN = 10.4  # ≈ 1000 px in a browser (an SVG point is 4/3 px)
 PNG_DPI = 96
 MARKERS = ("o", "s", "^", "D", "v", "P")
 COMPRESSION_WORDS = ("fp16", "bf16", "powersgd")
-COMPONENTS = {"compute": "#4c72b0", "exposed comm": "#dd8452", "bubble": "#c44e52", "other": "#b0b0b0"}
+IDEAL_PART, OTHER_PART = "ideal (T₁/N)", "other scaling loss"
+COMPONENTS = {IDEAL_PART: "#4c72b0", "exposed comm": "#dd8452", "bubble": "#c44e52", OTHER_PART: "#b0b0b0"}
 _SCHEDULES = {"Schedule1F1B": "1f1b", "ScheduleGPipe": "gpipe", "ScheduleInterleaved1F1B": "interleaved",
               "ScheduleZBVZeroBubble": "zbv", "ScheduleInterleavedZeroBubble": "izb"}  # fmt: skip
 _PIPELINE = re.compile(r"pipeline\((\w+), stages=(\d+),.*?micro-batches=(\d+)\)")
@@ -94,6 +104,8 @@ _THEME = {
     "font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "xtick.labelsize": 10, "ytick.labelsize": 10,
     "legend.fontsize": 10, "figure.titlesize": 13, "svg.fonttype": "none",  # SVG text stays text
     "axes.grid": True, "grid.color": "0.88", "axes.spines.top": False, "axes.spines.right": False,
+    "text.parse_math": False, "text.usetex": False,  # names print literally: a model "m$x$" is not maths
+    "svg.hashsalt": "benchbench",  # reproducible SVG ids
 }  # fmt: skip
 
 
@@ -103,7 +115,11 @@ def _save(fig: Figure, paths: list[Path]) -> list[Path]:
         tmp = path.with_name(f".{path.name}.tmp")
         meta = {"Date": None} if fmt == "svg" else {}  # reproducible files: no time stamp
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(tmp, format=fmt, dpi=PNG_DPI, bbox_inches="tight", metadata=meta)
+        try:
+            fig.savefig(tmp, format=fmt, dpi=PNG_DPI, bbox_inches="tight", metadata=meta)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         tmp.replace(path)
     plt.close(fig)
     return paths
@@ -172,6 +188,13 @@ def _rows_with(data: pd.DataFrame, *columns: str) -> pd.DataFrame:
     for c in columns:
         keep &= _numbers(data, c).notna()
     return data[keep]
+
+
+def _correct(data: pd.DataFrame) -> pd.Series:
+    """Whether each row passed the correctness gate (``correct`` in :data:`CORRECT`; all do without it)."""
+    if "correct" not in data:
+        return pd.Series(True, index=data.index)
+    return data["correct"].astype(str).isin(CORRECT)
 
 
 def _at_largest_world_size(data: pd.DataFrame) -> pd.DataFrame:
@@ -333,9 +356,10 @@ def _efficiency(data: pd.DataFrame) -> Figure | str:
 
 
 def _best_frame(data: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """The fastest row per panel and world size, with ``value`` (MFU where every best row has
-    one, else throughput / the panel's best) and the value's name."""
+    """The fastest correct row (:func:`_correct`) per panel and world size, with ``value`` (MFU where
+    every best row has one, else throughput / the panel's best) and the value's name."""
     rows = _rows_with(data, "throughput").assign(_thr=lambda f: _numbers(f, "throughput"))
+    rows = rows[_correct(rows)]
     best = rows.loc[rows.groupby(["panel", "world_size"])["_thr"].idxmax()]
     mfu = _numbers(best, "mfu")
     if not best.empty and mfu.notna().all():
@@ -346,7 +370,7 @@ def _best_frame(data: pd.DataFrame) -> tuple[pd.DataFrame, str]:
 def _best(data: pd.DataFrame) -> Figure | str:
     best, what = _best_frame(data)
     if best.empty:
-        return NO_OK_RUNS
+        return NO_CORRECT_RUNS if not _rows_with(data, "throughput").empty else NO_OK_RUNS
     panels, ws = sorted(best["panel"].unique()), sorted(int(n) for n in best["world_size"].unique())
     grid = np.full((len(panels), len(ws)), np.nan)
     fig, ax = plt.subplots(figsize=(WIDTH_IN, 0.9 * len(panels) + 1.6))
@@ -373,11 +397,11 @@ def _breakdown_frame(data: pd.DataFrame) -> pd.DataFrame:
     step = _numbers(top, "step_time_median_s")
     comm = _numbers(top, "exposed_comm_s").fillna(_numbers(top, "exposed_comm_fraction") * step).fillna(0)
     bubble = (_numbers(top, "bubble_fraction_measured") * step).fillna(0)
-    compute = (step * _numbers(top, "efficiency")).clip(upper=step)
-    comm = comm.clip(upper=step - compute)  # measured on other steps: capped so the bar is the step
-    bubble = bubble.clip(upper=step - compute - comm)
-    other = step - compute - comm - bubble
-    parts = {"compute": compute, "exposed comm": comm, "bubble": bubble, "other": other}
+    ideal = (step * _numbers(top, "efficiency")).clip(lower=0, upper=step)  # T(1)/N, not measured compute
+    comm = comm.clip(lower=0, upper=step - ideal)  # measured on other steps: capped so the bar is the step
+    bubble = bubble.clip(lower=0, upper=step - ideal - comm)
+    other = step - ideal - comm - bubble
+    parts = {IDEAL_PART: ideal, "exposed comm": comm, "bubble": bubble, OTHER_PART: other}
     return top.assign(**{k: 1e3 * v for k, v in parts.items()}, step_ms=1e3 * step)
 
 
@@ -454,7 +478,17 @@ def _bubble_frame(data: pd.DataFrame) -> pd.DataFrame:
     pipes = pipes[pipes.notna()]
     pp = _numbers(rows, "pp")
     p = pp.where(pp > 1, pipes.map(lambda t: float(t[1])))
-    return rows.assign(p=p.astype(int), m=pipes.map(lambda t: t[2]), bubble=_numbers(rows, "bubble_fraction_measured"))
+    bubble, theory = _numbers(rows, "bubble_fraction_measured"), _numbers(rows, "bubble_fraction_theoretical")
+    return rows.assign(p=p.astype(int), m=pipes.map(lambda t: t[2]), bubble=bubble, theory=theory)
+
+
+def _bubble_points(ax: Axes, part: pd.DataFrame) -> None:
+    """Each run's measured bubble (filled) and its own schedule's theory (open, where the table has it)."""
+    for _, row in part.iterrows():
+        colour = strategy_colour(row["strategy"])
+        ax.plot(row["m"], row["bubble"], marker=row["marker"], ms=8, ls="", color=colour)
+        if not math.isnan(row["theory"]):
+            ax.plot(row["m"], row["theory"], marker=row["marker"], ms=10, ls="", color=colour, mfc="none", mew=1.5)
 
 
 def _bubble(data: pd.DataFrame) -> Figure | str:
@@ -470,16 +504,21 @@ def _bubble(data: pd.DataFrame) -> Figure | str:
             ax.annotate(
                 f"p={p}", (m[0], (p - 1) / p), fontsize=10, color="0.3", xytext=(4, 2), textcoords="offset points"
             )
-        for _, row in part.iterrows():
-            ax.plot(row["m"], row["bubble"], marker=row["marker"], ms=8, ls="", color=strategy_colour(row["strategy"]))
+        _bubble_points(ax, part)
         ax.set_xscale("log", base=2)
         ticks = [2**k for k in range(int(math.log2(m[-1])) + 1)]
         ax.set_xticks(ticks, [str(t) for t in ticks])
         ax.xaxis.set_minor_locator(NullLocator())
         top = min(1.0, 1.25 * max(part["bubble"].max(), (part["p"].max() - 1) / part["p"].max()))
         ax.set(title=panel, xlabel="micro-batches per step (m)", ylabel="bubble fraction", ylim=(0, top))
-    _legend(fig, frame, [Line2D([], [], ls="--", color="0.4", label="theory (p-1)/(m+p-1)")])
+    _legend(fig, frame, BUBBLE_KEYS)
     return fig
+
+
+BUBBLE_KEYS = [
+    Line2D([], [], ls="--", color="0.4", label="GPipe/1F1B theory (p-1)/(m+p-1)"),
+    Line2D([], [], ls="", marker="o", ms=9, color="0.3", mfc="none", label="theory for its schedule"),
+]
 
 
 def _compressed(data: pd.DataFrame) -> pd.Series:
@@ -502,7 +541,7 @@ def _compression(data: pd.DataFrame) -> Figure | str:
             ax.annotate(f"ws{int(row['world_size'])}", (x, y), fontsize=10, xytext=(4, 3), textcoords="offset points")
         ax.set_xscale("log")
         _plain_numbers(ax.xaxis)
-        ax.set(title=panel, xlabel="bytes to collectives per rank and step (MiB)", ylabel="loss deviation")
+        ax.set(title=panel, xlabel="payload bytes to collectives per rank and step (MiB)", ylabel="loss deviation")
     _legend(fig, rows)
     return fig
 
@@ -514,15 +553,18 @@ def _pareto(data: pd.DataFrame) -> Figure | str:
     fig, panels = _panels(sorted(rows["panel"].unique()))
     for panel, ax in panels.items():
         part = rows[rows["panel"] == panel]
-        for _, row in part.iterrows():
+        correct = _correct(part)
+        for (_, row), ok in zip(part.iterrows(), correct, strict=True):
             x, y = _float(row["peak_mem_mb"]), _float(row["throughput"])
-            ax.plot(x, y, marker=row["marker"], ms=8, ls="", color=strategy_colour(row["strategy"]))
+            look = {"color": strategy_colour(row["strategy"])} if ok else {"color": "0.6", "mfc": "none"}
+            ax.plot(x, y, marker=row["marker"], ms=8, ls="", **look)
             ax.annotate(str(int(row["world_size"])), (x, y), fontsize=10, xytext=(4, 3), textcoords="offset points")
-        front = pareto_front(part)
+        front = pareto_front(part[correct])  # a run that failed the gate is no candidate
         x, y = front["peak_mem_mb"].astype(float), front["throughput"].astype(float)
         ax.plot(x, y, "k-", lw=1.3, drawstyle="steps-post", marker="o", ms=13, mfc="none")
         ax.set(title=panel, xlabel="peak memory per rank (MiB)", ylabel="throughput (samples/s)")
-    _legend(fig, rows, [Line2D([], [], color="k", label="Pareto front")])
+    failed = Line2D([], [], ls="", marker="o", ms=8, color="0.6", mfc="none", label="failed the correctness gate")
+    _legend(fig, rows, [Line2D([], [], color="k", label="Pareto front (correct runs)"), failed])
     return fig
 
 
@@ -548,6 +590,22 @@ def _draw(name: str, data: pd.DataFrame) -> tuple[Figure, str]:
     return drawn, ""
 
 
+def _draw_and_save(name: str, data: pd.DataFrame, paths: list[Path]) -> tuple[list[Path], str]:
+    """Plot ``name`` into ``paths`` (none: drawn only), and why it has no data; a plot that fails
+    while saving (e.g. in text layout) is saved as a "could not draw" figure instead."""
+    fig, why = _draw(name, data)
+    if not paths:
+        plt.close(fig)
+        return [], why
+    try:
+        return _save(fig, paths), why
+    except Exception as e:
+        traceback.print_exc()
+        plt.close("all")
+        why = f"could not draw this plot: {type(e).__name__}: {e}"
+        return _save(no_data(TITLES[name], why), paths), why
+
+
 def plot_scaling(scaling: pd.DataFrame, outputs: Iterable[str | Path], index: str | Path | None = None) -> list[Path]:
     """Draw each plot named by an output file (``<plot>.<format>``, :data:`benchbench.layout.PLOTS`);
     every file is written, a plot with nothing to show as a "no data: <why>" figure. With ``index``,
@@ -559,8 +617,8 @@ def plot_scaling(scaling: pd.DataFrame, outputs: Iterable[str | Path], index: st
     written: list[Path] = []
     entries = []
     for name in PLOTS if index else [n for n in PLOTS if n in wanted]:
-        fig, why = _draw(name, data)
-        written += _save(fig, wanted[name]) if name in wanted else plt.close(fig) or []
+        paths, why = _draw_and_save(name, data, wanted.get(name, []))
+        written += paths
         entries.append({"name": name, "caption": CAPTIONS[name], "has_data": not why, "why": why})
     if index:
         atomic_write_text(index, json.dumps(entries, indent=1, ensure_ascii=False) + "\n")

@@ -117,10 +117,10 @@ def test_breakdown_parts_add_up_to_the_step_time_and_other_is_the_rest():
     frame = plots._breakdown_frame(plots._series(full_table()))
     assert set(frame["world_size"]) == {8}  # the model's largest world size
     row = frame.iloc[0]
-    parts = row[["compute", "exposed comm", "bubble", "other"]]
+    parts = row[list(plots.COMPONENTS)]
     assert parts.sum() == pytest.approx(row["step_ms"])
     assert row["bubble"] == pytest.approx(0.25 * row["step_ms"])
-    assert row["compute"] == pytest.approx(row["efficiency"] * row["step_ms"])
+    assert row["ideal (T₁/N)"] == pytest.approx(row["efficiency"] * row["step_ms"])
 
 
 def test_bubble_frame_reads_stages_and_micro_batches():
@@ -175,3 +175,80 @@ def test_every_plot_and_table_output_goes_into_snakemakes_report():
         assert f'{table}=report(str(LAYOUT.table("{table}")), caption="../report/tables/{table}.rst"' in aggregate
     assert 'report: "workflow/report/workflow.rst"' in (ROOT / "Snakefile").read_text()
     assert StudyLayout("s").figures_index.name == "figures.json"
+
+
+def test_best_and_pareto_leave_out_runs_that_failed_the_correctness_gate():
+    table = full_table().assign(correct=lambda t: np.where(t["strategy"] == "ddp-fp16", "lossy", "match"))
+    wrong = _row("ddp-fp16", 4, None, 1, 1, 0) | {"throughput": 1e4, "peak_mem_mb": 1.0, "correct": "MISMATCH"}
+    data = plots._series(pd.concat([table, pd.DataFrame([wrong])], ignore_index=True))
+    best, _ = plots._best_frame(data)
+    assert best.set_index("world_size")["strategy"].to_dict() == {1: "single", 2: "ddp", 4: "ddp", 8: "3d"}
+    assert "MISMATCH" not in set(best["correct"])
+    assert plots._best_frame(data.drop(columns="correct"))[0].set_index("world_size")["strategy"][4] == "ddp-fp16"
+    ax = plots._pareto(data).axes[0]
+    front = next(line for line in ax.get_lines() if line.get_linestyle() == "-")
+    assert 1.0 not in list(front.get_xdata()) and 1e4 not in list(front.get_ydata())
+    (hollow,) = [ln for ln in ax.get_lines() if list(ln.get_xdata()) == [1.0]]
+    assert hollow.get_markerfacecolor() == "none" and mcolors.to_hex(hollow.get_color()) == "#999999"
+    assert plots._best(data.assign(correct="MISMATCH")) == plots.NO_CORRECT_RUNS
+
+
+def test_breakdown_names_the_ideal_share_and_caps_exposed_comm_and_bubble():
+    assert list(plots.COMPONENTS) == ["ideal (T₁/N)", "exposed comm", "bubble", "other scaling loss"]
+    base = {"model": "m", "hardware": "h", "strategy": "pp", "world_size": 2, "step_time_median_s": 1.0,
+            "efficiency": 0.5, "throughput": 10.0}  # fmt: skip
+    rows = pd.DataFrame([
+        base | {"model": "comm", "exposed_comm_s": 0.8, "bubble_fraction_measured": 0.3},  # comm > 0.5 left
+        base | {"model": "bubble", "exposed_comm_s": 0.2, "bubble_fraction_measured": 0.9},  # bubble > 0.3 left
+        base | {"model": "negative", "exposed_comm_s": -0.1, "bubble_fraction_measured": 0.1},
+    ])  # fmt: skip
+    frame = plots._breakdown_frame(plots._series(rows)).set_index("model")
+    parts = frame[list(plots.COMPONENTS)].round(9)
+    assert parts.loc["comm"].tolist() == [500, 500, 0, 0]
+    assert parts.loc["bubble"].tolist() == [500, 200, 300, 0]
+    assert parts.loc["negative"].tolist() == [500, 0, 100, 400]
+
+
+def test_bubble_figure_draws_each_rows_theory_for_its_schedule():
+    table = full_table().assign(bubble_fraction_theoretical=lambda t: np.where(t["strategy"] == "3d", 0.05, np.nan))
+    fig = plots._bubble(plots._series(table))
+    ax = fig.axes[0]
+    (own,) = [ln for ln in ax.get_lines() if list(ln.get_ydata()) == [0.05]]
+    assert list(own.get_xdata()) == [4] and own.get_markerfacecolor() == "none"
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "GPipe/1F1B theory (p-1)/(m+p-1)" in labels and "theory for its schedule" in labels
+    assert "above their own theory marker" in plots.CAPTIONS["bubble"]
+
+
+def test_a_name_matplotlib_would_read_as_maths_prints_literally(tmp_path):
+    index = _index(full_table().assign(model=r"m$\foo$"), tmp_path)
+    assert all(e["has_data"] for e in index.values()), index
+    assert r"m$\foo$" in (tmp_path / "throughput.svg").read_text()
+
+
+def test_a_figure_that_fails_while_saving_is_still_written_saying_why(tmp_path, monkeypatch):
+    def unsavable(data):
+        fig = plots._throughput(data)
+        fig.axes[0].text(0, 0, r"$\foo$", parse_math=True)  # mathtext raises at savefig
+        return fig
+
+    monkeypatch.setitem(plots._DRAW, "throughput", unsavable)
+    entry = _index(full_table(), tmp_path)["throughput"]
+    assert not entry["has_data"] and entry["why"].startswith("could not draw this plot")
+    assert "could not draw" in (tmp_path / "throughput.svg").read_text()
+    assert (tmp_path / "throughput.png").stat().st_size > 1000
+
+
+def test_svg_files_are_byte_identical_when_drawn_twice(tmp_path):
+    _index(full_table(), tmp_path / "a")
+    _index(full_table(), tmp_path / "b")
+    for name in PLOTS:
+        assert (tmp_path / "a" / f"{name}.svg").read_bytes() == (tmp_path / "b" / f"{name}.svg").read_bytes(), name
+
+
+def test_compression_figure_says_payload_bytes_not_bytes_on_the_wire():
+    texts = [plots.TITLES["compression"], plots.CAPTIONS["compression"], plots.NO_COMPRESSION]
+    assert "payload bytes to collectives per step" in plots.TITLES["compression"]
+    assert not any("on the wire" in t for t in texts)
+    fig = plots._compression(plots._series(full_table()))
+    assert fig.axes[0].get_xlabel().startswith("payload bytes to collectives")
