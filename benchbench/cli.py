@@ -109,6 +109,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     figures = args.figures
     if args.study_dir and len(args.study_dir) > 1:
+        given = [o for o, v in (("--study-json", args.study_json or None), ("--figures", args.figures),
+                                ("--records", args.records)) if v is not None]  # fmt: skip
+        if given:
+            raise ConfigError(f"report: {', '.join(given)} cannot be used with more than one --study-dir "
+                              "(a merged report reads each folder's own records and figures)")  # fmt: skip
         print(build_merged_report(args.study_dir, args.out or "report.html", description=args.description))
         return 0
     if args.study_dir:

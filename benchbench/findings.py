@@ -17,6 +17,7 @@ import pandas as pd
 from markupsafe import Markup, escape
 
 from benchbench.compare import repeat_stats, scaling_stats, welch
+from benchbench.htmltable import shown, unit_shown
 
 GROUP = ["model", "hardware", "world_size"]
 CORRECT = ("match", "lossy")
@@ -34,6 +35,7 @@ class Finding:
     hardware: str
     world_size: int
     winner: str = ""
+    winner_lossy: bool = False  # the winner is a lossy (compressing) plan within its bound
     throughput: float = float("nan")
     runner_up: str = ""
     ratio: float = float("nan")
@@ -80,6 +82,8 @@ def _ranked(rows: pd.DataFrame, f: Finding, stats: pd.DataFrame, key: tuple, alp
     if correct.empty:
         return
     f.winner, f.throughput = str(correct["strategy"].iloc[0]), float(correct["throughput"].iloc[0])
+    flag = str(correct["lossy"].iloc[0]).lower() == "true" if "lossy" in correct else False
+    f.winner_lossy = correct["correct"].iloc[0] == "lossy" or flag
     if len(correct) > 1:
         f.runner_up = str(correct["strategy"].iloc[1])
         f.ratio = f.throughput / float(correct["throughput"].iloc[1])
@@ -142,12 +146,15 @@ def _margin(f: Finding) -> str:
 
 def sentence(f: Finding) -> Markup:
     """One short paragraph (HTML, every name escaped), e.g. "gpt-small on cpu-local at 2 ranks:
-    <b>ddp</b> is fastest, 1.42× dp-naive (significant, p = 0.003); efficiency 0.71 (ddp)."."""
+    <b>ddp</b> is fastest, 1.42× dp-naive (significant, p = 0.003); best efficiency 71% (ddp).";
+    a lossy winner reads "<b>ddp-fp16</b> (lossy) is fastest"."""
     head = escape(f"{f.model} on {f.hardware} at {f.world_size} rank{'s' if f.world_size != 1 else ''}: ")
     if f.winner:
-        body = Markup("<b>{}</b> is fastest, {}").format(f.winner, _margin(f))
-        if np.isfinite(f.best_efficiency):
-            body += escape(f"; efficiency {f.best_efficiency:.2f} ({f.best_efficiency_strategy})")
+        lossy = " (lossy)" if f.winner_lossy else ""
+        body = Markup("<b>{}</b>{} is fastest, {}").format(f.winner, lossy, _margin(f))
+        if np.isfinite(f.best_efficiency):  # in the summary table's unit (%), as it shows it
+            eff = shown("best_efficiency", f.best_efficiency)[0] + unit_shown("best_efficiency")
+            body += escape(f"; best efficiency {eff} ({f.best_efficiency_strategy})")
         body += Markup(".")
     elif f.mismatched or f.unverified:
         body = escape("no strategy passed the correctness gate.")

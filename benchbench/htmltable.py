@@ -1,4 +1,5 @@
-"""Tables for people: headers with units from the metric registry (each linked to its definition),
+"""Tables for people: headers with units from the metric registry (each followed by a small link,
+``<a class="def">``, to its definition),
 numbers rounded to what their noise supports, and the markup the report's inline script sorts and
 filters: ``<table class="data" id="t-NAME">``, ``<th data-key="COLUMN">``, numeric cells with
 ``data-value="RAW"``, inside ``<div class="scroll">`` under an
@@ -91,15 +92,16 @@ def sig(value: float, digits: int = 3) -> str:
 
 
 def with_error(value: float, half: float) -> str:
-    """``123 ± 4``: the half-width to 1 significant digit (2 when it starts with 1), the value
-    rounded to the same decimal place."""
+    """``123 ± 5``: the half-width rounded *up* to 1 significant digit (2 when it starts with 1),
+    never narrower than it is; the value rounded to the decimal place of that rounded half-width."""
     if not (math.isfinite(half) and half > 0):
         return sig(value)
-    exp = math.floor(math.log10(half))
     digits = 2 if f"{half:e}".startswith("1") else 1
-    places = digits - 1 - exp
+    step = 10.0 ** (math.floor(math.log10(half)) - digits + 1)
+    up = math.ceil(round(half / step, 9)) * step  # round(..., 9): float noise (1.1 / 0.1) does not round up
+    places = digits - 1 - math.floor(math.log10(up))
     fmt = f"{{:.{max(places, 0)}f}}"
-    return f"{fmt.format(round(value, places))} ± {fmt.format(round(half, places))}"
+    return f"{fmt.format(round(value, places))} ± {fmt.format(round(up, places))}"
 
 
 def shown(column: str, value: Any) -> tuple[str, float | None]:
@@ -123,10 +125,12 @@ def shown(column: str, value: Any) -> tuple[str, float | None]:
 
 
 def _header(column: str) -> Markup:
-    anchor = column if column in METRICS or column in COLUMN_DEFS else ""
+    """The label as plain text (a click sorts), then a small link to the column's definition."""
     text = escape(label(column))
-    inner = Markup('<a href="#def-{}">{}</a>').format(anchor, text) if anchor else text
-    return Markup('<th data-key="{}">{}</th>').format(column, inner)
+    link = Markup("")
+    if column in METRICS or column in COLUMN_DEFS:
+        link = Markup(' <a class="def" href="#def-{}" title="definition of {}">?</a>').format(column, text)
+    return Markup('<th data-key="{}">{}{}</th>').format(column, text, link)
 
 
 def _cell(column: str, value: Any, ci: tuple[Any, Any] | None) -> Markup:

@@ -109,6 +109,8 @@ RUNS_SHOWN = [*SIDE_BY_SIDE_KEYS[:4], "repeat", "status", "samples_per_s", "step
 CORRECTNESS_SHOWN = [*SIDE_BY_SIDE_KEYS[:4], "repeat", "verify_verdict", "correct", "exact", "verify_grad_rel_err",
                      "verify_tolerance", "loss_dev", "applied"]  # fmt: skip
 THROUGHPUT_CI = {"throughput": ("throughput_ci_low", "throughput_ci_high")}
+#: The text of a plot with nothing to show (:func:`benchbench.plots.no_data`).
+NO_DATA = "no data:"
 
 
 def _correctness(runs: pd.DataFrame, scaling: pd.DataFrame) -> pd.DataFrame:
@@ -127,7 +129,8 @@ def _correctness(runs: pd.DataFrame, scaling: pd.DataFrame) -> pd.DataFrame:
 
 def _figures(plots: Iterable[str | Path], figures: str | Path | None) -> list[dict[str, Any]]:
     """Figures to show: those of ``figures.json`` with data (SVG beside it; by default the one
-    beside the first SVG), else every SVG with its file stem as caption."""
+    beside the first SVG), else every SVG but the "no data" placeholders, captioned as
+    :data:`benchbench.plots.CAPTIONS` says."""
     svgs = [Path(p) for p in plots if Path(p).suffix == ".svg"]
     figures = figures or (svgs[0].parent / "figures.json" if svgs else None)
     try:
@@ -139,7 +142,11 @@ def _figures(plots: Iterable[str | Path], figures: str | Path | None) -> list[di
         return [{"name": f["name"], "caption": f.get("caption", f["name"]),
                  "svg": Markup(_inline_svg(where / f"{f['name']}.svg"))}
                 for f in listed if f.get("has_data") and (where / f"{f['name']}.svg").is_file()]  # fmt: skip
-    return [{"name": p.stem, "caption": p.stem, "svg": Markup(_inline_svg(p))} for p in svgs]
+    from benchbench.plots import CAPTIONS
+
+    drawn = [(p, _inline_svg(p)) for p in svgs]  # without figures.json: every SVG but the "no data" ones
+    return [{"name": p.stem, "caption": CAPTIONS.get(p.stem, p.stem), "svg": Markup(svg)}
+            for p, svg in drawn if NO_DATA not in svg]  # fmt: skip
 
 
 def _frames(tables: Mapping[str, str | Path]) -> dict[str, pd.DataFrame]:
@@ -223,7 +230,8 @@ def build_report(
 
 
 def _comparisons(dirs: list[Path]) -> list[dict[str, Any]]:
-    """A comparison table (:func:`benchbench.compare.compare`) per pair of folders sharing configurations."""
+    """A comparison table (:func:`benchbench.compare.compare`) per pair of folders sharing
+    configurations; for any other pair, a one-line ``note`` why there is none."""
     from benchbench.compare import COLUMNS, compare, load_stats
 
     out = []
@@ -231,8 +239,9 @@ def _comparisons(dirs: list[Path]) -> list[dict[str, Any]]:
         for j, b in enumerate(dirs[i + 1 :], start=i + 1):
             try:
                 table = compare(load_stats(a)[0], load_stats(b)[0])
-            except ConfigError:
-                continue  # nothing in common (or unreadable): no comparison
+            except ConfigError as e:  # nothing in common, or unreadable: say so, and go on
+                out.append({"base": a.name, "new": b.name, "note": f"no comparison of {a.name} and {b.name}: {e}"})
+                continue
             shared = table[~table["verdict"].str.startswith("only in")]
             out.append({"base": a.name, "new": b.name, "html": data_table(shared, f"cmp-{i}-{j}", COLUMNS)})
     return out

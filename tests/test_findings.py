@@ -35,7 +35,10 @@ def test_significant_winner_with_margin_and_efficiency():
     assert abs(f.ratio - 1.42) < 1e-9 and f.p_value < 0.05 and f.best_efficiency == 0.71
     text = str(sentence(f))
     assert text.startswith("gpt-small on cpu-local at 2 ranks: <b>ddp</b> is fastest, 1.42× dp-naive (significant")
-    assert "efficiency 0.71 (ddp)" in text
+    assert "; best efficiency 71% (ddp)." in text  # the unit of the table's "Best efficiency (%)"
+    from benchbench.htmltable import data_table
+
+    assert '<td data-value="0.71">71</td>' in data_table(summary_table([f]), "f")
 
 
 def test_tie_within_noise_is_not_significant():
@@ -43,6 +46,13 @@ def test_tie_within_noise_is_not_significant():
     (f,) = findings(_scaling(runs), runs, NO_FAILURES)
     assert f.significance == "not significant" and f.p_value > 0.05
     assert "not significant, p = " in str(sentence(f))
+
+
+def test_equally_fast_strategies_tie_not_significant():
+    runs = _runs({"fsdp": [100, 102, 98], "ddp": [101, 99, 100]})
+    (f,) = findings(_scaling(runs), runs, NO_FAILURES)
+    assert (f.winner, f.runner_up, f.ratio, f.significance) == ("ddp", "fsdp", 1.0, "not significant")
+    assert "<b>ddp</b> is fastest, 1.00× fsdp (not significant, p = 1)" in str(sentence(f))
 
 
 def test_one_repeat_is_not_tested():
@@ -84,3 +94,4 @@ def test_lossy_counts_as_correct_and_scaling_stats_fallback():
     scaling = _scaling(runs).assign(throughput_cv=0.01)
     (f,) = findings(scaling, pd.DataFrame(), NO_FAILURES)  # no runs.csv: from scaling's statistics
     assert f.winner == "ddp-fp16" and f.significance == "significant"
+    assert f.winner_lossy and "<b>ddp-fp16</b> (lossy) is fastest, 2.00× ddp " in str(sentence(f))

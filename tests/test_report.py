@@ -4,6 +4,8 @@ definitions for every header, provenance last with the study file, and merged fo
 import json
 import re
 
+import pytest
+
 from benchbench import cli
 from benchbench.analysis import aggregate
 from benchbench.htmltable import label, with_error
@@ -27,7 +29,14 @@ def _study(root, name, scale=1.0, strategies=TIMES):
 def test_units_and_rounding():
     assert label("throughput") == "Throughput (samples/s)"
     assert label("comm_bytes_per_step") == "Comm per step (MiB)"
-    assert with_error(123.456, 4.2) == "123 ± 4" and with_error(123.456, 1.23) == "123.5 ± 1.2"
+    assert with_error(123.456, 4.2) == "123 ± 5" and with_error(123.456, 1.23) == "123.5 ± 1.3"
+
+
+def test_rounding_to_noise_never_shrinks_and_follows_the_rounded_half_width():
+    assert with_error(1234, 96) == "1200 ± 100"  # the place of 100, not of 96
+    assert with_error(1234, 0.95) == "1234 ± 1"  # rounded up: never narrower than the interval
+    assert with_error(0.51234, 0.0042) == "0.512 ± 0.005" and with_error(123.456, 1.1) == "123.5 ± 1.1"
+    assert with_error(98.7, 3.0) == "99 ± 3" and with_error(5.0, 0.0) == "5.00"  # no interval: 3 digits
 
 
 def test_page_answers_first_and_tables_carry_the_sort_markup(tmp_path):
@@ -40,7 +49,10 @@ def test_page_answers_first_and_tables_carry_the_sort_markup(tmp_path):
     assert "<b>ddp</b> is fastest, 1.59× dp-naive (significant, p = " in html
     assert re.search(r'<div class="scroll"><table class="data" id="t-scaling">', html)
     assert '<input type="search" class="table-filter" data-for="t-scaling"' in html
-    assert '<th data-key="throughput"><a href="#def-throughput">Throughput (samples/s)</a></th>' in html
+    assert (
+        '<th data-key="throughput">Throughput (samples/s) <a class="def" href="#def-throughput" '
+        'title="definition of Throughput (samples/s)">?</a></th>'
+    ) in html  # label plain: a click sorts
     assert re.search(r'<td data-value="[0-9.e+-]+">\d+(\.\d+)? ± \d', html)  # throughput ± CI half-width
     for anchor in set(re.findall(r'href="#def-([^"]+)"', html)):
         assert f'id="def-{anchor}"' in html, anchor  # every header's definition is on the page
@@ -65,6 +77,30 @@ def test_figures_json_shows_only_figures_with_data(tmp_path):
     html = layout.report.read_text()
     assert '<figure class="plot" id="fig-throughput"><svg id="throughput-svg"></svg>' in html
     assert "<figcaption>Throughput &lt;per&gt; rank</figcaption>" in html and "memory-svg" not in html
+
+
+def test_without_figures_json_no_data_placeholders_are_left_out_and_captions_are_the_plots(tmp_path):
+    from benchbench.plots import CAPTIONS
+
+    layout = _study(tmp_path, "s")
+    plots = layout.dir / "plots"
+    plots.mkdir()
+    (plots / "throughput.svg").write_text('<?xml version="1.0"?><svg id="throughput-svg"><text>2</text></svg>')
+    (plots / "memory.svg").write_text('<svg id="memory-svg"><text>no data: no peak memory</text></svg>')
+    assert cli.main(["report", "--study-dir", str(layout.dir)]) == 0
+    html = layout.report.read_text()
+    assert '<figure class="plot" id="fig-throughput"><svg id="throughput-svg">' in html and "memory-svg" not in html
+    caption = html.split('id="fig-throughput"')[1].split("<figcaption>")[1].split("</figcaption>")[0]
+    assert caption and caption != "throughput" and caption.split()[:3] == CAPTIONS["throughput"].split()[:3]
+
+
+@pytest.mark.parametrize("option", [["--study-json", "{}"], ["--figures", "f.json"], ["--records", "r.json"]])
+def test_merged_report_refuses_options_it_would_ignore(tmp_path, capsys, option):
+    a, b = _study(tmp_path / "a", "base"), _study(tmp_path / "b", "new", scale=0.5)
+    out = tmp_path / "merged.html"
+    argv = ["report", "--study-dir", str(a.dir), "--study-dir", str(b.dir), "--out", str(out), *option]
+    assert cli.main(argv) == 2 and not out.exists()
+    assert f"{option[0]} cannot be used with more than one --study-dir" in capsys.readouterr().err
 
 
 def test_merged_folders_get_a_section_each_and_a_comparison(tmp_path):
@@ -93,4 +129,6 @@ def test_merged_folders_without_shared_configurations_get_no_comparison(tmp_path
     out = tmp_path / "merged.html"
     assert cli.main(["report", "--study-dir", str(a.dir), "--study-dir", str(c.dir), "--out", str(out)]) == 0
     html = out.read_text()
-    assert 'id="comparison"' not in html and "fsdp had no reference to check against" in html
+    assert "fsdp had no reference to check against" in html and 'id="t-cmp-' not in html
+    note = re.search(r'<p class="muted comparison-note">(.*?)</p>', html)
+    assert note and note.group(1).startswith("no comparison of base and other: ")  # why, not silence

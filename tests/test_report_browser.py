@@ -157,22 +157,26 @@ def _layout(page) -> list[str]:
 
 
 def _sorting(page) -> list[str]:
-    out = []
+    out, tables, sorted_any = [], page.locator("table.data").element_handles(), False
     page.evaluate("document.querySelectorAll('details').forEach((d) => { d.open = true; })")  # as a reader opens them
-    for t in page.locator("table.data").element_handles():
+    for t in tables:
         name = t.get_attribute("id")
         if page.evaluate("(t) => t.tBodies.length ? t.tBodies[0].rows.length : 0", t) < 2:
             continue
         column = page.evaluate(_SORT_COLUMN_JS, t)
         if column["index"] < 0:
             continue
-        th = t.query_selector_all("thead th")[column["index"]]
+        th, sorted_any = t.query_selector_all("thead th")[column["index"]], True
         before = page.evaluate(_ROWS_JS, t)
         orders, sorts = [], []
         for _ in range(2):  # ascending, then descending: one of them changes a table of distinct values
+            th.scroll_into_view_if_needed()
+            y = page.evaluate("window.scrollY")
             th.click()
             orders.append(page.evaluate(_ROWS_JS, t))
             sorts.append(th.get_attribute("aria-sort"))
+            if page.evaluate("window.scrollY") != y:
+                out.append(f"clicking a header of #{name} scrolled the page (a link in the header followed)")
         if all(o == before for o in orders):
             out.append(f"clicking a header of #{name} did not re-order its rows")
         if sorts != ["ascending", "descending"]:
@@ -181,11 +185,11 @@ def _sorting(page) -> list[str]:
             values = page.evaluate(_COLUMN_VALUES_JS, [t, column["index"]])
             if values != sorted(values, reverse=True):
                 out.append(f"#{name} not sorted by data-value, descending: {values}")
-    return out
+    return out + (["no data table on the page could be sorted"] if tables and not sorted_any else [])
 
 
 def _filtering(page) -> list[str]:
-    out = []
+    out, filtered = [], False
     for box in page.locator("input.table-filter").element_handles():
         target = box.get_attribute("data-for")
         t = page.query_selector(f"#{target}")
@@ -199,6 +203,7 @@ def _filtering(page) -> list[str]:
         if needle is None:
             continue
         box.fill(needle.upper())
+        filtered = True
         texts = page.evaluate("(t) => Array.from(t.tBodies[0].rows).map(r => r.textContent.toLowerCase())", t)
         shown, expected = page.evaluate(_VISIBLE_ROWS_JS, t), sum(needle.lower() in r for r in texts)
         if shown != expected:
@@ -206,6 +211,8 @@ def _filtering(page) -> list[str]:
         box.fill("")
         if page.evaluate(_VISIBLE_ROWS_JS, t) != len(rows):
             out.append(f"clearing the filter of #{target} did not show every row again")
+    if not filtered and page.locator("table.data").count():
+        out.append("no data table on the page could be filtered")
     return out
 
 
@@ -239,6 +246,20 @@ def test_built_report_as_a_reader_sees_it(browser, tmp_path):
     assert re.search(r'<table\b[^>]*\bclass="([^"]* )?data[ "]', markup)  # the page follows the contract
     assert_png(shot, VIEWPORT["width"])
     assert problems == []
+
+
+def test_definition_link_in_a_header_jumps_and_does_not_sort(browser, tmp_path):
+    page = browser.new_page(viewport=VIEWPORT)
+    try:
+        page.goto(synthetic_report(tmp_path).resolve().as_uri(), wait_until="load")
+        th = page.locator("#t-scaling thead th").filter(has=page.locator("a.def")).first
+        assert th.evaluate("(th) => th.firstChild.nodeType") == 3  # the label is plain text, not the link
+        href = th.locator("a.def").get_attribute("href")
+        th.locator("a.def").click()
+        assert page.evaluate("location.hash") == href and th.get_attribute("aria-sort") is None
+        assert page.locator(href).bounding_box()["y"] < VIEWPORT["height"]  # the definition is in view
+    finally:
+        page.close()
 
 
 @pytest.mark.parametrize(

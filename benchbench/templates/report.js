@@ -1,6 +1,6 @@
 // benchbench report: sortable data tables and row filters. No network, no libraries.
 // Contract: tables of class "data" (id "t-NAME"), header cells with data-key, numeric cells with
-// data-value (the raw number); search inputs of class "table-filter" with data-for = a table's id.
+// data-value (the raw number), a header's links (its definition, "a.def") not sorting; search inputs of class "table-filter" with data-for = a table's id.
 (function () {
   "use strict";
   var collator = new Intl.Collator(undefined, { numeric: true, sensitivity: "base" });
@@ -55,8 +55,13 @@
       Array.prototype.forEach.call(table.querySelectorAll("thead th"), function (th) {
         th.tabIndex = 0;
         th.title = th.title || "Sort by this column";
-        th.addEventListener("click", function () { sortBy(table, th); });
+        // a click or key on a link in the header (its definition) follows the link: no sort
+        th.addEventListener("click", function (e) {
+          if (e.target.closest && e.target.closest("a")) return;
+          sortBy(table, th);
+        });
         th.addEventListener("keydown", function (e) {
+          if (e.target !== th) return;
           if (e.key === "Enter" || e.key === " ") { e.preventDefault(); sortBy(table, th); }
         });
       });
