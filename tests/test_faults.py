@@ -317,15 +317,15 @@ def fault(monkeypatch):
 
 
 def _run(tmp_path: Path, floor: float = 0.0, **changes) -> tuple[dict, float]:
-    """Run a failing 2-rank job; its ``wall_time_s`` must cover the whole run (all but the last
-    second of what the caller waited) and at least ``floor`` s (the time to the injected fault)."""
+    """Run a failing 2-rank job; its ``wall_time_s`` must lie within what the caller waited (which
+    adds writing the record and the cleanup) and be at least ``floor`` s (the time to the fault)."""
     job = make_test_job("ddp", 2, **{"steps": 4, "warmup_steps": 1, "timeout_s": 40.0, **changes})
     started = time.monotonic()
     record, _ = run_job(job, tmp_path / "r.json")
     took = time.monotonic() - started
     validate_record(record)
     wall = record["env"]["wall_time_s"]
-    assert record["status"] == "failed" and max(floor, took - 1.0, 0.1) <= wall <= took, (wall, took)
+    assert record["status"] == "failed" and max(floor, 0.1) <= wall <= took, (wall, took)
     assert _orphans(tmp_path) == []
     return record, took
 
