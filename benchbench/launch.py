@@ -28,13 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchbench.failure import Evidence, Failure, RankError, addr_in_use, classify, oom_kills
+from benchbench.failure import LOG_TAIL_CHARS, Evidence, Failure, RankError, addr_in_use, classify, oom_kills
 from benchbench.heartbeat import Beat, read_beats
 from benchbench.job import Job
 from benchbench.rank import die_with_parent
 from benchbench.record import make_record, read_record, write_record
 
-ERROR_TAIL_CHARS = 4000
+ERROR_TAIL_CHARS = LOG_TAIL_CHARS  # one limit for every log tail a record or log gets
 LAUNCHERS = ("auto", "torchrun", "srun")
 POLL_S = 0.25  # the watchdog's period
 PORT_RETRIES = 3  # fresh-port relaunches after a rendezvous port found in use
@@ -99,7 +99,6 @@ def rank_command(
         "--max-restarts=0",
         *rank,
     ]
-
 
 
 def _error_text(err_dir: Path, output: str, returncode: int | None) -> str:
