@@ -32,6 +32,9 @@ class HardwareProfile:
     intra_node: dict[str, float | None] = field(default_factory=dict)
     inter_node: dict[str, float | None] = field(default_factory=dict)
     slurm: dict[str, int] = field(default_factory=dict)
+    memory_gb: float | None = None  # device memory of one device (GPU) or of the host (CPU), GB
+    memory_bandwidth_gbps: float | None = None  # device memory bandwidth, GB/s (cost model, from spec)
+    spec_compute_efficiency: float | None = None  # share of peak a training step sustains (cost model)
 
     def peak(self, precision: str) -> float | None:
         """Dense peak FLOP/s of one device for ``precision`` (``fp32``, ``tf32``, ``bf16``; see

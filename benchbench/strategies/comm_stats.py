@@ -31,15 +31,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-#: Collective kind -> nccl-tests bus factor as a function of the group size n.
-BUS_FACTOR = {
-    "all_reduce": lambda n: 2 * (n - 1) / n,
-    "all_gather": lambda n: (n - 1) / n,
-    "reduce_scatter": lambda n: (n - 1) / n,
-    "all_to_all": lambda n: (n - 1) / n,
-    "broadcast": lambda n: 1.0,
-    "send": lambda n: 1.0,
-}
+from benchbench.costmodel.collectives import BUS_FACTOR
+
 
 # op name -> (kind, index of the argument whose tensors are the payload; -1: the op's output)
 _OPS: dict[str, tuple[str, int]] = {
