@@ -1,4 +1,5 @@
-"""benchbench workflow: study config -> bench jobs -> records -> tables -> plots -> report.
+"""benchbench workflow: study config -> bench jobs -> records -> tables -> plots -> report, and
+calibrate -> predict (the cost model against the records) -> the report's Prediction section.
 
     snakemake                                          # the default study, config/config.yaml
     snakemake --configfile config/studies/ci.yaml      # a named study
@@ -34,6 +35,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/bench.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/plot.smk"
+include: "workflow/rules/costmodel.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -1,4 +1,5 @@
-"""Command line: ``benchbench run | matrix | aggregate | plot | report | compare | path``."""
+"""Command line: ``benchbench run | matrix | aggregate | plot | report | compare | path | validate |
+plot-costmodel``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 from pathlib import Path
 
 from benchbench.config import ConfigError, load_config
-from benchbench.layout import TABLES
+from benchbench.layout import PREDICTION_TABLES, TABLES
 
 
 def _job_from_args(args: argparse.Namespace):  # -> tuple[Job, str | None]
@@ -105,7 +106,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from benchbench.layout import PLOT_FORMATS, StudyLayout
-    from benchbench.report import build_merged_report, build_report, study_records
+    from benchbench.report import build_merged_report, build_report, layout_prediction, study_records
 
     figures = args.figures
     if args.study_dir and len(args.study_dir) > 1:
@@ -120,19 +121,95 @@ def _cmd_report(args: argparse.Namespace) -> int:
         study_dir = Path(args.study_dir[0])
         layout = StudyLayout(study_dir.name, study_dir.parent)
         records = args.records or study_records(layout)
-        tables = {n: layout.table(n) for n in TABLES}
-        plots = [p for p in layout.plots() if p.suffix == f".{PLOT_FORMATS[0]}" and p.exists()]
+        prediction = layout_prediction(layout)
+        tables = {n: layout.table(n) for n in TABLES} | prediction["tables"]
+        plots = [p for p in layout.plots() if p.suffix == f".{PLOT_FORMATS[0]}" and p.exists()] + prediction["plots"]
+        calibrations = args.calibration or prediction["calibrations"]
         out = args.out or layout.report
         figures = figures or study_dir / "plots" / "figures.json"
     else:
         if not (args.tables and args.out):
             raise ConfigError("report needs --study-dir, or --tables, --plots and --out")
-        records, out, plots = args.records or [], args.out, args.plots or []
+        records, out, plots, calibrations = args.records or [], args.out, args.plots or [], args.calibration or []
         tables = {Path(t).stem: Path(t) for t in args.tables}
     page = build_report(records=records, tables=tables, plots=plots, out=out, description=args.description,
-                        study=args.study_json or None, figures=figures)  # fmt: skip
+                        study=args.study_json or None, figures=figures, calibrations=calibrations)  # fmt: skip
     print(page)
     return 0
+
+
+def _study_arg(text: str | None) -> dict | None:
+    """``--study``: a validated study from a study file path or its JSON (the workflow passes JSON)."""
+    from benchbench.config import check_config
+
+    if not text:
+        return None
+    if text.lstrip().startswith("{"):
+        return check_config(json.loads(text), "--study")
+    return load_config(text)
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from benchbench.analysis import write_csv
+    from benchbench.costmodel.validate import headline, load_calibrations, prediction_grid, summarize, validate
+    from benchbench.records_in import read_records
+
+    records, _ = read_records(args.records or [])
+    cals, notes = load_calibrations(args.calibration or [])
+    for note in notes:
+        print(f"benchbench: {note}", file=sys.stderr)
+    table = validate(records, cals)
+    summary = summarize(table)
+    write_csv(table, args.out_csv)
+    write_csv(summary, args.summary_csv)
+    if args.predictions_csv:
+        study = _study_arg(args.study)
+        if study is None:
+            raise ConfigError("validate: --predictions-csv needs --study (the study file or its JSON)")
+        write_csv(prediction_grid(study, cals), args.predictions_csv)
+    print(headline(summary))
+    return 0
+
+
+def _cmd_plot_costmodel(args: argparse.Namespace) -> int:
+    from benchbench.costmodel.validate import load_calibrations
+    from benchbench.plots import calibration_points, plot_costmodel, read_table
+
+    cals, notes = load_calibrations(args.calibration or [])
+    for note in notes:
+        print(f"benchbench: {note}", file=sys.stderr)
+    grid = read_table(args.predictions) if args.predictions and Path(args.predictions).is_file() else None
+    if grid is None:
+        import pandas as pd
+
+        grid = pd.DataFrame()
+    for p in plot_costmodel(calibration_points(cals.values()), grid, args.out):
+        print(p)
+    return 0
+
+
+def _add_costmodel(sub: argparse._SubParsersAction) -> None:
+    v = sub.add_parser(
+        "validate",
+        help="the cost model against the records: prediction.csv, prediction_summary.csv (and predictions.csv)",
+        description="For every configuration with ok records: predicted (benchbench.costmodel.predict.predict_job "
+        "of the record's job, with its hardware's calibration) vs measured (median over the ok repeats) step "
+        "time, samples/s, model-state bytes and bubble, each with its relative error (pred - meas) / meas; the "
+        "summary per strategy and overall; with --predictions-csv also the study's grid up to 4,096 ranks.",
+    )
+    v.add_argument("--records", nargs="*", help="record files (raw/**/*.json)")
+    v.add_argument("--calibration", nargs="*", help="calibration JSON files (benchbench calibrate), one per hardware")
+    v.add_argument("--out-csv", required=True, help="where to write prediction.csv")
+    v.add_argument("--summary-csv", required=True, help="where to write prediction_summary.csv")
+    v.add_argument("--predictions-csv", help="where to write predictions.csv (world sizes 1 ... 4,096)")
+    v.add_argument("--study", help="the study file, or the validated study as JSON (for --predictions-csv)")
+    v.set_defaults(func=_cmd_validate)
+
+    pc = sub.add_parser("plot-costmodel", help="calibrations + predictions.csv -> busbw and predicted plots")
+    pc.add_argument("--calibration", nargs="*", help="calibration JSON files")
+    pc.add_argument("--predictions", help="predictions.csv (benchbench validate --predictions-csv)")
+    pc.add_argument("--out", nargs="+", required=True, help="plot files: busbw.{svg,png}, predicted.{svg,png}")
+    pc.set_defaults(func=_cmd_plot_costmodel)
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -205,12 +282,14 @@ def _add_tables_and_plots(sub: argparse._SubParsersAction) -> None:
                     help="results/<study>: records, tables and plots where the layout puts them; "
                     "repeat it to merge several folders into one page (--out, default report.html)")  # fmt: skip
     rp.add_argument("--records", nargs="*")
-    rp.add_argument("--tables", nargs="+", help=" ".join(f"{n}.csv" for n in TABLES) + " (instead of --study-dir)")
+    rp.add_argument("--tables", nargs="+", help=" ".join(f"{n}.csv" for n in TABLES + PREDICTION_TABLES)
+                    + " (instead of --study-dir; the prediction tables may be left out)")
     rp.add_argument("--plots", nargs="*", help="plot files; SVGs are inlined")
     rp.add_argument("--out", help="the report file (default: the layout's report/index.html)")
     rp.add_argument("--description", default="")
     rp.add_argument("--study-json", default="", help="the validated study, as JSON: shown under Provenance")
     rp.add_argument("--figures", help="plots/figures.json: show the figures with data, captioned")
+    rp.add_argument("--calibration", nargs="*", help="calibration JSON files (benchbench calibrate): Prediction")
     rp.set_defaults(func=_cmd_report)
 
 
@@ -248,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_tables_and_plots(sub)
     _add_compare(sub)
+    _add_costmodel(sub)
 
     pa = sub.add_parser("path", help="print where a study's outputs go (results layout)")
     pa.add_argument("what", choices=["report", "dir"])

@@ -33,6 +33,19 @@ LABELS = {
     "dp": "DP", "tp": "TP", "pp": "PP", "p_value": "p", "ratio": "Ratio", "global_batch": "Global batch",
     "failure_kind": "Failure", "best_efficiency": "Best efficiency", "runner_up": "Runner-up",
     "margin": "Margin (×)", "params": "Parameters", "seq_len": "Sequence length",
+    "step_time_pred_s": "Step time, predicted", "step_time_meas_s": "Step time, measured",
+    "step_time_err": "Step-time error", "samples_per_s_pred": "Throughput, predicted",
+    "samples_per_s_meas": "Throughput, measured", "samples_per_s_err": "Throughput error",
+    "model_state_pred": "Model state, predicted", "model_state_meas": "Model state, measured",
+    "model_state_err": "Model-state error", "bubble_pred": "Bubble, predicted", "bubble_meas": "Bubble, measured",
+    "bubble_err": "Bubble error", "miss": "Miss > 15 %", "configurations": "Configurations",
+    "step_time_err_median": "Step time: median |error|", "step_time_err_worst": "Step time: worst error",
+    "model_state_err_median": "Model state: median |error|", "model_state_err_worst": "Model state: worst error",
+    "bubble_err_median": "Bubble: median |error|", "bubble_err_worst": "Bubble: worst error",
+    "memory_pred": "Memory per rank, predicted", "alpha_us": "α", "bus_bandwidth_gbps": "Bus bandwidth B",
+    "payload_bytes": "Size", "time_us": "Time", "algbw_gbps": "algbw", "busbw_gbps": "busbw",
+    "group_size": "Ranks in group", "best_plan": "Best plan", "runner_up_plan": "Runner-up",
+    "excluded_by_memory": "Excluded by memory", "worst_config": "Worst configuration",
 }  # fmt: skip
 #: Definitions of the columns that are no metric (identity, labels): with the registry's, the page's
 #: Definitions section; every header links to one of them.
@@ -50,11 +63,22 @@ COLUMN_DEFS = {
     "best_efficiency": "highest efficiency among the correct strategies", "failed": "strategies that failed, by kind",
     "mismatched": "strategies whose correct is MISMATCH", "exact": "exact (plain arithmetic) or lossy (compression)",
     "study": "the results folder",
+    "collective": "the collective operation (nccl-tests' names)", "group_size": "ranks taking part in the collective",
+    "level": "intra (one node) or inter (the group spans nodes)",
+    "source": "measured (benchbench calibrate) or from spec (the hardware profile's figures)",
+    "extrapolated": "the prediction reaches beyond what was calibrated (a larger group or another batch)",
+    "fits": "the predicted memory per rank fits the profile's memory",
+    "infeasible": "why the plan cannot run (plan rules or memory)",
+    "best_plan": "the plan with the highest throughput that fits (measured where measured, else predicted)",
+    "runner_up_plan": "the next such plan", "excluded_by_memory": "plans whose predicted memory exceeds the device's",
+    "basis": "measured or predicted: where the best plan's throughput comes from",
+    "worst_config": "the configuration with the largest |step_time_err|",
+    "terms": "how the cost model composed the predicted step time", "note": "why a figure is missing",
 }  # fmt: skip
 #: Columns shown as a registered metric is (same unit).
 ALIASES = {"best_efficiency": "efficiency", "margin": "ratio"}
 #: Columns of whole numbers (shown without decimals).
-INTEGERS = {"world_size", "dp", "tp", "pp", "repeat", "global_batch", "count", "params", "seq_len"}
+INTEGERS = {"world_size", "dp", "tp", "pp", "repeat", "global_batch", "count", "params", "seq_len", "group_size"}
 _MIB = {"bytes"}  # shown in MiB
 _PERCENT = {"fraction"}  # shown as percentages
 _NO_PERCENT = {"verify_grad_rel_err", "verify_tolerance", "p_value", "verify_loss_rel_err"}  # tiny: keep as is
@@ -142,17 +166,25 @@ def _cell(column: str, value: Any, ci: tuple[Any, Any] | None) -> Markup:
     return Markup('<td data-value="{}">{}</td>').format(str(int(raw)) if raw.is_integer() else repr(raw), text)
 
 
+def _row_open(row: Mapping[str, Any], flag: str | None) -> Markup:
+    """``<tr>``, or ``<tr class="flag">`` where the row's ``flag`` column is true."""
+    value = row.get(flag) if flag else None
+    return Markup('<tr class="flag">' if value is True or str(value).lower() == "true" else "<tr>")
+
+
 def data_table(df: pd.DataFrame, name: str, columns: list[str] | None = None,
-               ci: Mapping[str, tuple[str, str]] | None = None, filter_box: bool = True) -> Markup:  # fmt: skip
+               ci: Mapping[str, tuple[str, str]] | None = None, filter_box: bool = True,
+               flag: str | None = None) -> Markup:  # fmt: skip
     """The table's markup (empty for an empty table); ``ci`` maps a column to its interval's
-    (low, high) columns, shown as ``value ± half-width``."""
+    (low, high) columns, shown as ``value ± half-width``; rows whose ``flag`` column is true are
+    marked ``<tr class="flag">``."""
     if df.empty:
         return Markup("")
     cols = [c for c in (columns or list(df.columns)) if c in df.columns and df[c].notna().any()]
     ci = {c: lh for c, lh in (ci or {}).items() if c in cols and set(lh) <= set(df.columns)}
     head = Markup("").join(_header(c) for c in cols)
     body = Markup("\n").join(
-        Markup("<tr>{}</tr>").format(Markup("").join(
+        _row_open(row, flag) + Markup("{}</tr>").format(Markup("").join(
             _cell(c, row[c], (row[ci[c][0]], row[ci[c][1]]) if c in ci else None) for c in cols))
         for row in df.to_dict("records")
     )  # fmt: skip

@@ -9,6 +9,9 @@
     results/<study>/tables/{runs,scaling,failures,rejected,dropped}.csv
     results/<study>/plots/{throughput,efficiency,best,breakdown,memory,bubble,compression,pareto}.{svg,png}
     results/<study>/plots/figures.json                                  which figures have data, captions
+    results/<study>/calibration/<hardware>.json                          benchbench calibrate
+    results/<study>/tables/{prediction,prediction_summary,predictions}.csv  the cost model vs the records
+    results/<study>/plots/{busbw,predicted}.{svg,png}                     calibration sweep, predicted scaling
     results/<study>/report/index.html
 
 The Snakefile (``workflow/rules/common.smk``), the CLI, the report and the Makefile (through
@@ -30,6 +33,10 @@ TABLES = ("runs", "scaling", "failures", "rejected", "dropped")
 #: The study's figures, in the order the report shows them (captions: benchbench.plots.CAPTIONS).
 PLOTS = ("throughput", "efficiency", "best", "breakdown", "memory", "bubble", "compression", "pareto")
 PLOT_FORMATS = ("svg", "png")
+#: The cost model's tables (benchbench validate): per configuration measured, its summary, the grid.
+PREDICTION_TABLES = ("prediction", "prediction_summary", "predictions")
+#: The cost model's figures (benchbench plot-costmodel), drawn from the calibrations and predictions.csv.
+COSTMODEL_PLOTS = ("busbw", "predicted")
 
 
 def _fields(job: Job) -> dict[str, object]:
@@ -81,14 +88,21 @@ class StudyLayout:
         return self.dir / "dropped.json"
 
     def table(self, name: str) -> Path:
-        if name not in TABLES:
-            raise ValueError(f"unknown table {name!r}; allowed: {TABLES}")
+        if name not in TABLES + PREDICTION_TABLES:
+            raise ValueError(f"unknown table {name!r}; allowed: {TABLES + PREDICTION_TABLES}")
         return self.dir / "tables" / f"{name}.csv"
 
     def plot(self, name: str, fmt: str) -> Path:
-        if name not in PLOTS or fmt not in PLOT_FORMATS:
-            raise ValueError(f"unknown plot {name}.{fmt}; allowed: {PLOTS} x {PLOT_FORMATS}")
+        if name not in PLOTS + COSTMODEL_PLOTS or fmt not in PLOT_FORMATS:
+            raise ValueError(f"unknown plot {name}.{fmt}; allowed: {PLOTS + COSTMODEL_PLOTS} x {PLOT_FORMATS}")
         return self.dir / "plots" / f"{name}.{fmt}"
+
+    def costmodel_plots(self) -> list[Path]:
+        return [self.plot(n, f) for n in COSTMODEL_PLOTS for f in PLOT_FORMATS]
+
+    def calibration(self, hardware: str) -> Path:
+        """The calibration of one hardware profile (``benchbench calibrate``)."""
+        return self.dir / "calibration" / f"{hardware}.json"
 
     def plots(self) -> list[Path]:
         return [self.plot(n, f) for n in PLOTS for f in PLOT_FORMATS]

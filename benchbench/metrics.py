@@ -159,8 +159,41 @@ COMPARISON: tuple[Metric, ...] = (
        kind="string"),
 )
 
+#: The cost model against the records (:mod:`benchbench.costmodel.validate`): ``prediction.csv`` (one row per
+#: configuration measured), ``prediction_summary.csv`` (per strategy and overall), ``predictions.csv`` (the
+#: grid up to 4,096 ranks) and the calibration the predictions come from.
+VALIDATION: tuple[Metric, ...] = (
+    _m("step_time_pred_s", "s", "none", "none", "the cost model's step time of the configuration"),
+    _m("step_time_meas_s", "s", "none", "none", "median over the ok repeats of step_time_median_s"),
+    _m("step_time_err", "fraction", "none", "none", "(step_time_pred_s - step_time_meas_s) / step_time_meas_s"),
+    _m("samples_per_s_pred", "samples/s", "none", "none", "the cost model's global batch / step time"),
+    _m("samples_per_s_meas", "samples/s", "none", "none", "median over the ok repeats of samples_per_s"),
+    _m("samples_per_s_err", "fraction", "none", "none", "relative error of samples_per_s_pred"),
+    _m("model_state_pred", "bytes", "none", "none", "the cost model's model-state bytes of the rank holding the most"),
+    _m("model_state_meas", "bytes", "none", "none", "median over the ok repeats of model_state_bytes"),
+    _m("model_state_err", "fraction", "none", "none", "relative error of model_state_pred"),
+    _m("bubble_pred", "fraction", "none", "none", "the cost model's pipeline bubble fraction"),
+    _m("bubble_meas", "fraction", "none", "none", "median over the ok repeats of bubble_fraction_measured"),
+    _m("bubble_err", "fraction", "none", "none", "relative error of bubble_pred (where bubble_meas > 0)"),
+    _m("miss", "", "none", "none", "|step_time_err| above 15 %", kind="boolean"),
+    _m("configurations", "count", "none", "none", "configurations with a prediction and a measurement", kind="integer"),
+    _m("step_time_err_median", "fraction", "none", "none", "median over configurations of |step_time_err|"),
+    _m("step_time_err_worst", "fraction", "none", "none", "largest |step_time_err| (sign kept)"),
+    _m("model_state_err_median", "fraction", "none", "none", "median over configurations of |model_state_err|"),
+    _m("model_state_err_worst", "fraction", "none", "none", "largest |model_state_err| (sign kept)"),
+    _m("bubble_err_median", "fraction", "none", "none", "median over pipeline configurations of |bubble_err|"),
+    _m("bubble_err_worst", "fraction", "none", "none", "largest |bubble_err| (sign kept)"),
+    _m("memory_pred", "bytes", "none", "none", "the cost model's model state + activations of the fullest rank"),
+    _m("alpha_us", "µs", "none", "none", "fitted latency alpha of one message of a collective"),
+    _m("bus_bandwidth_gbps", "GB/s", "none", "none", "fitted bus bandwidth B of a collective (1 GB = 1e9 bytes)"),
+    _m("payload_bytes", "bytes", "none", "none", "nccl-tests size of one operation of the calibration sweep"),
+    _m("time_us", "µs", "none", "none", "median time of one operation of the sweep, slowest rank"),
+    _m("algbw_gbps", "GB/s", "none", "none", "nccl-tests algbw: payload_bytes / time"),
+    _m("busbw_gbps", "GB/s", "none", "none", "nccl-tests busbw: algbw x the collective's bus factor"),
+)  # fmt: skip
+
 SUMMARY_NAMES: tuple[str, ...] = tuple(m.name for m in SUMMARY)
-METRICS: dict[str, Metric] = {m.name: m for m in (*SERIES, *SUMMARY, *DERIVED, *COMPARISON)}
+METRICS: dict[str, Metric] = {m.name: m for m in (*SERIES, *SUMMARY, *DERIVED, *COMPARISON, *VALIDATION)}
 
 
 def _percentile(t: np.ndarray, q: float) -> float:

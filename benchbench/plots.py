@@ -26,7 +26,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import LogFormatter, NullLocator
 
-from benchbench.layout import PLOT_FORMATS, PLOTS
+from benchbench.layout import COSTMODEL_PLOTS, PLOT_FORMATS, PLOTS
 from benchbench.palette import strategy_colour
 from benchbench.record import atomic_write_text
 
@@ -73,6 +73,12 @@ CAPTIONS: dict[str, str] = {
     "pareto": "Throughput against peak memory per rank, every configuration a point (label: world size; "
     "hollow grey: failed the correctness gate); the black line is the Pareto front of the correct ones: "
     "no correct configuration is both faster and smaller than one on it.",
+    "busbw": "Calibration: bus bandwidth (nccl-tests busbw = size / time x the collective's bus factor) against "
+    "message size on log-log axes, one line per collective and group size, per measured hardware profile: "
+    "small messages are latency-bound (rising), large ones approach the link's bus bandwidth (flat).",
+    "predicted": "Predicted throughput against world size up to 4,096 ranks on log-log axes, one line per "
+    "strategy, per model and hardware (measured calibration, or the profile's specs: 'from spec'); plans "
+    "the plan rules refuse are absent, plans predicted not to fit in memory are grey crosses.",
 }
 
 
@@ -90,6 +96,8 @@ TITLES: dict[str, str] = {
     "bubble": "Pipeline bubble vs micro-batches",
     "compression": "Gradient compression: payload bytes to collectives per step vs loss deviation",
     "pareto": "Throughput vs peak memory per rank (Pareto front)",
+    "busbw": "Collective bus bandwidth vs message size (calibration)",
+    "predicted": "Predicted throughput vs world size (cost model)",
 }
 WIDTH_IN = 10.4  # ≈ 1000 px in a browser (an SVG point is 4/3 px)
 PNG_DPI = 96
@@ -622,4 +630,103 @@ def plot_scaling(scaling: pd.DataFrame, outputs: Iterable[str | Path], index: st
         entries.append({"name": name, "caption": CAPTIONS[name], "has_data": not why, "why": why})
     if index:
         atomic_write_text(index, json.dumps(entries, indent=1, ensure_ascii=False) + "\n")
+    return written
+
+
+# ---------------------------------------------------------------------------------------------
+# The cost model's figures: from the calibrations and predictions.csv (benchbench plot-costmodel)
+
+NO_CALIBRATION = "no measured calibration with a collective sweep (benchbench calibrate)"
+NO_PREDICTIONS = "no predictions (predictions.csv is empty: no usable calibration or cost model)"
+_COLLECTIVE_COLOURS = {"all_reduce": "#4c72b0", "all_gather": "#55a868", "reduce_scatter": "#c44e52",
+                       "broadcast": "#8172b2", "send": "#dd8452"}  # fmt: skip
+_GROUP_STYLES = ("-", "--", ":", "-.")
+
+
+def _busbw(points: pd.DataFrame) -> Figure | str:
+    """``points``: hardware, kind, group_size, payload_bytes, busbw (bytes/s)."""
+    rows = _rows_with(points, "payload_bytes", "busbw")
+    rows = rows[_numbers(rows, "busbw") > 0]
+    if rows.empty:
+        return NO_CALIBRATION
+    fig, panels = _panels(sorted(rows["hardware"].unique()), height=4.2)
+    styles = {n: _GROUP_STYLES[i % len(_GROUP_STYLES)] for i, n in enumerate(sorted(rows["group_size"].unique()))}
+    for hardware, ax in panels.items():
+        for (kind, n), g in rows[rows["hardware"] == hardware].groupby(["kind", "group_size"], sort=True):
+            g = g.sort_values("payload_bytes")
+            ax.plot(g["payload_bytes"], g["busbw"] / 1e9, color=_COLLECTIVE_COLOURS.get(kind, "0.3"),
+                    ls=styles[n], marker="o", ms=3, lw=1.5)  # fmt: skip
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set(title=hardware, xlabel="message size (bytes, nccl-tests size)", ylabel="busbw (GB/s)")
+    handles = [Line2D([], [], color=c, lw=2, label=k) for k, c in _COLLECTIVE_COLOURS.items() if k in set(rows["kind"])]
+    handles += [Line2D([], [], color="0.3", ls=st, label=f"{n} ranks") for n, st in styles.items()]
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(handles), 5), frameon=False)
+    return fig
+
+
+def _fits(data: pd.DataFrame) -> pd.Series:
+    """Whether each predicted plan fits in memory (True where the table does not say it does not)."""
+    if "fits" not in data:
+        return pd.Series(True, index=data.index)
+    return ~data["fits"].astype(str).str.lower().isin(("false", "0"))
+
+
+def _predicted(grid: pd.DataFrame) -> Figure | str:
+    rows = _rows_with(grid, "samples_per_s", "world_size")
+    if rows.empty:
+        return NO_PREDICTIONS
+    rows = rows.assign(panel=rows["model"].astype(str) + " @ " + rows["hardware"].astype(str), fits_=_fits(rows))
+    refused = rows["infeasible"].fillna("").astype(str).ne("") & rows["fits_"] if "infeasible" in rows else False
+    rows = rows[~refused]
+    fig, panels = _panels(list(dict.fromkeys(rows["panel"])))
+    for panel, ax in panels.items():
+        part = rows[rows["panel"] == panel]
+        for strategy, g in part[part["fits_"]].groupby("strategy", sort=True):
+            g = g.sort_values("world_size")
+            ax.plot(g["world_size"], g["samples_per_s"], color=strategy_colour(strategy), marker="o", ms=3, lw=1.6)
+        out = part[~part["fits_"]]
+        ax.plot(out["world_size"], out["samples_per_s"], ls="", marker="x", ms=6, color="0.55")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        source = ", ".join(sorted(set(part["source"].dropna().astype(str)))) if "source" in part else ""
+        ax.set(title=f"{panel} ({source})" if source else panel, xlabel="world size (ranks)",
+               ylabel="predicted throughput (samples/s)")  # fmt: skip
+    handles = [Line2D([], [], color=strategy_colour(s), lw=2, label=s) for s in sorted(set(rows["strategy"]))]
+    handles.append(Line2D([], [], ls="", marker="x", color="0.55", label="does not fit in memory"))
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(handles), 5), frameon=False)
+    return fig
+
+
+def calibration_points(calibrations: Iterable[object]) -> pd.DataFrame:
+    """The collective sweeps of ``calibrations`` (:class:`benchbench.costmodel.calibration.Calibration`)
+    as one table: hardware, kind, group_size, payload_bytes, time_s, algbw, busbw."""
+    rows = [{"hardware": c.hardware, **vars(p)} for c in calibrations for p in c.points]  # type: ignore[attr-defined]
+    cols = ["hardware", "kind", "group_size", "payload_bytes", "time_s", "algbw", "busbw"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def plot_costmodel(points: pd.DataFrame, grid: pd.DataFrame, outputs: Iterable[str | Path]) -> list[Path]:
+    """Draw the cost model's figures named by ``outputs`` (``busbw`` from the calibration sweeps'
+    ``points``, ``predicted`` from predictions.csv ``grid``); one with nothing to show is a "no data"
+    figure, one that cannot be drawn says so (the traceback goes to stderr)."""
+    plt.rcParams.update(_THEME)
+    written: list[Path] = []
+    for p in map(Path, outputs):
+        if p.stem not in COSTMODEL_PLOTS or p.suffix.lstrip(".") not in PLOT_FORMATS:
+            raise ValueError(f"cannot draw {p}: cost-model plots are {COSTMODEL_PLOTS}, formats {PLOT_FORMATS}")
+    for name in COSTMODEL_PLOTS:
+        paths = [p for p in map(Path, outputs) if p.stem == name]
+        if not paths:
+            continue
+        try:
+            drawn = _busbw(points) if name == "busbw" else _predicted(grid)
+        except Exception as e:
+            traceback.print_exc()
+            plt.close("all")
+            drawn = f"could not draw this plot: {type(e).__name__}: {e}"
+        fig = no_data(TITLES[name], drawn) if isinstance(drawn, str) else drawn
+        if not isinstance(drawn, str):
+            fig.suptitle(TITLES[name], y=1.02)
+        written += _save(fig, paths)
     return written

@@ -17,7 +17,7 @@ from benchbench.analysis import NOISY_CV, load_records
 from benchbench.config import ConfigError
 from benchbench.findings import findings, sentence, summary_table
 from benchbench.htmltable import data_table, definitions
-from benchbench.layout import TABLES, StudyLayout
+from benchbench.layout import COSTMODEL_PLOTS, PREDICTION_TABLES, TABLES, StudyLayout
 from benchbench.models import model_info
 from benchbench.provenance import FIELDS
 from benchbench.record import atomic_write_text, job_of
@@ -173,8 +173,13 @@ def _tables_html(frames: dict[str, pd.DataFrame], recs: list[dict[str, Any]], pr
 
 
 def study_section(records: Iterable[str | Path], tables: Mapping[str, str | Path], fallback_study: str,
-                  label: str = "", prefix: str = "") -> dict[str, Any]:  # fmt: skip
-    """Everything the page says about one results folder: facts, findings, tables, failures."""
+                  label: str = "", prefix: str = "",
+                  prediction: Mapping[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Everything the page says about one results folder: facts, findings, tables, failures, and the
+    Prediction section (``prediction``: the keyword arguments of
+    :func:`benchbench.costmodel.section.prediction_section`; none given: the section says so)."""
+    from benchbench.costmodel.section import prediction_section
+
     recs = load_records(records)
     frames = _frames(tables)
     found = findings(frames["scaling"], frames["runs"], frames["failures"])
@@ -184,6 +189,7 @@ def study_section(records: Iterable[str | Path], tables: Mapping[str, str | Path
         "findings_html": data_table(summary_table(found), f"{prefix}findings", filter_box=False),
         **_tables_html(frames, recs, prefix), "provenance": _provenance(recs), "failures": _failed_jobs(recs),
         "oversubscribed": any(r.get("env", {}).get("oversubscribed") for r in recs),
+        "prediction": prediction_section(**{"tables": {}, **(prediction or {})}, prefix=prefix),
     }  # fmt: skip
 
 
@@ -193,6 +199,12 @@ def _study_text(study: str | Mapping[str, Any] | None) -> str:
         return ""
     data = yaml.safe_load(study) if isinstance(study, str) else dict(study)
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+def _captions() -> dict[str, str]:
+    from benchbench.plots import CAPTIONS
+
+    return CAPTIONS
 
 
 def render(out: str | Path, sections: list[dict[str, Any]], **page: Any) -> Path:
@@ -205,7 +217,7 @@ def render(out: str | Path, sections: list[dict[str, Any]], **page: Any) -> Path
     page.setdefault("comparisons", [])
     html = env.get_template("report.html.j2").render(
         title=title, sections=sections, generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        noisy_pct=int(NOISY_CV * 100), definitions=definitions(), **page,
+        noisy_pct=int(NOISY_CV * 100), definitions=definitions(), captions=_captions(), **page,
     )  # fmt: skip
     atomic_write_text(out, html)
     return Path(out)
@@ -220,11 +232,18 @@ def build_report(
     description: str = "",
     study: str | Mapping[str, Any] | None = None,
     figures: str | Path | None = None,
+    calibrations: Iterable[str | Path] = (),
 ) -> Path:
     """Write the self-contained HTML report to ``out`` from the study's records, its tables
-    (names: :data:`benchbench.layout.TABLES`), its plots (SVGs inlined; only those with data when
-    ``figures`` names a figures.json) and the study file (``study``: a mapping or its JSON)."""
-    section = study_section(records, tables, Path(out).parent.parent.name)
+    (names: :data:`benchbench.layout.TABLES` and ``PREDICTION_TABLES``), its plots (SVGs inlined;
+    only those with data when ``figures`` names a figures.json; the cost model's ``busbw`` and
+    ``predicted`` in the Prediction section), its ``calibrations`` and the study file (``study``: a
+    mapping or its JSON)."""
+    plots = list(plots)
+    prediction = {"tables": {n: tables[n] for n in PREDICTION_TABLES if n in tables}, "calibrations": calibrations,
+                  "plots": [p for p in plots if Path(p).stem in COSTMODEL_PLOTS]}  # fmt: skip
+    plots = [p for p in plots if Path(p).stem not in COSTMODEL_PLOTS]
+    section = study_section(records, tables, Path(out).parent.parent.name, prediction=prediction)
     return render(out, [section], description=description, figures=_figures(plots, figures),
                   study_text=_study_text(study))  # fmt: skip
 
@@ -255,7 +274,8 @@ def build_merged_report(study_dirs: list[str | Path], out: str | Path, descripti
     for i, d in enumerate(dirs):
         layout = StudyLayout(d.name, d.parent)
         tables = {n: layout.table(n) for n in TABLES}
-        sections.append(study_section(study_records(layout), tables, d.name, label=str(d), prefix=f"s{i}-"))
+        sections.append(study_section(study_records(layout), tables, d.name, label=str(d), prefix=f"s{i}-",
+                                      prediction=layout_prediction(layout)))  # fmt: skip
         figs = _figures([p for p in layout.plots() if p.suffix == ".svg" and p.exists()], d / "plots/figures.json")
         figures += [{**f, "name": f"s{i}-{f['name']}", "caption": f"{d}: {f['caption']}"} for f in figs]
     return render(out, sections, description=description, figures=figures, comparisons=_comparisons(dirs))
@@ -266,3 +286,13 @@ def study_records(layout: StudyLayout) -> list[Path]:
     ones, nor anything in a dot-folder (a running job's scratch space beside its record)."""
     hidden = lambda p: any(part.startswith(".") for part in p.relative_to(layout.raw).parts)  # noqa: E731
     return sorted(p for p in layout.raw.rglob("*.json") if not p.name.endswith(".failed.json") and not hidden(p))
+
+
+def layout_prediction(layout: StudyLayout) -> dict[str, Any]:
+    """The Prediction section's inputs where a study's layout puts them (what exists of them)."""
+    cal_dir = layout.dir / "calibration"
+    return {
+        "tables": {n: layout.table(n) for n in PREDICTION_TABLES},
+        "calibrations": sorted(cal_dir.glob("*.json")) if cal_dir.is_dir() else [],
+        "plots": [p for p in layout.costmodel_plots() if p.suffix == ".svg" and p.exists()],
+    }

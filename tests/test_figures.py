@@ -15,7 +15,7 @@ import pytest
 
 from benchbench import plots
 from benchbench.config import ROOT
-from benchbench.layout import PLOT_FORMATS, PLOTS, TABLES, StudyLayout
+from benchbench.layout import COSTMODEL_PLOTS, PLOT_FORMATS, PLOTS, PREDICTION_TABLES, TABLES, StudyLayout
 from benchbench.palette import PRESET_COLOURS, strategy_colour
 from benchbench.strategies import PRESETS
 
@@ -76,7 +76,7 @@ def _index(table: pd.DataFrame, tmp_path, names=PLOTS) -> dict[str, dict]:
 def test_every_figure_has_data_from_a_full_table_and_the_index_says_so(tmp_path):
     index = _index(full_table(), tmp_path)
     assert {n: (e["has_data"], e["why"]) for n, e in index.items()} == dict.fromkeys(PLOTS, (True, ""))
-    assert {n: e["caption"] for n, e in index.items()} == plots.CAPTIONS
+    assert {n: e["caption"] for n, e in index.items()} == {n: plots.CAPTIONS[n] for n in PLOTS}
     for name in PLOTS:
         svg = (tmp_path / f"{name}.svg").read_text()
         assert "no data" not in svg and "could not draw" not in svg, name
@@ -159,9 +159,10 @@ def test_the_same_strategy_has_the_same_colour_in_every_figure():
 
 
 def test_caption_files_match_the_captions():
-    for name in PLOTS:
+    assert set(plots.CAPTIONS) == set(PLOTS + COSTMODEL_PLOTS)
+    for name in PLOTS + COSTMODEL_PLOTS:
         assert (ROOT / "workflow" / "report" / f"{name}.rst").read_text() == plots.caption_rst(name), name
-    for table in TABLES:
+    for table in TABLES + PREDICTION_TABLES:
         assert (ROOT / "workflow" / "report" / "tables" / f"{table}.rst").read_text().strip(), table
 
 
@@ -175,6 +176,10 @@ def test_every_plot_and_table_output_goes_into_snakemakes_report():
         assert f'{table}=report(str(LAYOUT.table("{table}")), caption="../report/tables/{table}.rst"' in aggregate
     assert 'report: "workflow/report/workflow.rst"' in (ROOT / "Snakefile").read_text()
     assert StudyLayout("s").figures_index.name == "figures.json"
+    costmodel = (rules / "costmodel.smk").read_text()
+    assert "for p in LAYOUT.costmodel_plots()" in costmodel and 'caption=f"../report/{p.stem}.rst"' in costmodel
+    for table in PREDICTION_TABLES:
+        assert f'report(str(LAYOUT.table("{table}")), caption="../report/tables/{table}.rst"' in costmodel
 
 
 def test_best_and_pareto_leave_out_runs_that_failed_the_correctness_gate():

@@ -9,7 +9,7 @@ import pytest
 
 from benchbench.analysis import RUN_COLUMNS, runs_table, scaling_table, with_correctness
 from benchbench.config import ROOT, load_schema
-from benchbench.metrics import COMPARISON, DERIVED, METRICS, SERIES, SUMMARY, SUMMARY_NAMES, summarize
+from benchbench.metrics import COMPARISON, DERIVED, METRICS, SERIES, SUMMARY, SUMMARY_NAMES, VALIDATION, summarize
 from benchbench.provenance import FIELDS
 from benchbench.record import make_record
 from benchbench.report import PROVENANCE_SHOWN, SIDE_BY_SIDE_METRICS
@@ -124,11 +124,11 @@ def test_report_columns_and_provenance_are_registered():
 
 
 def test_registry_declares_known_reductions():
-    for m in (*SERIES, *SUMMARY, *DERIVED, *COMPARISON):
+    for m in (*SERIES, *SUMMARY, *DERIVED, *COMPARISON, *VALIDATION):
         assert m.across_ranks in {"max", "mean", "sum", "rank0", "none"}, m.name
         assert m.across_repeats in {"mean", "median", "max", "max_abs", "first", "none"}, m.name
         assert m.definition and m.unit is not None, m.name
-    assert len(METRICS) == len(SERIES) + len(SUMMARY) + len(DERIVED) + len(COMPARISON)  # every name once
+    assert len(METRICS) == len(SERIES) + len(SUMMARY) + len(DERIVED) + len(COMPARISON) + len(VALIDATION)  # once
 
 
 def test_schedule_table_agrees_with_torch_and_the_schema():

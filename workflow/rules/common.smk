@@ -44,6 +44,8 @@ localrules:
     dropped,
     aggregate,
     plot,
+    predict,
+    plot_costmodel,
     report,
 
 
@@ -144,4 +146,4 @@ def rank_threads(wildcards):
 
 
 def svg_plots(wildcards, input):
-    return [p for p in input.plots if p.endswith(".svg")]
+    return [p for p in [*input.plots, *input.costmodel_plots] if p.endswith(".svg")]

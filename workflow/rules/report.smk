@@ -1,4 +1,4 @@
-# Records + tables + plots -> one self-contained HTML page.
+# Records + tables + plots + the cost model's tables, calibrations and figures -> one self-contained HTML page.
 
 
 rule report:
@@ -7,6 +7,9 @@ rule report:
         plots=rules.plot.output.plots,
         figures=rules.plot.output.index,
         records=all_records,
+        prediction=rules.predict.output,
+        calibrations=rules.predict.input.calibrations,
+        costmodel_plots=rules.plot_costmodel.output.plots,
     output:
         str(LAYOUT.report),
     log:
@@ -20,5 +23,6 @@ rule report:
         CONDA_ENV
     shell:
         "{params.python:q} -m benchbench report --records {input.records:q} --tables {input.tables:q}"
-        " --plots {params.svgs:q} --figures {input.figures:q} --out {output:q} --study-json={params.study:q}"
+        " {input.prediction:q} --plots {params.svgs:q} --figures {input.figures:q} --out {output:q}"
+        " --calibration {input.calibrations:q} --study-json={params.study:q}"
         " --description={params.description:q} > {log:q} 2>&1"

@@ -1,0 +1,223 @@
+"""The cost model against the records (benchbench/costmodel/validate.py) and the report's Prediction
+section: the errors are computed from the records each time (a changed record moves its error), the
+summary's median and worst on a hand-made table, and a page that renders with no records, no
+predictions or a calibration that failed."""
+
+import json
+import re
+from dataclasses import replace
+
+import pandas as pd
+import pytest
+
+from benchbench import cli
+from benchbench.costmodel import validate as v
+from benchbench.costmodel.calibration import Calibration, CollectiveFit, CollectivePoint, write_calibration
+from benchbench.costmodel.predict import Prediction
+from benchbench.costmodel.section import recommendations
+from benchbench.layout import COSTMODEL_PLOTS, PLOT_FORMATS, TABLES, StudyLayout
+from benchbench.report import build_report, study_records
+from tests.test_analysis import rec
+
+
+def fake_prediction(job, cal, step=0.5, state=1000.0, bubble=None) -> Prediction:
+    """A prediction with fixed figures: the errors then depend on the records alone."""
+    return Prediction(
+        model=job.model, hardware=job.hardware, strategy=job.strategy, world_size=job.world_size, dp=job.dp,
+        tp=job.tp, pp=job.pp, global_batch=job.global_batch, source=cal.source, extrapolated=False,
+        compute_s=step, comm_s=0.0, exposed_comm_s=0.0, bubble_fraction=bubble, step_time_s=step,
+        samples_per_s=job.global_batch / step, model_state_bytes=state, activation_bytes=None, memory_bytes=state,
+        memory_limit_bytes=None, fits=None, infeasible=None, terms=f"compute {step} s",
+    )  # fmt: skip
+
+
+CAL = {"h": Calibration(hardware="h", source="measured")}
+
+
+def _records(times=((1, (1.0,)), (2, (0.4, 0.5, 0.9)))):
+    out = []
+    for ws, reps in times:
+        for r, t in enumerate(reps):
+            record = rec("ddp" if ws > 1 else "single", ws, t, repeat=r)
+            record["summary"]["model_state_bytes"] = 800.0 + r
+            out.append(record)
+    return out
+
+
+def test_errors_are_computed_from_the_records_and_move_with_them():
+    records = _records()
+    table = v.validate(records, CAL, fake_prediction).set_index("world_size")
+    # ws2: three repeats 0.4, 0.5, 0.9 s -> the median 0.5 s is the measurement; predicted 0.5 s
+    assert table.loc[2, "step_time_meas_s"] == 0.5 and table.loc[2, "repeats"] == 3
+    assert table.loc[2, "step_time_err"] == pytest.approx(0.0)
+    assert table.loc[1, "step_time_err"] == pytest.approx((0.5 - 1.0) / 1.0)
+    assert table.loc[1, "samples_per_s_err"] == pytest.approx((64 / 0.5 - 64 / 1.0) / (64 / 1.0))
+    assert table.loc[2, "model_state_err"] == pytest.approx((1000 - 801) / 801)  # median of 800, 801, 802
+    assert table.loc[1, "miss"] and not table.loc[2, "miss"]
+    # change one repeat's step time: the median moves, and the error with it
+    records[3]["summary"]["step_time_median_s"] = 0.25  # the 0.5 s repeat of ws2
+    moved = v.validate(records, CAL, fake_prediction).set_index("world_size")
+    assert moved.loc[2, "step_time_meas_s"] == 0.4
+    assert moved.loc[2, "step_time_err"] == pytest.approx((0.5 - 0.4) / 0.4)
+    assert moved.loc[1, "step_time_err"] == table.loc[1, "step_time_err"]  # untouched configuration
+    # a failed repeat is no measurement
+    records[3]["status"] = "failed"
+    assert v.validate(records, CAL, fake_prediction).set_index("world_size").loc[2, "repeats"] == 2
+
+
+def test_prediction_is_made_for_the_records_own_job():
+    seen = []
+    v.validate(_records(), CAL, lambda job, cal: seen.append((job.strategy, job.world_size, job.repeat)) or
+               fake_prediction(job, cal))  # fmt: skip
+    assert seen == [("single", 1, 0), ("ddp", 2, 0)]  # each configuration once, its lowest repeat's job
+
+
+def test_missing_calibration_or_prediction_keeps_the_measurement_and_says_why():
+    def boom(job, cal):
+        raise KeyError("all_reduce")
+
+    table = v.validate(_records(), {}, fake_prediction)
+    assert table["step_time_err"].isna().all() and table["step_time_meas_s"].notna().all()
+    assert set(table["note"]) == {"no usable calibration of h"}
+    assert "no prediction: KeyError" in v.validate(_records(), CAL, boom)["note"].iloc[0]
+    assert v.headline(v.summarize(table)) == "No configuration has both a prediction and a measurement."
+
+
+def test_summary_median_and_worst_on_a_hand_made_table():
+    table = pd.DataFrame({
+        "model": "m", "hardware": "h", "strategy": ["a", "a", "a", "b"], "world_size": [1, 2, 4, 2],
+        "step_time_err": [0.10, -0.30, 0.05, 0.02], "model_state_err": [0.01, 0.02, -0.04, None],
+        "bubble_err": [None, None, None, None],
+    })  # fmt: skip
+    s = v.summarize(table).set_index("strategy")
+    assert list(s.index) == ["a", "b", "all"]
+    assert s.loc["a", "configurations"] == 3 and s.loc["all", "configurations"] == 4
+    assert s.loc["a", "step_time_err_median"] == pytest.approx(0.10)  # median of 0.10, 0.30, 0.05
+    assert s.loc["a", "step_time_err_worst"] == pytest.approx(-0.30)  # the largest |error|, sign kept
+    assert s.loc["all", "step_time_err_median"] == pytest.approx(0.075)  # median of .02 .05 .10 .30
+    assert s.loc["all", "model_state_err_worst"] == pytest.approx(-0.04)
+    assert pd.isna(s.loc["all", "bubble_err_median"]) and s.loc["all", "worst_config"] == "a, 2 ranks (m, h)"
+    text = v.headline(v.summarize(table))
+    assert text.startswith("Predicted step time within 8 % (median) of measured over 4 configurations; worst 30 %")
+    assert "slower than predicted: a, 2 ranks (m, h)" in text
+
+
+def test_relative_error_needs_both_figures_and_a_positive_measurement():
+    assert v.relative_error(1.1, 1.0) == pytest.approx(0.1)
+    assert v.relative_error(None, 1.0) is None and v.relative_error(1.0, 0.0) is None
+    assert v.relative_error(float("nan"), 1.0) is None and v.relative_error(True, 1.0) is None
+
+
+def _calibration() -> Calibration:
+    points = [CollectivePoint("all_reduce", 2, s, 1e-5 + s / 1e9, s / (1e-5 + s / 1e9), s / (1e-5 + s / 1e9))
+              for s in (1024, 65536, 4 * 2**20)]  # fmt: skip
+    return Calibration(hardware="cpu-local", source="measured", collectives=[CollectiveFit("all_reduce", 2, 1e-5, 1e9)],
+                       points=points)  # fmt: skip
+
+
+def _study(tmp_path, predicted=True, calibration="good"):
+    """A results folder with records, tables, (a calibration) and the prediction tables."""
+    from benchbench.analysis import aggregate
+
+    layout = StudyLayout("s", tmp_path)
+    layout.raw.mkdir(parents=True)
+    for i, r in enumerate(_records()):
+        r = {**r, "job": {**r["job"], "hardware": "cpu-local"}}
+        (layout.raw / f"{i}.json").write_text(json.dumps(r))
+    aggregate(study_records(layout), {n: layout.table(n) for n in TABLES})
+    cal = layout.calibration("cpu-local")
+    if calibration == "good":
+        write_calibration(_calibration(), cal)
+    elif calibration == "broken":
+        cal.parent.mkdir(parents=True)
+        cal.write_text('{"calibration_version": 1, "hardware": "cpu-local", "source": "measured", "oops": 1}')
+    if predicted:
+        recs = [json.loads(p.read_text()) for p in study_records(layout)]
+        cals = {"cpu-local": _calibration()}
+        table = v.validate(recs, cals, lambda j, c: fake_prediction(j, c, step=1.2 if j.world_size == 1 else 0.5))
+        table.to_csv(layout.table("prediction"), index=False)
+        v.summarize(table).to_csv(layout.table("prediction_summary"), index=False)
+        grid = v.prediction_grid(_config(), cals, fake_prediction, world_sizes=(1, 2, 8, 64))
+        grid.to_csv(layout.table("predictions"), index=False)
+    return layout
+
+
+def _config():
+    from benchbench.config import check_config
+    from tests.conftest import TINY_GPT
+
+    return check_config({"study": "s", "models": {"m": dict(TINY_GPT, batch_size=64)}, "hardware": ["cpu-local"],
+                         "strategies": ["single", "ddp"], "world_sizes": [1, 2]})  # fmt: skip
+
+
+def test_report_shows_the_prediction_section_answer_first(tmp_path):
+    layout = _study(tmp_path)
+    assert cli.main(["report", "--study-dir", str(layout.dir)]) == 0
+    html = layout.report.read_text()
+    section = html.split('id="prediction"')[1].split('id="correctness"')[0]
+    answer = section.index('id="prediction-answer"')
+    assert answer < section.index('id="t-prediction"') < section.index('id="t-prediction-summary"')
+    assert "Predicted step time within 10 % (median) of measured over 2 configurations; worst 20 %" in section
+    assert "single at 1 rank (m, cpu-local): predicted 20 % slower than measured" in section  # a miss, by how much
+    assert section.count('<tr class="flag">') == 1  # its row is flagged
+    assert re.search(r'<td data-value="0\.(2|19999)\d*">20</td>', section)  # the error, as %, from the records
+    assert 'id="t-calibration-fits"' in section and 'id="t-recommend"' in section
+    assert "Step-time error (%)" in section and 'href="#def-step_time_err"' in section
+    assert 'id="def-step_time_err"' in html
+    recommend = section.split('id="t-recommend"')[1].split("</table>")[0]
+    ranks = re.findall(r'<tr><td>m</td><td>[\w-]+</td><td data-value="(\d+)">', recommend)
+    assert set(map(int, ranks)) == {2, 8, 64}  # the largest measured world size and the table's
+
+
+def test_report_renders_without_predictions_or_with_a_failed_calibration(tmp_path):
+    bare = _study(tmp_path / "a", predicted=False, calibration=None)
+    assert cli.main(["report", "--study-dir", str(bare.dir)]) == 0
+    assert 'id="no-prediction"' in bare.report.read_text()
+    broken = _study(tmp_path / "b", predicted=True, calibration="broken")
+    assert cli.main(["report", "--study-dir", str(broken.dir)]) == 0
+    html = broken.report.read_text()
+    assert "Calibration left out:" in html and "not a usable calibration" in html and 'id="t-prediction"' in html
+    empty = tmp_path / "c" / "report" / "index.html"
+    build_report(records=[], tables={}, plots=[], out=empty)  # no records, no tables at all
+    assert 'id="no-prediction"' in empty.read_text()
+
+
+def test_recommendations_pick_the_fastest_plan_that_fits_and_list_the_excluded():
+    grid = pd.DataFrame({
+        "model": "m", "hardware": "h", "strategy": ["ddp", "fsdp", "single"], "world_size": 8, "dp": [8, 8, 1],
+        "tp": 1, "pp": 1, "samples_per_s": [100.0, 80.0, 500.0], "fits": [True, True, False], "infeasible": "",
+    })  # fmt: skip
+    r = recommendations(grid, pd.DataFrame(), world_sizes=(8,)).iloc[0]
+    assert (r["best_plan"], r["runner_up_plan"], r["basis"]) == ("ddp (dp8)", "fsdp (dp8)", "predicted")
+    assert r["margin"] == pytest.approx(1.25) and r["excluded_by_memory"] == "single (1 rank)"
+
+
+def test_validate_cli_and_costmodel_plots(tmp_path, monkeypatch):
+    layout = _study(tmp_path, predicted=False)
+    monkeypatch.setattr(v, "default_predictor", lambda: fake_prediction)
+    out = {n: tmp_path / f"{n}.csv" for n in ("prediction", "prediction_summary", "predictions")}
+    cal = str(layout.calibration("cpu-local"))
+    args = ["validate", "--records", *map(str, study_records(layout)), "--calibration", cal,
+            "--out-csv", str(out["prediction"]), "--summary-csv", str(out["prediction_summary"]),
+            "--predictions-csv", str(out["predictions"]), "--study", json.dumps(_config())]  # fmt: skip
+    assert cli.main(args) == 0
+    assert len(pd.read_csv(out["prediction"])) == 2
+    grid = pd.read_csv(out["predictions"])
+    assert set(grid["world_size"]) == set(v.WORLD_SIZES) and {"cpu-local", "h100-sxm"} <= set(grid["hardware"])
+    assert grid.loc[grid["hardware"] == "h100-sxm", "source"].dropna().eq("from spec").all()
+    plots = [tmp_path / f"{n}.{f}" for n in COSTMODEL_PLOTS for f in PLOT_FORMATS]
+    args = ["plot-costmodel", "--calibration", str(layout.calibration("cpu-local")), "--predictions",
+            str(out["predictions"]), "--out", *map(str, plots)]  # fmt: skip
+    assert cli.main(args) == 0
+    for p in plots:
+        assert p.stat().st_size > 1000
+    assert "no data" not in (tmp_path / "busbw.svg").read_text()
+    assert "no data" not in (tmp_path / "predicted.svg").read_text()
+
+
+def test_a_failed_calibration_draws_a_no_data_busbw(tmp_path):
+    from benchbench.plots import calibration_points, plot_costmodel
+
+    written = plot_costmodel(calibration_points([replace(_calibration(), points=[])]), pd.DataFrame(),
+                             [tmp_path / "busbw.svg", tmp_path / "predicted.svg"])  # fmt: skip
+    assert len(written) == 2 and "no data" in (tmp_path / "busbw.svg").read_text()

@@ -1,0 +1,101 @@
+# Records + calibration -> the cost model against the measurements. `calibrate` runs once per
+# hardware profile of the study (`benchbench calibrate`: collectives over message sizes, compute
+# per model; results/<study>/calibration/<hardware>.json) and is cached: it reruns only when its
+# spec changes (the `spec` param: benchbench.costmodel.calibrate.calibration_spec). It is a timed
+# job like bench: it holds one bench_slots, and under the Slurm executor asks for what the largest
+# bench job of that hardware asks for. `predict` (benchbench validate) writes prediction.csv (per
+# configuration measured: predicted vs measured and the relative errors, computed from the records),
+# prediction_summary.csv and predictions.csv (the grid up to 4,096 ranks); `plot_costmodel` draws
+# the busbw and predicted figures. The report rule takes all of them.
+from benchbench.costmodel.calibrate import calibration_spec
+
+HARDWARE = list(dict.fromkeys(j.hardware for j in JOBS))
+# The largest bench job of each hardware (most ranks): its Slurm request and its cores.
+LARGEST_JOB = {h: max((j for j in JOBS if j.hardware == h), key=lambda j: (j.world_size, j.threads_per_rank))
+               for h in HARDWARE}
+
+
+def calibration_resource(key):
+    """A calibrate job's Slurm resource: the largest bench job's of that hardware."""
+    return lambda wildcards: job_resources(LARGEST_JOB[wildcards.hardware], STUDY["slurm_exclusive"])[key]
+
+
+def calibration_threads(wildcards):
+    job = LARGEST_JOB[wildcards.hardware]
+    return job.world_size * job.threads_per_rank
+
+
+rule calibrate:
+    output:
+        str(LAYOUT.calibration("{hardware}")),
+    log:
+        str(LAYOUT.log("calibrate-{hardware}")),
+    params:
+        python=PYTHON,
+        spec=lambda wildcards: json.dumps(calibration_spec(STUDY, wildcards.hardware), sort_keys=True, default=str),
+    threads: calibration_threads
+    resources:
+        bench_slots=1,
+        runtime=calibration_resource("runtime"),
+        nodes=calibration_resource("nodes"),
+        tasks=calibration_resource("tasks"),
+        tasks_per_node=calibration_resource("tasks_per_node"),
+        cpus_per_task=calibration_resource("cpus_per_task"),
+        mem_mb_per_cpu=calibration_resource("mem_mb_per_cpu"),
+        gres=calibration_resource("gres"),
+        tasks_per_gpu=calibration_resource("tasks_per_gpu"),
+        mpi=calibration_resource("mpi"),
+        slurm_extra=calibration_resource("slurm_extra"),
+    conda:
+        CONDA_ENV
+    shell:
+        "{params.python:q} -m benchbench calibrate --spec {params.spec:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule predict:
+    input:
+        records=all_records,
+        calibrations=expand(str(LAYOUT.calibration("{hardware}")), hardware=HARDWARE),
+    output:
+        prediction=report(str(LAYOUT.table("prediction")), caption="../report/tables/prediction.rst", category="Tables"),
+        summary=report(str(LAYOUT.table("prediction_summary")), caption="../report/tables/prediction_summary.rst",
+                       category="Tables"),
+        predictions=report(str(LAYOUT.table("predictions")), caption="../report/tables/predictions.rst",
+                           category="Tables"),
+    log:
+        str(LAYOUT.log("predict")),
+    params:
+        python=PYTHON,
+        study=lambda wildcards: json.dumps(STUDY, sort_keys=True, default=str),
+    conda:
+        CONDA_ENV
+    shell:
+        "{params.python:q} -m benchbench validate --records {input.records:q} --calibration {input.calibrations:q}"
+        " --out-csv {output.prediction:q} --summary-csv {output.summary:q} --predictions-csv {output.predictions:q}"
+        " --study={params.study:q} > {log:q} 2>&1"
+
+
+rule plot_costmodel:
+    input:
+        calibrations=rules.predict.input.calibrations,
+        predictions=rules.predict.output.predictions,
+    output:
+        plots=[
+            report(
+                str(p),
+                caption=f"../report/{p.stem}.rst",
+                category="Figures",
+                subcategory=p.suffix.lstrip(".").upper(),
+                labels={"figure": p.stem, "format": p.suffix.lstrip(".")},
+            )
+            for p in LAYOUT.costmodel_plots()
+        ],
+    log:
+        str(LAYOUT.log("plot_costmodel")),
+    params:
+        python=PYTHON,
+    conda:
+        CONDA_ENV
+    shell:
+        "MPLBACKEND=Agg {params.python:q} -m benchbench plot-costmodel --calibration {input.calibrations:q}"
+        " --predictions {input.predictions:q} --out {output.plots:q} > {log:q} 2>&1"
