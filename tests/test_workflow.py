@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from benchbench.config import ROOT, check_config
-from benchbench.layout import PLOTS
+from benchbench.costmodel.calibration import read_calibration
+from benchbench.layout import COSTMODEL_PLOTS, PLOTS
 from benchbench.study import expand
 
 pytestmark = pytest.mark.slow
@@ -50,6 +51,7 @@ def test_ci_study_end_to_end(tmp_path):
     assert "single-process plan needs world_size 1" in html  # dropped combinations are listed
     rec = json.loads((study / "raw/gpt-tiny/cpu-local/ddp/ws2-r0.json").read_text())
     assert rec["env"]["timed_alone"] is True  # profiles/default: bench_slots=1
+    _check_prediction(study, html)
     # Snakemake's own report: every figure and table with its caption (about 5 s on top of the run)
     report = subprocess.run([*command, "--report", str(tmp_path / "report.zip")], capture_output=True, text=True)
     assert report.returncode == 0, report.stderr[-3000:]
@@ -57,6 +59,32 @@ def test_ci_study_end_to_end(tmp_path):
         html = z.read("report/report.html").decode()
     assert "the black line is the Pareto front of the correct ones" in html  # a caption (workflow/report/)
     assert "pareto.svg" in html and "scaling.csv" in html
+
+
+def _check_prediction(study: Path, html: str) -> None:
+    """calibrate -> predict ran: the calibration, the prediction tables (errors from the records)
+    and the report's Prediction section with them."""
+    cal = read_calibration(study / "calibration" / "cpu-local.json")
+    assert cal.source == "measured" and {p.kind for p in cal.points} >= {"all_reduce", "all_gather"}
+    table = pd.read_csv(study / "tables" / "prediction.csv")
+    assert len(table) == 10 and table["step_time_err"].notna().all()
+    for row in table.to_dict("records"):  # each error from its record: (pred - meas) / meas, meas the record's
+        ws, name = row["world_size"], f"{row['model']}/cpu-local/{row['strategy']}"
+        summary = json.loads((study / "raw" / name / f"ws{ws}-r0.json").read_text())["summary"]
+        assert row["step_time_meas_s"] == pytest.approx(summary["step_time_median_s"])
+        expected = (row["step_time_pred_s"] - summary["step_time_median_s"]) / summary["step_time_median_s"]
+        assert row["step_time_err"] == pytest.approx(expected)
+    summary = pd.read_csv(study / "tables" / "prediction_summary.csv").set_index("strategy")
+    assert summary.loc["all", "configurations"] == 10
+    grid = pd.read_csv(study / "tables" / "predictions.csv")
+    assert grid["world_size"].max() == 4096 and "cpu-local" in set(grid["hardware"])
+    for name in COSTMODEL_PLOTS:
+        assert (study / "plots" / f"{name}.svg").stat().st_size > 1000
+    section = html.split('id="prediction"')[1].split('id="correctness"')[0]
+    assert "Predicted step time within" in section and 'id="t-prediction"' in section
+    assert 'id="t-calibration-fits"' in section and 'id="fig-busbw"' in section and 'id="t-recommend"' in section
+    worst = summary.loc["all", "step_time_err_worst"]
+    assert f"worst {abs(worst) * 100:.0f} %" in section  # the page shows the table's error
 
 
 def test_concurrent_timing_is_opt_in_and_recorded(tmp_path):
