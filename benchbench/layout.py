@@ -10,6 +10,7 @@
     results/<study>/plots/{throughput,efficiency,best,breakdown,memory,bubble,compression,pareto}.{svg,png}
     results/<study>/plots/figures.json                                  which figures have data, captions
     results/<study>/report/index.html
+    results/<study>/calibration/<hardware>.json                         benchbench calibrate
 
 The Snakefile (``workflow/rules/common.smk``), the CLI, the report and the Makefile (through
 ``benchbench path``) all take paths from here.
@@ -101,3 +102,7 @@ class StudyLayout:
     @property
     def report(self) -> Path:
         return self.dir / "report" / "index.html"
+
+    def calibration(self, hardware: str) -> Path:
+        """The calibration of one hardware profile (``benchbench calibrate``)."""
+        return self.dir / "calibration" / f"{hardware}.json"
