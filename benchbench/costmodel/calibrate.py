@@ -15,6 +15,7 @@ columns of a point (:func:`make_point`), the α-β fit (:func:`fit_collective`) 
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from collections.abc import Iterable
@@ -203,7 +204,7 @@ def run_calibration(spec: dict[str, Any], out: str | Path, launcher: str = "auto
     check_spec(spec)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    job, started = job_for(spec, int(spec["world_size"])), time.monotonic()
+    job, started, load = job_for(spec, int(spec["world_size"])), time.monotonic(), os.getloadavg()[0]
     _remove_stale_tmpdirs(out)
     with tempfile.TemporaryDirectory(prefix=f".{out.stem}.", dir=out.parent) as tmp:
         tmpdir = Path(tmp)
@@ -215,6 +216,9 @@ def run_calibration(spec: dict[str, Any], out: str | Path, launcher: str = "auto
             raise CalibrationFailed(f"calibration of {spec['hardware']} failed ({failure.kind}): {error}")
         cal = read_calibration(result)
     cal.env["wall_time_s"] = round(time.monotonic() - started, 3)
+    # the host's 1-minute load average before and after (after: includes the calibration's own
+    # ranks): a calibration measured beside other work is flagged by it, not hidden
+    cal.env["load_average"] = {"before": load, "after": os.getloadavg()[0]}
     write_calibration(cal, out)
     return cal
 
@@ -259,5 +263,7 @@ def format_calibration(cal: Calibration) -> str:
                      f"{detail['group_size']:.0f} ranks: alone {ms['comm']}, compute alone {ms['compute']}, "
                      f"both {ms['both']})")  # fmt: skip
     if "wall_time_s" in cal.env:
-        lines.append(f"# took {cal.env['wall_time_s']:.1f} s")
+        load = cal.env.get("load_average") or {}
+        lines.append(f"# took {cal.env['wall_time_s']:.1f} s; host load average {load.get('before', 0):.1f} before, "
+                     f"{load.get('after', 0):.1f} after ({cal.cpu_count} CPUs)")  # fmt: skip
     return "\n".join(lines)

@@ -54,7 +54,7 @@ PHASE_BUDGET_S = 2.0  # ... stopping past this much time per (model, batch) once
 MATMUL_REPEATS = (3, 50)  # timed matmuls: at least, at most, stopping past MATMUL_BUDGET_S
 MATMUL_BUDGET_S = 0.3
 OVERLAP_BYTES = 4 * 1024**2  # the overlap probe's all-reduce (capped at the spec's max_bytes)
-OVERLAP_REPEATS = 5
+OVERLAP_REPEATS = 9  # rounds of the overlap probe (comm, compute, both in turn)
 OVERLAP_TILE = 256  # the overlap probe's compute: square fp32 matmuls of this size
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 Op = Callable[[], Any]
@@ -126,26 +126,38 @@ def collective_op(kind: str, n: int, size: int, rank: int, group: Any, device: t
     return ops[kind], count * ELEMENT_BYTES
 
 
-def time_collective(op: Op, size: int, group: Any, device: torch.device) -> float:
-    """Median over the timed iterations of the slowest rank's time of ``op`` (:func:`iterations`)."""
-    warmup, timed = iterations(size)
-    for _ in range(warmup):
-        op()
+def sweep_kind(
+    kind: str, n: int, sizes: list[int], rank: int, group: Any, device: torch.device
+) -> list[CollectivePoint]:
+    """One collective at every size over ``group``: each size's warm-up iterations, then its timed
+    ones (:func:`iterations`), each after a barrier of the group, in rounds — iteration i of every
+    size runs in round i, so that a burst of load from elsewhere touches every size a little
+    rather than one size wholly; then each iteration's slowest rank (one MAX all-reduce, after the
+    timing) and each size's median."""
+    ops = [collective_op(kind, n, size, rank, group, device) for size in sizes]
+    counts = [iterations(size) for size in sizes]
+    for (op, _), (warmup, _) in zip(ops, counts, strict=True):
+        for _ in range(warmup):
+            op()
+    times: list[list[float]] = [[] for _ in sizes]
     with _no_gc():
-        times = [_timed(op, device, lambda: dist.barrier(group=group)) for _ in range(timed)]
-    return statistics.median(_max_over(times, group, device))
+        for r in range(max(timed for _, timed in counts)):
+            for i, ((op, _), (_, timed)) in enumerate(zip(ops, counts, strict=True)):
+                if r < timed:
+                    times[i].append(_timed(op, device, lambda: dist.barrier(group=group)))
+    slowest = iter(_max_over([t for ts in times for t in ts], group, device))
+    medians = [statistics.median([next(slowest) for _ in ts]) for ts in times]
+    return [make_point(kind, n, payload, t) for (_, payload), t in zip(ops, medians, strict=True)]
 
 
 def sweep(spec: dict[str, Any], rank: int, device: torch.device, groups: dict[int, Any]) -> list[CollectivePoint]:
     """Every collective at every size over every group (rank 0's list is the whole sweep; ranks
     outside a group wait for it at a barrier)."""
-    points = []
+    points, sizes = [], sweep_sizes(int(spec["max_bytes"]))
     for n, group in groups.items():
         if rank < n:
             for kind in COLLECTIVES:
-                for size in sweep_sizes(int(spec["max_bytes"])):
-                    op, payload = collective_op(kind, n, size, rank, group, device)
-                    points.append(make_point(kind, n, payload, time_collective(op, size, group, device)))
+                points += sweep_kind(kind, n, sizes, rank, group, device)
         dist.barrier()
     return points
 
@@ -237,35 +249,42 @@ def compute(spec: dict[str, Any], device: torch.device) -> tuple[dict[str, list[
 # ----------------------------------------------------------------------------------- overlap
 
 
-def _median_max(op: Op, group: Any, device: torch.device) -> float:
-    """Median over :data:`OVERLAP_REPEATS` of the slowest rank's time of ``op``, each after a barrier."""
-    op()  # warm-up
+def interleaved(ops: list[Op], group: Any, device: torch.device, rounds: int) -> list[float]:
+    """Per op, the median over ``rounds`` of the slowest rank's time, the ops taking turns within
+    each round (each after a barrier; one untimed run of each first): variants compared in one
+    process, interleaved, not one after the other (timings drift; /work/shared/FACTS.md)."""
+    for op in ops:
+        op()
     with _no_gc():
-        times = [_timed(op, device, lambda: dist.barrier(group=group)) for _ in range(OVERLAP_REPEATS)]
-    return statistics.median(_max_over(times, group, device))
+        times = [_timed(op, device, lambda: dist.barrier(group=group)) for _ in range(rounds) for op in ops]
+    slowest = _max_over(times, group, device)
+    return [statistics.median(slowest[i :: len(ops)]) for i in range(len(ops))]
 
 
 def overlap(spec: dict[str, Any], device: torch.device, n: int, group: Any) -> tuple[float, dict[str, float]]:
     """The share of an all-reduce hidden behind concurrent compute at group size ``n``:
-    clip((t_c + t_m − t_b) / min(t_c, t_m), 0, 1) (docs/METRICS.md) and its three times."""
+    clip((t_c + t_m − t_b) / min(t_c, t_m), 0, 1) (docs/METRICS.md) and its three times. The compute
+    is a loop of fp32 matmuls sized to last about as long as the all-reduce alone."""
     size = min(OVERLAP_BYTES, int(spec["max_bytes"]))
     buf = torch.zeros(size // ELEMENT_BYTES, device=device)
     a = torch.randn(OVERLAP_TILE, OVERLAP_TILE, device=device)
-    t_c = _median_max(lambda: dist.all_reduce(buf, group=group), group, device)
-    t_one = _median_max(lambda: a @ a, group, device)
-    reps = max(1, round(t_c / t_one))
 
-    def matmuls() -> None:
+    def comm() -> None:
+        dist.all_reduce(buf, group=group)
+
+    def matmuls(reps: int) -> None:
         for _ in range(reps):
             a @ a
 
+    t_c, t_eight = interleaved([comm, lambda: matmuls(8)], group, device, OVERLAP_REPEATS)
+    reps = max(1, round(8 * t_c / t_eight))
+
     def both() -> None:
         work = dist.all_reduce(buf, group=group, async_op=True)
-        matmuls()
+        matmuls(reps)
         work.wait()
 
-    t_m = _median_max(matmuls, group, device)
-    t_b = _median_max(both, group, device)
+    t_c, t_m, t_b = interleaved([comm, lambda: matmuls(reps), both], group, device, OVERLAP_REPEATS)
     share = min(max((t_c + t_m - t_b) / min(t_c, t_m), 0.0), 1.0)
     return share, {"comm": t_c, "compute": t_m, "both": t_b, "payload_bytes": float(size), "group_size": float(n)}
 
