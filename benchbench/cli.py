@@ -179,6 +179,7 @@ def _calibration_spec(args: argparse.Namespace) -> tuple[dict, Path]:
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from benchbench.costmodel.calibrate import CalibrationFailed, check_spec, format_calibration, run_calibration
+    from benchbench.launch import Interrupted
 
     spec, out = _calibration_spec(args)
     try:
@@ -190,8 +191,9 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     except CalibrationFailed as e:
         print(f"benchbench calibrate: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return 130
+    except Interrupted as e:  # SIGTERM/SIGINT/SIGHUP: the ranks are killed, nothing is written
+        print(f"benchbench calibrate: interrupted by signal {e.signum}, no calibration written", file=sys.stderr)
+        return 128 + e.signum
     print(format_calibration(cal))
     print(f"-> {out}")
     return 0

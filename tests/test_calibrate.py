@@ -187,6 +187,13 @@ def test_a_failing_rank_exits_non_zero_and_leaves_no_file(tmp_path):
     assert not out.exists() and list(out.parent.iterdir()) == []
 
 
+def test_a_calibration_past_its_timeout_is_killed_and_leaves_no_file(tmp_path):
+    out = tmp_path / "cal" / "x.json"
+    proc = calibrate(tiny_spec(timeout_s=1.0), out, tmp_path)
+    assert proc.returncode == 1 and "failed (job_timeout)" in proc.stderr, proc.stderr[-2000:]
+    assert not out.exists() and list(out.parent.iterdir()) == []
+
+
 def test_an_impossible_spec_is_refused_before_any_rank(tmp_path):
     out = tmp_path / "x.json"
     proc = calibrate(tiny_spec(group_sizes=[2, 3]), out, tmp_path)
