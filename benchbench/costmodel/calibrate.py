@@ -143,13 +143,15 @@ def sweep_sizes(max_bytes: int) -> list[int]:
 
 def iterations(size: int) -> tuple[int, int]:
     """(warm-up, timed) iterations at ``size`` bytes: fewer as operations grow, so that a sweep to
-    256 MiB stays short while small, noisy sizes get enough samples for a stable median."""
+    256 MiB stays short (about 30 s for five collectives at 2 ranks on gloo here) while small
+    sizes, whose times are bimodal on a shared CPU (a rank's wake-up delayed by a few ms), get
+    enough samples for a stable median."""
     if size <= 64 * 1024:
-        return 3, 20
+        return 5, 50
     if size <= 1024**2:
-        return 2, 10
+        return 3, 20
     if size <= 16 * 1024**2:
-        return 1, 5
+        return 2, 7
     return 1, 3
 
 
@@ -250,10 +252,11 @@ def format_calibration(cal: Calibration) -> str:
     """An nccl-tests-like table of the sweep with each fit, then compute, matmul and overlap."""
     lines = [f"# calibration of {cal.hardware} ({cal.source}, {cal.device}, {cal.threads_per_rank} thread(s) "
              f"per rank, {cal.cpu_count} CPUs)", *_sweep_lines(cal)]  # fmt: skip
+    spread = cal.env.get("compute_spread") or {}
     for label, pts in cal.compute.items():
-        lines.append(f"# compute {label}: batch  forward  backward  optimizer (ms)")
+        lines.append(f"# compute {label}: batch  forward  backward  optimizer (ms)  spread")
         lines += [f" {p.batch:8d} {p.forward_s * 1e3:9.2f} {p.backward_s * 1e3:9.2f} {p.optimizer_s * 1e3:10.2f}"
-                  for p in pts]  # fmt: skip
+                  f" {spread.get(label, {}).get(str(p.batch), float('nan')):8.0%}" for p in pts]  # fmt: skip
     for row in cal.matmul:
         lines.append(f"# matmul {row['m']}x{row['n']}x{row['k']} {row['dtype']}: {_si(row['flops_per_s'], 'FLOP/s')}")
     detail = cal.env.get("overlap_s") or {}

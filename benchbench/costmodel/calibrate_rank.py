@@ -50,7 +50,7 @@ from benchbench.rendezvous import RankEnv, init_distributed
 
 PHASE_WARMUP = 2  # untimed training steps before the timed ones
 PHASE_STEPS = (3, 10)  # timed training steps: at least, at most ...
-PHASE_BUDGET_S = 2.0  # ... stopping past this much time per (model, batch) once the minimum is done
+PHASE_BUDGET_S = 2.0  # ... stopping past this much time per batch once the minimum is done
 MATMUL_REPEATS = (3, 50)  # timed matmuls: at least, at most, stopping past MATMUL_BUDGET_S
 MATMUL_BUDGET_S = 0.3
 OVERLAP_BYTES = 4 * 1024**2  # the overlap probe's all-reduce (capped at the spec's max_bytes)
@@ -186,27 +186,34 @@ def _phase_step(trainer: Any, x: torch.Tensor, y: torch.Tensor, device: torch.de
     return t1 - t0, t2 - t1, time.perf_counter() - t2
 
 
-def phase_point(spec: dict[str, Any], label: str, batch: int, device: torch.device) -> PhasePoint:
-    """Median forward, backward and optimizer seconds of the model's single-rank step at ``batch``
-    (:data:`PHASE_WARMUP` untimed steps, then :data:`PHASE_STEPS` within :data:`PHASE_BUDGET_S`)."""
+def phase_points(spec: dict[str, Any], label: str, device: torch.device) -> tuple[list[PhasePoint], dict[str, float]]:
+    """Median forward, backward and optimizer seconds of the model's single-rank step at each of
+    its batches — one model and optimizer, the batches taking turns in rounds (so that a burst of
+    load touches every batch alike): :data:`PHASE_WARMUP` untimed steps each, then
+    :data:`PHASE_STEPS` rounds, stopping past :data:`PHASE_BUDGET_S` per batch once the minimum
+    ran; and per batch the spread of its step times, (max − min) / median."""
     from benchbench.models import make_task
     from benchbench.trainers import build_trainer
 
-    model_cfg = spec["models"][label]["model_cfg"]
-    job = job_for(spec, 1, model_cfg, batch, label)
+    model_cfg, batches = spec["models"][label]["model_cfg"], [int(b) for b in spec["models"][label]["batches"]]
+    job = job_for(spec, 1, model_cfg, max(batches), label)
     task = make_task(model_cfg, job.seed)
     trainer = build_trainer(job, device, task.loss_fn)
-    x, y = (t.to(device) for t in task.batch(0, batch))
-    lo, hi = PHASE_STEPS
-    rows, start = [], time.perf_counter()
+    data = [tuple(t.to(device) for t in task.batch(0, b)) for b in batches]
+    for x, y in data:
+        for _ in range(PHASE_WARMUP):
+            _phase_step(trainer, x, y, device)
+    (lo, hi), rows, start = PHASE_STEPS, [[] for _ in batches], time.perf_counter()
     with _no_gc():
-        while len(rows) < PHASE_WARMUP + hi:
-            rows.append(_phase_step(trainer, x, y, device))
-            timed = len(rows) - PHASE_WARMUP
-            if timed >= lo and time.perf_counter() - start > PHASE_BUDGET_S:
+        for r in range(hi):
+            for (x, y), row in zip(data, rows, strict=True):
+                row.append(_phase_step(trainer, x, y, device))
+            if r + 1 >= lo and time.perf_counter() - start > PHASE_BUDGET_S * len(batches):
                 break
-    fwd, bwd, opt = (statistics.median(r[i] for r in rows[PHASE_WARMUP:]) for i in range(3))
-    return PhasePoint(batch, fwd, bwd, opt)
+    points = [PhasePoint(b, *(statistics.median(t[i] for t in row) for i in range(3)))
+              for b, row in zip(batches, rows, strict=True)]  # fmt: skip
+    totals = [[sum(t) for t in row] for row in rows]
+    return points, {str(b): (max(t) - min(t)) / statistics.median(t) for b, t in zip(batches, totals, strict=True)}
 
 
 def gemm_shape(model_cfg: dict[str, Any], batch: int) -> tuple[int, int, int]:
@@ -231,19 +238,21 @@ def matmul_rate(m: int, n: int, k: int, dtype: str, device: torch.device) -> flo
     return 2.0 * m * n * k / statistics.median(times)
 
 
-def compute(spec: dict[str, Any], device: torch.device) -> tuple[dict[str, list[PhasePoint]], list[dict[str, Any]]]:
-    """Every model's phase points and the matmul rates at their shapes (one row per distinct shape)."""
+def compute(spec: dict[str, Any], device: torch.device) -> tuple[dict[str, list[PhasePoint]], list[dict], dict]:
+    """Every model's phase points, the matmul rates at their shapes (one row per distinct shape),
+    and the phase points' spreads (model -> batch -> spread)."""
     phases: dict[str, list[PhasePoint]] = {}
+    spreads: dict[str, dict[str, float]] = {}
     rows: dict[tuple[int, int, int], dict[str, Any]] = {}
     for label, m in spec["models"].items():
-        phases[label] = [phase_point(spec, label, int(b), device) for b in m["batches"]]
+        phases[label], spreads[label] = phase_points(spec, label, device)
         for b in m["batches"]:
             mm, n, k = gemm_shape(m["model_cfg"], int(b))
             if (mm, n, k) not in rows:
                 rate = matmul_rate(mm, n, k, spec["dtype"], device)
                 rows[mm, n, k] = {"m": mm, "n": n, "k": k, "dtype": spec["dtype"], "flops_per_s": rate,
                                   "model": label, "batch": int(b)}  # fmt: skip
-    return phases, list(rows.values())
+    return phases, list(rows.values()), spreads
 
 
 # ----------------------------------------------------------------------------------- overlap
@@ -315,7 +324,7 @@ def measure(spec: dict[str, Any], env: RankEnv, device: torch.device) -> Calibra
     heartbeat.phase("collectives")
     points = sweep(spec, env.rank, device, groups) if groups else []
     heartbeat.phase("compute")
-    phases, matmul = compute(spec, device) if env.rank == 0 else ({}, [])
+    phases, matmul, spreads = compute(spec, device) if env.rank == 0 else ({}, [], {})
     if dist.is_initialized():
         dist.barrier()  # the others wait: compute is measured alone
     heartbeat.phase("overlap")
@@ -324,11 +333,12 @@ def measure(spec: dict[str, Any], env: RankEnv, device: torch.device) -> Calibra
     if env.rank != 0:
         return None
     levels = {n: "inter" if len(set(hosts[:n])) > 1 else "intra" for n in groups}
+    extra = {"overlap_s": detail, "compute_spread": spreads, "max_bytes": spec["max_bytes"]}
     return Calibration(
         hardware=spec["hardware"], source=MEASURED, threads_per_rank=int(spec["threads_per_rank"]),
         cpu_count=os.cpu_count(), device=device.type, collectives=fit_all(points, levels), points=points,
         compute=phases, model_cfgs={k: m["model_cfg"] for k, m in spec["models"].items()}, matmul=matmul,
-        overlap=share, env={**provenance, "overlap_s": detail, "max_bytes": int(spec["max_bytes"])},
+        overlap=share, env={**provenance, **extra},
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )  # fmt: skip
 
