@@ -1,5 +1,5 @@
-"""Command line: ``benchbench run | matrix | aggregate | plot | report | compare | path | validate |
-plot-costmodel``."""
+"""Command line: ``benchbench run | matrix | calibrate | aggregate | plot | report | compare | path |
+validate | plot-costmodel``."""
 
 from __future__ import annotations
 
@@ -226,6 +226,74 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return exit_status(table, allow_missing=args.allow_missing)
 
 
+def _calibration_spec(args: argparse.Namespace) -> tuple[dict, Path]:
+    """The calibration spec and output path ``calibrate`` was asked for: ``--spec`` (JSON, @FILE or
+    a file) with ``--out``, or a study (``--configfile``, default the default study) and ``--hardware``."""
+    from benchbench.costmodel.calibrate import calibration_spec
+    from benchbench.layout import StudyLayout
+
+    if args.spec:
+        if args.configfile or args.hardware or not args.out:
+            raise ConfigError("calibrate --spec takes --out and neither --configfile nor --hardware")
+        text = args.spec
+        if text.startswith("@") or not text.lstrip().startswith("{"):
+            try:
+                text = Path(text.removeprefix("@")).read_text()
+            except OSError as e:
+                raise ConfigError(f"--spec: {e}") from None
+        try:
+            return json.loads(text), Path(args.out)
+        except ValueError as e:
+            raise ConfigError(f"--spec: not JSON: {e}") from None
+    cfg = load_config(args.configfile)
+    hardware = args.hardware or cfg["hardware"][0]
+    try:
+        spec = calibration_spec(cfg, hardware)
+    except ValueError as e:
+        raise ConfigError(f"--hardware: {e}") from None
+    return spec, Path(args.out) if args.out else StudyLayout(cfg["study"]).calibration(hardware)
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from benchbench.costmodel.calibrate import CalibrationFailed, check_spec, format_calibration, run_calibration
+    from benchbench.launch import Interrupted
+
+    spec, out = _calibration_spec(args)
+    try:
+        check_spec(spec)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    try:
+        cal = run_calibration(spec, out, args.launcher)
+    except CalibrationFailed as e:
+        print(f"benchbench calibrate: {e}", file=sys.stderr)
+        return 1
+    except Interrupted as e:  # SIGTERM/SIGINT/SIGHUP: the ranks are killed, nothing is written
+        print(f"benchbench calibrate: interrupted by signal {e.signum}, no calibration written", file=sys.stderr)
+        return 128 + e.signum
+    print(format_calibration(cal))
+    print(f"-> {out}")
+    return 0
+
+
+def _add_calibrate(sub: argparse._SubParsersAction) -> None:
+    c = sub.add_parser(
+        "calibrate",
+        help="measure collectives, compute and overlap on the ranks; write the calibration JSON",
+        description="Either --spec (what the workflow passes) and --out, or a study (--configfile, default "
+        "the default study) and --hardware (default the study's first); the output defaults to "
+        "results/<study>/calibration/<hardware>.json. Exit 1, with no file written, when the ranks fail "
+        "or time out; 2 for a bad spec or study.",
+    )
+    c.add_argument("--spec", help="the calibration spec as JSON (calibration_spec's dict), @FILE or FILE")
+    c.add_argument("--configfile", help="study config (default: config/config.yaml)")
+    c.add_argument("--hardware", help="hardware profile (default: the study's first)")
+    c.add_argument("--out", help="where to write the calibration (required with --spec)")
+    c.add_argument("--launcher", choices=["auto", "torchrun", "srun"], default="auto",
+                   help="how to start ranks (auto: srun inside a Slurm allocation, else torchrun)")  # fmt: skip
+    c.set_defaults(func=_cmd_calibrate)
+
+
 def _cmd_path(args: argparse.Namespace) -> int:
     from benchbench.layout import StudyLayout
 
@@ -324,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--config", help="study config (default: config/config.yaml)")
     m.add_argument("--json", action="store_true", help="machine-readable output")
     m.set_defaults(func=_cmd_matrix)
+    _add_calibrate(sub)
 
     _add_tables_and_plots(sub)
     _add_compare(sub)

@@ -40,6 +40,7 @@ POLL_S = 0.25  # the watchdog's period
 PORT_RETRIES = 3  # fresh-port relaunches after a rendezvous port found in use
 PARENT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 SRUN_GRACE_S = 5.0  # how long srun may take to tear its step down after SIGTERM, before SIGKILL
+RANK_MODULE = "benchbench.rank"  # what every rank of a job runs
 
 
 def resolve_launcher(launcher: str) -> str:
@@ -67,11 +68,18 @@ def _torchrun_rendezvous(port: int | None) -> list[str]:
 
 
 def rank_command(
-    job: Job, job_file: Path, out: Path, err_dir: Path, launcher: str = "torchrun", port: int | None = None
+    job: Job,
+    job_file: Path,
+    out: Path,
+    err_dir: Path,
+    launcher: str = "torchrun",
+    port: int | None = None,
+    module: str = RANK_MODULE,
 ) -> list[str]:
     """The command line that starts every rank of ``job``; ``port``: torchrun's rendezvous port
-    (else ``--standalone``; srun's ranks take theirs from BENCHBENCH_MASTER_PORT)."""
-    rank = ["-m", "benchbench.rank", "--job-file", str(job_file), "--out", str(out), "--err-dir", str(err_dir)]
+    (else ``--standalone``; srun's ranks take theirs from BENCHBENCH_MASTER_PORT); ``module``: the
+    rank entry point (:mod:`benchbench.rank`, or the calibration's), which takes the same options."""
+    rank = ["-m", module, "--job-file", str(job_file), "--out", str(out), "--err-dir", str(err_dir)]
     if not job.distributed:
         return [sys.executable, *rank]
     if launcher == "srun":
@@ -372,17 +380,38 @@ def _interrupted_exit(job: Job, signum: int, started: float) -> SystemExit:
     return SystemExit(128 + signum)
 
 
-def _failed(job: Job, tmpdir: Path, attempt: Attempt, ooms: int) -> dict[str, Any]:
-    """The failed record of a launch that did not produce rank 0's ok record."""
+def failure_of(job: Job, tmpdir: Path, attempt: Attempt, ooms: int = 0) -> tuple[Failure, str]:
+    """The classified failure of a launch that did not end well, and the longer error text."""
     ev = _evidence(job, tmpdir, attempt, ooms)
     failure = attempt.killed or classify(ev)
     if attempt.killed:
         failure.log_tail = (next(iter(e.text for e in ev.errors), "") or attempt.output)[-ERROR_TAIL_CHARS:]
     detail = _error_text(tmpdir, attempt.output, attempt.code)
-    return make_record(job=job, status="failed", error=f"{failure.message}\n{detail}", failure=failure.to_dict())
+    return failure, f"{failure.message}\n{detail}"
 
 
-def _launch(job: Job, tmpdir: Path, launcher: str, env: dict[str, str]) -> Attempt:
+def _failed(job: Job, tmpdir: Path, attempt: Attempt, ooms: int) -> dict[str, Any]:
+    """The failed record of a launch that did not produce rank 0's ok record."""
+    failure, error = failure_of(job, tmpdir, attempt, ooms)
+    return make_record(job=job, status="failed", error=error, failure=failure.to_dict())
+
+
+def launch_ranks(job: Job, tmpdir: Path, launcher: str = "auto", module: str = RANK_MODULE) -> Attempt:
+    """Start ``module`` on every rank of ``job`` (``<tmpdir>/job.json`` is its ``--job-file``,
+    ``<tmpdir>/record.json`` its ``--out``) with the job's machinery: launcher, environment,
+    heartbeat watchdog, ``timeout_s``, no orphans. SIGTERM/SIGINT/SIGHUP raise :class:`Interrupted`
+    after the job's processes are killed. What :func:`run_job` does for a job, for another entry
+    point (``benchbench calibrate``)."""
+    launcher = resolve_launcher(launcher) if job.distributed else "single"
+    try:
+        with _signals_interrupt():
+            return _launch(job, tmpdir, launcher, _rank_environment(job, launcher, True), module)
+    except Interrupted:
+        _kill_job(None, tmpdir)
+        raise
+
+
+def _launch(job: Job, tmpdir: Path, launcher: str, env: dict[str, str], module: str = RANK_MODULE) -> Attempt:
     """Launch the ranks; relaunch on a fresh port while the rendezvous finds its port in use
     (before any step ran, :data:`PORT_RETRIES` times). BENCHBENCH_MASTER_PORT, if set, is the
     first try's port; srun always gets a port the parent picked (rank 0 runs on this host)."""
@@ -393,7 +422,7 @@ def _launch(job: Job, tmpdir: Path, launcher: str, env: dict[str, str]) -> Attem
             port = free_port()
         if port is not None:
             env = {**env, "BENCHBENCH_MASTER_PORT": str(port)}
-        cmd = rank_command(job, tmpdir / "job.json", tmpdir / "record.json", tmpdir, launcher, port)
+        cmd = rank_command(job, tmpdir / "job.json", tmpdir / "record.json", tmpdir, launcher, port, module)
         attempt = _run_ranks(cmd, env, job, tmpdir, started)
         stepped = any(b.steps for b in attempt.watch.beats.values())
         in_use = attempt.code != 0 and not attempt.killed and not stepped and _port_in_use(tmpdir, attempt.output)

@@ -18,6 +18,7 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 from benchbench import heartbeat
@@ -73,7 +74,10 @@ def _run(job_file: Path, out: Path, env: RankEnv) -> None:
     heartbeat.phase("done")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, body: Callable[[Path, Path, RankEnv], None] | None = None) -> int:
+    """One rank: heartbeat, identity, ``body(job_file, out, env)`` (default: train the job), the
+    error files on any exception; another entry point (``benchbench.costmodel.calibrate_rank``)
+    passes its own ``body`` and gets the same error handling and teardown."""
     parser = argparse.ArgumentParser(prog="benchbench.rank")
     parser.add_argument("--job-file", required=True, type=Path, help="the job as JSON (Job.to_dict)")
     parser.add_argument("--out", required=True, type=Path)
@@ -84,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         heartbeat.start(args.err_dir, env.rank)
         env = rank_env()
-        _run(args.job_file, args.out, env)
+        (body or _run)(args.job_file, args.out, env)
     except BaseException as exc:
         _write_error(args.err_dir, env.rank, exc)
         return 1

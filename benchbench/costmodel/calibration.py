@@ -113,7 +113,8 @@ class Calibration:
             return exact[0]
         at_level = [f for f in mine if f.level == level] or mine
         if not at_level:
-            raise KeyError(f"calibration of {self.hardware} has no fit for {kind}; has {sorted({f.kind for f in self.collectives})}")
+            kinds = sorted({f.kind for f in self.collectives})
+            raise KeyError(f"calibration of {self.hardware} has no fit for {kind}; has {kinds}")
         return max(at_level, key=lambda f: f.group_size)
 
     def collective_time(self, kind: str, n: int, payload: float, level: str = "intra") -> float:
@@ -186,12 +187,12 @@ def from_spec(name: str, profile: Any) -> Calibration:
 __all__ = [
     "ADAMW_BYTES_PER_PARAM",
     "CALIBRATION_VERSION",
-    "Calibration",
-    "CollectiveFit",
-    "CollectivePoint",
     "FROM_SPEC",
     "LATENCY_STEPS",
     "MEASURED",
+    "Calibration",
+    "CollectiveFit",
+    "CollectivePoint",
     "PhasePoint",
     "from_spec",
     "read_calibration",

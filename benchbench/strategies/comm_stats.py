@@ -33,7 +33,6 @@ from torch.utils._pytree import tree_leaves
 
 from benchbench.costmodel.collectives import BUS_FACTOR
 
-
 # op name -> (kind, index of the argument whose tensors are the payload; -1: the op's output)
 _OPS: dict[str, tuple[str, int]] = {
     # c10d (ProcessGroup) ops

@@ -1,0 +1,272 @@
+"""``benchbench calibrate``: measure what the cost model needs on the hardware at hand.
+
+Parent side (no torch): :func:`calibration_spec` turns a validated study and a hardware profile
+into the spec of one calibration (the world size, group sizes, models and per-rank batches the
+study's jobs use); :func:`run_calibration` starts
+:mod:`benchbench.costmodel.calibrate_rank` on every rank through the jobs' own launcher
+(:func:`benchbench.launch.launch_ranks`: torchrun locally, srun inside a Slurm allocation, the
+heartbeat watchdog, ``timeout_s``, no orphans) and writes the calibration atomically — or raises
+:class:`CalibrationFailed` and writes nothing. Also here, used by the ranks and the tests: the
+sweep's sizes and iteration counts (:func:`sweep_sizes`, :func:`iterations`), the nccl-tests
+columns of a point (:func:`make_point`), the α-β fit (:func:`fit_collective`) and the table
+(:func:`format_calibration`). Definitions: docs/METRICS.md, "Calibration".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from benchbench.costmodel.calibration import (
+    Calibration,
+    CollectiveFit,
+    CollectivePoint,
+    read_calibration,
+    write_calibration,
+)
+from benchbench.costmodel.collectives import LATENCY_STEPS, algbw, bus_bytes, busbw
+from benchbench.hardware import HardwareProfile
+from benchbench.job import Job
+
+RANK_MODULE = "benchbench.costmodel.calibrate_rank"
+DEFAULT_MAX_BYTES = 256 * 1024**2  # the study's calibration_max_bytes default (config schema)
+MIN_BYTES = 1024  # the sweep's first size; each next one is 4x
+LATENCY_BOUND_FACTOR = 100.0  # B of a sweep that shows no bandwidth term: this x the best busbw seen
+ELEMENT_BYTES = 4  # the sweep's tensors are fp32 (gradients are, under bf16 autocast too)
+
+
+class CalibrationFailed(RuntimeError):
+    """The calibration's ranks failed or timed out (the message says how); no file was written."""
+
+
+# ------------------------------------------------------------------------------------ the spec
+
+
+def _micro_batches(job: Job) -> int:
+    """Samples one rank feeds through forward/backward at a time: the data-parallel shard split
+    into accumulation steps, or into the pipeline's micro-batches."""
+    split = job.plan.micro_batches if job.pp > 1 else job.plan.accum_steps
+    return max(job.global_batch // max(job.dp, 1) // max(split, 1), 1)
+
+
+def calibration_spec(study_cfg: dict[str, Any], hardware: str) -> dict[str, Any]:
+    """What to calibrate for ``hardware`` so that the cost model can predict every job of the
+    validated study ``study_cfg`` on it (torch-free; docs/METRICS.md, "Calibration"). Raises
+    ``ValueError`` when the study runs no job on ``hardware``."""
+    from benchbench.hardware import load_hardware
+    from benchbench.study import expand
+
+    jobs = [j for j in expand(study_cfg)[0] if j.hardware == hardware]
+    if not jobs:
+        raise ValueError(f"study {study_cfg['study']!r} runs no job on hardware {hardware!r}")
+    groups = {n for j in jobs for n in (j.dp, j.tp, j.pp, j.world_size) if n > 1}
+    models: dict[str, dict[str, Any]] = {}
+    for label, cfg in study_cfg["models"].items():
+        mine = [j for j in jobs if j.model == label]
+        if mine:
+            batch = int(cfg.get("batch_size", study_cfg["batch_size"]))
+            batches = {_micro_batches(j) for j in mine} | {batch}
+            models[label] = {"model_cfg": dict(mine[0].model_cfg), "batches": sorted(batches)}
+    return {
+        "study": study_cfg["study"],
+        "hardware": hardware,
+        "hardware_cfg": load_hardware(hardware).to_dict(),
+        "world_size": max(j.world_size for j in jobs),
+        "group_sizes": sorted(groups),
+        "models": models,
+        "threads_per_rank": int(study_cfg["threads_per_rank"]),
+        "dtype": study_cfg["dtype"],
+        "seed": int(study_cfg["seed"]),
+        "optimizer": dict(study_cfg["optimizer"]),
+        "max_bytes": int(study_cfg.get("calibration_max_bytes", DEFAULT_MAX_BYTES)),
+        "timeout_s": float(study_cfg["timeout_s"]),
+    }
+
+
+SPEC_KEYS = ("hardware", "hardware_cfg", "world_size", "group_sizes", "models", "threads_per_rank", "dtype",
+             "seed", "max_bytes", "timeout_s")  # fmt: skip
+
+
+def check_spec(spec: dict[str, Any]) -> None:
+    """``ValueError`` naming what is wrong with a calibration spec, before any rank starts."""
+    missing = [k for k in SPEC_KEYS if k not in spec]
+    if missing:
+        raise ValueError(f"calibration spec: missing keys {missing}; a spec is what calibration_spec returns")
+    ws, groups = int(spec["world_size"]), [int(n) for n in spec["group_sizes"]]
+    bad = [n for n in groups if not 2 <= n <= ws]
+    if ws < 1 or bad:
+        raise ValueError(f"calibration spec: group sizes {bad} outside 2..world_size ({ws})")
+    if int(spec["max_bytes"]) < MIN_BYTES:
+        raise ValueError(f"calibration spec: max_bytes {spec['max_bytes']} < {MIN_BYTES}")
+    if float(spec["timeout_s"]) <= 0 or int(spec["threads_per_rank"]) < 1:
+        raise ValueError("calibration spec: timeout_s must be > 0 and threads_per_rank >= 1")
+    for label, m in spec["models"].items():
+        if not m.get("batches") or min(int(b) for b in m["batches"]) < 1:
+            raise ValueError(f"calibration spec: model {label!r} needs batches >= 1, got {m.get('batches')}")
+
+
+def job_for(spec: dict[str, Any], world_size: int, model_cfg: dict[str, Any] | None = None, batch: int = 1,
+            label: str = "calibration") -> Job:  # fmt: skip
+    """The :class:`~benchbench.job.Job` that carries a calibration through the jobs' machinery:
+    ``world_size`` ranks in one data-parallel group (the launcher's view), or, with a model, the
+    single-process job whose training step the compute calibration times (AdamW, the study's lr)."""
+    from benchbench.strategies.plan import resolve_plan
+
+    plan = resolve_plan("single" if world_size == 1 else "ddp", world_size)
+    cfg = dict(model_cfg or {})
+    return Job(
+        study=spec.get("study", "calibration"), model=label, model_cfg=cfg, hardware=spec["hardware"],
+        hardware_cfg=HardwareProfile.from_dict(spec["hardware_cfg"]), strategy="calibrate", plan=plan,
+        world_size=world_size, global_batch=batch, seq_len=int(cfg["seq_len"]) if "seq_len" in cfg else None,
+        dtype=spec["dtype"], steps=1, warmup_steps=0, seed=int(spec["seed"]), repeat=0,
+        threads_per_rank=int(spec["threads_per_rank"]), scaling="strong", timeout_s=float(spec["timeout_s"]),
+        optimizer=dict(spec.get("optimizer") or {"lr": 1e-3}), loss_tolerance=0.0,
+    )  # fmt: skip
+
+
+# ------------------------------------------------------------------------------- the sweep
+
+
+def sweep_sizes(max_bytes: int) -> list[int]:
+    """1 KiB, 4 KiB, 16 KiB, ... up to ``max_bytes`` (each 4x the last)."""
+    sizes, s = [], MIN_BYTES
+    while s <= max_bytes:
+        sizes.append(s)
+        s *= 4
+    return sizes
+
+
+def iterations(size: int) -> tuple[int, int]:
+    """(warm-up, timed) iterations at ``size`` bytes: fewer as operations grow, so that a sweep to
+    256 MiB stays short (about 30 s for five collectives at 2 ranks on gloo here) while small
+    sizes, whose times are bimodal on a shared CPU (a rank's wake-up delayed by a few ms), get
+    enough samples for a stable median."""
+    if size <= 64 * 1024:
+        return 5, 50
+    if size <= 1024**2:
+        return 3, 20
+    if size <= 16 * 1024**2:
+        return 2, 7
+    return 1, 3
+
+
+def elements(kind: str, n: int, size: int) -> int:
+    """fp32 elements of the operation's nccl-tests size: a multiple of ``n`` where the tensor is
+    split over the ranks (all-gather, reduce-scatter), so the payload may fall just short of ``size``."""
+    count = max(size // ELEMENT_BYTES, 1)
+    return max(count // n, 1) * n if kind in ("all_gather", "reduce_scatter") else count
+
+
+def make_point(kind: str, n: int, payload: float, seconds: float) -> CollectivePoint:
+    """One sweep row with nccl-tests' columns: algbw = size / time, busbw = algbw x bus factor."""
+    return CollectivePoint(kind, n, float(payload), seconds, algbw(payload, seconds), busbw(kind, n, payload, seconds))
+
+
+def fit_collective(points: Iterable[CollectivePoint], level: str = "intra") -> CollectiveFit:
+    """α and bus bandwidth B of ``t = α · LATENCY_STEPS[kind](n) + bus_bytes / B`` for the points of
+    one (kind, n), by non-negative least squares on the relative error (each row divided by its
+    time, so 1 KiB and 256 MiB weigh alike). When the fit leaves no bandwidth term (every point
+    latency-bound: a sweep too short to show the bandwidth), B is :data:`LATENCY_BOUND_FACTOR` x
+    the best busbw seen, a lower bound that keeps the bandwidth term under 1 % of every point."""
+    import numpy as np
+    from scipy.optimize import nnls
+
+    pts = list(points)
+    kind, n = pts[0].kind, pts[0].group_size
+    if any((p.kind, p.group_size) != (kind, n) for p in pts):
+        raise ValueError("fit_collective: points of one kind and group size only")
+    t = np.array([p.time_s for p in pts])
+    a = np.array([[LATENCY_STEPS[kind](n), bus_bytes(kind, n, p.payload_bytes)] for p in pts])
+    (alpha, inv_b), _ = nnls(a / t[:, None], np.ones(len(pts)))
+    bandwidth = 1.0 / inv_b if inv_b > 0 else LATENCY_BOUND_FACTOR * max(p.busbw for p in pts)
+    return CollectiveFit(kind, n, float(alpha), float(bandwidth), level, "measured")
+
+
+def fit_all(points: list[CollectivePoint], levels: dict[int, str]) -> list[CollectiveFit]:
+    """One fit per (kind, group size) of the sweep; ``levels``: group size -> ``intra``/``inter``."""
+    keys = sorted({(p.kind, p.group_size) for p in points})
+    return [fit_collective([p for p in points if (p.kind, p.group_size) == k], levels.get(k[1], "intra"))
+            for k in keys]  # fmt: skip
+
+
+# ---------------------------------------------------------------------------- the parent
+
+
+def run_calibration(spec: dict[str, Any], out: str | Path, launcher: str = "auto") -> Calibration:
+    """Calibrate on the ranks and write the calibration to ``out`` atomically; raises
+    :class:`CalibrationFailed` (nothing written at ``out``) when a rank fails or the calibration
+    outlives ``timeout_s``, ``ValueError`` for a spec :func:`check_spec` refuses."""
+    from benchbench.launch import _remove_stale_tmpdirs, failure_of, launch_ranks
+
+    check_spec(spec)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    job, started, load = job_for(spec, int(spec["world_size"])), time.monotonic(), os.getloadavg()[0]
+    _remove_stale_tmpdirs(out)
+    with tempfile.TemporaryDirectory(prefix=f".{out.stem}.", dir=out.parent) as tmp:
+        tmpdir = Path(tmp)
+        (tmpdir / "job.json").write_text(json.dumps(spec))
+        attempt = launch_ranks(job, tmpdir, launcher, RANK_MODULE)
+        result = tmpdir / "record.json"
+        if attempt.code != 0 or not result.exists():
+            failure, error = failure_of(job, tmpdir, attempt)
+            raise CalibrationFailed(f"calibration of {spec['hardware']} failed ({failure.kind}): {error}")
+        cal = read_calibration(result)
+    cal.env["wall_time_s"] = round(time.monotonic() - started, 3)
+    # the host's 1-minute load average before and after (after: includes the calibration's own
+    # ranks): a calibration measured beside other work is flagged by it, not hidden
+    cal.env["load_average"] = {"before": load, "after": os.getloadavg()[0]}
+    write_calibration(cal, out)
+    return cal
+
+
+# ----------------------------------------------------------------------------- the table
+
+
+def _si(x: float, unit: str) -> str:
+    return f"{x / 1e9:.3f} G{unit}" if x >= 1e9 else f"{x / 1e6:.3f} M{unit}"
+
+
+def _sweep_lines(cal: Calibration) -> list[str]:
+    lines = []
+    for fit in sorted(cal.collectives, key=lambda f: (f.group_size, f.kind)):
+        pts = [p for p in cal.points if (p.kind, p.group_size) == (fit.kind, fit.group_size)]
+        lines.append(f"# {fit.kind}  n={fit.group_size}  ({fit.level})")
+        lines.append(f"#{'size (B)':>12} {'time (us)':>12} {'algbw (GB/s)':>13} {'busbw (GB/s)':>13} {'fit (us)':>10}")
+        for p in sorted(pts, key=lambda p: p.payload_bytes):
+            model = fit.time(fit.group_size, p.payload_bytes)
+            lines.append(f" {p.payload_bytes:12.0f} {p.time_s * 1e6:12.1f} {p.algbw / 1e9:13.4f} "
+                         f"{p.busbw / 1e9:13.4f} {model * 1e6:10.1f}")  # fmt: skip
+        err = max((abs(fit.time(fit.group_size, p.payload_bytes) / p.time_s - 1) for p in pts), default=0.0)
+        lines.append(f"# fit: alpha {fit.alpha_s * 1e6:.2f} us x {LATENCY_STEPS[fit.kind](fit.group_size):g} "
+                     f"steps, B {fit.bus_bandwidth / 1e9:.3f} GB/s; worst point off by {err:.0%}")  # fmt: skip
+    return lines
+
+
+def format_calibration(cal: Calibration) -> str:
+    """An nccl-tests-like table of the sweep with each fit, then compute, matmul and overlap."""
+    lines = [f"# calibration of {cal.hardware} ({cal.source}, {cal.device}, {cal.threads_per_rank} thread(s) "
+             f"per rank, {cal.cpu_count} CPUs)", *_sweep_lines(cal)]  # fmt: skip
+    spread = cal.env.get("compute_spread") or {}
+    for label, pts in cal.compute.items():
+        lines.append(f"# compute {label}: batch  forward  backward  optimizer (ms)  spread")
+        lines += [f" {p.batch:8d} {p.forward_s * 1e3:9.2f} {p.backward_s * 1e3:9.2f} {p.optimizer_s * 1e3:10.2f}"
+                  f" {spread.get(label, {}).get(str(p.batch), float('nan')):8.0%}" for p in pts]  # fmt: skip
+    for row in cal.matmul:
+        lines.append(f"# matmul {row['m']}x{row['n']}x{row['k']} {row['dtype']}: {_si(row['flops_per_s'], 'FLOP/s')}")
+    detail = cal.env.get("overlap_s") or {}
+    if detail:
+        ms = {k: f"{detail[k] * 1e3:.1f} ms" for k in ("comm", "compute", "both")}
+        lines.append(f"# overlap {cal.overlap:.2f} (all-reduce of {detail['payload_bytes']:.0f} B over "
+                     f"{detail['group_size']:.0f} ranks: alone {ms['comm']}, compute alone {ms['compute']}, "
+                     f"both {ms['both']})")  # fmt: skip
+    if "wall_time_s" in cal.env:
+        load = cal.env.get("load_average") or {}
+        lines.append(f"# took {cal.env['wall_time_s']:.1f} s; host load average {load.get('before', 0):.1f} before, "
+                     f"{load.get('after', 0):.1f} after ({cal.cpu_count} CPUs)")  # fmt: skip
+    return "\n".join(lines)
