@@ -1,4 +1,4 @@
-"""Command line: ``benchbench run | matrix | aggregate | plot | report | compare | path``."""
+"""Command line: ``benchbench run | matrix | aggregate | plot | report | compare | path | predict | recommend``."""
 
 from __future__ import annotations
 
@@ -248,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_tables_and_plots(sub)
     _add_compare(sub)
+    from benchbench.costmodel.cli import add_commands as add_costmodel_commands
+
+    add_costmodel_commands(sub)
 
     pa = sub.add_parser("path", help="print where a study's outputs go (results layout)")
     pa.add_argument("what", choices=["report", "dir"])

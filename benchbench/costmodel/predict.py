@@ -133,6 +133,14 @@ class Ctx:
         return Op(kind, dim, n, len(sizes), float(sum(sizes))), t
 
 
+def fmt_s(seconds: float) -> str:
+    """Seconds for people, in s, ms or µs with 3 significant digits."""
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if abs(seconds) >= scale or unit == "µs":
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds:.3g} s"
+
+
 # --------------------------------------------------------------------------------- compute
 
 
@@ -306,7 +314,7 @@ def ddp_part(ctx: Ctx, tensors: list[Tensor], backward_s: float, compute_s: floa
         ops, times, extra = ops + b_ops, [*times, t], extra + x
     comm = sum(times)
     exposed = comm - _hidden(ctx, comm - times[-1], backward_s)
-    text = f"dp all-reduce {len(buckets)} bucket(s) {comm * 1e3:.1f} ms, overlap {ctx.cal.overlap:.2f}"
+    text = f"dp all-reduce {len(buckets)} bucket(s) {fmt_s(comm)}, overlap {ctx.cal.overlap:.2f}"
     return Part(ops, comm, exposed, extra, text)
 
 
@@ -315,7 +323,7 @@ def naive_part(ctx: Ctx, tensors: list[Tensor], backward_s: float, compute_s: fl
     one all-reduce per parameter tensor after backward, nothing overlapped:
     exposed = Σ_tensors t(all_reduce, numel · 4 bytes)."""
     op, t = ctx.op("all_reduce", "dp", ctx.job.plan.dp, [x.numel * FP32 for x in tensors])
-    return Part([op], t, t, 0.0, f"dp all-reduce per tensor ({op.calls}) {t * 1e3:.1f} ms, not overlapped")
+    return Part([op], t, t, 0.0, f"dp all-reduce per tensor ({op.calls}) {fmt_s(t)}, not overlapped")
 
 
 def zero1_part(ctx: Ctx, tensors: list[Tensor], backward_s: float, compute_s: float, forwards: int) -> Part:
@@ -325,7 +333,7 @@ def zero1_part(ctx: Ctx, tensors: list[Tensor], backward_s: float, compute_s: fl
     after the step, not overlapped: exposed = DDP's + Σ_tensors t(broadcast, numel · 4 bytes)."""
     ddp = ddp_part(ctx, tensors, backward_s, compute_s, forwards)
     op, t = ctx.op("broadcast", "dp", ctx.job.plan.dp, [x.numel * FP32 for x in tensors])
-    text = f"{ddp.text} + broadcast of updated shards ({op.calls}) {t * 1e3:.1f} ms"
+    text = f"{ddp.text} + broadcast of updated shards ({op.calls}) {fmt_s(t)}"
     return Part([*ddp.ops, op], ddp.comm_s + t, ddp.exposed_s + t, ddp.extra_compute_s, text)
 
 
@@ -355,7 +363,7 @@ def fsdp_part(ctx: Ctx, tensors: list[Tensor], backward_s: float, compute_s: flo
     dp = job.plan.dp
     edge = ctx.time("all_gather", "dp", dp, units[0] * elt) + ctx.time("reduce_scatter", "dp", dp, units[-1] * FP32)
     exposed = comm - _hidden(ctx, comm - edge, compute_s)
-    text = f"dp all-gather ×{gathers} + reduce-scatter of {len(units)} units {comm * 1e3:.1f} ms"
+    text = f"dp all-gather ×{gathers} + reduce-scatter of {len(units)} units {fmt_s(comm)}"
     return Part([ag, rs], comm, exposed, 0.0, text)
 
 
@@ -415,7 +423,7 @@ def tp_part(ctx: Ctx, stages: list[int], n_stages: int, batch: float) -> Part:
             op, t = ctx.op(kind, "tp", tp, sizes)
             ops.append(op)
             total += t
-    return Part(ops, total, total, 0.0, f"tp collectives {total * 1e3:.1f} ms per micro-batch")
+    return Part(ops, total, total, 0.0, f"tp collectives {fmt_s(total)} per micro-batch")
 
 
 # -------------------------------------------------------------------- pipeline parallel (pp)
@@ -432,7 +440,7 @@ def p2p_part(ctx: Ctx, stages: list[int], owners: dict[int, int], batch: float) 
     sends = [s for s in stages if s + 1 < n and owners[s + 1] != mine]
     sends += [s for s in stages if s > 0 and owners[s - 1] != mine]
     op, t = ctx.op("send", "pp", job.plan.pp, [a] * len(sends))
-    return Part([op] if sends else [], t, t, 0.0, f"pp send {t * 1e3:.2f} ms per micro-batch")
+    return Part([op] if sends else [], t, t, 0.0, f"pp send {fmt_s(t)} per micro-batch")
 
 
 def pipeline_makespan(ctx: Ctx, per_mb: list[float], transfer: list[float], hop: float) -> tuple[float, str]:
@@ -502,10 +510,10 @@ def flat_step(ctx: Ctx) -> RankStep:
     dp = DP_FAMILY[dp_flavour(job)](ctx, tensors, b, k * (f + b), k)
     compute = k * (f + b) + opt + dp.extra_compute_s
     exposed = k * tp.exposed_s + dp.exposed_s
-    terms = [f"compute {compute * 1e3:.1f} ms ({k}× (F {f * 1e3:.1f} + B {b * 1e3:.1f}) + opt {opt * 1e3:.1f}"
-             + (f" + hook {dp.extra_compute_s * 1e3:.1f}" if dp.extra_compute_s else "") + ")"]  # fmt: skip
+    terms = [f"compute {fmt_s(compute)} ({k}× (F {fmt_s(f)} + B {fmt_s(b)}) + opt {fmt_s(opt)}"
+             + (f" + hook {fmt_s(dp.extra_compute_s)}" if dp.extra_compute_s else "") + ")"]  # fmt: skip
     terms += [f"{k}× {tp.text}"] if tp.ops else []
-    terms += [f"{dp.text}, exposed {dp.exposed_s * 1e3:.1f} ms"] if dp.ops else []
+    terms += [f"{dp.text}, exposed {fmt_s(dp.exposed_s)}"] if dp.ops else []
     ops = [Op(o_.kind, o_.dim, o_.n, o_.calls * k, o_.payload * k) for o_ in tp.ops] + dp.ops
     return RankStep(compute, k * tp.comm_s + dp.comm_s, exposed, compute + exposed, None, ops, terms)
 
@@ -540,10 +548,10 @@ def pipeline_step(ctx: Ctx) -> RankStep:  # long: a pass over the pipeline ranks
     step = makespan + max(tails)
     exposed = max(0.0, step - compute)  # everything on the busiest rank that is not its compute
     ops = [Op(q.kind, q.dim, q.n, q.calls * m, q.payload * m) for q in tp.ops + x.ops] + dp.ops
-    terms = [f"pipeline p={p} m={m} v={v}: makespan {makespan * 1e3:.1f} ms ({how}), bubble {bubble:.3f}",
-             f"busiest rank {busiest}: compute {compute * 1e3:.1f} ms (per micro-batch F+B "
-             f"{(f + b) * 1e3:.1f} × share)", *([f"{m}× {tp.text}"] if tp.ops else []),
-             f"{m}× {x.text}", *([f"{dp.text}, exposed {dp.exposed_s * 1e3:.1f} ms"] if dp.ops else [])]  # fmt: skip
+    terms = [f"pipeline p={p} m={m} v={v}: makespan {fmt_s(makespan)} ({how}), bubble {bubble:.3f}",
+             f"busiest rank {busiest}: compute {fmt_s(compute)} (per micro-batch F+B "
+             f"{fmt_s(f + b)} × share)", *([f"{m}× {tp.text}"] if tp.ops else []),
+             f"{m}× {x.text}", *([f"{dp.text}, exposed {fmt_s(dp.exposed_s)}"] if dp.ops else [])]  # fmt: skip
     return RankStep(compute, comm, min(exposed, comm + makespan), step, bubble, ops, terms)
 
 
@@ -638,3 +646,61 @@ def predict_job(job: Job, cal: Calibration) -> Prediction:
         step.exposed_s * slow, step.bubble, t, job.global_batch / t, state, act, mem, limit, fits, reason,
         "; ".join(terms),
     )  # fmt: skip
+
+
+# ------------------------------------------------------------------------------- many jobs
+
+
+def scaled_global_batch(cfg: dict[str, Any], model: str, world_size: int) -> int | None:
+    """The global batch beyond a study's world sizes: the model's batch_size × world size (weak
+    scaling from one rank's batch); ``None`` inside the study's world sizes (the study's own rule,
+    as :func:`~benchbench.study.make_job` applies it)."""
+    if world_size in cfg["world_sizes"]:
+        return None
+    return int(cfg["models"][model].get("batch_size", cfg["batch_size"])) * world_size
+
+
+def config_jobs(
+    cfg: dict[str, Any], model: str, hardware: str, world_size: int, plans: str, global_batch: int | None
+) -> list[Job]:
+    """The jobs of one model × hardware × world size: the study's strategies (``plans="study"``),
+    or those and every candidate of :func:`~benchbench.costmodel.space.candidates` (``"all"``)."""
+    from benchbench.costmodel.space import candidates
+    from benchbench.hardware import load_hardware
+    from benchbench.study import make_job
+
+    names = {s: None for s in cfg["strategies"] if s in cfg["strategy_defs"] or not s.startswith("predicted-top-")}
+    defs = dict(cfg["strategy_defs"])
+    if plans == "all":
+        gb = global_batch or make_job(cfg, model, hardware, "ddp", world_size, 0)[0].global_batch
+        for name, spec in candidates(cfg["models"][model], load_hardware(hardware), world_size, gb).items():
+            names.setdefault(name, None)
+            defs.update({name: spec} if spec else {})
+    full = {**cfg, "strategy_defs": defs}
+    jobs = []
+    for name in names:
+        job = make_job(full, model, hardware, name, world_size, 0)[0]
+        jobs.append(job.replace(global_batch=global_batch) if global_batch else job)
+    return jobs
+
+
+def predict_configs(
+    study_cfg: dict[str, Any],
+    cals: dict[str, Calibration],
+    world_sizes: list[int] | None = None,
+    global_batch_rule: Callable[[dict[str, Any], str, int], int | None] = scaled_global_batch,
+    plans: str = "study",
+) -> list[Prediction]:
+    """Predictions for every model of the study × hardware (the keys of ``cals``: the study's, or
+    all shipped profiles, as the caller chose) × strategy (``plans``: the study's, or ``"all"``:
+    also every preset and generated hybrid) × world size (the study's, or ``world_sizes``: up to
+    4,096 and beyond), infeasible ones included with their reason. ``global_batch_rule(cfg,
+    model, world_size)`` gives the global batch (``None``: the study's rule); by default the
+    model's batch_size × world size beyond the study's world sizes."""
+    out = []
+    for model in study_cfg["models"]:
+        for hardware, cal in cals.items():
+            for ws in sorted(set(world_sizes or study_cfg["world_sizes"])):
+                gb = global_batch_rule(study_cfg, model, ws)
+                out += [predict_job(job, cal) for job in config_jobs(study_cfg, model, hardware, ws, plans, gb)]
+    return out
