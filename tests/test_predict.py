@@ -48,7 +48,9 @@ def _measured_rows(comm: list[dict]) -> dict:
 
 
 def _predicted_rows(job: Job) -> dict:
-    return {(c["kind"], c["dim"]): (c["group_size"], c["calls"], c["payload_bytes"]) for c in comm_rows(job, hand_cal())}
+    return {
+        (c["kind"], c["dim"]): (c["group_size"], c["calls"], c["payload_bytes"]) for c in comm_rows(job, hand_cal())
+    }
 
 
 def _powersgd_uncounted(rec: dict) -> bool:
