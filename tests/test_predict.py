@@ -196,3 +196,32 @@ def test_the_fixture_is_real_measurement():
     """The records were written by benchbench runs (provenance kept), not made up."""
     data = json.loads(Path(FIXTURE).read_text())
     assert "real records" in data["source"] and all(len(r["git_commit"]) == 40 for r in data["records"])
+
+
+def test_prediction_error_figures_are_computed_from_the_records(tmp_path, capsys):
+    """benchmarks/prediction_error.py: each error is (predicted − measured) / measured of the
+    record it reads; a record measured twice as slow shows a different error."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("prediction_error", ROOT / "benchmarks" / "prediction_error.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    cal_path = tmp_path / "cal.json"
+    from benchbench.costmodel.calibration import write_calibration
+
+    write_calibration(hand_cal(), cal_path)
+    recs = [r for r in _records() if r["job"]["strategy"] in ("ddp", "fsdp") and r["job"]["world_size"] == 2]
+    for i, r in enumerate(recs):
+        summary = {"step_time_median_s": 0.05 * (i + 1), "model_state_bytes": 1e6 * (i + 1)}
+        body = {"status": "ok", "job": r["job"], "env": {"oversubscribed": False}, "summary": summary}
+        path = tmp_path / "res" / "raw" / f"{i}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(body))
+    rows = mod.rows([tmp_path / "res"], cal_path)
+    assert len(rows) == len(recs) >= 2
+    for i, (row, r) in enumerate(zip(rows, recs, strict=True)):
+        pred = predict_job(Job.from_dict(r["job"]), hand_cal())
+        assert row["step_err"] == pytest.approx((pred.step_time_s - 0.05 * (i + 1)) / (0.05 * (i + 1)))
+        assert row["mem_err"] == pytest.approx((pred.model_state_bytes - 1e6 * (i + 1)) / (1e6 * (i + 1)))
+    assert mod.main([str(tmp_path / "res"), "--calibration", str(cal_path)]) == 0
+    assert f"overall n={len(recs)}: step time median" in capsys.readouterr().out
