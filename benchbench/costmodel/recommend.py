@@ -168,7 +168,11 @@ def format_recommendation(rec: Recommendation, top: int = 10) -> str:
         lines.append("no plan fits: every candidate is excluded by memory or infeasible")
     else:
         best = rec.ranked[0]
+        share = best.prediction.compute_s / best.prediction.step_time_s
         lines.append(f"best: {best.name} ({best.label}) {best.samples_per_s:.5g} samples/s; {best.prediction.terms}")
+        lines.append(f"compute is {share:.0%} of its predicted step" + (
+            " (communication-bound: plans differ by latencies; framework and kernel-launch overheads, "
+            "not modelled, may dominate)" if share < 0.5 else ""))  # fmt: skip
     if len(rec.ranked) > 1:
         second = rec.ranked[1]
         lines.append(f"runner-up: {second.name} ({second.label}) {second.samples_per_s:.5g} samples/s; "
