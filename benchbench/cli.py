@@ -1,5 +1,5 @@
 """Command line: ``benchbench run | matrix | calibrate | aggregate | plot | report | compare | path |
-validate | plot-costmodel``."""
+predict | recommend | validate | plot-costmodel``."""
 
 from __future__ import annotations
 
@@ -397,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tables_and_plots(sub)
     _add_compare(sub)
     _add_costmodel(sub)
+    from benchbench.costmodel.cli import add_commands as add_costmodel_commands
+
+    add_costmodel_commands(sub)
 
     pa = sub.add_parser("path", help="print where a study's outputs go (results layout)")
     pa.add_argument("what", choices=["report", "dir"])

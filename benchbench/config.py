@@ -26,6 +26,9 @@ DEFAULT_CONFIG = ROOT / "config" / "config.yaml"
 #: or '_' (no '.', '..', hidden files or option-like words), at most 80 characters. The schema's
 #: ``$defs/name`` and the workflow's wildcard constraints say the same.
 SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}")
+#: A study's ``strategies`` entry that stands for the cost model's top-K predicted plans of each
+#: model x hardware x world size (:func:`benchbench.study.expand`).
+PREDICTED_TOP = re.compile(r"predicted-top-([1-9][0-9]*)")
 SAFE_NAME_RULE = "ASCII letters, digits, '_', '-' and '.', starting with a letter, digit or '_'; at most 80 characters"
 
 
@@ -151,8 +154,8 @@ def _semantic_errors(cfg: dict[str, Any]) -> list[str]:
             errors.append(f"strategy_defs.{name}: {name!r} is a preset's name; allowed: a name that is not a preset")
     known = sorted(PRESETS) + sorted(cfg["strategy_defs"])
     errors += [
-        f"strategies.{i}: {name!r} is not allowed; allowed: {known}"
-        for i, name in enumerate(cfg["strategies"]) if name not in known
+        f"strategies.{i}: {name!r} is not allowed; allowed: {known}, or predicted-top-K (K >= 1)"
+        for i, name in enumerate(cfg["strategies"]) if name not in known and not PREDICTED_TOP.fullmatch(name)
     ]  # fmt: skip
     errors += [
         f"hardware.{i}: {name!r} is not allowed; allowed: {hardware_names()} (config/hardware/<name>.yaml)"

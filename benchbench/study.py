@@ -5,9 +5,11 @@ both call :func:`expand`, so there is one copy of the logic."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from benchbench.config import PREDICTED_TOP
 from benchbench.hardware import load_hardware
 from benchbench.job import Job
 from benchbench.strategies.plan import infeasible_reason, resolve_plan
@@ -84,16 +86,72 @@ def job_infeasible_reason(job: Job) -> str | None:
     return reason
 
 
+def _combinations(cfg: dict[str, Any]) -> Iterator[tuple[dict[str, Any], str, str, str, int]]:
+    """(config, model, hardware, strategy, world size) in expansion order. A ``predicted-top-K``
+    entry of ``strategies`` (not itself a strategy_defs name) becomes, per model x hardware x
+    world size, the cost model's K best predicted plans there (:func:`predicted_top`), with their
+    strategy_defs added to the config the jobs are made from."""
+    sizes = sorted(set(cfg["world_sizes"]))
+    predicted = any(PREDICTED_TOP.fullmatch(s) and s not in cfg["strategy_defs"] for s in cfg["strategies"])
+    if not predicted:
+        for model, hardware, strategy, ws in itertools.product(
+            cfg["models"], cfg["hardware"], cfg["strategies"], sizes
+        ):
+            yield cfg, model, hardware, strategy, ws
+        return
+    cals: dict[str, Any] = {}
+    for model, hardware, ws in itertools.product(cfg["models"], cfg["hardware"], sizes):
+        names, defs = [], dict(cfg["strategy_defs"])
+        for i, s in enumerate(cfg["strategies"]):
+            top = PREDICTED_TOP.fullmatch(s) and s not in defs
+            chosen = predicted_top(cfg, model, hardware, ws, f"strategies.{i}", cals) if top else {s: None}
+            names += [n for n in chosen if n not in names]
+            defs.update({n: spec for n, spec in chosen.items() if spec})
+        full = {**cfg, "strategy_defs": defs}
+        for strategy in names:
+            yield full, model, hardware, strategy, ws
+
+
+def predicted_top(
+    cfg: dict[str, Any], model: str, hardware: str, world_size: int, key: str, cals: dict[str, Any]
+) -> dict[str, dict[str, Any] | None]:
+    """For the entry ``predicted-top-K`` at ``key`` (``strategies.<i>``): the K best predicted
+    feasible plans of ``model`` on ``hardware`` at ``world_size`` ranks and the study's global
+    batch there (name -> strategy_defs entry, ``None`` for a preset), predicted with
+    ``results/<study>/calibration/<hardware>.json`` when it exists, else the profile's specs;
+    :class:`~benchbench.config.ConfigError` naming ``key`` and what to run when neither exists.
+    Imports the cost model (and torch, 2-3 s) only for a study that asks for it."""
+    from benchbench.config import ConfigError
+    from benchbench.costmodel.calibration import from_spec, read_calibration
+    from benchbench.costmodel.recommend import calibration_path, recommend
+
+    entry = cfg["strategies"][int(key.split(".")[1])]
+    k = int(PREDICTED_TOP.fullmatch(entry).group(1))
+    path = calibration_path(cfg["study"], hardware)
+    if hardware not in cals:
+        try:
+            cals[hardware] = read_calibration(path) if path.exists() else from_spec(hardware, load_hardware(hardware))
+        except ValueError as e:
+            raise ConfigError(
+                f"invalid study config:\n  {key}: {entry!r} needs a calibration of hardware {hardware!r}: {path} "
+                f"does not exist or cannot be read, and the profile's specs cannot stand in ({e}); run "
+                f"`benchbench calibrate --configfile <this study's file> --hardware {hardware}` first"
+            ) from None
+    plain = {**cfg, "strategies": [s for s in cfg["strategies"] if not PREDICTED_TOP.fullmatch(s)] or ["ddp"]}
+    gb = make_job(plain, model, hardware, "ddp", world_size, 0)[0].global_batch
+    rec = recommend(plain, model, hardware, world_size, cals[hardware], gb)
+    return {c.name: c.spec for c in rec.ranked[:k]}
+
+
 def expand(cfg: dict[str, Any]) -> tuple[list[Job], list[Dropped]]:
     """All jobs of a validated study config, and the dropped combinations with reasons.
 
-    Order: model, hardware, strategy, world size, repeat (the order ``matrix`` prints)."""
+    Order: model, hardware, strategy, world size, repeat (the order ``matrix`` prints); with a
+    ``predicted-top-K`` entry: model, hardware, world size, strategy (:func:`_combinations`)."""
     jobs: list[Job] = []
     dropped: list[Dropped] = []
-    for model, hardware, strategy, ws in itertools.product(
-        cfg["models"], cfg["hardware"], cfg["strategies"], sorted(set(cfg["world_sizes"]))
-    ):
-        first, reason = make_job(cfg, model, hardware, strategy, ws, 0)
+    for full, model, hardware, strategy, ws in _combinations(cfg):
+        first, reason = make_job(full, model, hardware, strategy, ws, 0)
         if reason is not None:
             dropped.append(Dropped(model, hardware, strategy, ws, reason))
         else:

@@ -1,0 +1,140 @@
+"""Recommending a plan (benchbench/costmodel/recommend.py, ``benchbench recommend``), the generated
+plan space (space.py), ``benchbench predict`` and ``strategies: [predicted-top-K]`` in a study."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+
+import pytest
+import yaml
+
+from benchbench.cli import main
+from benchbench.config import SAFE_NAME, ConfigError, check_config, load_config
+from benchbench.costmodel.calibration import write_calibration
+from benchbench.costmodel.recommend import calibration_for, format_recommendation, recommend
+from benchbench.costmodel.space import candidates, generated_plans
+from benchbench.hardware import load_hardware
+from benchbench.strategies.plan import infeasible_reason, resolve_plan
+from benchbench.study import expand, job_infeasible_reason, make_job
+
+from .test_predict import GPT_SMALL, hand_cal
+
+BIG = {"arch": "gpt", "layers": 32, "hidden": 4096, "heads": 32, "seq_len": 2048, "vocab": 32000}
+
+
+@pytest.mark.parametrize("ws", [8, 64, 1024])
+def test_recommend_answers_for_gpt_small_on_h100(ws, capsys):
+    assert main(["recommend", "--model", "gpt-small", "--hardware", "h100-sxm", "--world-size", str(ws)]) == 0
+    out = capsys.readouterr().out
+    assert f"gpt-small on h100-sxm at {ws} ranks, global batch {8 * ws} (calibration: from spec)" in out
+    best = re.search(r"^best: (\S+) \(predicted\) ([0-9.e+]+) samples/s", out, re.M)
+    assert best and float(best.group(2)) > 0
+    assert re.search(r"^runner-up: \S+ \(predicted\) .* margin -?[0-9.]+%$", out, re.M)
+    assert "excluded by memory" in out
+    snippet = yaml.safe_load(out.split("strategy for a study (paste into its config):\n")[1])
+    assert snippet["strategies"] == [best.group(1)]
+    cfg = load_config()
+    cfg = check_config({**cfg, "strategies": snippet["strategies"], "strategy_defs": snippet.get("strategy_defs", {}),
+                        "world_sizes": [ws]})  # fmt: skip
+    job = make_job(cfg, "gpt-small", "h100-sxm", best.group(1), ws, 0)[0].replace(global_batch=8 * ws)
+    assert job_infeasible_reason(job) is None and job.world_size == ws
+
+
+def test_memory_excludes_a_large_gpt_on_few_gpus():
+    cfg = load_config()
+    cfg["models"]["big"] = dict(BIG, batch_size=1)
+    rec = recommend(cfg, "big", "h100-sxm", 8, calibration_for("default", "h100-sxm"))
+    assert {p.strategy for p in rec.excluded} >= {"ddp", "dp-naive"}  # 16 bytes x 6.7 B parameters
+    assert all(p.memory_bytes > 80e9 for p in rec.excluded)
+    assert all(c.prediction.memory_bytes <= 80e9 for c in rec.ranked)
+    text = format_recommendation(rec)
+    assert re.search(r"^  ddp: [0-9.]+ GB predicted > 80 GB limit$", text, re.M)
+
+
+def test_a_measured_record_outranks_by_its_measured_throughput(tmp_path, capsys):
+    """Where an ok record of the configuration exists, its throughput is used and labelled."""
+    cal_path = tmp_path / "cal.json"
+    write_calibration(hand_cal(), cal_path)
+    cfg = load_config()
+    job, _ = make_job(cfg, "gpt-small", "cpu-local", "ddp", 2, 0)
+    job = job.replace(global_batch=16)
+    rec_path = tmp_path / "res" / "raw" / "gpt-small" / "cpu-local" / "ddp" / "ws2-r0.json"
+    rec_path.parent.mkdir(parents=True)
+    rec_path.write_text(json.dumps({"status": "ok", "job": job.to_dict(), "summary": {"samples_per_s": 1e9}}))
+    args = ["recommend", "--model", "gpt-small", "--hardware", "cpu-local", "--world-size", "2",
+            "--calibration", str(cal_path), "--results", str(tmp_path / "res")]  # fmt: skip
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^best: ddp \(measured\) 1e\+09 samples/s", out, re.M)
+    assert "(predicted)" in out.split("runner-up:")[1]
+
+
+def test_cpu_local_without_a_calibration_names_the_missing_figure(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    args = ["recommend", "--model", "gpt-small", "--hardware", "cpu-local", "--world-size", "2"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "bandwidth_gbps/latency_us" in err and "benchbench calibrate" in err
+
+
+def test_generated_plans_are_safe_feasible_and_pasteable():
+    h100 = load_hardware("h100-sxm")
+    for ws in (8, 64, 1024):
+        defs = generated_plans(GPT_SMALL, h100, ws)
+        assert defs and all(SAFE_NAME.fullmatch(n) for n in defs)
+        for name in defs:
+            plan = resolve_plan(name, ws, defs)
+            assert plan.tp <= 4 and plan.tp * plan.pp * plan.dp == ws, name
+            assert infeasible_reason(plan, GPT_SMALL, ws, 8 * ws) is None, name
+    assert "fsdp.tp4.pp2.1f1b.m2" in generated_plans(GPT_SMALL, h100, 64)
+    found = candidates(GPT_SMALL, h100, 8, 64)
+    assert "ddp-pp" in found and "ddp.pp2.1f1b.m4" not in found  # the same plan, under the preset's name
+
+
+def test_predict_cli_writes_every_prediction_column(tmp_path, capsys):
+    out = tmp_path / "p.csv"
+    args = ["predict", "--hardware", "h100-sxm", "a100-80gb-sxm", "--world-sizes", "1,2,64,4096", "--csv", str(out)]
+    assert main(args) == 0
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("model,hardware,strategy,world_size,dp,tp,pp,global_batch,source,extrapolated")
+    assert len(lines) == 1 + 2 * 2 * 3 * 4  # models x hardware x strategies x world sizes
+    assert "single-process plan needs world_size 1" in out.read_text()
+    assert "gpt-small\th100-sxm\tddp\t4096\t4096\t1\t1\t32768\t" in capsys.readouterr().out
+
+
+def _top_study(tmp_path, monkeypatch, k: int = 2) -> dict:
+    monkeypatch.chdir(tmp_path)
+    cfg = copy.deepcopy(load_config())
+    cfg.update(study="top", strategies=["single", f"predicted-top-{k}"], world_sizes=[1, 2, 4])
+    cfg["models"] = {"gpt-small": cfg["models"]["gpt-small"]}
+    return check_config(cfg)
+
+
+def test_predicted_top_k_expands_into_the_best_predicted_plans(tmp_path, monkeypatch):
+    cfg = _top_study(tmp_path, monkeypatch)
+    write_calibration(hand_cal(), tmp_path / "results" / "top" / "calibration" / "cpu-local.json")
+    jobs, _ = expand(cfg)
+    for ws in (2, 4):
+        mine = [j.strategy for j in jobs if j.world_size == ws and j.repeat == 0]
+        best = recommend(cfg, "gpt-small", "cpu-local", ws, hand_cal(), 8).ranked
+        assert mine == [c.name for c in best[:2]] and len(mine) == 2
+    assert all(j.plan.to_dict() == resolve_plan(j.strategy, j.world_size, generated_plans(
+        GPT_SMALL, load_hardware("cpu-local"), j.world_size)).to_dict() for j in jobs if "." in j.strategy)  # fmt: skip
+
+
+def test_predicted_top_k_without_a_calibration_says_what_to_run(tmp_path, monkeypatch):
+    cfg = _top_study(tmp_path, monkeypatch, 3)
+    with pytest.raises(ConfigError) as e:
+        expand(cfg)
+    msg = str(e.value)
+    assert "strategies.1: 'predicted-top-3'" in msg and "benchbench calibrate --configfile" in msg
+    assert "--hardware cpu-local" in msg
+
+
+def test_the_schema_accepts_predicted_top_k_only_with_k_at_least_1():
+    cfg = load_config()
+    assert check_config({**cfg, "strategies": ["predicted-top-12"]})["strategies"] == ["predicted-top-12"]
+    with pytest.raises(ConfigError, match="predicted-top-0"):
+        check_config({**cfg, "strategies": ["predicted-top-0"]})
