@@ -151,7 +151,7 @@ def _study_arg(text: str | None) -> dict | None:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from benchbench.analysis import write_csv
-    from benchbench.costmodel.validate import headline, load_calibrations, prediction_grid, summarize, validate
+    from benchbench.costmodel.validate import headline, load_calibrations, summarize, validate
     from benchbench.records_in import read_records
 
     records, _ = read_records(args.records or [])
@@ -162,13 +162,29 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     summary = summarize(table)
     write_csv(table, args.out_csv)
     write_csv(summary, args.summary_csv)
-    if args.predictions_csv:
+    if args.predictions_csv or args.recommendations_csv:
         study = _study_arg(args.study)
         if study is None:
-            raise ConfigError("validate: --predictions-csv needs --study (the study file or its JSON)")
-        write_csv(prediction_grid(study, cals), args.predictions_csv)
+            raise ConfigError("validate: --predictions-csv and --recommendations-csv need --study")
+        _write_grid(args, study, cals)
     print(headline(summary))
     return 0
+
+
+def _write_grid(args: argparse.Namespace, study: dict, cals: dict) -> None:
+    """predictions.csv and recommendations.csv of ``validate`` (what cannot be predicted: stderr)."""
+    from benchbench.analysis import write_csv
+    from benchbench.costmodel.validate import prediction_grid, recommendations
+
+    for path, (frame, notes) in (
+        (args.predictions_csv, prediction_grid(study, cals) if args.predictions_csv else (None, [])),
+        (args.recommendations_csv, recommendations(study, cals, args.results_dir) if args.recommendations_csv
+         else (None, [])),
+    ):  # fmt: skip
+        for note in notes:
+            print(f"benchbench: {note}", file=sys.stderr)
+        if path:
+            write_csv(frame, path)
 
 
 def _cmd_plot_costmodel(args: argparse.Namespace) -> int:
@@ -202,7 +218,9 @@ def _add_costmodel(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--out-csv", required=True, help="where to write prediction.csv")
     v.add_argument("--summary-csv", required=True, help="where to write prediction_summary.csv")
     v.add_argument("--predictions-csv", help="where to write predictions.csv (world sizes 1 ... 4,096)")
-    v.add_argument("--study", help="the study file, or the validated study as JSON (for --predictions-csv)")
+    v.add_argument("--recommendations-csv", help="where to write recommendations.csv (8, 64, 1,024 ranks)")
+    v.add_argument("--results-dir", type=Path, help="results/<study>: recommend uses its ok records as measured")
+    v.add_argument("--study", help="the study file, or the validated study as JSON (for the two above)")
     v.set_defaults(func=_cmd_validate)
 
     pc = sub.add_parser("plot-costmodel", help="calibrations + predictions.csv -> busbw and predicted plots")

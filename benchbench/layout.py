@@ -10,7 +10,7 @@
     results/<study>/plots/{throughput,efficiency,best,breakdown,memory,bubble,compression,pareto}.{svg,png}
     results/<study>/plots/figures.json                                  which figures have data, captions
     results/<study>/calibration/<hardware>.json                          benchbench calibrate
-    results/<study>/tables/{prediction,prediction_summary,predictions}.csv  the cost model vs the records
+    results/<study>/tables/{prediction,prediction_summary,predictions,recommendations}.csv  cost model
     results/<study>/plots/{busbw,predicted}.{svg,png}                     calibration sweep, predicted scaling
     results/<study>/report/index.html
 
@@ -34,7 +34,7 @@ TABLES = ("runs", "scaling", "failures", "rejected", "dropped")
 PLOTS = ("throughput", "efficiency", "best", "breakdown", "memory", "bubble", "compression", "pareto")
 PLOT_FORMATS = ("svg", "png")
 #: The cost model's tables (benchbench validate): per configuration measured, its summary, the grid.
-PREDICTION_TABLES = ("prediction", "prediction_summary", "predictions")
+PREDICTION_TABLES = ("prediction", "prediction_summary", "predictions", "recommendations")
 #: The cost model's figures (benchbench plot-costmodel), drawn from the calibrations and predictions.csv.
 COSTMODEL_PLOTS = ("busbw", "predicted")
 

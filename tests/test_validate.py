@@ -14,7 +14,6 @@ from benchbench import cli
 from benchbench.costmodel import validate as v
 from benchbench.costmodel.calibration import Calibration, CollectiveFit, CollectivePoint, write_calibration
 from benchbench.costmodel.predict import Prediction
-from benchbench.costmodel.section import recommendations
 from benchbench.layout import COSTMODEL_PLOTS, PLOT_FORMATS, TABLES, StudyLayout
 from benchbench.report import build_report, study_records
 from tests.test_analysis import rec
@@ -111,8 +110,9 @@ def test_relative_error_needs_both_figures_and_a_positive_measurement():
 def _calibration() -> Calibration:
     points = [CollectivePoint("all_reduce", 2, s, 1e-5 + s / 1e9, s / (1e-5 + s / 1e9), s / (1e-5 + s / 1e9))
               for s in (1024, 65536, 4 * 2**20)]  # fmt: skip
-    return Calibration(hardware="cpu-local", source="measured", collectives=[CollectiveFit("all_reduce", 2, 1e-5, 1e9)],
-                       points=points)  # fmt: skip
+    fits = [CollectiveFit(k, 2, 1e-5, 1e9) for k in ("all_reduce", "all_gather", "reduce_scatter", "broadcast", "send")]
+    return Calibration(hardware="cpu-local", source="measured", collectives=fits, points=points,
+                       compute_rates={"fp32": 1e11}, memory_bandwidth=1e10)  # fmt: skip
 
 
 def _study(tmp_path, predicted=True, calibration="good"):
@@ -137,8 +137,10 @@ def _study(tmp_path, predicted=True, calibration="good"):
         table = v.validate(recs, cals, lambda j, c: fake_prediction(j, c, step=1.2 if j.world_size == 1 else 0.5))
         table.to_csv(layout.table("prediction"), index=False)
         v.summarize(table).to_csv(layout.table("prediction_summary"), index=False)
-        grid = v.prediction_grid(_config(), cals, fake_prediction, world_sizes=(1, 2, 8, 64))
+        grid = v.prediction_grid(_config(), cals, world_sizes=(1, 2, 8, 64))[0]
         grid.to_csv(layout.table("predictions"), index=False)
+        recommended = v.recommendations(_config(), cals, layout.dir, world_sizes=(8, 64))[0]
+        recommended.to_csv(layout.table("recommendations"), index=False)
     return layout
 
 
@@ -182,14 +184,13 @@ def test_report_renders_without_predictions_or_with_a_failed_calibration(tmp_pat
     assert 'id="no-prediction"' in empty.read_text()
 
 
-def test_recommendations_pick_the_fastest_plan_that_fits_and_list_the_excluded():
-    grid = pd.DataFrame({
-        "model": "m", "hardware": "h", "strategy": ["ddp", "fsdp", "single"], "world_size": 8, "dp": [8, 8, 1],
-        "tp": 1, "pp": 1, "samples_per_s": [100.0, 80.0, 500.0], "fits": [True, True, False], "infeasible": "",
-    })  # fmt: skip
-    r = recommendations(grid, pd.DataFrame(), world_sizes=(8,)).iloc[0]
-    assert (r["best_plan"], r["runner_up_plan"], r["basis"]) == ("ddp (dp8)", "fsdp (dp8)", "predicted")
-    assert r["margin"] == pytest.approx(1.25) and r["excluded_by_memory"] == "single (1 rank)"
+def test_recommendations_come_from_the_cost_models_recommend():
+    table, notes = v.recommendations(_config(), {}, None, world_sizes=(8, 1024))
+    h100 = table[table["hardware"] == "h100-sxm"].set_index("world_size")
+    assert list(h100.index) == [2, 8, 1024] and not notes  # the study's largest world size, then those asked
+    assert (h100["basis"] == "predicted").all() and (h100["source"] == "from spec").all()
+    assert (h100["margin"] >= 1).all() and h100["best_plan"].str.contains(r"\(").all()
+    assert h100.loc[1024, "global_batch"] == 64 * 1024  # beyond the study: the model's batch x world size
 
 
 def test_validate_cli_and_costmodel_plots(tmp_path, monkeypatch):
@@ -199,12 +200,14 @@ def test_validate_cli_and_costmodel_plots(tmp_path, monkeypatch):
     cal = str(layout.calibration("cpu-local"))
     args = ["validate", "--records", *map(str, study_records(layout)), "--calibration", cal,
             "--out-csv", str(out["prediction"]), "--summary-csv", str(out["prediction_summary"]),
-            "--predictions-csv", str(out["predictions"]), "--study", json.dumps(_config())]  # fmt: skip
+            "--predictions-csv", str(out["predictions"]), "--recommendations-csv", str(tmp_path / "r.csv"),
+            "--results-dir", str(layout.dir), "--study", json.dumps(_config())]  # fmt: skip
     assert cli.main(args) == 0
     assert len(pd.read_csv(out["prediction"])) == 2
     grid = pd.read_csv(out["predictions"])
     assert set(grid["world_size"]) == set(v.WORLD_SIZES) and {"cpu-local", "h100-sxm"} <= set(grid["hardware"])
     assert grid.loc[grid["hardware"] == "h100-sxm", "source"].dropna().eq("from spec").all()
+    assert set(pd.read_csv(tmp_path / "r.csv")["world_size"]) == {2, 8, 64, 1024}
     plots = [tmp_path / f"{n}.{f}" for n in COSTMODEL_PLOTS for f in PLOT_FORMATS]
     args = ["plot-costmodel", "--calibration", str(layout.calibration("cpu-local")), "--predictions",
             str(out["predictions"]), "--out", *map(str, plots)]  # fmt: skip

@@ -11,7 +11,9 @@ worst |error|); the predicted grid up to 4,096 ranks; and the recommended plans 
 * ``prediction_summary.csv`` (:func:`summarize`): per strategy and ``all``;
 * ``predictions.csv`` (:func:`prediction_grid`): the study's models × strategies × hardware at world
   sizes 1, 2, 4, …, 4,096 (the study's hardware with its calibration; every other hardware profile
-  whose specs allow it, "from spec").
+  whose specs allow it, "from spec"), from :func:`~benchbench.costmodel.predict.predict_configs`;
+* ``recommendations.csv`` (:func:`recommendations`): per model × hardware at 8, 64 and 1,024 ranks
+  (and the study's largest) the best plan of :func:`~benchbench.costmodel.recommend.recommend`.
 
 Definitions: docs/METRICS.md, "The cost model against the records".
 """
@@ -235,32 +237,65 @@ def _grid_calibrations(study_hardware: list[str], calibrations: Mapping[str, Cal
     return out
 
 
-def _grid_row(cfg: dict[str, Any], key: tuple[str, str, str, int], cal: Calibration, predict: Predictor) -> dict:
+def prediction_grid(cfg: dict[str, Any], calibrations: Mapping[str, Calibration],
+                    world_sizes: Iterable[int] = WORLD_SIZES) -> tuple[pd.DataFrame, list[str]]:  # fmt: skip
+    """``predictions.csv``: :func:`~benchbench.costmodel.predict.predict_configs` of the validated
+    study ``cfg`` at ``world_sizes`` on each hardware of :func:`_grid_calibrations` (infeasible plans
+    included, with why), and a note for each hardware the cost model could not predict."""
+    from benchbench.costmodel.predict import predict_configs
+
+    rows, notes = [], []
+    for hardware, cal in _grid_calibrations(cfg["hardware"], calibrations).items():
+        try:
+            rows += [p.to_dict() for p in predict_configs(cfg, {hardware: cal}, list(world_sizes))]
+        except Exception as e:  # one profile the model cannot predict leaves the others
+            notes.append(f"no predictions for {hardware}: {type(e).__name__}: {e}")
+    return pd.DataFrame(rows), notes
+
+
+#: World sizes of the "Recommended plans" table, with the study's largest.
+RECOMMEND_AT = (8, 64, 1024)
+RECOMMEND_COLUMNS = ["model", "hardware", "world_size", "global_batch", "source", "best_plan", "basis",
+                     "samples_per_s", "runner_up_plan", "margin", "excluded_by_memory", "plans"]  # fmt: skip
+
+
+def _plan(p: Any) -> str:
+    dims = [f"{d}{getattr(p, d)}" for d in ("dp", "tp", "pp") if getattr(p, d) > 1]
+    return f"{p.strategy} ({'·'.join(dims) or '1 rank'})"
+
+
+def _recommend_row(cfg: dict[str, Any], key: tuple[str, str, int], cal: Calibration, results: Path | None) -> dict:
+    from benchbench.costmodel.recommend import recommend
     from benchbench.study import make_job
 
-    model, hardware, strategy, ws = key
-    base = dict(zip(KEYS, key, strict=True))
-    try:
-        job, reason = make_job(cfg, model, hardware, strategy, ws, 0)
-    except (KeyError, ValueError) as e:
-        return base | {"infeasible": f"{type(e).__name__}: {e}"}
-    if reason:
-        return base | {"dp": job.dp, "tp": job.tp, "pp": job.pp, "infeasible": reason}
-    pred, note = _predict(job, cal, predict)
-    if pred is None:
-        return base | {"dp": job.dp, "tp": job.tp, "pp": job.pp, "infeasible": note}
-    return base | pred.to_dict() | {"model": model, "hardware": hardware}
+    model, hardware, ws = key
+    study_gb = ws in cfg["world_sizes"]  # inside the study: its own batch rule, so its records count as measured
+    gb = make_job(cfg, model, hardware, cfg["strategies"][0], ws, 0)[0].global_batch if study_gb else None
+    rec = recommend(cfg, model, hardware, ws, cal, global_batch=gb, results=results)
+    best, second = rec.ranked[0] if rec.ranked else None, rec.ranked[1] if len(rec.ranked) > 1 else None
+    return {
+        "model": model, "hardware": hardware, "world_size": ws, "global_batch": rec.global_batch,
+        "source": rec.source, "best_plan": _plan(best.prediction) if best else "none fits",
+        "basis": best.label if best else "", "samples_per_s": best.samples_per_s if best else None,
+        "runner_up_plan": _plan(second.prediction) if second else "",
+        "margin": 1 + rec.margin if rec.margin is not None else None,
+        "excluded_by_memory": ", ".join(_plan(p) for p in rec.excluded), "plans": len(rec.ranked),
+    }  # fmt: skip
 
 
-def prediction_grid(cfg: dict[str, Any], calibrations: Mapping[str, Calibration], predict: Predictor | None = None,
-                    world_sizes: Iterable[int] = WORLD_SIZES) -> pd.DataFrame:  # fmt: skip
-    """``predictions.csv``: every model × hardware (:func:`_grid_calibrations`) × strategy of the
-    validated study ``cfg`` at ``world_sizes``: the Prediction's fields, or ``infeasible`` saying
-    why the plan cannot run (plan rules, memory, or no prediction)."""
-    predict = predict or default_predictor()
-    rows = []
+def recommendations(cfg: dict[str, Any], calibrations: Mapping[str, Calibration], results: Path | None = None,
+                    world_sizes: Iterable[int] = RECOMMEND_AT) -> tuple[pd.DataFrame, list[str]]:  # fmt: skip
+    """``recommendations.csv``: per model × hardware (:func:`_grid_calibrations`) × world size (the
+    study's largest and ``world_sizes``) :func:`benchbench.costmodel.recommend.recommend` over every
+    candidate plan: the best plan that fits (measured where ``results`` holds an ok record of it,
+    else predicted), the runner-up, margin = best / runner-up throughput, the plans excluded by memory."""
+    sizes = sorted({max(cfg["world_sizes"]), *world_sizes})
+    rows, notes = [], []
     for hardware, cal in _grid_calibrations(cfg["hardware"], calibrations).items():
         for model in cfg["models"]:
-            for strategy in cfg["strategies"]:
-                rows += [_grid_row(cfg, (model, hardware, strategy, ws), cal, predict) for ws in world_sizes]
-    return pd.DataFrame(rows)
+            for ws in sizes:
+                try:
+                    rows.append(_recommend_row(cfg, (model, hardware, ws), cal, results))
+                except Exception as e:  # noted, the rest answered
+                    notes.append(f"no recommendation for {model} on {hardware} at {ws}: {type(e).__name__}: {e}")
+    return pd.DataFrame(rows, columns=RECOMMEND_COLUMNS), notes

@@ -5,7 +5,8 @@
 # job like bench: it holds one bench_slots, and under the Slurm executor asks for what the largest
 # bench job of that hardware asks for. `predict` (benchbench validate) writes prediction.csv (per
 # configuration measured: predicted vs measured and the relative errors, computed from the records),
-# prediction_summary.csv and predictions.csv (the grid up to 4,096 ranks); `plot_costmodel` draws
+# prediction_summary.csv, predictions.csv (the grid up to 4,096 ranks) and recommendations.csv (the
+# best plans at 8, 64 and 1,024 ranks, benchbench.costmodel.recommend); `plot_costmodel` draws
 # the busbw and predicted figures. The report rule takes all of them.
 from benchbench.costmodel.calibrate import calibration_spec
 
@@ -62,17 +63,21 @@ rule predict:
                        category="Tables"),
         predictions=report(str(LAYOUT.table("predictions")), caption="../report/tables/predictions.rst",
                            category="Tables"),
+        recommendations=report(str(LAYOUT.table("recommendations")), caption="../report/tables/recommendations.rst",
+                               category="Tables"),
     log:
         str(LAYOUT.log("predict")),
     params:
         python=PYTHON,
         study=lambda wildcards: json.dumps(STUDY, sort_keys=True, default=str),
+        results=str(LAYOUT.dir),
     conda:
         CONDA_ENV
     shell:
         "{params.python:q} -m benchbench validate --records {input.records:q} --calibration {input.calibrations:q}"
         " --out-csv {output.prediction:q} --summary-csv {output.summary:q} --predictions-csv {output.predictions:q}"
-        " --study={params.study:q} > {log:q} 2>&1"
+        " --recommendations-csv {output.recommendations:q} --results-dir {params.results:q} --study={params.study:q}"
+        " > {log:q} 2>&1"
 
 
 rule plot_costmodel:
