@@ -24,7 +24,7 @@ from matplotlib.axis import Axis
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import LogFormatter, NullLocator
+from matplotlib.ticker import FuncFormatter, LogFormatter, LogLocator, NullFormatter, NullLocator
 
 from benchbench.layout import COSTMODEL_PLOTS, PLOT_FORMATS, PLOTS
 from benchbench.palette import strategy_colour
@@ -76,9 +76,10 @@ CAPTIONS: dict[str, str] = {
     "busbw": "Calibration: bus bandwidth (nccl-tests busbw = size / time x the collective's bus factor) against "
     "message size on log-log axes, one line per collective and group size, per measured hardware profile: "
     "small messages are latency-bound (rising), large ones approach the link's bus bandwidth (flat).",
-    "predicted": "Predicted throughput against world size up to 4,096 ranks on log-log axes, one line per "
-    "strategy, per model and hardware (measured calibration, or the profile's specs: 'from spec'); plans "
-    "the plan rules refuse are absent, plans predicted not to fit in memory are grey crosses.",
+    "predicted": "Predicted throughput against world size up to 4,096 ranks on log-log axes, one panel per hardware "
+    "profile (its measured calibration, or its specs: 'from spec'), one line per strategy (colour) and model (line "
+    "style); the global batch is the study's at its own world sizes and the model's batch x world size beyond. Plans "
+    "the plan rules refuse are absent; plans predicted not to fit in memory are grey crosses.",
 }
 
 
@@ -643,6 +644,28 @@ _COLLECTIVE_COLOURS = {"all_reduce": "#4c72b0", "all_gather": "#55a868", "reduce
 _GROUP_STYLES = ("-", "--", ":", "-.")
 
 
+def _size_label(n: float) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:g} {unit}"
+    return f"{n:g} B"
+
+
+def _log2_ticks(axis: Axis, lo: float, hi: float, step: int, label=str) -> None:
+    """Ticks at every ``step``-th power of 2 from ``lo`` to ``hi``, labelled plainly (no maths text)."""
+    ticks = [2.0**k for k in range(math.floor(math.log2(lo)), math.ceil(math.log2(hi)) + 1, step)]
+    axis.set_ticks(ticks, [label(t) for t in ticks])
+    axis.set_minor_locator(NullLocator())
+
+
+def _decades(axis: Axis) -> None:
+    """A log axis with a plain label at each power of ten (1e-3 … 1000 … 1e6), none between."""
+    axis.set_major_locator(LogLocator(base=10))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}" if 1e-2 <= v <= 1e4 else f"{v:.0e}".replace("e+0", "e")
+                                           .replace("e-0", "e-").replace("e+", "e")))  # fmt: skip
+    axis.set_minor_formatter(NullFormatter())
+
+
 def _busbw(points: pd.DataFrame) -> Figure | str:
     """``points``: hardware, kind, group_size, payload_bytes, busbw (bytes/s)."""
     rows = _rows_with(points, "payload_bytes", "busbw")
@@ -652,13 +675,16 @@ def _busbw(points: pd.DataFrame) -> Figure | str:
     fig, panels = _panels(sorted(rows["hardware"].unique()), height=4.2)
     styles = {n: _GROUP_STYLES[i % len(_GROUP_STYLES)] for i, n in enumerate(sorted(rows["group_size"].unique()))}
     for hardware, ax in panels.items():
-        for (kind, n), g in rows[rows["hardware"] == hardware].groupby(["kind", "group_size"], sort=True):
+        part = rows[rows["hardware"] == hardware]
+        for (kind, n), g in part.groupby(["kind", "group_size"], sort=True):
             g = g.sort_values("payload_bytes")
             ax.plot(g["payload_bytes"], g["busbw"] / 1e9, color=_COLLECTIVE_COLOURS.get(kind, "0.3"),
                     ls=styles[n], marker="o", ms=3, lw=1.5)  # fmt: skip
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
-        ax.set(title=hardware, xlabel="message size (bytes, nccl-tests size)", ylabel="busbw (GB/s)")
+        _log2_ticks(ax.xaxis, part["payload_bytes"].min(), part["payload_bytes"].max(), 4, _size_label)
+        _decades(ax.yaxis)
+        ax.set(title=hardware, xlabel="message size (nccl-tests size)", ylabel="busbw (GB/s)")
     handles = [Line2D([], [], color=c, lw=2, label=k) for k, c in _COLLECTIVE_COLOURS.items() if k in set(rows["kind"])]
     handles += [Line2D([], [], color="0.3", ls=st, label=f"{n} ranks") for n, st in styles.items()]
     fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(handles), 5), frameon=False)
@@ -672,27 +698,36 @@ def _fits(data: pd.DataFrame) -> pd.Series:
     return ~data["fits"].astype(str).str.lower().isin(("false", "0"))
 
 
+_MODEL_STYLES = ("-", "--", ":", "-.")
+
+
 def _predicted(grid: pd.DataFrame) -> Figure | str:
     rows = _rows_with(grid, "samples_per_s", "world_size")
     if rows.empty:
         return NO_PREDICTIONS
-    rows = rows.assign(panel=rows["model"].astype(str) + " @ " + rows["hardware"].astype(str), fits_=_fits(rows))
-    refused = rows["infeasible"].fillna("").astype(str).ne("") & rows["fits_"] if "infeasible" in rows else False
-    rows = rows[~refused]
-    fig, panels = _panels(list(dict.fromkeys(rows["panel"])))
-    for panel, ax in panels.items():
-        part = rows[rows["panel"] == panel]
-        for strategy, g in part[part["fits_"]].groupby("strategy", sort=True):
+    rows = rows.assign(fits_=_fits(rows))
+    if "infeasible" in rows:  # refused by the plan rules: absent; refused for memory: a grey cross
+        rows = rows[~(rows["infeasible"].fillna("").astype(str).ne("") & rows["fits_"])]
+    styles = {m: _MODEL_STYLES[i % len(_MODEL_STYLES)] for i, m in enumerate(dict.fromkeys(rows["model"]))}
+    fig, panels = _panels(list(dict.fromkeys(rows["hardware"])), height=4.2)
+    fig.subplots_adjust(hspace=0.45, wspace=0.3)
+    for hardware, ax in panels.items():
+        part = rows[rows["hardware"] == hardware]
+        for (model, strategy), g in part[part["fits_"]].groupby(["model", "strategy"], sort=True):
             g = g.sort_values("world_size")
-            ax.plot(g["world_size"], g["samples_per_s"], color=strategy_colour(strategy), marker="o", ms=3, lw=1.6)
+            ax.plot(g["world_size"], g["samples_per_s"], color=strategy_colour(strategy), ls=styles[model],
+                    marker="o", ms=3, lw=1.6)  # fmt: skip
         out = part[~part["fits_"]]
         ax.plot(out["world_size"], out["samples_per_s"], ls="", marker="x", ms=6, color="0.55")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
-        source = ", ".join(sorted(set(part["source"].dropna().astype(str)))) if "source" in part else ""
-        ax.set(title=f"{panel} ({source})" if source else panel, xlabel="world size (ranks)",
-               ylabel="predicted throughput (samples/s)")  # fmt: skip
+        _log2_ticks(ax.xaxis, 1, part["world_size"].max(), 3, lambda t: f"{int(t)}")
+        _decades(ax.yaxis)
+        sources = ", ".join(sorted(set(part["source"].dropna().astype(str)))) if "source" in part else ""
+        ax.set(title=f"{hardware} ({sources})" if sources else hardware, xlabel="world size (ranks)",
+               ylabel="predicted samples/s")  # fmt: skip
     handles = [Line2D([], [], color=strategy_colour(s), lw=2, label=s) for s in sorted(set(rows["strategy"]))]
+    handles += [Line2D([], [], color="0.3", ls=st, label=m) for m, st in styles.items()]
     handles.append(Line2D([], [], ls="", marker="x", color="0.55", label="does not fit in memory"))
     fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(handles), 5), frameon=False)
     return fig
