@@ -104,8 +104,10 @@ def test_study_key_reaches_the_bench_jobs_slurm_resources(tmp_path):
             "--configfile", str(ROOT / "config/studies/ci.yaml")]  # fmt: skip
     default = subprocess.run(base, capture_output=True, text=True, check=True).stdout
     shared = subprocess.run([*base, "--config", "slurm_exclusive=False"], capture_output=True, text=True, check=True)
-    assert default.count("slurm_extra=--exclusive") == 10  # every bench job of the ci study
-    assert len(re.findall(r"slurm_extra=$", shared.stdout, re.M)) == 10 and "--exclusive" not in shared.stdout
+    assert default.count("slurm_extra=--exclusive") == 11  # every bench job of the ci study, and its calibration
+    assert len(re.findall(r"slurm_extra=$", shared.stdout, re.M)) == 11 and "--exclusive" not in shared.stdout
+    calibrate = default.split("rule calibrate:")[1].split("resources:")[1].split("\n")[0]
+    assert "bench_slots=1" in calibrate and "tasks_per_node=2, " in calibrate and "mpi=srun" in calibrate  # ws2's
 
 
 def test_hardware_profiles_are_valid_and_dense():
