@@ -60,7 +60,8 @@ def test_ci_study_end_to_end(tmp_path):
     assert "the black line is the Pareto front of the correct ones" in html  # a caption (workflow/report/)
     assert "pareto.svg" in html and "scaling.csv" in html
     # the calibration is cached: it reruns when its spec changes (a param), and no bench job with it
-    again = subprocess.run([*command, "-n", "--config", "calibration_max_bytes=1048576"], capture_output=True, text=True)
+    changed = [*command, "-n", "--config", "calibration_max_bytes=1048576"]
+    again = subprocess.run(changed, capture_output=True, text=True)
     assert "rule calibrate:" in again.stdout and "Params have changed" in again.stdout, again.stdout[-3000:]
     assert "rule bench:" not in again.stdout
 
