@@ -1,6 +1,7 @@
 # Shared by the workflow files: the study's jobs and dropped combinations (the same expansion
 # `benchbench matrix` prints), the results layout (benchbench/layout.py), the job behind a
-# bench rule's wildcards, and which rules run on the submitting host.
+# bench rule's wildcards, which rules run on the submitting host, and the calibrate job's hardware,
+# resources (the largest bench job's of that hardware) and cores.
 import dataclasses
 import json
 import os
@@ -12,6 +13,7 @@ from snakemake.settings.types import DeploymentMethod
 from benchbench.layout import RESULTS, StudyLayout
 from benchbench.slurm import job_resources, timed_alone
 from benchbench.study import expand_runnable
+from benchbench.costmodel.calibrate import calibration_spec
 
 JOBS, DROPPED = expand_runnable(STUDY, _WHAT)  # a study with no job to run is refused here
 LAYOUT = StudyLayout(STUDY["study"], RESULTS)
@@ -147,3 +149,19 @@ def rank_threads(wildcards):
 
 def svg_plots(wildcards, input):
     return [p for p in [*input.plots, *input.costmodel_plots] if p.endswith(".svg")]
+
+
+HARDWARE = list(dict.fromkeys(j.hardware for j in JOBS))
+# The largest bench job of each hardware (most ranks): its Slurm request and its cores.
+LARGEST_JOB = {h: max((j for j in JOBS if j.hardware == h), key=lambda j: (j.world_size, j.threads_per_rank))
+               for h in HARDWARE}
+
+
+def calibration_resource(key):
+    """A calibrate job's Slurm resource: the largest bench job's of that hardware."""
+    return lambda wildcards: job_resources(LARGEST_JOB[wildcards.hardware], STUDY["slurm_exclusive"])[key]
+
+
+def calibration_threads(wildcards):
+    job = LARGEST_JOB[wildcards.hardware]
+    return job.world_size * job.threads_per_rank

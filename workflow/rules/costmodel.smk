@@ -7,25 +7,8 @@
 # configuration measured: predicted vs measured and the relative errors, computed from the records),
 # prediction_summary.csv, predictions.csv (the grid up to 4,096 ranks) and recommendations.csv (the
 # best plans at 8, 64 and 1,024 ranks, benchbench.costmodel.recommend); `plot_costmodel` draws
-# the busbw and predicted figures. The report rule takes all of them.
-from benchbench.costmodel.calibrate import calibration_spec
-
-HARDWARE = list(dict.fromkeys(j.hardware for j in JOBS))
-# The largest bench job of each hardware (most ranks): its Slurm request and its cores.
-LARGEST_JOB = {h: max((j for j in JOBS if j.hardware == h), key=lambda j: (j.world_size, j.threads_per_rank))
-               for h in HARDWARE}
-
-
-def calibration_resource(key):
-    """A calibrate job's Slurm resource: the largest bench job's of that hardware."""
-    return lambda wildcards: job_resources(LARGEST_JOB[wildcards.hardware], STUDY["slurm_exclusive"])[key]
-
-
-def calibration_threads(wildcards):
-    job = LARGEST_JOB[wildcards.hardware]
-    return job.world_size * job.threads_per_rank
-
-
+# the busbw and predicted figures. The report rule takes all of them. HARDWARE, LARGEST_JOB and the
+# calibrate job's resources are in common.smk.
 rule calibrate:
     output:
         str(LAYOUT.calibration("{hardware}")),
@@ -70,7 +53,7 @@ rule predict:
     params:
         python=PYTHON,
         study=lambda wildcards: json.dumps(STUDY, sort_keys=True, default=str),
-        results=str(LAYOUT.dir),
+        results=lambda wildcards, output: os.path.dirname(os.path.dirname(output.prediction)),  # results/<study>
     conda:
         CONDA_ENV
     shell:
