@@ -279,3 +279,26 @@ def test_broken_pages_are_caught(browser, tmp_path, extra, no_script, expected):
     problems = check_page(browser, contract_page(tmp_path / "index.html", extra, no_script))
     for want in expected:
         assert any(want in p for p in problems), (want, problems)
+
+
+def test_prediction_section_as_a_reader_sees_it(browser, tmp_path):
+    """The Prediction section (tests/test_validate.py's study: records, calibration, prediction
+    tables, the cost model's figures) sorts, filters and fits like the rest of the page."""
+    from benchbench import cli
+    from benchbench.layout import COSTMODEL_PLOTS
+    from benchbench.plots import calibration_points, plot_costmodel, read_table
+    from tests.test_validate import _calibration, _study
+
+    layout = _study(tmp_path)
+    plot_costmodel(calibration_points([_calibration()]), read_table(layout.table("predictions")),
+                   [layout.plot(n, "svg") for n in COSTMODEL_PLOTS])  # fmt: skip
+    assert cli.main(["report", "--study-dir", str(layout.dir)]) == 0
+    shot = layout.report.parent / "screenshot.png"
+    assert check_page(browser, layout.report, shot) == []
+    page = browser.new_page(viewport=VIEWPORT)
+    try:
+        page.goto(layout.report.resolve().as_uri(), wait_until="load")
+        assert page.locator("#fig-busbw svg").is_visible() and page.locator("#fig-predicted svg").is_visible()
+        assert page.locator("#t-prediction tr.flag").count() == 1
+    finally:
+        page.close()
