@@ -228,3 +228,15 @@ def test_cli_refuses_a_hardware_the_study_does_not_run_on(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert proc.returncode == 2 and "runs no job on hardware 'h100-sxm'" in proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_calibration_ranks_start_like_a_jobs_ranks_under_srun():
+    from benchbench.costmodel.calibrate import RANK_MODULE, job_for
+    from benchbench.launch import rank_command
+
+    job = job_for(tiny_spec(world_size=4, group_sizes=[2, 4]), 4)
+    srun = rank_command(job, Path("s"), Path("o"), Path("e"), "srun", module=RANK_MODULE)
+    assert srun[:3] == ["srun", "--ntasks=4", "--nodes=1"] and "--kill-on-bad-exit=1" in srun
+    assert srun[srun.index("-m") + 1] == "benchbench.costmodel.calibrate_rank"
+    torchrun = rank_command(job, Path("s"), Path("o"), Path("e"), "torchrun", module=RANK_MODULE)
+    assert "--nproc-per-node=4" in torchrun and torchrun[-7:-6] == ["benchbench.costmodel.calibrate_rank"]
