@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from statistics import median
 
@@ -199,3 +201,42 @@ def test_an_impossible_spec_is_refused_before_any_rank(tmp_path):
     proc = calibrate(tiny_spec(group_sizes=[2, 3]), out, tmp_path)
     assert proc.returncode == 2 and "group sizes [3] outside 2..world_size (2)" in proc.stderr
     assert not out.exists()
+
+
+def test_sigterm_kills_the_ranks_and_leaves_no_file(tmp_path):
+    from tests.test_faults import _orphans
+
+    out = tmp_path / "cal" / "x.json"
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(json.dumps(tiny_spec(max_bytes=256 * 1024**2)))  # a sweep long enough to be caught in
+    cmd = [sys.executable, "-m", "benchbench", "calibrate", "--spec", f"@{spec_file}", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    deadline = time.monotonic() + 60
+    while not any(p.read_text().split()[1:2] == ["collectives"] for p in out.parent.glob(".x.*/hb/rank*")):
+        assert time.monotonic() < deadline and proc.poll() is None, "the sweep never started"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=15)
+    assert proc.returncode == 128 + signal.SIGTERM and "no calibration written" in err
+    assert not out.exists() and list(out.parent.iterdir()) == []
+    assert _orphans(tmp_path) == []
+
+
+def test_cli_refuses_a_hardware_the_study_does_not_run_on(tmp_path):
+    cmd = [sys.executable, "-m", "benchbench", "calibrate", "--configfile", "config/studies/ci.yaml",
+           "--hardware", "h100-sxm", "--out", str(tmp_path / "x.json")]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 2 and "runs no job on hardware 'h100-sxm'" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_calibration_ranks_start_like_a_jobs_ranks_under_srun():
+    from benchbench.costmodel.calibrate import RANK_MODULE, job_for
+    from benchbench.launch import rank_command
+
+    job = job_for(tiny_spec(world_size=4, group_sizes=[2, 4]), 4)
+    srun = rank_command(job, Path("s"), Path("o"), Path("e"), "srun", module=RANK_MODULE)
+    assert srun[:3] == ["srun", "--ntasks=4", "--nodes=1"] and "--kill-on-bad-exit=1" in srun
+    assert srun[srun.index("-m") + 1] == "benchbench.costmodel.calibrate_rank"
+    torchrun = rank_command(job, Path("s"), Path("o"), Path("e"), "torchrun", module=RANK_MODULE)
+    assert "--nproc-per-node=4" in torchrun and torchrun[-7:-6] == ["benchbench.costmodel.calibrate_rank"]

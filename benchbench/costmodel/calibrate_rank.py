@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import socket
 import statistics
 import sys
@@ -317,8 +318,6 @@ def _provenance(spec: dict[str, Any], env: RankEnv, device: torch.device) -> tup
 
 def measure(spec: dict[str, Any], env: RankEnv, device: torch.device) -> Calibration | None:
     """Sweep, fits, compute and overlap (module docstring); the calibration on rank 0, else ``None``."""
-    import os
-
     provenance, hosts = _provenance(spec, env, device)
     groups = {int(n): dist.new_group(list(range(int(n)))) for n in spec["group_sizes"]}  # every rank, in order
     heartbeat.phase("collectives")
