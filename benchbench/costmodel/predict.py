@@ -552,7 +552,7 @@ def pipeline_step(ctx: Ctx) -> RankStep:  # long: a pass over the pipeline ranks
              f"busiest rank {busiest}: compute {fmt_s(compute)} (per micro-batch F+B "
              f"{fmt_s(f + b)} × share)", *([f"{m}× {tp.text}"] if tp.ops else []),
              f"{m}× {x.text}", *([f"{dp.text}, exposed {fmt_s(dp.exposed_s)}"] if dp.ops else [])]  # fmt: skip
-    return RankStep(compute, comm, min(exposed, comm + makespan), step, bubble, ops, terms)
+    return RankStep(compute, comm, exposed, step, bubble, ops, terms)
 
 
 def comm_rows(job: Job, cal: Calibration) -> list[dict[str, Any]]:
