@@ -225,3 +225,22 @@ def test_prediction_error_figures_are_computed_from_the_records(tmp_path, capsys
         assert row["mem_err"] == pytest.approx((pred.model_state_bytes - 1e6 * (i + 1)) / (1e6 * (i + 1)))
     assert mod.main([str(tmp_path / "res"), "--calibration", str(cal_path)]) == 0
     assert f"overall n={len(recs)}: step time median" in capsys.readouterr().out
+
+
+def test_groups_wider_than_a_node_use_the_inter_node_link():
+    """Mesh (dp, pp, tp), tp innermost: on 8-GPU nodes at 32 ranks with tp 4 and pp 4, tp groups
+    (4 consecutive ranks) stay in a node, pp groups (tp·pp = 16 ranks) and dp groups span nodes;
+    the inter-node fit (50 GB/s against NVLink's 450) makes the dp all-gathers slower."""
+    from benchbench.costmodel.predict import Ctx
+
+    h100 = load_hardware("h100-sxm")
+    plan = replace(resolve_plan("3d", 32), tp=4, pp=4, dp=2, micro_batches=4)
+    job = _gpt_small_job("3d", 32, plan=plan, hardware_cfg=h100, global_batch=64)
+    ctx = Ctx(job, from_spec("h100-sxm", h100))
+    assert (ctx.level("tp"), ctx.level("pp"), ctx.level("dp")) == ("intra", "inter", "inter")
+    small = replace(plan, tp=2, pp=2, dp=2)
+    ctx = Ctx(_gpt_small_job("3d", 8, plan=small, hardware_cfg=h100, global_batch=64), from_spec("h100-sxm", h100))
+    assert (ctx.level("tp"), ctx.level("pp"), ctx.level("dp")) == ("intra", "intra", "intra")
+    # all-gather of 1 GB over 2 ranks: α + S·(n−1)/n / B
+    assert ctx.time("all_gather", "dp", 2, 1e9) == pytest.approx(2e-6 + 0.5e9 / 450e9)
+    assert Ctx(job, ctx.cal).time("all_gather", "dp", 2, 1e9) == pytest.approx(5e-6 + 0.5e9 / 50e9)

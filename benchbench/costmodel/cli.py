@@ -71,8 +71,8 @@ COLUMNS = ("model", "hardware", "strategy", "world_size", "dp", "tp", "pp", "glo
 def cmd_predict(args: argparse.Namespace) -> int:
     from benchbench.costmodel.predict import predict_configs
 
-    cfg = _study(args)
-    preds = predict_configs(cfg, _calibrations(args, cfg), _world_sizes(args.world_sizes), plans=args.plans)
+    cfg, sizes = _study(args), _world_sizes(args.world_sizes)
+    preds = predict_configs(cfg, _calibrations(args, cfg), sizes, plans=args.plans)
     rows = [p.to_dict() for p in preds]
     if args.csv:
         Path(args.csv).parent.mkdir(parents=True, exist_ok=True)

@@ -337,6 +337,26 @@ def zero1_part(ctx: Ctx, tensors: list[Tensor], backward_s: float, compute_s: fl
     return Part([*ddp.ops, op], ddp.comm_s + t, ddp.exposed_s + t, ddp.extra_compute_s, text)
 
 
+def fsdp_gathers(job: Job, forwards: int) -> int:
+    """All-gathers of each FSDP2 unit per step (:func:`fsdp_part`)."""
+    reshard = job.plan.reshard_after_forward
+    if job.plan.pp > 1:
+        return forwards + 1 if reshard else 1
+    return 2 * forwards if reshard else forwards
+
+
+def fsdp_copies(ctx: Ctx, units: list[int], gathers: int) -> float:
+    """Seconds of FSDP2's own copies at the memory bandwidth (every byte read and written): each
+    all-gather copies the rank's shards into one input buffer (copy-in, S/dp) and the gathered
+    output back into the parameters (copy-out, S); the reduce-scatter copies the gradients into
+    one input buffer (S) and the reduced shard out (S/dp) — ``foreach_all_gather``,
+    ``foreach_all_gather_copy_out``, ``foreach_reduce`` in torch's ``_fsdp_collectives``. On one
+    rank only the copy-out of each gather remains (``_fsdp_param_group``: world size 1)."""
+    dp, total = ctx.job.plan.dp, sum(units) * FP32
+    moved = gathers * total * (1 + 1 / dp) + total * (1 + 1 / dp) if dp > 1 else gathers * total
+    return 2 * moved / memory_bandwidth(ctx)
+
+
 def fsdp_part(ctx: Ctx, tensors: list[Tensor], backward_s: float, compute_s: float, forwards: int) -> Part:
     """FSDP2 (Zhao et al., "PyTorch FSDP", VLDB 2023, §3.2-3.4; ``fully_shard`` per block and the
     root): each unit's parameters (dim 0 padded to a multiple of dp) are all-gathered before its
@@ -349,22 +369,23 @@ def fsdp_part(ctx: Ctx, tensors: list[Tensor], backward_s: float, compute_s: flo
 
         exposed = Σ t − min(overlap · (Σ t − t_first_gather − t_last_reduce_scatter), compute)
 
-    Parameters are gathered in bf16 for bf16 jobs (MixedPrecisionPolicy), gradients reduced in fp32."""
-    job = ctx.job
-    if job.plan.dp <= 1:  # fully_shard over a one-rank mesh issues no collective (records show none)
-        return Part()
-    units = fsdp_units(tensors, job.plan.dp)
-    pp, reshard = job.plan.pp > 1, job.plan.reshard_after_forward
-    gathers = (forwards + 1 if reshard else 1) if pp else (2 * forwards if reshard else forwards)
+    plus FSDP2's buffer copies (:func:`fsdp_copies`) as compute. Parameters are gathered in bf16
+    for bf16 jobs (MixedPrecisionPolicy), gradients reduced in fp32. Over one rank fully_shard
+    issues no collective (the records show none)."""
+    job, dp = ctx.job, ctx.job.plan.dp
+    units = fsdp_units(tensors, dp)
+    gathers = fsdp_gathers(job, forwards)
+    copies = fsdp_copies(ctx, units, gathers)
+    if dp <= 1:
+        return Part([], 0.0, 0.0, copies, f"FSDP2 copies {fmt_s(copies)}")
     elt = 2 if job.dtype == "bf16" else FP32
-    ag, t_ag = ctx.op("all_gather", "dp", job.plan.dp, [u * elt for u in units] * gathers)
-    rs, t_rs = ctx.op("reduce_scatter", "dp", job.plan.dp, [u * FP32 for u in units])
+    ag, t_ag = ctx.op("all_gather", "dp", dp, [u * elt for u in units] * gathers)
+    rs, t_rs = ctx.op("reduce_scatter", "dp", dp, [u * FP32 for u in units])
     comm = t_ag + t_rs
-    dp = job.plan.dp
     edge = ctx.time("all_gather", "dp", dp, units[0] * elt) + ctx.time("reduce_scatter", "dp", dp, units[-1] * FP32)
     exposed = comm - _hidden(ctx, comm - edge, compute_s)
-    text = f"dp all-gather ×{gathers} + reduce-scatter of {len(units)} units {fmt_s(comm)}"
-    return Part([ag, rs], comm, exposed, 0.0, text)
+    text = f"dp all-gather ×{gathers} + reduce-scatter of {len(units)} units {fmt_s(comm)}, copies {fmt_s(copies)}"
+    return Part([ag, rs], comm, exposed, copies, text)
 
 
 def no_dp_part(ctx: Ctx, tensors: list[Tensor], backward_s: float, compute_s: float, forwards: int) -> Part:
@@ -511,7 +532,7 @@ def flat_step(ctx: Ctx) -> RankStep:
     compute = k * (f + b) + opt + dp.extra_compute_s
     exposed = k * tp.exposed_s + dp.exposed_s
     terms = [f"compute {fmt_s(compute)} ({k}× (F {fmt_s(f)} + B {fmt_s(b)}) + opt {fmt_s(opt)}"
-             + (f" + hook {fmt_s(dp.extra_compute_s)}" if dp.extra_compute_s else "") + ")"]  # fmt: skip
+             + (f" + dp own {fmt_s(dp.extra_compute_s)}" if dp.extra_compute_s else "") + ")"]  # fmt: skip
     terms += [f"{k}× {tp.text}"] if tp.ops else []
     terms += [f"{dp.text}, exposed {fmt_s(dp.exposed_s)}"] if dp.ops else []
     ops = [Op(o_.kind, o_.dim, o_.n, o_.calls * k, o_.payload * k) for o_ in tp.ops] + dp.ops
@@ -552,7 +573,7 @@ def pipeline_step(ctx: Ctx) -> RankStep:  # long: a pass over the pipeline ranks
              f"busiest rank {busiest}: compute {fmt_s(compute)} (per micro-batch F+B "
              f"{fmt_s(f + b)} × share)", *([f"{m}× {tp.text}"] if tp.ops else []),
              f"{m}× {x.text}", *([f"{dp.text}, exposed {fmt_s(dp.exposed_s)}"] if dp.ops else [])]  # fmt: skip
-    return RankStep(compute, comm, min(exposed, comm + makespan), step, bubble, ops, terms)
+    return RankStep(compute, comm, exposed, step, bubble, ops, terms)
 
 
 def comm_rows(job: Job, cal: Calibration) -> list[dict[str, Any]]:

@@ -23,13 +23,15 @@ from benchbench.config import ConfigError
 from benchbench.costmodel.calibration import Calibration, from_spec, read_calibration
 from benchbench.costmodel.predict import Prediction, config_jobs, predict_job
 from benchbench.hardware import load_hardware
+from benchbench.layout import RESULTS, StudyLayout
 
 MEASURED, PREDICTED = "measured", "predicted"
 
 
-def calibration_path(study: str, hardware: str, root: str | Path = "results") -> Path:
-    """Where ``benchbench calibrate`` writes the calibration of ``hardware`` for ``study``."""
-    return Path(root) / study / "calibration" / f"{hardware}.json"
+def calibration_path(study: str, hardware: str, root: str | Path = RESULTS) -> Path:
+    """Where ``benchbench calibrate`` writes the calibration of ``hardware`` for ``study``:
+    ``<results>/<study>/calibration/<hardware>.json``."""
+    return StudyLayout(study, Path(root)).dir / "calibration" / f"{hardware}.json"
 
 
 def calibration_for(
