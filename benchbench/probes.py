@@ -81,7 +81,7 @@ class ExecutedFlops(TorchDispatchMode):
 def count_step(job: Job, trainer: Any, batch: tuple[torch.Tensor, ...], device: torch.device) -> dict[str, Any]:
     """One step counted: ``comm`` rows (this rank's) and ``flops`` (this rank's executed FLOPs)."""
     dims = mesh_dims(job, device) if job.distributed else {}
-    with CommCounter(dims) as comm, ExecutedFlops() as flops:
+    with CommCounter(dims) as comm, comm.other_threads(), ExecutedFlops() as flops:
         trainer.train_step(*batch)
     return {"comm": comm.table(), "flops": float(flops.flops)}
 

@@ -90,6 +90,18 @@ def test_analytic_communication_equals_a_live_run(tiny_config, tmp_path):
     assert _predicted_rows(job) == _measured_rows(record["comm"])
 
 
+@pytest.mark.slow
+def test_powersgd_callbacks_are_counted_in_a_live_run(tiny_config, tmp_path):
+    """PowerSGD issues its P and Q all-reduces from future callbacks on gloo's threads, outside the
+    counting mode's thread (records before the fix showed 1 call, its uncompressed all-reduce
+    only): a run now counts them, and its rows equal the analytic ones."""
+    record = run(dict(tiny_config, warmup_steps=3), tmp_path, "gpt-tiny", "ddp-powersgd", 2)
+    assert record["status"] == "ok", record["error"]
+    measured = _measured_rows(record["comm"])
+    assert measured[("all_reduce", "dp")][1] >= 3  # uncompressed tensors, P, Q
+    assert _predicted_rows(Job.from_dict(record["job"])) == measured
+
+
 def _gpt_small_job(strategy: str, ws: int, **changes) -> Job:
     job = make_test_job(strategy, ws, model="gpt-small", model_cfg=dict(GPT_SMALL), seq_len=32, warmup_steps=3)
     return job.replace(**changes)

@@ -22,8 +22,12 @@ silently counted as 0. The mode intercepts every op, so it is used for one extra
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
+import threading
 import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -62,6 +66,11 @@ _OPS: dict[str, tuple[str, int]] = {
     "broadcast": ("broadcast", 0),
     "isend": ("send", 0),
 }
+#: ``torch.distributed`` functions counted on other threads too (:meth:`CommCounter.other_threads`).
+THREAD_ENTRY_POINTS = (
+    "all_reduce", "all_gather", "all_gather_into_tensor", "reduce_scatter", "reduce_scatter_tensor",
+    "broadcast", "all_to_all_single", "send", "isend",
+)  # fmt: skip
 #: Ops that move no payload of their own (synchronisation, the receiving half of a transfer).
 NO_PAYLOAD = frozenset(
     {"barrier", "monitored_barrier_", "recv_", "recv_any_source_", "irecv", "wait_tensor", "_wrap_tensor_autograd"}
@@ -132,6 +141,48 @@ class CommCounter(TorchDispatchMode):
         row.calls += 1
         row.payload_bytes += n
         row.bus_bytes += n * BUS_FACTOR[kind](size) if kind in BUS_FACTOR else 0.0
+
+    @contextlib.contextmanager
+    def other_threads(self) -> Iterator[CommCounter]:
+        """Also count collectives issued from other threads while the block runs.
+
+        A dispatch mode is thread-local: collectives issued in a future's callback (PowerSGD's P
+        and Q all-reduces run in ``.then()`` callbacks on gloo's threads) escape it. Within this
+        block the ``torch.distributed`` functions a hook calls by name (:data:`THREAD_ENTRY_POINTS`)
+        run, on any thread but this one, under a counter of their own, whose rows are added here;
+        on this thread the dispatch mode counts them as before (never twice)."""
+        import torch.distributed as dist
+
+        owner, lock = threading.get_ident(), threading.Lock()
+
+        def wrap(fn: Any) -> Any:
+            @functools.wraps(fn)
+            def counted(*args: Any, **kwargs: Any) -> Any:
+                if threading.get_ident() == owner:
+                    return fn(*args, **kwargs)
+                with CommCounter(self.dims, self.strict) as other:
+                    out = fn(*args, **kwargs)
+                with lock:
+                    self._add(other)
+                return out
+
+            return counted
+
+        saved = {name: getattr(dist, name) for name in THREAD_ENTRY_POINTS if hasattr(dist, name)}
+        try:
+            for name, fn in saved.items():
+                setattr(dist, name, wrap(fn))
+            yield self
+        finally:
+            for name, fn in saved.items():
+                setattr(dist, name, fn)
+
+    def _add(self, other: CommCounter) -> None:
+        for key, r in other.rows.items():
+            row = self.rows.setdefault(key, CommRow(r.kind, r.dim, r.group_size))
+            row.calls += r.calls
+            row.payload_bytes += r.payload_bytes
+            row.bus_bytes += r.bus_bytes
 
     def _dim(self, args: tuple) -> tuple[str, int]:
         import torch.distributed as dist
