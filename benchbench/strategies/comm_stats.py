@@ -66,10 +66,12 @@ _OPS: dict[str, tuple[str, int]] = {
     "broadcast": ("broadcast", 0),
     "isend": ("send", 0),
 }
-#: ``torch.distributed`` functions counted on other threads too (:meth:`CommCounter.other_threads`).
+#: ``torch.distributed`` collectives counted on other threads too (:meth:`CommCounter.other_threads`).
+#: Not the point-to-point functions: ``P2POp`` checks its ``op`` is ``dist.isend``/``dist.irecv`` by
+#: identity (a wrapper would break pipelines), and nothing issues them from a callback.
 THREAD_ENTRY_POINTS = (
     "all_reduce", "all_gather", "all_gather_into_tensor", "reduce_scatter", "reduce_scatter_tensor",
-    "broadcast", "all_to_all_single", "send", "isend",
+    "broadcast", "all_to_all_single",
 )  # fmt: skip
 #: Ops that move no payload of their own (synchronisation, the receiving half of a transfer).
 NO_PAYLOAD = frozenset(
