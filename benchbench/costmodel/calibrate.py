@@ -197,7 +197,7 @@ def fit_all(points: list[CollectivePoint], levels: dict[int, str]) -> list[Colle
 # ---------------------------------------------------------------------------- the parent
 
 
-def run_calibration(spec: dict[str, Any], out: str | Path, launcher: str = "auto") -> Calibration:
+def run_calibration(spec: dict[str, Any], out: str | Path, launcher: str = "auto", retry_of: str = "") -> Calibration:
     """Calibrate on the ranks and write the calibration to ``out`` atomically; raises
     :class:`CalibrationFailed` (nothing written at ``out``) when a rank fails or the calibration
     outlives ``timeout_s``, ``ValueError`` for a spec :func:`check_spec` refuses."""
@@ -221,6 +221,7 @@ def run_calibration(spec: dict[str, Any], out: str | Path, launcher: str = "auto
     # the host's 1-minute load average before and after (after: includes the calibration's own
     # ranks): a calibration measured beside other work is flagged by it, not hidden
     cal.env["load_average"] = {"before": load, "after": os.getloadavg()[0]}
+    cal.env["retry_of"] = retry_of  # the workflow's retry token (common.smk: calibration_retry_token)
     write_calibration(cal, out)
     return cal
 
