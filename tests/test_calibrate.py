@@ -100,6 +100,19 @@ def test_spec_group_sizes_and_micro_batches():
     assert (spec["world_size"], spec["group_sizes"]) == (4, [2, 4])
 
 
+def test_spec_of_a_predicted_top_k_study_needs_no_calibration(tmp_path, monkeypatch):
+    """predicted-top-K needs a calibration to expand, so the calibration's spec must not: it
+    covers the study's other strategies (ddp when none) and every group size a plan at its world
+    sizes may use (the divisors > 1), whether or not a calibration exists (so calibrating does
+    not change the spec it was made from)."""
+    monkeypatch.chdir(tmp_path)  # no results/s/calibration here
+    cfg = check_config({"study": "s", "models": {"g": dict(TINY_GPT, layers=4, batch_size=16)},
+                        "world_sizes": [1, 2, 4], "strategies": ["single", "predicted-top-2"]})  # fmt: skip
+    spec = calibration_spec(cfg, "cpu-local")
+    assert (spec["world_size"], spec["group_sizes"]) == (4, [2, 4])
+    assert spec["models"]["g"]["batches"] == [4, 8, 16]  # single 16; ddp 16/2, 16/4
+
+
 def test_spec_max_bytes_from_the_study_and_ci():
     assert calibration_spec(load_config(ROOT / "config" / "studies" / "ci.yaml"), "cpu-local")["max_bytes"] == 4194304
     with pytest.raises(ValueError, match="no job on hardware"):
