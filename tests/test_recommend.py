@@ -33,6 +33,7 @@ def test_recommend_answers_for_gpt_small_on_h100(ws, capsys):
     assert best and float(best.group(2)) > 0
     assert re.search(r"^runner-up: \S+ \(predicted\) .* margin -?[0-9.]+%$", out, re.M)
     assert "excluded by memory" in out
+    assert "mixes measured" not in out  # nothing measured: nothing mixed
     snippet = yaml.safe_load(out.split("strategy for a study (paste into its config):\n")[1])
     assert snippet["strategies"] == [best.group(1)]
     cfg = load_config()
@@ -69,6 +70,7 @@ def test_a_measured_record_outranks_by_its_measured_throughput(tmp_path, capsys)
     out = capsys.readouterr().out
     assert re.search(r"^best: ddp \(measured\) 1e\+09 samples/s", out, re.M)
     assert "(predicted)" in out.split("runner-up:")[1]
+    assert "mixes measured and predicted throughput" in out  # said where the mixed ranking is shown
 
 
 def test_cpu_local_without_a_calibration_names_the_missing_figure(tmp_path, monkeypatch, capsys):

@@ -26,6 +26,12 @@ from benchbench.hardware import load_hardware
 from benchbench.layout import RESULTS, StudyLayout
 
 MEASURED, PREDICTED = "measured", "predicted"
+#: Said wherever measured and predicted throughputs are ranked together.
+MIXED_NOTE = (
+    "note: this ranking mixes measured and predicted throughput; where the cost model under-predicts step "
+    "time (on this project's CPU runs most predictions lie below the measurement: docs/METRICS.md), a "
+    "predicted plan can outrank a measured one that is in fact faster; measure it before trusting the order"
+)
 
 
 def calibration_path(study: str, hardware: str, root: str | Path = RESULTS) -> Path:
@@ -175,6 +181,8 @@ def format_recommendation(rec: Recommendation, top: int = 10) -> str:
         lines.append(f"compute is {share:.0%} of its predicted step" + (
             " (communication-bound: plans differ by latencies; framework and kernel-launch overheads, "
             "not modelled, may dominate)" if share < 0.5 else ""))  # fmt: skip
+    if {c.label for c in rec.ranked} == {MEASURED, PREDICTED}:
+        lines.append(MIXED_NOTE)
     if len(rec.ranked) > 1:
         second = rec.ranked[1]
         lines.append(f"runner-up: {second.name} ({second.label}) {second.samples_per_s:.5g} samples/s; "
