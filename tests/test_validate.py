@@ -191,6 +191,19 @@ def test_recommendations_come_from_the_cost_models_recommend():
     assert (h100["basis"] == "predicted").all() and (h100["source"] == "from spec").all()
     assert (h100["margin"] >= 1).all() and h100["best_plan"].str.contains(r"\(").all()
     assert h100.loc[1024, "global_batch"] == 64 * 1024  # beyond the study: the model's batch x world size
+    assert not h100["extrapolated"].any()  # from spec: no fit to reach beyond
+    table, _ = v.recommendations(_config(), {"cpu-local": _calibration()}, None, world_sizes=(1024,))
+    cpu = table[table["hardware"] == "cpu-local"].set_index("world_size")
+    assert not cpu.loc[2, "extrapolated"] and cpu.loc[1024, "extrapolated"]  # fitted at 2 ranks: 1,024 is beyond
+
+
+def test_the_report_flags_extrapolated_predictions_in_the_grid_and_the_recommendations(tmp_path):
+    layout = _study(tmp_path)
+    assert cli.main(["report", "--study-dir", str(layout.dir)]) == 0
+    section = layout.report.read_text().split('id="prediction"')[1].split('id="correctness"')[0]
+    for table in ("t-grid", "t-recommend"):
+        head = section.split(f'id="{table}"')[1].split("</thead>")[0]
+        assert 'href="#def-extrapolated"' in head, table
 
 
 def test_validate_cli_and_costmodel_plots(tmp_path, monkeypatch):

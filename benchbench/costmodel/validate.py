@@ -256,7 +256,8 @@ def prediction_grid(cfg: dict[str, Any], calibrations: Mapping[str, Calibration]
 #: World sizes of the "Recommended plans" table, with the study's largest.
 RECOMMEND_AT = (8, 64, 1024)
 RECOMMEND_COLUMNS = ["model", "hardware", "world_size", "global_batch", "source", "best_plan", "basis",
-                     "samples_per_s", "runner_up_plan", "margin", "excluded_by_memory", "plans"]  # fmt: skip
+                     "extrapolated", "samples_per_s", "runner_up_plan", "margin", "excluded_by_memory",
+                     "plans"]  # fmt: skip
 
 
 def _plan(p: Any) -> str:
@@ -277,6 +278,7 @@ def _recommend_row(cfg: dict[str, Any], key: tuple[str, str, int], cal: Calibrat
         "model": model, "hardware": hardware, "world_size": ws, "global_batch": rec.global_batch,
         "source": rec.source, "best_plan": _plan(best.prediction) if best else "none fits",
         "basis": best.label if best else "", "samples_per_s": best.samples_per_s if best else None,
+        "extrapolated": bool(best.prediction.extrapolated) if best and best.label == "predicted" else None,
         "runner_up_plan": _plan(second.prediction) if second else "",
         "margin": 1 + rec.margin if rec.margin is not None else None,
         "excluded_by_memory": ", ".join(_plan(p) for p in rec.excluded), "plans": len(rec.ranked),
