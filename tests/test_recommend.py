@@ -106,6 +106,16 @@ def test_predict_cli_writes_every_prediction_column(tmp_path, capsys):
     assert "gpt-small\th100-sxm\tddp\t4096\t4096\t1\t1\t32768\t" in capsys.readouterr().out
 
 
+def test_predict_of_a_study_with_only_predicted_top_k_says_what_to_ask(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    cfg = {**load_config(), "study": "top", "strategies": ["predicted-top-2"]}
+    (tmp_path / "top.yaml").write_text(yaml.safe_dump(cfg))
+    args = ["predict", "--configfile", "top.yaml", "--hardware", "h100-sxm", "--csv", str(tmp_path / "p.csv")]
+    assert main(args) == 2
+    assert "name no plan to predict" in capsys.readouterr().err and not (tmp_path / "p.csv").exists()
+    assert main([*args, "--plans", "all"]) == 0 and len((tmp_path / "p.csv").read_text().splitlines()) > 10
+
+
 def _top_study(tmp_path, monkeypatch, k: int = 2) -> dict:
     monkeypatch.chdir(tmp_path)
     cfg = copy.deepcopy(load_config())

@@ -74,6 +74,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     cfg, sizes = _study(args), _world_sizes(args.world_sizes)
     preds = predict_configs(cfg, _calibrations(args, cfg), sizes, plans=args.plans)
     rows = [p.to_dict() for p in preds]
+    if not rows:  # a study whose only strategies are predicted-top-K entries names no plan of its own
+        raise ConfigError(
+            f"predict: --plans study: the study's strategies {cfg['strategies']} name no plan to predict "
+            "(predicted-top-K is chosen by the cost model); allowed: --plans all, or a study with other strategies"
+        )
     if args.csv:
         Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
         with open(args.csv, "w", newline="") as f:
