@@ -165,6 +165,7 @@ def test_report_shows_the_prediction_section_answer_first(tmp_path):
     assert re.search(r'<td data-value="0\.(2|19999)\d*">20</td>', section)  # the error, as %, from the records
     assert 'id="t-calibration-fits"' in section and 'id="t-recommend"' in section
     assert "Step-time error (%)" in section and 'href="#def-step_time_err"' in section
+    assert "for samples/s, whose\n error has the opposite sense, negative = the run was faster" in section
     assert 'id="def-step_time_err"' in html
     recommend = section.split('id="t-recommend"')[1].split("</table>")[0]
     ranks = re.findall(r'<tr><td>m</td><td>[\w-]+</td><td data-value="(\d+)">', recommend)
