@@ -64,6 +64,7 @@ def test_a_measured_record_outranks_by_its_measured_throughput(tmp_path, capsys)
     rec_path = tmp_path / "res" / "raw" / "gpt-small" / "cpu-local" / "ddp" / "ws2-r0.json"
     rec_path.parent.mkdir(parents=True)
     rec_path.write_text(json.dumps({"status": "ok", "job": job.to_dict(), "summary": {"samples_per_s": 1e9}}))
+    (rec_path.parent / "ws2-r1.json").write_text('{"status": "ok", "job": {')  # a torn record: not a measurement
     args = ["recommend", "--model", "gpt-small", "--hardware", "cpu-local", "--world-size", "2",
             "--calibration", str(cal_path), "--results", str(tmp_path / "res")]  # fmt: skip
     assert main(args) == 0

@@ -100,14 +100,18 @@ def measured_throughput(results: Path | None, job: Any) -> float | None:
     pattern = f"{job.model}/{job.hardware}/{job.strategy}/ws{job.world_size}-r*.json"
     found = []
     for path in (Path(results) / "raw").glob(pattern):
-        rec = json.loads(path.read_text())
-        j = rec.get("job", {})
+        try:
+            rec = json.loads(path.read_text())
+            j, tput = rec.get("job", {}), rec.get("summary", {}).get("samples_per_s")
+        except (OSError, ValueError, AttributeError):  # unreadable (aggregate reports it): not a measurement
+            continue
         if (
             rec.get("status") == "ok"
             and j.get("global_batch") == job.global_batch
             and j.get("plan") == job.plan.to_dict()
+            and isinstance(tput, int | float)
         ):
-            found.append(rec["summary"]["samples_per_s"])
+            found.append(tput)
     return statistics.median(found) if found else None
 
 
