@@ -74,6 +74,13 @@ def test_a_measured_record_outranks_by_its_measured_throughput(tmp_path, capsys)
     assert "mixes measured and predicted throughput" in out  # said where the mixed ranking is shown
 
 
+@pytest.mark.parametrize("bad", [["--world-size", "0"], ["--world-size", "8", "--top", "0"],
+                                 ["--world-size", "8", "--top", "-1"], ["--world-size", "8", "--global-batch", "0"]])
+def test_recommend_refuses_counts_below_one(bad, capsys):
+    assert main(["recommend", "--model", "gpt-small", "--hardware", "h100-sxm", *bad]) == 2
+    assert "allowed: integers >= 1" in capsys.readouterr().err
+
+
 def test_cpu_local_without_a_calibration_names_the_missing_figure(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     args = ["recommend", "--model", "gpt-small", "--hardware", "cpu-local", "--world-size", "2"]

@@ -99,8 +99,11 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     cfg = load_config(args.configfile)
     if args.model not in cfg["models"]:
         raise ConfigError(f"--model: {args.model!r} is not in the study's models; allowed: {sorted(cfg['models'])}")
-    if args.world_size < 1 or (args.global_batch is not None and args.global_batch < 1):
-        raise ConfigError("--world-size and --global-batch: allowed: integers >= 1")
+    if args.world_size < 1 or (args.global_batch is not None and args.global_batch < 1) or args.top < 1:
+        raise ConfigError(
+            f"--world-size {args.world_size}, --global-batch {args.global_batch}, --top {args.top}: "
+            "allowed: integers >= 1"
+        )
     cal = calibration_for(cfg["study"], args.hardware, args.calibration, args.results_root)
     results = Path(args.results) if args.results else Path(args.results_root) / cfg["study"]
     rec = recommend(cfg, args.model, args.hardware, args.world_size, cal, args.global_batch, results)
