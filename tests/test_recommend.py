@@ -72,6 +72,7 @@ def test_a_measured_record_outranks_by_its_measured_throughput(tmp_path, capsys)
     assert re.search(r"^best: ddp \(measured\) 1e\+09 samples/s", out, re.M)
     assert "(predicted)" in out.split("runner-up:")[1]
     assert "mixes measured and predicted throughput" in out  # said where the mixed ranking is shown
+    assert re.search(r"pred\. ms .* samples/s .* pred\. GB  samples/s source$", out, re.M)  # which is which
 
 
 @pytest.mark.parametrize("bad", [["--world-size", "0"], ["--world-size", "8", "--top", "0"],

@@ -172,8 +172,8 @@ def format_recommendation(rec: Recommendation, top: int = 10) -> str:
         f"benchbench recommend: {rec.model} on {rec.hardware} at {rec.world_size} ranks, global batch "
         f"{rec.global_batch} (calibration: {rec.source}); {len(rec.ranked)} plans fit, "
         f"{len(rec.excluded)} excluded by memory, {len(rec.infeasible)} infeasible",
-        f"{'#':>3}  {'plan':34} {'dp':>5} {'tp':>3} {'pp':>3}  {'step ms':>10}  {'samples/s':>12}  "
-        f"{'mem GB':>9}  source",
+        f"{'#':>3}  {'plan':34} {'dp':>5} {'tp':>3} {'pp':>3}  {'pred. ms':>10}  {'samples/s':>12}  "
+        f"{'pred. GB':>9}  samples/s source",
     ]
     lines += [_row(i + 1, c) for i, c in enumerate(rec.ranked[:top])]
     if not rec.ranked:
