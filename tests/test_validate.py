@@ -198,6 +198,16 @@ def test_recommendations_come_from_the_cost_models_recommend():
     assert not cpu.loc[2, "extrapolated"] and cpu.loc[1024, "extrapolated"]  # fitted at 2 ranks: 1,024 is beyond
 
 
+def test_a_study_hardware_whose_calibration_failed_is_predicted_from_spec():
+    """A Slurm study on h100-sxm whose calibration failed: its own hardware stays in the grid and
+    the recommendations, from the profile's specs and labelled so, rather than vanishing."""
+    cfg = {**_config(), "hardware": ["h100-sxm"]}
+    grid, notes = v.prediction_grid(cfg, {}, world_sizes=(2, 8))
+    assert not notes and set(grid.loc[grid["hardware"] == "h100-sxm", "source"]) == {"from spec"}
+    table, _ = v.recommendations(cfg, {}, None, world_sizes=(8,))
+    assert set(table.loc[table["hardware"] == "h100-sxm", "source"]) == {"from spec"}
+
+
 def test_the_report_flags_extrapolated_predictions_in_the_grid_and_the_recommendations(tmp_path):
     layout = _study(tmp_path)
     assert cli.main(["report", "--study-dir", str(layout.dir)]) == 0

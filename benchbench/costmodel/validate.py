@@ -223,13 +223,14 @@ def load_calibrations(paths: Iterable[str | Path]) -> tuple[dict[str, Calibratio
 
 
 def _grid_calibrations(study_hardware: list[str], calibrations: Mapping[str, Calibration]) -> dict[str, Calibration]:
-    """The study's hardware with its calibration (when usable), and every other profile from spec
-    where its specs give the figures."""
+    """The study's hardware with its calibration (when usable), and every other profile — the
+    study's own among them when its calibration is missing or failed — from spec where its specs
+    give the figures (labelled ``from spec``, as ``benchbench recommend`` falls back)."""
     from benchbench.hardware import hardware_names, load_hardware
 
     out = {h: calibrations[h] for h in study_hardware if h in calibrations}
     for name in hardware_names():
-        if name not in out and name not in study_hardware:
+        if name not in out:
             try:
                 out[name] = from_spec(name, load_hardware(name))
             except ValueError:
