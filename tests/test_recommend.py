@@ -145,6 +145,16 @@ def test_predicted_top_k_expands_into_the_best_predicted_plans(tmp_path, monkeyp
         GPT_SMALL, load_hardware("cpu-local"), j.world_size)).to_dict() for j in jobs if "." in j.strategy)  # fmt: skip
 
 
+def test_predicted_top_k_over_a_failed_calibration_falls_back_to_the_specs(tmp_path, monkeypatch):
+    from benchbench.costmodel.calibration import write_failed_calibration
+
+    cfg = check_config({**_top_study(tmp_path, monkeypatch), "hardware": ["h100-sxm"]})
+    write_failed_calibration(tmp_path / "results" / "top" / "calibration" / "h100-sxm.json", "h100-sxm", "ranks died")
+    jobs, _ = expand(cfg)
+    assert {j.world_size for j in jobs if j.strategy != "single"} == {1, 2, 4}
+    assert {j.hardware for j in jobs} == {"h100-sxm"}
+
+
 def test_predicted_top_k_without_a_calibration_says_what_to_run(tmp_path, monkeypatch):
     cfg = _top_study(tmp_path, monkeypatch, 3)
     with pytest.raises(ConfigError) as e:
