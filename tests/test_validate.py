@@ -240,6 +240,9 @@ def test_validate_cli_and_costmodel_plots(tmp_path, monkeypatch):
         assert p.stat().st_size > 1000
     assert "no data" not in (tmp_path / "busbw.svg").read_text()
     assert "no data" not in (tmp_path / "predicted.svg").read_text()
+    # fitted at 2 ranks: the measured panel says where extrapolation starts; from spec has no fit to leave
+    assert "cpu-local (measured; extrapolated from 4 ranks)" in (tmp_path / "predicted.svg").read_text()
+    assert "h100-sxm (from spec)" in (tmp_path / "predicted.svg").read_text()
 
 
 def test_a_failed_calibration_draws_a_no_data_busbw(tmp_path):
