@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
@@ -79,12 +78,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
             f"predict: --plans study: the study's strategies {cfg['strategies']} name no plan to predict "
             "(predicted-top-K is chosen by the cost model); allowed: --plans all, or a study with other strategies"
         )
-    if args.csv:
+    if args.csv:  # atomically: an interrupted predict leaves the previous file whole
+        import pandas as pd
+
+        from benchbench.analysis import write_csv
+
         Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.csv, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        write_csv(pd.DataFrame(rows, columns=list(rows[0])), args.csv)
     print("\t".join(COLUMNS))
     for r in rows:
         print("\t".join(f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c]) for c in COLUMNS))
