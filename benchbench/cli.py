@@ -145,7 +145,11 @@ def _study_arg(text: str | None) -> dict | None:
     if not text:
         return None
     if text.lstrip().startswith("{"):
-        return check_config(json.loads(text), "--study")
+        try:
+            study = json.loads(text)
+        except ValueError as e:
+            raise ConfigError(f"--study: not JSON: {e}; allowed: a study file path or the study as JSON") from None
+        return check_config(study, "--study")
     return load_config(text)
 
 
@@ -154,6 +158,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from benchbench.costmodel.validate import headline, load_calibrations, summarize, validate
     from benchbench.records_in import read_records
 
+    study = _study_arg(args.study)  # bad input is refused before anything is written
+    if (args.predictions_csv or args.recommendations_csv) and study is None:
+        raise ConfigError("validate: --predictions-csv and --recommendations-csv need --study")
     records, _ = read_records(args.records or [])
     cals, notes = load_calibrations(args.calibration or [])
     for note in notes:
@@ -162,10 +169,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     summary = summarize(table)
     write_csv(table, args.out_csv)
     write_csv(summary, args.summary_csv)
-    if args.predictions_csv or args.recommendations_csv:
-        study = _study_arg(args.study)
-        if study is None:
-            raise ConfigError("validate: --predictions-csv and --recommendations-csv need --study")
+    if study is not None and (args.predictions_csv or args.recommendations_csv):
         _write_grid(args, study, cals)
     print(headline(summary))
     return 0

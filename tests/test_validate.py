@@ -245,6 +245,16 @@ def test_validate_cli_and_costmodel_plots(tmp_path, monkeypatch):
     assert "h100-sxm (from spec)" in (tmp_path / "predicted.svg").read_text()
 
 
+@pytest.mark.parametrize("study", ["{bad", None, "missing.yaml"])
+def test_validate_refuses_a_bad_study_before_writing_anything(tmp_path, study, capsys):
+    out = tmp_path / "prediction.csv"
+    args = ["validate", "--out-csv", str(out), "--summary-csv", str(tmp_path / "s.csv"),
+            "--predictions-csv", str(tmp_path / "p.csv"), *(["--study", study] if study else [])]  # fmt: skip
+    assert cli.main(args) == 2
+    assert "--study" in capsys.readouterr().err or study == "missing.yaml"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_failed_calibration_draws_a_no_data_busbw(tmp_path):
     from benchbench.plots import calibration_points, plot_costmodel
 
