@@ -94,7 +94,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
-    from benchbench.costmodel.recommend import calibration_for, format_recommendation, recommend
+    from benchbench.costmodel.recommend import calibration_for, format_recommendation, recommend, study_global_batch
 
     cfg = load_config(args.configfile)
     if args.model not in cfg["models"]:
@@ -106,7 +106,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         )
     cal = calibration_for(cfg["study"], args.hardware, args.calibration, args.results_root)
     results = Path(args.results) if args.results else Path(args.results_root) / cfg["study"]
-    rec = recommend(cfg, args.model, args.hardware, args.world_size, cal, args.global_batch, results)
+    gb = args.global_batch or study_global_batch(cfg, args.model, args.hardware, args.world_size)
+    rec = recommend(cfg, args.model, args.hardware, args.world_size, cal, gb, results)
     print(format_recommendation(rec, args.top))
     return 0 if rec.ranked else 1
 
@@ -133,7 +134,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--hardware", required=True, help=f"a hardware profile: {hardware_names()}")
     r.add_argument("--world-size", type=int, required=True)
     r.add_argument("--configfile", help="study config (default: config/config.yaml)")
-    r.add_argument("--global-batch", type=int, help="samples per step (default: the model's batch_size x world size)")
+    r.add_argument("--global-batch", type=int, help="samples per step (default: the study's at its own world sizes, "
+                   "else the model's batch_size x world size)")  # fmt: skip
     r.add_argument("--results", help="records to take measured throughput from (default: results/<study>)")
     r.add_argument("--results-root", default="results", help=argparse.SUPPRESS)
     r.add_argument("--calibration", help="calibration file (default: results/<study>/calibration/<H>.json, else specs)")

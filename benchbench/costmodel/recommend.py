@@ -92,6 +92,19 @@ class Recommendation:
         return self.ranked[0].samples_per_s / self.ranked[1].samples_per_s - 1
 
 
+def study_global_batch(cfg: dict[str, Any], model: str, hardware: str, world_size: int) -> int | None:
+    """The study's own global batch at ``world_size`` when the study runs that world size (so its
+    records match the plans ranked, and count as measured), else ``None`` (the model's batch_size x
+    world size: "Beyond the study")."""
+    from benchbench.config import PREDICTED_TOP
+    from benchbench.study import make_job
+
+    if world_size not in cfg["world_sizes"]:
+        return None
+    plain = {**cfg, "strategies": [s for s in cfg["strategies"] if not PREDICTED_TOP.fullmatch(s)] or ["ddp"]}
+    return make_job(plain, model, hardware, "ddp", world_size, 0)[0].global_batch
+
+
 def measured_throughput(results: Path | None, job: Any) -> float | None:
     """Median samples/s of the ok records under ``results`` of exactly this configuration (model,
     hardware, strategy and its plan, world size, global batch), or ``None``."""

@@ -267,12 +267,10 @@ def _plan(p: Any) -> str:
 
 
 def _recommend_row(cfg: dict[str, Any], key: tuple[str, str, int], cal: Calibration, results: Path | None) -> dict:
-    from benchbench.costmodel.recommend import recommend
-    from benchbench.study import make_job
+    from benchbench.costmodel.recommend import recommend, study_global_batch
 
     model, hardware, ws = key
-    study_gb = ws in cfg["world_sizes"]  # inside the study: its own batch rule, so its records count as measured
-    gb = make_job(cfg, model, hardware, cfg["strategies"][0], ws, 0)[0].global_batch if study_gb else None
+    gb = study_global_batch(cfg, model, hardware, ws)  # inside the study: its records count as measured
     rec = recommend(cfg, model, hardware, ws, cal, global_batch=gb, results=results)
     best, second = rec.ranked[0] if rec.ranked else None, rec.ranked[1] if len(rec.ranked) > 1 else None
     return {
