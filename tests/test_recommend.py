@@ -84,6 +84,20 @@ def test_recommend_refuses_counts_below_one(bad, capsys):
     assert "allowed: integers >= 1" in capsys.readouterr().err
 
 
+def test_recommend_over_a_failed_calibration_uses_the_specs_and_says_so(tmp_path, monkeypatch, capsys):
+    from benchbench.costmodel.calibration import write_failed_calibration
+
+    monkeypatch.chdir(tmp_path)
+    write_failed_calibration(tmp_path / "results" / "default" / "calibration" / "h100-sxm.json", "h100-sxm", "died")
+    assert main(["recommend", "--model", "gpt-small", "--hardware", "h100-sxm", "--world-size", "8"]) == 0
+    out, err = capsys.readouterr()
+    assert "(calibration: from spec)" in out
+    assert "the calibration failed: died; predicting h100-sxm from its specs" in err
+    write_failed_calibration(tmp_path / "results" / "default" / "calibration" / "cpu-local.json", "cpu-local", "died")
+    assert main(["recommend", "--model", "gpt-small", "--hardware", "cpu-local", "--world-size", "2"]) == 2
+    assert "bandwidth_gbps/latency_us" in capsys.readouterr().err  # no specs to stand in: the error says so
+
+
 def test_cpu_local_without_a_calibration_names_the_missing_figure(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     args = ["recommend", "--model", "gpt-small", "--hardware", "cpu-local", "--world-size", "2"]

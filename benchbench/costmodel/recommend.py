@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,12 @@ def calibration_for(
             return read_calibration(Path(path))
         found = calibration_path(study, hardware, root)
         if found.exists():
-            return read_calibration(found)
+            try:
+                return read_calibration(found)
+            except ValueError as e:  # a failed calibration: the specs stand in where they can, said on stderr
+                cal = from_spec(hardware, load_hardware(hardware))
+                print(f"benchbench: {e}; predicting {hardware} from its specs", file=sys.stderr)
+                return cal
         return from_spec(hardware, load_hardware(hardware))
     except ValueError as e:
         raise ConfigError(
