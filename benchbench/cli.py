@@ -145,7 +145,11 @@ def _study_arg(text: str | None) -> dict | None:
     if not text:
         return None
     if text.lstrip().startswith("{"):
-        return check_config(json.loads(text), "--study")
+        try:
+            study = json.loads(text)
+        except ValueError as e:
+            raise ConfigError(f"--study: not JSON: {e}; allowed: a study file path or the study as JSON") from None
+        return check_config(study, "--study")
     return load_config(text)
 
 
@@ -154,6 +158,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from benchbench.costmodel.validate import headline, load_calibrations, summarize, validate
     from benchbench.records_in import read_records
 
+    study = _study_arg(args.study)  # bad input is refused before anything is written
+    if (args.predictions_csv or args.recommendations_csv) and study is None:
+        raise ConfigError("validate: --predictions-csv and --recommendations-csv need --study")
     records, _ = read_records(args.records or [])
     cals, notes = load_calibrations(args.calibration or [])
     for note in notes:
@@ -162,10 +169,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     summary = summarize(table)
     write_csv(table, args.out_csv)
     write_csv(summary, args.summary_csv)
-    if args.predictions_csv or args.recommendations_csv:
-        study = _study_arg(args.study)
-        if study is None:
-            raise ConfigError("validate: --predictions-csv and --recommendations-csv need --study")
+    if study is not None and (args.predictions_csv or args.recommendations_csv):
         _write_grid(args, study, cals)
     print(headline(summary))
     return 0
@@ -272,6 +276,24 @@ def _calibration_spec(args: argparse.Namespace) -> tuple[dict, Path]:
     return spec, Path(args.out) if args.out else StudyLayout(cfg["study"]).calibration(hardware)
 
 
+def _calibration_failed(args: argparse.Namespace, spec: dict, out: Path, reason: str) -> int:
+    """Exit status of a calibration whose ranks failed: 1; with ``--allow-failed`` (the workflow)
+    0, after writing the failure's record at ``out`` so that predict and the report still run —
+    unless ``out`` holds a usable calibration, which a failed run does not overwrite (exit 1)."""
+    from benchbench.costmodel.calibration import read_calibration, write_failed_calibration
+
+    if not args.allow_failed:
+        return 1
+    try:
+        read_calibration(out)
+    except ValueError:  # none there, or not usable: record the failure
+        write_failed_calibration(out, str(spec.get("hardware")), reason, args.retry_of)
+        print(f"benchbench calibrate: failure recorded -> {out}", file=sys.stderr)
+        return 0
+    print(f"benchbench calibrate: kept the usable calibration {out}", file=sys.stderr)
+    return 1
+
+
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from benchbench.costmodel.calibrate import CalibrationFailed, check_spec, format_calibration, run_calibration
     from benchbench.launch import Interrupted
@@ -282,10 +304,10 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise ConfigError(str(e)) from None
     try:
-        cal = run_calibration(spec, out, args.launcher)
+        cal = run_calibration(spec, out, args.launcher, retry_of=args.retry_of)
     except CalibrationFailed as e:
         print(f"benchbench calibrate: {e}", file=sys.stderr)
-        return 1
+        return _calibration_failed(args, spec, out, str(e))
     except Interrupted as e:  # SIGTERM/SIGINT/SIGHUP: the ranks are killed, nothing is written
         print(f"benchbench calibrate: interrupted by signal {e.signum}, no calibration written", file=sys.stderr)
         return 128 + e.signum
@@ -309,6 +331,10 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--out", help="where to write the calibration (required with --spec)")
     c.add_argument("--launcher", choices=["auto", "torchrun", "srun"], default="auto",
                    help="how to start ranks (auto: srun inside a Slurm allocation, else torchrun)")  # fmt: skip
+    c.add_argument("--allow-failed", action="store_true",
+                   help="when the ranks fail or time out, write the failure's record at --out (status: failed, "
+                   "reason; predict and the report say the calibration is not usable) and exit 0")  # fmt: skip
+    c.add_argument("--retry-of", default="", help=argparse.SUPPRESS)  # the workflow's retry token, kept in the file
     c.set_defaults(func=_cmd_calibrate)
 
 

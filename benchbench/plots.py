@@ -77,7 +77,8 @@ CAPTIONS: dict[str, str] = {
     "message size on log-log axes, one line per collective and group size, per measured hardware profile: "
     "small messages are latency-bound (rising), large ones approach the link's bus bandwidth (flat).",
     "predicted": "Predicted throughput against world size up to 4,096 ranks on log-log axes, one panel per hardware "
-    "profile (its measured calibration, or its specs: 'from spec'), one line per strategy (colour) and model (line "
+    "profile (its measured calibration, or its specs: 'from spec'; the title says from which world size the "
+    "prediction is extrapolated beyond the calibrated group sizes), one line per strategy (colour) and model (line "
     "style); the global batch is the study's at its own world sizes and the model's batch x world size beyond. Plans "
     "the plan rules refuse are absent; plans predicted not to fit in memory are grey crosses.",
 }
@@ -701,6 +702,17 @@ def _fits(data: pd.DataFrame) -> pd.Series:
 _MODEL_STYLES = ("-", "--", ":", "-.")
 
 
+def _predicted_title(hardware: str, part: pd.DataFrame) -> str:
+    """``hardware (sources)``, and where the cost model reached beyond its calibration (a larger
+    group than measured: the Prediction's ``extrapolated``) from which world size on."""
+    bits = sorted(set(part["source"].dropna().astype(str))) if "source" in part else []
+    if "extrapolated" in part:
+        beyond = part.loc[part["extrapolated"].astype(str).str.lower() == "true", "world_size"]
+        if not beyond.empty:
+            bits.append(f"extrapolated from {int(beyond.min())} ranks")
+    return f"{hardware} ({'; '.join(bits)})" if bits else hardware
+
+
 def _predicted(grid: pd.DataFrame) -> Figure | str:
     rows = _rows_with(grid, "samples_per_s", "world_size")
     if rows.empty:
@@ -723,9 +735,7 @@ def _predicted(grid: pd.DataFrame) -> Figure | str:
         ax.set_yscale("log")
         _log2_ticks(ax.xaxis, 1, part["world_size"].max(), 3, lambda t: f"{int(t)}")
         _decades(ax.yaxis)
-        sources = ", ".join(sorted(set(part["source"].dropna().astype(str)))) if "source" in part else ""
-        ax.set(title=f"{hardware} ({sources})" if sources else hardware, xlabel="world size (ranks)",
-               ylabel="predicted samples/s")  # fmt: skip
+        ax.set(title=_predicted_title(hardware, part), xlabel="world size (ranks)", ylabel="predicted samples/s")
     handles = [Line2D([], [], color=strategy_colour(s), lw=2, label=s) for s in sorted(set(rows["strategy"]))]
     handles += [Line2D([], [], color="0.3", ls=st, label=m) for m, st in styles.items()]
     handles.append(Line2D([], [], ls="", marker="x", color="0.55", label="does not fit in memory"))

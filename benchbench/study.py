@@ -130,13 +130,16 @@ def predicted_top(
     path = calibration_path(cfg["study"], hardware)
     if hardware not in cals:
         try:
-            cals[hardware] = read_calibration(path) if path.exists() else from_spec(hardware, load_hardware(hardware))
-        except ValueError as e:
-            raise ConfigError(
-                f"invalid study config:\n  {key}: {entry!r} needs a calibration of hardware {hardware!r}: {path} "
-                f"does not exist or cannot be read, and the profile's specs cannot stand in ({e}); run "
-                f"`benchbench calibrate --configfile <this study's file> --hardware {hardware}` first"
-            ) from None
+            cals[hardware] = read_calibration(path)
+        except ValueError:  # none, or a failed one: the specs stand in where they can
+            try:
+                cals[hardware] = from_spec(hardware, load_hardware(hardware))
+            except ValueError as e:
+                raise ConfigError(
+                    f"invalid study config:\n  {key}: {entry!r} needs a calibration of hardware {hardware!r}: {path} "
+                    f"does not exist or cannot be read, and the profile's specs cannot stand in ({e}); run "
+                    f"`benchbench calibrate --configfile <this study's file> --hardware {hardware}` first"
+                ) from None
     plain = {**cfg, "strategies": [s for s in cfg["strategies"] if not PREDICTED_TOP.fullmatch(s)] or ["ddp"]}
     gb = make_job(plain, model, hardware, "ddp", world_size, 0)[0].global_batch
     rec = recommend(plain, model, hardware, world_size, cals[hardware], gb)

@@ -57,10 +57,10 @@ def tiny_spec(**changes) -> dict:
     return spec
 
 
-def calibrate(spec: dict, out: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+def calibrate(spec: dict, out: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
     spec_file = tmp_path / "spec.json"
     spec_file.write_text(json.dumps(spec))
-    cmd = [sys.executable, "-m", "benchbench", "calibrate", "--spec", f"@{spec_file}", "--out", str(out)]
+    cmd = [sys.executable, "-m", "benchbench", "calibrate", "--spec", f"@{spec_file}", "--out", str(out), *extra]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
 
 
@@ -98,6 +98,19 @@ def test_spec_group_sizes_and_micro_batches():
     # 16/4 at pp 2 and 4; fsdp-tp (tp 2) at 4 ranks: dp 2 -> 16/2
     assert spec["models"]["g"]["batches"] == [2, 4, 8, 16]
     assert (spec["world_size"], spec["group_sizes"]) == (4, [2, 4])
+
+
+def test_spec_of_a_predicted_top_k_study_needs_no_calibration(tmp_path, monkeypatch):
+    """predicted-top-K needs a calibration to expand, so the calibration's spec must not: it
+    covers the study's other strategies (ddp when none) and every group size a plan at its world
+    sizes may use (the divisors > 1), whether or not a calibration exists (so calibrating does
+    not change the spec it was made from)."""
+    monkeypatch.chdir(tmp_path)  # no results/s/calibration here
+    cfg = check_config({"study": "s", "models": {"g": dict(TINY_GPT, layers=4, batch_size=16)},
+                        "world_sizes": [1, 2, 4], "strategies": ["single", "predicted-top-2"]})  # fmt: skip
+    spec = calibration_spec(cfg, "cpu-local")
+    assert (spec["world_size"], spec["group_sizes"]) == (4, [2, 4])
+    assert spec["models"]["g"]["batches"] == [4, 8, 16]  # single 16; ddp 16/2, 16/4
 
 
 def test_spec_max_bytes_from_the_study_and_ci():
@@ -187,6 +200,35 @@ def test_a_failing_rank_exits_non_zero_and_leaves_no_file(tmp_path):
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "calibration of cpu-local failed" in proc.stderr and "divisible by heads" in proc.stderr
     assert not out.exists() and list(out.parent.iterdir()) == []
+
+
+def test_allow_failed_records_the_failure_so_the_workflow_goes_on_and_keeps_a_usable_calibration(tmp_path):
+    """The workflow's calibrate (--allow-failed): a failure exits 0 with its record at --out, which
+    every reader refuses with the reason (so predict and the report run and say why); a usable
+    calibration already there is not overwritten by a failed run."""
+    from benchbench.costmodel.calibration import from_spec, write_calibration
+    from benchbench.costmodel.validate import load_calibrations
+    from benchbench.hardware import load_hardware
+
+    bad = {"bad": {"model_cfg": dict(TINY_GPT, hidden=30, heads=4), "batches": [2]}}
+    spec = tiny_spec(models=bad, max_bytes=1024)
+    out = tmp_path / "cal" / "cpu-local.json"
+    proc = calibrate(spec, out, tmp_path, "--allow-failed", "--retry-of=tok")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads(out.read_text())
+    assert doc["status"] == "failed" and doc["retry_of"] == "tok" and "divisible by heads" in doc["reason"]
+    with pytest.raises(ValueError, match="the calibration failed: calibration of cpu-local failed"):
+        read_calibration(out)
+    cals, notes = load_calibrations([out])
+    assert cals == {} and "divisible by heads" in notes[0]
+    assert [p.name for p in out.parent.iterdir()] == [out.name]  # no temporary file left
+
+    good = from_spec("h100-sxm", load_hardware("h100-sxm"))
+    write_calibration(good, out)
+    before = out.read_bytes()
+    proc = calibrate(spec, out, tmp_path, "--allow-failed")
+    assert proc.returncode == 1 and "kept the usable calibration" in proc.stderr, proc.stderr[-2000:]
+    assert out.read_bytes() == before
 
 
 def test_a_calibration_past_its_timeout_is_killed_and_leaves_no_file(tmp_path):

@@ -65,9 +65,13 @@ def test_analytic_communication_equals_the_measured_rows(rec):
     handed to their collectives (tests/fixtures/comm_records.json: real records of this machine)."""
     job = Job.from_dict(rec["job"])
     if _powersgd_uncounted(rec):
-        predicted = _predicted_rows(job)[("all_reduce", "dp")]
+        from benchbench.costmodel.predict import Ctx, powersgd_ops
+        from benchbench.costmodel.tensors import ddp_buckets, stage_tensors
+
+        (bucket,) = ddp_buckets(list(reversed(stage_tensors(job.model_cfg, 0, 1, 1))), job.plan.bucket_cap_mb)
+        uncompressed = powersgd_ops(Ctx(job, hand_cal()), bucket)[0][0]
         measured = _measured_rows(rec["comm"])[("all_reduce", "dp")]
-        assert measured[1] == 1 and measured[2] < predicted[2]  # only the uncompressed all-reduce is counted
+        assert measured == (job.world_size, 1, uncompressed.payload)  # only the uncompressed all-reduce is counted
         return
     assert _predicted_rows(job) == _measured_rows(rec["comm"])
 

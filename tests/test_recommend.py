@@ -33,6 +33,7 @@ def test_recommend_answers_for_gpt_small_on_h100(ws, capsys):
     assert best and float(best.group(2)) > 0
     assert re.search(r"^runner-up: \S+ \(predicted\) .* margin -?[0-9.]+%$", out, re.M)
     assert "excluded by memory" in out
+    assert "mixes measured" not in out  # nothing measured: nothing mixed
     snippet = yaml.safe_load(out.split("strategy for a study (paste into its config):\n")[1])
     assert snippet["strategies"] == [best.group(1)]
     cfg = load_config()
@@ -54,21 +55,47 @@ def test_memory_excludes_a_large_gpt_on_few_gpus():
 
 
 def test_a_measured_record_outranks_by_its_measured_throughput(tmp_path, capsys):
-    """Where an ok record of the configuration exists, its throughput is used and labelled."""
+    """Where an ok record of the configuration exists, its throughput is used and labelled: at a
+    world size the study runs, recommend ranks the plans at the study's global batch (8 here, not
+    8 x 2), so the study's own record matches without --global-batch."""
     cal_path = tmp_path / "cal.json"
     write_calibration(hand_cal(), cal_path)
     cfg = load_config()
     job, _ = make_job(cfg, "gpt-small", "cpu-local", "ddp", 2, 0)
-    job = job.replace(global_batch=16)
+    assert job.global_batch == 8
     rec_path = tmp_path / "res" / "raw" / "gpt-small" / "cpu-local" / "ddp" / "ws2-r0.json"
     rec_path.parent.mkdir(parents=True)
     rec_path.write_text(json.dumps({"status": "ok", "job": job.to_dict(), "summary": {"samples_per_s": 1e9}}))
+    (rec_path.parent / "ws2-r1.json").write_text('{"status": "ok", "job": {')  # a torn record: not a measurement
     args = ["recommend", "--model", "gpt-small", "--hardware", "cpu-local", "--world-size", "2",
             "--calibration", str(cal_path), "--results", str(tmp_path / "res")]  # fmt: skip
     assert main(args) == 0
     out = capsys.readouterr().out
     assert re.search(r"^best: ddp \(measured\) 1e\+09 samples/s", out, re.M)
     assert "(predicted)" in out.split("runner-up:")[1]
+    assert "mixes measured and predicted throughput" in out  # said where the mixed ranking is shown
+    assert re.search(r"pred\. ms .* samples/s .* pred\. GB  samples/s source$", out, re.M)  # which is which
+
+
+@pytest.mark.parametrize("bad", [["--world-size", "0"], ["--world-size", "8", "--top", "0"],
+                                 ["--world-size", "8", "--top", "-1"], ["--world-size", "8", "--global-batch", "0"]])
+def test_recommend_refuses_counts_below_one(bad, capsys):
+    assert main(["recommend", "--model", "gpt-small", "--hardware", "h100-sxm", *bad]) == 2
+    assert "allowed: integers >= 1" in capsys.readouterr().err
+
+
+def test_recommend_over_a_failed_calibration_uses_the_specs_and_says_so(tmp_path, monkeypatch, capsys):
+    from benchbench.costmodel.calibration import write_failed_calibration
+
+    monkeypatch.chdir(tmp_path)
+    write_failed_calibration(tmp_path / "results" / "default" / "calibration" / "h100-sxm.json", "h100-sxm", "died")
+    assert main(["recommend", "--model", "gpt-small", "--hardware", "h100-sxm", "--world-size", "8"]) == 0
+    out, err = capsys.readouterr()
+    assert "(calibration: from spec)" in out
+    assert "the calibration failed: died; predicting h100-sxm from its specs" in err
+    write_failed_calibration(tmp_path / "results" / "default" / "calibration" / "cpu-local.json", "cpu-local", "died")
+    assert main(["recommend", "--model", "gpt-small", "--hardware", "cpu-local", "--world-size", "2"]) == 2
+    assert "bandwidth_gbps/latency_us" in capsys.readouterr().err  # no specs to stand in: the error says so
 
 
 def test_cpu_local_without_a_calibration_names_the_missing_figure(tmp_path, monkeypatch, capsys):
@@ -104,6 +131,16 @@ def test_predict_cli_writes_every_prediction_column(tmp_path, capsys):
     assert "gpt-small\th100-sxm\tddp\t4096\t4096\t1\t1\t32768\t" in capsys.readouterr().out
 
 
+def test_predict_of_a_study_with_only_predicted_top_k_says_what_to_ask(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    cfg = {**load_config(), "study": "top", "strategies": ["predicted-top-2"]}
+    (tmp_path / "top.yaml").write_text(yaml.safe_dump(cfg))
+    args = ["predict", "--configfile", "top.yaml", "--hardware", "h100-sxm", "--csv", str(tmp_path / "p.csv")]
+    assert main(args) == 2
+    assert "name no plan to predict" in capsys.readouterr().err and not (tmp_path / "p.csv").exists()
+    assert main([*args, "--plans", "all"]) == 0 and len((tmp_path / "p.csv").read_text().splitlines()) > 10
+
+
 def _top_study(tmp_path, monkeypatch, k: int = 2) -> dict:
     monkeypatch.chdir(tmp_path)
     cfg = copy.deepcopy(load_config())
@@ -122,6 +159,16 @@ def test_predicted_top_k_expands_into_the_best_predicted_plans(tmp_path, monkeyp
         assert mine == [c.name for c in best[:2]] and len(mine) == 2
     assert all(j.plan.to_dict() == resolve_plan(j.strategy, j.world_size, generated_plans(
         GPT_SMALL, load_hardware("cpu-local"), j.world_size)).to_dict() for j in jobs if "." in j.strategy)  # fmt: skip
+
+
+def test_predicted_top_k_over_a_failed_calibration_falls_back_to_the_specs(tmp_path, monkeypatch):
+    from benchbench.costmodel.calibration import write_failed_calibration
+
+    cfg = check_config({**_top_study(tmp_path, monkeypatch), "hardware": ["h100-sxm"]})
+    write_failed_calibration(tmp_path / "results" / "top" / "calibration" / "h100-sxm.json", "h100-sxm", "ranks died")
+    jobs, _ = expand(cfg)
+    assert {j.world_size for j in jobs if j.strategy != "single"} == {1, 2, 4}
+    assert {j.hardware for j in jobs} == {"h100-sxm"}
 
 
 def test_predicted_top_k_without_a_calibration_says_what_to_run(tmp_path, monkeypatch):

@@ -165,6 +165,7 @@ def test_report_shows_the_prediction_section_answer_first(tmp_path):
     assert re.search(r'<td data-value="0\.(2|19999)\d*">20</td>', section)  # the error, as %, from the records
     assert 'id="t-calibration-fits"' in section and 'id="t-recommend"' in section
     assert "Step-time error (%)" in section and 'href="#def-step_time_err"' in section
+    assert "for samples/s, whose\n error has the opposite sense, negative = the run was faster" in section
     assert 'id="def-step_time_err"' in html
     recommend = section.split('id="t-recommend"')[1].split("</table>")[0]
     ranks = re.findall(r'<tr><td>m</td><td>[\w-]+</td><td data-value="(\d+)">', recommend)
@@ -191,6 +192,29 @@ def test_recommendations_come_from_the_cost_models_recommend():
     assert (h100["basis"] == "predicted").all() and (h100["source"] == "from spec").all()
     assert (h100["margin"] >= 1).all() and h100["best_plan"].str.contains(r"\(").all()
     assert h100.loc[1024, "global_batch"] == 64 * 1024  # beyond the study: the model's batch x world size
+    assert not h100["extrapolated"].any()  # from spec: no fit to reach beyond
+    table, _ = v.recommendations(_config(), {"cpu-local": _calibration()}, None, world_sizes=(1024,))
+    cpu = table[table["hardware"] == "cpu-local"].set_index("world_size")
+    assert not cpu.loc[2, "extrapolated"] and cpu.loc[1024, "extrapolated"]  # fitted at 2 ranks: 1,024 is beyond
+
+
+def test_a_study_hardware_whose_calibration_failed_is_predicted_from_spec():
+    """A Slurm study on h100-sxm whose calibration failed: its own hardware stays in the grid and
+    the recommendations, from the profile's specs and labelled so, rather than vanishing."""
+    cfg = {**_config(), "hardware": ["h100-sxm"]}
+    grid, notes = v.prediction_grid(cfg, {}, world_sizes=(2, 8))
+    assert not notes and set(grid.loc[grid["hardware"] == "h100-sxm", "source"]) == {"from spec"}
+    table, _ = v.recommendations(cfg, {}, None, world_sizes=(8,))
+    assert set(table.loc[table["hardware"] == "h100-sxm", "source"]) == {"from spec"}
+
+
+def test_the_report_flags_extrapolated_predictions_in_the_grid_and_the_recommendations(tmp_path):
+    layout = _study(tmp_path)
+    assert cli.main(["report", "--study-dir", str(layout.dir)]) == 0
+    section = layout.report.read_text().split('id="prediction"')[1].split('id="correctness"')[0]
+    for table in ("t-grid", "t-recommend"):
+        head = section.split(f'id="{table}"')[1].split("</thead>")[0]
+        assert 'href="#def-extrapolated"' in head, table
 
 
 def test_validate_cli_and_costmodel_plots(tmp_path, monkeypatch):
@@ -216,6 +240,19 @@ def test_validate_cli_and_costmodel_plots(tmp_path, monkeypatch):
         assert p.stat().st_size > 1000
     assert "no data" not in (tmp_path / "busbw.svg").read_text()
     assert "no data" not in (tmp_path / "predicted.svg").read_text()
+    # fitted at 2 ranks: the measured panel says where extrapolation starts; from spec has no fit to leave
+    assert "cpu-local (measured; extrapolated from 4 ranks)" in (tmp_path / "predicted.svg").read_text()
+    assert "h100-sxm (from spec)" in (tmp_path / "predicted.svg").read_text()
+
+
+@pytest.mark.parametrize("study", ["{bad", None, "missing.yaml"])
+def test_validate_refuses_a_bad_study_before_writing_anything(tmp_path, study, capsys):
+    out = tmp_path / "prediction.csv"
+    args = ["validate", "--out-csv", str(out), "--summary-csv", str(tmp_path / "s.csv"),
+            "--predictions-csv", str(tmp_path / "p.csv"), *(["--study", study] if study else [])]  # fmt: skip
+    assert cli.main(args) == 2
+    assert "--study" in capsys.readouterr().err or study == "missing.yaml"
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_failed_calibration_draws_a_no_data_busbw(tmp_path):

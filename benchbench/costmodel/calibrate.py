@@ -56,15 +56,22 @@ def _micro_batches(job: Job) -> int:
 
 def calibration_spec(study_cfg: dict[str, Any], hardware: str) -> dict[str, Any]:
     """What to calibrate for ``hardware`` so that the cost model can predict every job of the
-    validated study ``study_cfg`` on it (torch-free; docs/METRICS.md, "Calibration"). Raises
-    ``ValueError`` when the study runs no job on ``hardware``."""
+    validated study ``study_cfg`` on it (torch-free; docs/METRICS.md, "Calibration"). A
+    ``predicted-top-K`` entry needs a calibration to expand, so here it stands for ddp and every
+    group size a plan may use (the divisors > 1 of each world size): the spec, and so calibrating,
+    never depends on a calibration. Raises ``ValueError`` when the study runs no job on ``hardware``."""
+    from benchbench.config import PREDICTED_TOP
     from benchbench.hardware import load_hardware
     from benchbench.study import expand
 
-    jobs = [j for j in expand(study_cfg)[0] if j.hardware == hardware]
+    top = [s for s in study_cfg["strategies"] if PREDICTED_TOP.fullmatch(s) and s not in study_cfg["strategy_defs"]]
+    plain = [s for s in study_cfg["strategies"] if s not in top] + (["ddp"] if top else [])
+    jobs = [j for j in expand({**study_cfg, "strategies": list(dict.fromkeys(plain))})[0] if j.hardware == hardware]
     if not jobs:
         raise ValueError(f"study {study_cfg['study']!r} runs no job on hardware {hardware!r}")
     groups = {n for j in jobs for n in (j.dp, j.tp, j.pp, j.world_size) if n > 1}
+    if top:
+        groups |= {d for ws in study_cfg["world_sizes"] for d in range(2, ws + 1) if ws % d == 0}
     models: dict[str, dict[str, Any]] = {}
     for label, cfg in study_cfg["models"].items():
         mine = [j for j in jobs if j.model == label]
@@ -197,7 +204,7 @@ def fit_all(points: list[CollectivePoint], levels: dict[int, str]) -> list[Colle
 # ---------------------------------------------------------------------------- the parent
 
 
-def run_calibration(spec: dict[str, Any], out: str | Path, launcher: str = "auto") -> Calibration:
+def run_calibration(spec: dict[str, Any], out: str | Path, launcher: str = "auto", retry_of: str = "") -> Calibration:
     """Calibrate on the ranks and write the calibration to ``out`` atomically; raises
     :class:`CalibrationFailed` (nothing written at ``out``) when a rank fails or the calibration
     outlives ``timeout_s``, ``ValueError`` for a spec :func:`check_spec` refuses."""
@@ -221,6 +228,7 @@ def run_calibration(spec: dict[str, Any], out: str | Path, launcher: str = "auto
     # the host's 1-minute load average before and after (after: includes the calibration's own
     # ranks): a calibration measured beside other work is flagged by it, not hidden
     cal.env["load_average"] = {"before": load, "after": os.getloadavg()[0]}
+    cal.env["retry_of"] = retry_of  # the workflow's retry token (common.smk: calibration_retry_token)
     write_calibration(cal, out)
     return cal
 

@@ -148,10 +148,30 @@ def write_calibration(cal: Calibration, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def write_failed_calibration(path: Path, hardware: str, reason: str, retry_of: str = "") -> None:
+    """Write, atomically, the record of a calibration that failed (``status: failed`` and why) in
+    place of the calibration, so that the workflow's predict and report still run (they say it is
+    not usable); ``read_calibration`` refuses it with the reason."""
+    import datetime
+
+    doc = {"calibration_version": CALIBRATION_VERSION, "status": "failed", "hardware": hardware, "reason": reason,
+           "retry_of": retry_of, "created_at": datetime.datetime.now(datetime.UTC).isoformat()}  # fmt: skip
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(doc, f, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
 def read_calibration(path: Path) -> Calibration:
-    """The calibration in ``path``; ``ValueError`` naming the file when it is not one."""
+    """The calibration in ``path``; ``ValueError`` naming the file when it is not one (a failed
+    calibration's record: with its reason)."""
     try:
-        return Calibration.from_dict(json.loads(Path(path).read_text()))
+        doc = json.loads(Path(path).read_text())
+        if isinstance(doc, dict) and doc.get("status") == "failed":
+            raise ValueError(f"the calibration failed: {doc.get('reason', 'no reason recorded')}")
+        return Calibration.from_dict(doc)
     except (OSError, ValueError, TypeError, KeyError) as e:
         raise ValueError(f"{path}: not a usable calibration: {e}") from e
 
@@ -197,4 +217,5 @@ __all__ = [
     "from_spec",
     "read_calibration",
     "write_calibration",
+    "write_failed_calibration",
 ]

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
@@ -74,12 +73,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
     cfg, sizes = _study(args), _world_sizes(args.world_sizes)
     preds = predict_configs(cfg, _calibrations(args, cfg), sizes, plans=args.plans)
     rows = [p.to_dict() for p in preds]
-    if args.csv:
+    if not rows:  # a study whose only strategies are predicted-top-K entries names no plan of its own
+        raise ConfigError(
+            f"predict: --plans study: the study's strategies {cfg['strategies']} name no plan to predict "
+            "(predicted-top-K is chosen by the cost model); allowed: --plans all, or a study with other strategies"
+        )
+    if args.csv:  # atomically: an interrupted predict leaves the previous file whole
+        import pandas as pd
+
+        from benchbench.analysis import write_csv
+
         Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.csv, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        write_csv(pd.DataFrame(rows, columns=list(rows[0])), args.csv)
     print("\t".join(COLUMNS))
     for r in rows:
         print("\t".join(f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c]) for c in COLUMNS))
@@ -89,16 +94,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
-    from benchbench.costmodel.recommend import calibration_for, format_recommendation, recommend
+    from benchbench.costmodel.recommend import calibration_for, format_recommendation, recommend, study_global_batch
 
     cfg = load_config(args.configfile)
     if args.model not in cfg["models"]:
         raise ConfigError(f"--model: {args.model!r} is not in the study's models; allowed: {sorted(cfg['models'])}")
-    if args.world_size < 1 or (args.global_batch is not None and args.global_batch < 1):
-        raise ConfigError("--world-size and --global-batch: allowed: integers >= 1")
+    if args.world_size < 1 or (args.global_batch is not None and args.global_batch < 1) or args.top < 1:
+        raise ConfigError(
+            f"--world-size {args.world_size}, --global-batch {args.global_batch}, --top {args.top}: "
+            "allowed: integers >= 1"
+        )
     cal = calibration_for(cfg["study"], args.hardware, args.calibration, args.results_root)
     results = Path(args.results) if args.results else Path(args.results_root) / cfg["study"]
-    rec = recommend(cfg, args.model, args.hardware, args.world_size, cal, args.global_batch, results)
+    gb = args.global_batch or study_global_batch(cfg, args.model, args.hardware, args.world_size)
+    rec = recommend(cfg, args.model, args.hardware, args.world_size, cal, gb, results)
     print(format_recommendation(rec, args.top))
     return 0 if rec.ranked else 1
 
@@ -125,7 +134,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--hardware", required=True, help=f"a hardware profile: {hardware_names()}")
     r.add_argument("--world-size", type=int, required=True)
     r.add_argument("--configfile", help="study config (default: config/config.yaml)")
-    r.add_argument("--global-batch", type=int, help="samples per step (default: the model's batch_size x world size)")
+    r.add_argument("--global-batch", type=int, help="samples per step (default: the study's at its own world sizes, "
+                   "else the model's batch_size x world size)")  # fmt: skip
     r.add_argument("--results", help="records to take measured throughput from (default: results/<study>)")
     r.add_argument("--results-root", default="results", help=argparse.SUPPRESS)
     r.add_argument("--calibration", help="calibration file (default: results/<study>/calibration/<H>.json, else specs)")

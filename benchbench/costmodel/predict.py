@@ -421,23 +421,26 @@ def tp_part(ctx: Ctx, stages: list[int], n_stages: int, batch: float) -> Part:
     forward an all-gather of L (replicated logits), backward an all-reduce of A. With SP: per block
     forward 2 all-gathers + 2 reduce-scatters of A, backward the mirror; the embedding's output
     gradient 1 all-gather; the head's input 1 all-gather forward, 1 reduce-scatter backward, and
-    L's all-gather. All on the critical path (exposed)."""
+    L's all-gather. All on the critical path (exposed). Under bf16 autocast only the row-parallel
+    outputs (proj, fc2: forward all-reduces or reduce-scatters, and their gradients' backward
+    all-gathers) and the logits are bf16; the block inputs (LayerNorm outputs, the residual
+    stream) and their gradients stay fp32 (measured: tp and tp-sp records, bf16, 2 ranks)."""
     job = ctx.job
     tp, c = job.plan.tp, job.model_cfg
     if tp <= 1:
         return Part()
     elt = 2 if job.dtype == "bf16" else FP32
-    a = batch * int(c["seq_len"]) * int(c["hidden"]) * elt
+    a, a32 = (batch * int(c["seq_len"]) * int(c["hidden"]) * e for e in (elt, FP32))
     logits = batch * int(c["seq_len"]) * int(c["vocab"]) * elt
     from benchbench.costmodel.tensors import stage_layers
 
     blocks = sum(len(stage_layers(int(c["layers"]), s, n_stages)) for s in stages)
     first, last = 0 in stages, n_stages - 1 in stages
     if job.plan.sequence_parallel:
-        gathers = [a] * (4 * blocks + first + last) + [logits] * last
-        counts = {"all_gather": gathers, "reduce_scatter": [a] * (4 * blocks + last)}
+        gathers = [a32] * (2 * blocks + first + last) + [a] * (2 * blocks) + [logits] * last
+        counts = {"all_gather": gathers, "reduce_scatter": [a] * (2 * blocks) + [a32] * (2 * blocks + last)}
     else:
-        counts = {"all_reduce": [a] * (6 * blocks + last), "all_gather": [logits] * last}
+        counts = {"all_reduce": [a] * (2 * blocks) + [a32] * (4 * blocks + last), "all_gather": [logits] * last}
     ops, total = [], 0.0
     for kind, sizes in counts.items():
         if sizes:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,12 @@ from benchbench.hardware import load_hardware
 from benchbench.layout import RESULTS, StudyLayout
 
 MEASURED, PREDICTED = "measured", "predicted"
+#: Said wherever measured and predicted throughputs are ranked together.
+MIXED_NOTE = (
+    "note: this ranking mixes measured and predicted throughput; where the cost model under-predicts step "
+    "time (on this project's CPU runs most predictions lie below the measurement: docs/METRICS.md), a "
+    "predicted plan can outrank a measured one that is in fact faster; measure it before trusting the order"
+)
 
 
 def calibration_path(study: str, hardware: str, root: str | Path = RESULTS) -> Path:
@@ -44,7 +51,12 @@ def calibration_for(
             return read_calibration(Path(path))
         found = calibration_path(study, hardware, root)
         if found.exists():
-            return read_calibration(found)
+            try:
+                return read_calibration(found)
+            except ValueError as e:  # a failed calibration: the specs stand in where they can, said on stderr
+                cal = from_spec(hardware, load_hardware(hardware))
+                print(f"benchbench: {e}; predicting {hardware} from its specs", file=sys.stderr)
+                return cal
         return from_spec(hardware, load_hardware(hardware))
     except ValueError as e:
         raise ConfigError(
@@ -86,6 +98,19 @@ class Recommendation:
         return self.ranked[0].samples_per_s / self.ranked[1].samples_per_s - 1
 
 
+def study_global_batch(cfg: dict[str, Any], model: str, hardware: str, world_size: int) -> int | None:
+    """The study's own global batch at ``world_size`` when the study runs that world size (so its
+    records match the plans ranked, and count as measured), else ``None`` (the model's batch_size x
+    world size: "Beyond the study")."""
+    from benchbench.config import PREDICTED_TOP
+    from benchbench.study import make_job
+
+    if world_size not in cfg["world_sizes"]:
+        return None
+    plain = {**cfg, "strategies": [s for s in cfg["strategies"] if not PREDICTED_TOP.fullmatch(s)] or ["ddp"]}
+    return make_job(plain, model, hardware, "ddp", world_size, 0)[0].global_batch
+
+
 def measured_throughput(results: Path | None, job: Any) -> float | None:
     """Median samples/s of the ok records under ``results`` of exactly this configuration (model,
     hardware, strategy and its plan, world size, global batch), or ``None``."""
@@ -94,14 +119,18 @@ def measured_throughput(results: Path | None, job: Any) -> float | None:
     pattern = f"{job.model}/{job.hardware}/{job.strategy}/ws{job.world_size}-r*.json"
     found = []
     for path in (Path(results) / "raw").glob(pattern):
-        rec = json.loads(path.read_text())
-        j = rec.get("job", {})
+        try:
+            rec = json.loads(path.read_text())
+            j, tput = rec.get("job", {}), rec.get("summary", {}).get("samples_per_s")
+        except (OSError, ValueError, AttributeError):  # unreadable (aggregate reports it): not a measurement
+            continue
         if (
             rec.get("status") == "ok"
             and j.get("global_batch") == job.global_batch
             and j.get("plan") == job.plan.to_dict()
+            and isinstance(tput, int | float)
         ):
-            found.append(rec["summary"]["samples_per_s"])
+            found.append(tput)
     return statistics.median(found) if found else None
 
 
@@ -162,8 +191,8 @@ def format_recommendation(rec: Recommendation, top: int = 10) -> str:
         f"benchbench recommend: {rec.model} on {rec.hardware} at {rec.world_size} ranks, global batch "
         f"{rec.global_batch} (calibration: {rec.source}); {len(rec.ranked)} plans fit, "
         f"{len(rec.excluded)} excluded by memory, {len(rec.infeasible)} infeasible",
-        f"{'#':>3}  {'plan':34} {'dp':>5} {'tp':>3} {'pp':>3}  {'step ms':>10}  {'samples/s':>12}  "
-        f"{'mem GB':>9}  source",
+        f"{'#':>3}  {'plan':34} {'dp':>5} {'tp':>3} {'pp':>3}  {'pred. ms':>10}  {'samples/s':>12}  "
+        f"{'pred. GB':>9}  samples/s source",
     ]
     lines += [_row(i + 1, c) for i, c in enumerate(rec.ranked[:top])]
     if not rec.ranked:
@@ -175,6 +204,8 @@ def format_recommendation(rec: Recommendation, top: int = 10) -> str:
         lines.append(f"compute is {share:.0%} of its predicted step" + (
             " (communication-bound: plans differ by latencies; framework and kernel-launch overheads, "
             "not modelled, may dominate)" if share < 0.5 else ""))  # fmt: skip
+    if {c.label for c in rec.ranked} == {MEASURED, PREDICTED}:
+        lines.append(MIXED_NOTE)
     if len(rec.ranked) > 1:
         second = rec.ranked[1]
         lines.append(f"runner-up: {second.name} ({second.label}) {second.samples_per_s:.5g} samples/s; "

@@ -29,9 +29,10 @@ SUMMARY_SHOWN = ["strategy", "configurations", "step_time_err_median", "step_tim
                  "model_state_err_worst", "bubble_err_median", "bubble_err_worst", "worst_config"]  # fmt: skip
 FITS_SHOWN = ["hardware", "collective", "group_size", "level", "source", "alpha_us", "bus_bandwidth_gbps"]
 POINTS_SHOWN = ["hardware", "collective", "group_size", "payload_bytes", "time_us", "algbw_gbps", "busbw_gbps"]
-GRID_SHOWN = [*KEYS, "dp", "tp", "pp", "source", "samples_per_s", "step_time_s", "memory_pred", "fits", "infeasible"]
+GRID_SHOWN = [*KEYS, "dp", "tp", "pp", "source", "extrapolated", "samples_per_s", "step_time_s", "memory_pred", "fits",
+              "infeasible"]  # fmt: skip
 RECOMMEND_SHOWN = ["model", "hardware", "world_size", "global_batch", "source", "best_plan", "basis",
-                   "samples_per_s", "margin", "runner_up_plan", "excluded_by_memory"]  # fmt: skip
+                   "extrapolated", "samples_per_s", "margin", "runner_up_plan", "excluded_by_memory"]  # fmt: skip
 
 
 def _read(path: str | Path | None) -> pd.DataFrame:

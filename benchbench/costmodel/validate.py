@@ -223,13 +223,14 @@ def load_calibrations(paths: Iterable[str | Path]) -> tuple[dict[str, Calibratio
 
 
 def _grid_calibrations(study_hardware: list[str], calibrations: Mapping[str, Calibration]) -> dict[str, Calibration]:
-    """The study's hardware with its calibration (when usable), and every other profile from spec
-    where its specs give the figures."""
+    """The study's hardware with its calibration (when usable), and every other profile — the
+    study's own among them when its calibration is missing or failed — from spec where its specs
+    give the figures (labelled ``from spec``, as ``benchbench recommend`` falls back)."""
     from benchbench.hardware import hardware_names, load_hardware
 
     out = {h: calibrations[h] for h in study_hardware if h in calibrations}
     for name in hardware_names():
-        if name not in out and name not in study_hardware:
+        if name not in out:
             try:
                 out[name] = from_spec(name, load_hardware(name))
             except ValueError:
@@ -256,7 +257,8 @@ def prediction_grid(cfg: dict[str, Any], calibrations: Mapping[str, Calibration]
 #: World sizes of the "Recommended plans" table, with the study's largest.
 RECOMMEND_AT = (8, 64, 1024)
 RECOMMEND_COLUMNS = ["model", "hardware", "world_size", "global_batch", "source", "best_plan", "basis",
-                     "samples_per_s", "runner_up_plan", "margin", "excluded_by_memory", "plans"]  # fmt: skip
+                     "extrapolated", "samples_per_s", "runner_up_plan", "margin", "excluded_by_memory",
+                     "plans"]  # fmt: skip
 
 
 def _plan(p: Any) -> str:
@@ -265,18 +267,17 @@ def _plan(p: Any) -> str:
 
 
 def _recommend_row(cfg: dict[str, Any], key: tuple[str, str, int], cal: Calibration, results: Path | None) -> dict:
-    from benchbench.costmodel.recommend import recommend
-    from benchbench.study import make_job
+    from benchbench.costmodel.recommend import recommend, study_global_batch
 
     model, hardware, ws = key
-    study_gb = ws in cfg["world_sizes"]  # inside the study: its own batch rule, so its records count as measured
-    gb = make_job(cfg, model, hardware, cfg["strategies"][0], ws, 0)[0].global_batch if study_gb else None
+    gb = study_global_batch(cfg, model, hardware, ws)  # inside the study: its records count as measured
     rec = recommend(cfg, model, hardware, ws, cal, global_batch=gb, results=results)
     best, second = rec.ranked[0] if rec.ranked else None, rec.ranked[1] if len(rec.ranked) > 1 else None
     return {
         "model": model, "hardware": hardware, "world_size": ws, "global_batch": rec.global_batch,
         "source": rec.source, "best_plan": _plan(best.prediction) if best else "none fits",
         "basis": best.label if best else "", "samples_per_s": best.samples_per_s if best else None,
+        "extrapolated": bool(best.prediction.extrapolated) if best and best.label == "predicted" else None,
         "runner_up_plan": _plan(second.prediction) if second else "",
         "margin": 1 + rec.margin if rec.margin is not None else None,
         "excluded_by_memory": ", ".join(_plan(p) for p in rec.excluded), "plans": len(rec.ranked),

@@ -162,6 +162,26 @@ def calibration_resource(key):
     return lambda wildcards: job_resources(LARGEST_JOB[wildcards.hardware], STUDY["slurm_exclusive"])[key]
 
 
+def calibration_retry_token(wildcards):
+    """The calibrate rule's retry_token (as the bench rule's): a calibration that failed is kept
+    (its record says why; predict and the report run without it) until `--config retry_failed=True`
+    yields its creation time, which differs, so it reruns; the token a run got is kept in its file
+    (env.retry_of, or retry_of in a failure's record) and read back, so nothing else reruns."""
+    path = str(LAYOUT.calibration(wildcards.hardware))
+    try:
+        with open(path) as f:
+            doc = json.load(f)
+        failed = doc.get("status") == "failed"
+        retried = str(doc.get("retry_of", doc.get("env", {}).get("retry_of")) or "")
+    except FileNotFoundError:
+        return ""
+    except (OSError, ValueError, AttributeError):  # unreadable: retried as failed
+        failed, doc, retried = True, {"created_at": f"unreadable {os.path.getmtime(path)}"}, ""
+    if STUDY["retry_failed"] and failed:
+        return str(doc.get("created_at", "retry"))
+    return retried
+
+
 def calibration_threads(wildcards):
     job = LARGEST_JOB[wildcards.hardware]
     return job.world_size * job.threads_per_rank

@@ -1,7 +1,10 @@
 # Records + calibration -> the cost model against the measurements. `calibrate` runs once per
 # hardware profile of the study (`benchbench calibrate`: collectives over message sizes, compute
 # per model; results/<study>/calibration/<hardware>.json) and is cached: it reruns only when its
-# spec changes (the `spec` param: benchbench.costmodel.calibrate.calibration_spec). It is a timed
+# spec changes (the `spec` param: benchbench.costmodel.calibrate.calibration_spec). A calibration
+# that fails writes its failure's record instead (--allow-failed): the bench jobs, predict and the
+# report still run, the report saying the calibration is not usable; `--config retry_failed=True`
+# reruns it (calibration_retry_token). It is a timed
 # job like bench: it holds one bench_slots, and under the Slurm executor asks for what the largest
 # bench job of that hardware asks for. `predict` (benchbench validate) writes prediction.csv (per
 # configuration measured: predicted vs measured and the relative errors, computed from the records),
@@ -17,6 +20,7 @@ rule calibrate:
     params:
         python=PYTHON,
         spec=lambda wildcards: json.dumps(calibration_spec(STUDY, wildcards.hardware), sort_keys=True, default=str),
+        retry=calibration_retry_token,
     threads: calibration_threads
     resources:
         bench_slots=1,
@@ -33,7 +37,8 @@ rule calibrate:
     conda:
         CONDA_ENV
     shell:
-        "{params.python:q} -m benchbench calibrate --spec {params.spec:q} --out {output:q} > {log:q} 2>&1"
+        "{params.python:q} -m benchbench calibrate --spec {params.spec:q} --out {output:q} --allow-failed"
+        " --retry-of={params.retry:q} > {log:q} 2>&1"
 
 
 rule predict:
