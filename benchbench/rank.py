@@ -20,6 +20,7 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from benchbench import heartbeat
 from benchbench.rendezvous import RankEnv, init_distributed, rank_env
@@ -52,26 +53,40 @@ def _write_error(err_dir: Path, rank: int, exc: BaseException) -> None:
     (err_dir / f"rank{rank}.json").write_text(json.dumps(info))
 
 
-def _run(job_file: Path, out: Path, env: RankEnv) -> None:
-    import torch.distributed as dist
+def join(job: Any, env: RankEnv) -> Any:
+    """This rank's device (set up before the group: NCCL binds the rank to its GPU) and, for a
+    distributed job, the process group; heartbeat phases ``rendezvous`` then ``build``."""
+    from benchbench.train import setup_device
 
-    from benchbench.job import Job
-    from benchbench.record import write_record
-    from benchbench.train import run_rank, setup_device
-
-    job = Job.from_dict(json.loads(job_file.read_text()))
-    device = setup_device(job, env)  # before the group: NCCL binds this rank to its GPU
+    device = setup_device(job, env)
     if job.distributed:
         heartbeat.phase("rendezvous")
         cuda = device if device.type == "cuda" else None
         init_distributed(env, job.hardware_cfg.backend, job.collective_timeout_s, cuda)
     heartbeat.phase("build")
+    return device
+
+
+def leave() -> None:
+    """Every rank is done with the group before any rank tears it down; heartbeat phase ``done``."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.barrier()
+    heartbeat.phase("done")
+
+
+def _run(job_file: Path, out: Path, env: RankEnv) -> None:
+    from benchbench.job import Job
+    from benchbench.record import write_record
+    from benchbench.train import run_rank
+
+    job = Job.from_dict(json.loads(job_file.read_text()))
+    device = join(job, env)
     record = run_rank(job, env, device)
     if record is not None:
         write_record(record, out)
-    if dist.is_initialized():
-        dist.barrier()  # every rank is done with the group before any rank tears it down
-    heartbeat.phase("done")
+    leave()
 
 
 def main(argv: list[str] | None = None, body: Callable[[Path, Path, RankEnv], None] | None = None) -> int:

@@ -47,7 +47,7 @@ from benchbench.costmodel.calibrate import (
 )
 from benchbench.costmodel.calibration import MEASURED, Calibration, CollectivePoint, PhasePoint, write_calibration
 from benchbench.costmodel.collectives import COLLECTIVES
-from benchbench.rendezvous import RankEnv, init_distributed
+from benchbench.rendezvous import RankEnv
 
 PHASE_WARMUP = 2  # untimed training steps before the timed ones
 PHASE_STEPS = (3, 10)  # timed training steps: at least, at most ...
@@ -345,22 +345,14 @@ def measure(spec: dict[str, Any], env: RankEnv, device: torch.device) -> Calibra
 def calibrate_rank(spec_file: Path, out: Path, env: RankEnv) -> None:
     """One calibration rank: device and threads, the process group, :func:`measure`; rank 0 writes
     the calibration to ``out``."""
-    from benchbench.train import setup_device
+    from benchbench.rank import join, leave
 
     spec = json.loads(spec_file.read_text())
-    job = job_for(spec, int(spec["world_size"]))
-    device = setup_device(job, env)
-    if job.distributed:
-        heartbeat.phase("rendezvous")
-        cuda = device if device.type == "cuda" else None
-        init_distributed(env, job.hardware_cfg.backend, job.collective_timeout_s, cuda)
-    heartbeat.phase("build")
+    device = join(job_for(spec, int(spec["world_size"])), env)
     cal = measure(spec, env, device)
     if cal is not None:
         write_calibration(cal, out)
-    if dist.is_initialized():
-        dist.barrier()
-    heartbeat.phase("done")
+    leave()
 
 
 def main(argv: list[str] | None = None) -> int:
