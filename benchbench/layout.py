@@ -100,9 +100,14 @@ class StudyLayout:
     def costmodel_plots(self) -> list[Path]:
         return [self.plot(n, f) for n in COSTMODEL_PLOTS for f in PLOT_FORMATS]
 
+    @property
+    def calibration_dir(self) -> Path:
+        """Where the study's calibrations live, one file per hardware profile."""
+        return self.dir / "calibration"
+
     def calibration(self, hardware: str) -> Path:
         """The calibration of one hardware profile (``benchbench calibrate``)."""
-        return self.dir / "calibration" / f"{hardware}.json"
+        return self.calibration_dir / f"{hardware}.json"
 
     def plots(self) -> list[Path]:
         return [self.plot(n, f) for n in PLOTS for f in PLOT_FORMATS]

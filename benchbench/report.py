@@ -290,7 +290,7 @@ def study_records(layout: StudyLayout) -> list[Path]:
 
 def layout_prediction(layout: StudyLayout) -> dict[str, Any]:
     """The Prediction section's inputs where a study's layout puts them (what exists of them)."""
-    cal_dir = layout.dir / "calibration"
+    cal_dir = layout.calibration_dir
     return {
         "tables": {n: layout.table(n) for n in PREDICTION_TABLES},
         "calibrations": sorted(cal_dir.glob("*.json")) if cal_dir.is_dir() else [],

@@ -36,9 +36,9 @@ MIXED_NOTE = (
 
 
 def calibration_path(study: str, hardware: str, root: str | Path = RESULTS) -> Path:
-    """Where ``benchbench calibrate`` writes the calibration of ``hardware`` for ``study``:
-    ``<results>/<study>/calibration/<hardware>.json``."""
-    return StudyLayout(study, Path(root)).dir / "calibration" / f"{hardware}.json"
+    """Where ``benchbench calibrate`` writes the calibration of ``hardware`` for ``study``
+    (:meth:`StudyLayout.calibration`)."""
+    return StudyLayout(study, Path(root)).calibration(hardware)
 
 
 def calibration_for(
