@@ -182,6 +182,18 @@ def calibration_retry_token(wildcards):
     return retried
 
 
+_CALIBRATION_SPECS = {}
+
+
+def calibration_spec_json(wildcards):
+    """The calibrate rule's spec (calibration_spec, as JSON), made once per hardware: it expands
+    the whole study, and Snakemake reads a rule's params more than once."""
+    hw = wildcards.hardware
+    if hw not in _CALIBRATION_SPECS:
+        _CALIBRATION_SPECS[hw] = json.dumps(calibration_spec(STUDY, hw), sort_keys=True, default=str)
+    return _CALIBRATION_SPECS[hw]
+
+
 def calibration_threads(wildcards):
     job = LARGEST_JOB[wildcards.hardware]
     return job.world_size * job.threads_per_rank

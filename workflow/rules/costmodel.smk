@@ -19,7 +19,7 @@ rule calibrate:
         str(LAYOUT.log("calibrate-{hardware}")),
     params:
         python=PYTHON,
-        spec=lambda wildcards: json.dumps(calibration_spec(STUDY, wildcards.hardware), sort_keys=True, default=str),
+        spec=calibration_spec_json,
         retry=calibration_retry_token,
     threads: calibration_threads
     resources:
