@@ -24,3 +24,13 @@ def long_functions() -> list[str]:
 
 def test_no_long_function_without_a_reason():
     assert long_functions() == []
+
+
+def test_every_package_is_installed():
+    """A non-editable install (``pip install .`` on a cluster) ships every subpackage: each
+    directory of benchbench/ with an ``__init__.py`` is listed in pyproject's packages."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "benchbench").rglob("__init__.py")}
+    assert found - listed == set(), f"add to pyproject.toml [tool.setuptools] packages: {sorted(found - listed)}"
