@@ -110,3 +110,28 @@ def test_the_cpu_drop_reasons_are_what_torch_says_on_cpu(tmp_path):
     )
     assert "SymmetricMemory does not support device type cpu" in symm, out
     assert "SymmetricMemory does not support device type cpu" in device_reason(resolve_plan("tp-async", 2), cpu)
+
+
+def test_the_cp_position_buffer_and_the_float8_filter_on_cpu():
+    """What of the GPU-only steps runs without a GPU: context parallel's position buffer gives the
+    embedding the same output as ``arange`` while unsharded (the ring then shards it with the
+    tokens), and float8's filter converts the blocks' Linears but not the head."""
+    from benchbench.models import build_model, materialize
+    from benchbench.strategies.context_parallel import apply_cp
+    from benchbench.strategies.float8 import keep_in_float8
+
+    cfg = {"arch": "gpt", "layers": 2, "hidden": 32, "heads": 2, "seq_len": 16, "vocab": 64}
+    model = materialize(build_model(cfg), torch.device("cpu"), 0)
+    x = torch.randint(0, 64, (2, 16))
+    before = model(x)
+
+    class Mesh:  # apply_cp reads the size only; the context itself needs CUDA
+        def size(self):
+            return 2
+
+    step = apply_cp(model, Mesh(), 16, torch.device("cpu"))
+    assert step.cp_size == 2 and torch.equal(model(x), before)
+    model.embed.cp_positions.copy_(torch.arange(15, -1, -1))  # a reordering changes the output: it is used
+    assert not torch.equal(model(x), before)
+    converted = {n for n, m in model.named_modules() if keep_in_float8(m, n)}
+    assert "blocks.0.attn.q" in converted and "blocks.1.mlp.fc2" in converted and "head" not in converted

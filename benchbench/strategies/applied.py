@@ -13,6 +13,7 @@ trainer's sequence-sharding context and its mesh size).
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 from torch import nn
@@ -82,12 +83,12 @@ def _float8(modules: list[nn.Module]) -> str | None:
 
 
 def _async_tp(modules: list[nn.Module]) -> str | None:
-    import torch._inductor.config as inductor_config
+    inductor_config = sys.modules.get("torch._inductor.config")  # not imported: no async TP (none on CPU)
+    tp = next((p for m in modules for p in m.parameters() if _mesh_size(p, "tp")), None)
+    if tp is None or inductor_config is None or not inductor_config._micro_pipeline_tp:
+        return None
     from torch.distributed._symmetric_memory import is_symm_mem_enabled_for_group
 
-    tp = next((p for m in modules for p in m.parameters() if _mesh_size(p, "tp")), None)
-    if tp is None or not inductor_config._micro_pipeline_tp:
-        return None
     mesh = tp.device_mesh
     group = mesh.get_group(mesh.mesh_dim_names.index("tp")).group_name
     blocks = [b for m in modules for b in getattr(m, "blocks", {}).values()]
