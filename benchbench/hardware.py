@@ -35,9 +35,10 @@ class HardwareProfile:
     memory_gb: float | None = None  # device memory of one device (GPU) or of the host (CPU), GB
     memory_bandwidth_gbps: float | None = None  # device memory bandwidth, GB/s (cost model, from spec)
     spec_compute_efficiency: float | None = None  # share of peak a training step sustains (cost model)
+    compute_capability: float | None = None  # CUDA compute capability (float8 needs >= 8.9)
 
     def peak(self, precision: str) -> float | None:
-        """Dense peak FLOP/s of one device for ``precision`` (``fp32``, ``tf32``, ``bf16``; see
+        """Dense peak FLOP/s of one device for ``precision`` (``fp32``, ``tf32``, ``bf16``, ``fp8``; see
         :meth:`mfu_precision`); ``None`` when the profile gives none."""
         return self.peak_flops.get(precision)
 

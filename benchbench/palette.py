@@ -29,6 +29,9 @@ PRESET_COLOURS: dict[str, str] = {
     "fsdp-tp": "#8c564b",
     "ddp-pp": "#bcbd22",
     "3d": "#17becf",
+    "cp": "#7f7f7f",
+    "tp-async": "#54278f",
+    "fsdp-float8": "#74c476",
 }
 
 

@@ -31,8 +31,11 @@ def mesh_dims(job: Job, device: torch.device) -> dict[str, tuple[str, int]]:
     from benchbench.strategies.parallelize import make_mesh
 
     mesh = make_mesh(job.plan, device)
-    sizes = {"dp": job.dp, "pp": job.pp, "tp": job.tp}
-    return {mesh[d].get_group().group_name: (d, n) for d, n in sizes.items() if n > 1}
+    sizes = {"dp": job.dp, "pp": job.pp, "cp": job.plan.cp, "tp": job.tp}
+    dims = {mesh[d].get_group().group_name: (d, n) for d, n in sizes.items() if n > 1}
+    if job.plan.cp > 1:  # FSDP2 shards over the flattened dp x cp mesh (parallelize._wrap_fsdp)
+        dims[mesh["dp", "cp"]._flatten("dp_cp").get_group().group_name] = ("dp_cp", job.dp * job.plan.cp)
+    return dims
 
 
 @functools.cache

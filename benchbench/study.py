@@ -12,6 +12,7 @@ from typing import Any
 from benchbench.config import PREDICTED_TOP
 from benchbench.hardware import load_hardware
 from benchbench.job import Job
+from benchbench.strategies.gpu_features import device_reason
 from benchbench.strategies.plan import infeasible_reason, resolve_plan
 
 
@@ -74,9 +75,11 @@ def make_job(
 
 
 def job_infeasible_reason(job: Job) -> str | None:
-    """Why ``job``'s plan cannot run its model at its world size and batch, or cannot be timed in
-    steady state with the job's warm-up (``None``: it can)."""
+    """Why ``job``'s plan cannot run its model at its world size and batch, its device cannot run
+    the plan's GPU-only steps (:func:`~benchbench.strategies.gpu_features.device_reason`), or it
+    cannot be timed in steady state with the job's warm-up (``None``: it can)."""
     reason = infeasible_reason(job.plan, job.model_cfg, job.world_size, job.global_batch)
+    reason = reason or device_reason(job.plan, job.hardware_cfg)
     if reason is None and job.plan.compression == "powersgd" and job.warmup_steps <= job.plan.powersgd_warmup:
         reason = (
             f"warmup_steps = {job.warmup_steps} <= powersgd_warmup = {job.plan.powersgd_warmup}: the first timed "
@@ -84,6 +87,25 @@ def job_infeasible_reason(job: Job) -> str | None:
             "its factor matrices and error buffers), not a steady compressed step"
         )
     return reason
+
+
+def memory_reason(job: Job) -> str | None:
+    """On a GPU profile that gives ``memory_gb``: why the job would not fit one device — the cost
+    model's per-rank memory (:func:`benchbench.costmodel.predict.memory`: model state as the plan
+    shards it + saved activations, bf16 jobs at the fp32 upper bound) above it — else ``None``.
+    CPU profiles are not checked (and expansion imports no torch for them)."""
+    hw = job.hardware_cfg
+    if hw.device != "cuda" or not hw.memory_gb:
+        return None
+    from benchbench.costmodel.predict import cp_as_data_parallel, memory
+
+    state, act, mem, note = memory(cp_as_data_parallel(job))
+    if mem <= hw.memory_gb * 1e9:
+        return None
+    return (
+        f"memory: the cost model predicts {mem / 1e9:.1f} GB per rank (model state {state / 1e9:.1f} + "
+        f"activations {(act or 0) / 1e9:.1f}{'; ' + note if note else ''}) > memory_gb = {hw.memory_gb:g}"
+    )
 
 
 def _combinations(cfg: dict[str, Any]) -> Iterator[tuple[dict[str, Any], str, str, str, int]]:
@@ -147,7 +169,8 @@ def predicted_top(
 
 
 def expand(cfg: dict[str, Any]) -> tuple[list[Job], list[Dropped]]:
-    """All jobs of a validated study config, and the dropped combinations with reasons.
+    """All jobs of a validated study config, and the dropped combinations with reasons (plan
+    rules, the device, and on GPU profiles the predicted memory: :func:`memory_reason`).
 
     Order: model, hardware, strategy, world size, repeat (the order ``matrix`` prints); with a
     ``predicted-top-K`` entry: model, hardware, world size, strategy (:func:`_combinations`)."""
@@ -155,6 +178,7 @@ def expand(cfg: dict[str, Any]) -> tuple[list[Job], list[Dropped]]:
     dropped: list[Dropped] = []
     for full, model, hardware, strategy, ws in _combinations(cfg):
         first, reason = make_job(full, model, hardware, strategy, ws, 0)
+        reason = reason or memory_reason(first)
         if reason is not None:
             dropped.append(Dropped(model, hardware, strategy, ws, reason))
         else:

@@ -293,7 +293,7 @@ def run_rank(job: Job, env: RankEnv, device: torch.device) -> dict[str, Any] | N
     """Run ``job`` as rank ``env.rank`` on ``device`` (:func:`setup_device`); returns the ok record
     on rank 0, ``None`` elsewhere. The process group, if the plan needs one, must exist already."""
     task = make_task(job.model_cfg, job.seed)
-    dp_rank = env.rank // (job.tp * job.pp)  # mesh (dp, pp, tp), tp innermost
+    dp_rank = env.rank // (job.tp * job.pp * job.plan.cp)  # mesh (dp, pp, cp, tp), tp innermost
     trainer = build_trainer(job, device, task.loss_fn)
     batches = make_batches(job, task, dp_rank, device)
 

@@ -23,6 +23,11 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 
+def whole_sequence(x: torch.Tensor, y: torch.Tensor) -> contextlib.AbstractContextManager:
+    """The step context of plans without context parallel: the micro-batch as it is."""
+    return contextlib.nullcontext((x, y))
+
+
 @dataclass
 class Trainer:
     """One rank's model and optimizer for plans without a pipeline; ``accum_steps`` micro-steps
@@ -38,17 +43,20 @@ class Trainer:
     no_sync: NoSync = contextlib.nullcontext
     applied: list[str] = field(default_factory=list)  # the composition read back from the built model
     grad_syncs: list[Any] = field(default_factory=list)  # hand-written gradient syncs (dp-naive)
+    step_context: Any = whole_sequence  # (x, y) -> context yielding this rank's (x, y): context parallel
 
     @property
     def modules(self) -> list[torch.nn.Module]:
         return [self.model]
 
     def forward_backward_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Forward and backward of one micro-step; gradients scaled by 1 / ``accum_steps``."""
-        with autocast(self.device, self.autocast_dtype):
-            out = self.model(x)
-        loss = self.loss_fn(out, y) / self.accum_steps
-        loss.backward()
+        """Forward and backward of one micro-step; gradients scaled by 1 / ``accum_steps``. Under
+        context parallel both run inside the plan's context, on this rank's share of the sequence."""
+        with self.step_context(x, y) as (x, y):
+            with autocast(self.device, self.autocast_dtype):
+                out = self.model(x)
+            loss = self.loss_fn(out, y) / self.accum_steps
+            loss.backward()
         return loss.detach()
 
     def train_step(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor | None:
@@ -115,7 +123,7 @@ def build_trainer(
     (model,) = p.modules
     return Trainer(
         model, p.optimizer, loss_fn, device, dtype, job.plan.accum_steps, p.after_backward, p.no_sync, applied,
-        p.grad_syncs,
+        p.grad_syncs, p.step_context or whole_sequence,
     )
 
 

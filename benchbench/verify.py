@@ -72,7 +72,7 @@ TOLERANCES: dict[tuple[str, str, bool], Tolerance] = {
     ("bf16", "cuda", False): Tolerance(5e-2, "as bf16 CPU (bf16 keeps 8 mantissa bits)"),
     ("bf16", "cuda", True): Tolerance(5e-2, "as bf16 CPU (bf16 keeps 8 mantissa bits)"),
 }
-#: Lossy plans (gradient compression) are judged against their own bound.
+#: Lossy plans (gradient compression, float8 matmuls) are judged against their own bound (the larger of two).
 LOSSY_BOUNDS: dict[str, Tolerance] = {
     "fp16": Tolerance(1e-2, "fp16 buckets: 11 mantissa bits; measured 2.8e-4 on CPU; x35"),
     "bf16": Tolerance(5e-2, "bf16 buckets: 8 mantissa bits; measured 2.3e-3 on CPU; x20"),
@@ -81,6 +81,9 @@ LOSSY_BOUNDS: dict[str, Tolerance] = {
                           " gpt-small and 0.62-1.26 on the tests' tiny gpt (seeds 0-2), rank 1; a projection's"
                           " error is at most the gradient's norm, but the gate compares 4-projection sketches,"
                           " whose ratio scatters around the true one: a gross-error guard, x1.6 the largest"),
+    "float8": Tolerance(0.25, "float8 matmuls (torchao rowwise, e4m3: 3 mantissa bits, 2^-4 = 6.25e-2 per"
+                        " element): x4, a gross-error guard; not yet measured (no GPU in the session that"
+                        " set it: scripts/gpu-check.sh records it)"),
 }
 VERDICTS = ("match", "MISMATCH", "lossy", "skipped")
 
@@ -88,7 +91,8 @@ VERDICTS = ("match", "MISMATCH", "lossy", "skipped")
 def tolerance_for(job: Job, tf32: bool) -> Tolerance:
     """The tolerance the gate applies to ``job`` (its plan's lossy bound, or its precision's)."""
     if job.plan.lossy:
-        return LOSSY_BOUNDS[job.plan.compression]
+        kinds = [job.plan.compression] * (job.plan.compression != "none") + ["float8"] * job.plan.float8
+        return max((LOSSY_BOUNDS[k] for k in kinds), key=lambda t: t.rel)
     return TOLERANCES[(job.dtype, job.hardware_cfg.device, tf32 and job.hardware_cfg.device == "cuda")]
 
 

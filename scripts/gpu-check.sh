@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# The CUDA/NCCL path, checked on a real GPU machine in one short run (<= 8 min on one H200):
+# The CUDA/NCCL path, checked on a real GPU machine in one short run (<= 10 min on one H200):
 #   1. the CI study's jobs on the GPU profile (NCCL for every distributed plan), world sizes up to
 #      the number of visible GPUs;
 #   2. a ~1B-parameter gpt (16 x 2048, seq 1024, vocab 32000) in bf16 at world size 1, and at 2..N
 #      where N GPUs are visible (ddp, fsdp);
+#   3. from config/studies/gpu-node.yaml, its 1B gpt under issue 13's plans (float8, context
+#      parallel, async TP, HSDP, activation checkpointing, DualPipeV, compile: those that exist)
+#      at the visible world sizes, 6 steps each; where expansion drops one (one GPU, no torchao)
+#      its row says why;
 # asserting every record ok, the correctness gate passing (match, or lossy within its bound) and
 # MFU in (0, 1), then printing one table. Run from the repository root:  scripts/gpu-check.sh
 # Needs the machine's CUDA torch plus pyyaml, jsonschema, numpy, pandas, jinja2; where no package
@@ -25,8 +29,10 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 
 from benchbench.config import ROOT, check_config, load_config
+from benchbench.strategies import PRESETS
 from benchbench.launch import run_job
 from benchbench.study import expand
 
@@ -45,10 +51,20 @@ big = check_config({
     "models": {"gpt-1b": {"arch": "gpt", "layers": 16, "hidden": 2048, "heads": 16, "seq_len": 1024,
                           "vocab": 32000, "batch_size": 8 * max(world_sizes)}},
 })  # fmt: skip
+node = yaml.safe_load((ROOT / "config/studies/gpu-node.yaml").read_text())
+issue13 = ["fsdp-float8", "cp", "tp-async", "hsdp", "ddp-ac", "fsdp-sac", "pp-dualpipev", "ddp-compile"]
+new = check_config({
+    **{k: node[k] for k in ("dtype", "scaling", "loss_tolerance", "timeout_s")}, "study": "gpu-node-check",
+    "hardware": ["h200-sxm"], "models": {"gpt-1b": node["models"]["gpt-1b"]}, "steps": 6, "warmup_steps": 3,
+    "strategies": [s for s in issue13 if s in PRESETS and s in node["strategies"]], "world_sizes": world_sizes,
+})  # fmt: skip
 
 rows, bad = [], []
-for cfg in (ci, big):
-    jobs, _ = expand(cfg)
+for cfg in (ci, big, new):
+    jobs, dropped = expand(cfg)
+    if cfg is new:  # the plans this machine cannot run, and why (one GPU: cp and async TP need 2)
+        rows += [(f"{d.strategy}_ws{d.world_size} (dropped)", "dropped", d.reason[:60], *[None] * 7, 0.0)
+                 for d in dropped]  # fmt: skip
     for job in jobs:
         t0 = time.monotonic()
         rec, _ = run_job(job, out / cfg["study"] / f"{job.id}.json")
@@ -60,7 +76,7 @@ for cfg in (ci, big):
         ok = ok and s["mfu"] is not None and 0 < s["mfu"] < 1
         if not ok:
             bad.append((job.id, (rec["error"] or s.get("verify_detail") or f"mfu {s.get('mfu')}")[-600:]))
-        if cfg is big:
+        if cfg is not ci:
             print(f"  {job.id}: {' -> '.join(rec['applied'])}  tf32={rec['env'].get('tf32')}")
 
 print(f"\n{'job':46} {'status':7} {'gate':9} {'grad err':>9} {'step s':>8} {'MFU':>6} {'HFU':>6} {'peak of':7} "

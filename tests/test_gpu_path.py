@@ -57,10 +57,81 @@ def test_device_is_set_before_the_nccl_group_and_handed_to_it(monkeypatch, tmp_p
 @pytest.mark.parametrize(
     ("dtype", "tf32", "changes", "tol"),
     [("fp32", False, {}, 1e-4), ("fp32", True, {}, 2e-2), ("bf16", True, {}, 5e-2),
-     ("fp32", True, {"compression": "fp16"}, 1e-2)],
+     ("fp32", True, {"compression": "fp16"}, 1e-2), ("bf16", True, {"float8": True}, 0.25),
+     ("bf16", True, {"float8": True, "compression": "fp16"}, 0.25)],
 )  # fmt: skip
 def test_gate_tolerance_on_gpu_follows_precision(dtype, tf32, changes, tol):
     job = make_test_job("ddp", 2, hardware_cfg=H200, dtype=dtype)
     if changes:
         job = job.replace(plan={**job.plan.to_dict(), **changes})
     assert tolerance_for(job, tf32).rel == tol
+
+
+CPU_FAILURES = """
+import sys, torch, torch.distributed as dist, torch.nn.functional as F
+dist.init_process_group("gloo", init_method="file://" + sys.argv[1], rank=0, world_size=1)
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.tensor.experimental import context_parallel
+import torch.distributed._symmetric_memory as sm
+q = torch.randn(1, 2, 8, 4)
+try:
+    with context_parallel(init_device_mesh("cpu", (1,)), buffers=[q], buffer_seq_dims=[2]):
+        F.scaled_dot_product_attention(q, q, q, is_causal=True)
+    print("cp: ran")
+except Exception as e:
+    print("cp:", type(e).__name__, e)
+try:
+    sm.empty(16, device="cpu")
+    print("symm: ran")
+except Exception as e:
+    print("symm:", type(e).__name__, e)
+dist.destroy_process_group()
+"""
+
+
+def test_the_cpu_drop_reasons_are_what_torch_says_on_cpu(tmp_path):
+    """The reasons study expansion drops context parallel and async TP with on CPU quote torch's own
+    failures there (one gloo rank): if a torch release makes either run on CPU, this fails and the
+    drop must go (gpu_features.py)."""
+    import subprocess
+    import sys
+
+    from benchbench.hardware import load_hardware
+    from benchbench.strategies import resolve_plan
+    from benchbench.strategies.gpu_features import device_reason
+
+    out = subprocess.run([sys.executable, "-c", CPU_FAILURES, str(tmp_path / "store")], capture_output=True,
+                         text=True, timeout=120).stdout  # fmt: skip
+    cpu = load_hardware("cpu-local")
+    cp, symm = (line for line in out.splitlines() if line.startswith(("cp:", "symm:")))
+    assert "NotImplementedError" in cp and "_scaled_dot_product_flash_attention_for_cpu" in cp, out
+    assert "aten._scaled_dot_product_flash_attention_for_cpu has no sharding strategy" in device_reason(
+        resolve_plan("cp", 2), cpu
+    )
+    assert "SymmetricMemory does not support device type cpu" in symm, out
+    assert "SymmetricMemory does not support device type cpu" in device_reason(resolve_plan("tp-async", 2), cpu)
+
+
+def test_the_cp_position_buffer_and_the_float8_filter_on_cpu():
+    """What of the GPU-only steps runs without a GPU: context parallel's position buffer gives the
+    embedding the same output as ``arange`` while unsharded (the ring then shards it with the
+    tokens), and float8's filter converts the blocks' Linears but not the head."""
+    from benchbench.models import build_model, materialize
+    from benchbench.strategies.context_parallel import apply_cp
+    from benchbench.strategies.float8 import keep_in_float8
+
+    cfg = {"arch": "gpt", "layers": 2, "hidden": 32, "heads": 2, "seq_len": 16, "vocab": 64}
+    model = materialize(build_model(cfg), torch.device("cpu"), 0)
+    x = torch.randint(0, 64, (2, 16))
+    before = model(x)
+
+    class Mesh:  # apply_cp reads the size only; the context itself needs CUDA
+        def size(self):
+            return 2
+
+    step = apply_cp(model, Mesh(), 16, torch.device("cpu"))
+    assert step.cp_size == 2 and torch.equal(model(x), before)
+    model.embed.cp_positions.copy_(torch.arange(15, -1, -1))  # a reordering changes the output: it is used
+    assert not torch.equal(model(x), before)
+    converted = {n for n, m in model.named_modules() if keep_in_float8(m, n)}
+    assert "blocks.0.attn.q" in converted and "blocks.1.mlp.fc2" in converted and "head" not in converted

@@ -134,10 +134,11 @@ def test_tensor_and_pipeline_ranks_hold_their_share(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("strategy", "ws"), [("fsdp", 2), ("tp", 2), ("pp-zbv", 2), ("fsdp-tp", 4)])
+@pytest.mark.parametrize(("strategy", "ws"), [("fsdp", 2), ("tp", 2), ("pp-zbv", 2), ("fsdp-tp", 4), ("cp", 2)])
 def test_sharding_plans_start_from_the_single_process_weights_bit_for_bit(tmp_path, strategy, ws):
     """Built on meta, sharded, then only the local shards initialised: gathered, the weights equal
-    the single-process model's exactly (tests/init_ranks.py)."""
+    the single-process model's exactly (tests/init_ranks.py). cp: built (FSDP2 over the flattened dp x cp
+    mesh, the position buffer) though its ring attention needs CUDA."""
     job = make_test_job(strategy, ws, model_cfg=dict(GPT))
     spec, out = tmp_path / "job.json", tmp_path / "out.txt"
     spec.write_text(json.dumps(job.to_dict()))

@@ -33,8 +33,8 @@ def test_every_preset_runs_on_gpt_somewhere(name):
     assert feasible, f"{name} is feasible at no world size"
 
 
-def test_lossy_is_compression():
-    assert {n for n in PRESETS if resolve_plan(n, 2).lossy} == {"ddp-fp16", "ddp-bf16", "ddp-powersgd"}
+def test_lossy_is_compression_and_float8():
+    assert {n for n in PRESETS if resolve_plan(n, 2).lossy} == {"ddp-fp16", "ddp-bf16", "ddp-powersgd", "fsdp-float8"}
 
 
 @pytest.mark.parametrize(
@@ -121,7 +121,11 @@ def test_strategies_study_drops_with_reasons():
     jobs, dropped = expand(cfg)
     assert set(cfg["strategies"]) == set(PRESETS)
     assert all(d.reason for d in dropped)
-    assert {j.strategy for j in jobs} == set(PRESETS)  # each strategy runs at some world size
+    # each strategy runs at some world size, but the GPU-only ones, dropped on cpu-local with the device's reason
+    assert {j.strategy for j in jobs} == set(PRESETS) - set(GPU_ONLY)
+    for name, expected in GPU_ONLY.items():
+        reasons = {d.reason for d in dropped if d.strategy == name and d.world_size == 2}
+        assert reasons and all(expected in r for r in reasons), (name, reasons)
 
 
 def test_config_schema_knows_every_plan_field():
@@ -140,3 +144,68 @@ def test_powersgd_needs_its_warmup_before_the_timed_steps():
     jobs, dropped = expand(cfg)
     assert [j.strategy for j in jobs] == ["ddp"]
     assert "warmup_steps = 1 <= powersgd_warmup = 2" in dropped[0].reason
+
+
+# ------------------------------------------------------------------- GPU-only steps (issue 13)
+
+#: The GPU-only presets and the words of the reason the cpu-local device drops them with
+#: (the CPU failures quoted were reproduced on torch 2.13 + gloo: benchbench/strategies/gpu_features.py).
+GPU_ONLY = {
+    "cp": "aten._scaled_dot_product_flash_attention_for_cpu has no sharding strategy",
+    "tp-async": "SymmetricMemory does not support device type cpu",
+    "fsdp-float8": "float8: needs float8 tensor cores",
+}
+
+
+def _gpu_jobs(hardware, world_sizes=(2, 4, 8)):
+    cfg = check_config({
+        "study": "x", "models": {"g": dict(GPT, batch_size=16)}, "world_sizes": list(world_sizes),
+        "hardware": [hardware], "strategies": sorted(GPU_ONLY), "dtype": "bf16",
+    })  # fmt: skip
+    return expand(cfg)
+
+
+@pytest.mark.parametrize("hardware", ["h100-sxm", "h200-sxm"])
+def test_gpu_only_plans_expand_on_a_cuda_profile(hardware, monkeypatch):
+    from benchbench.strategies import gpu_features
+
+    monkeypatch.setattr(gpu_features, "torchao_available", lambda: True)
+    jobs, dropped = _gpu_jobs(hardware, (2, 4))
+    assert not dropped, [d.reason for d in dropped]
+    plans = {(j.strategy, j.world_size): j.plan for j in jobs}
+    assert (plans["cp", 4].cp, plans["cp", 4].dp) == (4, 1)
+    assert plans["tp-async", 2].async_tp and plans["tp-async", 2].tp == 2
+    assert plans["fsdp-float8", 4].float8 and plans["fsdp-float8", 4].lossy
+
+
+def test_float8_without_torchao_or_on_ampere_is_dropped_naming_it(monkeypatch):
+    from benchbench.strategies import gpu_features
+
+    monkeypatch.setattr(gpu_features, "torchao_available", lambda: False)
+    _, dropped = _gpu_jobs("h100-sxm", (2,))
+    assert [d.strategy for d in dropped] == ["fsdp-float8"]
+    assert "torchao" in dropped[0].reason and "not installed" in dropped[0].reason
+    monkeypatch.setattr(gpu_features, "torchao_available", lambda: True)
+    _, dropped = _gpu_jobs("a100-80gb-sxm", (2,))
+    assert [d.strategy for d in dropped] == ["fsdp-float8"]
+    assert "compute_capability = 8.0" in dropped[0].reason
+
+
+@pytest.mark.parametrize(
+    ("strategy", "ws", "changes", "model", "expected"),
+    [
+        ("cp", 4, {}, GPT, None),
+        ("cp", 4, {}, dict(GPT, seq_len=12), "2 * cp = 8 (head-tail load balancing) does not divide seq_len = 12"),
+        ("cp", 2, {"dp_flavour": "ddp"}, GPT, "context parallel composes with fsdp"),
+        ("cp", 2, {}, MLP, "context parallel is defined for the gpt architecture"),
+        ("tp-async", 2, {}, GPT, None),
+        ("tp-async", 2, {"sequence_parallel": False}, GPT, "needs tp >= 2 and sequence_parallel"),
+        ("fsdp", 2, {"async_tp": True}, GPT, "got tp = 1"),
+        ("fsdp-float8", 2, {}, GPT, None),
+        ("fsdp-float8", 2, {}, dict(GPT, hidden=40), "divisible by 16; hidden (width) = 40"),
+        ("fsdp-float8", 2, {"tp": 2, "dp": 1}, GPT, "float8 is composed here with data and pipeline parallel, not tp"),
+    ],
+)
+def test_gpu_step_plan_rules(strategy, ws, changes, model, expected):
+    got = reason(strategy, ws, model=model, **changes)
+    assert (got is None) if expected is None else (got and expected in got), got

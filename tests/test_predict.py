@@ -260,3 +260,31 @@ def test_groups_wider_than_a_node_use_the_inter_node_link():
     # all-gather of 1 GB over 2 ranks: α + S·(n−1)/n / B
     assert ctx.time("all_gather", "dp", 2, 1e9) == pytest.approx(2e-6 + 0.5e9 / 450e9)
     assert Ctx(job, ctx.cal).time("all_gather", "dp", 2, 1e9) == pytest.approx(5e-6 + 0.5e9 / 50e9)
+
+
+def test_the_gpu_only_plans_are_predicted_from_spec(monkeypatch):
+    """float8: the blocks' matmuls at the profile's fp8 peak (faster than bf16, never 2x: the
+    head and attention stay); async TP: the TP collectives hidden behind compute; context
+    parallel: FSDP over dp x cp plus the ring's KV all-gathers and reduce-scatters on cp."""
+    from benchbench.strategies import gpu_features
+
+    monkeypatch.setattr(gpu_features, "torchao_available", lambda: True)
+    model = {"arch": "gpt", "layers": 8, "hidden": 1024, "heads": 16, "seq_len": 1024, "vocab": 32000}
+    h100 = load_hardware("h100-sxm")
+    cal = from_spec("h100-sxm", h100)
+
+    def pred(strategy, ws=4, c=cal):
+        job = make_test_job(strategy, ws, model_cfg=model, seq_len=1024, hardware_cfg=h100, dtype="bf16",
+                            global_batch=16)  # fmt: skip
+        return predict_job(job, c)
+
+    fsdp, f8 = pred("fsdp"), pred("fsdp-float8")
+    assert f8.infeasible is None and 0.5 < f8.compute_s / fsdp.compute_s < 0.95
+    assert "float8: block matmuls" in f8.terms
+    no_fp8 = replace(cal, compute_rates={k: v for k, v in cal.compute_rates.items() if k != "fp8"})
+    assert pred("fsdp-float8", c=no_fp8).compute_s == pytest.approx(fsdp.compute_s)
+    sp, asy = pred("tp-sp"), pred("tp-async")
+    assert asy.comm_s == pytest.approx(sp.comm_s) and asy.exposed_comm_s < 0.5 * sp.exposed_comm_s
+    cp = pred("cp")
+    assert cp.infeasible is None and "cp ring attention" in cp.terms
+    assert cp.comm_s > fsdp.comm_s and cp.step_time_s > fsdp.step_time_s  # fsdp over the same 4 ranks + the ring

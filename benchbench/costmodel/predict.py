@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from benchbench.costmodel.calibration import ADAMW_BYTES_PER_PARAM, FROM_SPEC, Calibration, PhasePoint
@@ -100,10 +100,11 @@ class Ctx:
 
     def level(self, dim: str) -> str:
         """``intra`` when every group of mesh dimension ``dim`` lies on one node, else ``inter``.
-        Ranks are laid out as parallelize.make_mesh's ``(dp, pp, tp)`` mesh, tp innermost: a tp
-        group spans tp consecutive ranks, a pp group tp·pp, a dp group the whole world."""
+        Ranks are laid out as parallelize.make_mesh's ``(dp, pp, cp, tp)`` mesh, tp innermost: a tp
+        group spans tp consecutive ranks, a cp group tp·cp, a pp group tp·cp·pp, a dp group the
+        whole world."""
         plan, per_node = self.job.plan, self.job.hardware_cfg.devices_per_node
-        span = {"tp": plan.tp, "pp": plan.tp * plan.pp}.get(dim, self.job.world_size)
+        span = {"tp": plan.tp, "cp": plan.tp * plan.cp, "pp": plan.tp * plan.cp * plan.pp}.get(dim, self.job.world_size)
         return "intra" if span <= per_node else "inter"
 
     def time(self, kind: str, dim: str, n: int, payload: float, calls: int = 1) -> float:
@@ -526,11 +527,11 @@ def flat_step(ctx: Ctx) -> RankStep:
     job = ctx.job
     k = job.plan.accum_steps
     f, b, o = phases(ctx, job.local_batch / k)
-    share = flop_share(job.model_cfg, [0], 1, job.plan.tp)
+    share = flop_share(job.model_cfg, [0], 1, job.plan.tp) * float8_factor(ctx)
     f, b = f * share, b * share
     tensors = stage_tensors(job.model_cfg, 0, 1, job.plan.tp)
     opt = _optimizer_s(job, o, tensors)
-    tp = tp_part(ctx, [0], 1, job.local_batch / k)
+    tp = async_tp_part(ctx, tp_part(ctx, [0], 1, job.local_batch / k), f + b)
     dp = DP_FAMILY[dp_flavour(job)](ctx, tensors, b, k * (f + b), k)
     compute = k * (f + b) + opt + dp.extra_compute_s
     exposed = k * tp.exposed_s + dp.exposed_s
@@ -551,13 +552,15 @@ def pipeline_step(ctx: Ctx) -> RankStep:  # long: a pass over the pipeline ranks
     p, m, v = plan.pp, plan.micro_batches, plan.virtual_stages
     n_stages, batch = p * v, job.local_batch / m
     f, b, o = phases(ctx, batch)
+    f, b = f * float8_factor(ctx), b * float8_factor(ctx)
     owners = {s: r for r in range(p) for s in stage_ids(plan.schedule, r, p, v)}
     per_mb, transfer, tails, ranks = [], [], [], []
     for r in range(p):
         stages = stage_ids(plan.schedule, r, p, v)
         share = flop_share(job.model_cfg, stages, n_stages, plan.tp)
         tensors = [t for s in stages for t in stage_tensors(job.model_cfg, s, n_stages, plan.tp)]
-        tp, x = tp_part(ctx, stages, n_stages, batch), p2p_part(ctx, stages, owners, batch)
+        tp = async_tp_part(ctx, tp_part(ctx, stages, n_stages, batch), (f + b) * share)
+        x = p2p_part(ctx, stages, owners, batch)
         dp = DP_FAMILY[dp_flavour(job)](ctx, tensors, b * share, m * (f + b) * share, m)
         opt = _optimizer_s(job, o, tensors)
         per_mb.append((f + b) * share + tp.exposed_s)
@@ -577,6 +580,74 @@ def pipeline_step(ctx: Ctx) -> RankStep:  # long: a pass over the pipeline ranks
              f"{fmt_s(f + b)} × share)", *([f"{m}× {tp.text}"] if tp.ops else []),
              f"{m}× {x.text}", *([f"{dp.text}, exposed {fmt_s(dp.exposed_s)}"] if dp.ops else [])]  # fmt: skip
     return RankStep(compute, comm, exposed, step, bubble, ops, terms)
+
+
+# ------------------------------------------------- GPU-only steps: float8, async TP, context parallel
+
+
+def float8_factor(ctx: Ctx) -> float:
+    """Compute-time factor of a float8 plan (:mod:`~benchbench.strategies.float8`): the blocks'
+    dense matmuls (24·T·h² of each layer's forward FLOPs, models.py) run at the calibration's
+    ``fp8`` rate instead of the job's precision; attention scores and the LM head (kept in high
+    precision) do not: factor = 1 − s + s · rate_precision / rate_fp8, s the blocks' dense share
+    of the training FLOPs. Without an fp8 rate (a profile without ``peak_flops.fp8``, a measured
+    calibration) the factor is 1 and the prediction says so. torchao's casts and scale
+    computations (memory-bound) are not modelled."""
+    job = ctx.job
+    if not job.plan.float8:
+        return 1.0
+    precision = job.hardware_cfg.mfu_precision(job.dtype, "tf32")
+    fp8, base = ctx.cal.compute_rates.get("fp8"), ctx.cal.compute_rates.get(precision)
+    if not fp8 or not base:
+        ctx.note(f"float8: no fp8 compute rate in the calibration; matmuls predicted at {precision}")
+        return 1.0
+    c = job.model_cfg
+    t, h, layers = int(c["seq_len"]), int(c["hidden"]), int(c["layers"])
+    dense = layers * 24 * t * h * h
+    s = dense / (layers * (24 * t * h * h + 2 * t * t * h) + 2 * t * h * int(c["vocab"]))
+    ctx.note(f"float8: block matmuls ({s:.0%} of FLOPs) at fp8 {fp8 / 1e12:.3g} TFLOP/s")
+    return 1 - s + s * base / fp8
+
+
+def async_tp_part(ctx: Ctx, tp: Part, compute_s: float) -> Part:
+    """Async TP (:mod:`~benchbench.strategies.async_tp`): sequence parallel's all-gathers and
+    reduce-scatters are decomposed into per-peer chunks overlapped with the matmuls that consume
+    or produce them (Wang et al., ASPLOS 2023; PyTorch's micro-pipeline TP), so they hide behind
+    the micro-batch's compute as data-parallel overlap does: exposed = comm − min(overlap · comm,
+    compute). Without async_tp the part is returned as it is (all exposed)."""
+    if not ctx.job.plan.async_tp or not tp.ops:
+        return tp
+    exposed = tp.comm_s - _hidden(ctx, tp.comm_s, compute_s)
+    return replace(tp, exposed_s=exposed, text=f"{tp.text} (async: exposed {fmt_s(exposed)})")
+
+
+def cp_as_data_parallel(job: Job) -> Job:
+    """The job a context-parallel plan costs like, but for its ring attention: each of dp·cp ranks
+    computes 1/(dp·cp) of the step's tokens (head-tail balancing evens the causal attention work)
+    and FSDP2 shards over the flattened dp x cp mesh, as data parallel over dp·cp ranks at the
+    same global batch does; activations likewise. Plans without cp are returned as they are."""
+    if job.plan.cp <= 1:
+        return job
+    return job.replace(plan=replace(job.plan, dp=job.plan.dp * job.plan.cp, cp=1))
+
+
+def with_ring_attention(ctx: Ctx, step: RankStep, view: Ctx) -> RankStep:
+    """Add context parallel's ring attention (torch's ``_templated_ring_attention`` with the
+    ``allgather`` rotate method, ``torch/distributed/tensor/experimental/_attention.py``) to the
+    step of :func:`cp_as_data_parallel`'s job: per block forward one all-gather of K and V over
+    the cp ranks (2·b·T·h/tp elements gathered, b = the dp rank's batch, T the whole sequence),
+    backward the same all-gather and a reduce-scatter of their gradients; not overlapped."""
+    job, c = ctx.job, ctx.job.model_cfg
+    elt = 2 if job.dtype == "bf16" else FP32
+    kv = 2 * job.local_batch * int(c["seq_len"]) * int(c["hidden"]) / job.plan.tp * elt
+    layers, cp = int(c["layers"]), job.plan.cp
+    ag, t_ag = ctx.op("all_gather", "cp", cp, [kv] * (2 * layers))
+    rs, t_rs = ctx.op("reduce_scatter", "cp", cp, [kv] * layers)
+    comm = t_ag + t_rs
+    view.notes.extend(n for n in ctx.notes if n not in view.notes)
+    terms = [*step.terms, f"cp ring attention: all-gather KV ×{2 * layers} + reduce-scatter ×{layers} {fmt_s(comm)}"]
+    return replace(step, comm_s=step.comm_s + comm, exposed_s=step.exposed_s + comm, step_s=step.step_s + comm,
+                   ops=[*step.ops, ag, rs], terms=terms)  # fmt: skip
 
 
 def comm_rows(job: Job, cal: Calibration) -> list[dict[str, Any]]:
@@ -650,10 +721,12 @@ def predict_job(job: Job, cal: Calibration) -> Prediction:
     reason = job_infeasible_reason(job)
     if reason:
         return _infeasible(job, cal, reason)
-    ctx = Ctx(job, cal)
+    ctx = Ctx(cp_as_data_parallel(job), cal)
     step = pipeline_step(ctx) if job.plan.pp > 1 else flat_step(ctx)
+    if job.plan.cp > 1:
+        step = with_ring_attention(Ctx(job, cal), step, ctx)
     slow = oversubscription(job, cal)
-    state, act, mem, mem_note = memory(job)
+    state, act, mem, mem_note = memory(ctx.job)
     limit = job.hardware_cfg.memory_gb * 1e9 if job.hardware_cfg.memory_gb else None
     fits = None if limit is None else mem <= limit
     if fits is False:

@@ -5,11 +5,15 @@ applies them, each with sizes read from the objects torch built: the pipeline sc
 stage count, the tensor-parallel mesh size from DTensor placements (sequence parallel when the
 LayerNorms are DTensors over ``tp``), the data-parallel wrapper (DDP and its communication hook,
 FSDP2 and whether it reshards after forward, or the hand-written sync), and the optimizer. A hybrid
-that collapsed (a dimension of size 1) shows up as a missing step.
+that collapsed (a dimension of size 1) shows up as a missing step. The GPU-only steps: float8
+(the count of torchao ``Float8Linear`` modules), async TP (blocks compiled, Inductor's
+micro-pipeline pass on, symmetric memory enabled for the TP group) and context parallel (the
+trainer's sequence-sharding context and its mesh size).
 """
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 from torch import nn
@@ -53,7 +57,7 @@ def _tensor_parallel(modules: list[nn.Module]) -> str | None:
 
 
 def _fsdp(module: FSDPModule) -> str:
-    size = next((s for p in module.parameters() if (s := _mesh_size(p, "dp"))), 1)
+    size = next((s for p in module.parameters() if (s := _mesh_size(p, "dp") or _mesh_size(p, "dp_cp"))), 1)
     inner = [m for m in module.modules() if isinstance(m, FSDPModule) and m is not module] or [module]
     group = inner[0]._get_fsdp_state()._fsdp_param_group
     reshard = group is not None and group.post_forward_mesh_info is not None
@@ -73,6 +77,32 @@ def _data_parallel(p: Parallelized) -> str | None:
     return None
 
 
+def _float8(modules: list[nn.Module]) -> str | None:
+    n = sum(type(m).__name__ == "Float8Linear" for mod in modules for m in mod.modules())
+    return f"float8({n} Linear)" if n else None
+
+
+def _async_tp(modules: list[nn.Module]) -> str | None:
+    inductor_config = sys.modules.get("torch._inductor.config")  # not imported: no async TP (none on CPU)
+    tp = next((p for m in modules for p in m.parameters() if _mesh_size(p, "tp")), None)
+    if tp is None or inductor_config is None or not inductor_config._micro_pipeline_tp:
+        return None
+    from torch.distributed._symmetric_memory import is_symm_mem_enabled_for_group
+
+    mesh = tp.device_mesh
+    group = mesh.get_group(mesh.mesh_dim_names.index("tp")).group_name
+    blocks = [b for m in modules for b in getattr(m, "blocks", {}).values()]
+    compiled = sum(getattr(b, "_compiled_call_impl", None) is not None for b in blocks)
+    if not is_symm_mem_enabled_for_group(group):
+        return None
+    return f"async-tp(symm-mem, {compiled}/{len(blocks)} blocks compiled)"
+
+
+def _context_parallel(p: Parallelized) -> str | None:
+    size = getattr(p.step_context, "cp_size", None)
+    return f"cp({size}, ring attention)" if size else None
+
+
 def _optimizer(opt: Any) -> str:
     if isinstance(opt, ZeroRedundancyOptimizer):
         return f"zero1({type(opt.optim).__name__}, {opt.world_size}-way)"
@@ -80,8 +110,10 @@ def _optimizer(opt: Any) -> str:
 
 
 def applied_composition(p: Parallelized, job: Job) -> list[str]:
-    """The steps applied on this rank, in order (pipeline → tp → data parallel → accumulation → optimizer)."""
-    steps = [_pipeline(p), _tensor_parallel(p.modules), _data_parallel(p)]
+    """The steps applied on this rank, in order (pipeline → float8 → tp → async TP → data parallel →
+    context parallel → accumulation → optimizer)."""
+    steps = [_pipeline(p), _float8(p.modules), _tensor_parallel(p.modules), _async_tp(p.modules), _data_parallel(p),
+             _context_parallel(p)]  # fmt: skip
     if job.plan.accum_steps > 1 and p.schedule is None:
         steps.append(f"accumulate({job.plan.accum_steps} micro-steps)")
     return [s for s in steps if s] + [_optimizer(p.optimizer)]

@@ -1,6 +1,6 @@
 """The one place that applies a :class:`~benchbench.strategies.plan.Plan` to a model, after
 torchtitan's ``parallelize_llama``: small steps in a fixed order over the named device mesh
-``(dp, pp, tp)`` (tp innermost).
+``(dp, pp, cp, tp)`` (tp innermost; cp = 1 but for context-parallel plans).
 
 1. pipeline split — this rank's stages, each pruned from the model built on the ``meta`` device
    (:mod:`~benchbench.strategies.pipeline_parallel`); one whole model when pp = 1;
@@ -13,6 +13,13 @@ torchtitan's ``parallelize_llama``: small steps in a fixed order over the named 
    sharding one (FSDP2), so no rank of a sharding plan ever holds the unsharded model;
 4. the optimizer (the flavour's: AdamW, or AdamW sharded for ZeRO-1) and, for pipelines, the
    schedule over this rank's stages.
+
+The GPU-only steps (:mod:`~benchbench.strategies.gpu_features` says where they cannot run) slot
+in as torchtitan orders them: float8 (:mod:`~benchbench.strategies.float8`) converts the Linears
+right after step 1, before any wrapping; async TP (:mod:`~benchbench.strategies.async_tp`) right
+after step 2; context parallel (:mod:`~benchbench.strategies.context_parallel`) shards data
+parallel over the flattened ``dp x cp`` mesh in step 3 and, after materialising, returns the
+per-micro-step context the trainer runs forward and backward in.
 
 The result, :class:`Parallelized`, is what :mod:`benchbench.train` builds a trainer from.
 """
@@ -31,8 +38,11 @@ from torch import nn
 from benchbench.data import LossFn
 from benchbench.job import Job
 from benchbench.models import build_model, materialize
+from benchbench.strategies.async_tp import apply_async_tp
 from benchbench.strategies.compression import register_compression
+from benchbench.strategies.context_parallel import StepContext, apply_cp
 from benchbench.strategies.data_parallel import NaiveGradSync, apply_ddp
+from benchbench.strategies.float8 import apply_float8
 from benchbench.strategies.pipeline_parallel import build_stage_module, make_schedule, make_stage
 from benchbench.strategies.plan import Plan
 from benchbench.strategies.schedules import stage_ids
@@ -75,7 +85,8 @@ def _wrap_ddp(module: nn.Module, plan: Plan, mesh: Any, device: torch.device, dt
 
 
 def _wrap_fsdp(module: nn.Module, plan: Plan, mesh: Any, device: torch.device, dtype: str) -> nn.Module:
-    return apply_fsdp(module, mesh["dp"], plan.reshard_after_forward, torch.bfloat16 if dtype == "bf16" else None)
+    dp_mesh = mesh["dp"] if plan.cp == 1 else mesh["dp", "cp"]._flatten("dp_cp")  # cp ranks share parameters
+    return apply_fsdp(module, dp_mesh, plan.reshard_after_forward, torch.bfloat16 if dtype == "bf16" else None)
 
 
 @dataclass(frozen=True)
@@ -110,6 +121,7 @@ class Parallelized:
     has_first_stage: bool = True
     has_last_stage: bool = True
     grad_syncs: list[Any] = field(default_factory=list)  # hand-written syncs (NaiveGradSync), if any
+    step_context: StepContext | None = None  # context parallel: forward and backward of a micro-step run in it
 
 
 @contextlib.contextmanager
@@ -124,13 +136,14 @@ _MESHES: dict[tuple, Any] = {}
 
 
 def make_mesh(plan: Plan, device: torch.device) -> Any:
-    """The named ``(dp, pp, tp)`` device mesh over all ranks (tp innermost); made once per process,
-    so the gate's plan and the timed one share its process groups (and NCCL communicators)."""
+    """The named ``(dp, pp, cp, tp)`` device mesh over all ranks (tp innermost, cp next to it as in
+    torchtitan); made once per process, so the gate's plan and the timed one share its process
+    groups (and NCCL communicators)."""
     from torch.distributed.device_mesh import init_device_mesh
 
-    key = (device.type, plan.dp, plan.pp, plan.tp)
+    key = (device.type, plan.dp, plan.pp, plan.cp, plan.tp)
     if key not in _MESHES:
-        _MESHES[key] = init_device_mesh(device.type, key[1:], mesh_dim_names=("dp", "pp", "tp"))
+        _MESHES[key] = init_device_mesh(device.type, key[1:], mesh_dim_names=("dp", "pp", "cp", "tp"))
     return _MESHES[key]
 
 
@@ -152,6 +165,18 @@ def apply_pipeline_split(job: Job, mesh: Any) -> tuple[list[nn.Module], list[int
     return [build_stage_module(job.model_cfg, s, n_stages) for s in ids], ids
 
 
+def apply_model_steps(module: nn.Module, plan: Plan, mesh: Any) -> nn.Module:
+    """Steps 1b-2b on one (``meta``) stage module: float8 Linears (torchao), tensor (and sequence)
+    parallel over ``tp``, async TP."""
+    if plan.float8:
+        module = apply_float8(module)  # 1b
+    if plan.tp > 1:
+        module = apply_tp(module, mesh["tp"], plan.sequence_parallel)  # 2
+    if plan.async_tp:
+        module = apply_async_tp(module, mesh["tp"])  # 2b
+    return module
+
+
 def parallelize(
     job: Job, device: torch.device, loss_fn: LossFn, optimizer: str = "adamw", lr: float | None = None
 ) -> Parallelized:
@@ -165,13 +190,12 @@ def parallelize(
         return Parallelized([model], opt, contextlib.nullcontext, None)
 
     mesh = make_mesh(plan, device)
-    wrap_dp = plan.dp > 1 or (plan.tp == 1 and plan.pp == 1)
+    wrap_dp = plan.dp > 1 or plan.cp > 1 or (plan.tp == 1 and plan.pp == 1)
     flavour = DATA_PARALLEL[plan.dp_flavour if wrap_dp else "none"]
     dp_group = mesh["dp"].get_group()
 
     modules, ids = apply_pipeline_split(job, mesh)  # 1 (meta)
-    if plan.tp > 1:
-        modules = [apply_tp(m, mesh["tp"], plan.sequence_parallel) for m in modules]  # 2 (meta)
+    modules = [apply_model_steps(m, plan, mesh) for m in modules]  # 1b, 2, 2b (meta)
     if not flavour.shards_parameters:  # replicated weights: materialise, then wrap (DDP broadcasts)
         modules = [materialize(m, device, job.seed) for m in modules]
     modules = [flavour.wrap(m, plan, mesh, device, job.dtype) for m in modules]  # 3
@@ -182,9 +206,10 @@ def parallelize(
         no_sync = lambda: _all([flavour.no_sync(m) for m in modules])  # noqa: E731
     syncs = [flavour.after_backward(m, dp_group) for m in modules] if flavour.after_backward else []
     after_backward = (lambda: [s() for s in syncs]) if syncs else None
+    step_context = apply_cp(modules[0], mesh["cp"], int(job.model_cfg["seq_len"]), device) if plan.cp > 1 else None
     opt = flavour.optimizer([p for m in modules for p in m.parameters()], dp_group, lr, optimizer)  # 4
     if plan.pp == 1:
-        return Parallelized(modules, opt, no_sync, after_backward, grad_syncs=syncs)
+        return Parallelized(modules, opt, no_sync, after_backward, grad_syncs=syncs, step_context=step_context)
 
     n_stages = plan.pp * plan.virtual_stages
     pp_group = mesh["pp"].get_group()

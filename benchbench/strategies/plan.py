@@ -48,14 +48,18 @@ class Plan:
     schedule: str = "1f1b"
     micro_batches: int = 1  # pipeline micro-batches per optimizer step
     virtual_stages: int = 1  # pipeline stages per rank (interleaved / looped / ZB schedules)
+    # GPU-only steps (issue 13; why a device cannot run them: benchbench.strategies.gpu_features)
+    cp: int = 1  # context-parallel ranks: each holds 1/cp of every sequence (ring attention)
+    async_tp: bool = False  # TP collectives overlapped with the matmuls (symmetric memory, compiled blocks)
+    float8: bool = False  # Linear matmuls in float8 (torchao, dynamic tensorwise scaling): lossy
     # Dimensions the strategy exists to split (derived by resolve_plan): each must get >= 2 ranks,
     # or the plan is infeasible, so no strategy runs collapsed under its name.
     split_dims: tuple[str, ...] = ()
 
     @property
     def lossy(self) -> bool:
-        """Whether the plan changes the arithmetic (gradient compression)."""
-        return self.compression != "none"
+        """Whether the plan changes the arithmetic (gradient compression, float8 matmuls)."""
+        return self.compression != "none" or self.float8
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "split_dims": list(self.split_dims), "lossy": self.lossy}
@@ -104,7 +108,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     "fsdp-tp": {"dp_flavour": "fsdp", "tp": 2},
     "ddp-pp": {"dp_flavour": "ddp", "pp": 2, "schedule": "1f1b", "micro_batches": 4},
     "3d": {"dp_flavour": "fsdp", "tp": 2, "pp": 2, "schedule": "1f1b", "micro_batches": 4},
+    # GPU-only (dropped with their reason where the device cannot run them: gpu_features.py)
+    "cp": {"dp_flavour": "fsdp", "cp": "all"},
+    "tp-async": {"dp_flavour": "fsdp", "tp": "all", "sequence_parallel": True, "async_tp": True},
+    "fsdp-float8": {"dp_flavour": "fsdp", "float8": True},
 }
+
+#: The mesh dimensions a plan fixes or gives as ``"all"`` (``dp`` takes what they leave).
+MESH_DIMS = ("tp", "pp", "cp")
 
 PLAN_KEYS = tuple(f.name for f in fields(Plan) if f.name not in ("dp", "single_process", "split_dims"))
 
@@ -135,16 +146,16 @@ def resolve_plan(name: str, world_size: int, custom: dict[str, dict[str, Any]] |
     at 2 ranks would run as plain TP)."""
     f = strategy_fields(name, custom)
     fixed = 1
-    for dim in ("tp", "pp"):
+    for dim in MESH_DIMS:
         if f.get(dim, 1) != "all":
             fixed *= int(f.get(dim, 1))
-    split = tuple(dim for dim in ("tp", "pp") if f.get(dim) == "all")
+    split = tuple(dim for dim in MESH_DIMS if f.get(dim) == "all")
     for dim in split:
         f[dim] = max(world_size // fixed, 1)
-    fixed_dims = {dim for dim in ("tp", "pp") if dim not in split and int(f.get(dim, 1)) > 1}
+    fixed_dims = {dim for dim in MESH_DIMS if dim not in split and int(f.get(dim, 1)) > 1}
     named = set(split) | fixed_dims | ({"dp"} if fixed_dims and not split else set())
-    plan = Plan(**f, split_dims=tuple(d for d in ("dp", "tp", "pp") if d in named))
-    return replace(plan, dp=world_size // (plan.tp * plan.pp))
+    plan = Plan(**f, split_dims=tuple(d for d in ("dp", *MESH_DIMS) if d in named))
+    return replace(plan, dp=world_size // (plan.tp * plan.pp * plan.cp))
 
 
 def theoretical_bubble(plan: Plan) -> float | None:
@@ -208,21 +219,51 @@ def _flavour_reason(plan: Plan) -> str | None:
     return None
 
 
+def _gpu_steps_reason(plan: Plan, model_cfg: dict[str, Any]) -> str | None:
+    """Plan rules of context parallel, async TP and float8 (whether the device can run them is
+    :func:`benchbench.strategies.gpu_features.device_reason`'s)."""
+    arch, seq = model_cfg["arch"], model_cfg.get("seq_len")
+    if plan.cp > 1 and arch != "gpt":
+        return f"context parallel is defined for the gpt architecture, not {arch!r}"
+    if plan.cp > 1 and (plan.pp > 1 or plan.dp_flavour != "fsdp"):
+        return (
+            "context parallel composes with fsdp (sharded over dp x cp, as torchtitan) and tp, "
+            f"not with pp = {plan.pp} or dp_flavour {plan.dp_flavour}"
+        )
+    if plan.cp > 1 and int(seq) % (2 * plan.cp):
+        return f"context parallel: 2 * cp = {2 * plan.cp} (head-tail load balancing) does not divide seq_len = {seq}"
+    if plan.async_tp and (plan.tp < 2 or not plan.sequence_parallel):
+        return (
+            "async_tp overlaps sequence parallel's all-gather -> matmul and matmul -> reduce-scatter: needs "
+            f"tp >= 2 and sequence_parallel, got tp = {plan.tp}, sequence_parallel = {plan.sequence_parallel}"
+        )
+    if plan.float8 and plan.tp > 1:
+        return "float8 is composed here with data and pipeline parallel, not tp (torchao's Float8*Parallel layouts)"
+    width = int(model_cfg.get("hidden", model_cfg.get("width", 0)))
+    if plan.float8 and width % 16:
+        return f"float8: torch._scaled_mm needs matmul dimensions divisible by 16; hidden (width) = {width}"
+    return None
+
+
 def infeasible_reason(plan: Plan, model_cfg: dict[str, Any], world_size: int, global_batch: int) -> str | None:
     """Why ``plan`` cannot train ``model_cfg`` on ``world_size`` ranks at ``global_batch``."""
     if plan.single_process and world_size != 1:
         return f"single-process plan needs world_size 1, got {world_size}"
-    if world_size % (plan.tp * plan.pp):
-        return f"world_size {world_size} is not divisible by tp*pp = {plan.tp}*{plan.pp}"
-    if plan.dp * plan.tp * plan.pp != world_size:
-        return f"world_size {world_size} != dp*tp*pp = {plan.dp}*{plan.tp}*{plan.pp}"
+    cp_name, cp_size = ("*cp", f"*{plan.cp}") if plan.cp > 1 else ("", "")
+    if world_size % (plan.tp * plan.pp * plan.cp):
+        return f"world_size {world_size} is not divisible by tp*pp{cp_name} = {plan.tp}*{plan.pp}{cp_size}"
+    if plan.dp * plan.tp * plan.pp * plan.cp != world_size:
+        return f"world_size {world_size} != dp*tp*pp{cp_name} = {plan.dp}*{plan.tp}*{plan.pp}{cp_size}"
     for dim in plan.split_dims:
         if getattr(plan, dim) < 2:
             return (
                 f"{dim} = {getattr(plan, dim)} at world_size {world_size}: the strategy splits "
                 f"{' x '.join(plan.split_dims)} and each needs >= 2 ranks (it would run collapsed)"
             )
-    reason = _flavour_reason(plan) or _model_reason(plan, model_cfg) or _schedule_reason(plan)
+    reason = (
+        _flavour_reason(plan) or _model_reason(plan, model_cfg) or _schedule_reason(plan)
+        or _gpu_steps_reason(plan, model_cfg)
+    )  # fmt: skip
     if reason:
         return reason
     if global_batch % plan.dp:
