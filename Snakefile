@@ -6,6 +6,8 @@ calibrate -> predict (the cost model against the records) -> the report's Predic
     snakemake --profile profiles/slurm --configfile …  # on a Slurm cluster
 """
 
+from pathlib import Path
+
 import yaml
 from snakemake.utils import min_version
 
@@ -25,7 +27,7 @@ for _file in CONFIGFILES:
 
 _OVERRIDES = " with --config " + " ".join(workflow.config_settings.config) if workflow.config_settings.config else ""
 _WHAT = f"study config {' + '.join(CONFIGFILES) or DEFAULT_CONFIG}{_OVERRIDES}"
-STUDY = check_config(dict(config), _WHAT)  # validated against workflow/schemas/config.schema.yaml
+STUDY = check_config(dict(config), _WHAT, Path(CONFIGFILES[-1]).parent if CONFIGFILES else None)  # validated against workflow/schemas/config.schema.yaml
 
 
 report: "workflow/report/workflow.rst"  # snakemake --report: figures and tables with their captions

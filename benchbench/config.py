@@ -178,8 +178,32 @@ def _semantic_errors(cfg: dict[str, Any]) -> list[str]:
     return errors
 
 
-def check_config(cfg: dict[str, Any], what: str = "study config") -> dict[str, Any]:
-    """Validate a study config (already parsed) and return it with defaults filled in."""
+def complete_models(cfg: dict[str, Any], base: Path | None) -> tuple[dict[str, Any], list[str]]:
+    """``cfg`` with each model's ``preset`` expanded into its size keys
+    (:func:`benchbench.archs.expand_preset`) and each custom model's ``path`` made absolute
+    (relative to ``base``, the study file's folder; the working directory without a file), and
+    the errors: unknown presets, keys clashing with a preset, a ``path`` that is not a folder."""
+    from benchbench.archs import expand_preset
+
+    models, errors = {}, []
+    for name, m in cfg["models"].items():
+        m, errs = expand_preset(name, m)
+        errors += errs
+        if m["arch"] == "custom":
+            folder = (base or Path.cwd()) / m["path"]
+            if not folder.is_dir():
+                errors.append(
+                    f"models.{name}.path: {str(folder)!r} is not a folder; allowed: a folder (relative to "
+                    "the study file) holding the entry point's module"
+                )
+            m = {**m, "path": str(folder.resolve())}
+        models[name] = m
+    return {**cfg, "models": models}, errors
+
+
+def check_config(cfg: dict[str, Any], what: str = "study config", base: Path | None = None) -> dict[str, Any]:
+    """Validate a study config (already parsed) and return it with defaults filled in, presets
+    expanded and custom models' paths resolved against ``base`` (:func:`complete_models`)."""
     if not isinstance(cfg, dict):
         raise ConfigError(
             f"invalid {what}: expected a mapping of keys (study, models, strategies, world_sizes, ...) "
@@ -189,8 +213,8 @@ def check_config(cfg: dict[str, Any], what: str = "study config") -> dict[str, A
         raise ConfigError(f"invalid {what}:\n  " + "\n  ".join(errors))
     validate(cfg, "config", what)
     check_names(cfg, what)
-    cfg = with_defaults(cfg)
-    errors = _semantic_errors(cfg)
+    cfg, errors = complete_models(with_defaults(cfg), base)
+    errors = errors or _semantic_errors(cfg)
     if errors:
         raise ConfigError(f"invalid {what}:\n  " + "\n  ".join(errors))
     from benchbench.hardware import load_hardware
@@ -236,4 +260,4 @@ def read_study_file(path: str | Path) -> Any:
 def load_config(path: str | Path | None = None) -> dict[str, Any]:
     """Read, validate and complete the study config at ``path`` (default: config/config.yaml)."""
     path = Path(path) if path else DEFAULT_CONFIG
-    return check_config(read_study_file(path), f"study config {path}")
+    return check_config(read_study_file(path), f"study config {path}", path.parent)

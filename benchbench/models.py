@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchbench.archs import llama, vit
 from benchbench.data import MarkovTokens, SyntheticTask, TeacherRegression
 
 
@@ -130,6 +131,9 @@ class GPT(nn.Module):
     does not own are deleted (a ``ModuleDict`` keeps the survivors' names, so parameters keep
     their names on every stage)."""
 
+    PIPELINE_FIRST = ("embed",)  # kept by the first pipeline stage only (benchbench.archs)
+    PIPELINE_LAST = ("ln_f", "head")  # kept by the last
+
     def __init__(self, layers: int, hidden: int, heads: int, seq_len: int, vocab: int) -> None:
         super().__init__()
         if hidden % heads:
@@ -206,7 +210,35 @@ ARCHITECTURES: dict[str, Architecture] = {
         sequence=True,
         task=MarkovTokens.for_model,
     ),
+    "llama": Architecture(
+        llama.Llama,
+        llama.llama_params,
+        llama.llama_train_flops_per_sample,
+        ("layers", "hidden", "heads", "kv_heads", "ffn_hidden", "vocab", "seq_len", "rope_theta"),
+        sequence=True,
+        task=MarkovTokens.for_model,
+    ),
+    "vit": Architecture(
+        vit.ViT,
+        vit.vit_params,
+        vit.vit_train_flops_per_sample,
+        ("image_size", "patch", "channels", "layers", "hidden", "heads", "mlp_hidden", "classes"),
+        sequence=False,
+        task=vit.ImageClasses.for_model,
+    ),
 }
+
+
+def model_blocks(model: nn.Module) -> list[nn.Module]:
+    """The repeated blocks of a model, in forward order: its FSDP units, and the units activation
+    checkpointing and compilation wrap. Every transformer keeps them in a ``ModuleDict`` ``blocks``
+    (:mod:`benchbench.archs`), the MLP in ``layers``; a model with neither has none."""
+    blocks = getattr(model, "blocks", None)
+    if blocks is None:
+        blocks = getattr(model, "layers", None)
+    if blocks is None:
+        return []
+    return list(blocks.values()) if isinstance(blocks, nn.ModuleDict) else list(blocks)
 
 
 def size_args(model_cfg: dict[str, Any]) -> dict[str, int]:
@@ -236,6 +268,8 @@ def initial_value(module: nn.Module, leaf: str, shape: tuple[int, ...], g: torch
     """The full (unsharded) initial value of ``module``'s parameter ``leaf``, on the CPU, with
     torch's default distributions: Linear U(±1/√fan_in) (weight and bias), Embedding N(0, 1),
     LayerNorm weight 1 and bias 0."""
+    if hasattr(module, "initial_value"):  # a module of benchbench.archs that states its own rule
+        return module.initial_value(leaf, shape, g)
     out = torch.empty(shape)
     if isinstance(module, nn.Linear):
         bound = 1 / math.sqrt(module.in_features)

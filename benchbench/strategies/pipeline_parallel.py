@@ -35,18 +35,18 @@ from benchbench.strategies.schedules import is_multi_stage, schedule_class
 
 def build_stage_module(model_cfg: dict[str, Any], stage: int, n_stages: int) -> nn.Module:
     """The model on the ``meta`` device, pruned to stage ``stage`` of ``n_stages`` (split by
-    layers); nothing is allocated until it is materialised."""
+    layers; the parts only the first / last stage keep are the model's ``PIPELINE_FIRST`` /
+    ``PIPELINE_LAST``: :mod:`benchbench.archs`); nothing is allocated until it is materialised."""
     model = build_model(model_cfg)
     layers = len(model.blocks)
     lo, hi = stage * layers // n_stages, (stage + 1) * layers // n_stages
     for name in list(model.blocks):
         if not lo <= int(name) < hi:
             del model.blocks[name]
-    if stage != 0:
-        model.embed = None
-    if stage != n_stages - 1:
-        model.ln_f = None
-        model.head = None
+    for part in model.PIPELINE_FIRST if stage != 0 else ():  # the model declares its ends
+        setattr(model, part, None)
+    for part in model.PIPELINE_LAST if stage != n_stages - 1 else ():
+        setattr(model, part, None)
     return model
 
 

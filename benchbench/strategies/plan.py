@@ -167,13 +167,19 @@ def theoretical_bubble(plan: Plan) -> float | None:
 
 
 def _model_reason(plan: Plan, model_cfg: dict[str, Any]) -> str | None:
-    arch = model_cfg["arch"]
-    if (plan.tp > 1 or plan.pp > 1) and arch != "gpt":
-        return f"tensor and pipeline plans are defined for the gpt architecture, not {arch!r}"
+    from benchbench.archs import arch_rules  # no torch (but for a custom entry point's own rules)
+
+    arch, rules = model_cfg["arch"], arch_rules(model_cfg)
+    if plan.tp > 1 and rules.tp_divides is None:
+        return f"tensor parallel: the {arch!r} architecture declares no tensor-parallel plan"
+    if plan.pp > 1 and not rules.pipeline:
+        return f"pipeline parallel: the {arch!r} architecture declares no pipeline split"
     if plan.tp > 1:
-        for key in ("heads", "hidden", "vocab"):
+        for key in rules.tp_divides or ():
             if int(model_cfg[key]) % plan.tp:
                 return f"tp = {plan.tp} does not divide {key} = {model_cfg[key]}"
+        if plan.sequence_parallel and not rules.sequence_parallel:
+            return f"sequence parallel: the {arch!r} architecture has no sequence dimension it declares splittable"
         if plan.sequence_parallel and int(model_cfg["seq_len"]) % plan.tp:
             return f"sequence parallel: tp = {plan.tp} does not divide seq_len = {model_cfg['seq_len']}"
     if plan.pp > 1:

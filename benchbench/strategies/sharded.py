@@ -23,6 +23,8 @@ from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 from torch.distributed.optim import ZeroRedundancyOptimizer
 
+from benchbench.models import model_blocks
+
 
 def apply_fsdp(
     model: nn.Module, dp_mesh: DeviceMesh, reshard_after_forward: bool, param_dtype: torch.dtype | None = None
@@ -33,10 +35,8 @@ def apply_fsdp(
     and gradients reduced in fp32 (``MixedPrecisionPolicy``), as torchtitan does."""
     mp = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32) if param_dtype else None
     kwargs = {"mesh": dp_mesh, "reshard_after_forward": reshard_after_forward, **({"mp_policy": mp} if mp else {})}
-    blocks = getattr(model, "blocks", None) or getattr(model, "layers", None)
-    if blocks is not None:
-        for block in blocks.values() if isinstance(blocks, nn.ModuleDict) else blocks:
-            fully_shard(block, **kwargs)
+    for block in model_blocks(model):  # the model's FSDP units (benchbench.archs)
+        fully_shard(block, **kwargs)
     fully_shard(model, **kwargs)
     return model
 

@@ -1,0 +1,131 @@
+"""The architectures of benchbench.archs: exact parameter counts at the published shapes, FLOPs
+against hand counts and FlopCounterMode, presets and their config errors, and the correctness
+gate at 2 ranks over a representative few plans per architecture."""
+
+import pytest
+import torch
+
+from benchbench.archs import PRESETS
+from benchbench.config import ConfigError, check_config
+from benchbench.models import build_model, materialize, model_info
+from tests.conftest import run
+
+
+def preset(arch: str, name: str, **extra) -> dict:
+    return {"arch": arch, **PRESETS[arch][name], **extra}
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [("8b", 8_030_261_248), ("70b", 70_553_706_496), ("1b", 1_498_482_688), ("150m", 149_840_640)],
+)
+def test_llama_presets_have_the_published_parameter_counts(name, params):
+    """8B and 70B as Meta publishes them (8.03B, 70.6B); 1b = Llama 3.2 1B's 1,235,814,400 with
+    its tied head untied (+ 128256·2048 = 262,668,288). Counted on the meta device (no memory)."""
+    cfg = preset("llama", name)
+    assert model_info(cfg).params == params
+    assert sum(p.numel() for p in build_model(cfg).parameters()) == params
+    if name == "1b":
+        assert params - 128256 * 2048 == 1_235_814_400
+
+
+def test_llama_flops_hand_computed():
+    """8B at T = 8192 by hand: per layer 2T(2d² + 2d·1024 + 3d·14336) + 2T²d, head 2TdV, x3."""
+    t, d, f, v = 8192, 4096, 14336, 128256
+    per_layer = 2 * t * (2 * d * d + 2 * d * 1024 + 3 * d * f) + 2 * t * t * d
+    assert model_info(preset("llama", "8b")).train_flops_per_sample == 3 * (32 * per_layer + 2 * t * d * v)
+
+
+def counted_training_flops(cfg: dict, x: torch.Tensor) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = materialize(build_model(cfg), torch.device("cpu"), 0)
+    with FlopCounterMode(display=False) as counter:
+        model(x).float().sum().backward()
+    return counter.get_total_flops()
+
+
+def test_llama_flops_agree_with_torch_flop_counter():
+    """Every projection and the head exactly; the analytic figure adds the attention matmuls (causal
+    half: 3·layers·2T²d per sequence), which FlopCounterMode does not see inside CPU SDPA."""
+    cfg, batch = preset("llama", "tiny"), 4
+    t, d = cfg["seq_len"], cfg["hidden"]
+    attention = 3 * cfg["layers"] * 2 * t * t * d * batch
+    x = torch.randint(cfg["vocab"], (batch, t))
+    assert counted_training_flops(cfg, x) == model_info(cfg).train_flops_per_sample * batch - attention
+
+
+def test_vit_b16_has_the_published_parameter_count_and_flops():
+    """ViT-B/16 (224 px, 1000 classes): 86,567,656 parameters (timm's vit_base_patch16_224) and a
+    forward of 35.1 GFLOPs (17.6 G multiply-accumulates, as usually quoted)."""
+    info = model_info(preset("vit", "b16"))
+    assert info.params == 86_567_656 == sum(p.numel() for p in build_model(preset("vit", "b16")).parameters())
+    n, t, h, m = 196, 197, 768, 3072
+    forward = 2 * n * 768 * h + 12 * (2 * t * (4 * h * h + 2 * h * m) + 4 * t * t * h) + 2 * h * 1000
+    assert info.train_flops_per_sample == 3 * forward and round(forward / 1e9, 1) == 35.1
+
+
+def test_vit_flops_agree_with_torch_flop_counter():
+    """Exact, but for the attention matmuls (bidirectional: 4T²h per block, x3), which CPU SDPA
+    hides, and the patch projection's input gradient (2·N·C·p²·h), which torch skips (the image
+    needs none)."""
+    cfg, batch = preset("vit", "tiny"), 4
+    n, c, p, h = 16, 3, 4, 32
+    t = 1 + n
+    attention = 3 * cfg["layers"] * 4 * t * t * h * batch
+    skipped = 2 * n * c * p * p * h * batch
+    x = torch.randn(batch, c, 16, 16)
+    assert counted_training_flops(cfg, x) == model_info(cfg).train_flops_per_sample * batch - attention - skipped
+
+
+def test_vit_task_is_seeded_and_learnable():
+    from benchbench.models import make_task
+
+    cfg = preset("vit", "tiny")
+    task = make_task(cfg, 0)
+    x, y = task.batch(3, 8)
+    assert x.shape == (8, 3, 16, 16) and torch.equal(x, make_task(cfg, 0).batch(3, 8)[0])
+    assert not torch.equal(x, task.batch(4, 8)[0])
+    model = materialize(build_model(cfg), torch.device("cpu"), 0)
+    opt = torch.optim.AdamW(model.parameters(), 3e-3)
+    losses = []
+    for step in range(30):
+        x, y = task.batch(step, 32)
+        loss = task.loss_fn(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_preset_config_errors_name_the_key():
+    study = {"study": "t", "strategies": ["single"], "world_sizes": [1]}
+    cfg = check_config({**study, "models": {"l": {"arch": "llama", "preset": "8b", "seq_len": 64}}})
+    assert cfg["models"]["l"]["hidden"] == 4096 and cfg["models"]["l"]["seq_len"] == 64
+    with pytest.raises(ConfigError, match=r"models\.l\.preset: '7b' is not allowed .*'70b'"):
+        check_config({**study, "models": {"l": {"arch": "llama", "preset": "7b"}}})
+    with pytest.raises(ConfigError, match=r"models\.l\.hidden: set next to preset '8b'"):
+        check_config({**study, "models": {"l": {"arch": "llama", "preset": "8b", "hidden": 128}}})
+
+
+GATE_PLANS = ["ddp", "fsdp", "tp", "pp-1f1b"]
+
+
+@pytest.fixture(scope="module")
+def gate_cfg():
+    return check_config(
+        {"study": "t", "strategies": ["single"], "world_sizes": [1], "steps": 2, "warmup_steps": 1,
+         "timeout_s": 300, "models": {"llama": {"arch": "llama", "preset": "tiny", "batch_size": 8},
+                                           "vit": {"arch": "vit", "preset": "tiny", "batch_size": 8}}}
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["llama", "vit"])
+@pytest.mark.parametrize("strategy", GATE_PLANS)
+def test_arch_passes_the_gate(gate_cfg, tmp_path, model, strategy):
+    rec = run(gate_cfg, tmp_path, model, strategy, 2)
+    assert rec["status"] == "ok", rec["error"]
+    s = rec["summary"]
+    assert s["verify_verdict"] == "match", s["verify_detail"]
