@@ -231,11 +231,17 @@ def model_state_estimate(job: Any, kind: str = "fp32-adamw") -> float:
 
     plan = job.plan
     p, g, o = BYTES_PER_PARAM[kind]
+    n = plan.pp * plan.virtual_stages
     if job.model_cfg["arch"] == "gpt":
-        n = plan.pp * plan.virtual_stages
         held = max(gpt_params_held(job.model_cfg, st, n, plan.tp) for st in _rank_stages(job))
-    else:
+    elif job.model_cfg["arch"] == "mlp":
         held = float(model_info(job.model_cfg).params)
+    else:  # benchbench.archs: read off the meta-built model's declared split (no memory)
+        from benchbench.costmodel.tensors import stage_tensors
+
+        held = float(max(
+            sum(t.numel for s in st for t in stage_tensors(job.model_cfg, s, n, plan.tp)) for st in _rank_stages(job)
+        ))  # fmt: skip
     wrap_dp = plan.dp > 1 or (plan.tp == 1 and plan.pp == 1)  # as parallelize applies it
     flavour = plan.dp_flavour if wrap_dp else "none"
     if flavour == "fsdp":
@@ -286,11 +292,21 @@ def mlp_activation_estimate(cfg: dict[str, Any], b: int) -> float:
 
 def activation_estimate(job: Any) -> float | None:
     """Saved-activation bytes of one step on the rank saving the most; ``None`` where not derived:
-    bf16 jobs (which tensors autocast saves in bf16 is not modelled) and sequence parallelism."""
+    bf16 jobs (which tensors autocast saves in bf16 is not modelled), sequence parallelism and
+    architectures that give no estimate (a custom model). The architectures of
+    :mod:`benchbench.archs` give their own (``Architecture.activations``)."""
     if job.dtype != "fp32" or job.plan.sequence_parallel:
         return None
     b = job.global_batch // job.plan.dp
     if job.model_cfg["arch"] == "mlp":
         return mlp_activation_estimate(job.model_cfg, b)
     forwards = job.plan.micro_batches if job.plan.pp > 1 else job.plan.accum_steps
-    return max(gpt_activation_estimate(job, st, b, forwards) for st in _rank_stages(job))
+    if job.model_cfg["arch"] == "gpt":
+        return max(gpt_activation_estimate(job, st, b, forwards) for st in _rank_stages(job))
+    from benchbench.models import ARCHITECTURES
+
+    estimate = ARCHITECTURES[job.model_cfg["arch"]].activations
+    if estimate is None:
+        return None
+    n = job.plan.pp * job.plan.virtual_stages
+    return max(estimate(job.model_cfg, st, n, b, forwards, job.plan.tp) for st in _rank_stages(job))

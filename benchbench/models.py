@@ -191,6 +191,11 @@ class Architecture:
     size_keys: tuple[str, ...]
     sequence: bool  # consumes token sequences (seq_len, tokens/s)
     task: Callable[[dict[str, Any], int], SyntheticTask]  # (model config, seed) -> its seeded task
+    # forward FLOPs per sample of (the first stage's extras, one block, the last stage's extras):
+    # the pipeline's FLOP share (benchbench.costmodel.tensors.flop_share); None: not split
+    stage_flops: Callable[..., tuple[float, float, float]] | None = None
+    # saved-activation bytes of a rank: (model config, its stages, n_stages, batch, forwards, tp)
+    activations: Callable[..., float] | None = None
 
 
 ARCHITECTURES: dict[str, Architecture] = {
@@ -217,6 +222,8 @@ ARCHITECTURES: dict[str, Architecture] = {
         ("layers", "hidden", "heads", "kv_heads", "ffn_hidden", "vocab", "seq_len", "rope_theta"),
         sequence=True,
         task=MarkovTokens.for_model,
+        stage_flops=llama.llama_stage_flops,
+        activations=llama.llama_activations,
     ),
     "vit": Architecture(
         vit.ViT,
@@ -225,6 +232,8 @@ ARCHITECTURES: dict[str, Architecture] = {
         ("image_size", "patch", "channels", "layers", "hidden", "heads", "mlp_hidden", "classes"),
         sequence=False,
         task=vit.ImageClasses.for_model,
+        stage_flops=vit.vit_stage_flops,
+        activations=vit.vit_activations,
     ),
 }
 

@@ -129,3 +129,82 @@ def test_arch_passes_the_gate(gate_cfg, tmp_path, model, strategy):
     assert rec["status"] == "ok", rec["error"]
     s = rec["summary"]
     assert s["verify_verdict"] == "match", s["verify_detail"]
+
+
+def saved_activation_bytes(cfg: dict, batch: int) -> int:
+    """Bytes autograd saves in one forward + loss of ``cfg`` (unique storages, parameters not counted)."""
+    from benchbench.models import make_task
+
+    model = materialize(build_model(cfg), torch.device("cpu"), 0)
+    task = make_task(cfg, 0)
+    x, y = task.batch(0, batch)
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        task.loss_fn(model(x), y)
+    return sum(n for ptr, n in seen.items() if ptr not in params)
+
+
+@pytest.mark.parametrize("arch", ["llama", "vit"])
+@pytest.mark.parametrize("layers", [1, 2])
+def test_activation_estimate_is_what_autograd_saves(arch, layers):
+    """The architecture's activation estimate (the study's memory feasibility) equals, byte for
+    byte, what autograd saves on the tiny preset; a wrong per-block term would show at 2 layers."""
+    from benchbench.models import ARCHITECTURES
+
+    cfg, batch = preset(arch, "tiny", layers=layers), 4
+    estimate = ARCHITECTURES[arch].activations(cfg, [0], 1, batch, 1, 1)
+    assert estimate == saved_activation_bytes(cfg, batch)
+
+
+@pytest.mark.parametrize("arch", ["llama", "vit"])
+def test_meta_accounting_matches_the_built_stages(arch):
+    """What a pipeline stage's tensor-parallel rank holds, read off the meta model, is what
+    build_stage_module keeps (names, and shapes at tp = 1), and tp = 2 halves exactly the tensors
+    the model's TP plan splits."""
+    from benchbench.costmodel.tensors import stage_tensors
+    from benchbench.strategies.pipeline_parallel import build_stage_module
+
+    cfg = preset(arch, "tiny")
+    for stage in (0, 1):
+        built = {n: tuple(p.shape) for n, p in build_stage_module(cfg, stage, 2).named_parameters()}
+        assert {t.name: t.shape for t in stage_tensors(cfg, stage, 2, 1)} == built
+    whole = {t.name: t for t in stage_tensors(cfg, 0, 1, 1)}
+    split = {t.name: t for t in stage_tensors(cfg, 0, 1, 2)}
+    halved = {n for n in whole if split[n].numel * 2 == whole[n].numel}
+    assert "blocks.0.attn.q.weight" in halved and "head.weight" in halved
+    assert not any(n.endswith(("norm.weight", "ln1.weight")) for n in halved)
+    assert sum(t.numel for t in whole.values()) == model_info(cfg).params
+
+
+def test_llama3_study_lists_feasible_plans_and_drops_the_rest_by_memory(monkeypatch):
+    """`benchbench matrix` on Llama 3 8B / 70B on h100-sxm at 8-512 GPUs: built on the meta device
+    only; what does not fit 80 GB is dropped with the cost model's memory reason."""
+    from benchbench.config import ROOT, load_config
+    from benchbench.study import expand
+
+    cfg = load_config(ROOT / "config/studies/llama3-h100.yaml")
+    jobs, dropped = expand(cfg)
+    runs = {(j.model, j.strategy) for j in jobs}
+    assert ("llama3-8b", "fsdp-tp8") in runs and ("llama3-70b", "fsdp-tp8-pp4") in runs
+    memory = {(d.model, d.strategy) for d in dropped if d.reason.startswith("memory:")}
+    assert {("llama3-8b", "ddp"), ("llama3-8b", "fsdp"), ("llama3-70b", "fsdp"), ("llama3-70b", "fsdp-tp8")} <= memory
+    assert not runs & memory
+    fsdp_70b = next(d for d in dropped if (d.model, d.strategy, d.world_size) == ("llama3-70b", "fsdp", 512))
+    assert "> memory_gb = 80" in fsdp_70b.reason
+    # the check is what drops them: with the memory of 64 GPUs per rank every plan's memory fits
+    from benchbench import study
+
+    real = study.load_hardware
+
+    def roomy(name, *a):
+        hw = real(name, *a)
+        return hw.__class__(**{**hw.__dict__, "memory_gb": 80 * 64})
+
+    monkeypatch.setattr(study, "load_hardware", roomy)
+    assert not [d for d in expand(cfg)[1] if d.reason.startswith("memory:")]

@@ -92,7 +92,7 @@ BAD = [
     (
         "arch-unknown",
         HEAD + "models:\n  m: {arch: rnn}\n" + RUN,
-        ["models.m.arch: 'rnn' is not allowed; allowed: ['mlp', 'gpt']"],
+        ["models.m.arch: 'rnn' is not allowed; allowed: ['mlp', 'gpt', 'llama', 'vit', 'custom']"],
     ),
     (
         "model-missing-size-key",

@@ -98,7 +98,7 @@ def test_cli_config_error_exit_code(tmp_path):
         [sys.executable, "-m", "benchbench", "matrix", "--config", str(bad)], capture_output=True, text=True
     )
     assert out.returncode == 2
-    assert "models.m.arch: 'rnn' is not allowed; allowed: ['mlp', 'gpt']" in out.stderr
+    assert "models.m.arch: 'rnn' is not allowed; allowed: ['mlp', 'gpt', 'llama', 'vit', 'custom']" in out.stderr
 
 
 @pytest.mark.parametrize("name", ["$(touch /tmp/pwned)", "a b", "../up", "x;rm", "q'uote", "<b>"])

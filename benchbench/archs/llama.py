@@ -181,6 +181,17 @@ def llama_params(
     return layers * (2 * d * d + 2 * d * kv + 3 * d * ffn_hidden + 2 * d) + 2 * vocab * d + d
 
 
+def llama_stage_flops(
+    layers: int, hidden: int, heads: int, kv_heads: int, ffn_hidden: int, vocab: int, seq_len: int, rope_theta: int
+) -> tuple[float, float, float]:
+    """Forward FLOPs of one sequence (first stage's extras, one block, last stage's extras): the
+    embedding look-up none; a block 2T·(2d² + 2d·d_kv + 3d·f) + 2T²d; the head 2TdV
+    (:func:`llama_train_flops_per_sample`)."""
+    del layers, rope_theta
+    t, d, kv = seq_len, hidden, kv_heads * (hidden // heads)
+    return 0.0, 2.0 * t * (2 * d * d + 2 * d * kv + 3 * d * ffn_hidden) + 2 * t * t * d, 2.0 * t * d * vocab
+
+
 def llama_train_flops_per_sample(
     layers: int, hidden: int, heads: int, kv_heads: int, ffn_hidden: int, vocab: int, seq_len: int, rope_theta: int
 ) -> float:
@@ -193,8 +204,24 @@ def llama_train_flops_per_sample(
 
         train_flops = 3 · (layers · (2T(2d² + 2d·d_kv + 3d·f) + 2T²d) + 2TdV)
     """
-    del rope_theta
-    t, d, kv = seq_len, hidden, kv_heads * (hidden // heads)
-    per_layer = 2 * t * (2 * d * d + 2 * d * kv + 3 * d * ffn_hidden) + 2 * t * t * d
-    return 3.0 * (layers * per_layer + 2 * t * d * vocab)
+    first, block, last = llama_stage_flops(layers, hidden, heads, kv_heads, ffn_hidden, vocab, seq_len, rope_theta)
+    return 3.0 * (first + layers * block + last)
 
+
+def llama_activations(cfg: dict[str, Any], stages: list[int], n_stages: int, b: int, forwards: int, tp: int) -> float:
+    """Saved fp32 bytes of one step on a rank holding pipeline ``stages``, b sequences of s tokens
+    over ``forwards`` forward passes, as autograd saves them (counted tensor by tensor on the tiny
+    preset: tests/test_archs.py). Per block and token, in 4-byte elements: each RMSNorm its input,
+    normalised input and output (3h) and 1/rms (1); attention the rotated q, the repeated k and
+    v, the output (4h / tp: fused CPU/GPU SDPA keeps no s x s matrix) and log-sum-exp (heads / tp);
+    SwiGLU w1, w3, silu and product outputs (4f / tp); plus rotary cos/sin (2·s·head_dim per
+    block). Outside the blocks: token indices (int64) on the first stage; on the last the final
+    norm (3h + 1), the logits' log-softmax (V), the targets (int64) and the loss per forward."""
+    layers, h, a, f, v, s = (int(cfg[k]) for k in ("layers", "hidden", "heads", "ffn_hidden", "vocab", "seq_len"))
+    per_block = 4.0 * s * b * (6 * h + 2 + (4 * h + a + 4 * f) / tp) + 4 * 2 * s * (h // a)
+    out = 0.0
+    for st in stages:
+        out += ((st + 1) * layers // n_stages - st * layers // n_stages) * per_block
+        out += 8 * b * s if st == 0 else 0
+        out += 4.0 * s * b * (3 * h + 1 + v) + 8 * b * s + 4 * forwards if st == n_stages - 1 else 0
+    return out

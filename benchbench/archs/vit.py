@@ -137,6 +137,18 @@ def vit_params(
     return embed + layers * block + 2 * h + h * classes + classes
 
 
+def vit_stage_flops(
+    image_size: int, patch: int, channels: int, layers: int, hidden: int, heads: int, mlp_hidden: int, classes: int
+) -> tuple[float, float, float]:
+    """Forward FLOPs of one image (first stage's patch projection 2NCp²h, one block
+    2T(4h² + 2hm) + 4T²h, the head 2h·classes): :func:`vit_train_flops_per_sample`."""
+    del heads, layers
+    h, n = hidden, (image_size // patch) ** 2
+    t = 1 + n
+    block = 2 * t * (4 * h * h + 2 * h * mlp_hidden) + 4 * t * t * h
+    return 2.0 * n * channels * patch * patch * h, float(block), 2.0 * h * classes
+
+
 def vit_train_flops_per_sample(
     image_size: int, patch: int, channels: int, layers: int, hidden: int, heads: int, mlp_hidden: int, classes: int
 ) -> float:
@@ -147,11 +159,28 @@ def vit_train_flops_per_sample(
 
         train_flops = 3 · (2NCp²h + layers · (2T(4h² + 2hm) + 4T²h) + 2h·classes)
     """
-    del heads
-    h, n = hidden, (image_size // patch) ** 2
+    args = (image_size, patch, channels, layers, hidden, heads, mlp_hidden, classes)
+    first, block, last = vit_stage_flops(*args)
+    return 3.0 * (first + layers * block + last)
+
+
+def vit_activations(cfg: dict[str, Any], stages: list[int], n_stages: int, b: int, forwards: int, tp: int) -> float:
+    """Saved fp32 bytes of one step on a rank holding pipeline ``stages`` (b images, T = 1 + N
+    tokens; counted tensor by tensor on the tiny preset: tests/test_archs.py). Per block, in 4-byte
+    elements: 4·T·b·h (each LayerNorm's input and output) + (4h + 2m)·T·b / tp (q, k, v, attention
+    output; fc1 and GELU outputs) + 2·2·T·b (LayerNorm mean and 1/std) + heads/tp·T·b
+    (log-sum-exp). First stage: the flattened patches (N·C·p² per image); last: the final
+    LayerNorm over all tokens (2h + 2 per token), the log-softmax (classes), targets (int64), loss."""
+    layers, h, a, m, c = (int(cfg[k]) for k in ("layers", "hidden", "heads", "mlp_hidden", "classes"))
+    n = (int(cfg["image_size"]) // int(cfg["patch"])) ** 2
     t = 1 + n
-    per_layer = 2 * t * (4 * h * h + 2 * h * mlp_hidden) + 4 * t * t * h
-    return 3.0 * (2 * n * channels * patch * patch * h + layers * per_layer + 2 * h * classes)
+    per_block = 4.0 * t * b * (4 * h + (4 * h + 2 * m) / tp) + 4 * (4 * b * t + a // tp * b * t)
+    out = 0.0
+    for st in stages:
+        out += ((st + 1) * layers // n_stages - st * layers // n_stages) * per_block
+        out += 4.0 * b * n * int(cfg["channels"]) * int(cfg["patch"]) ** 2 if st == 0 else 0
+        out += 4.0 * b * (t * (2 * h + 2) + c) + 8 * b + 4 * forwards if st == n_stages - 1 else 0
+    return out
 
 
 class ImageClasses:

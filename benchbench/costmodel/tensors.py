@@ -81,10 +81,15 @@ def mlp_tensors(cfg: dict[str, Any]) -> list[Tensor]:
 
 
 def stage_tensors(model_cfg: dict[str, Any], stage: int, n_stages: int, tp: int) -> list[Tensor]:
-    """The tensors of one stage of any architecture (an MLP has one stage and no tensor split)."""
+    """The tensors of one stage of any architecture (an MLP has one stage and no tensor split; the
+    architectures of :mod:`benchbench.archs` are read off their meta-built model)."""
     if model_cfg["arch"] == "gpt":
         return gpt_tensors(model_cfg, stage, n_stages, tp)
-    return mlp_tensors(model_cfg)
+    if model_cfg["arch"] == "mlp":
+        return mlp_tensors(model_cfg)
+    from benchbench.archs.accounting import meta_tensors
+
+    return meta_tensors(model_cfg, stage, n_stages, tp)
 
 
 def ddp_buckets(tensors: list[Tensor], bucket_cap_mb: float) -> list[list[Tensor]]:
@@ -130,11 +135,21 @@ def gpt_layer_flops(cfg: dict[str, Any]) -> tuple[float, float]:
 
 def flop_share(model_cfg: dict[str, Any], stages: list[int], n_stages: int, tp: int) -> float:
     """The share of the model's training FLOPs a rank holding pipeline ``stages`` computes: its
-    blocks (and the head on the last stage) over the whole model's, / tp (tensor parallelism splits
-    every counted matmul: q, k, v, proj, fc1, fc2, attention by heads, the head by vocabulary)."""
-    if model_cfg["arch"] != "gpt":
-        return 1.0
+    blocks (the first stage's embedding FLOPs, the head on the last) over the whole model's, / tp
+    (tensor parallelism splits every counted matmul: q, k, v, proj, fc1, fc2, attention by heads,
+    the head by vocabulary; a ViT's patch projection is not split, counted / tp all the same)."""
+    if model_cfg["arch"] == "gpt":
+        first, (block, last) = 0.0, gpt_layer_flops(model_cfg)
+    else:
+        from benchbench.models import ARCHITECTURES, size_args
+
+        stage_flops = ARCHITECTURES[model_cfg["arch"]].stage_flops
+        if stage_flops is None:
+            return 1.0
+        first, block, last = stage_flops(**size_args(model_cfg))
     layers = int(model_cfg["layers"])
-    block, head = gpt_layer_flops(model_cfg)
-    mine = sum(len(stage_layers(layers, s, n_stages)) * block + (head if s == n_stages - 1 else 0) for s in stages)
-    return mine / (layers * block + head) / tp
+    mine = sum(
+        len(stage_layers(layers, s, n_stages)) * block + (first if s == 0 else 0) + (last if s == n_stages - 1 else 0)
+        for s in stages
+    )
+    return mine / (first + layers * block + last) / tp
