@@ -178,6 +178,18 @@ def _semantic_errors(cfg: dict[str, Any]) -> list[str]:
     return errors
 
 
+def _entry_errors(name: str, model_cfg: dict[str, Any]) -> list[str]:
+    """Why a custom model's entry point cannot be loaded (its module is imported from its path
+    only: :func:`benchbench.archs.custom.load`), or nothing."""
+    from benchbench.archs.custom import load
+
+    try:
+        load(model_cfg["entry"], model_cfg["path"])
+    except ValueError as e:
+        return [f"models.{name}.entry: {e}"]
+    return []
+
+
 def complete_models(cfg: dict[str, Any], base: Path | None) -> tuple[dict[str, Any], list[str]]:
     """``cfg`` with each model's ``preset`` expanded into its size keys
     (:func:`benchbench.archs.expand_preset`) and each custom model's ``path`` made absolute
@@ -197,6 +209,7 @@ def complete_models(cfg: dict[str, Any], base: Path | None) -> tuple[dict[str, A
                     "the study file) holding the entry point's module"
                 )
             m = {**m, "path": str(folder.resolve())}
+            errors += _entry_errors(name, m) if folder.is_dir() else []
         models[name] = m
     return {**cfg, "models": models}, errors
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchbench.archs import llama, vit
+from benchbench.archs import custom, llama, vit
 from benchbench.data import MarkovTokens, SyntheticTask, TeacherRegression
 
 
@@ -235,6 +235,14 @@ ARCHITECTURES: dict[str, Architecture] = {
         stage_flops=vit.vit_stage_flops,
         activations=vit.vit_activations,
     ),
+    "custom": Architecture(  # the user's entry point (benchbench.archs.custom): its keys are names
+        custom.build,
+        custom.params,
+        custom.train_flops_per_sample,
+        ("entry", "path"),
+        sequence=False,
+        task=custom.CustomTask.for_model,
+    ),
 }
 
 
@@ -250,10 +258,11 @@ def model_blocks(model: nn.Module) -> list[nn.Module]:
     return list(blocks.values()) if isinstance(blocks, nn.ModuleDict) else list(blocks)
 
 
-def size_args(model_cfg: dict[str, Any]) -> dict[str, int]:
-    """The architecture's size settings from a model config (``arch`` and extras dropped)."""
+def size_args(model_cfg: dict[str, Any]) -> dict[str, Any]:
+    """The architecture's size settings from a model config (``arch`` and extras dropped): integers,
+    but a custom model's entry point and path (strings)."""
     arch = ARCHITECTURES[model_cfg["arch"]]
-    return {k: int(model_cfg[k]) for k in arch.size_keys}
+    return {k: model_cfg[k] if isinstance(model_cfg[k], str) else int(model_cfg[k]) for k in arch.size_keys}
 
 
 def build_model(model_cfg: dict[str, Any], device: torch.device | str = "meta") -> nn.Module:

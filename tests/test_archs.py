@@ -208,3 +208,69 @@ def test_llama3_study_lists_feasible_plans_and_drops_the_rest_by_memory(monkeypa
 
     monkeypatch.setattr(study, "load_hardware", roomy)
     assert not [d for d in expand(cfg)[1] if d.reason.startswith("memory:")]
+
+
+EXAMPLE = "examples/custom_model/study.yaml"
+BARE_MODEL = '''
+import torch
+from torch import nn
+
+def spec():
+    return {"build": lambda: nn.Linear(4, 2), "loss": torch.nn.functional.mse_loss, "flops_per_sample": 48,
+            "batch": lambda step, n, seed: (torch.randn(n, 4), torch.randn(n, 2))}
+'''
+
+
+def custom_study(tmp_path, entry: str, **extra) -> dict:
+    (tmp_path / "bare.py").write_text(BARE_MODEL)
+    study = {"study": "c", "models": {"m": {"arch": "custom", "entry": entry, "path": "."}},
+             "strategies": ["ddp", "tp", "pp-1f1b"], "world_sizes": [2], **extra}  # fmt: skip
+    return check_config(study, "study", tmp_path)
+
+
+def test_custom_entry_point_without_tp_plan_or_pipeline_drops_those_plans(tmp_path):
+    from benchbench.study import expand
+
+    jobs, dropped = expand(custom_study(tmp_path, "bare:spec"))
+    assert [j.strategy for j in jobs] == ["ddp"]
+    reasons = {d.strategy: d.reason for d in dropped}
+    assert reasons == {
+        "tp": "tensor parallel: the 'custom' architecture declares no tensor-parallel plan",
+        "pp-1f1b": "pipeline parallel: the 'custom' architecture declares no pipeline split",
+    }
+    assert model_info(jobs[0].model_cfg).params == 4 * 2 + 2
+
+
+def test_custom_entry_point_is_loaded_from_its_path_only(tmp_path):
+    """``json:spec`` with no json.py under path is refused, though the standard library's json is
+    importable: nothing is imported from sys.path; a missing function is named."""
+    with pytest.raises(ConfigError, match=r"models\.m\.entry: custom model entry 'json:spec': no file .*json\.py"):
+        custom_study(tmp_path, "json:spec")
+    with pytest.raises(ConfigError, match=r"models\.m\.entry: .*defines no function 'nope'"):
+        custom_study(tmp_path, "bare:nope")
+    with pytest.raises(ConfigError, match=r"models\.m\.path: .* is not a folder"):
+        check_config({"study": "c", "models": {"m": {"arch": "custom", "entry": "a:b", "path": "missing"}},
+                      "strategies": ["ddp"], "world_sizes": [2]}, "study", tmp_path)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_custom_example_runs_through_the_workflow(tmp_path):
+    """examples/custom_model through Snakemake (CI profile) to the runs table: ddp at 2 ranks, ok
+    and matching the single-process reference at the gate."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pandas as pd
+
+    from benchbench.config import ROOT
+
+    snakemake = Path(sys.executable).with_name("snakemake")
+    command = [
+        str(snakemake), "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "--configfile",
+        str(ROOT / EXAMPLE), "--profile", str(ROOT / "profiles/ci"), "results/custom-example/tables/runs.csv",
+    ]  # fmt: skip
+    proc = subprocess.run(command, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    runs = pd.read_csv(tmp_path / "results/custom-example/tables/runs.csv")
+    assert runs["status"].tolist() == ["ok"] and runs["correct"].tolist() == ["match"]

@@ -32,6 +32,7 @@ class Rules:
     tp_divides: tuple[str, ...] | None  # size keys tp must divide; None: no tensor parallel plan
     sequence_parallel: bool  # has a sequence dimension that sequence parallelism may split
     pipeline: bool  # has ``layers`` blocks a pipeline may split
+    sizes: tuple[tuple[str, int], ...] = ()  # sizes not in the model config (a custom model's tp_divides)
 
 
 #: Per architecture: the plans it allows. ``custom`` is decided by its entry point
@@ -50,6 +51,20 @@ def arch_rules(model_cfg: dict[str, Any]) -> Rules:
 
         return rules(model_cfg)
     return RULES[model_cfg["arch"]]
+
+
+def boundary(model_cfg: dict[str, Any]) -> tuple[int, int, int]:
+    """(tokens, width, outputs) of one sample, for the cost model's activation-sized messages (a
+    block's input: tokens x width; the head's output: outputs elements): a sequence model's
+    seq_len, hidden, seq_len·vocab; a ViT's 1 + patches, hidden, classes; a custom model's are
+    not known (0: its tensor and pipeline messages are not predicted)."""
+    if "seq_len" in model_cfg:
+        s = int(model_cfg["seq_len"])
+        return s, int(model_cfg["hidden"]), s * int(model_cfg["vocab"])
+    if model_cfg["arch"] == "vit":
+        tokens = 1 + (int(model_cfg["image_size"]) // int(model_cfg["patch"])) ** 2
+        return tokens, int(model_cfg["hidden"]), int(model_cfg["classes"])
+    return 0, 0, 0
 
 
 #: Named shapes. Llama 3 8B / 70B: Meta's release and torchtitan's ``llama3_configs`` (ffn_hidden

@@ -431,8 +431,11 @@ def tp_part(ctx: Ctx, stages: list[int], n_stages: int, batch: float) -> Part:
     if tp <= 1:
         return Part()
     elt = 2 if job.dtype == "bf16" else FP32
-    a, a32 = (batch * int(c["seq_len"]) * int(c["hidden"]) * e for e in (elt, FP32))
-    logits = batch * int(c["seq_len"]) * int(c["vocab"]) * elt
+    from benchbench.archs import boundary
+
+    tokens, hidden, outputs = boundary(c)
+    a, a32 = (batch * tokens * hidden * e for e in (elt, FP32))
+    logits = batch * outputs * elt
     from benchbench.costmodel.tensors import stage_layers
 
     blocks = sum(len(stage_layers(int(c["layers"]), s, n_stages)) for s in stages)
@@ -460,7 +463,10 @@ def p2p_part(ctx: Ctx, stages: list[int], owners: dict[int, int], batch: float) 
     one way and its gradient the other; a rank sends for each of its stages the activation to the
     next stage and the gradient to the previous one, where those live on another rank."""
     job, n = ctx.job, len(owners)
-    a = batch * int(job.model_cfg["seq_len"]) * int(job.model_cfg["hidden"]) * FP32
+    from benchbench.archs import boundary
+
+    tokens, hidden, _ = boundary(job.model_cfg)
+    a = batch * tokens * hidden * FP32
     mine = owners[stages[0]]
     sends = [s for s in stages if s + 1 < n and owners[s + 1] != mine]
     sends += [s for s in stages if s > 0 and owners[s - 1] != mine]
@@ -567,7 +573,10 @@ def pipeline_step(ctx: Ctx) -> RankStep:  # long: a pass over the pipeline ranks
         transfer.append(x.exposed_s)
         tails.append(opt + dp.exposed_s + dp.extra_compute_s)
         ranks.append((m * (f + b) * share + opt, m * (tp.comm_s + x.comm_s) + dp.comm_s, tp, x, dp))
-    hop = ctx.time("send", "pp", p, batch * int(job.model_cfg["seq_len"]) * int(job.model_cfg["hidden"]) * FP32)
+    from benchbench.archs import boundary
+
+    tokens, hidden, _ = boundary(job.model_cfg)
+    hop = ctx.time("send", "pp", p, batch * tokens * hidden * FP32)
     makespan, how = pipeline_makespan(ctx, per_mb, transfer, hop)
     bubble = max(0.0, 1 - m * sum(per_mb) / p / makespan)
     busiest = max(range(p), key=lambda r: m * per_mb[r] + tails[r])
@@ -602,6 +611,9 @@ def float8_factor(ctx: Ctx) -> float:
         ctx.note(f"float8: no fp8 compute rate in the calibration; matmuls predicted at {precision}")
         return 1.0
     c = job.model_cfg
+    if c["arch"] != "gpt":
+        ctx.note(f"float8: the fp8 share is derived for the gpt only; {c['arch']} matmuls predicted at {precision}")
+        return 1.0
     t, h, layers = int(c["seq_len"]), int(c["hidden"]), int(c["layers"])
     dense = layers * 24 * t * h * h
     s = dense / (layers * (24 * t * h * h + 2 * t * t * h) + 2 * t * h * int(c["vocab"]))

@@ -175,14 +175,15 @@ def _model_reason(plan: Plan, model_cfg: dict[str, Any]) -> str | None:
     if plan.pp > 1 and not rules.pipeline:
         return f"pipeline parallel: the {arch!r} architecture declares no pipeline split"
     if plan.tp > 1:
+        sizes = {**dict(rules.sizes), **model_cfg}
         for key in rules.tp_divides or ():
-            if int(model_cfg[key]) % plan.tp:
-                return f"tp = {plan.tp} does not divide {key} = {model_cfg[key]}"
+            if int(sizes[key]) % plan.tp:
+                return f"tp = {plan.tp} does not divide {key} = {sizes[key]}"
         if plan.sequence_parallel and not rules.sequence_parallel:
             return f"sequence parallel: the {arch!r} architecture has no sequence dimension it declares splittable"
         if plan.sequence_parallel and int(model_cfg["seq_len"]) % plan.tp:
             return f"sequence parallel: tp = {plan.tp} does not divide seq_len = {model_cfg['seq_len']}"
-    if plan.pp > 1:
+    if plan.pp > 1 and "layers" in model_cfg:  # a custom model's stage count is its own to check
         stages = plan.pp * plan.virtual_stages
         if stages > int(model_cfg["layers"]):
             return f"pp * virtual_stages = {stages} pipeline stages exceed layers = {model_cfg['layers']}"
