@@ -221,7 +221,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         llama.llama_train_flops_per_sample,
         ("layers", "hidden", "heads", "kv_heads", "ffn_hidden", "vocab", "seq_len", "rope_theta"),
         sequence=True,
-        task=MarkovTokens.for_model,
+        task=llama.llama_task,
         stage_flops=llama.llama_stage_flops,
         activations=llama.llama_activations,
     ),

@@ -180,6 +180,16 @@ def test_meta_accounting_matches_the_built_stages(arch):
     assert "blocks.0.attn.q.weight" in halved and "head.weight" in halved
     assert not any(n.endswith(("norm.weight", "ln1.weight")) for n in halved)
     assert sum(t.numel for t in whole.values()) == model_info(cfg).params
+    # by hand, at tp = 2: what the TP plan splits (column-wise weights and biases, row-wise weights) / 2
+    if arch == "llama":
+        d, f, v, n = cfg["hidden"], cfg["ffn_hidden"], cfg["vocab"], cfg["layers"]
+        kv = cfg["kv_heads"] * d // cfg["heads"]
+        by_hand = n * ((2 * d * d + 2 * d * kv + 3 * d * f) // 2 + 2 * d) + v * d + v * d // 2 + d
+    else:
+        h, m, c, n, t = cfg["hidden"], cfg["mlp_hidden"], cfg["classes"], cfg["layers"], 1 + (16 // 4) ** 2
+        embed = 3 * 4 * 4 * h + h + h + t * h
+        by_hand = embed + n * ((4 * h * h + 3 * h + 2 * h * m + m) // 2 + 2 * h + 4 * h) + 2 * h + (h * c + c) // 2
+    assert sum(t.numel for t in split.values()) == by_hand
 
 
 def test_llama3_study_lists_feasible_plans_and_drops_the_rest_by_memory(monkeypatch):
@@ -274,3 +284,28 @@ def test_custom_example_runs_through_the_workflow(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     runs = pd.read_csv(tmp_path / "results/custom-example/tables/runs.csv")
     assert runs["status"].tolist() == ["ok"] and runs["correct"].tolist() == ["match"]
+
+
+def test_readme_preset_table_gives_the_exact_counts():
+    import re
+
+    from benchbench.config import ROOT
+
+    rows = re.findall(r"^\| (llama|vit) `(\w+)` \|.*\| ([\d,]+) \|$", (ROOT / "README.md").read_text(), re.M)
+    assert {(a, p) for a, p, _ in rows} == {(a, p) for a in PRESETS for p in PRESETS[a]}
+    for arch, name, count in rows:
+        assert model_info(preset(arch, name)).params == int(count.replace(",", "")), (arch, name)
+
+
+def test_llama_task_at_llama3_vocabulary_is_sparse_seeded_and_small():
+    """At 128256 tokens the chain is a (V, 8) successor table (8 MB), not V² floats (66 GB):
+    seeded batches, every target one of its input token's successors."""
+    from benchbench.archs.llama import SparseMarkovTokens
+    from benchbench.models import make_task
+
+    task = make_task(preset("llama", "8b", seq_len=32), 0)
+    assert isinstance(task, SparseMarkovTokens) and task.successors.numel() == 128256 * 8
+    x, y = task.batch(5, 4)
+    assert torch.equal(x, make_task(preset("llama", "8b", seq_len=32), 0).batch(5, 4)[0])
+    assert (task.successors[x] == y.unsqueeze(-1)).any(-1).all()
+    assert torch.equal(x[:, 1:], y[:, :-1])

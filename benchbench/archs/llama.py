@@ -225,3 +225,47 @@ def llama_activations(cfg: dict[str, Any], stages: list[int], n_stages: int, b: 
         out += 8 * b * s if st == 0 else 0
         out += 4.0 * s * b * (3 * h + 1 + v) + 8 * b * s + 4 * forwards if st == n_stages - 1 else 0
     return out
+
+
+class SparseMarkovTokens:
+    """Next-token prediction on a fixed random Markov chain in which each token has ``k``
+    successors (a (V, k) table; probabilities a fixed peaked softmax over the k): O(V·k) memory,
+    where :class:`~benchbench.data.MarkovTokens`' dense V x V matrix would take 66 GB at Llama 3's
+    128256 tokens. Inputs are tokens 0..T-1, targets 1..T."""
+
+    def __init__(self, vocab: int, seq_len: int, seed: int, k: int = 8, sharpness: float = 4.0) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.successors = torch.randint(vocab, (vocab, k), generator=g)
+        self.probs = torch.softmax(sharpness * torch.randn(k, generator=g), dim=0)
+        self.vocab, self.seq_len, self.seed = vocab, seq_len, seed
+
+    @staticmethod
+    def loss_fn(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
+
+    def batch(self, step: int, global_batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        from benchbench.data import _STEP_STRIDE
+
+        g = torch.Generator().manual_seed(self.seed * _STEP_STRIDE + step)
+        tokens = torch.empty(global_batch, self.seq_len + 1, dtype=torch.long)
+        tokens[:, 0] = torch.randint(self.vocab, (global_batch,), generator=g)
+        picks = torch.multinomial(self.probs, global_batch * self.seq_len, replacement=True, generator=g)
+        picks = picks.view(global_batch, self.seq_len)
+        for t in range(self.seq_len):
+            tokens[:, t + 1] = self.successors[tokens[:, t], picks[:, t]]
+        return tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
+
+
+#: Above this vocabulary the dense chain (V² floats) gives way to :class:`SparseMarkovTokens`.
+DENSE_CHAIN_MAX_VOCAB = 8192
+
+
+def llama_task(model_cfg: dict[str, Any], seed: int) -> Any:
+    """The task of a ``llama`` model config: the gpt's dense Markov chain up to
+    :data:`DENSE_CHAIN_MAX_VOCAB` tokens (the tiny presets), the sparse one above."""
+    from benchbench.data import MarkovTokens
+
+    vocab, seq_len = int(model_cfg["vocab"]), int(model_cfg["seq_len"])
+    if vocab <= DENSE_CHAIN_MAX_VOCAB:
+        return MarkovTokens(vocab, seq_len, seed)
+    return SparseMarkovTokens(vocab, seq_len, seed)
