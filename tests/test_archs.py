@@ -103,13 +103,20 @@ def test_preset_config_errors_name_the_key():
     study = {"study": "t", "strategies": ["single"], "world_sizes": [1]}
     cfg = check_config({**study, "models": {"l": {"arch": "llama", "preset": "8b", "seq_len": 64}}})
     assert cfg["models"]["l"]["hidden"] == 4096 and cfg["models"]["l"]["seq_len"] == 64
+    assert check_config(cfg) == cfg  # the workflow re-checks the completed study (report --study-json)
     with pytest.raises(ConfigError, match=r"models\.l\.preset: '7b' is not allowed .*'70b'"):
         check_config({**study, "models": {"l": {"arch": "llama", "preset": "7b"}}})
     with pytest.raises(ConfigError, match=r"models\.l\.hidden: set next to preset '8b'"):
         check_config({**study, "models": {"l": {"arch": "llama", "preset": "8b", "hidden": 128}}})
 
 
-GATE_PLANS = ["ddp", "fsdp", "tp", "pp-1f1b"]
+#: A representative few per architecture at 2 ranks (CI time is scarce; DDP wraps any module the
+#: same way and is left out): FSDP over the model's blocks, its TP plan (Llama's with sequence
+#: parallelism: the norms and embedding output sharded too), its pipeline split. Every plan of
+#: the strategies study passes for both (README "Models").
+GATE_CASES = [
+    ("llama", "fsdp"), ("llama", "tp-sp"), ("llama", "pp-1f1b"), ("vit", "fsdp"), ("vit", "tp"), ("vit", "pp-1f1b"),
+]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -122,8 +129,7 @@ def gate_cfg():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["llama", "vit"])
-@pytest.mark.parametrize("strategy", GATE_PLANS)
+@pytest.mark.parametrize(("model", "strategy"), GATE_CASES)
 def test_arch_passes_the_gate(gate_cfg, tmp_path, model, strategy):
     rec = run(gate_cfg, tmp_path, model, strategy, 2)
     assert rec["status"] == "ok", rec["error"]

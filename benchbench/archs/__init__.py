@@ -100,8 +100,8 @@ PRESET_OVERRIDABLE = ("seq_len",)
 
 def expand_preset(name: str, model_cfg: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """``model_cfg`` with its ``preset``'s size keys filled in, and the errors (naming the key and
-    the allowed values): an unknown preset, or a size key set next to a preset (the preset means
-    exactly its dimensions; only :data:`PRESET_OVERRIDABLE` keys may be changed)."""
+    the allowed values): an unknown preset, or a size key set next to a preset to another value
+    (the preset means exactly its dimensions; only :data:`PRESET_OVERRIDABLE` keys may be changed)."""
     arch, preset = model_cfg["arch"], model_cfg.get("preset")
     if preset is None:
         return model_cfg, []
@@ -110,7 +110,9 @@ def expand_preset(name: str, model_cfg: dict[str, Any]) -> tuple[dict[str, Any],
         allowed = sorted(table)
         return model_cfg, [f"models.{name}.preset: {preset!r} is not allowed for arch {arch!r}; allowed: {allowed}"]
     shape = table[preset]
-    clash = sorted(k for k in model_cfg if k in shape and k not in PRESET_OVERRIDABLE)
+    # a key equal to the preset's value is no clash: a completed config (the workflow passes one
+    # on as JSON) checks again unchanged
+    clash = sorted(k for k in model_cfg if k in shape and k not in PRESET_OVERRIDABLE and model_cfg[k] != shape[k])
     if clash:
         return model_cfg, [
             f"models.{name}.{clash[0]}: set next to preset {preset!r}, which fixes it; allowed: only "

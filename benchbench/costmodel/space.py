@@ -5,7 +5,7 @@ safe name, so that any plan the cost model recommends can be pasted into a study
 Generated (only combinations :func:`~benchbench.strategies.plan.infeasible_reason` can accept):
 
 * tp in powers of 2 up to the profile's ``devices_per_node`` (a tensor-parallel group stays on
-  one node's fast links) that divide the gpt's heads, hidden and vocab;
+  one node's fast links) that divide what the architecture's TP plan splits;
 * pp in powers of 2 up to the layers, with schedule ``1f1b`` (one stage per rank) or
   ``interleaved-1f1b`` (2 stages per rank, where 2·pp ≤ layers) and micro-batches pp, 2·pp, 4·pp;
 * dp = world size / (tp·pp) ≥ 1, with flavour ddp, zero1 or fsdp where dp ≥ 2 (fsdp alone beside
@@ -40,16 +40,25 @@ def powers_of_two(limit: int) -> list[int]:
 
 
 def tp_choices(model_cfg: dict[str, Any], profile: HardwareProfile) -> list[int]:
-    """Tensor-parallel sizes: powers of 2 ≤ devices per node dividing heads, hidden and vocab."""
-    if model_cfg["arch"] != "gpt":
+    """Tensor-parallel sizes: powers of 2 ≤ devices per node dividing the sizes the architecture's
+    TP plan splits (:data:`benchbench.archs.RULES`: a gpt's heads, hidden and vocab; a Llama's
+    heads, kv_heads, ffn_hidden, vocab; ...); [1] where it declares no TP plan."""
+    from benchbench.archs import arch_rules
+
+    rules = arch_rules(model_cfg)
+    if rules.tp_divides is None:
         return [1]
-    keys = ("heads", "hidden", "vocab")
-    return [t for t in powers_of_two(profile.devices_per_node) if all(int(model_cfg[k]) % t == 0 for k in keys)]
+    sizes = {**dict(rules.sizes), **model_cfg}
+    return [t for t in powers_of_two(profile.devices_per_node) if all(int(sizes[k]) % t == 0 for k in rules.tp_divides)]
 
 
 def pp_choices(model_cfg: dict[str, Any]) -> list[int]:
-    """Pipeline sizes: powers of 2 up to the layers."""
-    return powers_of_two(int(model_cfg["layers"])) if model_cfg["arch"] == "gpt" else [1]
+    """Pipeline sizes: powers of 2 up to the layers, where the architecture declares a split."""
+    from benchbench.archs import arch_rules
+
+    if not arch_rules(model_cfg).pipeline or "layers" not in model_cfg:
+        return [1]
+    return powers_of_two(int(model_cfg["layers"]))
 
 
 def plan_name(flavour: str | None, tp: int, pp: int, schedule: str | None, m: int) -> str:
