@@ -106,6 +106,11 @@ def test_preset_config_errors_name_the_key():
     assert check_config(cfg) == cfg  # the workflow re-checks the completed study (report --study-json)
     with pytest.raises(ConfigError, match=r"models\.l\.preset: '7b' is not allowed .*'70b'"):
         check_config({**study, "models": {"l": {"arch": "llama", "preset": "7b"}}})
+    tiny = dict(PRESETS["llama"]["tiny"])
+    with pytest.raises(ConfigError, match=r"models\.l\.kv_heads: heads = 4 must be a multiple of kv_heads = 3"):
+        check_config({**study, "models": {"l": {"arch": "llama", **tiny, "kv_heads": 3}}})
+    with pytest.raises(ConfigError, match=r"models\.v\.patch: 5 does not divide image_size = 16"):
+        check_config({**study, "models": {"v": {"arch": "vit", **PRESETS["vit"]["tiny"], "patch": 5}}})
     with pytest.raises(ConfigError, match=r"models\.l\.hidden: set next to preset '8b'"):
         check_config({**study, "models": {"l": {"arch": "llama", "preset": "8b", "hidden": 128}}})
 
