@@ -219,10 +219,20 @@ def phase_points(spec: dict[str, Any], label: str, device: torch.device) -> tupl
 
 def gemm_shape(model_cfg: dict[str, Any], batch: int) -> tuple[int, int, int]:
     """(m, n, k) of the model's main GEMM at ``batch``: the MLP's hidden layer (batch x width x
-    width), the GPT's first feed-forward matmul (tokens x 4·hidden x hidden)."""
-    if model_cfg["arch"] == "gpt":
+    width), the GPT's first feed-forward matmul (tokens x 4·hidden x hidden), a Llama's w1 (tokens
+    x ffn_hidden x hidden), a ViT's fc1 (tokens x mlp_hidden x hidden); for a custom model, whose
+    shapes are its own, a stand-in square one (batch x 1024 x 1024)."""
+    arch = model_cfg["arch"]
+    if arch == "gpt":
         return batch * int(model_cfg["seq_len"]), 4 * int(model_cfg["hidden"]), int(model_cfg["hidden"])
-    return batch, int(model_cfg["width"]), int(model_cfg["width"])
+    if arch in ("llama", "vit"):
+        from benchbench.archs import boundary
+
+        tokens, hidden, _ = boundary(model_cfg)
+        return batch * tokens, int(model_cfg["ffn_hidden" if arch == "llama" else "mlp_hidden"]), hidden
+    if arch == "mlp":
+        return batch, int(model_cfg["width"]), int(model_cfg["width"])
+    return batch, 1024, 1024
 
 
 def matmul_rate(m: int, n: int, k: int, dtype: str, device: torch.device) -> float:
