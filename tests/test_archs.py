@@ -320,3 +320,14 @@ def test_llama_task_at_llama3_vocabulary_is_sparse_seeded_and_small():
     assert torch.equal(x, make_task(preset("llama", "8b", seq_len=32), 0).batch(5, 4)[0])
     assert (task.successors[x] == y.unsqueeze(-1)).any(-1).all()
     assert torch.equal(x[:, 1:], y[:, :-1])
+
+
+def test_cost_model_shapes_of_the_new_architectures():
+    """The calibration's main GEMM and the activation-sized messages (tensor / pipeline parallel)
+    of a Llama (w1: tokens x ffn_hidden x hidden) and a ViT (fc1 over 1 + patches tokens)."""
+    from benchbench.archs import boundary
+    from benchbench.costmodel.calibrate_rank import gemm_shape
+
+    llama, vit = preset("llama", "tiny"), preset("vit", "tiny")
+    assert gemm_shape(llama, 2) == (32, 64, 32) and boundary(llama) == (16, 32, 16 * 64)
+    assert gemm_shape(vit, 2) == (34, 64, 32) and boundary(vit) == (17, 32, 8)
