@@ -29,6 +29,9 @@ PRESET_COLOURS: dict[str, str] = {
     "fsdp-tp": "#8c564b",
     "ddp-pp": "#bcbd22",
     "3d": "#17becf",
+    "hsdp": "#74c476",
+    "ddp-ac": "#6baed6",
+    "fsdp-sac": "#31a354",
 }
 
 

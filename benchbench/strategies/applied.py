@@ -5,7 +5,9 @@ applies them, each with sizes read from the objects torch built: the pipeline sc
 stage count, the tensor-parallel mesh size from DTensor placements (sequence parallel when the
 LayerNorms are DTensors over ``tp``), the data-parallel wrapper (DDP and its communication hook,
 FSDP2 and whether it reshards after forward, or the hand-written sync), and the optimizer. A hybrid
-that collapsed (a dimension of size 1) shows up as a missing step.
+that collapsed (a dimension of size 1) shows up as a missing step. HSDP reads as
+``hsdp(R replicas x S shards, ...)`` from the parameters' 2-D placements; checkpointed blocks as
+``checkpoint(k/n blocks)``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from torch.distributed.fsdp import FSDPModule
 from torch.distributed.optim import ZeroRedundancyOptimizer
 from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel
+
+from benchbench.strategies.checkpointing import checkpoint_summary
 
 if TYPE_CHECKING:
     from benchbench.job import Job
@@ -53,10 +57,15 @@ def _tensor_parallel(modules: list[nn.Module]) -> str | None:
 
 
 def _fsdp(module: FSDPModule) -> str:
-    size = next((s for p in module.parameters() if (s := _mesh_size(p, "dp"))), 1)
     inner = [m for m in module.modules() if isinstance(m, FSDPModule) and m is not module] or [module]
     group = inner[0]._get_fsdp_state()._fsdp_param_group
     reshard = group is not None and group.post_forward_mesh_info is not None
+    params = list(module.parameters())
+    replicas = next((s for p in params if (s := _mesh_size(p, "dp_replicate"))), None)
+    if replicas:  # HSDP: FSDP2 over the 2-D (dp_replicate, dp_shard) mesh
+        shards = next((s for p in params if (s := _mesh_size(p, "dp_shard"))), 1)
+        return f"hsdp({replicas} replicas x {shards} shards, reshard={'on' if reshard else 'off'})"
+    size = next((s for p in params if (s := _mesh_size(p, "dp"))), 1)
     return f"fsdp({size}, reshard={'on' if reshard else 'off'})"
 
 
@@ -80,8 +89,9 @@ def _optimizer(opt: Any) -> str:
 
 
 def applied_composition(p: Parallelized, job: Job) -> list[str]:
-    """The steps applied on this rank, in order (pipeline → tp → data parallel → accumulation → optimizer)."""
-    steps = [_pipeline(p), _tensor_parallel(p.modules), _data_parallel(p)]
+    """The steps applied on this rank, in order (pipeline → tp → activation checkpointing → data
+    parallel → accumulation → optimizer)."""
+    steps = [_pipeline(p), _tensor_parallel(p.modules), checkpoint_summary(p.modules), _data_parallel(p)]
     if job.plan.accum_steps > 1 and p.schedule is None:
         steps.append(f"accumulate({job.plan.accum_steps} micro-steps)")
     return [s for s in steps if s] + [_optimizer(p.optimizer)]

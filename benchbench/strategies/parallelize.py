@@ -6,11 +6,15 @@ torchtitan's ``parallelize_llama``: small steps in a fixed order over the named 
    (:mod:`~benchbench.strategies.pipeline_parallel`); one whole model when pp = 1;
 2. tensor (and sequence) parallel over ``tp`` (:mod:`~benchbench.strategies.tensor_parallel`),
    still on ``meta``;
+2b. activation checkpointing of the blocks the plan names (:mod:`~benchbench.strategies.checkpointing`),
+   after TP and before the data-parallel wrapper, as torchtitan orders it (TP, AC, compile, FSDP);
 3. data parallel over ``dp``, outermost, as the flavour's row of :data:`DATA_PARALLEL` says
    (wrapper, ``no_sync``, post-backward hook); skipped when dp = 1 under tp or pp. The weights are
    materialised (:func:`~benchbench.models.materialize`: allocated on the device, each parameter
    seeded by its name) before a replicating wrapper (DDP, which broadcasts them) and after a
-   sharding one (FSDP2), so no rank of a sharding plan ever holds the unsharded model;
+   sharding one (FSDP2), so no rank of a sharding plan ever holds the unsharded model. HSDP
+   (``dp_shard`` = k) is FSDP2 over the 2-D mesh ``(dp_replicate, dp_shard)`` that
+   :func:`make_mesh` splits ``dp`` into: sharded within groups of k ranks, replicated across them;
 4. the optimizer (the flavour's: AdamW, or AdamW sharded for ZeRO-1) and, for pipelines, the
    schedule over this rank's stages.
 
@@ -31,6 +35,7 @@ from torch import nn
 from benchbench.data import LossFn
 from benchbench.job import Job
 from benchbench.models import build_model, materialize
+from benchbench.strategies.checkpointing import apply_ac
 from benchbench.strategies.compression import register_compression
 from benchbench.strategies.data_parallel import NaiveGradSync, apply_ddp
 from benchbench.strategies.pipeline_parallel import build_stage_module, make_schedule, make_stage
@@ -75,7 +80,8 @@ def _wrap_ddp(module: nn.Module, plan: Plan, mesh: Any, device: torch.device, dt
 
 
 def _wrap_fsdp(module: nn.Module, plan: Plan, mesh: Any, device: torch.device, dtype: str) -> nn.Module:
-    return apply_fsdp(module, mesh["dp"], plan.reshard_after_forward, torch.bfloat16 if dtype == "bf16" else None)
+    dp_mesh = mesh["dp_replicate", "dp_shard"] if plan.dp_shard else mesh["dp"]  # HSDP: 2-D, replicate x shard
+    return apply_fsdp(module, dp_mesh, plan.reshard_after_forward, torch.bfloat16 if dtype == "bf16" else None)
 
 
 @dataclass(frozen=True)
@@ -123,14 +129,36 @@ def _all(contexts: list[contextlib.AbstractContextManager]) -> Iterator[None]:
 _MESHES: dict[tuple, Any] = {}
 
 
+@dataclass(frozen=True)
+class HsdpMesh:
+    """HSDP's mesh: the root ``(dp_replicate, dp_shard, pp, tp)`` mesh, with ``"dp"`` its
+    flattened ``(dp_replicate, dp_shard)`` (kept here: torch deprecates slicing a flattened dim
+    from the root)."""
+
+    root: Any
+    dp: Any
+
+    def __getitem__(self, key: str | tuple[str, ...]) -> Any:
+        return self.dp if key == "dp" else self.root[key]
+
+
 def make_mesh(plan: Plan, device: torch.device) -> Any:
     """The named ``(dp, pp, tp)`` device mesh over all ranks (tp innermost); made once per process,
-    so the gate's plan and the timed one share its process groups (and NCCL communicators)."""
+    so the gate's plan and the timed one share its process groups (and NCCL communicators).
+    HSDP (``dp_shard`` = k): ``(dp_replicate, dp_shard, pp, tp)`` with dp_replicate = dp / k, and
+    ``dp`` their flattened product (torchtitan's layout): the same ranks in the same order, so
+    ``mesh["dp"]`` means what it means without HSDP."""
     from torch.distributed.device_mesh import init_device_mesh
 
-    key = (device.type, plan.dp, plan.pp, plan.tp)
+    key = (device.type, plan.dp, plan.pp, plan.tp, plan.dp_shard)
     if key not in _MESHES:
-        _MESHES[key] = init_device_mesh(device.type, key[1:], mesh_dim_names=("dp", "pp", "tp"))
+        if plan.dp_shard:
+            shape = (plan.replicas, plan.dp_shard, plan.pp, plan.tp)
+            root = init_device_mesh(device.type, shape, mesh_dim_names=("dp_replicate", "dp_shard", "pp", "tp"))
+            mesh = HsdpMesh(root, root["dp_replicate", "dp_shard"]._flatten("dp"))
+        else:
+            mesh = init_device_mesh(device.type, key[1:4], mesh_dim_names=("dp", "pp", "tp"))
+        _MESHES[key] = mesh
     return _MESHES[key]
 
 
@@ -160,7 +188,7 @@ def parallelize(
     plan = job.plan
     lr = job.lr if lr is None else lr
     if not job.distributed:
-        model = seeded_model(job, device)
+        model = apply_ac(seeded_model(job, device), plan.activation_checkpoint, plan.ac_every)
         opt = replicated(list(model.parameters()), None, lr, optimizer)
         return Parallelized([model], opt, contextlib.nullcontext, None)
 
@@ -172,6 +200,7 @@ def parallelize(
     modules, ids = apply_pipeline_split(job, mesh)  # 1 (meta)
     if plan.tp > 1:
         modules = [apply_tp(m, mesh["tp"], plan.sequence_parallel) for m in modules]  # 2 (meta)
+    modules = [apply_ac(m, plan.activation_checkpoint, plan.ac_every) for m in modules]  # 2b
     if not flavour.shards_parameters:  # replicated weights: materialise, then wrap (DDP broadcasts)
         modules = [materialize(m, device, job.seed) for m in modules]
     modules = [flavour.wrap(m, plan, mesh, device, job.dtype) for m in modules]  # 3
