@@ -32,6 +32,9 @@ PRESET_COLOURS: dict[str, str] = {
     "cp": "#7f7f7f",
     "tp-async": "#54278f",
     "fsdp-float8": "#74c476",
+    "hsdp": "#9e9ac8",
+    "ddp-ac": "#6baed6",
+    "fsdp-sac": "#31a354",
 }
 
 

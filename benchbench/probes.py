@@ -27,11 +27,15 @@ from benchbench.strategies.comm_stats import CommCounter
 
 
 def mesh_dims(job: Job, device: torch.device) -> dict[str, tuple[str, int]]:
-    """Process-group name -> (mesh dimension, size), for the dimensions this plan splits."""
+    """Process-group name -> (mesh dimension, size), for the dimensions this plan splits (HSDP:
+    also ``dp_shard``, where its all-gathers and reduce-scatters run, and ``dp_replicate``, where
+    the shards' gradients are all-reduced)."""
     from benchbench.strategies.parallelize import make_mesh
 
     mesh = make_mesh(job.plan, device)
     sizes = {"dp": job.dp, "pp": job.pp, "cp": job.plan.cp, "tp": job.tp}
+    if job.plan.dp_shard:
+        sizes |= {"dp_replicate": job.plan.replicas, "dp_shard": job.plan.dp_shard}
     dims = {mesh[d].get_group().group_name: (d, n) for d, n in sizes.items() if n > 1}
     if job.plan.cp > 1:  # FSDP2 shards over the flattened dp x cp mesh (parallelize._wrap_fsdp)
         dims[mesh["dp", "cp"]._flatten("dp_cp").get_group().group_name] = ("dp_cp", job.dp * job.plan.cp)

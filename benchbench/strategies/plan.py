@@ -26,6 +26,9 @@ DP_FLAVOURS = {
 }
 #: DDP communication hooks (:mod:`benchbench.strategies.compression`).
 COMPRESSIONS = ("none", "fp16", "bf16", "powersgd")
+#: Activation checkpointing per transformer block (:mod:`benchbench.strategies.checkpointing`):
+#: none; every block ("full"); every ``ac_every``-th block ("selective", torchtitan's layer-SAC).
+ACTIVATION_CHECKPOINTS = ("none", "full", "selective")
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,20 @@ class Plan:
     # Dimensions the strategy exists to split (derived by resolve_plan): each must get >= 2 ranks,
     # or the plan is infeasible, so no strategy runs collapsed under its name.
     split_dims: tuple[str, ...] = ()
+    # HSDP and activation checkpointing (issue 13)
+    dp_shard: int = 0  # FSDP shard group size: 0 = all dp ranks (FSDP); k >= 2: HSDP, dp/k replicas x k shards
+    activation_checkpoint: str = "none"  # none | full | selective (ACTIVATION_CHECKPOINTS)
+    ac_every: int = 2  # selective: checkpoint every ac_every-th block (blocks ac_every-1, 2*ac_every-1, ...)
+
+    @property
+    def shard_size(self) -> int:
+        """Ranks a sharded (FSDP) parameter is split over: dp_shard under HSDP, else dp."""
+        return self.dp_shard or self.dp
+
+    @property
+    def replicas(self) -> int:
+        """HSDP replica groups (dp / dp_shard); 1 without HSDP."""
+        return self.dp // self.dp_shard if self.dp_shard else 1
 
     @property
     def lossy(self) -> bool:
@@ -108,6 +125,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "fsdp-tp": {"dp_flavour": "fsdp", "tp": 2},
     "ddp-pp": {"dp_flavour": "ddp", "pp": 2, "schedule": "1f1b", "micro_batches": 4},
     "3d": {"dp_flavour": "fsdp", "tp": 2, "pp": 2, "schedule": "1f1b", "micro_batches": 4},
+    # HSDP and activation checkpointing (issue 13)
+    "hsdp": {"dp_flavour": "fsdp", "dp_shard": 2},
+    "ddp-ac": {"dp_flavour": "ddp", "activation_checkpoint": "full"},
+    "fsdp-sac": {"dp_flavour": "fsdp", "activation_checkpoint": "selective", "ac_every": 2},
     # GPU-only (dropped with their reason where the device cannot run them: gpu_features.py)
     "cp": {"dp_flavour": "fsdp", "cp": "all"},
     "tp-async": {"dp_flavour": "fsdp", "tp": "all", "sequence_parallel": True, "async_tp": True},
@@ -225,6 +246,8 @@ def _gpu_steps_reason(plan: Plan, model_cfg: dict[str, Any]) -> str | None:
     arch, seq = model_cfg["arch"], model_cfg.get("seq_len")
     if plan.cp > 1 and arch != "gpt":
         return f"context parallel is defined for the gpt architecture, not {arch!r}"
+    if plan.cp > 1 and plan.dp_shard:
+        return "context parallel is composed here with fsdp over dp x cp, not with HSDP (dp_shard)"
     if plan.cp > 1 and (plan.pp > 1 or plan.dp_flavour != "fsdp"):
         return (
             "context parallel composes with fsdp (sharded over dp x cp, as torchtitan) and tp, "
@@ -242,6 +265,49 @@ def _gpu_steps_reason(plan: Plan, model_cfg: dict[str, Any]) -> str | None:
     width = int(model_cfg.get("hidden", model_cfg.get("width", 0)))
     if plan.float8 and width % 16:
         return f"float8: torch._scaled_mm needs matmul dimensions divisible by 16; hidden (width) = {width}"
+    return None
+
+
+def _hsdp_reason(plan: Plan) -> str | None:
+    """HSDP: dp_shard = 0 (plain FSDP) or k >= 2 dividing dp with dp / k >= 2 replicas, under fsdp,
+    so a plan named HSDP never runs collapsed into FSDP (one replica) or DDP (shards of one)."""
+    k = plan.dp_shard
+    if k == 0:
+        return None
+    if k < 2:
+        return f"dp_shard = {k}: allowed 0 (shard over all dp ranks) or a shard group size >= 2"
+    if plan.dp_flavour != "fsdp":
+        return f"dp_shard = {k} (HSDP) shards with FSDP2; dp_flavour is {plan.dp_flavour} (use fsdp)"
+    if plan.dp % k:
+        return f"HSDP: dp_shard = {k} does not divide dp = {plan.dp}"
+    if plan.dp // k < 2:
+        return f"HSDP: dp = {plan.dp} / dp_shard = {k} leaves {plan.dp // k} replica (needs >= 2; else it is fsdp)"
+    return None
+
+
+def checkpointed_blocks(names: list[str], mode: str, every: int) -> list[str]:
+    """The names (model indices) of the blocks activation checkpointing ``mode`` wraps among
+    ``names``: all (``full``), every ``every``-th (``selective``: indices every-1, 2·every-1, …)."""
+    if mode == "full":
+        return list(names)
+    if mode == "selective":
+        return [n for n in names if (int(n) + 1) % every == 0]
+    return []
+
+
+def _checkpoint_reason(plan: Plan, model_cfg: dict[str, Any]) -> str | None:
+    """Activation checkpointing wraps transformer blocks: gpt only, a known mode, ac_every >= 1."""
+    mode = plan.activation_checkpoint
+    if mode not in ACTIVATION_CHECKPOINTS:
+        return f"activation_checkpoint {mode!r} not in {ACTIVATION_CHECKPOINTS}"
+    if mode == "none":
+        return None
+    if model_cfg["arch"] != "gpt":
+        return f"activation checkpointing wraps transformer blocks; the {model_cfg['arch']!r} architecture has none"
+    if plan.ac_every < 1:
+        return f"ac_every = {plan.ac_every}: allowed an integer >= 1 (checkpoint every ac_every-th block)"
+    if mode == "selective" and plan.ac_every > int(model_cfg["layers"]):
+        return f"selective checkpointing: ac_every = {plan.ac_every} > layers = {model_cfg['layers']} (no block)"
     return None
 
 
@@ -263,6 +329,8 @@ def infeasible_reason(plan: Plan, model_cfg: dict[str, Any], world_size: int, gl
     reason = (
         _flavour_reason(plan) or _model_reason(plan, model_cfg) or _schedule_reason(plan)
         or _gpu_steps_reason(plan, model_cfg)
+        or _hsdp_reason(plan)
+        or _checkpoint_reason(plan, model_cfg)
     )  # fmt: skip
     if reason:
         return reason
