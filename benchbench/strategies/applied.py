@@ -22,6 +22,8 @@ from torch.distributed.optim import ZeroRedundancyOptimizer
 from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel
 
+from benchbench.strategies.compiled import compiled_blocks
+
 if TYPE_CHECKING:
     from benchbench.job import Job
     from benchbench.strategies.parallelize import Parallelized
@@ -110,10 +112,11 @@ def _optimizer(opt: Any) -> str:
 
 
 def applied_composition(p: Parallelized, job: Job) -> list[str]:
-    """The steps applied on this rank, in order (pipeline → float8 → tp → async TP → data parallel →
-    context parallel → accumulation → optimizer)."""
-    steps = [_pipeline(p), _float8(p.modules), _tensor_parallel(p.modules), _async_tp(p.modules), _data_parallel(p),
-             _context_parallel(p)]  # fmt: skip
+    """The steps applied on this rank, in order (pipeline → float8 → tp → async TP → compile → data
+    parallel → context parallel → accumulation → optimizer)."""
+    compiled = compiled_blocks(p.modules)
+    steps = [_pipeline(p), _float8(p.modules), _tensor_parallel(p.modules), _async_tp(p.modules),
+             f"compile({compiled} blocks)" if compiled else None, _data_parallel(p), _context_parallel(p)]  # fmt: skip
     if job.plan.accum_steps > 1 and p.schedule is None:
         steps.append(f"accumulate({job.plan.accum_steps} micro-steps)")
     return [s for s in steps if s] + [_optimizer(p.optimizer)]

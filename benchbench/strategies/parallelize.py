@@ -6,6 +6,11 @@ torchtitan's ``parallelize_llama``: small steps in a fixed order over the named 
    (:mod:`~benchbench.strategies.pipeline_parallel`); one whole model when pp = 1;
 2. tensor (and sequence) parallel over ``tp`` (:mod:`~benchbench.strategies.tensor_parallel`),
    still on ``meta``;
+   then (2c) ``torch.compile`` of each transformer block when ``plan.compile``
+   (:func:`~benchbench.strategies.compiled.apply_compile`): after tensor parallel, async TP and
+   activation checkpointing, before the data-parallel wrapper, as torchtitan's ``apply_compile``
+   (compiled lazily, in the first warm-up step; under async TP, which compiles the blocks itself,
+   it adds nothing);
 3. data parallel over ``dp``, outermost, as the flavour's row of :data:`DATA_PARALLEL` says
    (wrapper, ``no_sync``, post-backward hook); skipped when dp = 1 under tp or pp. The weights are
    materialised (:func:`~benchbench.models.materialize`: allocated on the device, each parameter
@@ -39,6 +44,7 @@ from benchbench.data import LossFn
 from benchbench.job import Job
 from benchbench.models import build_model, materialize
 from benchbench.strategies.async_tp import apply_async_tp
+from benchbench.strategies.compiled import apply_compile
 from benchbench.strategies.compression import register_compression
 from benchbench.strategies.context_parallel import StepContext, apply_cp
 from benchbench.strategies.data_parallel import NaiveGradSync, apply_ddp
@@ -166,15 +172,15 @@ def apply_pipeline_split(job: Job, mesh: Any) -> tuple[list[nn.Module], list[int
 
 
 def apply_model_steps(module: nn.Module, plan: Plan, mesh: Any) -> nn.Module:
-    """Steps 1b-2b on one (``meta``) stage module: float8 Linears (torchao), tensor (and sequence)
-    parallel over ``tp``, async TP."""
+    """Steps 1b-2c on one (``meta``) stage module: float8 Linears (torchao), tensor (and sequence)
+    parallel over ``tp``, async TP, torch.compile per block (async TP compiles the blocks itself)."""
     if plan.float8:
         module = apply_float8(module)  # 1b
     if plan.tp > 1:
         module = apply_tp(module, mesh["tp"], plan.sequence_parallel)  # 2
     if plan.async_tp:
         module = apply_async_tp(module, mesh["tp"])  # 2b
-    return module
+    return apply_compile(module, plan.compile and not plan.async_tp)  # 2c
 
 
 def parallelize(
@@ -185,7 +191,7 @@ def parallelize(
     plan = job.plan
     lr = job.lr if lr is None else lr
     if not job.distributed:
-        model = seeded_model(job, device)
+        model = apply_compile(seeded_model(job, device), plan.compile)
         opt = replicated(list(model.parameters()), None, lr, optimizer)
         return Parallelized([model], opt, contextlib.nullcontext, None)
 
@@ -195,7 +201,7 @@ def parallelize(
     dp_group = mesh["dp"].get_group()
 
     modules, ids = apply_pipeline_split(job, mesh)  # 1 (meta)
-    modules = [apply_model_steps(m, plan, mesh) for m in modules]  # 1b, 2, 2b (meta)
+    modules = [apply_model_steps(m, plan, mesh) for m in modules]  # 1b, 2, 2b, 2c (meta)
     if not flavour.shards_parameters:  # replicated weights: materialise, then wrap (DDP broadcasts)
         modules = [materialize(m, device, job.seed) for m in modules]
     modules = [flavour.wrap(m, plan, mesh, device, job.dtype) for m in modules]  # 3
