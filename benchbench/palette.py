@@ -26,6 +26,9 @@ PRESET_COLOURS: dict[str, str] = {
     "pp-1f1b": "#fc9272",
     "pp-interleaved": "#67000d",
     "pp-zbv": "#e377c2",
+    "pp-dualpipev": "#c51b8a",
+    "ddp-compile": "#6baed6",
+    "fsdp-compile": "#41ab5d",
     "fsdp-tp": "#8c564b",
     "ddp-pp": "#bcbd22",
     "3d": "#17becf",
@@ -33,8 +36,8 @@ PRESET_COLOURS: dict[str, str] = {
     "tp-async": "#54278f",
     "fsdp-float8": "#74c476",
     "hsdp": "#9e9ac8",
-    "ddp-ac": "#6baed6",
-    "fsdp-sac": "#31a354",
+    "ddp-ac": "#393b79",
+    "fsdp-sac": "#637939",
 }
 
 

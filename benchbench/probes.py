@@ -12,6 +12,7 @@ Each returns this rank's raw figures; :mod:`benchbench.train` reduces them acros
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from typing import Any
@@ -86,9 +87,14 @@ class ExecutedFlops(TorchDispatchMode):
 
 
 def count_step(job: Job, trainer: Any, batch: tuple[torch.Tensor, ...], device: torch.device) -> dict[str, Any]:
-    """One step counted: ``comm`` rows (this rank's) and ``flops`` (this rank's executed FLOPs)."""
+    """One step counted: ``comm`` rows (this rank's) and ``flops`` (this rank's executed FLOPs).
+
+    Compiled blocks run eagerly here (``torch.compiler.set_stance("force_eager")``): torch.compile
+    refuses to run under a Python dispatch mode. So a compile plan's FLOPs are its eager ops' (the
+    same matmuls: inductor fuses pointwise ops, which carry no counted FLOPs)."""
     dims = mesh_dims(job, device) if job.distributed else {}
-    with CommCounter(dims) as comm, comm.other_threads(), ExecutedFlops() as flops:
+    eager = torch.compiler.set_stance("force_eager") if job.plan.compile else contextlib.nullcontext()
+    with eager, CommCounter(dims) as comm, comm.other_threads(), ExecutedFlops() as flops:
         trainer.train_step(*batch)
     return {"comm": comm.table(), "flops": float(flops.flops)}
 

@@ -53,6 +53,10 @@ def test_lossy_is_compression_and_float8():
         ("pp-interleaved", 2, {"micro_batches": 3}, GPT, "multiple of pp = 2, got 3"),
         ("pp-zbv", 2, {"virtual_stages": 3}, dict(GPT, layers=8), "zbv needs exactly 2 stages per rank"),
         ("pp-gpipe", 2, {"virtual_stages": 2}, GPT, "runs one stage per rank"),
+        ("pp-dualpipev", 2, {"micro_batches": 2}, GPT, "dualpipev needs micro_batches >= its 2 * pp = 4 stages"),
+        ("ddp-compile", 2, {}, MLP, "compile is applied per transformer block"),
+        ("pp-zbv", 2, {"compile": True}, GPT, "zbv splits backward into input- and weight-gradient passes"),
+        ("pp-dualpipev", 2, {"compile": True}, GPT, "dualpipev splits backward"),
         ("pp-1f1b", 2, {"micro_batches": 3}, GPT, "batch per dp rank 16 is not divisible by micro_batches = 3"),
         ("fsdp", 2, {"compression": "fp16"}, GPT, "compression fp16 is a DDP communication hook"),
         ("fsdp-tp", 4, {"dp_flavour": "ddp"}, GPT, "dp x tp composes FSDP2 over DTensor"),
@@ -114,6 +118,7 @@ def test_theoretical_bubble_formulas():
     assert theoretical_bubble(resolve_plan("pp-gpipe", 4)) == pytest.approx(3 / 7)
     assert theoretical_bubble(resolve_plan("pp-interleaved", 2)) == pytest.approx(1 / 9)  # v=2: (p-1)/(vm+p-1)
     assert theoretical_bubble(resolve_plan("pp-zbv", 2)) == 0.0
+    assert theoretical_bubble(resolve_plan("pp-dualpipev", 2)) == pytest.approx(1 / 25)  # (p-1)/(6m+p-1), m=4
     assert theoretical_bubble(resolve_plan("ddp", 2)) is None
 
 

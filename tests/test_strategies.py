@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 GPT = {"arch": "gpt", "layers": 4, "hidden": 32, "heads": 4, "seq_len": 16, "vocab": 64, "batch_size": 16}
 TWO_RANK_EXACT = [
     "dp-naive", "ddp", "ddp-static", "ddp-accum", "zero1", "fsdp", "fsdp-no-reshard", "tp", "tp-sp",
-    "pp-gpipe", "pp-1f1b", "pp-interleaved", "pp-zbv",
+    "pp-gpipe", "pp-1f1b", "pp-interleaved", "pp-zbv", "pp-dualpipev",
     "ddp-ac", "fsdp-sac", "tp-ac", "pp-ac",  # activation checkpointing over every family (tp-ac, pp-ac: AC_DEFS)
 ]  # fmt: skip
 FOUR_RANK = ["fsdp-tp", "ddp-pp", "hsdp"]  # hybrids need >= 2 ranks per named dimension; 3d (8 ranks): test_gate.py
@@ -68,6 +68,7 @@ def test_exact_strategy_matches_single(cfg, single, tmp_path, strategy, ws):
         assert s["bubble_fraction_theoretical"] is not None
     else:
         assert s["bubble_fraction_measured"] is None and s["bubble_fraction_simulated"] is None
+    assert s["compile_time_s"] is None and s["compile_events_timed"] is None  # eager plans
     # exposed gradient-sync time exists exactly where a data-parallel sync can be switched off
     switchable = plan.dp > 1 and plan.dp_flavour in ("naive", "ddp", "zero1")
     if switchable:  # present; its value is tested on known answers (tests/test_measurement.py): on this
@@ -75,6 +76,23 @@ def test_exact_strategy_matches_single(cfg, single, tmp_path, strategy, ws):
         assert -0.5 < s["exposed_comm_fraction"] < 1 and s["exposed_comm_s"] is not None
     else:
         assert s["exposed_comm_fraction"] is None and s["exposed_comm_s"] is None
+
+
+@pytest.mark.parametrize("ws", [1, 2])
+def test_compiled_blocks_pass_the_gate_and_compile_outside_the_timed_steps(cfg, single, tmp_path, ws):
+    """torch.compile per block (CPU inductor) at the exact fp32 tolerance; the compile happens in
+    warm-up (recorded) and nothing recompiles in the timed steps. All blocks share one compiled
+    graph, so 4 layers cost the compile of 2 (and reuse the module's single-process run). At 1
+    rank the global batch is 8, the 2-rank run's per-rank batch: the same graph, so the second
+    compile reads inductor's on-disk cache (the gate compares each with its own reference)."""
+    rec = run(cfg, tmp_path, "gpt", "ddp-compile", ws, global_batch=8 * ws)
+    assert rec["status"] == "ok", rec["error"]
+    if ws == 2:  # the single-process run's batch (16 = 2 x 8)
+        assert deviation(rec, single) <= 1e-5
+    s = rec["summary"]
+    assert s["verify_verdict"] == "match" and s["verify_tolerance"] == 1e-4, s["verify_detail"]
+    assert rec["applied"] == ["compile(4 blocks)", f"ddp({ws}, bucket=25MB)", "AdamW"]
+    assert s["compile_time_s"] > 0 and s["compile_events_timed"] == 0
 
 
 def test_hybrids_apply_every_dimension_they_name(cfg, tmp_path):

@@ -776,6 +776,8 @@ def predict_job(job: Job, cal: Calibration) -> Prediction:
     if reason:
         return _infeasible(job, cal, reason)
     ctx = Ctx(cp_as_data_parallel(job), cal)
+    if job.plan.compile:  # the calibration times eager blocks; no measured speed-up to apply
+        ctx.note("compile: compute as eager (uncalibrated for compiled blocks); compile time not in the step")
     step = pipeline_step(ctx) if job.plan.pp > 1 else flat_step(ctx)
     if job.plan.cp > 1:
         step = with_ring_attention(Ctx(job, cal), step, ctx)

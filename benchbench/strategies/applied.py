@@ -24,6 +24,7 @@ from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel
 
 from benchbench.strategies.checkpointing import checkpoint_summary
+from benchbench.strategies.compiled import compiled_blocks
 
 if TYPE_CHECKING:
     from benchbench.job import Job
@@ -100,7 +101,7 @@ def _async_tp(modules: list[nn.Module]) -> str | None:
     mesh = tp.device_mesh
     group = mesh.get_group(mesh.mesh_dim_names.index("tp")).group_name
     blocks = [b for m in modules for b in getattr(m, "blocks", {}).values()]
-    compiled = sum(getattr(b, "_compiled_call_impl", None) is not None for b in blocks)
+    compiled = compiled_blocks(modules)
     if not is_symm_mem_enabled_for_group(group):
         return None
     return f"async-tp(symm-mem, {compiled}/{len(blocks)} blocks compiled)"
@@ -119,9 +120,11 @@ def _optimizer(opt: Any) -> str:
 
 def applied_composition(p: Parallelized, job: Job) -> list[str]:
     """The steps applied on this rank, in order (pipeline → float8 → tp → async TP → activation
-    checkpointing → data parallel → context parallel → accumulation → optimizer)."""
+    checkpointing → compile → data parallel → context parallel → accumulation → optimizer)."""
+    compiled = compiled_blocks(p.modules)
     steps = [_pipeline(p), _float8(p.modules), _tensor_parallel(p.modules), _async_tp(p.modules),
-             checkpoint_summary(p.modules), _data_parallel(p), _context_parallel(p)]  # fmt: skip
+             checkpoint_summary(p.modules), f"compile({compiled} blocks)" if compiled else None,
+             _data_parallel(p), _context_parallel(p)]  # fmt: skip
     if job.plan.accum_steps > 1 and p.schedule is None:
         steps.append(f"accumulate({job.plan.accum_steps} micro-steps)")
     return [s for s in steps if s] + [_optimizer(p.optimizer)]

@@ -8,6 +8,11 @@ torchtitan's ``parallelize_llama``: small steps in a fixed order over the named 
    still on ``meta``;
 2b. activation checkpointing of the blocks the plan names (:mod:`~benchbench.strategies.checkpointing`),
    after TP and before the data-parallel wrapper, as torchtitan orders it (TP, AC, compile, FSDP);
+   then (2c) ``torch.compile`` of each transformer block when ``plan.compile``
+   (:func:`~benchbench.strategies.compiled.apply_compile`): after tensor parallel, async TP and
+   activation checkpointing, before the data-parallel wrapper, as torchtitan's ``apply_compile``
+   (compiled lazily, in the first warm-up step; async TP plans always compile: Inductor's
+   micro-pipeline pass is what overlaps their collectives);
 3. data parallel over ``dp``, outermost, as the flavour's row of :data:`DATA_PARALLEL` says
    (wrapper, ``no_sync``, post-backward hook); skipped when dp = 1 under tp or pp. The weights are
    materialised (:func:`~benchbench.models.materialize`: allocated on the device, each parameter
@@ -44,6 +49,7 @@ from benchbench.job import Job
 from benchbench.models import build_model, materialize
 from benchbench.strategies.async_tp import apply_async_tp
 from benchbench.strategies.checkpointing import apply_ac
+from benchbench.strategies.compiled import apply_compile
 from benchbench.strategies.compression import register_compression
 from benchbench.strategies.context_parallel import StepContext, apply_cp
 from benchbench.strategies.data_parallel import NaiveGradSync, apply_ddp
@@ -197,15 +203,17 @@ def apply_pipeline_split(job: Job, mesh: Any) -> tuple[list[nn.Module], list[int
 
 
 def apply_model_steps(module: nn.Module, plan: Plan, mesh: Any) -> nn.Module:
-    """Steps 1b-2b on one (``meta``) stage module: float8 Linears (torchao), tensor (and sequence)
-    parallel over ``tp``, async TP, activation checkpointing."""
+    """Steps 1b-2c on one (``meta``) stage module: float8 Linears (torchao), tensor (and sequence)
+    parallel over ``tp``, async TP, activation checkpointing, torch.compile per block (always under
+    async TP: Inductor's pass is what makes it asynchronous)."""
     if plan.float8:
         module = apply_float8(module)  # 1b
     if plan.tp > 1:
         module = apply_tp(module, mesh["tp"], plan.sequence_parallel)  # 2
     if plan.async_tp:
         module = apply_async_tp(module, mesh["tp"])  # 2a
-    return apply_ac(module, plan.activation_checkpoint, plan.ac_every)  # 2b
+    module = apply_ac(module, plan.activation_checkpoint, plan.ac_every)  # 2b
+    return apply_compile(module, plan.compile or plan.async_tp)  # 2c: async TP needs the blocks compiled
 
 
 def parallelize(
@@ -217,6 +225,7 @@ def parallelize(
     lr = job.lr if lr is None else lr
     if not job.distributed:
         model = apply_ac(seeded_model(job, device), plan.activation_checkpoint, plan.ac_every)
+        model = apply_compile(model, plan.compile)
         opt = replicated(list(model.parameters()), None, lr, optimizer)
         return Parallelized([model], opt, contextlib.nullcontext, None)
 
@@ -226,7 +235,7 @@ def parallelize(
     dp_group = mesh["dp"].get_group()
 
     modules, ids = apply_pipeline_split(job, mesh)  # 1 (meta)
-    modules = [apply_model_steps(m, plan, mesh) for m in modules]  # 1b, 2, 2b (meta)
+    modules = [apply_model_steps(m, plan, mesh) for m in modules]  # 1b, 2, 2b, 2c (meta)
     if not flavour.shards_parameters:  # replicated weights: materialise, then wrap (DDP broadcasts)
         modules = [materialize(m, device, job.seed) for m in modules]
     modules = [flavour.wrap(m, plan, mesh, device, job.dtype) for m in modules]  # 3

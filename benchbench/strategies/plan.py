@@ -51,6 +51,7 @@ class Plan:
     schedule: str = "1f1b"
     micro_batches: int = 1  # pipeline micro-batches per optimizer step
     virtual_stages: int = 1  # pipeline stages per rank (interleaved / looped / ZB schedules)
+    compile: bool = False  # torch.compile each transformer block (strategies/compiled.py)
     # GPU-only steps (issue 13; why a device cannot run them: benchbench.strategies.gpu_features)
     cp: int = 1  # context-parallel ranks: each holds 1/cp of every sequence (ring attention)
     async_tp: bool = False  # TP collectives overlapped with the matmuls (symmetric memory, compiled blocks)
@@ -120,6 +121,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "pp-1f1b": {**_PP, "schedule": "1f1b"},
     "pp-interleaved": {**_PP, "schedule": "interleaved-1f1b", "virtual_stages": 2},
     "pp-zbv": {**_PP, "schedule": "zbv", "virtual_stages": 2},
+    "pp-dualpipev": {**_PP, "schedule": "dualpipev", "virtual_stages": 2},
+    # torch.compile per transformer block (combinable with any strategy: {base: ..., compile: true})
+    "ddp-compile": {"dp_flavour": "ddp", "compile": True},
+    "fsdp-compile": {"dp_flavour": "fsdp", "compile": True},
     # hybrids over a device mesh
     # hybrids over a device mesh: every dimension they name gets >= 2 ranks (resolve_plan)
     "fsdp-tp": {"dp_flavour": "fsdp", "tp": 2},
@@ -223,6 +228,24 @@ def _schedule_reason(plan: Plan) -> str | None:
         return f"schedule {plan.schedule} needs micro_batches to be a multiple of pp = {p}, got {m}"
     if plan.accum_steps != 1:
         return "pipeline plans accumulate over micro_batches; accum_steps must be 1"
+    if plan.schedule == "dualpipev" and m < 2 * p:
+        return f"schedule dualpipev needs micro_batches >= its 2 * pp = {2 * p} stages (torch's check), got {m}"
+    return None
+
+
+def _compile_reason(plan: Plan, model_cfg: dict[str, Any]) -> str | None:
+    if not plan.compile:
+        return None
+    if model_cfg["arch"] != "gpt":
+        return (
+            f"compile is applied per transformer block (torchtitan's apply_compile); the {model_cfg['arch']!r} "
+            "architecture has none (its layers are bare torch.nn modules)"
+        )
+    if plan.pp > 1 and SCHEDULES.get(plan.schedule) and SCHEDULES[plan.schedule].splits_backward:
+        return (
+            f"schedule {plan.schedule} splits backward into input- and weight-gradient passes, which torch "
+            "does not support with torch.compile'd stages"
+        )
     return None
 
 
@@ -332,6 +355,7 @@ def infeasible_reason(plan: Plan, model_cfg: dict[str, Any], world_size: int, gl
         or _hsdp_reason(plan)
         or _checkpoint_reason(plan, model_cfg)
     )  # fmt: skip
+    reason = reason or _compile_reason(plan, model_cfg)
     if reason:
         return reason
     if global_batch % plan.dp:
