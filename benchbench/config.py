@@ -169,23 +169,28 @@ def _semantic_errors(cfg: dict[str, Any]) -> list[str]:
             f"{section}: names {same} differ only in case; allowed: names that differ in more than case"
             for same in by_case.values() if len(same) > 1
         ]  # fmt: skip
-    for name, m in cfg["models"].items():
-        if m["arch"] in ("gpt", "llama", "vit") and m["hidden"] % m["heads"]:
-            errors.append(
-                f"models.{name}.hidden: {m['hidden']} is not divisible by heads = {m['heads']}; "
-                "allowed: a multiple of heads"
-            )
-        elif m["arch"] == "llama" and (m["heads"] % m["kv_heads"] or m["hidden"] // m["heads"] % 2):
-            errors.append(
-                f"models.{name}.kv_heads: heads = {m['heads']} must be a multiple of kv_heads = {m['kv_heads']} "
-                f"and the head size hidden / heads = {m['hidden'] // m['heads']} even (rotary pairs); "
-                "allowed: such sizes"
-            )
-        if m["arch"] == "vit" and m["image_size"] % m["patch"]:
-            errors.append(
-                f"models.{name}.patch: {m['patch']} does not divide image_size = {m['image_size']}; "
-                "allowed: a divisor of image_size"
-            )
+    return errors + [e for name, m in cfg["models"].items() for e in _shape_errors(name, m)]
+
+
+def _shape_errors(name: str, m: dict[str, Any]) -> list[str]:
+    """Sizes a model cannot be built with (heads not dividing hidden, ...), naming the key."""
+    errors = []
+    if m["arch"] in ("gpt", "llama", "vit") and m["hidden"] % m["heads"]:
+        errors.append(
+            f"models.{name}.hidden: {m['hidden']} is not divisible by heads = {m['heads']}; "
+            "allowed: a multiple of heads"
+        )
+    elif m["arch"] == "llama" and (m["heads"] % m["kv_heads"] or m["hidden"] // m["heads"] % 2):
+        errors.append(
+            f"models.{name}.kv_heads: heads = {m['heads']} must be a multiple of kv_heads = {m['kv_heads']} "
+            f"and the head size hidden / heads = {m['hidden'] // m['heads']} even (rotary pairs); "
+            "allowed: such sizes"
+        )
+    if m["arch"] == "vit" and m["image_size"] % m["patch"]:
+        errors.append(
+            f"models.{name}.patch: {m['patch']} does not divide image_size = {m['image_size']}; "
+            "allowed: a divisor of image_size"
+        )
     return errors
 
 

@@ -25,6 +25,7 @@ LABELS = {
     "exposed_comm_s": "Exposed comm", "exposed_comm_fraction": "Exposed comm share",
     "bubble_fraction_measured": "Bubble, measured", "bubble_fraction_simulated": "Bubble, simulated",
     "bubble_fraction_theoretical": "Bubble, theory", "hfu": "HFU", "mfu": "MFU",
+    "compile_time_s": "Compile time",
     "model_state_bytes": "Model state", "model_state_bytes_est": "Model state, estimated",
     "model_state_vs_est": "Model state / est.", "activation_bytes": "Activations",
     "activation_bytes_est": "Activations, estimated", "activation_vs_est": "Activations / est.",

@@ -244,8 +244,8 @@ def model_state_estimate(job: Any, kind: str = "fp32-adamw") -> float:
         ))  # fmt: skip
     wrap_dp = plan.dp > 1 or (plan.tp == 1 and plan.pp == 1)  # as parallelize applies it
     flavour = plan.dp_flavour if wrap_dp else "none"
-    if flavour == "fsdp":
-        return (p + g + o) * held / plan.dp
+    if flavour == "fsdp":  # HSDP shards over its shard group only (plan.shard_size = dp_shard)
+        return (p + g + o) * held / plan.shard_size
     if flavour == "zero1":
         return (p + g) * held + o * held / plan.dp
     return (p + g + o) * held
@@ -264,9 +264,20 @@ def gpt_layer_activations(s: int, b: int, h: int, a: int, tp: int) -> float:
     return 4 * s * b * h * (4 + 12 / tp) + 4 * (4 * b * s + a // tp * b * s)
 
 
+def checkpointed_layers(job: Any) -> set[int]:
+    """Indices of the blocks the plan's activation checkpointing wraps (any model with ``layers`` blocks)."""
+    from benchbench.strategies.plan import checkpointed_blocks
+
+    names = [str(i) for i in range(int(job.model_cfg["layers"]))]
+    return {int(n) for n in checkpointed_blocks(names, job.plan.activation_checkpoint, job.plan.ac_every)}
+
+
 def gpt_activation_estimate(job: Any, stages: list[int], b: int, forwards: int) -> float:
     """Saved bytes of one step on a gpt rank holding ``stages``, over ``forwards`` forward passes
-    (micro-batches or accumulation steps) of b sequences in all. Outside the blocks: token and
+    (micro-batches or accumulation steps) of b sequences in all. A checkpointed block
+    (:func:`checkpointed_layers`) keeps only its input, s·b·h fp32 elements (Korthikanti et al.
+    §5: full recomputation stores 2·s·b·h 16-bit bytes per layer); the others
+    :func:`gpt_layer_activations`. Outside the blocks: token and
     target indices (int64, b·s each), one position index per forward (s); on the last stage the
     final LayerNorm's input and output (s·b·h each, with its mean and 1/std), the log-softmax of
     the logits (s·b·V: Korthikanti et al.'s 4·s·b·V "cross entropy" term, fp32) and its scalar
@@ -274,9 +285,11 @@ def gpt_activation_estimate(job: Any, stages: list[int], b: int, forwards: int) 
     c = job.model_cfg
     layers, h, a, v, s = (int(c[k]) for k in ("layers", "hidden", "heads", "vocab", "seq_len"))
     n = job.plan.pp * job.plan.virtual_stages
+    kept = checkpointed_layers(job)
     out = 0.0
     for st in stages:
-        out += ((st + 1) * layers // n - st * layers // n) * gpt_layer_activations(s, b, h, a, job.plan.tp)
+        mine = range(st * layers // n, (st + 1) * layers // n)
+        out += sum(4 * s * b * h if i in kept else gpt_layer_activations(s, b, h, a, job.plan.tp) for i in mine)
         out += 8 * b * s + 8 * s * forwards if st == 0 else 0
         out += 4 * (2 * s * b * h + 2 * b * s + s * b * v) + 8 * b * s + 4 * forwards if st == n - 1 else 0
     return out
@@ -309,4 +322,5 @@ def activation_estimate(job: Any) -> float | None:
     if estimate is None:
         return None
     n = job.plan.pp * job.plan.virtual_stages
-    return max(estimate(job.model_cfg, st, n, b, forwards, job.plan.tp) for st in _rank_stages(job))
+    kept = frozenset(checkpointed_layers(job))
+    return max(estimate(job.model_cfg, st, n, b, forwards, job.plan.tp, kept) for st in _rank_stages(job))

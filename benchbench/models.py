@@ -306,12 +306,14 @@ def init_weights(model: nn.Module, seed: int) -> nn.Module:
     parallel, both) gets only its local shard: the full value is generated on the CPU and
     ``distribute_tensor`` (without communication: every rank generates the same value) cuts this
     rank's piece, so at most one unsharded parameter exists at a time. Call before any wrapper
-    renames parameters (DDP); the names are the unwrapped model's (a pipeline stage keeps them)."""
+    renames parameters (DDP); the names are the unwrapped model's (a pipeline stage keeps them; a
+    compiled block's ``_orig_mod`` is dropped)."""
     from torch.distributed.tensor import DTensor, distribute_tensor
 
     for mod_name, module in model.named_modules():
         for leaf, p in module.named_parameters(recurse=False):
             name = f"{mod_name}.{leaf}" if mod_name else leaf
+            name = ".".join(c for c in name.split(".") if c != "_orig_mod")  # torch.compile's wrapper
             full = initial_value(module, leaf, tuple(p.shape), param_generator(seed, name))
             if isinstance(p, DTensor):
                 local = distribute_tensor(full, p.device_mesh, p.placements, src_data_rank=None).to_local()

@@ -26,12 +26,18 @@ PRESET_COLOURS: dict[str, str] = {
     "pp-1f1b": "#fc9272",
     "pp-interleaved": "#67000d",
     "pp-zbv": "#e377c2",
+    "pp-dualpipev": "#c51b8a",
+    "ddp-compile": "#6baed6",
+    "fsdp-compile": "#41ab5d",
     "fsdp-tp": "#8c564b",
     "ddp-pp": "#bcbd22",
     "3d": "#17becf",
     "cp": "#7f7f7f",
     "tp-async": "#54278f",
     "fsdp-float8": "#74c476",
+    "hsdp": "#9e9ac8",
+    "ddp-ac": "#393b79",
+    "fsdp-sac": "#637939",
 }
 
 

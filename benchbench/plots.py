@@ -108,7 +108,8 @@ COMPRESSION_WORDS = ("fp16", "bf16", "powersgd")
 IDEAL_PART, OTHER_PART = "ideal (T₁/N)", "other scaling loss"
 COMPONENTS = {IDEAL_PART: "#4c72b0", "exposed comm": "#dd8452", "bubble": "#c44e52", OTHER_PART: "#b0b0b0"}
 _SCHEDULES = {"Schedule1F1B": "1f1b", "ScheduleGPipe": "gpipe", "ScheduleInterleaved1F1B": "interleaved",
-              "ScheduleZBVZeroBubble": "zbv", "ScheduleInterleavedZeroBubble": "izb"}  # fmt: skip
+              "ScheduleZBVZeroBubble": "zbv", "ScheduleInterleavedZeroBubble": "izb",
+              "ScheduleDualPipeV": "dualpipev"}  # fmt: skip
 _PIPELINE = re.compile(r"pipeline\((\w+), stages=(\d+),.*?micro-batches=(\d+)\)")
 _THEME = {
     "font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "xtick.labelsize": 10, "ytick.labelsize": 10,

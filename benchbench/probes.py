@@ -12,6 +12,7 @@ Each returns this rank's raw figures; :mod:`benchbench.train` reduces them acros
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from typing import Any
@@ -27,11 +28,15 @@ from benchbench.strategies.comm_stats import CommCounter
 
 
 def mesh_dims(job: Job, device: torch.device) -> dict[str, tuple[str, int]]:
-    """Process-group name -> (mesh dimension, size), for the dimensions this plan splits."""
+    """Process-group name -> (mesh dimension, size), for the dimensions this plan splits (HSDP:
+    also ``dp_shard``, where its all-gathers and reduce-scatters run, and ``dp_replicate``, where
+    the shards' gradients are all-reduced)."""
     from benchbench.strategies.parallelize import make_mesh
 
     mesh = make_mesh(job.plan, device)
     sizes = {"dp": job.dp, "pp": job.pp, "cp": job.plan.cp, "tp": job.tp}
+    if job.plan.dp_shard:
+        sizes |= {"dp_replicate": job.plan.replicas, "dp_shard": job.plan.dp_shard}
     dims = {mesh[d].get_group().group_name: (d, n) for d, n in sizes.items() if n > 1}
     if job.plan.cp > 1:  # FSDP2 shards over the flattened dp x cp mesh (parallelize._wrap_fsdp)
         dims[mesh["dp", "cp"]._flatten("dp_cp").get_group().group_name] = ("dp_cp", job.dp * job.plan.cp)
@@ -82,9 +87,14 @@ class ExecutedFlops(TorchDispatchMode):
 
 
 def count_step(job: Job, trainer: Any, batch: tuple[torch.Tensor, ...], device: torch.device) -> dict[str, Any]:
-    """One step counted: ``comm`` rows (this rank's) and ``flops`` (this rank's executed FLOPs)."""
+    """One step counted: ``comm`` rows (this rank's) and ``flops`` (this rank's executed FLOPs).
+
+    Compiled blocks run eagerly here (``torch.compiler.set_stance("force_eager")``): torch.compile
+    refuses to run under a Python dispatch mode. So a compile plan's FLOPs are its eager ops' (the
+    same matmuls: inductor fuses pointwise ops, which carry no counted FLOPs)."""
     dims = mesh_dims(job, device) if job.distributed else {}
-    with CommCounter(dims) as comm, comm.other_threads(), ExecutedFlops() as flops:
+    eager = torch.compiler.set_stance("force_eager") if job.plan.compile else contextlib.nullcontext()
+    with eager, CommCounter(dims) as comm, comm.other_threads(), ExecutedFlops() as flops:
         trainer.train_step(*batch)
     return {"comm": comm.table(), "flops": float(flops.flops)}
 

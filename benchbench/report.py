@@ -30,6 +30,7 @@ SIDE_BY_SIDE_METRICS = [
     "throughput", "throughput_ci_low", "throughput_ci_high", "throughput_cv", "speedup", "efficiency",
     "peak_mem_mb", "comm_bytes_per_step", "comm_bus_bytes_per_step", "exposed_comm_s", "exposed_comm_fraction",
     "bubble_fraction_measured", "bubble_fraction_simulated", "bubble_fraction_theoretical", "hfu", "mfu",
+    "compile_time_s",
     "model_state_bytes", "model_state_bytes_est", "model_state_vs_est", "activation_bytes", "activation_bytes_est",
     "activation_vs_est",
     "verify_grad_rel_err", "loss_dev", "correct", "noisy", "applied",

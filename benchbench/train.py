@@ -36,6 +36,7 @@ from benchbench.record import make_record
 from benchbench.reductions import gather_objects, reduce_named
 from benchbench.rendezvous import RankEnv
 from benchbench.strategies.comm_stats import merge_ranks
+from benchbench.strategies.compiled import compile_counters
 from benchbench.strategies.plan import theoretical_bubble
 from benchbench.trainers import PipelineTrainer, Trainer, build_trainer, shard_batch
 from benchbench.verify import verify_first_step
@@ -97,6 +98,8 @@ class StepLog:
     losses: list[float] = field(default_factory=list)  # this rank's loss, 0 where it holds none
     holds_loss: list[float] = field(default_factory=list)  # 1 where this rank holds a loss
     peak_source: str = ""  # set when the peak memory was reset, after warm-up (memory.reset_peak)
+    # torch's compile (events, seconds) so far: before the first step, after warm-up, after the last
+    compile_marks: list[tuple[int, float]] = field(default_factory=list)
 
 
 def timed_loop(
@@ -108,10 +111,12 @@ def timed_loop(
     log = StepLog()
     gc.collect()
     gc.disable()  # no collector pauses inside timed steps (re-enabled below, whatever happens)
+    log.compile_marks.append(compile_counters())
     try:
         _run_steps(trainer, batches, device, distributed, log, warmup)
     finally:
         gc.enable()
+    log.compile_marks.append(compile_counters())
     return log
 
 
@@ -128,6 +133,7 @@ def _run_steps(
     for i, (x, y) in enumerate(batches):
         if i == warmup:
             log.peak_source = memory.reset_peak(device)
+            log.compile_marks.append(compile_counters())
         if distributed:
             dist.barrier()
         _sync(device)
@@ -194,6 +200,9 @@ def reduce_measurements(job: Job, log: StepLog, probes: Probes, device: torch.de
         "comm_bus": ([sum(c["bus_bytes"] for c in probes.comm)], METRICS["comm_bus_bytes_per_step"].across_ranks),
         "paired_on": (on or [0.0], "max"),  # each paired step: the slowest rank's time
         "paired_off": (off or [0.0], "max"),
+        # compile: seconds torch compiled during warm-up, compile events during the timed steps
+        "compile_s": ([log.compile_marks[1][1] - log.compile_marks[0][1]], METRICS["compile_time_s"].across_ranks),
+        "compile_events": ([log.compile_marks[2][0] - log.compile_marks[1][0]], "max"),
     }
     r = reduce_named(
         {k: torch.tensor(v, dtype=torch.float64) for k, (v, _) in series.items()},
@@ -212,6 +221,7 @@ def reduce_measurements(job: Job, log: StepLog, probes: Probes, device: torch.de
         "comm_bus": float(r["comm_bus"][0]),
         "exposed": exposed_figures(r["paired_on"].numpy(), r["paired_off"].numpy()) if probes.paired else None,
         "bubble": _bubbles(timelines, job) if timelines else None,
+        "compile": (float(r["compile_s"][0]), int(r["compile_events"][0])) if job.plan.compile else (None, None),
     }
 
 
@@ -272,6 +282,8 @@ def job_summary(
             "bubble_fraction_measured": bubble[0],
             "bubble_fraction_simulated": bubble[1],
             "bubble_fraction_theoretical": theoretical_bubble(job.plan),
+            "compile_time_s": reduced["compile"][0],
+            "compile_events_timed": reduced["compile"][1],
             **{k: gate.get(k) for k in GATE_METRICS},
         },
     )

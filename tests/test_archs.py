@@ -142,11 +142,13 @@ def test_arch_passes_the_gate(gate_cfg, tmp_path, model, strategy):
     assert s["verify_verdict"] == "match", s["verify_detail"]
 
 
-def saved_activation_bytes(cfg: dict, batch: int) -> int:
-    """Bytes autograd saves in one forward + loss of ``cfg`` (unique storages, parameters not counted)."""
+def saved_activation_bytes(cfg: dict, batch: int, ac: str = "none") -> int:
+    """Bytes autograd saves in one forward + loss of ``cfg`` (unique storages, parameters not
+    counted), its blocks checkpointed as activation checkpointing mode ``ac`` does."""
     from benchbench.models import make_task
+    from benchbench.strategies.checkpointing import apply_ac
 
-    model = materialize(build_model(cfg), torch.device("cpu"), 0)
+    model = apply_ac(materialize(build_model(cfg), torch.device("cpu"), 0), ac, 2)
     task = make_task(cfg, 0)
     x, y = task.batch(0, batch)
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
@@ -171,6 +173,10 @@ def test_activation_estimate_is_what_autograd_saves(arch, layers):
     cfg, batch = preset(arch, "tiny", layers=layers), 4
     estimate = ARCHITECTURES[arch].activations(cfg, [0], 1, batch, 1, 1)
     assert estimate == saved_activation_bytes(cfg, batch)
+    # selective checkpointing (every 2nd block: index 1) keeps only that block's input
+    kept = frozenset({1} if layers > 1 else set())
+    selective = ARCHITECTURES[arch].activations(cfg, [0], 1, batch, 1, 1, kept)
+    assert selective == saved_activation_bytes(cfg, batch, "selective")
 
 
 @pytest.mark.parametrize("arch", ["llama", "vit"])

@@ -63,6 +63,14 @@ def test_gate_catches_mutant(cfg, tmp_path, mutant, name, strategy):
         assert max(int(i) for i in log.read_text().split()) >= 2
 
 
+def test_gate_catches_hsdp_without_the_replica_all_reduce(cfg, tmp_path, mutant):
+    """HSDP at 4 ranks (2 replicas x 2 shards; it passes the gate in tests/test_strategies.py)
+    with the replicas' gradient all-reduce dropped: each replica steps on half the batch."""
+    mutant("hsdp-no-replicate")
+    s = run(cfg, tmp_path, "gpt", "hsdp", 4)["summary"]
+    assert s["verify_verdict"] == "MISMATCH" and worst(s) > 100 * s["verify_tolerance"], s["verify_detail"]
+
+
 @pytest.mark.parametrize("strategy", CORRECT)
 def test_correct_strategy_passes_the_gate(cfg, tmp_path, strategy):
     rec = run(cfg, tmp_path, "gpt", strategy, 2)

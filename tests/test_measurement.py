@@ -47,6 +47,61 @@ def test_replayed_schedule_with_equal_stages_is_the_closed_form(order, p, m):
     assert simulated == pytest.approx((p - 1) / (m + p - 1)) == pytest.approx(measured)
 
 
+def dualpipev(p: int, m: int) -> list[list[tuple]]:
+    """Every rank's actions in torch's own ``ScheduleDualPipeV`` order (overlapped F&B pairs run
+    one after the other, as torch runs them), with F = I = W = 1 and a full backward B = 2."""
+    from types import SimpleNamespace
+
+    from torch.distributed.pipelining.schedules import ScheduleDualPipeV
+
+    kinds = {"FORWARD": ("F", 1.0), "FULL_BACKWARD": ("B", 2.0), "BACKWARD_INPUT": ("I", 1.0),
+             "BACKWARD_WEIGHT": ("W", 1.0)}  # fmt: skip
+    ranks = []
+    for r in range(p):
+        fake = SimpleNamespace(pp_group_size=p, _n_microbatches=m)  # what the order is computed from
+        order = ScheduleDualPipeV._calculate_single_rank_operations(fake, r)
+        subs = [s for a in order for s in (a.sub_actions or (a,))]
+        ranks.append([(*kinds[s.computation_type.name][:1], s.stage_index, s.microbatch_index,
+                       kinds[s.computation_type.name][1]) for s in subs])  # fmt: skip
+    return ranks
+
+
+@pytest.mark.parametrize(("p", "m"), [(2, 4), (2, 5), (2, 16), (3, 6), (3, 9), (4, 8), (4, 12), (4, 32)])
+def test_dualpipev_replay_is_its_closed_form(p, m):
+    """The table's DualPipeV bubble (schedules.py) is what torch's own action order idles with
+    equal F, I, W and free transfers: makespan 6m + p − 1 chunk-times on every rank's busy 6m."""
+    from benchbench.strategies.schedules import SCHEDULES
+
+    actions = dualpipev(p, m)
+    assert all(sum(a[3] for a in acts) == 6 * m for acts in actions)
+    makespan = simulate(actions, 2 * p)
+    assert makespan == pytest.approx(6 * m + p - 1)
+    _, simulated = step_bubbles(actions, [makespan] * p, 2 * p)
+    assert simulated == pytest.approx(SCHEDULES["dualpipev"].bubble(p, m, 2))
+    assert SCHEDULES["dualpipev"].bubble(p, 2 * p - 1, 2) is None  # torch refuses m < 2p
+
+
+@pytest.mark.parametrize("shapes", [(4, 4, 4, 4), (4, 4, 4, 5)])
+def test_compile_marks_count_a_recompile_in_the_timed_steps(shapes):
+    """The timed loop's compile marks (train.py) see compilation where it happens: in warm-up for
+    a steady shape, in the timed steps when a timed batch changes shape (a recompile)."""
+    import torch
+
+    from benchbench.train import timed_loop
+
+    torch._dynamo.reset()  # no cached code from another case
+    fn = torch.compile(lambda x: (x.sin() * 2).sum(), backend="eager")
+
+    class Trainer:
+        def train_step(self, x, y):
+            return fn(x)
+
+    log = timed_loop(Trainer(), [(torch.ones(n), None) for n in shapes], torch.device("cpu"), False, warmup=1)
+    (n0, s0), (n1, s1), (n2, _) = log.compile_marks
+    assert n1 - n0 >= 1 and s1 > s0  # the first (warm-up) step compiled
+    assert n2 - n1 == (shapes[-1] != shapes[0])  # one recompile exactly where a timed shape changed
+
+
 def test_replay_counts_a_slow_stage_and_the_measured_wall():
     actions = one_f_one_b(2, 4, 1.0, 2.0)
     actions[1] = [(k, s, i, d * 2) for k, s, i, d in actions[1]]  # the last stage twice as slow

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,40 @@ def test_one_process_counts_equal_the_estimates(cfg):
     assert saved.bytes == memory.activation_estimate(job)
     assert state["model_state_bytes"] == memory.model_state_estimate(job) + STEP_COUNTER * n_tensors(cfg)
     assert state["param_bytes"] == 4 * model_info(cfg).params
+
+
+def test_checkpointing_saves_less_and_its_recompute_counts_as_hardware_flops():
+    """Activation checkpointing of a 4-block gpt in one process: the saved bytes fall none >
+    selective (every 2nd block) > full, each exactly as estimated (a checkpointed block keeps its
+    input alone); the executed (hardware) FLOPs rise by the recompute, at most one forward of the
+    checkpointed blocks; gradients are unchanged; model FLOPs (analytic) do not depend on the plan."""
+    from benchbench.probes import ExecutedFlops
+    from benchbench.strategies.checkpointing import apply_ac
+
+    task = make_task(GPT, 0)
+    x, y = task.batch(0, 8)
+    got = {}
+    for mode in ("none", "selective", "full"):
+        job = make_test_job("ddp-ac", 1, model_cfg=dict(GPT), global_batch=8)
+        job = job.replace(plan=replace(job.plan, activation_checkpoint=mode, ac_every=2))
+        model = apply_ac(materialize(build_model(GPT), torch.device("cpu"), 0), mode, 2)
+        with memory.SavedActivations() as saved, ExecutedFlops() as flops:
+            task.loss_fn(model(x), y).backward()
+        assert saved.bytes == memory.activation_estimate(job), mode
+        got[mode] = (saved.bytes, flops.flops, [p.grad for p in model.parameters()])
+    assert got["none"][0] > got["selective"][0] > got["full"][0]
+    assert got["none"][1] < got["selective"][1] < got["full"][1]
+    with torch.no_grad(), ExecutedFlops() as fwd:  # one forward of every block
+        h = model.embed(x)
+        for block in model.blocks.values():
+            h = block(h)
+    h, t, layers = GPT["hidden"], GPT["seq_len"], GPT["layers"]
+    fc2 = layers * 2 * 8 * t * 4 * h * h  # each block's last matmul: torch's early stop does not rerun it
+    assert got["full"][1] - got["none"][1] == fwd.flops - fc2
+    assert got["selective"][1] - got["none"][1] == (fwd.flops - fc2) / 2
+    for mode in ("selective", "full"):
+        pairs = zip(got[mode][2], got["none"][2], strict=True)
+        assert all(torch.allclose(a, b, rtol=1e-6, atol=1e-7) for a, b in pairs)
 
 
 def test_meta_build_allocates_nothing_and_init_is_seeded_by_name():

@@ -54,6 +54,10 @@ def test_lossy_is_compression_and_float8():
         ("pp-interleaved", 2, {"micro_batches": 3}, GPT, "multiple of pp = 2, got 3"),
         ("pp-zbv", 2, {"virtual_stages": 3}, dict(GPT, layers=8), "zbv needs exactly 2 stages per rank"),
         ("pp-gpipe", 2, {"virtual_stages": 2}, GPT, "runs one stage per rank"),
+        ("pp-dualpipev", 2, {"micro_batches": 2}, GPT, "dualpipev needs micro_batches >= its 2 * pp = 4 stages"),
+        ("ddp-compile", 2, {}, MLP, "compile is applied per transformer block"),
+        ("pp-zbv", 2, {"compile": True}, GPT, "zbv splits backward into input- and weight-gradient passes"),
+        ("pp-dualpipev", 2, {"compile": True}, GPT, "dualpipev splits backward"),
         ("pp-1f1b", 2, {"micro_batches": 3}, GPT, "batch per dp rank 16 is not divisible by micro_batches = 3"),
         ("fsdp", 2, {"compression": "fp16"}, GPT, "compression fp16 is a DDP communication hook"),
         ("fsdp-tp", 4, {"dp_flavour": "ddp"}, GPT, "dp x tp composes FSDP2 over DTensor"),
@@ -61,11 +65,29 @@ def test_lossy_is_compression_and_float8():
         ("ddp-accum", 2, {"accum_steps": 3}, GPT, "batch per dp rank 8 is not divisible by accum_steps = 3"),
         ("3d", 2, {}, GPT, "world_size 2 is not divisible by tp*pp = 2*2"),
         ("ddp", 3, {}, GPT, "global batch 16 is not divisible by dp = 3"),
+        # HSDP: never collapsed into FSDP (one replica) or DDP (shards of one); fsdp only
+        ("hsdp", 2, {}, GPT, "HSDP: dp = 2 / dp_shard = 2 leaves 1 replica (needs >= 2; else it is fsdp)"),
+        ("hsdp", 4, {"dp_shard": 3}, GPT, "HSDP: dp_shard = 3 does not divide dp = 4"),
+        ("hsdp", 4, {"dp_shard": 1}, GPT, "dp_shard = 1: allowed 0 (shard over all dp ranks) or a shard group"),
+        ("hsdp", 4, {"dp_flavour": "ddp"}, GPT, "dp_shard = 2 (HSDP) shards with FSDP2; dp_flavour is ddp"),
+        # activation checkpointing: blocks of a gpt, a known mode
+        ("ddp-ac", 2, {}, MLP, "activation checkpointing wraps transformer blocks; the 'mlp' architecture"),
+        ("ddp-ac", 2, {"activation_checkpoint": "some"}, GPT, "activation_checkpoint 'some' not in ('none', 'full'"),
+        ("fsdp-sac", 2, {"ac_every": 5}, GPT, "selective checkpointing: ac_every = 5 > layers = 4"),
+        ("fsdp-sac", 2, {"ac_every": 0}, GPT, "ac_every = 0: allowed an integer >= 1"),
     ],
 )
 def test_infeasible_combinations_state_why(strategy, ws, changes, model, expected):
     r = reason(strategy, ws, model, **changes)
     assert r is not None and expected in r
+
+
+def test_hsdp_splits_dp_into_replicas_and_shards():
+    p = resolve_plan("hsdp", 8)
+    assert (p.dp, p.dp_shard, p.replicas, p.shard_size) == (8, 2, 4, 2)
+    assert reason("hsdp", 4) is None and reason("hsdp", 8, dp_shard=4) is None
+    assert reason("hsdp", 8, tp=2, dp=4) is None  # composes with tp as fsdp does: 2 replicas x 2 shards x tp 2
+    assert resolve_plan("fsdp", 4).shard_size == 4 and resolve_plan("fsdp", 4).replicas == 1
 
 
 def test_feasible_hybrids_split_every_named_dimension():
@@ -97,6 +119,7 @@ def test_theoretical_bubble_formulas():
     assert theoretical_bubble(resolve_plan("pp-gpipe", 4)) == pytest.approx(3 / 7)
     assert theoretical_bubble(resolve_plan("pp-interleaved", 2)) == pytest.approx(1 / 9)  # v=2: (p-1)/(vm+p-1)
     assert theoretical_bubble(resolve_plan("pp-zbv", 2)) == 0.0
+    assert theoretical_bubble(resolve_plan("pp-dualpipev", 2)) == pytest.approx(1 / 25)  # (p-1)/(6m+p-1), m=4
     assert theoretical_bubble(resolve_plan("ddp", 2)) is None
 
 

@@ -32,7 +32,7 @@ def hand_cal(alpha: float = ALPHA, bw: float = BW, overlap: float = 0.0, cpu_cou
     2 ranks; each model 10 ms forward + 20 ms backward per 4 samples (+ 1 ms fixed) and 5 ms optimizer."""
     fits = [CollectiveFit(k, 2, alpha, bw) for k in collectives.COLLECTIVES]
     pts = [PhasePoint(b, 0.001 + 0.01 * b / 4, 0.001 + 0.02 * b / 4, 0.005) for b in (4, 8)]
-    labels = ("gpt-small", "mlp-8m", "m", "gpt-tiny")
+    labels = ("gpt-small", "mlp-8m", "m", "gpt-tiny", "gpt")
     return Calibration("cpu-local", "measured", 1, cpu_count, "cpu", fits, [], dict.fromkeys(labels, pts),
                        overlap=overlap)  # fmt: skip
 
@@ -79,7 +79,8 @@ def test_analytic_communication_equals_the_measured_rows(rec):
 def test_the_fixture_covers_every_family():
     strategies = {r["job"]["strategy"] for r in _records()}
     assert {"ddp", "dp-naive", "zero1", "fsdp", "fsdp-no-reshard", "tp", "tp-sp", "pp-1f1b", "pp-interleaved",
-            "pp-zbv", "ddp-pp", "fsdp-tp", "3d", "ddp-fp16", "ddp-powersgd", "ddp-accum"} <= strategies  # fmt: skip
+            "pp-zbv", "ddp-pp", "fsdp-tp", "3d", "ddp-fp16", "ddp-powersgd", "ddp-accum",
+            "hsdp"} <= strategies  # fmt: skip
 
 
 @pytest.mark.slow
@@ -288,3 +289,41 @@ def test_the_gpu_only_plans_are_predicted_from_spec(monkeypatch):
     cp = pred("cp")
     assert cp.infeasible is None and "cp ring attention" in cp.terms
     assert cp.comm_s > fsdp.comm_s and cp.step_time_s > fsdp.step_time_s  # fsdp over the same 4 ranks + the ring
+
+
+def test_hsdp_shards_within_a_node_and_replicates_across():
+    """HSDP on 8-GPU nodes at 16 ranks, shard groups of 8: all-gathers and reduce-scatters on the
+    intra-node link, the replicas' all-reduce on the inter-node one; FSDP over all 16 ranks is all
+    inter-node, so HSDP's communication is faster, and it holds twice FSDP's model state."""
+    from benchbench.costmodel.predict import Ctx
+
+    h100 = load_hardware("h100-sxm")
+    plan = replace(resolve_plan("hsdp", 16), dp_shard=8)
+    hsdp = _gpt_small_job("hsdp", 16, plan=plan, hardware_cfg=h100, global_batch=64)
+    ctx = Ctx(hsdp, from_spec("h100-sxm", h100))
+    assert (ctx.level("dp_shard"), ctx.level("dp_replicate"), ctx.level("dp")) == ("intra", "inter", "inter")
+    fsdp = _gpt_small_job("fsdp", 16, hardware_cfg=h100, global_batch=64)
+    ph, pf = predict_job(hsdp, ctx.cal), predict_job(fsdp, ctx.cal)
+    assert ph.comm_s < pf.comm_s and ph.model_state_bytes == pytest.approx(2 * pf.model_state_bytes)
+    rows = {(r["kind"], r["dim"]): r for r in comm_rows(hsdp, ctx.cal)}
+    assert rows["all_reduce", "dp_replicate"]["group_size"] == 2 and rows["all_gather", "dp_shard"]["group_size"] == 8
+
+
+def test_checkpointing_adds_a_recompute_and_saves_activations():
+    """Full checkpointing of gpt-small under DDP at 2 ranks (hand calibration: F 10 ms, B 20 ms at
+    4 samples, + 1 ms each): the step grows by F × the recomputed share of the forward (every block
+    but its fc2, torch's early stop), the predicted activations fall to each block's input; selective
+    (every 2nd block) lies in between."""
+    from benchbench.costmodel.tensors import gpt_layer_flops
+
+    cal = hand_cal()
+    none, full, sel = (
+        predict_job(_gpt_small_job("ddp-ac", 2, plan=replace(resolve_plan("ddp-ac", 2), activation_checkpoint=m)), cal)
+        for m in ("none", "full", "selective")
+    )
+    block, head = gpt_layer_flops(GPT_SMALL)
+    h, t, layers = GPT_SMALL["hidden"], GPT_SMALL["seq_len"], GPT_SMALL["layers"]
+    share = layers * (block - 8 * t * h * h) / (layers * block + head)
+    assert full.step_time_s - none.step_time_s == pytest.approx(0.011 * share)  # F at 4 samples: 1 + 10 ms
+    assert none.step_time_s < sel.step_time_s < full.step_time_s
+    assert none.activation_bytes > sel.activation_bytes > full.activation_bytes

@@ -13,9 +13,12 @@ pytestmark = pytest.mark.slow
 GPT = {"arch": "gpt", "layers": 4, "hidden": 32, "heads": 4, "seq_len": 16, "vocab": 64, "batch_size": 16}
 TWO_RANK_EXACT = [
     "dp-naive", "ddp", "ddp-static", "ddp-accum", "zero1", "fsdp", "fsdp-no-reshard", "tp", "tp-sp",
-    "pp-gpipe", "pp-1f1b", "pp-interleaved", "pp-zbv",
+    "pp-gpipe", "pp-1f1b", "pp-interleaved", "pp-zbv", "pp-dualpipev",
+    "ddp-ac", "fsdp-sac", "tp-ac", "pp-ac",  # activation checkpointing over every family (tp-ac, pp-ac: AC_DEFS)
 ]  # fmt: skip
-FOUR_RANK = ["fsdp-tp", "ddp-pp"]  # hybrids need >= 2 ranks per named dimension; 3d (8 ranks): test_gate.py
+FOUR_RANK = ["fsdp-tp", "ddp-pp", "hsdp"]  # hybrids need >= 2 ranks per named dimension; 3d (8 ranks): test_gate.py
+AC_DEFS = {"tp-ac": {"base": "tp", "activation_checkpoint": "full"},
+           "pp-ac": {"base": "pp-1f1b", "activation_checkpoint": "selective", "ac_every": 2}}  # fmt: skip
 LOSSY = ["ddp-fp16", "ddp-bf16", "ddp-powersgd"]
 
 
@@ -23,7 +26,8 @@ LOSSY = ["ddp-fp16", "ddp-bf16", "ddp-powersgd"]
 def cfg():
     return check_config(
         {"study": "t", "models": {"gpt": GPT}, "strategies": ["single"], "world_sizes": [1], "steps": 4,
-         "warmup_steps": 3, "timeout_s": 300}  # PowerSGD's 2 plain all-reduce steps + its first compressed one
+         "warmup_steps": 3, "timeout_s": 300,  # PowerSGD's 2 plain all-reduce steps + its first compressed one
+         "strategy_defs": AC_DEFS}
     )  # fmt: skip
 
 
@@ -49,11 +53,22 @@ def test_exact_strategy_matches_single(cfg, single, tmp_path, strategy, ws):
     assert rec["applied"] and rec["applied"][-1] in ("AdamW", "zero1(AdamW, 2-way)")
     assert s["comm_bytes_source"] == "measured" and s["comm_bytes_per_step"] > 0
     plan = job_of(rec).plan
+    if plan.activation_checkpoint != "none":  # the recompute is hardware FLOPs, not model FLOPs
+        assert any(a.startswith("checkpoint(") for a in rec["applied"]), rec["applied"]
+        assert s["hardware_flops_per_step"] > single["summary"]["hardware_flops_per_step"]
+        assert s["train_flops_per_sample"] == single["summary"]["train_flops_per_sample"]
+        assert s["activation_bytes"] == s["activation_bytes_est"]  # a checkpointed block keeps its input alone
+    if plan.dp_shard:  # HSDP: sharded within pairs, the shards' gradients all-reduced across the 2 replicas
+        assert rec["applied"][0] == "hsdp(2 replicas x 2 shards, reshard=on)"
+        dims = {(c["kind"], c["dim"]): c["group_size"] for c in rec["comm"]}
+        shard, replicas = ("all_gather", "dp_shard"), ("all_reduce", "dp_replicate")
+        assert dims == {shard: 2, ("reduce_scatter", "dp_shard"): 2, replicas: 2}
     if plan.pp > 1:
         assert 0 <= s["bubble_fraction_simulated"] <= s["bubble_fraction_measured"] + 0.05 <= 1.05
         assert s["bubble_fraction_theoretical"] is not None
     else:
         assert s["bubble_fraction_measured"] is None and s["bubble_fraction_simulated"] is None
+    assert s["compile_time_s"] is None and s["compile_events_timed"] is None  # eager plans
     # exposed gradient-sync time exists exactly where a data-parallel sync can be switched off
     switchable = plan.dp > 1 and plan.dp_flavour in ("naive", "ddp", "zero1")
     if switchable:  # present; its value is tested on known answers (tests/test_measurement.py): on this
@@ -61,6 +76,23 @@ def test_exact_strategy_matches_single(cfg, single, tmp_path, strategy, ws):
         assert -0.5 < s["exposed_comm_fraction"] < 1 and s["exposed_comm_s"] is not None
     else:
         assert s["exposed_comm_fraction"] is None and s["exposed_comm_s"] is None
+
+
+@pytest.mark.parametrize("ws", [1, 2])
+def test_compiled_blocks_pass_the_gate_and_compile_outside_the_timed_steps(cfg, single, tmp_path, ws):
+    """torch.compile per block (CPU inductor) at the exact fp32 tolerance; the compile happens in
+    warm-up (recorded) and nothing recompiles in the timed steps. All blocks share one compiled
+    graph, so 4 layers cost the compile of 2 (and reuse the module's single-process run). At 1
+    rank the global batch is 8, the 2-rank run's per-rank batch: the same graph, so the second
+    compile reads inductor's on-disk cache (the gate compares each with its own reference)."""
+    rec = run(cfg, tmp_path, "gpt", "ddp-compile", ws, global_batch=8 * ws)
+    assert rec["status"] == "ok", rec["error"]
+    if ws == 2:  # the single-process run's batch (16 = 2 x 8)
+        assert deviation(rec, single) <= 1e-5
+    s = rec["summary"]
+    assert s["verify_verdict"] == "match" and s["verify_tolerance"] == 1e-4, s["verify_detail"]
+    assert rec["applied"] == ["compile(4 blocks)", f"ddp({ws}, bucket=25MB)", "AdamW"]
+    assert s["compile_time_s"] > 0 and s["compile_events_timed"] == 0
 
 
 def test_hybrids_apply_every_dimension_they_name(cfg, tmp_path):

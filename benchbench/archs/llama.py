@@ -208,7 +208,9 @@ def llama_train_flops_per_sample(
     return 3.0 * (first + layers * block + last)
 
 
-def llama_activations(cfg: dict[str, Any], stages: list[int], n_stages: int, b: int, forwards: int, tp: int) -> float:
+def llama_activations(
+    cfg: dict[str, Any], stages: list[int], n_stages: int, b: int, forwards: int, tp: int, kept: frozenset = frozenset()
+) -> float:
     """Saved fp32 bytes of one step on a rank holding pipeline ``stages``, b sequences of s tokens
     over ``forwards`` forward passes, as autograd saves them (counted tensor by tensor on the tiny
     preset: tests/test_archs.py). Per block and token, in 4-byte elements: each RMSNorm its input,
@@ -216,12 +218,14 @@ def llama_activations(cfg: dict[str, Any], stages: list[int], n_stages: int, b: 
     v, the output (4h / tp: fused CPU/GPU SDPA keeps no s x s matrix) and log-sum-exp (heads / tp);
     SwiGLU w1, w3, silu and product outputs (4f / tp); plus rotary cos/sin (2·s·head_dim per
     block). Outside the blocks: token indices (int64) on the first stage; on the last the final
-    norm (3h + 1), the logits' log-softmax (V), the targets (int64) and the loss per forward."""
+    norm (3h + 1), the logits' log-softmax (V), the targets (int64) and the loss per forward. A
+    block in ``kept`` (activation checkpointing) saves only its input, s·b·h."""
     layers, h, a, f, v, s = (int(cfg[k]) for k in ("layers", "hidden", "heads", "ffn_hidden", "vocab", "seq_len"))
     per_block = 4.0 * s * b * (6 * h + 2 + (4 * h + a + 4 * f) / tp) + 4 * 2 * s * (h // a)
     out = 0.0
     for st in stages:
-        out += ((st + 1) * layers // n_stages - st * layers // n_stages) * per_block
+        mine = range(st * layers // n_stages, (st + 1) * layers // n_stages)
+        out += sum(4.0 * s * b * h if i in kept else per_block for i in mine)
         out += 8 * b * s if st == 0 else 0
         out += 4.0 * s * b * (3 * h + 1 + v) + 8 * b * s + 4 * forwards if st == n_stages - 1 else 0
     return out

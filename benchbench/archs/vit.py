@@ -164,20 +164,24 @@ def vit_train_flops_per_sample(
     return 3.0 * (first + layers * block + last)
 
 
-def vit_activations(cfg: dict[str, Any], stages: list[int], n_stages: int, b: int, forwards: int, tp: int) -> float:
+def vit_activations(
+    cfg: dict[str, Any], stages: list[int], n_stages: int, b: int, forwards: int, tp: int, kept: frozenset = frozenset()
+) -> float:
     """Saved fp32 bytes of one step on a rank holding pipeline ``stages`` (b images, T = 1 + N
     tokens; counted tensor by tensor on the tiny preset: tests/test_archs.py). Per block, in 4-byte
     elements: 4·T·b·h (each LayerNorm's input and output) + (4h + 2m)·T·b / tp (q, k, v, attention
     output; fc1 and GELU outputs) + 2·2·T·b (LayerNorm mean and 1/std) + heads/tp·T·b
     (log-sum-exp). First stage: the flattened patches (N·C·p² per image); last: the final
-    LayerNorm over all tokens (2h + 2 per token), the log-softmax (classes), targets (int64), loss."""
+    LayerNorm over all tokens (2h + 2 per token), the log-softmax (classes), targets (int64), loss.
+    A block in ``kept`` (activation checkpointing) saves only its input, T·b·h."""
     layers, h, a, m, c = (int(cfg[k]) for k in ("layers", "hidden", "heads", "mlp_hidden", "classes"))
     n = (int(cfg["image_size"]) // int(cfg["patch"])) ** 2
     t = 1 + n
     per_block = 4.0 * t * b * (4 * h + (4 * h + 2 * m) / tp) + 4 * (4 * b * t + a // tp * b * t)
     out = 0.0
     for st in stages:
-        out += ((st + 1) * layers // n_stages - st * layers // n_stages) * per_block
+        mine = range(st * layers // n_stages, (st + 1) * layers // n_stages)
+        out += sum(4.0 * t * b * h if i in kept else per_block for i in mine)
         out += 4.0 * b * n * int(cfg["channels"]) * int(cfg["patch"]) ** 2 if st == 0 else 0
         out += 4.0 * b * (t * (2 * h + 2) + c) + 8 * b + 4 * forwards if st == n_stages - 1 else 0
     return out

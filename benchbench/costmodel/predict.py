@@ -24,10 +24,12 @@ from benchbench.costmodel.tensors import (
     ddp_buckets,
     flop_share,
     fsdp_units,
+    gpt_layer_flops,
+    stage_layers,
     stage_tensors,
 )
 from benchbench.job import Job
-from benchbench.strategies.plan import theoretical_bubble
+from benchbench.strategies.plan import checkpointed_blocks, theoretical_bubble
 from benchbench.strategies.schedules import SCHEDULES, stage_ids
 
 
@@ -102,9 +104,12 @@ class Ctx:
         """``intra`` when every group of mesh dimension ``dim`` lies on one node, else ``inter``.
         Ranks are laid out as parallelize.make_mesh's ``(dp, pp, cp, tp)`` mesh, tp innermost: a tp
         group spans tp consecutive ranks, a cp group tp·cp, a pp group tp·cp·pp, a dp group the
-        whole world."""
+        whole world; under HSDP a ``dp_shard`` group spans dp_shard·pp·tp ranks (so a shard group
+        within a node is ``intra``) and a ``dp_replicate`` group the whole world."""
         plan, per_node = self.job.plan, self.job.hardware_cfg.devices_per_node
-        span = {"tp": plan.tp, "cp": plan.tp * plan.cp, "pp": plan.tp * plan.cp * plan.pp}.get(dim, self.job.world_size)
+        spans = {"tp": plan.tp, "cp": plan.tp * plan.cp, "pp": plan.tp * plan.cp * plan.pp,
+                 "dp_shard": plan.dp_shard * plan.pp * plan.tp}  # fmt: skip
+        span = spans.get(dim, self.job.world_size)
         return "intra" if span <= per_node else "inter"
 
     def time(self, kind: str, dim: str, n: int, payload: float, calls: int = 1) -> float:
@@ -212,6 +217,23 @@ def phases(ctx: Ctx, batch: float) -> tuple[float, float, float]:
     ctx.note(f"compute from spec: {precision} at {rate / 1e12:.3g} TFLOP/s")
     fwd = info.train_flops_per_sample / 3 * batch / rate
     return fwd, 2 * fwd, info.params * ADAMW_BYTES_PER_PARAM / cal.memory_bandwidth
+
+
+def recompute_share(job: Job, stages: list[int], n_stages: int) -> float:
+    """Activation checkpointing's recompute on a rank holding pipeline ``stages``, as a share of
+    the whole model's forward: each checkpointed block of its stages runs its forward again in
+    backward (Chen et al. 2016; Korthikanti et al. 2023, §5: full recomputation costs one extra
+    forward per layer), except its last matmul (fc2: 2·t·4h·h per sequence), whose output no op of
+    the block saves — torch's non-reentrant checkpoint stops recomputing once the last saved
+    tensor is back (``set_checkpoint_early_stop``, on by default) — / tp. 0 without checkpointing."""
+    plan, cfg = job.plan, job.model_cfg
+    if plan.activation_checkpoint == "none" or cfg["arch"] != "gpt":
+        return 0.0
+    layers, h, t = (int(cfg[k]) for k in ("layers", "hidden", "seq_len"))
+    kept = set(checkpointed_blocks([str(i) for i in range(layers)], plan.activation_checkpoint, plan.ac_every))
+    mine = sum(str(i) in kept for s in stages for i in stage_layers(layers, s, n_stages))
+    block, head = gpt_layer_flops(cfg)
+    return mine * (block - 8 * t * h * h) / (layers * block + head) / plan.tp
 
 
 def memory_bandwidth(ctx: Ctx) -> float:
@@ -353,7 +375,7 @@ def fsdp_copies(ctx: Ctx, units: list[int], gathers: int) -> float:
     one input buffer (S) and the reduced shard out (S/dp) — ``foreach_all_gather``,
     ``foreach_all_gather_copy_out``, ``foreach_reduce`` in torch's ``_fsdp_collectives``. On one
     rank only the copy-out of each gather remains (``_fsdp_param_group``: world size 1)."""
-    dp, total = ctx.job.plan.dp, sum(units) * FP32
+    dp, total = ctx.job.plan.shard_size, sum(units) * FP32
     moved = gathers * total * (1 + 1 / dp) + total * (1 + 1 / dp) if dp > 1 else gathers * total
     return 2 * moved / memory_bandwidth(ctx)
 
@@ -372,7 +394,9 @@ def fsdp_part(ctx: Ctx, tensors: list[Tensor], backward_s: float, compute_s: flo
 
     plus FSDP2's buffer copies (:func:`fsdp_copies`) as compute. Parameters are gathered in bf16
     for bf16 jobs (MixedPrecisionPolicy), gradients reduced in fp32. Over one rank fully_shard
-    issues no collective (the records show none)."""
+    issues no collective (the records show none). HSDP: :func:`hsdp_part`."""
+    if ctx.job.plan.dp_shard:
+        return hsdp_part(ctx, tensors, backward_s, compute_s, forwards)
     job, dp = ctx.job, ctx.job.plan.dp
     units = fsdp_units(tensors, dp)
     gathers = fsdp_gathers(job, forwards)
@@ -387,6 +411,32 @@ def fsdp_part(ctx: Ctx, tensors: list[Tensor], backward_s: float, compute_s: flo
     exposed = comm - _hidden(ctx, comm - edge, compute_s)
     text = f"dp all-gather ×{gathers} + reduce-scatter of {len(units)} units {fmt_s(comm)}, copies {fmt_s(copies)}"
     return Part([ag, rs], comm, exposed, copies, text)
+
+
+def hsdp_part(ctx: Ctx, tensors: list[Tensor], backward_s: float, compute_s: float, forwards: int) -> Part:
+    """HSDP (Zhao et al., VLDB 2023, §3.3 "hybrid sharding"; FSDP2 ``fully_shard`` over the 2-D
+    mesh ``(dp_replicate, dp_shard)``, as torchtitan's ``dp_replicate``/``dp_shard``): FSDP2
+    within each shard group of k = dp_shard ranks — all-gathers and one reduce-scatter per unit
+    (dim 0 padded to a multiple of k), as :func:`fsdp_part` counts them over k — then each unit's
+    reduced shard (its padded elements / k, fp32) all-reduced across the dp / k replicas. The
+    all-reduces run behind the next unit's backward like the reduce-scatters: all but the first
+    gather and the last unit's reduce-scatter and all-reduce can hide. Each group is timed at its
+    own level (:meth:`Ctx.level`): a shard group within a node, replicas across nodes."""
+    job, k, r = ctx.job, ctx.job.plan.dp_shard, ctx.job.plan.replicas
+    units = fsdp_units(tensors, k)
+    gathers = fsdp_gathers(job, forwards)
+    copies = fsdp_copies(ctx, units, gathers)
+    elt = 2 if job.dtype == "bf16" else FP32
+    ag, t_ag = ctx.op("all_gather", "dp_shard", k, [u * elt for u in units] * gathers)
+    rs, t_rs = ctx.op("reduce_scatter", "dp_shard", k, [u * FP32 for u in units])
+    ar, t_ar = ctx.op("all_reduce", "dp_replicate", r, [u * FP32 / k for u in units])
+    comm = t_ag + t_rs + t_ar
+    edge = (ctx.time("all_gather", "dp_shard", k, units[0] * elt) + ctx.time("reduce_scatter", "dp_shard", k,
+            units[-1] * FP32) + ctx.time("all_reduce", "dp_replicate", r, units[-1] * FP32 / k))  # fmt: skip
+    exposed = comm - _hidden(ctx, comm - edge, compute_s)
+    text = (f"hsdp {r}x{k}: all-gather ×{gathers} + reduce-scatter over {k}, all-reduce over {r} replicas, "
+            f"of {len(units)} units {fmt_s(comm)}, copies {fmt_s(copies)}")  # fmt: skip
+    return Part([ag, rs, ar], comm, exposed, copies, text)
 
 
 def no_dp_part(ctx: Ctx, tensors: list[Tensor], backward_s: float, compute_s: float, forwards: int) -> Part:
@@ -457,16 +507,22 @@ def tp_part(ctx: Ctx, stages: list[int], n_stages: int, batch: float) -> Part:
 # -------------------------------------------------------------------- pipeline parallel (pp)
 
 
+def activation_elems(model_cfg: dict[str, Any]) -> int:
+    """Elements of one sample's activation between blocks, tokens x width
+    (:func:`benchbench.archs.boundary`: seq_len x hidden, a ViT's 1 + patches x hidden)."""
+    from benchbench.archs import boundary
+
+    tokens, hidden, _ = boundary(model_cfg)
+    return tokens * hidden
+
+
 def p2p_part(ctx: Ctx, stages: list[int], owners: dict[int, int], batch: float) -> Part:
     """Pipeline point-to-point per micro-batch (Narayanan et al., SC 2021, §2.2): at every stage
     boundary between ranks the forward activation (b_micro·s·h, fp32: the residual stream) goes
     one way and its gradient the other; a rank sends for each of its stages the activation to the
     next stage and the gradient to the previous one, where those live on another rank."""
     job, n = ctx.job, len(owners)
-    from benchbench.archs import boundary
-
-    tokens, hidden, _ = boundary(job.model_cfg)
-    a = batch * tokens * hidden * FP32
+    a = batch * activation_elems(job.model_cfg) * FP32
     mine = owners[stages[0]]
     sends = [s for s in stages if s + 1 < n and owners[s + 1] != mine]
     sends += [s for s in stages if s > 0 and owners[s - 1] != mine]
@@ -518,23 +574,25 @@ class RankStep:
 def _optimizer_s(job: Job, optimizer_s: float, tensors: list[Tensor]) -> float:
     """The optimizer's seconds on a rank: the whole model's, × the share of the parameters the
     rank holds (its stages, its tensor-parallel shard), / dp where the optimizer state is sharded
-    (ZeRO-1, FSDP2: Rajbhandari et al. 2020)."""
+    (ZeRO-1, FSDP2: Rajbhandari et al. 2020; HSDP: / dp_shard)."""
     from benchbench.models import model_info
 
     held = sum(t.numel for t in tensors) / model_info(job.model_cfg).params
-    return optimizer_s * held / (job.plan.dp if dp_flavour(job) in ("zero1", "fsdp") else 1)
+    shards = {"zero1": job.plan.dp, "fsdp": job.plan.shard_size}.get(dp_flavour(job), 1)
+    return optimizer_s * held / shards
 
 
 def flat_step(ctx: Ctx) -> RankStep:
     """Without a pipeline: k = accum_steps micro-steps of compute at batch local / k (forward and
-    backward / tp for split models, by FLOP share), tensor-parallel collectives in each, the
+    backward / tp for split models, by FLOP share; backward plus activation checkpointing's
+    recompute, :func:`recompute_share`), tensor-parallel collectives in each, the
     data-parallel communication once (Li et al. 2020: accumulation under no_sync), the optimizer
     once: step = k·(F + B + TP) + optimizer + exposed dp."""
     job = ctx.job
     k = job.plan.accum_steps
     f, b, o = phases(ctx, job.local_batch / k)
     share = flop_share(job.model_cfg, [0], 1, job.plan.tp) * float8_factor(ctx)
-    f, b = f * share, b * share
+    f, b = f * share, b * share + f * recompute_share(job, [0], 1)  # checkpointing: backward recomputes
     tensors = stage_tensors(job.model_cfg, 0, 1, job.plan.tp)
     opt = _optimizer_s(job, o, tensors)
     tp = async_tp_part(ctx, tp_part(ctx, [0], 1, job.local_batch / k), f + b)
@@ -550,7 +608,8 @@ def flat_step(ctx: Ctx) -> RankStep:
 
 
 def pipeline_step(ctx: Ctx) -> RankStep:  # long: a pass over the pipeline ranks, then the schedule and the dp tail
-    """With a pipeline: per pipeline rank r, T_r = (F + B)·share_r + TP_r per micro-batch of
+    """With a pipeline: per pipeline rank r, T_r = (F + B)·share_r + F·recompute_r
+    (:func:`recompute_share`) + TP_r per micro-batch of
     b_local / m samples, X_r its sends; the schedule's makespan (:func:`pipeline_makespan`); then
     each rank's data-parallel communication (once, after its last backward) and optimizer:
     step = makespan + max_r(exposed dp_r + optimizer_r). Bubble = 1 − mean_r(m·T_r) / makespan."""
@@ -564,19 +623,17 @@ def pipeline_step(ctx: Ctx) -> RankStep:  # long: a pass over the pipeline ranks
     for r in range(p):
         stages = stage_ids(plan.schedule, r, p, v)
         share = flop_share(job.model_cfg, stages, n_stages, plan.tp)
+        fb = (f + b) * share + f * recompute_share(job, stages, n_stages)  # per micro-batch, recompute included
         tensors = [t for s in stages for t in stage_tensors(job.model_cfg, s, n_stages, plan.tp)]
-        tp = async_tp_part(ctx, tp_part(ctx, stages, n_stages, batch), (f + b) * share)
+        tp = async_tp_part(ctx, tp_part(ctx, stages, n_stages, batch), fb)
         x = p2p_part(ctx, stages, owners, batch)
-        dp = DP_FAMILY[dp_flavour(job)](ctx, tensors, b * share, m * (f + b) * share, m)
+        dp = DP_FAMILY[dp_flavour(job)](ctx, tensors, fb - f * share, m * fb, m)
         opt = _optimizer_s(job, o, tensors)
-        per_mb.append((f + b) * share + tp.exposed_s)
+        per_mb.append(fb + tp.exposed_s)
         transfer.append(x.exposed_s)
         tails.append(opt + dp.exposed_s + dp.extra_compute_s)
-        ranks.append((m * (f + b) * share + opt, m * (tp.comm_s + x.comm_s) + dp.comm_s, tp, x, dp))
-    from benchbench.archs import boundary
-
-    tokens, hidden, _ = boundary(job.model_cfg)
-    hop = ctx.time("send", "pp", p, batch * tokens * hidden * FP32)
+        ranks.append((m * fb + opt, m * (tp.comm_s + x.comm_s) + dp.comm_s, tp, x, dp))
+    hop = ctx.time("send", "pp", p, batch * activation_elems(job.model_cfg) * FP32)
     makespan, how = pipeline_makespan(ctx, per_mb, transfer, hop)
     bubble = max(0.0, 1 - m * sum(per_mb) / p / makespan)
     busiest = max(range(p), key=lambda r: m * per_mb[r] + tails[r])
@@ -734,6 +791,8 @@ def predict_job(job: Job, cal: Calibration) -> Prediction:
     if reason:
         return _infeasible(job, cal, reason)
     ctx = Ctx(cp_as_data_parallel(job), cal)
+    if job.plan.compile:  # the calibration times eager blocks; no measured speed-up to apply
+        ctx.note("compile: compute as eager (uncalibrated for compiled blocks); compile time not in the step")
     step = pipeline_step(ctx) if job.plan.pp > 1 else flat_step(ctx)
     if job.plan.cp > 1:
         step = with_ring_attention(Ctx(job, cal), step, ctx)

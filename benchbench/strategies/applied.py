@@ -5,10 +5,11 @@ applies them, each with sizes read from the objects torch built: the pipeline sc
 stage count, the tensor-parallel mesh size from DTensor placements (sequence parallel when the
 LayerNorms are DTensors over ``tp``), the data-parallel wrapper (DDP and its communication hook,
 FSDP2 and whether it reshards after forward, or the hand-written sync), and the optimizer. A hybrid
-that collapsed (a dimension of size 1) shows up as a missing step. The GPU-only steps: float8
-(the count of torchao ``Float8Linear`` modules), async TP (blocks compiled, Inductor's
-micro-pipeline pass on, symmetric memory enabled for the TP group) and context parallel (the
-trainer's sequence-sharding context and its mesh size).
+that collapsed (a dimension of size 1) shows up as a missing step. HSDP reads as
+``hsdp(R replicas x S shards, ...)`` from the parameters' 2-D placements; checkpointed blocks as
+``checkpoint(k/n blocks)``. The GPU-only steps: float8 (the count of torchao ``Float8Linear``
+modules), async TP (blocks compiled, Inductor's micro-pipeline pass on, symmetric memory enabled
+for the TP group) and context parallel (the trainer's sequence-sharding context and its mesh size).
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from torch.distributed.fsdp import FSDPModule
 from torch.distributed.optim import ZeroRedundancyOptimizer
 from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel
+
+from benchbench.strategies.checkpointing import checkpoint_summary
+from benchbench.strategies.compiled import compiled_blocks
 
 if TYPE_CHECKING:
     from benchbench.job import Job
@@ -57,10 +61,15 @@ def _tensor_parallel(modules: list[nn.Module]) -> str | None:
 
 
 def _fsdp(module: FSDPModule) -> str:
-    size = next((s for p in module.parameters() if (s := _mesh_size(p, "dp") or _mesh_size(p, "dp_cp"))), 1)
     inner = [m for m in module.modules() if isinstance(m, FSDPModule) and m is not module] or [module]
     group = inner[0]._get_fsdp_state()._fsdp_param_group
     reshard = group is not None and group.post_forward_mesh_info is not None
+    params = list(module.parameters())
+    replicas = next((s for p in params if (s := _mesh_size(p, "dp_replicate"))), None)
+    if replicas:  # HSDP: FSDP2 over the 2-D (dp_replicate, dp_shard) mesh
+        shards = next((s for p in params if (s := _mesh_size(p, "dp_shard"))), 1)
+        return f"hsdp({replicas} replicas x {shards} shards, reshard={'on' if reshard else 'off'})"
+    size = next((s for p in params if (s := _mesh_size(p, "dp") or _mesh_size(p, "dp_cp"))), 1)
     return f"fsdp({size}, reshard={'on' if reshard else 'off'})"
 
 
@@ -92,7 +101,7 @@ def _async_tp(modules: list[nn.Module]) -> str | None:
     mesh = tp.device_mesh
     group = mesh.get_group(mesh.mesh_dim_names.index("tp")).group_name
     blocks = [b for m in modules for b in getattr(m, "blocks", {}).values()]
-    compiled = sum(getattr(b, "_compiled_call_impl", None) is not None for b in blocks)
+    compiled = compiled_blocks(modules)
     if not is_symm_mem_enabled_for_group(group):
         return None
     return f"async-tp(symm-mem, {compiled}/{len(blocks)} blocks compiled)"
@@ -110,10 +119,12 @@ def _optimizer(opt: Any) -> str:
 
 
 def applied_composition(p: Parallelized, job: Job) -> list[str]:
-    """The steps applied on this rank, in order (pipeline → float8 → tp → async TP → data parallel →
-    context parallel → accumulation → optimizer)."""
-    steps = [_pipeline(p), _float8(p.modules), _tensor_parallel(p.modules), _async_tp(p.modules), _data_parallel(p),
-             _context_parallel(p)]  # fmt: skip
+    """The steps applied on this rank, in order (pipeline → float8 → tp → async TP → activation
+    checkpointing → compile → data parallel → context parallel → accumulation → optimizer)."""
+    compiled = compiled_blocks(p.modules)
+    steps = [_pipeline(p), _float8(p.modules), _tensor_parallel(p.modules), _async_tp(p.modules),
+             checkpoint_summary(p.modules), f"compile({compiled} blocks)" if compiled else None,
+             _data_parallel(p), _context_parallel(p)]  # fmt: skip
     if job.plan.accum_steps > 1 and p.schedule is None:
         steps.append(f"accumulate({job.plan.accum_steps} micro-steps)")
     return [s for s in steps if s] + [_optimizer(p.optimizer)]

@@ -6,11 +6,20 @@ torchtitan's ``parallelize_llama``: small steps in a fixed order over the named 
    (:mod:`~benchbench.strategies.pipeline_parallel`); one whole model when pp = 1;
 2. tensor (and sequence) parallel over ``tp`` (:mod:`~benchbench.strategies.tensor_parallel`),
    still on ``meta``;
+2b. activation checkpointing of the blocks the plan names (:mod:`~benchbench.strategies.checkpointing`),
+   after TP and before the data-parallel wrapper, as torchtitan orders it (TP, AC, compile, FSDP);
+   then (2c) ``torch.compile`` of each transformer block when ``plan.compile``
+   (:func:`~benchbench.strategies.compiled.apply_compile`): after tensor parallel, async TP and
+   activation checkpointing, before the data-parallel wrapper, as torchtitan's ``apply_compile``
+   (compiled lazily, in the first warm-up step; async TP plans always compile: Inductor's
+   micro-pipeline pass is what overlaps their collectives);
 3. data parallel over ``dp``, outermost, as the flavour's row of :data:`DATA_PARALLEL` says
    (wrapper, ``no_sync``, post-backward hook); skipped when dp = 1 under tp or pp. The weights are
    materialised (:func:`~benchbench.models.materialize`: allocated on the device, each parameter
    seeded by its name) before a replicating wrapper (DDP, which broadcasts them) and after a
-   sharding one (FSDP2), so no rank of a sharding plan ever holds the unsharded model;
+   sharding one (FSDP2), so no rank of a sharding plan ever holds the unsharded model. HSDP
+   (``dp_shard`` = k) is FSDP2 over the 2-D mesh ``(dp_replicate, dp_shard)`` that
+   :func:`make_mesh` splits ``dp`` into: sharded within groups of k ranks, replicated across them;
 4. the optimizer (the flavour's: AdamW, or AdamW sharded for ZeRO-1) and, for pipelines, the
    schedule over this rank's stages.
 
@@ -39,6 +48,8 @@ from benchbench.data import LossFn
 from benchbench.job import Job
 from benchbench.models import build_model, materialize
 from benchbench.strategies.async_tp import apply_async_tp
+from benchbench.strategies.checkpointing import apply_ac
+from benchbench.strategies.compiled import apply_compile
 from benchbench.strategies.compression import register_compression
 from benchbench.strategies.context_parallel import StepContext, apply_cp
 from benchbench.strategies.data_parallel import NaiveGradSync, apply_ddp
@@ -85,7 +96,10 @@ def _wrap_ddp(module: nn.Module, plan: Plan, mesh: Any, device: torch.device, dt
 
 
 def _wrap_fsdp(module: nn.Module, plan: Plan, mesh: Any, device: torch.device, dtype: str) -> nn.Module:
-    dp_mesh = mesh["dp"] if plan.cp == 1 else mesh["dp", "cp"]._flatten("dp_cp")  # cp ranks share parameters
+    if plan.dp_shard:  # HSDP: 2-D, replicate x shard
+        dp_mesh = mesh["dp_replicate", "dp_shard"]
+    else:  # cp ranks share parameters: FSDP2 shards over dp x cp
+        dp_mesh = mesh["dp"] if plan.cp == 1 else mesh["dp", "cp"]._flatten("dp_cp")
     return apply_fsdp(module, dp_mesh, plan.reshard_after_forward, torch.bfloat16 if dtype == "bf16" else None)
 
 
@@ -135,15 +149,38 @@ def _all(contexts: list[contextlib.AbstractContextManager]) -> Iterator[None]:
 _MESHES: dict[tuple, Any] = {}
 
 
+@dataclass(frozen=True)
+class HsdpMesh:
+    """HSDP's mesh: the root ``(dp_replicate, dp_shard, pp, tp)`` mesh, with ``"dp"`` its
+    flattened ``(dp_replicate, dp_shard)`` (kept here: torch deprecates slicing a flattened dim
+    from the root)."""
+
+    root: Any
+    dp: Any
+
+    def __getitem__(self, key: str | tuple[str, ...]) -> Any:
+        return self.dp if key == "dp" else self.root[key]
+
+
 def make_mesh(plan: Plan, device: torch.device) -> Any:
     """The named ``(dp, pp, cp, tp)`` device mesh over all ranks (tp innermost, cp next to it as in
-    torchtitan); made once per process, so the gate's plan and the timed one share its process
-    groups (and NCCL communicators)."""
+    torchtitan; cp = 1 but for context-parallel plans); made once per process, so the gate's plan
+    and the timed one share its process groups (and NCCL communicators). HSDP (``dp_shard`` = k):
+    ``(dp_replicate, dp_shard, pp, cp, tp)`` with dp_replicate = dp / k, and ``dp`` their flattened
+    product (torchtitan's layout): the same ranks in the same order, so ``mesh["dp"]`` means what it
+    means without HSDP."""
     from torch.distributed.device_mesh import init_device_mesh
 
-    key = (device.type, plan.dp, plan.pp, plan.cp, plan.tp)
+    key = (device.type, plan.dp, plan.pp, plan.cp, plan.tp, plan.dp_shard)
     if key not in _MESHES:
-        _MESHES[key] = init_device_mesh(device.type, key[1:], mesh_dim_names=("dp", "pp", "cp", "tp"))
+        if plan.dp_shard:
+            shape = (plan.replicas, plan.dp_shard, plan.pp, plan.cp, plan.tp)
+            names = ("dp_replicate", "dp_shard", "pp", "cp", "tp")
+            root = init_device_mesh(device.type, shape, mesh_dim_names=names)
+            mesh = HsdpMesh(root, root["dp_replicate", "dp_shard"]._flatten("dp"))
+        else:
+            mesh = init_device_mesh(device.type, key[1:5], mesh_dim_names=("dp", "pp", "cp", "tp"))
+        _MESHES[key] = mesh
     return _MESHES[key]
 
 
@@ -166,15 +203,17 @@ def apply_pipeline_split(job: Job, mesh: Any) -> tuple[list[nn.Module], list[int
 
 
 def apply_model_steps(module: nn.Module, plan: Plan, mesh: Any) -> nn.Module:
-    """Steps 1b-2b on one (``meta``) stage module: float8 Linears (torchao), tensor (and sequence)
-    parallel over ``tp``, async TP."""
+    """Steps 1b-2c on one (``meta``) stage module: float8 Linears (torchao), tensor (and sequence)
+    parallel over ``tp``, async TP, activation checkpointing, torch.compile per block (always under
+    async TP: Inductor's pass is what makes it asynchronous)."""
     if plan.float8:
         module = apply_float8(module)  # 1b
     if plan.tp > 1:
         module = apply_tp(module, mesh["tp"], plan.sequence_parallel)  # 2
     if plan.async_tp:
-        module = apply_async_tp(module, mesh["tp"])  # 2b
-    return module
+        module = apply_async_tp(module, mesh["tp"])  # 2a
+    module = apply_ac(module, plan.activation_checkpoint, plan.ac_every)  # 2b
+    return apply_compile(module, plan.compile or plan.async_tp)  # 2c: async TP needs the blocks compiled
 
 
 def parallelize(
@@ -185,7 +224,8 @@ def parallelize(
     plan = job.plan
     lr = job.lr if lr is None else lr
     if not job.distributed:
-        model = seeded_model(job, device)
+        model = apply_ac(seeded_model(job, device), plan.activation_checkpoint, plan.ac_every)
+        model = apply_compile(model, plan.compile)
         opt = replicated(list(model.parameters()), None, lr, optimizer)
         return Parallelized([model], opt, contextlib.nullcontext, None)
 
@@ -195,7 +235,7 @@ def parallelize(
     dp_group = mesh["dp"].get_group()
 
     modules, ids = apply_pipeline_split(job, mesh)  # 1 (meta)
-    modules = [apply_model_steps(m, plan, mesh) for m in modules]  # 1b, 2, 2b (meta)
+    modules = [apply_model_steps(m, plan, mesh) for m in modules]  # 1b, 2, 2b, 2c (meta)
     if not flavour.shards_parameters:  # replicated weights: materialise, then wrap (DDP broadcasts)
         modules = [materialize(m, device, job.seed) for m in modules]
     modules = [flavour.wrap(m, plan, mesh, device, job.dtype) for m in modules]  # 3

@@ -16,7 +16,9 @@ Schedules (the table with torch classes and bubble formulas:
 * ``looped-bfs`` — breadth-first over looped chunks (Lamy-Poirier, 2023);
 * ``interleaved-zb`` / ``zbv`` — zero-bubble schedules that split backward into input- and
   weight-gradient passes to fill the bubble (Qi et al., 2023); ZB-V places two chunks per rank in
-  a V shape.
+  a V shape;
+* ``dualpipev`` — DeepSeek-V3's DualPipe cut to a V (two stages per rank, forward of one
+  micro-batch paired with backward of another; DeepSeek-AI, 2024), needing m ≥ 2p.
 
 Gradients are scaled by 1 / micro_batches, so a step equals one step on the whole batch.
 """

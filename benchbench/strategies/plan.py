@@ -26,6 +26,9 @@ DP_FLAVOURS = {
 }
 #: DDP communication hooks (:mod:`benchbench.strategies.compression`).
 COMPRESSIONS = ("none", "fp16", "bf16", "powersgd")
+#: Activation checkpointing per transformer block (:mod:`benchbench.strategies.checkpointing`):
+#: none; every block ("full"); every ``ac_every``-th block ("selective", torchtitan's layer-SAC).
+ACTIVATION_CHECKPOINTS = ("none", "full", "selective")
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class Plan:
     schedule: str = "1f1b"
     micro_batches: int = 1  # pipeline micro-batches per optimizer step
     virtual_stages: int = 1  # pipeline stages per rank (interleaved / looped / ZB schedules)
+    compile: bool = False  # torch.compile each transformer block (strategies/compiled.py)
     # GPU-only steps (issue 13; why a device cannot run them: benchbench.strategies.gpu_features)
     cp: int = 1  # context-parallel ranks: each holds 1/cp of every sequence (ring attention)
     async_tp: bool = False  # TP collectives overlapped with the matmuls (symmetric memory, compiled blocks)
@@ -55,6 +59,20 @@ class Plan:
     # Dimensions the strategy exists to split (derived by resolve_plan): each must get >= 2 ranks,
     # or the plan is infeasible, so no strategy runs collapsed under its name.
     split_dims: tuple[str, ...] = ()
+    # HSDP and activation checkpointing (issue 13)
+    dp_shard: int = 0  # FSDP shard group size: 0 = all dp ranks (FSDP); k >= 2: HSDP, dp/k replicas x k shards
+    activation_checkpoint: str = "none"  # none | full | selective (ACTIVATION_CHECKPOINTS)
+    ac_every: int = 2  # selective: checkpoint every ac_every-th block (blocks ac_every-1, 2*ac_every-1, ...)
+
+    @property
+    def shard_size(self) -> int:
+        """Ranks a sharded (FSDP) parameter is split over: dp_shard under HSDP, else dp."""
+        return self.dp_shard or self.dp
+
+    @property
+    def replicas(self) -> int:
+        """HSDP replica groups (dp / dp_shard); 1 without HSDP."""
+        return self.dp // self.dp_shard if self.dp_shard else 1
 
     @property
     def lossy(self) -> bool:
@@ -103,11 +121,19 @@ PRESETS: dict[str, dict[str, Any]] = {
     "pp-1f1b": {**_PP, "schedule": "1f1b"},
     "pp-interleaved": {**_PP, "schedule": "interleaved-1f1b", "virtual_stages": 2},
     "pp-zbv": {**_PP, "schedule": "zbv", "virtual_stages": 2},
+    "pp-dualpipev": {**_PP, "schedule": "dualpipev", "virtual_stages": 2},
+    # torch.compile per transformer block (combinable with any strategy: {base: ..., compile: true})
+    "ddp-compile": {"dp_flavour": "ddp", "compile": True},
+    "fsdp-compile": {"dp_flavour": "fsdp", "compile": True},
     # hybrids over a device mesh
     # hybrids over a device mesh: every dimension they name gets >= 2 ranks (resolve_plan)
     "fsdp-tp": {"dp_flavour": "fsdp", "tp": 2},
     "ddp-pp": {"dp_flavour": "ddp", "pp": 2, "schedule": "1f1b", "micro_batches": 4},
     "3d": {"dp_flavour": "fsdp", "tp": 2, "pp": 2, "schedule": "1f1b", "micro_batches": 4},
+    # HSDP and activation checkpointing (issue 13)
+    "hsdp": {"dp_flavour": "fsdp", "dp_shard": 2},
+    "ddp-ac": {"dp_flavour": "ddp", "activation_checkpoint": "full"},
+    "fsdp-sac": {"dp_flavour": "fsdp", "activation_checkpoint": "selective", "ac_every": 2},
     # GPU-only (dropped with their reason where the device cannot run them: gpu_features.py)
     "cp": {"dp_flavour": "fsdp", "cp": "all"},
     "tp-async": {"dp_flavour": "fsdp", "tp": "all", "sequence_parallel": True, "async_tp": True},
@@ -209,6 +235,33 @@ def _schedule_reason(plan: Plan) -> str | None:
         return f"schedule {plan.schedule} needs micro_batches to be a multiple of pp = {p}, got {m}"
     if plan.accum_steps != 1:
         return "pipeline plans accumulate over micro_batches; accum_steps must be 1"
+    if plan.schedule == "dualpipev" and m < 2 * p:
+        return f"schedule dualpipev needs micro_batches >= its 2 * pp = {2 * p} stages (torch's check), got {m}"
+    return None
+
+
+def _has_blocks(model_cfg: dict[str, Any]) -> bool:
+    """Whether the model keeps transformer blocks in a ``ModuleDict`` ``blocks`` (what activation
+    checkpointing and compile wrap, and a pipeline splits): gpt, llama, vit, and a custom model
+    that declares a pipeline split (:mod:`benchbench.archs`)."""
+    from benchbench.archs import arch_rules
+
+    return arch_rules(model_cfg).pipeline
+
+
+def _compile_reason(plan: Plan, model_cfg: dict[str, Any]) -> str | None:
+    if not plan.compile:
+        return None
+    if not _has_blocks(model_cfg):
+        return (
+            f"compile is applied per transformer block (torchtitan's apply_compile); the {model_cfg['arch']!r} "
+            "architecture has none (its layers are bare torch.nn modules)"
+        )
+    if plan.pp > 1 and SCHEDULES.get(plan.schedule) and SCHEDULES[plan.schedule].splits_backward:
+        return (
+            f"schedule {plan.schedule} splits backward into input- and weight-gradient passes, which torch "
+            "does not support with torch.compile'd stages"
+        )
     return None
 
 
@@ -232,6 +285,8 @@ def _gpu_steps_reason(plan: Plan, model_cfg: dict[str, Any]) -> str | None:
     arch, seq = model_cfg["arch"], model_cfg.get("seq_len")
     if plan.cp > 1 and arch != "gpt":
         return f"context parallel is defined for the gpt architecture, not {arch!r}"
+    if plan.cp > 1 and plan.dp_shard:
+        return "context parallel is composed here with fsdp over dp x cp, not with HSDP (dp_shard)"
     if plan.cp > 1 and (plan.pp > 1 or plan.dp_flavour != "fsdp"):
         return (
             "context parallel composes with fsdp (sharded over dp x cp, as torchtitan) and tp, "
@@ -249,6 +304,49 @@ def _gpu_steps_reason(plan: Plan, model_cfg: dict[str, Any]) -> str | None:
     width = int(model_cfg.get("hidden", model_cfg.get("width", 0)))
     if plan.float8 and width % 16:
         return f"float8: torch._scaled_mm needs matmul dimensions divisible by 16; hidden (width) = {width}"
+    return None
+
+
+def _hsdp_reason(plan: Plan) -> str | None:
+    """HSDP: dp_shard = 0 (plain FSDP) or k >= 2 dividing dp with dp / k >= 2 replicas, under fsdp,
+    so a plan named HSDP never runs collapsed into FSDP (one replica) or DDP (shards of one)."""
+    k = plan.dp_shard
+    if k == 0:
+        return None
+    if k < 2:
+        return f"dp_shard = {k}: allowed 0 (shard over all dp ranks) or a shard group size >= 2"
+    if plan.dp_flavour != "fsdp":
+        return f"dp_shard = {k} (HSDP) shards with FSDP2; dp_flavour is {plan.dp_flavour} (use fsdp)"
+    if plan.dp % k:
+        return f"HSDP: dp_shard = {k} does not divide dp = {plan.dp}"
+    if plan.dp // k < 2:
+        return f"HSDP: dp = {plan.dp} / dp_shard = {k} leaves {plan.dp // k} replica (needs >= 2; else it is fsdp)"
+    return None
+
+
+def checkpointed_blocks(names: list[str], mode: str, every: int) -> list[str]:
+    """The names (model indices) of the blocks activation checkpointing ``mode`` wraps among
+    ``names``: all (``full``), every ``every``-th (``selective``: indices every-1, 2·every-1, …)."""
+    if mode == "full":
+        return list(names)
+    if mode == "selective":
+        return [n for n in names if (int(n) + 1) % every == 0]
+    return []
+
+
+def _checkpoint_reason(plan: Plan, model_cfg: dict[str, Any]) -> str | None:
+    """Activation checkpointing wraps transformer blocks: gpt only, a known mode, ac_every >= 1."""
+    mode = plan.activation_checkpoint
+    if mode not in ACTIVATION_CHECKPOINTS:
+        return f"activation_checkpoint {mode!r} not in {ACTIVATION_CHECKPOINTS}"
+    if mode == "none":
+        return None
+    if not _has_blocks(model_cfg):
+        return f"activation checkpointing wraps transformer blocks; the {model_cfg['arch']!r} architecture has none"
+    if plan.ac_every < 1:
+        return f"ac_every = {plan.ac_every}: allowed an integer >= 1 (checkpoint every ac_every-th block)"
+    if mode == "selective" and "layers" in model_cfg and plan.ac_every > int(model_cfg["layers"]):
+        return f"selective checkpointing: ac_every = {plan.ac_every} > layers = {model_cfg['layers']} (no block)"
     return None
 
 
@@ -270,7 +368,10 @@ def infeasible_reason(plan: Plan, model_cfg: dict[str, Any], world_size: int, gl
     reason = (
         _flavour_reason(plan) or _model_reason(plan, model_cfg) or _schedule_reason(plan)
         or _gpu_steps_reason(plan, model_cfg)
+        or _hsdp_reason(plan)
+        or _checkpoint_reason(plan, model_cfg)
     )  # fmt: skip
+    reason = reason or _compile_reason(plan, model_cfg)
     if reason:
         return reason
     if global_batch % plan.dp:

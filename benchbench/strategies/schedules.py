@@ -31,6 +31,23 @@ def _zbv(p: int, m: int, v: int) -> float | None:
     return 0.0 if m >= 2 * p else None
 
 
+def _dualpipev(p: int, m: int, v: int) -> float | None:
+    """DualPipeV's idle fraction under this table's convention (equal F, I, W chunk times; a full
+    backward B = I + W; free transfers; torch runs an overlapped F&B pair one after the other).
+
+    Derivation: torch's ``ScheduleDualPipeV`` action lists (2p stages, two per rank, V-shaped),
+    replayed by :func:`benchbench.bubble.simulate` with unit durations, take 6m + (p − 1)
+    chunk-times for every (p, m ≥ 2p) tried (p = 2…4, m = 2p…8p: tests/test_bubble.py pins it);
+    each rank is busy 2 chunks × m × (F + I + W) = 6m, so the idle fraction is
+    (p − 1)/(6m + p − 1). DeepSeek-V3's table (arXiv 2412.19437, Table 2; the DualPipe repository
+    gives DualPipeV the same) counts the bubble as (PP/2 − 1)(F&B + B − 3W) with PP = 2p stages;
+    with F&B = F + B = 3 and B = 2 that is 2(p − 1) chunk-times, twice what torch's action order
+    needs. The table's count assumes its own (overlapped) F&B cost; this closed form is the one
+    of torch's schedule and is the one used, so treat the paper's figure as an upper bound here.
+    torch needs m ≥ 2p (its stage count): below that the schedule does not exist (``None``)."""
+    return (p - 1) / (6 * m + p - 1) if m >= 2 * p else None
+
+
 @dataclass(frozen=True)
 class Schedule:
     """One pipeline schedule and the facts benchbench uses about it."""
@@ -40,6 +57,7 @@ class Schedule:
     bubble: Callable[[int, int, int], float | None]  # (p, m, v) -> idle fraction of a step
     bubble_formula: str
     source: str
+    splits_backward: bool = False  # runs separate input- and weight-gradient passes (I, W)
 
     @property
     def multi_stage(self) -> bool:
@@ -58,9 +76,17 @@ SCHEDULES: dict[str, Schedule] = {
         "ScheduleLoopedBFS", "looped", _interleaved, "(p−1)/(v·m+p−1)", "Lamy-Poirier, breadth-first PP, 2023"
     ),
     "interleaved-zb": Schedule(
-        "ScheduleInterleavedZeroBubble", "looped", _interleaved_zb, "(p−1)/(3·v·m+p−1)", "Qi et al., ZB-H1, 2023"
+        "ScheduleInterleavedZeroBubble", "looped", _interleaved_zb, "(p−1)/(3·v·m+p−1)", "Qi et al., ZB-H1, 2023",
+        splits_backward=True,
     ),
-    "zbv": Schedule("ScheduleZBVZeroBubble", "v", _zbv, "0 for m ≥ 2p", "Qi et al., zero bubble V, 2023"),
+    "zbv": Schedule(
+        "ScheduleZBVZeroBubble", "v", _zbv, "0 for m ≥ 2p", "Qi et al., zero bubble V, 2023", splits_backward=True
+    ),
+    "dualpipev": Schedule(
+        "ScheduleDualPipeV", "v", _dualpipev, "(p−1)/(6m+p−1) for m ≥ 2p (F = I = W, F&B = F + B)",
+        "DeepSeek-AI, DeepSeek-V3 technical report, arXiv 2412.19437, Table 2 (DualPipe); DualPipeV: "
+        "github.com/deepseek-ai/DualPipe", splits_backward=True,
+    ),
 }
 
 

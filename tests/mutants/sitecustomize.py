@@ -69,6 +69,21 @@ def fsdp_no_average() -> None:
     _fsdp_collectives._get_gradient_divide_factors = factors
 
 
+def hsdp_no_replicate() -> None:
+    """HSDP whose reduced gradient shards are never all-reduced across the replicas: each replica
+    steps on its own share of the batch (FSDP2's ``foreach_reduce`` without its all-reduce group)."""
+    from torch.distributed.fsdp._fully_shard import _fsdp_param_group
+
+    original = _fsdp_param_group.foreach_reduce
+
+    def reduce(*args, **kwargs):
+        args = list(args)
+        args[9] = None  # all_reduce_group: "not None iff HSDP"
+        return original(*args, **kwargs)
+
+    _fsdp_param_group.foreach_reduce = reduce
+
+
 def tp_no_reduce() -> None:
     """Row-parallel layers whose partial outputs are never all-reduced."""
     from torch.distributed.tensor.parallel import RowwiseParallel
@@ -234,6 +249,7 @@ def fault() -> None:
 MUTANTS = {f.__name__.replace("_", "-"): f for f in (
     dp_no_divide, dp_skip_param, ddp_skip_bucket, fsdp_no_average, tp_no_reduce, pp_sum_microbatches,
     pp_wrong_microbatch, comm_delay, slow_step, fault,
+    hsdp_no_replicate,
 )}  # fmt: skip
 
 if MUTANT:
