@@ -221,9 +221,13 @@ def test_llama3_study_lists_feasible_plans_and_drops_the_rest_by_memory(monkeypa
     assert ("llama3-8b", "fsdp-tp8") in runs and ("llama3-70b", "fsdp-tp8-pp4") in runs
     memory = {(d.model, d.strategy) for d in dropped if d.reason.startswith("memory:")}
     assert {("llama3-8b", "ddp"), ("llama3-8b", "fsdp"), ("llama3-70b", "fsdp"), ("llama3-70b", "fsdp-tp8")} <= memory
-    assert not runs & memory
+    ran = {(j.model, j.strategy, j.world_size) for j in jobs}
+    assert not ran & {(d.model, d.strategy, d.world_size) for d in dropped}
     fsdp_70b = next(d for d in dropped if (d.model, d.strategy, d.world_size) == ("llama3-70b", "fsdp", 512))
     assert "> memory_gb = 80" in fsdp_70b.reason
+    # activation checkpointing (kept: each block's input only) lets FSDP fit the 70B, from 32 GPUs
+    fsdp_ac = sorted(j.world_size for j in jobs if (j.model, j.strategy) == ("llama3-70b", "fsdp-ac"))
+    assert fsdp_ac == [32, 64, 128, 256, 512]
     # the check is what drops them: with the memory of 64 GPUs per rank every plan's memory fits
     from benchbench import study
 
