@@ -341,3 +341,32 @@ def test_cost_model_shapes_of_the_new_architectures():
     llama, vit = preset("llama", "tiny"), preset("vit", "tiny")
     assert gemm_shape(llama, 2) == (32, 64, 32) and boundary(llama) == (16, 32, 16 * 64)
     assert gemm_shape(vit, 2) == (34, 64, 32) and boundary(vit) == (17, 32, 8)
+
+
+@pytest.mark.parametrize("arch", ["llama", "vit"])
+def test_checkpoint_recompute_share_is_what_backward_recomputes(arch):
+    """FlopCounterMode sees checkpointing's recompute in backward: full checkpointing adds, per
+    block, its forward but the last matmul — the cost model's recompute share (attention, which
+    CPU SDPA hides from the counter, left out of both)."""
+    from benchbench.costmodel.predict import _block_flops, recompute_share
+    from benchbench.models import make_task
+    from benchbench.strategies.checkpointing import apply_ac
+    from tests.conftest import make_test_job
+
+    cfg, batch = preset(arch, "tiny"), 4
+    x, _ = make_task(cfg, 0).batch(0, batch)
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def counted(ac: str) -> int:
+        model = apply_ac(materialize(build_model(cfg), torch.device("cpu"), 0), ac, 1)
+        with FlopCounterMode(display=False) as counter:
+            model(x).float().sum().backward()
+        return counter.get_total_flops()
+
+    first, block, head, _ = _block_flops(cfg)
+    tokens = cfg.get("seq_len") or 17
+    attention = 2 * tokens * tokens * cfg["hidden"] * (1 if arch == "llama" else 2)
+    job = make_test_job("ddp-ac", 2, model_cfg=cfg)
+    share = recompute_share(job, [0], 1)
+    expected = share * (first + cfg["layers"] * block + head) - cfg["layers"] * attention
+    assert counted("full") - counted("none") == pytest.approx(expected * batch, rel=1e-12)

@@ -223,17 +223,33 @@ def recompute_share(job: Job, stages: list[int], n_stages: int) -> float:
     """Activation checkpointing's recompute on a rank holding pipeline ``stages``, as a share of
     the whole model's forward: each checkpointed block of its stages runs its forward again in
     backward (Chen et al. 2016; Korthikanti et al. 2023, §5: full recomputation costs one extra
-    forward per layer), except its last matmul (fc2: 2·t·4h·h per sequence), whose output no op of
+    forward per layer), except its last matmul (gpt fc2: 2·t·4h·h per sequence), whose output no op of
     the block saves — torch's non-reentrant checkpoint stops recomputing once the last saved
     tensor is back (``set_checkpoint_early_stop``, on by default) — / tp. 0 without checkpointing."""
     plan, cfg = job.plan, job.model_cfg
-    if plan.activation_checkpoint == "none" or cfg["arch"] != "gpt":
+    if plan.activation_checkpoint == "none" or cfg["arch"] not in ("gpt", "llama", "vit"):
         return 0.0
-    layers, h, t = (int(cfg[k]) for k in ("layers", "hidden", "seq_len"))
+    layers = int(cfg["layers"])
     kept = set(checkpointed_blocks([str(i) for i in range(layers)], plan.activation_checkpoint, plan.ac_every))
     mine = sum(str(i) in kept for s in stages for i in stage_layers(layers, s, n_stages))
-    block, head = gpt_layer_flops(cfg)
-    return mine * (block - 8 * t * h * h) / (layers * block + head) / plan.tp
+    first, block, head, last_matmul = _block_flops(cfg)
+    return mine * (block - last_matmul) / (first + layers * block + head) / plan.tp
+
+
+def _block_flops(cfg: dict[str, Any]) -> tuple[float, float, float, float]:
+    """Forward FLOPs per sample: the first stage's extras, one block, the head, and the block's
+    last matmul (gpt fc2 8·t·h², Llama w2 2·t·f·d, ViT fc2 2·T·m·h), which recompute skips."""
+    from benchbench.archs import boundary
+
+    tokens, h, _ = boundary(cfg)
+    if cfg["arch"] == "gpt":
+        block, head = gpt_layer_flops(cfg)
+        return 0.0, block, head, 8.0 * tokens * h * h
+    from benchbench.models import ARCHITECTURES, size_args
+
+    first, block, head = ARCHITECTURES[cfg["arch"]].stage_flops(**size_args(cfg))
+    width = int(cfg["ffn_hidden" if cfg["arch"] == "llama" else "mlp_hidden"])
+    return first, block, head, 2.0 * tokens * width * h
 
 
 def memory_bandwidth(ctx: Ctx) -> float:
