@@ -47,6 +47,7 @@ _WAITING = re.compile(r"wait timeout|waiting for|timed out waiting", re.I)  # a 
 _ADDR_IN_USE = re.compile(r"address already in use|EADDRINUSE|errno 98", re.I)
 _SOURCE_LOCATION = re.compile(r"\[[^\]\s]*\.(?:cc|cpp|h|hpp):\d+\]\s*")  # gloo's "[/__w/.../pair.cc:553] "
 _TORCHRUN_CAUSE = re.compile(r"Root Cause.*?rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)", re.S)
+_TORCHRUN_ENTRY = re.compile(r"rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)", re.S)
 _SRUN_TASK = re.compile(
     r"tasks? (\d+)(?:-\d+)?: (Out Of Memory|Killed|Terminated|Segmentation fault|Aborted|Exited with exit code (\d+))"
 )
@@ -101,13 +102,25 @@ def signal_name(num: int) -> str:
 
 def parse_launcher_output(text: str) -> RankExit | None:
     """The rank the launcher blames first: torchrun's "Root Cause (first observed failure)" block
-    (``rank : 1`` / ``exitcode : -9``: killed by signal 9), else srun's task lines
-    (:func:`_srun_cause`)."""
+    (``rank : 1`` / ``exitcode : -9``: killed by signal 9) — unless that rank exited by itself and
+    one of torchrun's other "Failures" was killed by a signal that is not its teardown's
+    (:func:`_killed_peer`) — else srun's task lines (:func:`_srun_cause`)."""
     m = _TORCHRUN_CAUSE.search(text)
     if m:
         rank, code = int(m.group(1)), int(m.group(2))
-        return RankExit(rank, code, signal_name(-code) if code < 0 else None)
+        cause = RankExit(rank, code, signal_name(-code) if code < 0 else None)
+        return (_killed_peer(text[text.rfind("Failures:", 0, m.start()) : m.start()]) if code >= 0 else None) or cause
     return _srun_cause(text)
+
+
+def _killed_peer(failures: str) -> RankExit | None:
+    """In torchrun's list of other failures, a rank killed by a signal other than the teardown's.
+    A rank whose peer was killed sees its sockets close and exits at once; torchrun's monitor then
+    finds both dead in one pass and may name the one that exited its "Root Cause"."""
+    for rank, code in _TORCHRUN_ENTRY.findall(failures):
+        if int(code) < 0 and signal_name(-int(code)) not in TEARDOWN_SIGNALS:
+            return RankExit(int(rank), int(code), signal_name(-int(code)))
+    return None
 
 
 def _srun_cause(text: str) -> RankExit | None:

@@ -1,8 +1,8 @@
 """The parent side of a job: start its ranks, bound its time, always leave a record.
 
 :func:`run_job` checks feasibility, starts the ranks — torch's elastic launcher
-(``python -m torch.distributed.run --standalone``) on one machine, ``srun`` inside a Slurm
-allocation, one plain process for single-process plans — watches their heartbeats
+(``torch.distributed.run --standalone``, through :mod:`benchbench.elastic`) on one machine,
+``srun`` inside a Slurm allocation, one plain process for single-process plans — watches their heartbeats
 (:mod:`benchbench.heartbeat`), kills a job that hangs or outlives its ``timeout_s``, and leaves a
 record whatever happens: ``ok`` from rank 0, ``infeasible`` or ``failed`` with the error and its
 classification (:mod:`benchbench.failure`) otherwise. Every exit path kills every process of the
@@ -41,6 +41,8 @@ PORT_RETRIES = 3  # fresh-port relaunches after a rendezvous port found in use
 PARENT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 SRUN_GRACE_S = 5.0  # how long srun may take to tear its step down after SIGTERM, before SIGKILL
 RANK_MODULE = "benchbench.rank"  # what every rank of a job runs
+ELASTIC_MODULE = "benchbench.elastic"  # torch.distributed.run (torchrun) without the interpreter's teardown
+EXIT_POLL_S = 0.01  # how often the parent looks whether the launcher exited
 
 
 def resolve_launcher(launcher: str) -> str:
@@ -100,7 +102,7 @@ def rank_command(
     return [
         sys.executable,
         "-m",
-        "torch.distributed.run",
+        ELASTIC_MODULE,
         *_torchrun_rendezvous(port),
         "--nnodes=1",
         f"--nproc-per-node={job.world_size}",
@@ -299,7 +301,7 @@ def _run_ranks(cmd: list[str], env: dict[str, str], job: Job, tmpdir: Path, star
     killed = None
     try:
         while not _exited(proc):
-            time.sleep(POLL_S)
+            _sleep_unless_exited(proc, POLL_S)
             watch.update()
             killed = watch.verdict()
             if killed:
@@ -308,6 +310,14 @@ def _run_ranks(cmd: list[str], env: dict[str, str], job: Job, tmpdir: Path, star
         _kill_job(proc.pid, tmpdir, srun=cmd[0] == "srun")  # stragglers too, after a normal exit
         code = proc.wait()
     return Attempt(log_path.read_text(errors="replace"), None if killed else code, killed, watch)
+
+
+def _sleep_unless_exited(proc: subprocess.Popen, seconds: float) -> None:
+    """Sleep up to ``seconds``, returning early once the launcher exits (the job's record is ready
+    then: no need to wait out the watchdog's period)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not _exited(proc):
+        time.sleep(EXIT_POLL_S)
 
 
 def _evidence(job: Job, tmpdir: Path, attempt: Attempt, ooms: int) -> Evidence:

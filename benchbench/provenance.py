@@ -49,14 +49,19 @@ FIELDS: tuple[Field, ...] = (
     Field("slurm_step_id", "string", "Slurm step id, when run under Slurm", nullable=True),
     Field("slurm_nodelist", "string", "Slurm step (or job) node list", nullable=True),
     Field("launcher", "string", "what started the ranks: single, torchrun or srun"),
-    Field("tf32", "boolean", "GPU: TF32 matmuls allowed (torch.backends.cuda.matmul.allow_tf32); null on CPU",
-          nullable=True),
+    Field(
+        "tf32",
+        "boolean",
+        "GPU: TF32 matmuls allowed (torch.backends.cuda.matmul.allow_tf32); null on CPU",
+        nullable=True,
+    ),
     Field("matmul_precision", "string", "torch.get_float32_matmul_precision()"),
     Field("cpu_count", "integer", "logical CPUs of rank 0's host"),
     Field("timed_alone", "boolean", "no other timed job was allowed to run beside this one"),
     Field("wall_time_s", "number", "end-to-end time of the job as the launcher saw it (s)"),
-    Field("retry_of", "string", "created_at of the failed record this run retried (retry_failed); launcher",
-          nullable=True),
+    Field(
+        "retry_of", "string", "created_at of the failed record this run retried (retry_failed); launcher", nullable=True
+    ),
 )
 NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS)
 
@@ -76,9 +81,40 @@ def device_name(device_type: str, index: int | None = None) -> str:
     return platform.processor() or platform.machine()
 
 
+GIT_COMMIT_ENV = "BENCHBENCH_GIT_COMMIT"  # set once per study by the workflow; its jobs inherit it
+
+
 @cache
 def git_commit() -> str:
-    """The checkout's commit, read once per process."""
+    """The checkout's commit, read once per process: :data:`GIT_COMMIT_ENV` when set (the workflow
+    reads it once per study), else the ``.git`` files themselves (no ``git`` process per job), else
+    ``git rev-parse HEAD``; ``unknown`` outside a checkout."""
+    return os.environ.get(GIT_COMMIT_ENV) or _read_head(ROOT / ".git") or _rev_parse()
+
+
+def _read_head(git: Path) -> str | None:
+    """HEAD's commit from the files of ``git`` (a folder, or a worktree's ``gitdir:`` file): a
+    detached HEAD, a loose ref or a packed one; None when anything is unexpected."""
+    try:
+        if git.is_file():
+            git = (git.parent / git.read_text().split("gitdir:", 1)[1].strip()).resolve()
+        head = (git / "HEAD").read_text().strip()
+        if not head.startswith("ref: "):
+            return head if len(head) == 40 else None
+        ref = head[5:]
+        common = (git / (git / "commondir").read_text().strip()).resolve() if (git / "commondir").exists() else git
+        for base in (git, common):
+            if (base / ref).is_file():
+                return (base / ref).read_text().strip()
+        for line in (common / "packed-refs").read_text().splitlines():
+            if line.endswith(" " + ref):
+                return line.split()[0]
+    except (OSError, IndexError):
+        return None
+    return None
+
+
+def _rev_parse() -> str:
     try:
         out = subprocess.run(
             ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True

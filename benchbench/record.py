@@ -11,6 +11,7 @@ import json
 import os
 import tempfile
 from datetime import datetime, timezone
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -93,11 +94,25 @@ def job_of(record: dict[str, Any]) -> Job:
     return Job.from_dict(record["job"])
 
 
-def validate_record(record: dict[str, Any]) -> None:
-    """Raise ``jsonschema.ValidationError`` if ``record`` does not fit the record schema."""
+@cache
+def _record_validator() -> Any:
+    """The record schema's validator, the schema itself checked once per process (checking it
+    costs more than validating a record)."""
     import jsonschema
 
-    jsonschema.validate(record, load_schema("record"), cls=jsonschema.Draft202012Validator)
+    schema = load_schema("record")
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def validate_record(record: dict[str, Any]) -> None:
+    """Raise ``jsonschema.ValidationError`` if ``record`` does not fit the record schema (the
+    most relevant error, as ``jsonschema.validate`` raises)."""
+    import jsonschema
+
+    error = jsonschema.exceptions.best_match(_record_validator().iter_errors(record))
+    if error is not None:
+        raise error
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

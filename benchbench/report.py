@@ -18,7 +18,6 @@ from benchbench.config import ConfigError
 from benchbench.findings import findings, sentence, summary_table
 from benchbench.htmltable import data_table, definitions
 from benchbench.layout import COSTMODEL_PLOTS, PREDICTION_TABLES, TABLES, StudyLayout
-from benchbench.models import model_info
 from benchbench.provenance import FIELDS
 from benchbench.record import atomic_write_text, job_of
 
@@ -53,6 +52,8 @@ def _provenance(records: list[dict[str, Any]]) -> dict[str, str]:
 
 
 def _models(records: list[dict[str, Any]]) -> pd.DataFrame:
+    from benchbench.models import model_info  # imports torch: only when a report lists models
+
     rows = {}
     for j in map(job_of, records):
         if j.model in rows:
@@ -85,6 +86,21 @@ def _study_facts(records: list[dict[str, Any]], scaling: pd.DataFrame, fallback_
         "scaling": scaling["scaling"].iloc[0] if not scaling.empty else first.scaling,
         "repeats": max(job_of(r).repeat for r in records) + 1,
     }  # fmt: skip
+
+
+def study_throughput(records: list[dict[str, Any]]) -> dict[str, float] | None:
+    """How much of the study's wall time its timed steps took: ``timed_s`` (every record's timed
+    steps), ``span_s`` (from the first job's start, ``created_at - env.wall_time_s``, to the last
+    record's ``created_at``; 1 s resolution), ``jobs_s`` (the jobs' own end-to-end times), and the
+    shares ``timed_s / span_s`` and ``timed_s / jobs_s``. None without a timed job."""
+    timed = sum(sum(r.get("step_time_s") or []) for r in records)
+    ran = [r for r in records if (r.get("env") or {}).get("wall_time_s") and r.get("created_at")]
+    if not timed or not ran:
+        return None
+    ends = [datetime.fromisoformat(r["created_at"]).timestamp() for r in ran]
+    starts = [end - r["env"]["wall_time_s"] for end, r in zip(ends, ran, strict=True)]
+    span, jobs = max(ends) - min(starts), sum(r["env"]["wall_time_s"] for r in ran)
+    return {"timed_s": timed, "span_s": span, "jobs_s": jobs, "share": timed / span, "share_of_jobs": timed / jobs}
 
 
 def _failed_jobs(records: list[dict[str, Any]]) -> list[dict[str, str]]:
@@ -190,6 +206,7 @@ def study_section(records: Iterable[str | Path], tables: Mapping[str, str | Path
         "findings_html": data_table(summary_table(found), f"{prefix}findings", filter_box=False),
         **_tables_html(frames, recs, prefix), "provenance": _provenance(recs), "failures": _failed_jobs(recs),
         "oversubscribed": any(r.get("env", {}).get("oversubscribed") for r in recs),
+        "throughput": study_throughput(recs),
         "prediction": prediction_section(**{"tables": {}, **(prediction or {})}, prefix=prefix),
     }  # fmt: skip
 

@@ -42,6 +42,14 @@ def test_large_study_benchmark_times_expansion_dag_and_floor():
         assert figure in proc.stdout
 
 
+@pytest.mark.slow
+def test_study_overhead_benchmark_prints_overhead_and_targets():
+    proc = _run_script(str(ROOT / "benchmarks/study_overhead.py"), "--runs", "1", "--workflow", "none")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    for figure in ("1-rank ", "2-rank ", "<= 2.5 s: ", "<= 4 s: "):
+        assert figure in proc.stdout
+
+
 def test_study_expansion_imports_no_torch_and_keeps_seq_len():
     """Expansion runs in every Snakemake start: it reads seq_len from the model config (only sequence
     architectures have one) instead of importing torch for benchbench.models."""

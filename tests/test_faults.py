@@ -91,6 +91,44 @@ def test_classify_killed_rank_over_its_peers_symptom():
     assert exited.message == "rank 1 ended with exit code 1 and left no error"
 
 
+# captured from torchrun 2.13 (benchbench.elastic): rank 1 SIGKILLed at step 2; rank 0 lost its peer and
+# exited 1 at once, so torchrun's monitor found both dead in one pass and named rank 0 its root cause
+TORCHRUN_KILLED_PEER_FIRST = """\
+torch.distributed.elastic.multiprocessing.errors.ChildFailedError:
+============================================================
+benchbench.rank FAILED
+------------------------------------------------------------
+Failures:
+[1]:
+  time      : 2026-11-30_13:06:38
+  host      : localhost
+  rank      : 1 (local_rank: 1)
+  exitcode  : -9 (pid: 23248)  (SIGKILL)
+  error_file: <N/A>
+  traceback : Signal 9 (SIGKILL) received by PID 23248
+------------------------------------------------------------
+Root Cause (first observed failure):
+[0]:
+  time      : 2026-11-30_13:06:38
+  host      : localhost
+  rank      : 0 (local_rank: 0)
+  exitcode  : 1 (pid: 23247)
+  error_file: <N/A>
+  traceback : To enable traceback see: https://pytorch.org/docs/stable/elastic/errors.html
+============================================================
+"""
+
+
+def test_a_killed_peer_beats_the_root_cause_that_exited():
+    died = parse_launcher_output(TORCHRUN_KILLED_PEER_FIRST)
+    assert (died.rank, died.exitcode, died.signal) == (1, -9, "SIGKILL")
+    f = classify(Evidence(2, TORCHRUN_KILLED_PEER_FIRST, [PEER_LOST], {1: "at step 2"}))
+    assert (f.kind, f.rank, f.signal) == ("rank_killed", 1, "SIGKILL")
+    torn_down = TORCHRUN_KILLED_PEER_FIRST.replace("-9 (pid: 23248)  (SIGKILL)", "-15 (pid: 23248)  (SIGTERM)")
+    died = parse_launcher_output(torn_down)  # a peer torn down with SIGTERM is no cause: the root cause stands
+    assert (died.rank, died.exitcode, died.signal) == (0, 1, None)
+
+
 def test_classify_exit_beats_a_peer_lost_symptom():
     f = classify(Evidence(2, TORCHRUN_EXITED, [PEER_LOST]))  # rank 1 exited 1, rank 0 lost its peer
     assert (f.kind, f.rank, f.signal) == ("rank_exception", 1, None)

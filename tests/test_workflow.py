@@ -49,6 +49,7 @@ def test_ci_study_end_to_end(tmp_path):
     assert "<link" not in html and html.count("<script") == 1  # the report's own inline script only
     assert "<h3 id=\"study-file\">" in html and "gpt-tiny" in html.split('id="provenance"')[1]
     assert "single-process plan needs world_size 1" in html  # dropped combinations are listed
+    assert re.search(r'id="throughput">Timed steps are\s+\d+\.\d %', html)  # the study's timed share
     rec = json.loads((study / "raw/gpt-tiny/cpu-local/ddp/ws2-r0.json").read_text())
     assert rec["env"]["timed_alone"] is True  # profiles/default: bench_slots=1
     _check_prediction(study, html)

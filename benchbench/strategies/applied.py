@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 from torch.distributed.fsdp import FSDPModule
-from torch.distributed.optim import ZeroRedundancyOptimizer
 from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel
 
@@ -113,7 +112,8 @@ def _context_parallel(p: Parallelized) -> str | None:
 
 
 def _optimizer(opt: Any) -> str:
-    if isinstance(opt, ZeroRedundancyOptimizer):
+    zero = sys.modules.get("torch.distributed.optim")  # imported by ZeRO plans only (up to 0.5 s of imports)
+    if zero is not None and isinstance(opt, zero.ZeroRedundancyOptimizer):
         return f"zero1({type(opt.optim).__name__}, {opt.world_size}-way)"
     return type(opt).__name__
 

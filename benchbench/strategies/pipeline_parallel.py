@@ -25,14 +25,16 @@ Gradients are scaled by 1 / micro_batches, so a step equals one step on the whol
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
-from torch.distributed.pipelining import PipelineStage
 
 from benchbench.models import build_model
 from benchbench.strategies.schedules import is_multi_stage, schedule_class
+
+if TYPE_CHECKING:  # imported by the plans that pipeline
+    from torch.distributed.pipelining import PipelineStage
 
 
 def build_stage_module(model_cfg: dict[str, Any], stage: int, n_stages: int) -> nn.Module:
@@ -54,6 +56,8 @@ def build_stage_module(model_cfg: dict[str, Any], stage: int, n_stages: int) -> 
 
 def make_stage(module: nn.Module, stage: int, n_stages: int, device: torch.device, group: Any) -> PipelineStage:
     """Wrap a stage module for the schedule (its neighbours are found through ``group``)."""
+    from torch.distributed.pipelining import PipelineStage
+
     return PipelineStage(module, stage, n_stages, device, group=group)
 
 

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.distributed.device_mesh import DeviceMesh
-from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
-from torch.distributed.optim import ZeroRedundancyOptimizer
+
+if TYPE_CHECKING:  # FSDP and ZeRO are imported by the plans that use them (ZeRO's: up to 0.5 s)
+    from torch.distributed.device_mesh import DeviceMesh
 
 from benchbench.models import model_blocks
 
@@ -33,6 +33,8 @@ def apply_fsdp(
     root. ``fully_shard`` moves each shard to the mesh's device, so a model built on the CPU never
     lands on the GPU whole. With ``param_dtype`` (bf16 jobs) parameters are gathered in that dtype
     and gradients reduced in fp32 (``MixedPrecisionPolicy``), as torchtitan does."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
     mp = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32) if param_dtype else None
     kwargs = {"mesh": dp_mesh, "reshard_after_forward": reshard_after_forward, **({"mp_policy": mp} if mp else {})}
     for block in model_blocks(model):  # the model's FSDP units (benchbench.archs)
@@ -44,6 +46,8 @@ def apply_fsdp(
 @contextlib.contextmanager
 def fsdp_no_sync(model: nn.Module) -> Iterator[None]:
     """Skip FSDP's gradient reduce-scatter inside the block (gradient accumulation)."""
+    from torch.distributed.fsdp import FSDPModule
+
     assert isinstance(model, FSDPModule)
     model.set_requires_gradient_sync(False)
     try:
@@ -56,4 +60,6 @@ def zero1_optimizer(
     params: Any, group: dist.ProcessGroup | None, lr: float, cls: type[torch.optim.Optimizer], kwargs: dict[str, Any]
 ) -> torch.optim.Optimizer:
     """Optimizer ``cls`` with its state sharded over ``group`` (ZeRO stage 1)."""
+    from torch.distributed.optim import ZeroRedundancyOptimizer
+
     return ZeroRedundancyOptimizer(list(params), optimizer_class=cls, process_group=group, lr=lr, **kwargs)

@@ -11,12 +11,14 @@ import sys
 from snakemake.settings.types import DeploymentMethod
 
 from benchbench.layout import RESULTS, StudyLayout
+from benchbench.provenance import GIT_COMMIT_ENV, git_commit
 from benchbench.slurm import job_resources, timed_alone
 from benchbench.study import expand_runnable
 from benchbench.costmodel.calibrate import calibration_spec
 
 JOBS, DROPPED = expand_runnable(STUDY, _WHAT)  # a study with no job to run is refused here
 LAYOUT = StudyLayout(STUDY["study"], RESULTS)
+os.environ.setdefault(GIT_COMMIT_ENV, git_commit())  # read once per study; every job inherits it
 JOB_BY_RECORD = {str(LAYOUT.record(j)): j for j in JOBS}
 RECORDS = list(JOB_BY_RECORD)
 _RECORD_PATTERN = LAYOUT.record_pattern  # a property that builds a Path: once, not per job

@@ -1,0 +1,160 @@
+"""Study throughput: seconds of overhead per job (end-to-end minus timed steps), for single jobs and
+for a whole study run through Snakemake, and the share of wall time spent in timed steps.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/study_overhead.py [--runs 3] [--workflow default|ci|none]
+        [--checkout DIR]
+
+* **single jobs** — ``benchbench run`` of a tiny GPT (1 layer, hidden 32) with 1 warm-up and 1 timed
+  step: ``single`` at 1 rank and ``ddp`` at 2 ranks, ``--runs`` times each, interleaved. End to end
+  is the wall time of the command; timed work the record's timed steps (``step_time_s``).
+* **workflow** — ``snakemake`` of the default study (``--workflow default``; ``ci``: the CI study)
+  into a temporary folder, every rule (bench, aggregate, plot, calibrate, predict, report): its wall
+  time, the timed steps of all records, their share of the wall time, and the overhead per bench job.
+
+``--checkout DIR`` runs another checkout's benchbench (the commands get ``PYTHONPATH=DIR``), for
+before/after figures. Targets (the study-throughput issue, on this 2-core machine): tiny 1-rank job
+<= 2.5 s, 2-rank <= 4 s, the default study <= 120 s in Snakemake with timed steps >= 35 % of its
+wall time. On a shared machine every figure is inflated; take the minimum over runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = """study: tiny
+scaling: strong
+models:
+  tiny-gpt: {arch: gpt, layers: 1, hidden: 32, heads: 2, seq_len: 8, vocab: 32, batch_size: 4}
+hardware: [cpu-local]
+strategies: [single, ddp]
+world_sizes: [1, 2]
+steps: 1
+warmup_steps: 1
+repeats: 1
+seed: 0
+dtype: fp32
+threads_per_rank: 1
+"""
+SINGLE = {"1-rank": ("single", 1, 2.5), "2-rank": ("ddp", 2, 4.0)}  # name: strategy, ranks, target (s)
+STUDY_TARGET_S, SHARE_TARGET = 120.0, 0.35
+STUDIES = {"default": None, "ci": ROOT / "config/studies/ci.yaml"}
+
+
+def _env(checkout: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(checkout), "OMP_NUM_THREADS": "1"}
+
+
+def timed_steps(record: dict) -> float:
+    """Seconds of a record's timed steps (0 for a record that is not ok)."""
+    return float(sum(record.get("step_time_s") or []))
+
+
+def _cpu() -> float:
+    """CPU seconds (user + system) of every waited-for descendant so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_single(checkout: Path, tmp: Path, strategy: str, ranks: int) -> tuple[float, float, float]:
+    """One ``benchbench run`` of the tiny job: (end-to-end s, timed steps s, CPU s of all its
+    processes — less sensitive than the wall time to other work on a shared machine)."""
+    out = tmp / f"{strategy}-{ranks}.json"
+    cmd = [sys.executable, "-m", "benchbench", "run", "--config", str(tmp / "tiny.yaml"), "--model", "tiny-gpt",
+           "--strategy", strategy, "--world-size", str(ranks), "--out", str(out)]  # fmt: skip
+    start, cpu = time.perf_counter(), _cpu()
+    proc = subprocess.run(cmd, env=_env(checkout), cwd=tmp, capture_output=True, text=True)
+    wall, cpu = time.perf_counter() - start, _cpu() - cpu
+    if proc.returncode != 0:
+        raise SystemExit(f"benchbench run failed:\n{proc.stdout}\n{proc.stderr}")
+    return wall, timed_steps(json.loads(out.read_text())), cpu
+
+
+def single_jobs(checkout: Path, runs: int) -> dict[str, list[tuple[float, float, float]]]:
+    """Every single-job case ``runs`` times, interleaved (a busy spell hits both cases alike)."""
+    results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in SINGLE}
+    with tempfile.TemporaryDirectory() as t:
+        tmp = Path(t)
+        (tmp / "tiny.yaml").write_text(TINY)
+        for _ in range(runs):
+            for name, (strategy, ranks, _target) in SINGLE.items():
+                results[name].append(run_single(checkout, tmp, strategy, ranks))
+    return results
+
+
+def run_workflow(checkout: Path, study: str) -> dict[str, float]:
+    """The whole study through Snakemake in a temporary folder: wall, jobs, timed steps."""
+    snakemake = Path(sys.executable).with_name("snakemake")
+    with tempfile.TemporaryDirectory() as t:
+        cmd = [str(snakemake), "-s", str(checkout / "Snakefile"), "--directory", t, "--quiet"]
+        if STUDIES[study]:
+            cmd += ["--configfile", str(STUDIES[study])]
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, env=_env(checkout), cwd=checkout, capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise SystemExit(f"snakemake failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        records = [json.loads(p.read_text()) for p in Path(t).glob("results/*/raw/**/*.json")]
+    job_walls = sum(r["env"].get("wall_time_s") or 0.0 for r in records)
+    return {"wall": wall, "jobs": len(records), "timed": sum(map(timed_steps, records)), "job_walls": job_walls}
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def print_single(results: dict[str, list[tuple[float, float, float]]]) -> None:
+    """Per case: end to end (min, median), timed steps, overhead (min end to end - timed), CPU
+    seconds of all the job's processes (median), target."""
+    print("single jobs (tiny GPT, 1 warm-up + 1 timed step), s:")
+    print(f"  {'case':8} {'e2e min':>8} {'e2e med':>8} {'timed':>8} {'overhead':>9} {'CPU med':>8}  target")
+    for name, rows in results.items():
+        walls = [w for w, _, _ in rows]
+        timed = statistics.median(t for _, t, _ in rows)
+        cpu = statistics.median(c for _, _, c in rows)
+        target = SINGLE[name][2]
+        print(f"  {name:8} {min(walls):8.2f} {statistics.median(walls):8.2f} {timed:8.4f} "
+              f"{min(walls) - timed:9.2f} {cpu:8.2f}  <= {target:g} s: {_verdict(min(walls) <= target)}")  # fmt: skip
+
+
+def print_workflow(study: str, w: dict[str, float]) -> None:
+    """The study's wall, timed share, overhead per job, targets (the default study's)."""
+    share = w["timed"] / w["wall"] if w["wall"] else 0.0
+    per_job = (w["wall"] - w["timed"]) / max(w["jobs"], 1)
+    print(f"workflow ({study} study, snakemake, every rule): {w['wall']:.1f} s wall, {w['jobs']:.0f} bench jobs, "
+          f"timed steps {w['timed']:.1f} s = {100 * share:.1f} % of the wall time; "
+          f"overhead {per_job:.2f} s per job (jobs' own end-to-end: {w['job_walls']:.1f} s)")  # fmt: skip
+    if study == "default":
+        print(
+            f"  target wall <= {STUDY_TARGET_S:g} s: {_verdict(w['wall'] <= STUDY_TARGET_S)}; "
+            f"timed share >= {100 * SHARE_TARGET:g} %: {_verdict(share >= SHARE_TARGET)}"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure and print; exit 0 (targets are reported, not enforced)."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--runs", type=int, default=3, help="runs of each single job (default 3)")
+    p.add_argument("--workflow", choices=[*STUDIES, "none"], default="default", help="study to run in Snakemake")
+    p.add_argument("--checkout", type=Path, default=ROOT, help="the benchbench checkout to measure")
+    args = p.parse_args(argv)
+    checkout = args.checkout.resolve()
+    print(f"checkout {checkout}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs at the start")
+    print_single(single_jobs(checkout, args.runs))
+    if args.workflow != "none":
+        print_workflow(args.workflow, run_workflow(checkout, args.workflow))
+    print("batched launches: not built yet (see the study-throughput issue)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
