@@ -87,7 +87,8 @@ SCHEDULES: dict[str, Schedule] = {
         splits_backward=True,
     ),
     "zbv": Schedule(
-        "ScheduleZBVZeroBubble", "v", _zbv, "(p−1)/(6m+p−1) for m ≥ 2p", "Qi et al., zero bubble V, 2023", splits_backward=True
+        "ScheduleZBVZeroBubble", "v", _zbv, "(p−1)/(6m+p−1) for m ≥ 2p", "Qi et al., zero bubble V, 2023",
+        splits_backward=True,
     ),
     "dualpipev": Schedule(
         "ScheduleDualPipeV", "v", _dualpipev, "(p−1)/(6m+p−1) for m ≥ 2p (F = I = W, F&B = F + B)",
