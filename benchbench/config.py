@@ -165,6 +165,12 @@ def _semantic_errors(cfg: dict[str, Any]) -> list[str]:
             errors.append(f"strategy_defs.{name}.base: {fields['base']!r} is not allowed; allowed: {sorted(PRESETS)}")
         if name in PRESETS:
             errors.append(f"strategy_defs.{name}: {name!r} is a preset's name; allowed: a name that is not a preset")
+        mode = fields.get("activation_checkpoint", PRESETS.get(fields["base"], {}).get("activation_checkpoint", "none"))
+        if "ac_every" in fields and mode != "selective":  # full / none: every / no block, ac_every unused
+            errors.append(
+                f"strategy_defs.{name}.ac_every: {fields['ac_every']} set with activation_checkpoint {mode!r}; "
+                "allowed: only with 'selective' (checkpoint every ac_every-th block)"
+            )
     known = sorted(PRESETS) + sorted(cfg["strategy_defs"])
     errors += [
         f"strategies.{i}: {name!r} is not allowed; allowed: {known}, or predicted-top-K (K >= 1)"
