@@ -44,7 +44,7 @@ def _dualpipev(p: int, m: int, v: int) -> float | None:
 
     Derivation: torch's ``ScheduleDualPipeV`` action lists (2p stages, two per rank, V-shaped),
     replayed by :func:`benchbench.bubble.simulate` with unit durations, take 6m + (p − 1)
-    chunk-times for every (p, m ≥ 2p) tried (p = 2…4, m = 2p…8p: tests/test_bubble.py pins it);
+    chunk-times for every (p, m ≥ 2p) tried (p = 2…4, m = 2p…8p: tests/test_measurement.py pins it);
     each rank is busy 2 chunks × m × (F + I + W) = 6m, so the idle fraction is
     (p − 1)/(6m + p − 1). DeepSeek-V3's table (arXiv 2412.19437, Table 2; the DualPipe repository
     gives DualPipeV the same) counts the bubble as (PP/2 − 1)(F&B + B − 3W) with PP = 2p stages;
