@@ -68,6 +68,17 @@ def _describe_names(key: str, err: jsonschema.ValidationError) -> str | None:
     return None
 
 
+def _required_alternatives(err: jsonschema.ValidationError) -> str | None:
+    """An ``anyOf`` of ``required`` lists (a preset, or every size key): what the closest
+    alternative misses, and the alternatives; ``None`` for any other error."""
+    branches = err.validator_value if err.validator == "anyOf" else None
+    if not branches or not all(set(b) == {"required"} for b in branches) or not isinstance(err.instance, dict):
+        return None
+    closest = max(branches, key=lambda b: sum(k in err.instance for k in b["required"]))  # the one begun
+    missing = [k for k in closest["required"] if k not in err.instance]
+    return f"missing {missing}; allowed: {' or '.join(str(b['required']) for b in branches)}"
+
+
 def _describe(err: jsonschema.ValidationError) -> str:
     """One line: the key, the bad value, what is allowed."""
     key = _key(err.absolute_path)
@@ -85,6 +96,8 @@ def _describe(err: jsonschema.ValidationError) -> str:
         return f"{key}: the list is empty; allowed: a list of at least {err.validator_value} item(s)"
     if err.validator == "required":
         return f"{key}: {err.message}; required here: {err.validator_value}"
+    if (alternatives := _required_alternatives(err)) is not None:
+        return f"{key}: {alternatives}"
     if err.validator == "minProperties":
         return f"{key}: {err.message}" + (f" (allowed: {schema['description']})" if "description" in schema else "")
     return f"{key}: {err.message}" + (f" (allowed: {schema['description']})" if "description" in schema else "")
@@ -152,6 +165,12 @@ def _semantic_errors(cfg: dict[str, Any]) -> list[str]:
             errors.append(f"strategy_defs.{name}.base: {fields['base']!r} is not allowed; allowed: {sorted(PRESETS)}")
         if name in PRESETS:
             errors.append(f"strategy_defs.{name}: {name!r} is a preset's name; allowed: a name that is not a preset")
+        mode = fields.get("activation_checkpoint", PRESETS.get(fields["base"], {}).get("activation_checkpoint", "none"))
+        if "ac_every" in fields and mode != "selective":  # full / none: every / no block, ac_every unused
+            errors.append(
+                f"strategy_defs.{name}.ac_every: {fields['ac_every']} set with activation_checkpoint {mode!r}; "
+                "allowed: only with 'selective' (checkpoint every ac_every-th block)"
+            )
     known = sorted(PRESETS) + sorted(cfg["strategy_defs"])
     errors += [
         f"strategies.{i}: {name!r} is not allowed; allowed: {known}, or predicted-top-K (K >= 1)"

@@ -222,33 +222,51 @@ def _rank_stages(job: Any) -> list[list[int]]:
     return [stage_ids(plan.schedule, r, plan.pp, plan.virtual_stages) for r in range(plan.pp)]
 
 
+def _params_held(job: Any) -> float:
+    """Parameters of the rank holding the most (max over pipeline ranks), before data-parallel
+    sharding."""
+    from benchbench.models import model_info
+
+    plan = job.plan
+    n = plan.pp * plan.virtual_stages
+    if job.model_cfg["arch"] == "gpt":
+        return max(gpt_params_held(job.model_cfg, st, n, plan.tp) for st in _rank_stages(job))
+    if job.model_cfg["arch"] == "mlp":
+        return float(model_info(job.model_cfg).params)
+    from benchbench.costmodel.tensors import stage_tensors  # benchbench.archs: the meta model's declared split
+
+    return float(max(
+        sum(t.numel for s in st for t in stage_tensors(job.model_cfg, s, n, plan.tp)) for st in _rank_stages(job)
+    ))  # fmt: skip
+
+
+def _dp_flavour_applied(plan: Any) -> str:
+    wrap_dp = plan.dp > 1 or (plan.tp == 1 and plan.pp == 1)  # as parallelize applies it
+    return plan.dp_flavour if wrap_dp else "none"
+
+
 def model_state_estimate(job: Any, kind: str = "fp32-adamw") -> float:
     """Model-state bytes of the rank holding the most (max over pipeline ranks), as the plan
     shards them: ZeRO-1 (P_os) the optimizer state / dp; FSDP2 (ZeRO-3, P_os+g+p) all / dp;
     DDP, naive and single none. Not counted: AdamW's step counters (4 bytes per parameter tensor
     whose state the rank holds) and FSDP2's padding of dim 0 to a multiple of dp."""
-    from benchbench.models import model_info
-
     plan = job.plan
     p, g, o = BYTES_PER_PARAM[kind]
-    n = plan.pp * plan.virtual_stages
-    if job.model_cfg["arch"] == "gpt":
-        held = max(gpt_params_held(job.model_cfg, st, n, plan.tp) for st in _rank_stages(job))
-    elif job.model_cfg["arch"] == "mlp":
-        held = float(model_info(job.model_cfg).params)
-    else:  # benchbench.archs: read off the meta-built model's declared split (no memory)
-        from benchbench.costmodel.tensors import stage_tensors
-
-        held = float(max(
-            sum(t.numel for s in st for t in stage_tensors(job.model_cfg, s, n, plan.tp)) for st in _rank_stages(job)
-        ))  # fmt: skip
-    wrap_dp = plan.dp > 1 or (plan.tp == 1 and plan.pp == 1)  # as parallelize applies it
-    flavour = plan.dp_flavour if wrap_dp else "none"
+    held = _params_held(job)
+    flavour = _dp_flavour_applied(plan)
     if flavour == "fsdp":  # HSDP shards over its shard group only (plan.shard_size = dp_shard)
         return (p + g + o) * held / plan.shard_size
     if flavour == "zero1":
         return (p + g) * held + o * held / plan.dp
     return (p + g + o) * held
+
+
+def ddp_bucket_estimate(job: Any) -> float:
+    """Bytes of DDP's gradient buckets on the rank holding the most: DDP (and ZeRO-1, which wraps
+    it) keeps flat fp32 bucket tensors the size of every gradient for its all-reduce — a second
+    gradient-sized buffer beside ``.grad``, since benchbench's DDP does not set
+    ``gradient_as_bucket_view`` (docs/METRICS.md, ``grad_bytes``); 0 for the other flavours."""
+    return 4.0 * _params_held(job) if _dp_flavour_applied(job.plan) in ("ddp", "zero1") else 0.0
 
 
 def gpt_layer_activations(s: int, b: int, h: int, a: int, tp: int) -> float:

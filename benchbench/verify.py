@@ -250,11 +250,20 @@ def parallel_step(job: Job, device: torch.device, task: Any, dp_rank: int) -> tu
     return float(total[0] / total[1]), per_rank
 
 
+def is_reference(job: Job) -> bool:
+    """Whether the job is the reference itself: a single-process plan that changes nothing the
+    reference step does (no activation checkpointing, compile, float8 or accumulation). A
+    single-process plan that does is gated like any other (its one "rank" against the reference)."""
+    p = job.plan
+    changes = p.activation_checkpoint != "none" or p.compile or p.float8 or p.accum_steps != 1
+    return not job.distributed and not changes
+
+
 def verify_first_step(job: Job, device: torch.device, task: Any, dp_rank: int, rank: int) -> dict[str, Any] | None:
     """Run the gate on every rank; rank 0 returns its summary entries (``verify_*``), others ``None``.
 
     Untimed, and run after the timed measurements, so it adds nothing to their time or memory."""
-    if not job.distributed:
+    if is_reference(job):
         return _skipped("single-process plan: it is the reference")
     if model_info(job.model_cfg).params > MAX_REFERENCE_PARAMS:
         reason = f"model over {MAX_REFERENCE_PARAMS:.0e} parameters: no in-process reference"

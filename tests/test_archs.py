@@ -113,6 +113,12 @@ def test_preset_config_errors_name_the_key():
         check_config({**study, "models": {"v": {"arch": "vit", **PRESETS["vit"]["tiny"], "patch": 5}}})
     with pytest.raises(ConfigError, match=r"models\.l\.hidden: set next to preset '8b'"):
         check_config({**study, "models": {"l": {"arch": "llama", "preset": "8b", "hidden": 128}}})
+    no_rope = {k: v for k, v in tiny.items() if k != "rope_theta"}  # neither a preset nor every size key
+    with pytest.raises(ConfigError, match=r"models\.l: missing \['rope_theta'\]; allowed: \['preset'\] or "):
+        check_config({**study, "models": {"l": {"arch": "llama", **no_rope}}})
+    with pytest.raises(ConfigError, match=r"models\.v: missing \['channels', 'classes'\]; allowed: \['preset'\] or "):
+        check_config({**study, "models": {"v": {"arch": "vit", "image_size": 16, "patch": 4, "layers": 1,
+                                                "hidden": 32, "heads": 4, "mlp_hidden": 64}}})  # fmt: skip
 
 
 #: A representative few per architecture at 2 ranks (CI time is scarce; DDP wraps any module the

@@ -157,6 +157,11 @@ BAD = [
         ["strategy_defs.t.tp: 'two' is not valid under any of the given schemas (allowed: an integer >= 1, or 'all')"],
     ),
     (
+        "strategy-def-ac-every-without-selective",
+        VALID + "strategy_defs:\n  ac3: {base: ddp-ac, ac_every: 3}\n",
+        ["strategy_defs.ac3.ac_every: 3 set with activation_checkpoint 'full'; allowed: only with 'selective'"],
+    ),
+    (
         "strategy-def-unknown-base",
         VALID + "strategy_defs:\n  small: {base: ddp2}\n",
         ["strategy_defs.small.base: 'ddp2' is not allowed; allowed: ['3d', "],

@@ -135,3 +135,31 @@ def test_the_cp_position_buffer_and_the_float8_filter_on_cpu():
     assert not torch.equal(model(x), before)
     converted = {n for n, m in model.named_modules() if keep_in_float8(m, n)}
     assert "blocks.0.attn.q" in converted and "blocks.1.mlp.fc2" in converted and "head" not in converted
+
+
+@pytest.mark.parametrize("changes", [{"float8": True}, {"float8": True, "activation_checkpoint": "full"}])
+def test_the_single_process_path_applies_the_plans_model_steps(monkeypatch, changes):
+    """A single-process plan (``{base: single, float8: true}`` expands on a float8 GPU) runs the
+    same model steps as the distributed path: float8 is not dropped silently on the one-process
+    path while the record calls the plan lossy (torchao swapped for a marker: CPU)."""
+    from dataclasses import replace
+
+    import torch
+
+    from benchbench.strategies import parallelize as par
+    from benchbench.strategies.checkpointing import MARK
+    from tests.conftest import make_test_job
+
+    def mark(model):
+        model._benchbench_float8 = True
+        return model
+
+    monkeypatch.setattr(par, "apply_float8", mark)
+    job = make_test_job("single", 1)
+    job = job.replace(plan=replace(job.plan, **changes))
+    (model,) = par.parallelize(job, torch.device("cpu"), lambda out, y: out.sum()).modules
+    assert getattr(model, "_benchbench_float8", False), "float8 ignored on the single-process path"
+    checkpointed = all(getattr(b, MARK, False) for b in model.blocks.values())
+    assert checkpointed == (changes.get("activation_checkpoint") == "full")
+    reference = par.materialize(par.build_model(job.model_cfg), torch.device("cpu"), job.seed)
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), reference.parameters(), strict=True))

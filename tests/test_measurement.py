@@ -47,38 +47,48 @@ def test_replayed_schedule_with_equal_stages_is_the_closed_form(order, p, m):
     assert simulated == pytest.approx((p - 1) / (m + p - 1)) == pytest.approx(measured)
 
 
-def dualpipev(p: int, m: int) -> list[list[tuple]]:
-    """Every rank's actions in torch's own ``ScheduleDualPipeV`` order (overlapped F&B pairs run
-    one after the other, as torch runs them), with F = I = W = 1 and a full backward B = 2."""
+def torch_order(schedule: str, p: int, m: int) -> list[list[tuple]]:
+    """Every rank's actions in torch's own order for ``schedule`` (2 stages per rank; overlapped
+    F&B pairs run one after the other, as torch runs them), with F = I = W = 1 and a full backward
+    B = 2."""
     from types import SimpleNamespace
 
-    from torch.distributed.pipelining.schedules import ScheduleDualPipeV
+    from benchbench.strategies.schedules import schedule_class
 
     kinds = {"FORWARD": ("F", 1.0), "FULL_BACKWARD": ("B", 2.0), "BACKWARD_INPUT": ("I", 1.0),
              "BACKWARD_WEIGHT": ("W", 1.0)}  # fmt: skip
     ranks = []
-    for r in range(p):
-        fake = SimpleNamespace(pp_group_size=p, _n_microbatches=m)  # what the order is computed from
-        order = ScheduleDualPipeV._calculate_single_rank_operations(fake, r)
-        subs = [s for a in order for s in (a.sub_actions or (a,))]
+    for r in range(p):  # what the orders are computed from
+        fake = SimpleNamespace(pp_group_size=p, _n_microbatches=m, n_local_stages=2, _num_stages=2 * p,
+                               num_stages=2 * p, rank=r, microbatches_per_round=p)  # fmt: skip
+        order = schedule_class(schedule)._calculate_single_rank_operations(fake, r)
+        subs = [s for a in order if a is not None for s in (a.sub_actions or (a,))]
         ranks.append([(*kinds[s.computation_type.name][:1], s.stage_index, s.microbatch_index,
                        kinds[s.computation_type.name][1]) for s in subs])  # fmt: skip
     return ranks
 
 
-@pytest.mark.parametrize(("p", "m"), [(2, 4), (2, 5), (2, 16), (3, 6), (3, 9), (4, 8), (4, 12), (4, 32)])
-def test_dualpipev_replay_is_its_closed_form(p, m):
-    """The table's DualPipeV bubble (schedules.py) is what torch's own action order idles with
-    equal F, I, W and free transfers: makespan 6m + p − 1 chunk-times on every rank's busy 6m."""
+REPLAYED = [(s, p, m) for s in ("dualpipev", "zbv", "interleaved-zb", "interleaved-1f1b")
+            for p, m in [(2, 4), (2, 5), (2, 16), (3, 6), (3, 9), (4, 8), (4, 12), (4, 32)]
+            if s.startswith(("dualpipev", "zbv")) or m % p == 0]  # looped: m a multiple of p (plan rules)
+
+
+@pytest.mark.parametrize(("schedule", "p", "m"), REPLAYED)
+def test_multi_stage_replay_is_its_closed_form(schedule, p, m):
+    """The table's bubble (schedules.py) of each 2-stage-per-rank schedule is what torch's own
+    action order idles with equal F, I, W and free transfers (DualPipeV, ZB-V: makespan 6m + p − 1
+    chunk-times on every rank's busy 6m; ZB-V's is not its paper's 0)."""
     from benchbench.strategies.schedules import SCHEDULES
 
-    actions = dualpipev(p, m)
-    assert all(sum(a[3] for a in acts) == 6 * m for acts in actions)
+    actions = torch_order(schedule, p, m)
+    busy = {sum(a[3] for a in acts) for acts in actions}
+    assert busy == {6 * m}
     makespan = simulate(actions, 2 * p)
-    assert makespan == pytest.approx(6 * m + p - 1)
     _, simulated = step_bubbles(actions, [makespan] * p, 2 * p)
-    assert simulated == pytest.approx(SCHEDULES["dualpipev"].bubble(p, m, 2))
-    assert SCHEDULES["dualpipev"].bubble(p, 2 * p - 1, 2) is None  # torch refuses m < 2p
+    assert simulated == pytest.approx(SCHEDULES[schedule].bubble(p, m, 2))
+    if SCHEDULES[schedule].layout == "v":
+        assert makespan == pytest.approx(6 * m + p - 1)
+        assert SCHEDULES[schedule].bubble(p, 2 * p - 1, 2) is None  # torch refuses m < 2p
 
 
 @pytest.mark.parametrize("shapes", [(4, 4, 4, 4), (4, 4, 4, 5)])

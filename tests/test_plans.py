@@ -118,7 +118,7 @@ def test_theoretical_bubble_formulas():
     assert theoretical_bubble(resolve_plan("pp-1f1b", 2)) == pytest.approx(1 / 5)  # (p-1)/(m+p-1), m=4
     assert theoretical_bubble(resolve_plan("pp-gpipe", 4)) == pytest.approx(3 / 7)
     assert theoretical_bubble(resolve_plan("pp-interleaved", 2)) == pytest.approx(1 / 9)  # v=2: (p-1)/(vm+p-1)
-    assert theoretical_bubble(resolve_plan("pp-zbv", 2)) == 0.0
+    assert theoretical_bubble(resolve_plan("pp-zbv", 2)) == pytest.approx(1 / 25)  # its replay: (p-1)/(6m+p-1)
     assert theoretical_bubble(resolve_plan("pp-dualpipev", 2)) == pytest.approx(1 / 25)  # (p-1)/(6m+p-1), m=4
     assert theoretical_bubble(resolve_plan("ddp", 2)) is None
 

@@ -18,7 +18,8 @@ TWO_RANK_EXACT = [
 ]  # fmt: skip
 FOUR_RANK = ["fsdp-tp", "ddp-pp", "hsdp"]  # hybrids need >= 2 ranks per named dimension; 3d (8 ranks): test_gate.py
 AC_DEFS = {"tp-ac": {"base": "tp", "activation_checkpoint": "full"},
-           "pp-ac": {"base": "pp-1f1b", "activation_checkpoint": "selective", "ac_every": 2}}  # fmt: skip
+           "pp-ac": {"base": "pp-1f1b", "activation_checkpoint": "selective", "ac_every": 2},
+           "single-ac": {"base": "single", "activation_checkpoint": "selective", "ac_every": 2}}  # fmt: skip
 LOSSY = ["ddp-fp16", "ddp-bf16", "ddp-powersgd"]
 
 
@@ -93,6 +94,18 @@ def test_compiled_blocks_pass_the_gate_and_compile_outside_the_timed_steps(cfg, 
     assert s["verify_verdict"] == "match" and s["verify_tolerance"] == 1e-4, s["verify_detail"]
     assert rec["applied"] == ["compile(4 blocks)", f"ddp({ws}, bucket=25MB)", "AdamW"]
     assert s["compile_time_s"] > 0 and s["compile_events_timed"] == 0
+
+
+def test_a_single_process_plan_with_model_steps_is_gated_not_taken_for_the_reference(cfg, single, tmp_path):
+    """``{base: single, activation_checkpoint: ...}`` changes the model, so it is not the reference:
+    the gate compares it with the plain single-process step (was: skipped, "it is the reference")."""
+    rec = run(cfg, tmp_path, "gpt", "single-ac", 1)
+    assert rec["status"] == "ok", rec["error"]
+    assert rec["applied"] == ["checkpoint(2/4 blocks)", "AdamW"]
+    assert deviation(rec, single) <= 1e-5
+    s = rec["summary"]
+    assert s["verify_verdict"] == "match" and s["verify_tolerance"] == 1e-4, s["verify_detail"]
+    assert single["summary"]["verify_verdict"] == "skipped"  # the plain single plan is the reference
 
 
 def test_hybrids_apply_every_dimension_they_name(cfg, tmp_path):

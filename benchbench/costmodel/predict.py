@@ -772,20 +772,21 @@ def rank_ops(ctx: Ctx, r: int) -> list[Op]:
 
 def memory(job: Job) -> tuple[float, float | None, float, str]:
     """Model state (:func:`~benchbench.memory.model_state_estimate`) and saved activations
-    (:func:`~benchbench.memory.activation_estimate`) of the rank holding the most; where the
+    (:func:`~benchbench.memory.activation_estimate`) of the rank holding the most, and the total,
+    which adds DDP's gradient buckets (:func:`~benchbench.memory.ddp_bucket_estimate`); where the
     activation estimate is not derived (bf16, sequence parallel) the fp32, non-SP figure of the
     same job stands in as an upper bound (said in the returned note)."""
     from dataclasses import replace
 
-    from benchbench.memory import activation_estimate, model_state_estimate
+    from benchbench.memory import activation_estimate, ddp_bucket_estimate, model_state_estimate
 
-    state = model_state_estimate(job)
+    state, buckets = model_state_estimate(job), ddp_bucket_estimate(job)
     act = activation_estimate(job)
-    note = ""
+    notes = [f"+ DDP gradient buckets {buckets / 1e9:.1f} GB"] if buckets else []
     if act is None:
         act = activation_estimate(job.replace(dtype="fp32", plan=replace(job.plan, sequence_parallel=False)))
-        note = "activations: fp32 non-SP upper bound"
-    return state, act, state + (act or 0.0), note
+        notes.append("activations: fp32 non-SP upper bound")
+    return state, act, state + (act or 0.0) + buckets, "; ".join(notes)
 
 
 def _infeasible(job: Job, cal: Calibration, reason: str) -> Prediction:

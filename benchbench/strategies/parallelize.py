@@ -223,9 +223,8 @@ def parallelize(
     optimizer ``optimizer`` (:data:`OPTIMIZERS`) at ``lr`` (default: the job's)."""
     plan = job.plan
     lr = job.lr if lr is None else lr
-    if not job.distributed:
-        model = apply_ac(seeded_model(job, device), plan.activation_checkpoint, plan.ac_every)
-        model = apply_compile(model, plan.compile)
+    if not job.distributed:  # the model steps a single process can run (float8, AC, compile), then weights
+        model = materialize(apply_model_steps(build_model(job.model_cfg), plan, None), device, job.seed)
         opt = replicated(list(model.parameters()), None, lr, optimizer)
         return Parallelized([model], opt, contextlib.nullcontext, None)
 
