@@ -116,12 +116,21 @@ def _run_batch(batch_file: Path, env: RankEnv, current: dict[str, Path]) -> None
             record["env"]["batch"] = {"index": entry["index"], "size": entry["size"]}
             write_record(record, entry["out"])
         leave()
-        _forget_compiled()
+        _between_jobs(device)
 
 
-def _forget_compiled() -> None:
-    """Between a batch's jobs: drop torch.compile's caches (if it was used), so that one job's
-    compiled graphs neither count against the next one's recompile limit nor serve it."""
+def _between_jobs(device: Any) -> None:
+    """After a batch's job: free what it left (its objects; on GPU the allocator's cached blocks,
+    so the next job starts from the memory it would have alone) and drop torch.compile's caches
+    (if it was used), so that its compiled graphs neither count against the next job's recompile
+    limit nor serve it."""
+    import gc
+
+    gc.collect()
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.empty_cache()
     dynamo = sys.modules.get("torch._dynamo")
     if dynamo is not None:
         dynamo.reset()

@@ -58,3 +58,15 @@ def test_failing_job_fails_alone_and_the_rest_relaunch(tmp_path, fault, monkeypa
     assert failed["env"]["batch"] == {"index": 1, "size": 3}
     assert results[2][0]["env"]["batch"] == {"index": 2, "size": 3}  # relaunched, still the batch's third
     assert test_faults._orphans(tmp_path) == []
+
+
+@pytest.mark.parametrize("bad", [0, 33, "2"])
+def test_jobs_per_launch_is_checked(bad):
+    import yaml
+
+    from benchbench.config import ROOT, ConfigError, check_config
+
+    study = yaml.safe_load((ROOT / "config/studies/ci.yaml").read_text())
+    assert check_config(dict(study))["jobs_per_launch"] == 1  # off unless asked for
+    with pytest.raises(ConfigError, match=r"jobs_per_launch: .*\(allowed: batched launches"):
+        check_config(dict(study, jobs_per_launch=bad), "test")

@@ -33,15 +33,15 @@ def batch_retry_token(members):
     return " ".join(sorted(t for t in tokens if t))
 
 
-def batch_resource(members, key):
-    """The batch's Slurm resource: its largest member's; runtime: the members' summed."""
+def batch_resources(members):
+    """The batch's Slurm resources: its largest member's, with the members' runtimes summed."""
     res = [job_resources(j, STUDY["slurm_exclusive"]) for j in members]
-    if key == "runtime":
-        return sum(r["runtime"] for r in res)
-    return max(res, key=lambda r: (r["nodes"] or 0, r["tasks"] or 0))[key]
+    largest = max(res, key=lambda r: (r["nodes"] or 0, r["tasks"] or 0))
+    return {**largest, "runtime": sum(r["runtime"] for r in res)}
 
 
 for _k, _members in enumerate(BATCHES):
+    _res = batch_resources(_members)
 
     rule:
         name:
@@ -59,16 +59,16 @@ for _k, _members in enumerate(BATCHES):
         priority: repeat_priority(_wildcards_of(_members[0]))
         resources:
             bench_slots=1,
-            runtime=batch_resource(_members, "runtime"),
-            nodes=batch_resource(_members, "nodes"),
-            tasks=batch_resource(_members, "tasks"),
-            tasks_per_node=batch_resource(_members, "tasks_per_node"),
-            cpus_per_task=batch_resource(_members, "cpus_per_task"),
-            mem_mb_per_cpu=batch_resource(_members, "mem_mb_per_cpu"),
-            gres=batch_resource(_members, "gres"),
-            tasks_per_gpu=batch_resource(_members, "tasks_per_gpu"),
-            mpi=batch_resource(_members, "mpi"),
-            slurm_extra=batch_resource(_members, "slurm_extra"),
+            runtime=_res["runtime"],
+            nodes=_res["nodes"],
+            tasks=_res["tasks"],
+            tasks_per_node=_res["tasks_per_node"],
+            cpus_per_task=_res["cpus_per_task"],
+            mem_mb_per_cpu=_res["mem_mb_per_cpu"],
+            gres=_res["gres"],
+            tasks_per_gpu=_res["tasks_per_gpu"],
+            mpi=_res["mpi"],
+            slurm_extra=_res["slurm_extra"],
         conda:
             CONDA_ENV
         shell:
