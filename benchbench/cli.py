@@ -57,7 +57,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_run_batch(args: argparse.Namespace) -> int:
-    from benchbench.batch import run_batch
+    from benchbench.batch import check_batch, run_batch
     from benchbench.launch import run_job
     from benchbench.record import job_from_json
     from benchbench.study import job_infeasible_reason
@@ -69,6 +69,10 @@ def _cmd_run_batch(args: argparse.Namespace) -> int:
         raise ConfigError(f"--specs: {e}") from None
     if len(jobs) != len(args.out):
         raise ConfigError(f"--specs: {len(jobs)} jobs but {len(args.out)} --out paths")
+    try:
+        check_batch(jobs)
+    except ValueError as e:
+        raise ConfigError(f"--specs: {e}") from None
     reasons = [job_infeasible_reason(j) for j in jobs]
     for job, out, reason in zip(jobs, args.out, reasons, strict=True):
         if reason is not None:

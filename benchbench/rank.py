@@ -152,8 +152,9 @@ def main(argv: list[str] | None = None, body: Callable[[Path, Path, RankEnv], No
     env = RankEnv(int(os.environ.get("RANK") or os.environ.get("SLURM_PROCID") or 0))
     current = {"err_dir": args.err_dir}
     try:
-        if args.batch is None:
-            heartbeat.start(args.err_dir, env.rank)
+        if args.batch is not None:  # until the first job starts, failures are the first job's
+            current["err_dir"] = Path(json.loads(args.batch.read_text())[0]["err_dir"])
+        heartbeat.start(current["err_dir"], env.rank)
         env = rank_env()
         if args.batch is None:
             (body or _run)(args.job_file, args.out, env)

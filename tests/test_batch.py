@@ -70,3 +70,16 @@ def test_jobs_per_launch_is_checked(bad):
     assert check_config(dict(study))["jobs_per_launch"] == 1  # off unless asked for
     with pytest.raises(ConfigError, match=r"jobs_per_launch: .*\(allowed: batched launches"):
         check_config(dict(study, jobs_per_launch=bad), "test")
+
+
+def test_run_batch_command_refuses_a_mixed_batch(tmp_path, capsys):
+    import json
+
+    from benchbench.cli import main
+
+    specs = json.dumps([make_test_job("ddp", 2).to_dict(), make_test_job("ddp", 2, threads_per_rank=2).to_dict()])
+    assert main(["run-batch", "--specs", specs, "--out", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 2
+    assert "--specs: a batch's jobs must share" in capsys.readouterr().err
+    assert main(["run-batch", "--specs", specs, "--out", str(tmp_path / "a.json")]) == 2
+    assert "--specs: 2 jobs but 1 --out paths" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # nothing launched, no record
