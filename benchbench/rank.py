@@ -121,9 +121,9 @@ def _run_batch(batch_file: Path, env: RankEnv, current: dict[str, Path]) -> None
 
 def _between_jobs(device: Any) -> None:
     """After a batch's job: free what it left (its objects; on GPU the allocator's cached blocks,
-    so the next job starts from the memory it would have alone) and drop torch.compile's caches
-    (if it was used), so that its compiled graphs neither count against the next job's recompile
-    limit nor serve it."""
+    on CPU the heap glibc keeps, so the next job's peak memory starts from what it would alone)
+    and drop torch.compile's caches (if it was used), so that its compiled graphs neither count
+    against the next job's recompile limit nor serve it."""
     import gc
 
     gc.collect()
@@ -131,6 +131,13 @@ def _between_jobs(device: Any) -> None:
         import torch
 
         torch.cuda.empty_cache()
+    elif sys.platform.startswith("linux"):
+        import ctypes
+
+        try:  # give the freed heap back to the kernel: the next job's peak RSS starts from the baseline
+            ctypes.CDLL(None).malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
     dynamo = sys.modules.get("torch._dynamo")
     if dynamo is not None:
         dynamo.reset()
