@@ -88,3 +88,14 @@ def test_run_batch_command_refuses_a_mixed_batch(tmp_path, capsys):
     assert main(["run-batch", "--specs", specs, "--out", str(tmp_path / "a.json")]) == 2
     assert "--specs: 2 jobs but 1 --out paths" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []  # nothing launched, no record
+
+
+@pytest.mark.parametrize("launcher", ["torchrun", "srun"])
+def test_batched_launch_command_passes_the_batch_file(launcher, tmp_path):
+    from benchbench.launch import rank_command
+
+    job = make_test_job("ddp", 2)
+    cmd = rank_command(job, tmp_path / "job.json", tmp_path / "r.json", tmp_path, launcher, 1234,
+                       rank_args=["--batch", str(tmp_path / "batch.json")])  # fmt: skip
+    assert cmd[-4:] == ["-m", "benchbench.rank", "--batch", str(tmp_path / "batch.json")]
+    assert "--job-file" not in cmd and (cmd[0] == "srun") == (launcher == "srun")
