@@ -34,7 +34,14 @@ report: "workflow/report/workflow.rst"  # snakemake --report: figures and tables
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/bench.smk"
+if STUDY["jobs_per_launch"] > 1:  # batched launches (opt-in)
+
+    include: "workflow/rules/bench_batch.smk"
+
+else:
+
+    include: "workflow/rules/bench.smk"
+
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/plot.smk"
 include: "workflow/rules/costmodel.smk"

@@ -56,6 +56,49 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0 if args.allow_failed else 1
 
 
+def _cmd_run_batch(args: argparse.Namespace) -> int:
+    from benchbench.batch import check_batch, run_batch
+    from benchbench.launch import run_job
+    from benchbench.record import job_from_json
+    from benchbench.study import job_infeasible_reason
+
+    try:
+        text = Path(args.specs[1:]).read_text() if args.specs.startswith("@") else args.specs
+        jobs = [job_from_json(j) for j in json.loads(text)]
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise ConfigError(f"--specs: {e}") from None
+    if len(jobs) != len(args.out):
+        raise ConfigError(f"--specs: {len(jobs)} jobs but {len(args.out)} --out paths")
+    try:
+        check_batch(jobs)
+    except ValueError as e:
+        raise ConfigError(f"--specs: {e}") from None
+    reasons = [job_infeasible_reason(j) for j in jobs]
+    for job, out, reason in zip(jobs, args.out, reasons, strict=True):
+        if reason is not None:
+            run_job(job, out, reason)  # its infeasible record; the rest launch without it
+    runnable = [(j, o) for j, o, r in zip(jobs, args.out, reasons, strict=True) if r is None]
+    results = []
+    if runnable:
+        results = run_batch([j for j, _ in runnable], [o for _, o in runnable], args.launcher,
+                            timed_alone=not args.timed_shared, retry_of=args.retry_of or None)  # fmt: skip
+    for record, written in results:
+        print(f"{record['job']['id']}: {record['status']} (batched) -> {written}")
+    failed = any(r is not None for r in reasons) or any(rec["status"] != "ok" for rec, _ in results)
+    return 1 if failed and not args.allow_failed else 0
+
+
+def _add_run_batch(sub: argparse._SubParsersAction) -> None:
+    r = sub.add_parser("run-batch", help="run several jobs in one launch of ranks (batched), one record each")
+    r.add_argument("--specs", required=True, help="the jobs as a JSON list (records' 'job'), or @FILE")
+    r.add_argument("--out", required=True, nargs="+", help="where to write each job's record, in order")
+    r.add_argument("--launcher", choices=["auto", "torchrun", "srun"], default="auto", help="as for run")
+    r.add_argument("--allow-failed", action="store_true", help="exit 0 when a failed/infeasible record was written")
+    r.add_argument("--timed-shared", action="store_true", help="other timed jobs may run beside these (recorded)")
+    r.add_argument("--retry-of", default="", help="the workflow's retry token, kept in each record")
+    r.set_defaults(func=_cmd_run_batch)
+
+
 def _cmd_matrix(args: argparse.Namespace) -> int:
     from benchbench.config import DEFAULT_CONFIG
     from benchbench.layout import StudyLayout
@@ -431,6 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="benchbench", description="Benchmark parallel training strategies.")
     sub = p.add_subparsers(dest="command", required=True)
     _add_run(sub)
+    _add_run_batch(sub)
 
     m = sub.add_parser("matrix", help="print the jobs a study expands to, and what it drops")
     m.add_argument("--config", help="study config (default: config/config.yaml)")

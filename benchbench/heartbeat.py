@@ -32,23 +32,29 @@ def _write() -> None:
     os.pwrite(fd, line.ljust(_WIDTH - 1).encode()[: _WIDTH - 1] + b"\n", 0)  # type: ignore[arg-type]
 
 
-def _touch(fd: int) -> None:
+def _touch() -> None:
     while True:
         time.sleep(LIVENESS_S)
         try:
-            os.utime(fd)
-        except OSError:
-            return
+            os.utime(_state["fd"])  # type: ignore[arg-type]
+        except (OSError, TypeError):
+            continue  # the file just moved (start again): touch the new one next time
 
 
 def start(directory: str | Path, rank: int) -> None:
-    """Start this rank's heartbeat file under ``directory`` and its liveness thread."""
+    """Start this rank's heartbeat file under ``directory`` and its liveness thread; called
+    again (a batched launch's next job, :mod:`benchbench.rank`), it moves the heartbeat to the new
+    ``directory``, steps back at 0 and phase ``start``, and the one liveness thread follows."""
     path = Path(directory) / "hb"
     path.mkdir(parents=True, exist_ok=True)
     fd = os.open(path / f"rank{rank}", os.O_RDWR | os.O_CREAT, 0o644)
-    _state["fd"] = fd
+    old = _state["fd"]
+    _state.update(fd=fd, steps=0, phase="start", wall=0.0)
     _write()
-    threading.Thread(target=_touch, args=(fd,), daemon=True, name="benchbench-heartbeat").start()
+    if old is None:
+        threading.Thread(target=_touch, daemon=True, name="benchbench-heartbeat").start()
+    else:
+        os.close(old)  # type: ignore[arg-type]
 
 
 def phase(name: str) -> None:

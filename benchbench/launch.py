@@ -69,6 +69,7 @@ def _torchrun_rendezvous(port: int | None) -> list[str]:
     return [*rdzv, f"--rdzv-id=benchbench-{os.getpid()}-{port}"]
 
 
+# long: the three launchers' command lines side by side
 def rank_command(
     job: Job,
     job_file: Path,
@@ -77,11 +78,13 @@ def rank_command(
     launcher: str = "torchrun",
     port: int | None = None,
     module: str = RANK_MODULE,
+    rank_args: list[str] | None = None,
 ) -> list[str]:
     """The command line that starts every rank of ``job``; ``port``: torchrun's rendezvous port
     (else ``--standalone``; srun's ranks take theirs from BENCHBENCH_MASTER_PORT); ``module``: the
-    rank entry point (:mod:`benchbench.rank`, or the calibration's), which takes the same options."""
-    rank = ["-m", module, "--job-file", str(job_file), "--out", str(out), "--err-dir", str(err_dir)]
+    rank entry point (:mod:`benchbench.rank`, or the calibration's), which takes the same options;
+    ``rank_args``: its options instead of ``--job-file/--out/--err-dir`` (a batch's ``--batch F``)."""
+    rank = ["-m", module, *(rank_args or ["--job-file", str(job_file), "--out", str(out), "--err-dir", str(err_dir)])]
     if not job.distributed:
         return [sys.executable, *rank]
     if launcher == "srun":
@@ -289,11 +292,11 @@ class Attempt:
     watch: Watch
 
 
-def _run_ranks(cmd: list[str], env: dict[str, str], job: Job, tmpdir: Path, started: float) -> Attempt:
-    """Run the launcher in its own session, polling the heartbeats; kill the job on the watchdog's
-    verdict (its clock runs from ``started``), and kill whatever of it is left on every way out."""
+def _run_ranks(cmd: list[str], env: dict[str, str], watch: Any, tmpdir: Path) -> Attempt:
+    """Run the launcher in its own session, polling the heartbeats (``watch``: a :class:`Watch`,
+    or a batch's :class:`BatchWatch`); kill the job on the watchdog's verdict, and kill whatever
+    of it is left on every way out."""
     log_path = tmpdir / "launcher.log"
-    watch = Watch(job, tmpdir, started)
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent
@@ -421,10 +424,19 @@ def launch_ranks(job: Job, tmpdir: Path, launcher: str = "auto", module: str = R
         raise
 
 
-def _launch(job: Job, tmpdir: Path, launcher: str, env: dict[str, str], module: str = RANK_MODULE) -> Attempt:
+def _launch(
+    job: Job,
+    tmpdir: Path,
+    launcher: str,
+    env: dict[str, str],
+    module: str = RANK_MODULE,
+    batch: Any = None,
+) -> Attempt:
     """Launch the ranks; relaunch on a fresh port while the rendezvous finds its port in use
     (before any step ran, :data:`PORT_RETRIES` times). BENCHBENCH_MASTER_PORT, if set, is the
-    first try's port; srun always gets a port the parent picked (rank 0 runs on this host)."""
+    first try's port; srun always gets a port the parent picked (rank 0 runs on this host).
+    ``batch``: a batched launch (:class:`benchbench.batch.Batch`: its rank options, folders and
+    watchdog)."""
     port = int(env["BENCHBENCH_MASTER_PORT"]) if env.get("BENCHBENCH_MASTER_PORT") else None
     started = time.monotonic()  # retries share the job's timeout
     for retry in range(PORT_RETRIES + 1):
@@ -432,16 +444,19 @@ def _launch(job: Job, tmpdir: Path, launcher: str, env: dict[str, str], module: 
             port = free_port()
         if port is not None:
             env = {**env, "BENCHBENCH_MASTER_PORT": str(port)}
-        cmd = rank_command(job, tmpdir / "job.json", tmpdir / "record.json", tmpdir, launcher, port, module)
-        attempt = _run_ranks(cmd, env, job, tmpdir, started)
+        args = batch.rank_args if batch else None
+        cmd = rank_command(job, tmpdir / "job.json", tmpdir / "record.json", tmpdir, launcher, port, module, args)
+        watch = batch.watch(started) if batch else Watch(job, tmpdir, started)
+        attempt = _run_ranks(cmd, env, watch, tmpdir)
         stepped = any(b.steps for b in attempt.watch.beats.values())
         in_use = attempt.code != 0 and not attempt.killed and not stepped and _port_in_use(tmpdir, attempt.output)
         if not in_use or retry == PORT_RETRIES:
             return attempt
         sys.stderr.write(f"rendezvous port {port} in use: relaunching on a fresh port\n")
-        shutil.rmtree(tmpdir / "hb", ignore_errors=True)
-        for stale in tmpdir.glob("rank*"):
-            stale.unlink()
+        for folder in batch.folders if batch else [tmpdir]:
+            shutil.rmtree(folder / "hb", ignore_errors=True)
+            for stale in folder.glob("rank*"):
+                stale.unlink()
         port = free_port()
     raise AssertionError("unreachable")
 

@@ -89,23 +89,87 @@ def _run(job_file: Path, out: Path, env: RankEnv) -> None:
     leave()
 
 
+def _run_batch(batch_file: Path, env: RankEnv, current: dict[str, Path]) -> None:
+    """A batched launch (``--batch F``): the jobs of ``F`` (a JSON list of ``{job, out, err_dir,
+    index, size}``, same world size, hardware and threads) one after another in this process,
+    joining the process group once. Each job moves the heartbeat and the error files to its own
+    ``err_dir`` (``current``), trains (:func:`~benchbench.train.run_rank`: its own timing,
+    peak-memory reset and verification), and rank 0 writes its record, ``env.batch`` set; all
+    ranks then meet at a barrier. A job that raises ends the launch (the parent records it and
+    relaunches the rest)."""
+    from benchbench.job import Job
+    from benchbench.record import write_record
+    from benchbench.train import run_rank, setup_device
+
+    device = None
+    for entry in json.loads(batch_file.read_text()):
+        current["err_dir"] = Path(entry["err_dir"])
+        heartbeat.start(current["err_dir"], env.rank)
+        job = Job.from_dict(entry["job"])
+        if device is None:
+            device = join(job, env)
+        else:
+            setup_device(job, env)
+            heartbeat.phase("build")
+        record = run_rank(job, env, device)
+        if record is not None:
+            record["env"]["batch"] = {"index": entry["index"], "size": entry["size"]}
+            write_record(record, entry["out"])
+        leave()
+        _between_jobs(device)
+
+
+def _between_jobs(device: Any) -> None:
+    """After a batch's job: free what it left (its objects; on GPU the allocator's cached blocks,
+    on CPU the heap glibc keeps, so the next job's peak memory starts from what it would alone)
+    and drop torch.compile's caches (if it was used), so that its compiled graphs neither count
+    against the next job's recompile limit nor serve it."""
+    import gc
+
+    gc.collect()
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.empty_cache()
+    elif sys.platform.startswith("linux"):
+        import ctypes
+
+        try:  # give the freed heap back to the kernel: the next job's peak RSS starts from the baseline
+            ctypes.CDLL(None).malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
+    dynamo = sys.modules.get("torch._dynamo")
+    if dynamo is not None:
+        dynamo.reset()
+
+
 def main(argv: list[str] | None = None, body: Callable[[Path, Path, RankEnv], None] | None = None) -> int:
     """One rank: heartbeat, identity, ``body(job_file, out, env)`` (default: train the job), the
     error files on any exception; another entry point (``benchbench.costmodel.calibrate_rank``)
     passes its own ``body`` and gets the same error handling and teardown."""
     parser = argparse.ArgumentParser(prog="benchbench.rank")
-    parser.add_argument("--job-file", required=True, type=Path, help="the job as JSON (Job.to_dict)")
-    parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--err-dir", required=True, type=Path)
+    parser.add_argument("--job-file", type=Path, help="the job as JSON (Job.to_dict)")
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--err-dir", type=Path)
+    parser.add_argument("--batch", type=Path, help="a batched launch: its jobs as JSON (see _run_batch)")
     args = parser.parse_args(argv)
+    if args.batch is None and None in (args.job_file, args.out, args.err_dir):
+        parser.error("--job-file, --out and --err-dir are required without --batch")
     die_with_parent()
     env = RankEnv(int(os.environ.get("RANK") or os.environ.get("SLURM_PROCID") or 0))
+    current = {"err_dir": args.err_dir}
     try:
-        heartbeat.start(args.err_dir, env.rank)
+        if args.batch is not None:  # until the first job starts, failures are the first job's
+            current["err_dir"] = Path(json.loads(args.batch.read_text())[0]["err_dir"])
+        heartbeat.start(current["err_dir"], env.rank)
         env = rank_env()
-        (body or _run)(args.job_file, args.out, env)
+        if args.batch is None:
+            (body or _run)(args.job_file, args.out, env)
+        else:
+            _run_batch(args.batch, env, current)
     except BaseException as exc:
-        _write_error(args.err_dir, env.rank, exc)
+        if current["err_dir"] is not None:
+            _write_error(current["err_dir"], env.rank, exc)
         return 1
     finally:
         import torch.distributed as dist

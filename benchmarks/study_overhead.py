@@ -2,7 +2,7 @@
 for a whole study run through Snakemake, and the share of wall time spent in timed steps.
 
     PYTHONPATH=. .venv/bin/python benchmarks/study_overhead.py [--runs 3] [--workflow default|ci|none]
-        [--checkout DIR]
+        [--checkout DIR] [--batch 4] [--jobs-per-launch K]
 
 * **single jobs** — ``benchbench run`` of a tiny GPT (1 layer, hidden 32) with 1 warm-up and 1 timed
   step: ``single`` at 1 rank and ``ddp`` at 2 ranks, ``--runs`` times each, interleaved. End to end
@@ -11,10 +11,15 @@ for a whole study run through Snakemake, and the share of wall time spent in tim
   into a temporary folder, every rule (bench, aggregate, plot, calibrate, predict, report): its wall
   time, the timed steps of all records, their share of the wall time, and the overhead per bench job.
 
+* **batched** — ``benchbench run-batch`` of ``--batch`` tiny 2-rank DDP jobs (seeds 0, 1, ...) in
+  one launch against one such job alone: the overhead each extra job adds, (end-to-end of the
+  batch − of one job − the extra jobs' timed steps) / (jobs − 1). ``--jobs-per-launch K`` runs the
+  workflow batched (the study's ``jobs_per_launch``).
+
 ``--checkout DIR`` runs another checkout's benchbench (the commands get ``PYTHONPATH=DIR``), for
 before/after figures. Targets (the study-throughput issue, on this 2-core machine): tiny 1-rank job
-<= 2.5 s, 2-rank <= 4 s, the default study <= 120 s in Snakemake with timed steps >= 35 % of its
-wall time. On a shared machine every figure is inflated; take the minimum over runs.
+<= 2.5 s, 2-rank <= 4 s, batched <= 0.5 s per extra job, the default study <= 120 s in Snakemake
+with timed steps >= 35 % of its wall time. On a shared machine every figure is inflated; take the minimum over runs.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ threads_per_rank: 1
 """
 SINGLE = {"1-rank": ("single", 1, 2.5), "2-rank": ("ddp", 2, 4.0)}  # name: strategy, ranks, target (s)
 STUDY_TARGET_S, SHARE_TARGET = 120.0, 0.35
+BATCH_TARGET_S = 0.5  # overhead per extra job of a batched launch
 STUDIES = {"default": None, "ci": ROOT / "config/studies/ci.yaml"}
 
 
@@ -91,13 +97,55 @@ def single_jobs(checkout: Path, runs: int) -> dict[str, list[tuple[float, float,
     return results
 
 
-def run_workflow(checkout: Path, study: str) -> dict[str, float]:
+def run_batch(checkout: Path, tmp: Path, n: int) -> tuple[float, float]:
+    """``benchbench run-batch`` of ``n`` tiny 2-rank DDP jobs (seeds 0..n-1): (end to end s, timed
+    steps s of all its records)."""
+    sys.path.insert(0, str(checkout))
+    from benchbench.config import load_config
+    from benchbench.study import make_job
+
+    job, _ = make_job(load_config(str(tmp / "tiny.yaml")), "tiny-gpt", "cpu-local", "ddp", 2, 0)
+    specs = [job.replace(seed=s).to_dict() for s in range(n)]
+    outs = [str(tmp / f"batch{n}-{k}.json") for k in range(n)]
+    cmd = [sys.executable, "-m", "benchbench", "run-batch", "--specs", json.dumps(specs), "--out", *outs]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, env=_env(checkout), cwd=tmp, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"benchbench run-batch failed:\n{proc.stdout}\n{proc.stderr}")
+    return wall, sum(timed_steps(json.loads(Path(o).read_text())) for o in outs)
+
+
+def batched(checkout: Path, runs: int, n: int) -> list[float]:
+    """Overhead per extra job of a batch of ``n``, per run (a batch of 1 and of ``n``, interleaved)."""
+    per_extra = []
+    with tempfile.TemporaryDirectory() as t:
+        tmp = Path(t)
+        (tmp / "tiny.yaml").write_text(TINY)
+        for _ in range(runs):
+            one, one_timed = run_batch(checkout, tmp, 1)
+            many, many_timed = run_batch(checkout, tmp, n)
+            per_extra.append((many - one - (many_timed - one_timed)) / (n - 1))
+    return per_extra
+
+
+def print_batched(n: int, per_extra: list[float]) -> None:
+    """The batched overhead per extra job (min, median) and its target."""
+    best = min(per_extra)
+    print(f"batched ({n} tiny 2-rank DDP jobs in one launch vs one): overhead per extra job "
+          f"{best:.2f} s min, {statistics.median(per_extra):.2f} s median; "
+          f"target <= {BATCH_TARGET_S:g} s: {_verdict(best <= BATCH_TARGET_S)}")  # fmt: skip
+
+
+def run_workflow(checkout: Path, study: str, jobs_per_launch: int = 1) -> dict[str, float]:
     """The whole study through Snakemake in a temporary folder: wall, jobs, timed steps."""
     snakemake = Path(sys.executable).with_name("snakemake")
     with tempfile.TemporaryDirectory() as t:
         cmd = [str(snakemake), "-s", str(checkout / "Snakefile"), "--directory", t, "--quiet"]
         if STUDIES[study]:
             cmd += ["--configfile", str(STUDIES[study])]
+        if jobs_per_launch > 1:
+            cmd += ["--config", f"jobs_per_launch={jobs_per_launch}"]
         start = time.perf_counter()
         proc = subprocess.run(cmd, env=_env(checkout), cwd=checkout, capture_output=True, text=True)
         wall = time.perf_counter() - start
@@ -146,13 +194,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=3, help="runs of each single job (default 3)")
     p.add_argument("--workflow", choices=[*STUDIES, "none"], default="default", help="study to run in Snakemake")
     p.add_argument("--checkout", type=Path, default=ROOT, help="the benchbench checkout to measure")
+    p.add_argument("--batch", type=int, default=4, help="jobs of the batched case (default 4; 0: skip it)")
+    p.add_argument("--jobs-per-launch", type=int, default=1, help="run the workflow batched (default 1: not)")
     args = p.parse_args(argv)
     checkout = args.checkout.resolve()
     print(f"checkout {checkout}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs at the start")
     print_single(single_jobs(checkout, args.runs))
+    if args.batch > 1:
+        print_batched(args.batch, batched(checkout, args.runs, args.batch))
     if args.workflow != "none":
-        print_workflow(args.workflow, run_workflow(checkout, args.workflow))
-    print("batched launches: not built yet (see the study-throughput issue)")
+        print_workflow(args.workflow, run_workflow(checkout, args.workflow, args.jobs_per_launch))
     return 0
 
 

@@ -44,9 +44,9 @@ def test_large_study_benchmark_times_expansion_dag_and_floor():
 
 @pytest.mark.slow
 def test_study_overhead_benchmark_prints_overhead_and_targets():
-    proc = _run_script(str(ROOT / "benchmarks/study_overhead.py"), "--runs", "1", "--workflow", "none")
+    proc = _run_script(str(ROOT / "benchmarks/study_overhead.py"), "--runs", "1", "--workflow", "none", "--batch", "2")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    for figure in ("1-rank ", "2-rank ", "<= 2.5 s: ", "<= 4 s: "):
+    for figure in ("1-rank ", "2-rank ", "<= 2.5 s: ", "<= 4 s: ", "overhead per extra job ", "<= 0.5 s: "):
         assert figure in proc.stdout
 
 

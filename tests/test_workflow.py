@@ -129,3 +129,31 @@ def test_repeats_are_interleaved_across_configurations(tmp_path):
     for k in range(3):
         shuffled = random.Random(f"{study.get('seed', 0)}-{k}").sample(configs, len(configs))
         assert [c for c, r in started if int(r) == k] == [f"{m}/{h}/{s}/ws{n}" for m, h, s, n in shuffled]
+
+
+def test_batched_launches_keep_the_record_set_and_rerun_only_a_changed_batch(tmp_path):
+    """jobs_per_launch: 3 runs the CI study's bench jobs in batches (one rule each, its records
+    its outputs): every job's record, at its usual path, says which batch slot it ran in; a
+    changed model reruns the batches holding one of its jobs, and no other."""
+    study = yaml.safe_load((ROOT / "config/studies/ci.yaml").read_text()) | {"jobs_per_launch": 3}
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
+    snakemake = Path(sys.executable).with_name("snakemake")
+    base = [str(snakemake), "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "--until", "aggregate",
+            "--configfile", str(tmp_path / "study.yaml"), "--profile", str(ROOT / "profiles/ci")]  # fmt: skip
+    proc = subprocess.run(base, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    raw = tmp_path / "results" / "ci" / "raw"
+    jobs, _ = expand(check_config(study))
+    expected = {f"{j.model}/{j.hardware}/{j.strategy}/ws{j.world_size}-r{j.repeat}.json" for j in jobs}
+    records = {str(p.relative_to(raw)): json.loads(p.read_text()) for p in raw.glob("**/*.json")}
+    assert set(records) == expected  # the record set of the unbatched workflow (bench's outputs)
+    assert {r["status"] for r in records.values()} == {"ok"}
+    assert all(r["env"]["batch"]["size"] >= 1 for r in records.values())  # every job ran batched
+    assert all(r["env"]["batch"]["size"] > 1 for r in records.values() if r["job"]["model"] == "gpt-tiny")
+    # gpt-tiny changed: the three batches with a gpt-tiny job rerun, the two of mlp-tiny/ddp alone do not
+    study["models"]["gpt-tiny"]["batch_size"] = 16
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
+    dry = subprocess.run([*base, "-n"], capture_output=True, text=True).stdout
+    rerun = re.findall(r"rule (bench_batch_\d+):\n\s+output: ([^\n]*)", dry)
+    assert len(rerun) == 3 and all("gpt-tiny" in outputs for _, outputs in rerun), dry[-3000:]
+    assert "mlp-tiny/cpu-local/ddp" not in " ".join(o for _, o in rerun)

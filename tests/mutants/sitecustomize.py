@@ -207,12 +207,23 @@ def _dead_port() -> int:
         return s.getsockname()[1]
 
 
+def _in_faulty_job() -> bool:
+    """Whether this rank now runs the job BENCHBENCH_FAULT_JOB names (any job when unset)."""
+    k = os.environ.get("BENCHBENCH_FAULT_JOB")
+    if not k:
+        return True
+    from benchbench import heartbeat
+
+    return f"/job{k}/hb/" in os.readlink(f"/proc/self/fd/{heartbeat._state['fd']}")
+
+
 def fault() -> None:
     """Not a bug: a failure on purpose, for tests/test_faults.py. BENCHBENCH_FAULT=<what>:<rank>[:<step>]:
     ``raise`` (RuntimeError), ``kill`` (SIGKILL itself), ``hang`` (sleep forever just before the
     step's collectives, so the other ranks block in them), ``oom`` (MemoryError under RLIMIT_AS) at
     step <step> (0-based, warm-up included) of rank <rank>; ``rendezvous`` points rank <rank>'s
-    MASTER_PORT at a port nobody listens on. Only in rank processes (RANK set)."""
+    MASTER_PORT at a port nobody listens on. Only in rank processes (RANK set); with
+    BENCHBENCH_FAULT_JOB=<k>, only in job k of a batched launch (whose heartbeat is in ``job<k>/``)."""
     what, rank, *step = os.environ["BENCHBENCH_FAULT"].split(":")
     if os.environ.get("RANK") != rank:
         return
@@ -239,7 +250,7 @@ def fault() -> None:
 
         def faulty(self, inputs, targets, _step=train_step):
             self._fault_calls = getattr(self, "_fault_calls", -1) + 1
-            if self._fault_calls == int(step[0]):
+            if self._fault_calls == int(step[0]) and _in_faulty_job():
                 act()
             return _step(self, inputs, targets)
 

@@ -138,10 +138,25 @@ def _part_dict(value):
 def job_json(wildcards):
     """``json.dumps(job.to_dict(), sort_keys=True)`` of the bench job, without copying the parts
     every job shares (to_dict deep-copies; json.dumps only reads)."""
-    job = job_of(wildcards)
+    return _job_spec(job_of(wildcards))
+
+
+def _job_spec(job):
     spec = {f.name: getattr(job, f.name) for f in dataclasses.fields(job)}
     spec.update({k: _part_dict(v) for k, v in spec.items() if hasattr(v, "to_dict")}, id=job.id)
     return json.dumps(spec, sort_keys=True)
+
+
+class _Wildcards(dict):
+    """Wildcards by name and as attributes, as Snakemake's."""
+
+    __getattr__ = dict.__getitem__
+
+
+def _wildcards_of(job):
+    """The bench rule's wildcards of ``job`` (a batch's member, which has no rule of its own)."""
+    fields = {"study": job.study, "model": job.model, "hardware": job.hardware, "strategy": job.strategy}
+    return _Wildcards(fields, world_size=str(job.world_size), repeat=str(job.repeat))
 
 
 def rank_threads(wildcards):

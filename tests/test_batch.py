@@ -1,0 +1,101 @@
+"""Batched launches (benchbench/batch.py, ``benchbench.rank --batch``): several 2-rank jobs in
+one launch give the records they give alone, marked batched; a job that raises or kills a rank
+fails its own record and the jobs after it are relaunched."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchbench.batch import check_batch, run_batch
+from benchbench.launch import run_job
+from benchbench.record import validate_record
+from tests import test_faults
+from tests.conftest import make_test_job
+
+fault = test_faults.fault  # the fixture that injects BENCHBENCH_FAULT into the ranks
+
+
+def _jobs(wide: bool = False) -> list:
+    """Three small jobs of one batch: a tiny GPT with DDP (``wide``: a wider MLP instead, which
+    leaves freed memory behind), the GPT with another seed, then FSDP (another plan, same mesh)."""
+    first = make_test_job("ddp", 2, model_cfg={"arch": "mlp", "width": 1024, "depth": 4, "out_dim": 4},
+                          global_batch=64) if wide else make_test_job("ddp", 2)  # fmt: skip
+    return [first, make_test_job("ddp", 2, seed=1), make_test_job("fsdp", 2)]
+
+
+def test_check_batch_names_what_differs():
+    check_batch(_jobs())
+    with pytest.raises(ValueError, match=r"must share \(hardware, world_size, threads_per_rank, distributed\)"):
+        check_batch([make_test_job("ddp", 2), make_test_job("single", 1)])
+
+
+@pytest.mark.slow
+def test_batch_records_equal_unbatched(tmp_path):
+    jobs = _jobs(wide=True)
+    results = run_batch(jobs, [tmp_path / f"b{i}.json" for i in range(3)], launcher="torchrun")
+    assert [p.name for _, p in results] == ["b0.json", "b1.json", "b2.json"]
+    for i, (record, _) in enumerate(results):
+        validate_record(record)
+        assert record["status"] == "ok", record["error"]
+        assert record["env"]["batch"] == {"index": i, "size": 3}
+        assert record["env"]["wall_time_s"] > 0
+        assert record["summary"]["peak_mem_source"] == "rss_hwm_reset"  # reset per job, not the process's peak
+    # the last job ran after two others in the same processes: its losses are those it has alone
+    alone, _ = run_job(jobs[2], tmp_path / "alone.json", launcher="torchrun")
+    assert "batch" not in alone["env"]
+    assert results[2][0]["loss"] == alone["loss"]
+    assert results[0][0]["loss"] != results[1][0]["loss"]  # the records are not one job's
+    # its peak memory is its own: without the heap given back between jobs, ~1.26x alone's here
+    assert results[2][0]["summary"]["peak_mem_mb"] <= 1.08 * alone["summary"]["peak_mem_mb"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("spec", "kind"), [("raise:1:1", "rank_exception"), ("kill:1:1", "rank_killed")])
+def test_failing_job_fails_alone_and_the_rest_relaunch(tmp_path, fault, monkeypatch, spec, kind):
+    fault(spec)
+    monkeypatch.setenv("BENCHBENCH_FAULT_JOB", "1")
+    results = run_batch(_jobs(), [tmp_path / f"b{i}.json" for i in range(3)], launcher="torchrun")
+    statuses = [r["status"] for r, _ in results]
+    assert statuses == ["ok", "failed", "ok"], [r["error"] for r, _ in results]
+    failed = results[1][0]
+    validate_record(failed)
+    assert (failed["failure"]["kind"], failed["failure"]["rank"]) == (kind, 1), failed["failure"]["message"]
+    assert failed["env"]["batch"] == {"index": 1, "size": 3}
+    assert results[2][0]["env"]["batch"] == {"index": 2, "size": 3}  # relaunched, still the batch's third
+    assert test_faults._orphans(tmp_path) == []
+
+
+@pytest.mark.parametrize("bad", [0, 33, "2"])
+def test_jobs_per_launch_is_checked(bad):
+    import yaml
+
+    from benchbench.config import ROOT, ConfigError, check_config
+
+    study = yaml.safe_load((ROOT / "config/studies/ci.yaml").read_text())
+    assert check_config(dict(study))["jobs_per_launch"] == 1  # off unless asked for
+    with pytest.raises(ConfigError, match=r"jobs_per_launch: .*\(allowed: batched launches"):
+        check_config(dict(study, jobs_per_launch=bad), "test")
+
+
+def test_run_batch_command_refuses_a_mixed_batch(tmp_path, capsys):
+    import json
+
+    from benchbench.cli import main
+
+    specs = json.dumps([make_test_job("ddp", 2).to_dict(), make_test_job("ddp", 2, threads_per_rank=2).to_dict()])
+    assert main(["run-batch", "--specs", specs, "--out", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 2
+    assert "--specs: a batch's jobs must share" in capsys.readouterr().err
+    assert main(["run-batch", "--specs", specs, "--out", str(tmp_path / "a.json")]) == 2
+    assert "--specs: 2 jobs but 1 --out paths" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # nothing launched, no record
+
+
+@pytest.mark.parametrize("launcher", ["torchrun", "srun"])
+def test_batched_launch_command_passes_the_batch_file(launcher, tmp_path):
+    from benchbench.launch import rank_command
+
+    job = make_test_job("ddp", 2)
+    cmd = rank_command(job, tmp_path / "job.json", tmp_path / "r.json", tmp_path, launcher, 1234,
+                       rank_args=["--batch", str(tmp_path / "batch.json")])  # fmt: skip
+    assert cmd[-4:] == ["-m", "benchbench.rank", "--batch", str(tmp_path / "batch.json")]
+    assert "--job-file" not in cmd and (cmd[0] == "srun") == (launcher == "srun")
