@@ -27,8 +27,13 @@ class Field:
     kind: str  # JSON type; "array" holds strings
     definition: str
     nullable: bool = False
+    properties: tuple[tuple[str, int], ...] = ()  # "object": its integer keys and their minimums
 
     def json_schema(self) -> dict[str, Any]:
+        if self.kind == "object":
+            props = {k: {"type": "integer", "minimum": low} for k, low in self.properties}
+            return {"type": ["object", "null"], "description": self.definition, "additionalProperties": False,
+                    "required": [k for k, _ in self.properties], "properties": props}  # fmt: skip
         if self.kind == "array":
             return {"type": "array", "items": {"type": "string"}}
         return {"type": [self.kind, "null"]} if self.nullable else {"type": self.kind}
@@ -61,6 +66,13 @@ FIELDS: tuple[Field, ...] = (
     Field("wall_time_s", "number", "end-to-end time of the job as the launcher saw it (s)"),
     Field(
         "retry_of", "string", "created_at of the failed record this run retried (retry_failed); launcher", nullable=True
+    ),
+    Field(
+        "batch",
+        "object",
+        "a batched launch's job (benchbench/batch.py); absent when run alone",
+        nullable=True,
+        properties=(("index", 0), ("size", 1)),
     ),
 )
 NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS)

@@ -35,7 +35,9 @@ SIDE_BY_SIDE_METRICS = [
     "verify_grad_rel_err", "loss_dev", "correct", "noisy", "applied",
 ]  # fmt: skip
 #: Provenance shown in the report: every field of the record's env but the per-job wall time.
-PROVENANCE_SHOWN = [f.name for f in FIELDS if f.name not in ("wall_time_s", "slurm_step_id", "slurm_nodelist")]
+PROVENANCE_SHOWN = [
+    f.name for f in FIELDS if f.name not in ("wall_time_s", "slurm_step_id", "slurm_nodelist", "batch")
+]
 
 
 def _provenance(records: list[dict[str, Any]]) -> dict[str, str]:
