@@ -48,8 +48,9 @@ _ADDR_IN_USE = re.compile(r"address already in use|EADDRINUSE|errno 98", re.I)
 _SOURCE_LOCATION = re.compile(r"\[[^\]\s]*\.(?:cc|cpp|h|hpp):\d+\]\s*")  # gloo's "[/__w/.../pair.cc:553] "
 _TORCHRUN_CAUSE = re.compile(r"Root Cause.*?rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)", re.S)
 _TORCHRUN_ENTRY = re.compile(r"rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)", re.S)
-_SRUN_TASK = re.compile(
-    r"tasks? (\d+)(?:-\d+)?: (Out Of Memory|Killed|Terminated|Segmentation fault|Aborted|Exited with exit code (\d+))"
+_SRUN_TASK = re.compile(  # "srun: error: <node>: task 1: Killed" (the node is the rank's host)
+    r"(?:([\w.-]+): )?tasks? (\d+)(?:-\d+)?: "
+    r"(Out Of Memory|Killed|Terminated|Segmentation fault|Aborted|Exited with exit code (\d+))"
 )
 _SRUN_SIGNALS = {
     "Out Of Memory": "SIGKILL",
@@ -90,6 +91,7 @@ class RankExit:
     exitcode: int | None = None
     signal: str | None = None
     oom: bool = False  # srun said "Out Of Memory"
+    host: str = field(default="", compare=False)  # the node srun named for it ("" under torchrun)
 
 
 def signal_name(num: int) -> str:
@@ -129,9 +131,10 @@ def _srun_cause(text: str) -> RankExit | None:
     failure came before it (``--kill-on-bad-exit``) — else the first line."""
     ranked, failed = [], False  # (not OOM, teardown, order, exit)
     for m in _SRUN_TASK.finditer(text):
-        what, oom = m.group(2), m.group(2) == "Out Of Memory"
+        what, oom = m.group(3), m.group(3) == "Out Of Memory"
         teardown = what == "Terminated" or (what == "Killed" and failed)
-        died = RankExit(int(m.group(1)), int(m.group(3)) if m.group(3) else None, _SRUN_SIGNALS.get(what), oom)
+        code = int(m.group(4)) if m.group(4) else None
+        died = RankExit(int(m.group(2)), code, _SRUN_SIGNALS.get(what), oom, m.group(1) or "")
         ranked.append((not oom, teardown, len(ranked), died))
         failed = failed or not teardown
     return min(ranked, key=lambda r: r[:3])[3] if ranked else None
@@ -275,7 +278,8 @@ def classify(ev: Evidence) -> Failure:
     died = parse_launcher_output(ev.output)
     oom = _oom_evidence(ev, died)
     if died and died.signal and died.signal not in TEARDOWN_SIGNALS:
-        msg = f"rank {died.rank} killed by {died.signal} {ev.where.get(died.rank, '')}".strip()
+        on = f" on {died.host}" if died.host else ""
+        msg = f"rank {died.rank} killed by {died.signal}{on} {ev.where.get(died.rank, '')}".strip()
         if died.signal == "SIGKILL" and oom:
             return Failure("out_of_memory", f"{msg}: {oom}", died.rank, died.signal, ev.output)
         return Failure("rank_killed", msg, died.rank, died.signal, ev.output)

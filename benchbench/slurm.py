@@ -69,7 +69,9 @@ def job_resources(job: Job, exclusive: bool = True) -> dict[str, Any]:
     turns ``gpu``/``tasks`` into ``--ntasks-per-gpu=<tasks>`` (its issues #316, #459), which
     clashes with multi-GPU ranks: ``tasks_per_gpu=0`` suppresses it, and GPUs are requested per
     node with ``gres``. Multi-task jobs set ``mpi="srun"`` and give ``tasks_per_node`` (the plugin
-    takes one of tasks / tasks_per_node), so sbatch gets ``--nodes --ntasks-per-node``. Keys a job
+    takes one of tasks / tasks_per_node), so sbatch gets ``--nodes --ntasks-per-node``; with one
+    rank per node they give ``tasks`` (the plugin refuses ``tasks_per_node=1`` for mpi jobs):
+    ``--nodes=<ws> --ntasks=<ws>``. Keys a job
     does not need are 0 or "" (Snakemake resources cannot be absent for some jobs only; the plugin
     treats both as unset). Partition and account are left to the user's default resources.
     ``exclusive`` (the study's ``slurm_exclusive``) adds ``--exclusive`` through ``slurm_extra``,
@@ -87,9 +89,10 @@ def job_resources(job: Job, exclusive: bool = True) -> dict[str, Any]:
         "runtime": int(slurm.get("runtime_min", math.ceil(job.timeout_s / 60) + 5)),
         "mpi": "srun" if ws > 1 else "",
     }
-    # with mpi the plugin takes tasks_per_node or tasks, not both
-    res["tasks_per_node"] = per_node if ws > 1 else 0
-    res["tasks"] = 0 if ws > 1 else 1
+    # with mpi the plugin takes tasks_per_node or tasks, not both, and refuses tasks_per_node=1:
+    # one rank per node is --nodes=<ws> --ntasks=<ws> (found on the two-node local cluster)
+    res["tasks_per_node"] = per_node if ws > 1 and per_node > 1 else 0
+    res["tasks"] = ws if per_node == 1 else 0
     res["gres"] = f"gpu:{per_node}" if hw.device == "cuda" else ""
     res["tasks_per_gpu"] = 0
     res["slurm_extra"] = "--exclusive" if exclusive else ""

@@ -162,7 +162,7 @@ def test_parse_srun_lines_prefers_a_cause_over_teardown(output, want):
 def test_srun_out_of_memory_is_out_of_memory():
     f = classify(Evidence(2, "srun: error: node1: task 1: Out Of Memory\n", [PEER_LOST], {1: "at step 2"}))
     assert (f.kind, f.rank, f.signal) == ("out_of_memory", 1, "SIGKILL")
-    assert f.message.startswith("rank 1 killed by SIGKILL at step 2: out of memory")
+    assert f.message.startswith("rank 1 killed by SIGKILL on node1 at step 2: out of memory")
     stepd = ("slurmstepd: error: Detected 1 oom_kill event in StepId=12.0. Some of the step tasks have been OOM "
              "Killed.\nsrun: error: node1: task 1: Killed\n")  # fmt: skip
     f = classify(Evidence(2, stepd, [PEER_LOST]))

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -67,6 +68,17 @@ def test_h100_two_nodes_by_four_gpus_sbatch_and_srun_options():
         "srun", "--ntasks=8", "--nodes=2", "--ntasks-per-node=4", "--cpus-per-task=8", "--kill-on-bad-exit=1",
         "--export=ALL",
     ]  # fmt: skip
+
+
+def test_one_rank_per_node_asks_for_tasks_not_tasks_per_node_1():
+    """The plugin refuses tasks_per_node=1 for mpi jobs (found on the two-node local cluster)."""
+    job = make_test_job("ddp", 2, hardware_cfg=load_hardware("cpu-rank-per-node"))
+    res = job_resources(job)
+    assert (res["nodes"], res["tasks"], res["tasks_per_node"], res["mpi"]) == (2, 2, 0, "srun")
+    call = sbatch_call(res, threads=1)
+    assert "--nodes=2" in call and "--ntasks=2" in call and "--ntasks-per-node" not in call
+    srun = rank_command(job, Path("s"), Path("o"), Path("e"), "srun")
+    assert srun[1:4] == ["--ntasks=2", "--nodes=2", "--ntasks-per-node=1"]
 
 
 def test_single_rank_cpu_job_is_one_task_without_srun():
@@ -240,3 +252,110 @@ def test_loopback_rendezvous_host_on_several_nodes_fails_fast():
     assert proc.returncode != 0
     assert "rendezvous host 'localhost' resolves to loopback 127.0.0.1" in proc.stderr
     assert "2-node job: each node would form a world of its own" in proc.stderr
+
+
+# --- two nodes: `scripts/slurm-local.sh start --nodes 2` (CI runs the whole suite on it) ---
+TWO_NODES = ["bb-node1", "bb-node2"]
+
+
+def _need_two_nodes() -> None:
+    _need_slurm()
+    names = subprocess.run(["sinfo", "-h", "-N", "-o", "%N"], capture_output=True, text=True, timeout=20).stdout.split()
+    if sorted(set(names)) == TWO_NODES:
+        return
+    if os.environ.get("BENCHBENCH_REQUIRE_TWO_NODES"):
+        pytest.fail(f"BENCHBENCH_REQUIRE_TWO_NODES is set but the cluster's nodes are {names}")
+    pytest.skip("not the two-node local cluster (scripts/slurm-local.sh start --nodes 2)")
+
+
+def _two_node_study(directory: Path, targets: list[str], *config: str, env: dict | None = None) -> Any:
+    """The two-node study (tests/fixtures/two_node.yaml) through the shipped Slurm profile, up to
+    ``targets`` (bench records, or the runs table: no calibration, plots or report, to keep CI short)."""
+    snakemake = Path(sys.executable).with_name("snakemake")
+    return subprocess.run(
+        [str(snakemake), "-s", str(ROOT / "Snakefile"), "--directory", str(directory), *targets,
+         "--configfile", str(ROOT / "tests/fixtures/two_node.yaml"), *(["--config", *config] if config else []),
+         "--profile", str(ROOT / "profiles/slurm"), "--workflow-profile", str(ROOT / "profiles/slurm-ci")],
+        capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+
+
+def _local_loss(tmp_path: Path, rec: dict) -> list[float]:
+    """The same job run here with torchrun (no Slurm)."""
+    out = tmp_path / f"local-{rec['job']['id']}.json"
+    subprocess.run(
+        [sys.executable, "-m", "benchbench", "run", "--launcher", "torchrun", "--out", str(out),
+         "--spec", json.dumps(rec["job"])],
+        check=True, capture_output=True, cwd=ROOT, timeout=300,
+        env={k: v for k, v in os.environ.items() if not k.startswith("SLURM")},
+    )  # fmt: skip
+    return json.loads(out.read_text())["loss"]
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_jobs_across_two_nodes_through_the_slurm_profile(tmp_path):
+    """DDP, FSDP and a 2-stage pipeline, one rank per node: ok, on both hosts, under srun, and the
+    losses of the same jobs run locally."""
+    _need_two_nodes()
+    raw = "results/two-node/raw/gpt-tiny/cpu-rank-per-node"
+    proc = _two_node_study(tmp_path, [f"{raw}/{s}/ws2-r0.json" for s in ("ddp", "fsdp", "pp-gpipe")])
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    raw = tmp_path / raw
+    for strategy in ("ddp", "fsdp", "pp-gpipe"):
+        rec = json.loads((raw / strategy / "ws2-r0.json").read_text())
+        assert rec["status"] == "ok", rec.get("error")
+        assert rec["env"]["hosts"] == TWO_NODES and rec["env"]["launcher"] == "srun", rec["env"]
+        assert rec["env"]["slurm_nodelist"] == "bb-node[1-2]"
+        local = _local_loss(tmp_path, rec)
+        assert max(abs(a - b) for a, b in zip(rec["loss"], local, strict=True)) <= 1e-5, (strategy, rec["loss"], local)
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_rank_killed_on_the_second_node_is_a_failed_record_naming_it(tmp_path):
+    """Rank 1 (on bb-node2) SIGKILLs itself at step 2: a failed record naming the rank and its
+    node, within a bounded time, and the study goes on to its report."""
+    _need_two_nodes()
+    path = os.pathsep.join(filter(None, [str(ROOT / "tests/mutants"), os.environ.get("PYTHONPATH")]))
+    env = os.environ | {"PYTHONPATH": path, "BENCHBENCH_MUTANT": "fault", "BENCHBENCH_FAULT": "kill:1:2"}
+    target = ["results/two-node-kill/tables/runs.csv"]
+    proc = _two_node_study(tmp_path, target, "study=two-node-kill", "strategies=[ddp]", env=env)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    study = tmp_path / "results/two-node-kill"
+    rec = json.loads((study / "raw/gpt-tiny/cpu-rank-per-node/ddp/ws2-r0.json").read_text())
+    f = rec["failure"]
+    assert (f["kind"], f["rank"], f["signal"]) == ("rank_killed", 1, "SIGKILL"), f
+    assert f["message"].startswith("rank 1 killed by SIGKILL on bb-node2 at step 2"), f["message"]
+    assert rec["env"]["wall_time_s"] < 60, rec["env"]["wall_time_s"]  # time to fail, startup included
+    runs = pd.read_csv(study / "tables/runs.csv")  # the study went on past the failed job to its table
+    assert list(runs["status"]) == ["failed"]
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_hybrid_across_two_nodes_in_one_allocation(tmp_path):
+    """The many-small-jobs recipe on two nodes: one 2-node allocation, a 4-rank DDP x pipeline
+    hybrid with two ranks per node as an srun step of it; its loss that of the job run locally."""
+    _need_two_nodes()
+    snakemake = Path(sys.executable).with_name("snakemake")
+    inner = (f"{snakemake} -s {ROOT / 'Snakefile'} --configfile {ROOT / 'tests/fixtures/two_node_hybrid.yaml'}"
+             " --cores 2 --resources bench_slots=1")  # fmt: skip
+    job_id = subprocess.run(
+        ["sbatch", "--parsable", "--nodes=2", "--ntasks-per-node=2", "--cpus-per-task=1", "--mem-per-cpu=1000",
+         "-D", str(tmp_path), "-o", str(tmp_path / "alloc.out"), "--wrap", inner],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip().split(";")[0]  # fmt: skip
+    deadline = time.monotonic() + 600
+    while subprocess.run(["squeue", "-h", "-j", job_id], capture_output=True, text=True).stdout.strip():
+        if time.monotonic() > deadline:
+            subprocess.run(["scancel", job_id])
+            pytest.fail(f"allocation {job_id} still running after 10 min")
+        time.sleep(2)
+    log = (tmp_path / "alloc.out").read_text()
+    assert "100%) done" in log, log[-3000:]
+    rec = json.loads((tmp_path / "results/two-node-alloc/raw/gpt-tiny/cpu-two-per-node/ddp-pp/ws4-r0.json").read_text())
+    assert rec["status"] == "ok" and rec["env"]["slurm_job_id"] == job_id, rec.get("error")
+    assert rec["env"]["hosts"] == TWO_NODES and rec["env"]["launcher"] == "srun" and rec["env"]["ranks"] == 4
+    local = _local_loss(tmp_path, rec)
+    assert max(abs(a - b) for a, b in zip(rec["loss"], local, strict=True)) <= 1e-5, (rec["loss"], local)

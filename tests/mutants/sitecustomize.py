@@ -222,10 +222,11 @@ def fault() -> None:
     ``raise`` (RuntimeError), ``kill`` (SIGKILL itself), ``hang`` (sleep forever just before the
     step's collectives, so the other ranks block in them), ``oom`` (MemoryError under RLIMIT_AS) at
     step <step> (0-based, warm-up included) of rank <rank>; ``rendezvous`` points rank <rank>'s
-    MASTER_PORT at a port nobody listens on. Only in rank processes (RANK set); with
-    BENCHBENCH_FAULT_JOB=<k>, only in job k of a batched launch (whose heartbeat is in ``job<k>/``)."""
+    MASTER_PORT at a port nobody listens on. Only in rank processes (RANK, or SLURM_PROCID under
+    srun); with BENCHBENCH_FAULT_JOB=<k>, only in job k of a batched launch (whose heartbeat is in
+    ``job<k>/``)."""
     what, rank, *step = os.environ["BENCHBENCH_FAULT"].split(":")
-    if os.environ.get("RANK") != rank:
+    if os.environ.get("RANK", os.environ.get("SLURM_PROCID")) != rank:  # torchrun's, or srun's
         return
     if what == "rendezvous":
         os.environ["MASTER_PORT"] = str(_dead_port())
