@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchbench.data import _STEP_STRIDE, MarkovTokens
+
 
 class RMSNorm(nn.Module):
     """Root-mean-square normalisation with a learned scale (Zhang & Sennrich 2019), eps 1e-5."""
@@ -243,12 +245,9 @@ class SparseMarkovTokens:
         self.probs = torch.softmax(sharpness * torch.randn(k, generator=g), dim=0)
         self.vocab, self.seq_len, self.seed = vocab, seq_len, seed
 
-    @staticmethod
-    def loss_fn(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
+    loss_fn = staticmethod(MarkovTokens.loss_fn)  # next-token cross-entropy, as the gpt's task
 
     def batch(self, step: int, global_batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        from benchbench.data import _STEP_STRIDE
 
         g = torch.Generator().manual_seed(self.seed * _STEP_STRIDE + step)
         tokens = torch.empty(global_batch, self.seq_len + 1, dtype=torch.long)
