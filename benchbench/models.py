@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchbench.archs import custom, llama, vit
+from benchbench.archs import custom, llama, stage_forward, vit
 from benchbench.data import MarkovTokens, SyntheticTask, TeacherRegression
 
 
@@ -144,15 +144,7 @@ class GPT(nn.Module):
         self.head: nn.Module | None = nn.Linear(hidden, vocab, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.embed is not None:
-            x = self.embed(x)
-        for block in self.blocks.values():
-            x = block(x)
-        if self.ln_f is not None:
-            x = self.ln_f(x)
-        if self.head is not None:
-            x = self.head(x)
-        return x
+        return stage_forward(self, x)
 
 
 def gpt_params(layers: int, hidden: int, heads: int, seq_len: int, vocab: int) -> int:

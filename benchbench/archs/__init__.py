@@ -14,7 +14,7 @@ their names) and provides
 * ``tp_plan(sequence_parallel) -> {module path: ParallelStyle}`` over the parts it still holds
   (:func:`benchbench.strategies.tensor_parallel.apply_tp` applies it);
 * ``PIPELINE_FIRST`` / ``PIPELINE_LAST``: the attributes that only the first / last pipeline stage
-  keeps (set to ``None`` elsewhere; ``forward`` skips ``None`` parts);
+  keeps (set to ``None`` elsewhere; :func:`stage_forward` skips ``None`` parts);
 * the blocks themselves are the FSDP units, and the units activation checkpointing and
   compilation apply to (:func:`benchbench.models.model_blocks`).
 """
@@ -23,6 +23,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+
+def stage_forward(model: Any, x: Any) -> Any:
+    """The forward of a model or of one of its pipeline stages: the ``PIPELINE_FIRST`` parts it
+    holds, its ``blocks`` in order, then the ``PIPELINE_LAST`` parts it holds (a pruned part is
+    ``None`` and skipped)."""
+    for name in model.PIPELINE_FIRST:
+        if (part := getattr(model, name)) is not None:
+            x = part(x)
+    for block in model.blocks.values():
+        x = block(x)
+    for name in model.PIPELINE_LAST:
+        if (part := getattr(model, name)) is not None:
+            x = part(x)
+    return x
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchbench.archs import stage_forward
 from benchbench.data import _STEP_STRIDE, MarkovTokens
 
 
@@ -131,15 +132,7 @@ class Llama(nn.Module):
         self.head: nn.Module | None = nn.Linear(hidden, vocab, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.embed is not None:
-            x = self.embed(x)
-        for block in self.blocks.values():
-            x = block(x)
-        if self.norm is not None:
-            x = self.norm(x)
-        if self.head is not None:
-            x = self.head(x)
-        return x
+        return stage_forward(self, x)
 
     def tp_plan(self, sequence_parallel: bool) -> dict[str, Any]:
         """torchtitan's Llama TP plan over the parts this (possibly pipeline-pruned) model holds."""
@@ -266,8 +259,6 @@ DENSE_CHAIN_MAX_VOCAB = 8192
 def llama_task(model_cfg: dict[str, Any], seed: int) -> Any:
     """The task of a ``llama`` model config: the gpt's dense Markov chain up to
     :data:`DENSE_CHAIN_MAX_VOCAB` tokens (the tiny presets), the sparse one above."""
-    from benchbench.data import MarkovTokens
-
     vocab, seq_len = int(model_cfg["vocab"]), int(model_cfg["seq_len"])
     if vocab <= DENSE_CHAIN_MAX_VOCAB:
         return MarkovTokens(vocab, seq_len, seed)
