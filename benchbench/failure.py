@@ -22,6 +22,7 @@ FAILURE_KINDS = (
     "infeasible",
     "rank_exception",
     "rank_killed",
+    "rank_lost",
     "out_of_memory",
     "collective_timeout",
     "rendezvous_timeout",

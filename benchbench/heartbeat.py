@@ -4,7 +4,8 @@ Rank side: :func:`start` opens ``<dir>/hb/rank<R>`` and starts a daemon thread t
 file's mtime every :data:`LIVENESS_S` (liveness: the process lives, whatever its main thread
 does); :func:`phase` and :func:`step` overwrite one fixed-width line in place (``pwrite``, a few
 µs, called after the step's timing) with ``<steps done> <phase> <unix time> <last step wall s>
-<pid>``. Phases: ``start``, ``rendezvous``, ``build``, ``steps`` (while the loop runs), ``after``
+<pid> <host>`` (host: the rank's hostname, so the parent can name the node of a rank that went
+silent). Phases: ``start``, ``rendezvous``, ``build``, ``steps`` (while the loop runs), ``after``
 (probes, gate, record), ``done``.
 
 Parent side: :func:`read_beats` reads every rank's line and liveness.
@@ -13,6 +14,7 @@ Parent side: :func:`read_beats` reads every rank's line and liveness.
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ from pathlib import Path
 
 LIVENESS_S = 1.0
 _WIDTH = 96
+_HOST = socket.gethostname()[:32] or "?"
 _state: dict[str, object] = {"fd": None, "steps": 0, "phase": "start", "wall": 0.0}
 
 
@@ -28,7 +31,7 @@ def _write() -> None:
     if fd is None:
         return
     s = _state
-    line = f"{s['steps']} {s['phase']} {time.time():.3f} {s['wall']:.6f} {os.getpid()}"
+    line = f"{s['steps']} {s['phase']} {time.time():.3f} {s['wall']:.6f} {os.getpid()} {_HOST}"
     os.pwrite(fd, line.ljust(_WIDTH - 1).encode()[: _WIDTH - 1] + b"\n", 0)  # type: ignore[arg-type]
 
 
@@ -85,6 +88,7 @@ class Beat:
     wall: float  # the last step's wall time (s)
     pid: int
     touched: float  # unix time of the last liveness touch
+    host: str = ""  # the rank's hostname ("" from a heartbeat written without it)
 
     def alive(self, now: float | None = None) -> bool:
         """Whether the liveness thread touched the file lately."""
@@ -105,7 +109,7 @@ def read_beats(directory: str | Path) -> dict[int, Beat]:
             fields = path.read_text().split()
             rank = int(path.name[4:])
             beats[rank] = Beat(rank, int(fields[0]), fields[1], float(fields[2]), float(fields[3]),
-                               int(fields[4]), path.stat().st_mtime)  # fmt: skip
+                               int(fields[4]), path.stat().st_mtime, fields[5] if len(fields) > 5 else "")  # fmt: skip
         except (OSError, ValueError, IndexError):
             continue
     return beats

@@ -43,6 +43,7 @@ SRUN_GRACE_S = 5.0  # how long srun may take to tear its step down after SIGTERM
 RANK_MODULE = "benchbench.rank"  # what every rank of a job runs
 ELASTIC_MODULE = "benchbench.elastic"  # torch.distributed.run (torchrun) without the interpreter's teardown
 EXIT_POLL_S = 0.01  # how often the parent looks whether the launcher exited
+LOST_AFTER_S = 15.0  # a rank whose heartbeat nobody touched for this long, with no error and no exit: lost
 
 
 def resolve_launcher(launcher: str) -> str:
@@ -209,10 +210,12 @@ class Watch:
     beats: dict[int, Beat] = field(default_factory=dict)
     last_step: float | None = None  # monotonic time a step count last changed
     walls: list[float] = field(default_factory=list)  # timed step walls seen (sampled)
+    heard: dict[int, float] = field(default_factory=dict)  # rank -> monotonic time its liveness last changed
 
     def update(self) -> None:
         """Read the heartbeats; note any rank that finished a step since the last look (and its
-        wall, once past the warm-up)."""
+        wall, once past the warm-up), and when each rank's liveness touch last changed — by this
+        host's clock, so a writer on another node with a skewed clock cannot look silent."""
         now = time.monotonic()
         for rank, beat in read_beats(self.tmpdir).items():
             old = self.beats.get(rank)
@@ -220,7 +223,13 @@ class Watch:
                 self.last_step = now
                 if beat.steps > self.job.warmup_steps:
                     self.walls.append(beat.wall)
+            if old is None or beat.touched != old.touched or beat.time != old.time:
+                self.heard[rank] = now
             self.beats[rank] = beat
+
+    def silence(self, rank: int) -> float:
+        """Seconds since this parent last saw ``rank``'s heartbeat change (0 if never seen)."""
+        return time.monotonic() - self.heard.get(rank, time.monotonic())
 
     def median_known(self) -> bool:
         """Whether every rank finished a timed step (the watchdog's hang rule applies from then)."""
@@ -248,6 +257,15 @@ class Watch:
         """Whether every rank's liveness thread touched its heartbeat lately."""
         return bool(self.beats) and all(b.alive() for b in self.beats.values())
 
+    def lost(self) -> list[Beat]:
+        """Ranks that went silent: their liveness thread stopped touching the heartbeat for
+        :data:`LOST_AFTER_S` before phase ``done``, and they left no error file. A rank that raises
+        leaves one; one killed by a signal is seen by the launcher, which then exits. Silence with
+        neither is a process gone where no launcher sees it: under srun, its node died (slurmd and
+        slurmstepd with it), and srun waits for the controller to declare the node down."""
+        silent = [b for _, b in sorted(self.beats.items()) if b.phase != "done" and self.silence(b.rank) > LOST_AFTER_S]
+        return [b for b in silent if not (self.tmpdir / f"rank{b.rank}.json").exists()]
+
     def stall_text(self) -> str:
         """``no progress for 12 s at step 4 (median step 0.01 s)``, or "" before any step."""
         lag = self.laggard()
@@ -262,6 +280,9 @@ class Watch:
         elapsed, job = time.monotonic() - self.started, self.job
         if elapsed >= job.timeout_s:
             return Failure("job_timeout", f"job_timeout after {job.timeout_s:g} s: {self._progress()}")
+        lost = self.lost()
+        if lost:
+            return Failure("rank_lost", lost_message(lost, min(self.silence(b.rank) for b in lost)), lost[0].rank)
         if self.stepping() and self.median_known() and self.stall() > job.hang_after_s(self.median()):
             lag = self.laggard()
             state = "alive" if self.alive() else "not answering"
@@ -280,6 +301,33 @@ class Watch:
             alive = "ranks alive" if self.alive() else "ranks not answering"
             return f"{alive}, progressing (step {lag.steps} of {total}, median {self.median():.2g} s) — slow, not hung"
         return f"no step finished for {self.stall():.0f} s on rank {lag.rank} (stuck at step {lag.steps})"
+
+
+def lost_message(lost: list[Beat], silent_s: float) -> str:
+    """``rank 1 on bb-node2 went silent at step 3: no heartbeat for 15 s, no error, no exit status
+    (its process or its node is gone); Slurm: bb-node2 not responding``."""
+    ranks = ", ".join(str(b.rank) for b in lost)
+    hosts = sorted({b.host for b in lost if b.host})
+    on = f" on {', '.join(hosts)}" if hosts else ""
+    msg = (f"rank{'s' if len(lost) > 1 else ''} {ranks}{on} went silent {lost[0].at()}: no heartbeat for "
+           f"{silent_s:.0f} s, no error, no exit status (its process or its node is gone)")  # fmt: skip
+    states = [f"{h} {s}" for h in hosts if (s := slurm_node_state(h))]
+    return msg + (f"; Slurm: {', '.join(states)}" if states else "")
+
+
+def slurm_node_state(node: str) -> str:
+    """Slurm's word for ``node`` when it is not healthy (``not responding``, ``down``, ``fail``), or
+    "" (healthy, no Slurm here, or no answer in 5 s)."""
+    if not os.environ.get("SLURM_JOB_ID") or not shutil.which("sinfo"):
+        return ""
+    try:
+        out = subprocess.run(["sinfo", "-h", "-N", "-n", node, "-o", "%T"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    state = out.stdout.split()[0] if out.returncode == 0 and out.stdout.split() else ""
+    if state.endswith("*"):
+        return "not responding"
+    return state.lower() if any(w in state.upper() for w in ("DOWN", "FAIL", "DRAIN")) else ""
 
 
 @dataclass
@@ -397,6 +445,9 @@ def failure_of(job: Job, tmpdir: Path, attempt: Attempt, ooms: int = 0) -> tuple
     """The classified failure of a launch that did not end well, and the longer error text."""
     ev = _evidence(job, tmpdir, attempt, ooms)
     failure = attempt.killed or classify(ev)
+    if failure.kind == "rank_lost":  # the launcher may have seen the rank die by a signal after all
+        seen = classify(ev)
+        failure = seen if seen.kind in ("rank_killed", "out_of_memory") else failure
     if attempt.killed:
         failure.log_tail = (next(iter(e.text for e in ev.errors), "") or attempt.output)[-ERROR_TAIL_CHARS:]
     detail = _error_text(tmpdir, attempt.output, attempt.code)

@@ -16,6 +16,12 @@ for a whole study run through Snakemake, and the share of wall time spent in tim
   batch − of one job − the extra jobs' timed steps) / (jobs − 1). ``--jobs-per-launch K`` runs the
   workflow batched (the study's ``jobs_per_launch``).
 
+``--agreement K`` runs the workflow twice, unbatched and with ``K`` jobs per launch, prints both
+runs' figures and, per configuration, the median step time of each (mean over repeats), their
+ratio and the unbatched repeat-to-repeat spread, whether the losses are identical, and
+``benchbench compare`` both ways (batched and unbatched timings agree within noise when neither
+direction finds a configuration slower).
+
 ``--checkout DIR`` runs another checkout's benchbench (the commands get ``PYTHONPATH=DIR``), for
 before/after figures. Targets (the study-throughput issue, on this 2-core machine): tiny 1-rank job
 <= 2.5 s, 2-rank <= 4 s, batched <= 0.5 s per extra job, the default study <= 120 s in Snakemake
@@ -137,11 +143,14 @@ def print_batched(n: int, per_extra: list[float]) -> None:
           f"target <= {BATCH_TARGET_S:g} s: {_verdict(best <= BATCH_TARGET_S)}")  # fmt: skip
 
 
-def run_workflow(checkout: Path, study: str, jobs_per_launch: int = 1) -> dict[str, float]:
-    """The whole study through Snakemake in a temporary folder: wall, jobs, timed steps."""
+def run_workflow(checkout: Path, study: str, jobs_per_launch: int = 1, keep: Path | None = None) -> dict[str, float]:
+    """The whole study through Snakemake in a temporary folder (``keep``: in that folder, left
+    there): wall, jobs, timed steps."""
     snakemake = Path(sys.executable).with_name("snakemake")
     with tempfile.TemporaryDirectory() as t:
-        cmd = [str(snakemake), "-s", str(checkout / "Snakefile"), "--directory", t, "--quiet"]
+        where = keep or Path(t)
+        where.mkdir(parents=True, exist_ok=True)
+        cmd = [str(snakemake), "-s", str(checkout / "Snakefile"), "--directory", str(where), "--quiet"]
         if STUDIES[study]:
             cmd += ["--configfile", str(STUDIES[study])]
         if jobs_per_launch > 1:
@@ -151,9 +160,58 @@ def run_workflow(checkout: Path, study: str, jobs_per_launch: int = 1) -> dict[s
         wall = time.perf_counter() - start
         if proc.returncode != 0:
             raise SystemExit(f"snakemake failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-        records = [json.loads(p.read_text()) for p in Path(t).glob("results/*/raw/**/*.json")]
+        records = [json.loads(p.read_text()) for p in where.glob("results/*/raw/**/*.json")]
     job_walls = sum(r["env"].get("wall_time_s") or 0.0 for r in records)
     return {"wall": wall, "jobs": len(records), "timed": sum(map(timed_steps, records)), "job_walls": job_walls}
+
+
+def _records(folder: Path) -> dict[str, dict]:
+    """A study's ok records under ``folder`` by job id."""
+    recs = (json.loads(p.read_text()) for p in folder.glob("results/*/raw/**/*.json"))
+    return {r["job"]["id"]: r for r in recs if r["status"] == "ok"}
+
+
+def _study_dir(folder: Path) -> Path:
+    """The ``results/<study>`` folder of a workflow run in ``folder``."""
+    return next(folder.glob("results/*/raw")).parent
+
+
+def print_agreement(unbatched: Path, batched_dir: Path) -> None:
+    """Per configuration: median step time unbatched and batched (mean over repeats), their ratio,
+    and the repeat-to-repeat spread unbatched (the noise to hold the ratio against); how many
+    records say they ran batched; whether the losses are identical."""
+    a, b = _records(unbatched), _records(batched_dir)
+    configs: dict[str, list[str]] = {}
+    for job_id in sorted(a):
+        configs.setdefault(job_id.rsplit("__", 1)[0], []).append(job_id)
+    print(f"  {'configuration':42} {'unbatched s':>11} {'batched s':>10} {'ratio':>6} {'repeat spread':>13}")
+    for config, ids in configs.items():
+        ua = [a[i]["summary"]["step_time_median_s"] for i in ids]
+        ub = [b[i]["summary"]["step_time_median_s"] for i in ids if i in b]
+        spread = (max(ua) - min(ua)) / statistics.mean(ua)
+        ratio = statistics.mean(ub) / statistics.mean(ua) if ub else float("nan")
+        print(f"  {config:42} {statistics.mean(ua):11.4f} {statistics.mean(ub) if ub else float('nan'):10.4f} "
+              f"{ratio:6.3f} {100 * spread:12.1f}%")  # fmt: skip
+    same = sum(a[i]["loss"] == b[i]["loss"] for i in a if i in b)
+    ran_batched = sum(bool((r["env"].get("batch") or {}).get("size", 1) > 1) for r in b.values())
+    print(f"  losses identical in {same} of {len(a)} jobs; {ran_batched} of {len(b)} batched-run records say batched")
+
+
+def agreement(checkout: Path, study: str, k: int) -> None:
+    """The study unbatched, then batched ``k`` jobs per launch: each one's figures, the
+    per-configuration agreement, and ``benchbench compare`` both ways (Welch t-test on the repeats)."""
+    with tempfile.TemporaryDirectory() as t:
+        one, many = Path(t, "unbatched"), Path(t, "batched")
+        print_workflow(study, run_workflow(checkout, study, 1, one))
+        print_workflow(f"{study}, {k} jobs per launch", run_workflow(checkout, study, k, many))
+        print(f"batched vs unbatched ({study} study):")
+        print_agreement(one, many)
+        for base, new in ((one, many), (many, one)):
+            cmd = [sys.executable, "-m", "benchbench", "compare", str(_study_dir(base)), str(_study_dir(new))]
+            proc = subprocess.run(cmd, env=_env(checkout), capture_output=True, text=True)
+            verdict = "no configuration slower" if proc.returncode == 0 else "some configuration slower"
+            print(f"  benchbench compare {base.name} {new.name}: exit {proc.returncode} ({verdict})")
+            print("    " + "\n    ".join(proc.stdout.strip().splitlines()[-12:]))
 
 
 def _verdict(ok: bool) -> str:
@@ -196,13 +254,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkout", type=Path, default=ROOT, help="the benchbench checkout to measure")
     p.add_argument("--batch", type=int, default=4, help="jobs of the batched case (default 4; 0: skip it)")
     p.add_argument("--jobs-per-launch", type=int, default=1, help="run the workflow batched (default 1: not)")
+    p.add_argument("--agreement", type=int, default=0, metavar="K",
+                   help="run the workflow unbatched and with K jobs per launch, and compare their timings")  # fmt: skip
     args = p.parse_args(argv)
     checkout = args.checkout.resolve()
     print(f"checkout {checkout}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs at the start")
     print_single(single_jobs(checkout, args.runs))
     if args.batch > 1:
         print_batched(args.batch, batched(checkout, args.runs, args.batch))
-    if args.workflow != "none":
+    if args.workflow != "none" and args.agreement > 1:
+        agreement(checkout, args.workflow, args.agreement)
+    elif args.workflow != "none":
         print_workflow(args.workflow, run_workflow(checkout, args.workflow, args.jobs_per_launch))
     return 0
 

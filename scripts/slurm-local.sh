@@ -8,7 +8,8 @@
 #   scripts/slurm-local.sh crash-node bb-node2  # a node crash: SIGKILL every process in its namespace
 #   scripts/slurm-local.sh start-node bb-node2  # its slurmd again (the node comes back idle)
 # Settings that work with Slurm 22.05 in a container: linuxproc process tracking, no task
-# plugin, cons_tres selection, no accounting store.
+# plugin, cons_tres selection, no accounting store. SlurmdTimeout=30 (Slurm's default is 300 s): a
+# crashed node is declared down, and its jobs' allocations released, 30 s after it stops answering.
 # Two nodes: slurmctld listens on the bridge address in the root namespace; each slurmd runs in
 # its node's network namespace (nsenter; `ip netns exec` remounts /sys and slurmd then finds no
 # cgroups) and in a private UTS + mount namespace whose hostname is the node name and whose
@@ -59,6 +60,7 @@ JobCompType=jobcomp/none
 MpiDefault=none
 MinJobAge=600
 ReturnToService=2
+SlurmdTimeout=30
 SchedulerType=sched/backfill
 StateSaveLocation=/var/spool/slurmctld
 SlurmdSpoolDir=/var/spool/slurmd${suffix}

@@ -1,6 +1,9 @@
 """The benchmark scripts run (a smoke run at toy size; their figures are not checked here)."""
 
+import importlib.util
+import json
 import os
+import re
 import subprocess
 import sys
 
@@ -67,3 +70,28 @@ def test_study_expansion_imports_no_torch_and_keeps_seq_len():
     assert {name: a.sequence for name, a in ARCHITECTURES.items()} == {
         name: "seq_len" in a.size_keys for name, a in ARCHITECTURES.items()
     }
+
+
+def _fake_run(folder, steps: dict, batched: bool) -> None:
+    """Records of a study run in ``folder``: job id -> (step time median, loss)."""
+    for job_id, (step, loss) in steps.items():
+        path = folder / f"results/s/raw/m/h/ddp/{job_id}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        env = {"batch": {"index": 0, "size": 4}} if batched else {}
+        rec = {"job": {"id": job_id}, "status": "ok", "summary": {"step_time_median_s": step}, "loss": loss, "env": env}
+        path.write_text(json.dumps(rec))
+
+
+def test_agreement_table_holds_batched_against_unbatched(tmp_path, capsys):
+    """The batched-vs-unbatched table: per configuration the mean of the repeats each way, their
+    ratio and the unbatched repeat spread; identical losses and batched records counted."""
+    spec = importlib.util.spec_from_file_location("study_overhead", ROOT / "benchmarks/study_overhead.py")
+    study_overhead = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study_overhead)
+
+    _fake_run(tmp_path / "a", {"m__h__ddp__ws2__r0": (1.0, [1.0]), "m__h__ddp__ws2__r1": (1.2, [1.0])}, False)
+    _fake_run(tmp_path / "b", {"m__h__ddp__ws2__r0": (1.3, [1.0]), "m__h__ddp__ws2__r1": (1.1, [0.9])}, True)
+    study_overhead.print_agreement(tmp_path / "a", tmp_path / "b")
+    out = capsys.readouterr().out
+    assert re.search(r"m__h__ddp__ws2\s+1\.1000\s+1\.2000\s+1\.091\s+18\.2%", out), out
+    assert "losses identical in 1 of 2 jobs; 2 of 2 batched-run records say batched" in out

@@ -21,7 +21,8 @@ import pytest
 
 from benchbench.config import ROOT, load_schema
 from benchbench.failure import FAILURE_KINDS, Evidence, RankError, classify, parse_launcher_output
-from benchbench.launch import Watch, free_port, run_job
+from benchbench.heartbeat import read_beats
+from benchbench.launch import LOST_AFTER_S, Watch, free_port, run_job
 from benchbench.record import make_record, validate_record
 from tests.conftest import make_test_job
 
@@ -250,10 +251,53 @@ def test_free_port_never_returns_a_held_port():
             s.close()
 
 
-def _beat(tmp_path: Path, rank: int, steps: int, phase: str = "steps", age: float = 0.0, wall: float = 0.01) -> None:
+def _beat(
+    tmp_path: Path, rank: int, steps: int, phase: str = "steps", age: float = 0.0, wall: float = 0.01, host: str = ""
+) -> None:
     (tmp_path / "hb").mkdir(exist_ok=True)
-    line = f"{steps} {phase} {time.time() - age:.3f} {wall} {os.getpid()}\n"
+    line = f"{steps} {phase} {time.time() - age:.3f} {wall} {os.getpid()} {host}\n"
     (tmp_path / "hb" / f"rank{rank}").write_text(line)
+
+
+def test_watchdog_names_a_rank_that_went_silent(tmp_path):
+    """A rank whose liveness stopped for LOST_AFTER_S with no error file and not done: rank_lost,
+    naming the rank and its host, however long the job's timeouts are."""
+    job = make_test_job(timeout_s=600.0, steps=10, warmup_steps=1)
+    watch = Watch(job, tmp_path)
+    _beat(tmp_path, 0, 3, host="bb-node1")
+    _beat(tmp_path, 1, 3, host="bb-node2")
+    hb1 = tmp_path / "hb" / "rank1"
+    watch.update()
+    watch.heard[1] = time.monotonic() - LOST_AFTER_S + 1
+    watch.update()  # its heartbeat did not change
+    assert watch.verdict() is None  # silent for less than LOST_AFTER_S: not yet
+    watch.heard[1] = time.monotonic() - LOST_AFTER_S - 1
+    watch.update()
+    f = watch.verdict()
+    assert (f.kind, f.rank) == ("rank_lost", 1), f
+    silence = f"no heartbeat for {LOST_AFTER_S + 1:.0f} s"
+    assert f.message.startswith(f"rank 1 on bb-node2 went silent at step 3: {silence}"), f
+    (tmp_path / "rank1.json").write_text("{}")  # it raised: the launcher will say so, not the watchdog
+    assert watch.verdict() is None
+    (tmp_path / "rank1.json").unlink()
+    _beat(tmp_path, 1, 11, "done", host="bb-node2")  # finished and exited: silence is expected
+    watch.update()
+    watch.heard[1] = time.monotonic() - LOST_AFTER_S - 1
+    assert watch.verdict() is None
+    _beat(tmp_path, 1, 4, host="bb-node2")  # a stale mtime (another node's clock) but a heartbeat that changes
+    os.utime(hb1, (time.time() - 3600, time.time() - 3600))
+    watch.update()
+    assert watch.verdict() is None and watch.silence(1) < 1
+
+
+def test_heartbeat_line_carries_the_host(tmp_path):
+    """The rank side writes its hostname; the parent reads it back (and reads older lines without)."""
+    code = f"from benchbench import heartbeat; heartbeat.start({str(tmp_path)!r}, 3); heartbeat.step(1, 5, 0.25)"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=60)
+    beat = read_beats(tmp_path)[3]
+    assert (beat.rank, beat.steps, beat.phase, beat.host) == (3, 2, "steps", socket.gethostname()[:32])
+    _beat(tmp_path, 4, 1)
+    assert read_beats(tmp_path)[4].host == ""
 
 
 def test_watchdog_tells_hung_from_slow(tmp_path):

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -19,7 +20,7 @@ import yaml
 
 from benchbench.config import ROOT, validate
 from benchbench.hardware import HardwareProfile, load_hardware
-from benchbench.launch import rank_command
+from benchbench.launch import LOST_AFTER_S, SRUN_GRACE_S, rank_command
 from benchbench.slurm import first_host, job_resources, rank_env_from_slurm, timed_alone
 from tests.conftest import make_test_job
 
@@ -268,16 +269,21 @@ def _need_two_nodes() -> None:
     pytest.skip("not the two-node local cluster (scripts/slurm-local.sh start --nodes 2)")
 
 
-def _two_node_study(directory: Path, targets: list[str], *config: str, env: dict | None = None) -> Any:
-    """The two-node study (tests/fixtures/two_node.yaml) through the shipped Slurm profile, up to
-    ``targets`` (bench records, or the runs table: no calibration, plots or report, to keep CI short)."""
+def _two_node_command(directory: Path, targets: list[str], *config: str) -> list[str]:
+    """Snakemake of the two-node study (tests/fixtures/two_node.yaml) through the shipped Slurm
+    profile, up to ``targets`` (bench records, or the runs table: no calibration, plots or report,
+    to keep CI short)."""
     snakemake = Path(sys.executable).with_name("snakemake")
-    return subprocess.run(
-        [str(snakemake), "-s", str(ROOT / "Snakefile"), "--directory", str(directory), *targets,
-         "--configfile", str(ROOT / "tests/fixtures/two_node.yaml"), *(["--config", *config] if config else []),
-         "--profile", str(ROOT / "profiles/slurm"), "--workflow-profile", str(ROOT / "profiles/slurm-ci")],
-        capture_output=True, text=True, timeout=600, env=env,
-    )  # fmt: skip
+    return [str(snakemake), "-s", str(ROOT / "Snakefile"), "--directory", str(directory), *targets,
+            "--configfile", str(ROOT / "tests/fixtures/two_node.yaml"), *(["--config", *config] if config else []),
+            "--profile", str(ROOT / "profiles/slurm"),
+            "--workflow-profile", str(ROOT / "profiles/slurm-ci")]  # fmt: skip
+
+
+def _two_node_study(directory: Path, targets: list[str], *config: str, env: dict | None = None) -> Any:
+    """:func:`_two_node_command`, run to its end."""
+    cmd = _two_node_command(directory, targets, *config)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
 
 
 def _local_loss(tmp_path: Path, rec: dict) -> list[float]:
@@ -317,8 +323,7 @@ def test_rank_killed_on_the_second_node_is_a_failed_record_naming_it(tmp_path):
     """Rank 1 (on bb-node2) SIGKILLs itself at step 2: a failed record naming the rank and its
     node, within a bounded time, and the study goes on to its report."""
     _need_two_nodes()
-    path = os.pathsep.join(filter(None, [str(ROOT / "tests/mutants"), os.environ.get("PYTHONPATH")]))
-    env = os.environ | {"PYTHONPATH": path, "BENCHBENCH_MUTANT": "fault", "BENCHBENCH_FAULT": "kill:1:2"}
+    env = _fault_env("kill:1:2")
     target = ["results/two-node-kill/tables/runs.csv"]
     proc = _two_node_study(tmp_path, target, "study=two-node-kill", "strategies=[ddp]", env=env)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
@@ -359,3 +364,53 @@ def test_hybrid_across_two_nodes_in_one_allocation(tmp_path):
     assert rec["env"]["hosts"] == TWO_NODES and rec["env"]["launcher"] == "srun" and rec["env"]["ranks"] == 4
     local = _local_loss(tmp_path, rec)
     assert max(abs(a - b) for a, b in zip(rec["loss"], local, strict=True)) <= 1e-5, (rec["loss"], local)
+
+
+def _fault_env(fault: str) -> dict[str, str]:
+    """The environment of a study whose ranks run tests/mutants' ``fault`` (BENCHBENCH_FAULT)."""
+    path = os.pathsep.join(filter(None, [str(ROOT / "tests/mutants"), os.environ.get("PYTHONPATH")]))
+    return os.environ | {"PYTHONPATH": path, "BENCHBENCH_MUTANT": "fault", "BENCHBENCH_FAULT": fault}
+
+
+def _wait_for_step(study: Path, rank: int, steps: int, timeout: float = 180.0) -> None:
+    """Until rank ``rank`` of the study's running job reports ``steps`` steps done (its heartbeat)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for hb in study.glob(f"raw/*/*/*/.ws*/hb/rank{rank}"):
+            fields = hb.read_text().split()
+            if fields and fields[0].isdigit() and int(fields[0]) >= steps:
+                return
+        time.sleep(0.2)
+    pytest.fail(f"rank {rank} did not reach step {steps} in {timeout:.0f} s")
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_node_crash_mid_job_is_a_failed_record_naming_it(tmp_path):
+    """bb-node2 crashes (every process in its namespace SIGKILLed: slurmd, slurmstepd, rank 1) while
+    the job waits at step 2: a failed record naming rank 1 and bb-node2 within LOST_AFTER_S plus
+    srun's teardown — srun alone would wait for Slurm to declare the node down — and the study goes
+    on to its runs table once Slurm releases the allocation (SlurmdTimeout, 30 s on this cluster)."""
+    _need_two_nodes()
+    study = tmp_path / "results/two-node-crash"
+    cmd = _two_node_command(tmp_path, ["results/two-node-crash/tables/runs.csv"], "study=two-node-crash",
+                            "strategies=[ddp]")  # fmt: skip
+    env = _fault_env("hang:1:2")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        _wait_for_step(study, 1, 2)  # rank 1 (on bb-node2) sleeps there; rank 0 waits in the all-reduce
+        crashed = time.time()
+        subprocess.run([str(ROOT / "scripts/slurm-local.sh"), "crash-node", "bb-node2"], check=True, timeout=60)
+        out, _ = proc.communicate(timeout=400)
+    finally:
+        proc.kill()
+        subprocess.run([str(ROOT / "scripts/slurm-local.sh"), "start-node", "bb-node2"], check=True, timeout=120)
+    assert proc.returncode == 0, out[-4000:]
+    path = study / "raw/gpt-tiny/cpu-rank-per-node/ddp/ws2-r0.json"
+    rec = json.loads(path.read_text())
+    f = rec["failure"]
+    assert (f["kind"], f["rank"]) == ("rank_lost", 1), f
+    assert f["message"].startswith("rank 1 on bb-node2 went silent at step 2: no heartbeat for"), f["message"]
+    time_to_fail = datetime.fromisoformat(rec["created_at"]).timestamp() - crashed  # the record's own clock
+    assert time_to_fail < LOST_AFTER_S + SRUN_GRACE_S + 15, time_to_fail
+    assert list(pd.read_csv(study / "tables/runs.csv")["status"]) == ["failed"]  # the study went on
