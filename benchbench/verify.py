@@ -40,7 +40,7 @@ from torch import nn
 from benchbench.job import Job
 from benchbench.models import model_info
 from benchbench.reductions import dist_sum, gather_objects
-from benchbench.strategies.parallelize import seeded_model
+from benchbench.strategies.parallelize import seeded_model, wraps_data_parallel
 from benchbench.trainers import DTYPES, autocast, build_trainer, shard_batch
 
 VERIFY_LR = 0.5  # large enough that the update stands well above fp32 rounding of the weights
@@ -248,8 +248,11 @@ def reference_step(job: Job, device: torch.device, x: torch.Tensor, y: torch.Ten
 def warmup_steps(job: Job) -> int:
     """Steps at learning rate 0 before the verified one, so that it runs in steady state: DDP puts
     every gradient in one bucket on the first step and rebuilds its buckets (``bucket_cap_mb``)
-    after it; PowerSGD all-reduces plainly for ``powersgd_warmup`` steps before compressing."""
-    return job.plan.powersgd_warmup if job.plan.compression == "powersgd" else 1
+    after it; PowerSGD all-reduces plainly for ``powersgd_warmup`` steps before compressing.
+    Plans without DDP (``dp-naive``, FSDP, TP, pipelines) have no such state: none."""
+    if job.plan.compression == "powersgd":
+        return job.plan.powersgd_warmup
+    return 1 if job.plan.dp_flavour in ("ddp", "zero1") and wraps_data_parallel(job.plan) else 0
 
 
 def _skipped(reason: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from benchbench import verify
+from tests.conftest import make_test_job
 
 
 def test_a_parameter_and_its_gradient_share_the_projections():
@@ -52,3 +53,17 @@ def test_a_forgotten_one_over_n_is_an_error_of_one_and_float32_rounding_is_not()
     assert math.isclose(doubled["grad_norm_rel_err"], 1.0, rel_tol=1e-6)
     assert 0.5 < doubled["grad_rel_err"] < 2 and 0.5 < doubled["param_rel_err"] < 2
     assert verify.verdict(doubled, 0.0, tol, lossy=False)[0] == "MISMATCH"
+
+
+@pytest.mark.parametrize(
+    ("strategy", "steps"),
+    [("ddp", 1), ("zero1", 1), ("ddp-compile", 1), ("ddp-pp", 1), ("dp-naive", 0), ("fsdp", 0), ("tp", 0),
+     ("pp-1f1b", 0)],
+)  # fmt: skip
+def test_only_plans_whose_first_step_changes_state_take_lr0_warmup_steps(strategy, steps):
+    """DDP (and ZeRO-1, built on it) rebuild their buckets after the first step: one warm-up step at
+    learning rate 0 before the verified one; PowerSGD its plain all-reduce steps; the rest none."""
+    ws = 4 if strategy == "ddp-pp" else 2
+    assert verify.warmup_steps(make_test_job(strategy, ws)) == steps
+    powersgd = make_test_job("ddp-powersgd", 2)
+    assert verify.warmup_steps(powersgd) == powersgd.plan.powersgd_warmup > 1
