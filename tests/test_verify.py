@@ -67,3 +67,13 @@ def test_only_plans_whose_first_step_changes_state_take_lr0_warmup_steps(strateg
     assert verify.warmup_steps(make_test_job(strategy, ws)) == steps
     powersgd = make_test_job("ddp-powersgd", 2)
     assert verify.warmup_steps(powersgd) == powersgd.plan.powersgd_warmup > 1
+
+
+def test_the_reference_sgd_step_leaves_the_gradients_it_is_fingerprinted_with():
+    """reference_step fingerprints each gradient after ``opt.step()`` (with its updated parameter,
+    one set of projections): plain SGD must not touch the gradients."""
+    w = torch.nn.Parameter(torch.randn(4, 3))
+    w.grad = torch.randn(4, 3)
+    before = w.grad.clone()
+    torch.optim.SGD([w], lr=verify.VERIFY_LR).step()
+    assert torch.equal(w.grad, before)
