@@ -4,7 +4,8 @@ disturbing it (definitions: docs/METRICS.md):
 * :func:`count_step` — one step under :class:`~benchbench.strategies.comm_stats.CommCounter`
   (calls, payload and bus bytes per collective kind and mesh dimension) and
   :class:`ExecutedFlops` (the FLOPs this rank executed: hardware FLOPs);
-* :func:`exposed_rounds` — paired steps with and without gradient sync (:mod:`benchbench.exposed`);
+* :func:`exposed_rounds` — paired steps with and without gradient sync (:mod:`benchbench.exposed`),
+  only where a data-parallel peer exists (``dp`` > 1);
 * :func:`bubble_rounds` — the pipeline's compute timeline (:mod:`benchbench.bubble`).
 
 Each returns this rank's raw figures; :mod:`benchbench.train` reduces them across ranks.
@@ -109,7 +110,10 @@ def exposed_rounds(
     job: Job, trainer: Any, batch: tuple, device: torch.device
 ) -> tuple[list[float], list[float]] | None:
     """This rank's paired step times (with sync, without), or ``None`` when the plan has no
-    switchable gradient sync (no data-parallel DDP / hand-written all-reduce)."""
+    switchable gradient sync (no data-parallel DDP / hand-written all-reduce) or no data-parallel
+    peer (``dp`` = 1: the gradient all-reduce runs over a group of one, nothing to expose)."""
+    if job.dp == 1:
+        return None
     switch = install_switch(getattr(trainer, "modules", []), getattr(trainer, "grad_syncs", []))
     if not switch:
         return None

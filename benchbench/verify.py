@@ -13,8 +13,9 @@ process (the reference, in-process, same device and dtype) and compares:
   checked too).
 
 Tensors are compared through fingerprints (norm and :data:`PROJECTIONS` seeded random
-projections, float64), so only a few numbers per parameter travel between ranks. A projection
-difference estimates the norm of the difference (E⟨d, r⟩² = ‖d‖² for r ~ N(0, I)). Gradients scale
+projections, summed in float64; a parameter and its gradient share the projections), so only a
+few numbers per parameter travel between ranks. A projection difference estimates the norm of
+the difference (E⟨d, r⟩² = ‖d‖² for r ~ N(0, I)). Gradients scale
 with a forgotten 1/N, a sum instead of a mean, a missing reduction or a wrong micro-batch, and SGD
 passes that scale to the parameters: the errors below see it by construction. Replicas that hold
 the same parameter (data-parallel ranks) must agree with each other too.
@@ -39,7 +40,7 @@ from torch import nn
 from benchbench.job import Job
 from benchbench.models import model_info
 from benchbench.reductions import dist_sum, gather_objects
-from benchbench.strategies.parallelize import seeded_model
+from benchbench.strategies.parallelize import seeded_model, wraps_data_parallel
 from benchbench.trainers import DTYPES, autocast, build_trainer, shard_batch
 
 VERIFY_LR = 0.5  # large enough that the update stands well above fp32 rounding of the weights
@@ -105,17 +106,40 @@ def canonical_name(name: str) -> str:
     return ".".join(p for p in parts if p not in _WRAPPER_COMPONENTS)
 
 
-def fingerprint(t: torch.Tensor | None, name: str) -> list[float] | None:
-    """``[‖t‖, ⟨t, r_1⟩, …, ⟨t, r_k⟩]`` in float64, the r_i standard normal vectors seeded by
-    ``name`` (drawn one at a time: at most one float64 copy of ``t`` extra); ``None`` for no tensor."""
-    if t is None:
-        return None
-    flat = t.detach().reshape(-1).to(torch.float64)
-    seed = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little") % 2**63
-    g = torch.Generator(device=flat.device).manual_seed(seed)
-    proj = [float(torch.randn(flat.numel(), generator=g, device=flat.device, dtype=flat.dtype) @ flat)
-            for _ in range(PROJECTIONS)]  # fmt: skip
-    return [float(flat.norm()), *proj]
+#: Elements per chunk of a fingerprint: the float64 copies and projection draws it holds at a time.
+FINGERPRINT_CHUNK = 1 << 20
+
+
+def _seed(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little") % 2**63
+
+
+def fingerprints(name: str, *tensors: torch.Tensor | None) -> list[list[float] | None]:
+    """``[‖t‖, ⟨t, r_1⟩, …, ⟨t, r_k⟩]`` in float64 for each of ``tensors`` (a parameter and its
+    gradient: the same size), ``None`` for no tensor. The r_i are standard normal vectors seeded by
+    ``name``, drawn once for all the tensors: in float32 (a Gaussian vector like any other; 5x
+    cheaper to draw than float64 on CPU) and widened to float64, where the products are summed.
+    Chunk by chunk of :data:`FINGERPRINT_CHUNK` elements, so the extra memory is a few chunks'
+    whatever the tensor's size. The same name and size always give the same r_i."""
+    flats = [None if t is None else t.detach().reshape(-1) for t in tensors]
+    present = [f for f in flats if f is not None]
+    if not present:
+        return [None] * len(flats)
+    n, device = present[0].numel(), present[0].device
+    g = torch.Generator(device=device).manual_seed(_seed(name))
+    sums = [[0.0] * (PROJECTIONS + 1) for _ in flats]  # [sum of squares, projections...]
+    for start in range(0, n, FINGERPRINT_CHUNK):
+        chunks = [None if f is None else f[start : start + FINGERPRINT_CHUNK].to(torch.float64) for f in flats]
+        size = min(FINGERPRINT_CHUNK, n - start)
+        for c, acc in zip(chunks, sums, strict=True):
+            if c is not None:
+                acc[0] += float(c @ c)
+        for k in range(1, PROJECTIONS + 1):
+            r = torch.randn(size, generator=g, device=device, dtype=torch.float32).to(torch.float64)
+            for c, acc in zip(chunks, sums, strict=True):
+                if c is not None:
+                    acc[k] += float(r @ c)
+    return [None if f is None else [math.sqrt(acc[0]), *acc[1:]] for f, acc in zip(flats, sums, strict=True)]
 
 
 def _full(t: torch.Tensor) -> torch.Tensor:
@@ -132,13 +156,15 @@ def local_fingerprints(modules: list[nn.Module]) -> dict[str, dict[str, list[flo
         for raw, p in module.named_parameters():
             name = canonical_name(raw)
             grad = _full(p.grad) if p.grad is not None else None
-            out[name] = {"param": fingerprint(_full(p.detach()), name), "grad": grad_fingerprint(grad, name)}
+            out[name] = param_and_grad(_full(p.detach()), grad, name)
     return out
 
 
-def grad_fingerprint(grad: torch.Tensor | None, name: str) -> list[float]:
-    """A gradient's fingerprint; a parameter that got none counts as a zero gradient."""
-    return fingerprint(grad, name) or [0.0] * (PROJECTIONS + 1)
+def param_and_grad(param: torch.Tensor, grad: torch.Tensor | None, name: str) -> dict[str, list[float]]:
+    """A parameter's and its gradient's fingerprints, from the same projections; a parameter that
+    got no gradient counts as a zero gradient."""
+    fp_param, fp_grad = fingerprints(name, param, grad)
+    return {"param": fp_param, "grad": fp_grad or [0.0] * (PROJECTIONS + 1)}
 
 
 def merge_replicas(per_rank: list[dict[str, dict[str, list[float]]]]) -> tuple[dict, float]:
@@ -214,17 +240,19 @@ def reference_step(job: Job, device: torch.device, x: torch.Tensor, y: torch.Ten
         loss = loss_fn(out, yc) / job.dp
         loss.backward()
         total += float(loss.detach())
+    opt.step()  # plain SGD leaves the gradients as they were: fingerprinted with the updated parameters
     named = [(canonical_name(n), p) for n, p in model.named_parameters()]
-    grads = {n: grad_fingerprint(p.grad, n) for n, p in named}
-    opt.step()
-    return total, {n: {"param": fingerprint(p.detach(), n), "grad": grads[n]} for n, p in named}
+    return total, {n: param_and_grad(p.detach(), p.grad, n) for n, p in named}
 
 
 def warmup_steps(job: Job) -> int:
     """Steps at learning rate 0 before the verified one, so that it runs in steady state: DDP puts
     every gradient in one bucket on the first step and rebuilds its buckets (``bucket_cap_mb``)
-    after it; PowerSGD all-reduces plainly for ``powersgd_warmup`` steps before compressing."""
-    return job.plan.powersgd_warmup if job.plan.compression == "powersgd" else 1
+    after it; PowerSGD all-reduces plainly for ``powersgd_warmup`` steps before compressing.
+    Plans without DDP (``dp-naive``, FSDP, TP, pipelines) have no such state: none."""
+    if job.plan.compression == "powersgd":
+        return job.plan.powersgd_warmup
+    return 1 if job.plan.dp_flavour in ("ddp", "zero1") and wraps_data_parallel(job.plan) else 0
 
 
 def _skipped(reason: str) -> dict[str, Any]:

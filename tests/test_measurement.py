@@ -6,14 +6,16 @@ hidden by DDP), and the MFU peak's precision."""
 
 import os
 import warnings
+from types import SimpleNamespace
 
 import pytest
+import torch
 
 from benchbench.bubble import simulate, step_bubbles
 from benchbench.config import ROOT, check_config
 from benchbench.hardware import load_hardware
 from benchbench.strategies.comm_stats import BUS_FACTOR, CommCounter, merge_ranks
-from tests.conftest import run
+from tests.conftest import make_test_job, run
 
 
 def one_f_one_b(p: int, m: int, f: float, b: float) -> list[list[tuple]]:
@@ -230,6 +232,22 @@ def test_known_delay_is_exposed_by_dp_naive_and_partly_hidden_by_ddp(cfg, tmp_pa
     ddp_rise = slow["ddp-1mb"]["exposed_comm_s"] - plain["ddp-1mb"]["exposed_comm_s"]
     assert 0.6 * delay <= naive_rise <= 1.5 * delay  # nothing overlaps dp-naive's all-reduce
     assert ddp_rise < 0.7 * naive_rise  # DDP's first bucket overlaps the rest of backward
+
+
+@pytest.mark.parametrize("strategy", ["dp-naive", "ddp", "zero1"])
+def test_exposed_probe_runs_only_with_a_data_parallel_peer(monkeypatch, strategy):
+    """At dp = 1 the gradient all-reduce runs over a group of one: no paired steps at all (the
+    figures are empty, as for plans without a switch); at dp = 2 the same switch is paired."""
+    from benchbench import probes
+
+    paired = []
+    monkeypatch.setattr(probes, "paired_steps", lambda *a: paired.append(a[3]) or ([2.0], [1.0]))
+    trainer = SimpleNamespace(modules=[], grad_syncs=[SimpleNamespace(enabled=True)])  # a switchable sync
+    cpu = torch.device("cpu")
+    assert probes.exposed_rounds(make_test_job(strategy, 1), trainer, (), cpu) is None
+    assert paired == []
+    assert probes.exposed_rounds(make_test_job(strategy, 2), trainer, (), cpu) == ([2.0], [1.0])
+    assert paired == [3]
 
 
 @pytest.mark.slow

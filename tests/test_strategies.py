@@ -94,6 +94,8 @@ def test_compiled_blocks_pass_the_gate_and_compile_outside_the_timed_steps(cfg, 
     assert s["verify_verdict"] == "match" and s["verify_tolerance"] == 1e-4, s["verify_detail"]
     assert rec["applied"] == ["compile(4 blocks)", f"ddp({ws}, bucket=25MB)", "AdamW"]
     assert s["compile_time_s"] > 0 and s["compile_events_timed"] == 0
+    # DDP at one rank has no data-parallel peer: no exposed-communication probe, empty figures
+    assert (s["exposed_comm_s"] is None) == (ws == 1) and (s["exposed_comm_fraction"] is None) == (ws == 1)
 
 
 def test_a_single_process_plan_with_model_steps_is_gated_not_taken_for_the_reference(cfg, single, tmp_path):
