@@ -337,6 +337,8 @@ def _local_state(beat: Beat) -> str:
         return ""
     try:
         stat = Path(f"/proc/{beat.pid}/stat").read_text()
+        if b"benchbench" not in Path(f"/proc/{beat.pid}/cmdline").read_bytes():
+            return ""  # its pid reused, or another pid namespace's
     except OSError:
         return ""
     code = stat.rsplit(")", 1)[-1].split()[0] if ")" in stat else ""
