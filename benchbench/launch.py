@@ -44,6 +44,7 @@ RANK_MODULE = "benchbench.rank"  # what every rank of a job runs
 ELASTIC_MODULE = "benchbench.elastic"  # torch.distributed.run (torchrun) without the interpreter's teardown
 EXIT_POLL_S = 0.01  # how often the parent looks whether the launcher exited
 LOST_AFTER_S = 15.0  # a rank whose heartbeat nobody touched for this long, with no error and no exit: lost
+BLIND_AFTER_S = 5.0  # a gap this long between the parent's looks: it was paused (suspended with its job), not listening
 
 
 def resolve_launcher(launcher: str) -> str:
@@ -211,12 +212,18 @@ class Watch:
     last_step: float | None = None  # monotonic time a step count last changed
     walls: list[float] = field(default_factory=list)  # timed step walls seen (sampled)
     heard: dict[int, float] = field(default_factory=dict)  # rank -> monotonic time its liveness last changed
+    looked: float | None = None  # monotonic time of the last update
 
     def update(self) -> None:
         """Read the heartbeats; note any rank that finished a step since the last look (and its
         wall, once past the warm-up), and when each rank's liveness touch last changed — by this
-        host's clock, so a writer on another node with a skewed clock cannot look silent."""
+        host's clock, so a writer on another node with a skewed clock cannot look silent. After a
+        gap of :data:`BLIND_AFTER_S` between looks this parent was not running (Slurm suspends a
+        job's ranks and its parent together): it heard nothing, so no rank counts as silent then."""
         now = time.monotonic()
+        if self.looked is not None and now - self.looked > BLIND_AFTER_S:
+            self.heard = dict.fromkeys(self.heard, now)
+        self.looked = now
         for rank, beat in read_beats(self.tmpdir).items():
             old = self.beats.get(rank)
             if beat.steps and (old is None or beat.steps != old.steps):
@@ -309,10 +316,33 @@ def lost_message(lost: list[Beat], silent_s: float) -> str:
     ranks = ", ".join(str(b.rank) for b in lost)
     hosts = sorted({b.host for b in lost if b.host})
     on = f" on {', '.join(hosts)}" if hosts else ""
+    here = [f"{b.pid} {state}" for b in lost if (state := _local_state(b))]
+    why = "its process or its node is gone"
+    if here:
+        why = f"its process {', '.join(here)}: alive, its heartbeat thread stalled"
     msg = (f"rank{'s' if len(lost) > 1 else ''} {ranks}{on} went silent {lost[0].at()}: no heartbeat for "
-           f"{silent_s:.0f} s, no error, no exit status (its process or its node is gone)")  # fmt: skip
+           f"{silent_s:.0f} s, no error, no exit status ({why})")  # fmt: skip
     states = [f"{h} {s}" for h in hosts if (s := slurm_node_state(h))]
     return msg + (f"; Slurm: {', '.join(states)}" if states else "")
+
+
+_PROC_STATES = {"T": "stopped", "t": "stopped", "D": "in uninterruptible sleep", "R": "running", "S": "sleeping"}
+
+
+def _local_state(beat: Beat) -> str:
+    """The state of ``beat``'s process when it runs on this host and still exists (``stopped``,
+    ...), else "": a rank the launcher still holds whose liveness thread stopped (stopped by a
+    signal, blocked on a hung file system, a call holding the GIL) is not gone."""
+    if not beat.host or beat.host != socket.gethostname()[:32]:
+        return ""
+    try:
+        stat = Path(f"/proc/{beat.pid}/stat").read_text()
+        if b"benchbench" not in Path(f"/proc/{beat.pid}/cmdline").read_bytes():
+            return ""  # its pid reused, or another pid namespace's
+    except OSError:
+        return ""
+    code = stat.rsplit(")", 1)[-1].split()[0] if ")" in stat else ""
+    return _PROC_STATES.get(code, f"state {code}") if code and code not in "ZX" else ""
 
 
 def slurm_node_state(node: str) -> str:

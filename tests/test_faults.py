@@ -22,7 +22,7 @@ import pytest
 from benchbench.config import ROOT, load_schema
 from benchbench.failure import FAILURE_KINDS, Evidence, RankError, classify, parse_launcher_output
 from benchbench.heartbeat import read_beats
-from benchbench.launch import LOST_AFTER_S, Watch, free_port, run_job
+from benchbench.launch import LOST_AFTER_S, Watch, free_port, lost_message, run_job
 from benchbench.record import make_record, validate_record
 from tests.conftest import make_test_job
 
@@ -288,6 +288,44 @@ def test_watchdog_names_a_rank_that_went_silent(tmp_path):
     os.utime(hb1, (time.time() - 3600, time.time() - 3600))
     watch.update()
     assert watch.verdict() is None and watch.silence(1) < 1
+
+
+def test_watchdog_paused_with_its_ranks_calls_no_rank_lost(tmp_path):
+    """The parent stopped along with its ranks (Slurm suspends a job's processes together; SIGCONT
+    may reach the parent first): on its first look after, every heartbeat is old, but the parent was
+    not listening either — no rank_lost. Once it listens again, silence counts anew."""
+    job = make_test_job(timeout_s=600.0, steps=10, warmup_steps=1)
+    watch = Watch(job, tmp_path)
+    _beat(tmp_path, 0, 3)
+    _beat(tmp_path, 1, 3)
+    watch.update()
+    paused = time.monotonic() - LOST_AFTER_S - 5
+    watch.heard, watch.looked = dict.fromkeys(watch.heard, paused), paused  # 20 s ago: then the pause
+    watch.update()  # the heartbeats did not change: the ranks are not running yet either
+    assert watch.verdict() is None and watch.silence(1) < 1
+    watch.heard[1] = time.monotonic() - LOST_AFTER_S - 1  # silent while the parent looked every poll
+    watch.update()
+    assert watch.verdict().kind == "rank_lost"
+
+
+def test_rank_lost_on_this_host_says_its_process_is_alive(tmp_path):
+    """A rank on this host whose process is still there (SIGSTOP here; a hung file system or a call
+    holding the GIL alike) went silent, but is not gone: the message says so, with its state."""
+    code = f"from benchbench import heartbeat; import time; heartbeat.start({str(tmp_path)!r}, 1); time.sleep(60)"
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 30
+        while 1 not in read_beats(tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGSTOP)
+        beat = read_beats(tmp_path)[1]
+        assert beat.pid == proc.pid and beat.host == socket.gethostname()[:32]
+        msg = lost_message([beat], LOST_AFTER_S)
+        assert f"(its process {proc.pid} stopped: alive, its heartbeat thread stalled)" in msg, msg
+    finally:
+        proc.kill()
+        proc.wait()
+    assert "(its process or its node is gone)" in lost_message([beat], LOST_AFTER_S)  # gone now
 
 
 def test_heartbeat_line_carries_the_host(tmp_path):
