@@ -377,7 +377,10 @@ def _wait_for_step(study: Path, rank: int, steps: int, timeout: float = 180.0) -
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for hb in study.glob(f"raw/*/*/*/.ws*/hb/rank{rank}"):
-            fields = hb.read_text().split()
+            try:
+                fields = hb.read_text().split()
+            except FileNotFoundError:  # the job ended (and its folder went) between glob and read
+                continue
             if fields and fields[0].isdigit() and int(fields[0]) >= steps:
                 return
         time.sleep(0.2)
@@ -403,7 +406,12 @@ def test_node_crash_mid_job_is_a_failed_record_naming_it(tmp_path):
         subprocess.run([str(ROOT / "scripts/slurm-local.sh"), "crash-node", "bb-node2"], check=True, timeout=60)
         out, _ = proc.communicate(timeout=400)
     finally:
-        proc.kill()
+        if proc.poll() is None:  # failed before the end: SIGTERM lets Snakemake cancel its Slurm job
+            proc.terminate()
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
         subprocess.run([str(ROOT / "scripts/slurm-local.sh"), "start-node", "bb-node2"], check=True, timeout=120)
     assert proc.returncode == 0, out[-4000:]
     path = study / "raw/gpt-tiny/cpu-rank-per-node/ddp/ws2-r0.json"
