@@ -40,7 +40,7 @@ from torch import nn
 from benchbench.job import Job
 from benchbench.models import model_info
 from benchbench.reductions import dist_sum, gather_objects
-from benchbench.strategies.parallelize import seeded_model, wraps_data_parallel
+from benchbench.strategies.parallelize import seeded_model
 from benchbench.trainers import DTYPES, autocast, build_trainer, shard_batch
 
 VERIFY_LR = 0.5  # large enough that the update stands well above fp32 rounding of the weights
@@ -249,10 +249,11 @@ def warmup_steps(job: Job) -> int:
     """Steps at learning rate 0 before the verified one, so that it runs in steady state: DDP puts
     every gradient in one bucket on the first step and rebuilds its buckets (``bucket_cap_mb``)
     after it; PowerSGD all-reduces plainly for ``powersgd_warmup`` steps before compressing.
-    Plans without DDP (``dp-naive``, FSDP, TP, pipelines) have no such state: none."""
-    if job.plan.compression == "powersgd":
-        return job.plan.powersgd_warmup
-    return 1 if job.plan.dp_flavour in ("ddp", "zero1") and wraps_data_parallel(job.plan) else 0
+    Every other plan takes one too: the timed steps are steady-state steps, and a bug that is
+    right on a first step only (state cached by the first call: a hand-written sync that keeps the
+    first step's gradient tensors, a pipeline's shape inference, a compiled graph's first call)
+    must not pass the gate (tests/test_gate.py, ``dp-stale-grads``)."""
+    return job.plan.powersgd_warmup if job.plan.compression == "powersgd" else 1
 
 
 def _skipped(reason: str) -> dict[str, Any]:
@@ -264,7 +265,7 @@ def parallel_step(job: Job, device: torch.device, task: Any, dp_rank: int) -> tu
     then gather the fingerprints. Returns (global loss, each rank's fingerprints); frees the model."""
     trainer = build_trainer(job, device, task.loss_fn, optimizer="sgd", lr=0.0)
     batch = shard_batch(job, *task.batch(0, job.global_batch), dp_rank, device)
-    for _ in range(warmup_steps(job)):  # lr 0: nothing moves, but DDP rebuilds its buckets
+    for _ in range(warmup_steps(job)):  # lr 0: nothing moves, but the verified step is a steady-state one
         trainer.train_step(*batch)
     for group in trainer.optimizer.param_groups:
         group["lr"] = VERIFY_LR

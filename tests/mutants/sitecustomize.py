@@ -35,6 +35,27 @@ def dp_skip_param() -> None:
     data_parallel.NaiveGradSync.__init__ = init
 
 
+def dp_stale_grads() -> None:
+    """Data parallel that collects the gradient tensors to all-reduce on its first call and reuses
+    them (a cached bucket list): ``zero_grad(set_to_none=True)`` gives every later step new
+    gradient tensors, so from the second step on the all-reduce averages the first step's stale
+    tensors and each rank steps on its local gradient. Right on the first step only."""
+    import torch.distributed as dist
+
+    from benchbench.strategies import data_parallel
+
+    def call(self) -> None:
+        if not self.enabled:
+            return
+        if not hasattr(self, "_cached"):
+            self._cached = [p.grad for p in self.params if p.grad is not None]
+        for g in self._cached:
+            dist.all_reduce(g, op=dist.ReduceOp.SUM, group=self.group)
+            g.div_(self.world)
+
+    data_parallel.NaiveGradSync.__call__ = call
+
+
 def ddp_skip_bucket() -> None:
     """DDP that never all-reduces one gradient bucket in the middle (index 1): its parameters keep
     each rank's local gradient. Writes the bucket indices it saw to BENCHBENCH_MUTANT_LOG."""
@@ -259,7 +280,7 @@ def fault() -> None:
 
 
 MUTANTS = {f.__name__.replace("_", "-"): f for f in (
-    dp_no_divide, dp_skip_param, ddp_skip_bucket, fsdp_no_average, tp_no_reduce, pp_sum_microbatches,
+    dp_no_divide, dp_skip_param, dp_stale_grads, ddp_skip_bucket, fsdp_no_average, tp_no_reduce, pp_sum_microbatches,
     pp_wrong_microbatch, comm_delay, slow_step, fault,
     hsdp_no_replicate,
 )}  # fmt: skip
