@@ -209,7 +209,7 @@ def agreement(checkout: Path, study: str, k: int) -> None:
         for base, new in ((one, many), (many, one)):
             cmd = [sys.executable, "-m", "benchbench", "compare", str(_study_dir(base)), str(_study_dir(new))]
             proc = subprocess.run(cmd, env=_env(checkout), capture_output=True, text=True)
-            verdict = "no configuration slower" if proc.returncode == 0 else "some configuration slower"
+            verdict = "no configuration slower" if proc.returncode == 0 else "a configuration slower, or missing"
             print(f"  benchbench compare {base.name} {new.name}: exit {proc.returncode} ({verdict})")
             print("    " + "\n    ".join(proc.stdout.strip().splitlines()[-12:]))
 
