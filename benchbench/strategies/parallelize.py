@@ -216,11 +216,6 @@ def apply_model_steps(module: nn.Module, plan: Plan, mesh: Any) -> nn.Module:
     return apply_compile(module, plan.compile or plan.async_tp)  # 2c: async TP needs the blocks compiled
 
 
-def wraps_data_parallel(plan: Plan) -> bool:
-    """Whether step 3 applies the plan's data-parallel flavour: not when dp = 1 under tp or pp."""
-    return plan.dp > 1 or plan.cp > 1 or (plan.tp == 1 and plan.pp == 1)
-
-
 def parallelize(
     job: Job, device: torch.device, loss_fn: LossFn, optimizer: str = "adamw", lr: float | None = None
 ) -> Parallelized:
@@ -234,7 +229,8 @@ def parallelize(
         return Parallelized([model], opt, contextlib.nullcontext, None)
 
     mesh = make_mesh(plan, device)
-    flavour = DATA_PARALLEL[plan.dp_flavour if wraps_data_parallel(plan) else "none"]
+    wrap_dp = plan.dp > 1 or plan.cp > 1 or (plan.tp == 1 and plan.pp == 1)
+    flavour = DATA_PARALLEL[plan.dp_flavour if wrap_dp else "none"]
     dp_group = mesh["dp"].get_group()
 
     modules, ids = apply_pipeline_split(job, mesh)  # 1 (meta)
