@@ -196,30 +196,35 @@ def test_ci_study_through_real_slurm(tmp_path):
     assert max(abs(a - b) for a, b in zip(rec["loss"], local_loss, strict=True)) <= 1e-5
 
 
+def _study_in_one_allocation(tmp_path: Path, study: str, shape: list[str], timeout: float) -> str:
+    """Snakemake of ``study`` (relative to the checkout) with the local executor inside one sbatch
+    allocation of ``shape`` (``--nodes=...`` and task options), waited for up to ``timeout`` s
+    (cancelled and failed past it); its log must say the study is done. Returns the job id."""
+    snakemake = Path(sys.executable).with_name("snakemake")
+    inner = f"{snakemake} -s {ROOT / 'Snakefile'} --configfile {ROOT / study} --cores 2 --resources bench_slots=1"
+    job_id = subprocess.run(
+        ["sbatch", "--parsable", *shape, "--cpus-per-task=1", "--mem-per-cpu=1000",
+         "-D", str(tmp_path), "-o", str(tmp_path / "alloc.out"), "--wrap", inner],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip().split(";")[0]  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while subprocess.run(["squeue", "-h", "-j", job_id], capture_output=True, text=True).stdout.strip():
+        if time.monotonic() > deadline:
+            subprocess.run(["scancel", job_id])
+            pytest.fail(f"allocation {job_id} still running after {timeout:.0f} s")
+        time.sleep(2)
+    log = (tmp_path / "alloc.out").read_text()
+    assert "100%) done" in log, log[-3000:]
+    return job_id
+
+
 @pytest.mark.slow
 @pytest.mark.slurm
 def test_study_in_one_allocation(tmp_path):
     """The many-small-jobs recipe: one sbatch allocation, the local executor inside it, every
     multi-rank job an srun step of that allocation."""
     _need_slurm()
-    snakemake = Path(sys.executable).with_name("snakemake")
-    inner = (f"{snakemake} -s {ROOT / 'Snakefile'} --configfile {ROOT / 'config/studies/ci.yaml'}"
-             " --cores 2 --resources bench_slots=1")  # fmt: skip
-    job_id = subprocess.run(
-        ["sbatch", "--parsable", "--nodes=1", "--ntasks=2", "--cpus-per-task=1", "--mem-per-cpu=1000",
-         "-D", str(tmp_path), "-o", str(tmp_path / "alloc.out"), "--wrap", inner],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip().split(";")[0]  # fmt: skip
-    deadline = time.monotonic() + 900
-    while time.monotonic() < deadline:
-        if not subprocess.run(["squeue", "-h", "-j", job_id], capture_output=True, text=True).stdout.strip():
-            break
-        time.sleep(3)
-    else:
-        subprocess.run(["scancel", job_id])
-        pytest.fail(f"allocation {job_id} still running after 15 min")
-    log = (tmp_path / "alloc.out").read_text()
-    assert "100%) done" in log, log[-3000:]
+    job_id = _study_in_one_allocation(tmp_path, "config/studies/ci.yaml", ["--nodes=1", "--ntasks=2"], 900)
     records = [json.loads(p.read_text()) for p in (tmp_path / "results/ci/raw").rglob("ws2-r0.json")]
     assert len(records) == 4 and {r["status"] for r in records} == {"ok"}
     assert {r["env"]["slurm_job_id"] for r in records} == {job_id}
@@ -343,22 +348,9 @@ def test_hybrid_across_two_nodes_in_one_allocation(tmp_path):
     """The many-small-jobs recipe on two nodes: one 2-node allocation, a 4-rank DDP x pipeline
     hybrid with two ranks per node as an srun step of it; its loss that of the job run locally."""
     _need_two_nodes()
-    snakemake = Path(sys.executable).with_name("snakemake")
-    inner = (f"{snakemake} -s {ROOT / 'Snakefile'} --configfile {ROOT / 'tests/fixtures/two_node_hybrid.yaml'}"
-             " --cores 2 --resources bench_slots=1")  # fmt: skip
-    job_id = subprocess.run(
-        ["sbatch", "--parsable", "--nodes=2", "--ntasks-per-node=2", "--cpus-per-task=1", "--mem-per-cpu=1000",
-         "-D", str(tmp_path), "-o", str(tmp_path / "alloc.out"), "--wrap", inner],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip().split(";")[0]  # fmt: skip
-    deadline = time.monotonic() + 600
-    while subprocess.run(["squeue", "-h", "-j", job_id], capture_output=True, text=True).stdout.strip():
-        if time.monotonic() > deadline:
-            subprocess.run(["scancel", job_id])
-            pytest.fail(f"allocation {job_id} still running after 10 min")
-        time.sleep(2)
-    log = (tmp_path / "alloc.out").read_text()
-    assert "100%) done" in log, log[-3000:]
+    job_id = _study_in_one_allocation(
+        tmp_path, "tests/fixtures/two_node_hybrid.yaml", ["--nodes=2", "--ntasks-per-node=2"], 600
+    )
     rec = json.loads((tmp_path / "results/two-node-alloc/raw/gpt-tiny/cpu-two-per-node/ddp-pp/ws4-r0.json").read_text())
     assert rec["status"] == "ok" and rec["env"]["slurm_job_id"] == job_id, rec.get("error")
     assert rec["env"]["hosts"] == TWO_NODES and rec["env"]["launcher"] == "srun" and rec["env"]["ranks"] == 4
