@@ -38,6 +38,7 @@ from benchbench.launch import (
     _signals_interrupt,
     resolve_launcher,
 )
+from benchbench.rank import STARTED_FILE
 from benchbench.record import read_record, write_record
 
 
@@ -129,11 +130,27 @@ def _prepare(jobs: list[Job], first: int, size: int, tmpdir: Path) -> Batch:
     return Batch(jobs, folders, tmpdir)
 
 
+def job_starts(batch: Batch, watch: BatchWatch) -> list[float]:
+    """Each job's start, unix time: the launch's for the first (start-up included), else the time
+    rank 0 wrote when it began the job (``started`` in its folder; rank 0 runs on this host) — not
+    when the parent's 0.25 s poll first saw it, which can miss a whole short job. A job that never
+    began: the launch's end. Consecutive starts bound each job's wall time."""
+    to_unix = time.time() - time.monotonic()
+    starts = [watch.started + to_unix]
+    for folder in batch.folders[1:]:
+        try:
+            starts.append(float((folder / STARTED_FILE).read_text()))
+        except (OSError, ValueError):
+            starts.append(time.time())
+    return starts
+
+
 def _records(batch: Batch, attempt: Attempt, ooms: int, first: int, size: int) -> list[dict[str, Any]]:
     """The launch's records, in order: rank 0's ok ones, then the failed record of the first job
     that left none (the job in progress when the launch ended); the jobs after it are not run."""
     watch: BatchWatch = attempt.watch  # type: ignore[assignment]
-    ends = [*watch.starts[1:], time.monotonic()]
+    starts = job_starts(batch, watch)
+    ends = [*starts[1:], time.time()]
     records = []
     for k, (job, folder) in enumerate(zip(batch.jobs, batch.folders, strict=True)):
         if (folder / "record.json").exists():
@@ -142,8 +159,7 @@ def _records(batch: Batch, attempt: Attempt, ooms: int, first: int, size: int) -
             seen = watch.watches[k] if k < len(watch.watches) else Watch(job, folder)
             record = _failed(job, folder, Attempt(attempt.output, attempt.code, attempt.killed, seen), ooms)
             record["env"]["batch"] = {"index": first + k, "size": size}
-        start = watch.starts[min(k, watch.current)]
-        record["env"]["wall_time_s"] = round(max(ends[min(k, len(ends) - 1)] - start, 0.0), 3)
+        record["env"]["wall_time_s"] = round(max(ends[k] - starts[k], 0.0), 3)
         records.append(record)
         if record["status"] != "ok":
             break

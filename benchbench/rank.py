@@ -25,6 +25,8 @@ from typing import Any
 from benchbench import heartbeat
 from benchbench.rendezvous import RankEnv, init_distributed, rank_env
 
+STARTED_FILE = "started"  # in a batched job's folder: rank 0's unix time when the job began
+
 
 def die_with_parent(sig: int = signal.SIGKILL) -> None:
     """Ask Linux to send ``sig`` to this process when its parent dies (PR_SET_PDEATHSIG), so that no
@@ -104,6 +106,8 @@ def _run_batch(batch_file: Path, env: RankEnv, current: dict[str, Path]) -> None
     device = None
     for entry in json.loads(batch_file.read_text()):
         current["err_dir"] = Path(entry["err_dir"])
+        if env.rank == 0:  # the job's start, for its wall time (benchbench.batch: the parent's host clock)
+            (current["err_dir"] / STARTED_FILE).write_text(f"{time.time():.6f}")
         heartbeat.start(current["err_dir"], env.rank)
         job = Job.from_dict(entry["job"])
         if device is None:

@@ -4,10 +4,13 @@ fails its own record and the jobs after it are relaunched."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from benchbench.batch import check_batch, run_batch
+from benchbench.batch import Batch, BatchWatch, check_batch, job_starts, run_batch
 from benchbench.launch import run_job
+from benchbench.rank import STARTED_FILE
 from benchbench.record import validate_record
 from tests import test_faults
 from tests.conftest import make_test_job
@@ -99,3 +102,19 @@ def test_batched_launch_command_passes_the_batch_file(launcher, tmp_path):
                        rank_args=["--batch", str(tmp_path / "batch.json")])  # fmt: skip
     assert cmd[-4:] == ["-m", "benchbench.rank", "--batch", str(tmp_path / "batch.json")]
     assert "--job-file" not in cmd and (cmd[0] == "srun") == (launcher == "srun")
+
+
+def test_job_wall_times_come_from_rank_0s_starts_not_the_parents_polls(tmp_path):
+    """A job shorter than the parent's 0.25 s poll is never seen running: the parent's view has
+    no start for it. Its wall time is still the span between the starts rank 0 wrote."""
+    jobs = _jobs()
+    folders = [tmp_path / f"job{k}" for k in range(3)]
+    for k, folder in enumerate(folders):
+        folder.mkdir()
+        if k:
+            (folder / STARTED_FILE).write_text(f"{1000.0 + 0.1 * k:.6f}")
+    watch = BatchWatch(jobs, folders, time.monotonic())  # the parent saw only the first job start
+    starts = job_starts(Batch(jobs, folders, tmp_path), watch)
+    assert starts[1:] == [1000.1, 1000.2] and abs(starts[0] - time.time()) < 1
+    (folders[2] / STARTED_FILE).unlink()  # the third job never began: it starts when the launch ends
+    assert abs(job_starts(Batch(jobs, folders, tmp_path), watch)[2] - time.time()) < 1
