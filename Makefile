@@ -31,9 +31,10 @@ slurm-profile:
 	ln -sfn $(CURDIR)/profiles/slurm $(HOME)/.config/snakemake/slurm
 	@echo "snakemake --profile slurm  ->  $(CURDIR)/profiles/slurm"
 
-## make lint: ruff on the code, snakemake --lint on the workflow (both must be clean)
+## make lint: ruff (check and format), snakemake --lint on the workflow (all must be clean)
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	@out=$$($(VENV)/bin/snakemake --lint 2>&1); echo "$$out" | grep -q "Congratulations, your workflow is in a good condition" \
 		|| { echo "$$out"; echo "snakemake --lint found problems"; exit 1; }
 	@echo "snakemake --lint: clean"

@@ -45,12 +45,29 @@ from benchbench.study import Dropped
 
 #: Identity of a run in runs.csv; then one column per summary metric, then the run's verdict.
 RUN_ID_COLUMNS = [
-    "study", "model", "hardware", "strategy", "world_size", "dp", "tp", "pp", "repeat", "status", "global_batch",
-]  # fmt: skip
+    "study",
+    "model",
+    "hardware",
+    "strategy",
+    "world_size",
+    "dp",
+    "tp",
+    "pp",
+    "repeat",
+    "status",
+    "global_batch",
+]
 RUN_COLUMNS = [
-    *RUN_ID_COLUMNS, *SUMMARY_NAMES, "loss_first", "loss_last", "loss_dev", "correct", "applied", "error",
+    *RUN_ID_COLUMNS,
+    *SUMMARY_NAMES,
+    "loss_first",
+    "loss_last",
+    "loss_dev",
+    "correct",
+    "applied",
+    "error",
     "failure_kind",
-]  # fmt: skip
+]
 SCALING_KEYS = ["model", "hardware", "strategy", "world_size"]
 #: Summary metrics carried into scaling.csv, each combined over repeats as the registry says.
 SCALING_METRICS = [m for m in SUMMARY if m.across_repeats != "none"]
@@ -152,14 +169,26 @@ def _run_row(record: dict[str, Any], ref: list[float] | None) -> dict[str, Any]:
     plan, loss, error = job["plan"], record["loss"], record["error"]
     dev = loss_deviation(loss, ref) if (ref is not None and ok) else float("nan")
     return {
-        "study": job["study"], "model": job["model"], "hardware": job["hardware"], "strategy": job["strategy"],
-        "world_size": job["world_size"], "dp": plan["dp"], "tp": plan["tp"], "pp": plan["pp"],
-        "repeat": job["repeat"], "status": record["status"], "global_batch": job["global_batch"],
+        "study": job["study"],
+        "model": job["model"],
+        "hardware": job["hardware"],
+        "strategy": job["strategy"],
+        "world_size": job["world_size"],
+        "dp": plan["dp"],
+        "tp": plan["tp"],
+        "pp": plan["pp"],
+        "repeat": job["repeat"],
+        "status": record["status"],
+        "global_batch": job["global_batch"],
         **{k: summary.get(k) for k in SUMMARY_NAMES},
-        "loss_first": loss[0] if loss else None, "loss_last": loss[-1] if loss else None,
-        "loss_dev": dev, "correct": _verdict(record, dev), "applied": " → ".join(record.get("applied", [])),
-        "error": error.splitlines()[0] if error else "", "failure_kind": failure_kind(record),
-    }  # fmt: skip
+        "loss_first": loss[0] if loss else None,
+        "loss_last": loss[-1] if loss else None,
+        "loss_dev": dev,
+        "correct": _verdict(record, dev),
+        "applied": " → ".join(record.get("applied", [])),
+        "error": error.splitlines()[0] if error else "",
+        "failure_kind": failure_kind(record),
+    }
 
 
 def runs_table(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -246,10 +275,11 @@ def _repeat_statistics(thr: np.ndarray, codes: np.ndarray, n: int) -> dict[str, 
         half = stats.t.ppf((1 + CI_LEVEL) / 2, count - 1) * std / np.sqrt(count)
         multi = count > 1
         return {
-            "throughput": mean, "throughput_ci_low": np.where(multi, mean - half, np.nan),
+            "throughput": mean,
+            "throughput_ci_low": np.where(multi, mean - half, np.nan),
             "throughput_ci_high": np.where(multi, mean + half, np.nan),
             "throughput_cv": np.where(multi, std / mean, np.nan),
-        }  # fmt: skip
+        }
 
 
 def _ratio(measured: Any, estimate: Any) -> np.ndarray:
@@ -296,8 +326,10 @@ def _baselines(table: pd.DataFrame, scaling: str) -> tuple[list[float], list[str
             base.setdefault((model[i], hardware[i], batch[i], strategy[i]), float(thr[i]))
     speedups, labels = [], []
     for i in range(len(table)):
-        hit = next(((s, base[k]) for s in (SINGLE, strategy[i]) if (k := (model[i], hardware[i], batch[i], s)) in base),
-                   (None, None))  # fmt: skip
+        hit = next(
+            ((s, base[k]) for s in (SINGLE, strategy[i]) if (k := (model[i], hardware[i], batch[i], s)) in base),
+            (None, None),
+        )
         speedups.append(thr[i] / hit[1] if hit[1] else float("nan"))
         labels.append(f"{hit[0]} ws1" if hit[0] else "none")
     return speedups, labels

@@ -124,8 +124,15 @@ def _prepare(jobs: list[Job], first: int, size: int, tmpdir: Path) -> Batch:
         folder.mkdir()
         (folder / "job.json").write_text(json.dumps(job.to_dict()))
         folders.append(folder)
-        entries.append({"job": job.to_dict(), "out": str(folder / "record.json"), "err_dir": str(folder),
-                        "index": first + k, "size": size})  # fmt: skip
+        entries.append(
+            {
+                "job": job.to_dict(),
+                "out": str(folder / "record.json"),
+                "err_dir": str(folder),
+                "index": first + k,
+                "size": size,
+            }
+        )
     (tmpdir / "batch.json").write_text(json.dumps(entries))
     return Batch(jobs, folders, tmpdir)
 

@@ -80,8 +80,13 @@ def _cmd_run_batch(args: argparse.Namespace) -> int:
     runnable = [(j, o) for j, o, r in zip(jobs, args.out, reasons, strict=True) if r is None]
     results = []
     if runnable:
-        results = run_batch([j for j, _ in runnable], [o for _, o in runnable], args.launcher,
-                            timed_alone=not args.timed_shared, retry_of=args.retry_of or None)  # fmt: skip
+        results = run_batch(
+            [j for j, _ in runnable],
+            [o for _, o in runnable],
+            args.launcher,
+            timed_alone=not args.timed_shared,
+            retry_of=args.retry_of or None,
+        )
     for record, written in results:
         print(f"{record['job']['id']}: {record['status']} (batched) -> {written}")
     failed = any(r is not None for r in reasons) or any(rec["status"] != "ok" for rec, _ in results)
@@ -153,11 +158,20 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     figures = args.figures
     if args.study_dir and len(args.study_dir) > 1:
-        given = [o for o, v in (("--study-json", args.study_json or None), ("--figures", args.figures),
-                                ("--records", args.records)) if v is not None]  # fmt: skip
+        given = [
+            o
+            for o, v in (
+                ("--study-json", args.study_json or None),
+                ("--figures", args.figures),
+                ("--records", args.records),
+            )
+            if v is not None
+        ]
         if given:
-            raise ConfigError(f"report: {', '.join(given)} cannot be used with more than one --study-dir "
-                              "(a merged report reads each folder's own records and figures)")  # fmt: skip
+            raise ConfigError(
+                f"report: {', '.join(given)} cannot be used with more than one --study-dir "
+                "(a merged report reads each folder's own records and figures)"
+            )
         print(build_merged_report(args.study_dir, args.out or "report.html", description=args.description))
         return 0
     if args.study_dir:
@@ -175,8 +189,16 @@ def _cmd_report(args: argparse.Namespace) -> int:
             raise ConfigError("report needs --study-dir, or --tables, --plots and --out")
         records, out, plots, calibrations = args.records or [], args.out, args.plots or [], args.calibration or []
         tables = {Path(t).stem: Path(t) for t in args.tables}
-    page = build_report(records=records, tables=tables, plots=plots, out=out, description=args.description,
-                        study=args.study_json or None, figures=figures, calibrations=calibrations)  # fmt: skip
+    page = build_report(
+        records=records,
+        tables=tables,
+        plots=plots,
+        out=out,
+        description=args.description,
+        study=args.study_json or None,
+        figures=figures,
+        calibrations=calibrations,
+    )
     print(page)
     return 0
 
@@ -225,9 +247,11 @@ def _write_grid(args: argparse.Namespace, study: dict, cals: dict) -> None:
 
     for path, (frame, notes) in (
         (args.predictions_csv, prediction_grid(study, cals) if args.predictions_csv else (None, [])),
-        (args.recommendations_csv, recommendations(study, cals, args.results_dir) if args.recommendations_csv
-         else (None, [])),
-    ):  # fmt: skip
+        (
+            args.recommendations_csv,
+            recommendations(study, cals, args.results_dir) if args.recommendations_csv else (None, []),
+        ),
+    ):
         for note in notes:
             print(f"benchbench: {note}", file=sys.stderr)
         if path:
@@ -372,11 +396,18 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--configfile", help="study config (default: config/config.yaml)")
     c.add_argument("--hardware", help="hardware profile (default: the study's first)")
     c.add_argument("--out", help="where to write the calibration (required with --spec)")
-    c.add_argument("--launcher", choices=["auto", "torchrun", "srun"], default="auto",
-                   help="how to start ranks (auto: srun inside a Slurm allocation, else torchrun)")  # fmt: skip
-    c.add_argument("--allow-failed", action="store_true",
-                   help="when the ranks fail or time out, write the failure's record at --out (status: failed, "
-                   "reason; predict and the report say the calibration is not usable) and exit 0")  # fmt: skip
+    c.add_argument(
+        "--launcher",
+        choices=["auto", "torchrun", "srun"],
+        default="auto",
+        help="how to start ranks (auto: srun inside a Slurm allocation, else torchrun)",
+    )
+    c.add_argument(
+        "--allow-failed",
+        action="store_true",
+        help="when the ranks fail or time out, write the failure's record at --out (status: failed, "
+        "reason; predict and the report say the calibration is not usable) and exit 0",
+    )
     c.add_argument("--retry-of", default="", help=argparse.SUPPRESS)  # the workflow's retry token, kept in the file
     c.set_defaults(func=_cmd_calibrate)
 
@@ -406,9 +437,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         help="how to start ranks (auto: srun inside a Slurm allocation, else torchrun)",
     )
     r.add_argument("--allow-failed", action="store_true", help="exit 0 when a failed/infeasible record was written")
-    r.add_argument(
-        "--timed-shared", action="store_true", help="other timed jobs may run beside this one (recorded)"
-    )
+    r.add_argument("--timed-shared", action="store_true", help="other timed jobs may run beside this one (recorded)")
     r.add_argument(
         "--retry-of", default="", help="creation time of the failed record this run retries (the workflow sets it)"
     )
@@ -433,12 +462,19 @@ def _add_tables_and_plots(sub: argparse._SubParsersAction) -> None:
     pl.set_defaults(func=_cmd_plot)
 
     rp = sub.add_parser("report", help="tables + plots + records -> report/index.html")
-    rp.add_argument("--study-dir", action="append",
-                    help="results/<study>: records, tables and plots where the layout puts them; "
-                    "repeat it to merge several folders into one page (--out, default report.html)")  # fmt: skip
+    rp.add_argument(
+        "--study-dir",
+        action="append",
+        help="results/<study>: records, tables and plots where the layout puts them; "
+        "repeat it to merge several folders into one page (--out, default report.html)",
+    )
     rp.add_argument("--records", nargs="*")
-    rp.add_argument("--tables", nargs="+", help=" ".join(f"{n}.csv" for n in TABLES + PREDICTION_TABLES)
-                    + " (instead of --study-dir; the prediction tables may be left out)")
+    rp.add_argument(
+        "--tables",
+        nargs="+",
+        help=" ".join(f"{n}.csv" for n in TABLES + PREDICTION_TABLES)
+        + " (instead of --study-dir; the prediction tables may be left out)",
+    )
     rp.add_argument("--plots", nargs="*", help="plot files; SVGs are inlined")
     rp.add_argument("--out", help="the report file (default: the layout's report/index.html)")
     rp.add_argument("--description", default="")

@@ -65,9 +65,12 @@ def repeat_stats(runs: pd.DataFrame) -> pd.DataFrame:
     applied = ok["applied"] if "applied" in ok else pd.Series("", index=ok.index)
     grouped = ok.assign(global_batch=batch, applied=applied.fillna("")).groupby(KEYS, sort=True)
     return grouped.agg(
-        n=("samples_per_s", "size"), mean=("samples_per_s", "mean"), sd=("samples_per_s", lambda v: v.std(ddof=1)),
-        global_batch=("global_batch", "first"), applied=("applied", "first"),
-    ).reset_index()  # fmt: skip
+        n=("samples_per_s", "size"),
+        mean=("samples_per_s", "mean"),
+        sd=("samples_per_s", lambda v: v.std(ddof=1)),
+        global_batch=("global_batch", "first"),
+        applied=("applied", "first"),
+    ).reset_index()
 
 
 def scaling_stats(scaling: pd.DataFrame) -> pd.DataFrame:
@@ -76,9 +79,15 @@ def scaling_stats(scaling: pd.DataFrame) -> pd.DataFrame:
     batch = s["global_batch"] if "global_batch" in s else np.nan
     applied = s["applied"].fillna("") if "applied" in s else ""
     return pd.DataFrame(
-        {**{k: s[k] for k in KEYS}, "n": s["repeats"].astype(int), "mean": s["throughput"],
-         "sd": s["throughput_cv"] * s["throughput"], "global_batch": batch, "applied": applied}
-    ).reset_index(drop=True)  # fmt: skip
+        {
+            **{k: s[k] for k in KEYS},
+            "n": s["repeats"].astype(int),
+            "mean": s["throughput"],
+            "sd": s["throughput_cv"] * s["throughput"],
+            "global_batch": batch,
+            "applied": applied,
+        }
+    ).reset_index(drop=True)
 
 
 def load_stats(source: str | Path) -> tuple[pd.DataFrame, str]:
@@ -150,10 +159,17 @@ def compare_one(base: pd.Series, new: pd.Series, threshold: float, alpha: float)
         if p < alpha and verdict == SAME:
             notes.append(f"significant, within ±{threshold:.0%}")
     return {
-        "base_throughput": base["mean"], "base_repeats": int(base["n"]), "new_throughput": new["mean"],
-        "new_repeats": int(new["n"]), "ratio": ratio, "ratio_ci_low": low, "ratio_ci_high": high, "p_value": p,
-        "verdict": verdict, "note": "; ".join(notes),
-    }  # fmt: skip
+        "base_throughput": base["mean"],
+        "base_repeats": int(base["n"]),
+        "new_throughput": new["mean"],
+        "new_repeats": int(new["n"]),
+        "ratio": ratio,
+        "ratio_ci_low": low,
+        "ratio_ci_high": high,
+        "p_value": p,
+        "verdict": verdict,
+        "note": "; ".join(notes),
+    }
 
 
 def _side(row: pd.Series, side: str) -> pd.Series:
@@ -163,9 +179,12 @@ def _side(row: pd.Series, side: str) -> pd.Series:
 def _one_side(row: pd.Series, side: str) -> dict[str, Any]:
     other = "new" if side == "base" else "base"
     return {
-        f"{side}_throughput": row[f"mean_{side}"], f"{side}_repeats": int(row[f"n_{side}"]),
-        f"{other}_repeats": 0, "verdict": ONLY_BASE if side == "base" else ONLY_NEW, "note": "",
-    }  # fmt: skip
+        f"{side}_throughput": row[f"mean_{side}"],
+        f"{side}_repeats": int(row[f"n_{side}"]),
+        f"{other}_repeats": 0,
+        "verdict": ONLY_BASE if side == "base" else ONLY_NEW,
+        "note": "",
+    }
 
 
 def compare(base: pd.DataFrame, new: pd.DataFrame, threshold: float = 0.03, alpha: float = 0.05) -> pd.DataFrame:

@@ -174,20 +174,23 @@ def _semantic_errors(cfg: dict[str, Any]) -> list[str]:
     known = sorted(PRESETS) + sorted(cfg["strategy_defs"])
     errors += [
         f"strategies.{i}: {name!r} is not allowed; allowed: {known}, or predicted-top-K (K >= 1)"
-        for i, name in enumerate(cfg["strategies"]) if name not in known and not PREDICTED_TOP.fullmatch(name)
-    ]  # fmt: skip
+        for i, name in enumerate(cfg["strategies"])
+        if name not in known and not PREDICTED_TOP.fullmatch(name)
+    ]
     errors += [
         f"hardware.{i}: {name!r} is not allowed; allowed: {hardware_names()} (config/hardware/<name>.yaml)"
-        for i, name in enumerate(cfg["hardware"]) if name not in hardware_names()
-    ]  # fmt: skip
+        for i, name in enumerate(cfg["hardware"])
+        if name not in hardware_names()
+    ]
     for section in ("models", "strategy_defs"):  # one folder per name: on macOS 'M' and 'm' are one
         by_case: dict[str, list[str]] = {}
         for name in cfg[section]:
             by_case.setdefault(name.lower(), []).append(name)
         errors += [
             f"{section}: names {same} differ only in case; allowed: names that differ in more than case"
-            for same in by_case.values() if len(same) > 1
-        ]  # fmt: skip
+            for same in by_case.values()
+            if len(same) > 1
+        ]
     return errors + [e for name, m in cfg["models"].items() for e in _shape_errors(name, m)]
 
 

@@ -23,8 +23,19 @@ GROUP = ["model", "hardware", "world_size"]
 CORRECT = ("match", "lossy")
 ALPHA = 0.05
 NOT_TESTED = "1 repeat: not tested"
-SUMMARY_COLUMNS = [*GROUP, "fastest", "throughput", "runner_up", "margin", "p_value", "significance",
-                   "best_efficiency", "failed", "mismatched", "noisy"]  # fmt: skip
+SUMMARY_COLUMNS = [
+    *GROUP,
+    "fastest",
+    "throughput",
+    "runner_up",
+    "margin",
+    "p_value",
+    "significance",
+    "best_efficiency",
+    "failed",
+    "mismatched",
+    "noisy",
+]
 
 
 @dataclass
@@ -60,8 +71,9 @@ def _stats(runs: pd.DataFrame, scaling: pd.DataFrame) -> pd.DataFrame:
 
 def _stat_of(stats: pd.DataFrame, key: tuple, strategy: str) -> pd.Series | None:
     m, h, w = key
-    hit = stats[(stats["model"] == m) & (stats["hardware"] == h) & (stats["world_size"] == w)
-                & (stats["strategy"] == strategy)]  # fmt: skip
+    hit = stats[
+        (stats["model"] == m) & (stats["hardware"] == h) & (stats["world_size"] == w) & (stats["strategy"] == strategy)
+    ]
     return hit.iloc[0] if len(hit) else None
 
 
@@ -105,12 +117,16 @@ def _keys(scaling: pd.DataFrame, failures: pd.DataFrame) -> list[tuple]:
 def _of(df: pd.DataFrame, key: tuple) -> pd.DataFrame:
     if df.empty or not set(GROUP) <= set(df.columns):
         return df.iloc[:0]
-    return df[(df["model"].astype(str) == key[0]) & (df["hardware"].astype(str) == key[1])
-              & (df["world_size"].astype(int) == key[2])]  # fmt: skip
+    return df[
+        (df["model"].astype(str) == key[0])
+        & (df["hardware"].astype(str) == key[1])
+        & (df["world_size"].astype(int) == key[2])
+    ]
 
 
-def finding(key: tuple, scaling: pd.DataFrame, failures: pd.DataFrame, stats: pd.DataFrame,
-            alpha: float = ALPHA) -> Finding:  # fmt: skip
+def finding(
+    key: tuple, scaling: pd.DataFrame, failures: pd.DataFrame, stats: pd.DataFrame, alpha: float = ALPHA
+) -> Finding:
     """The finding of one (model, hardware, world size)."""
     f = Finding(*key)
     rows = _of(scaling, key).copy()
@@ -126,8 +142,7 @@ def finding(key: tuple, scaling: pd.DataFrame, failures: pd.DataFrame, stats: pd
     return f
 
 
-def findings(scaling: pd.DataFrame, runs: pd.DataFrame, failures: pd.DataFrame,
-             alpha: float = ALPHA) -> list[Finding]:  # fmt: skip
+def findings(scaling: pd.DataFrame, runs: pd.DataFrame, failures: pd.DataFrame, alpha: float = ALPHA) -> list[Finding]:
     """One :class:`Finding` per model x hardware x world size in the scaling or failures table."""
     stats = _stats(runs, scaling)
     return [finding(k, scaling, failures, stats, alpha) for k in _keys(scaling, failures)]
@@ -169,11 +184,22 @@ def sentence(f: Finding) -> Markup:
 
 def summary_table(found: list[Finding]) -> pd.DataFrame:
     """One row per finding: the compact table under the sentences."""
-    rows = [{
-        "model": f.model, "hardware": f.hardware, "world_size": f.world_size, "fastest": f.winner or "—",
-        "throughput": f.throughput, "runner_up": f.runner_up, "margin": f.ratio, "p_value": f.p_value,
-        "significance": f.significance, "best_efficiency": f.best_efficiency,
-        "failed": "; ".join(f"{_names(v)} ({k})" for k, v in f.failed.items()),
-        "mismatched": _names(f.mismatched), "noisy": _names(f.noisy),
-    } for f in found]  # fmt: skip
+    rows = [
+        {
+            "model": f.model,
+            "hardware": f.hardware,
+            "world_size": f.world_size,
+            "fastest": f.winner or "—",
+            "throughput": f.throughput,
+            "runner_up": f.runner_up,
+            "margin": f.ratio,
+            "p_value": f.p_value,
+            "significance": f.significance,
+            "best_efficiency": f.best_efficiency,
+            "failed": "; ".join(f"{_names(v)} ({k})" for k, v in f.failed.items()),
+            "mismatched": _names(f.mismatched),
+            "noisy": _names(f.noisy),
+        }
+        for f in found
+    ]
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)

@@ -108,8 +108,16 @@ def read_beats(directory: str | Path) -> dict[int, Beat]:
         try:
             fields = path.read_text().split()
             rank = int(path.name[4:])
-            beats[rank] = Beat(rank, int(fields[0]), fields[1], float(fields[2]), float(fields[3]),
-                               int(fields[4]), path.stat().st_mtime, fields[5] if len(fields) > 5 else "")  # fmt: skip
+            beats[rank] = Beat(
+                rank,
+                int(fields[0]),
+                fields[1],
+                float(fields[2]),
+                float(fields[3]),
+                int(fields[4]),
+                path.stat().st_mtime,
+                fields[5] if len(fields) > 5 else "",
+            )
         except (OSError, ValueError, IndexError):
             continue
     return beats

@@ -18,64 +18,127 @@ from benchbench.metrics import METRICS
 
 #: Labels where the registry's name is not one people read (the unit is added from the registry).
 LABELS = {
-    "throughput": "Throughput", "throughput_cv": "Throughput CV", "samples_per_s": "Throughput",
-    "tokens_per_s": "Token throughput", "model_tflops_per_rank": "Model TFLOP/s per rank",
-    "step_time_median_s": "Median step time", "step_time_cv": "Step-time CV", "peak_mem_mb": "Peak memory",
-    "comm_bytes_per_step": "Comm per step", "comm_bus_bytes_per_step": "Bus bytes per step",
-    "exposed_comm_s": "Exposed comm", "exposed_comm_fraction": "Exposed comm share",
-    "bubble_fraction_measured": "Bubble, measured", "bubble_fraction_simulated": "Bubble, simulated",
-    "bubble_fraction_theoretical": "Bubble, theory", "hfu": "HFU", "mfu": "MFU",
+    "throughput": "Throughput",
+    "throughput_cv": "Throughput CV",
+    "samples_per_s": "Throughput",
+    "tokens_per_s": "Token throughput",
+    "model_tflops_per_rank": "Model TFLOP/s per rank",
+    "step_time_median_s": "Median step time",
+    "step_time_cv": "Step-time CV",
+    "peak_mem_mb": "Peak memory",
+    "comm_bytes_per_step": "Comm per step",
+    "comm_bus_bytes_per_step": "Bus bytes per step",
+    "exposed_comm_s": "Exposed comm",
+    "exposed_comm_fraction": "Exposed comm share",
+    "bubble_fraction_measured": "Bubble, measured",
+    "bubble_fraction_simulated": "Bubble, simulated",
+    "bubble_fraction_theoretical": "Bubble, theory",
+    "hfu": "HFU",
+    "mfu": "MFU",
     "compile_time_s": "Compile time",
-    "model_state_bytes": "Model state", "model_state_bytes_est": "Model state, estimated",
-    "model_state_vs_est": "Model state / est.", "activation_bytes": "Activations",
-    "activation_bytes_est": "Activations, estimated", "activation_vs_est": "Activations / est.",
-    "verify_grad_rel_err": "Grad rel. error", "verify_verdict": "Gate verdict", "verify_tolerance": "Gate tolerance",
-    "loss_dev": "Loss deviation", "correct": "Correct", "applied": "Applied composition", "world_size": "Ranks",
-    "dp": "DP", "tp": "TP", "pp": "PP", "p_value": "p", "ratio": "Ratio", "global_batch": "Global batch",
-    "failure_kind": "Failure", "best_efficiency": "Best efficiency", "runner_up": "Runner-up",
-    "margin": "Margin (×)", "params": "Parameters", "seq_len": "Sequence length",
-    "step_time_pred_s": "Step time, predicted", "step_time_meas_s": "Step time, measured",
-    "step_time_err": "Step-time error", "samples_per_s_pred": "Throughput, predicted",
-    "samples_per_s_meas": "Throughput, measured", "samples_per_s_err": "Throughput error",
-    "model_state_pred": "Model state, predicted", "model_state_meas": "Model state, measured",
-    "model_state_err": "Model-state error", "bubble_pred": "Bubble, predicted", "bubble_meas": "Bubble, measured",
-    "bubble_err": "Bubble error", "miss": "Miss > 15 %", "configurations": "Configurations",
-    "step_time_err_median": "Step time: median |error|", "step_time_err_worst": "Step time: worst error",
-    "model_state_err_median": "Model state: median |error|", "model_state_err_worst": "Model state: worst error",
-    "bubble_err_median": "Bubble: median |error|", "bubble_err_worst": "Bubble: worst error",
-    "memory_pred": "Memory per rank, predicted", "alpha_us": "α", "bus_bandwidth_gbps": "Bus bandwidth B",
-    "payload_bytes": "Size", "time_us": "Time", "algbw_gbps": "algbw", "busbw_gbps": "busbw",
-    "group_size": "Ranks in group", "best_plan": "Best plan", "runner_up_plan": "Runner-up",
-    "excluded_by_memory": "Excluded by memory", "worst_config": "Worst configuration",
-}  # fmt: skip
+    "model_state_bytes": "Model state",
+    "model_state_bytes_est": "Model state, estimated",
+    "model_state_vs_est": "Model state / est.",
+    "activation_bytes": "Activations",
+    "activation_bytes_est": "Activations, estimated",
+    "activation_vs_est": "Activations / est.",
+    "verify_grad_rel_err": "Grad rel. error",
+    "verify_verdict": "Gate verdict",
+    "verify_tolerance": "Gate tolerance",
+    "loss_dev": "Loss deviation",
+    "correct": "Correct",
+    "applied": "Applied composition",
+    "world_size": "Ranks",
+    "dp": "DP",
+    "tp": "TP",
+    "pp": "PP",
+    "p_value": "p",
+    "ratio": "Ratio",
+    "global_batch": "Global batch",
+    "failure_kind": "Failure",
+    "best_efficiency": "Best efficiency",
+    "runner_up": "Runner-up",
+    "margin": "Margin (×)",
+    "params": "Parameters",
+    "seq_len": "Sequence length",
+    "step_time_pred_s": "Step time, predicted",
+    "step_time_meas_s": "Step time, measured",
+    "step_time_err": "Step-time error",
+    "samples_per_s_pred": "Throughput, predicted",
+    "samples_per_s_meas": "Throughput, measured",
+    "samples_per_s_err": "Throughput error",
+    "model_state_pred": "Model state, predicted",
+    "model_state_meas": "Model state, measured",
+    "model_state_err": "Model-state error",
+    "bubble_pred": "Bubble, predicted",
+    "bubble_meas": "Bubble, measured",
+    "bubble_err": "Bubble error",
+    "miss": "Miss > 15 %",
+    "configurations": "Configurations",
+    "step_time_err_median": "Step time: median |error|",
+    "step_time_err_worst": "Step time: worst error",
+    "model_state_err_median": "Model state: median |error|",
+    "model_state_err_worst": "Model state: worst error",
+    "bubble_err_median": "Bubble: median |error|",
+    "bubble_err_worst": "Bubble: worst error",
+    "memory_pred": "Memory per rank, predicted",
+    "alpha_us": "α",
+    "bus_bandwidth_gbps": "Bus bandwidth B",
+    "payload_bytes": "Size",
+    "time_us": "Time",
+    "algbw_gbps": "algbw",
+    "busbw_gbps": "busbw",
+    "group_size": "Ranks in group",
+    "best_plan": "Best plan",
+    "runner_up_plan": "Runner-up",
+    "excluded_by_memory": "Excluded by memory",
+    "worst_config": "Worst configuration",
+}
 #: Definitions of the columns that are no metric (identity, labels): with the registry's, the page's
 #: Definitions section; every header links to one of them.
 COLUMN_DEFS = {
-    "model": "the study's model name", "hardware": "the hardware profile's name", "strategy": "the parallel plan",
-    "world_size": "number of ranks", "dp": "data-parallel degree", "tp": "tensor-parallel degree",
-    "pp": "pipeline stages", "repeat": "which repeat of the configuration (0-based)",
-    "status": "ok | failed | infeasible", "arch": "the model's architecture", "size": "the model's size settings",
-    "seq_len": "tokens per sample (sequence models)", "scaling": "strong (global batch fixed) or weak",
-    "global_batch": "samples per optimizer step over all ranks", "kind": "the failure kind (README)",
-    "count": "number of records", "message": "first line of the failure", "failure_kind": "the failure kind",
-    "fastest": "the fastest strategy whose correctness is match or lossy", "runner_up": "the next fastest such",
+    "model": "the study's model name",
+    "hardware": "the hardware profile's name",
+    "strategy": "the parallel plan",
+    "world_size": "number of ranks",
+    "dp": "data-parallel degree",
+    "tp": "tensor-parallel degree",
+    "pp": "pipeline stages",
+    "repeat": "which repeat of the configuration (0-based)",
+    "status": "ok | failed | infeasible",
+    "arch": "the model's architecture",
+    "size": "the model's size settings",
+    "seq_len": "tokens per sample (sequence models)",
+    "scaling": "strong (global batch fixed) or weak",
+    "global_batch": "samples per optimizer step over all ranks",
+    "kind": "the failure kind (README)",
+    "count": "number of records",
+    "message": "first line of the failure",
+    "failure_kind": "the failure kind",
+    "fastest": "the fastest strategy whose correctness is match or lossy",
+    "runner_up": "the next fastest such",
     "margin": "fastest throughput / runner-up throughput",
     "significance": "Welch t-test over repeats' samples_per_s, alpha 0.05",
-    "best_efficiency": "highest efficiency among the correct strategies", "failed": "strategies that failed, by kind",
-    "mismatched": "strategies whose correct is MISMATCH", "exact": "exact (plain arithmetic) or lossy (compression)",
+    "best_efficiency": "highest efficiency among the correct strategies",
+    "failed": "strategies that failed, by kind",
+    "mismatched": "strategies whose correct is MISMATCH",
+    "exact": "exact (plain arithmetic) or lossy (compression)",
     "study": "the results folder",
-    "collective": "the collective operation (nccl-tests' names)", "group_size": "ranks taking part in the collective",
+    "collective": "the collective operation (nccl-tests' names)",
+    "group_size": "ranks taking part in the collective",
     "level": "intra (one node) or inter (the group spans nodes)",
     "source": "measured (benchbench calibrate) or from spec (the hardware profile's figures)",
     "extrapolated": "the prediction reaches beyond what was calibrated (a larger group or another batch)",
     "fits": "the predicted memory per rank fits the profile's memory",
     "infeasible": "why the plan cannot run (plan rules or memory)",
     "best_plan": "the plan with the highest throughput that fits (measured where measured, else predicted)",
-    "runner_up_plan": "the next such plan", "excluded_by_memory": "plans whose predicted memory exceeds the device's",
+    "runner_up_plan": "the next such plan",
+    "excluded_by_memory": "plans whose predicted memory exceeds the device's",
     "basis": "measured or predicted: where the best plan's throughput comes from",
     "worst_config": "the configuration with the largest |step_time_err|",
-    "terms": "how the cost model composed the predicted step time", "note": "why a figure is missing",
-}  # fmt: skip
+    "terms": "how the cost model composed the predicted step time",
+    "note": "why a figure is missing",
+}
 #: Columns shown as a registered metric is (same unit).
 ALIASES = {"best_efficiency": "efficiency", "margin": "ratio"}
 #: Columns of whole numbers (shown without decimals).
@@ -173,9 +236,14 @@ def _row_open(row: Mapping[str, Any], flag: str | None) -> Markup:
     return Markup('<tr class="flag">' if value is True or str(value).lower() == "true" else "<tr>")
 
 
-def data_table(df: pd.DataFrame, name: str, columns: list[str] | None = None,
-               ci: Mapping[str, tuple[str, str]] | None = None, filter_box: bool = True,
-               flag: str | None = None) -> Markup:  # fmt: skip
+def data_table(
+    df: pd.DataFrame,
+    name: str,
+    columns: list[str] | None = None,
+    ci: Mapping[str, tuple[str, str]] | None = None,
+    filter_box: bool = True,
+    flag: str | None = None,
+) -> Markup:
     """The table's markup (empty for an empty table); ``ci`` maps a column to its interval's
     (low, high) columns, shown as ``value ± half-width``; rows whose ``flag`` column is true are
     marked ``<tr class="flag">``."""
@@ -185,14 +253,18 @@ def data_table(df: pd.DataFrame, name: str, columns: list[str] | None = None,
     ci = {c: lh for c, lh in (ci or {}).items() if c in cols and set(lh) <= set(df.columns)}
     head = Markup("").join(_header(c) for c in cols)
     body = Markup("\n").join(
-        _row_open(row, flag) + Markup("{}</tr>").format(Markup("").join(
-            _cell(c, row[c], (row[ci[c][0]], row[ci[c][1]]) if c in ci else None) for c in cols))
+        _row_open(row, flag)
+        + Markup("{}</tr>").format(
+            Markup("").join(_cell(c, row[c], (row[ci[c][0]], row[ci[c][1]]) if c in ci else None) for c in cols)
+        )
         for row in df.to_dict("records")
-    )  # fmt: skip
+    )
     tid = f"t-{name}"
     box = Markup('<input type="search" class="table-filter" data-for="{}" placeholder="filter rows">\n').format(tid)
-    table = Markup('<div class="scroll"><table class="data" id="{}">\n<thead><tr>{}</tr></thead>\n<tbody>\n{}\n'
-                   "</tbody></table></div>").format(tid, head, body)  # fmt: skip
+    table = Markup(
+        '<div class="scroll"><table class="data" id="{}">\n<thead><tr>{}</tr></thead>\n<tbody>\n{}\n'
+        "</tbody></table></div>"
+    ).format(tid, head, body)
     return (box if filter_box else Markup("")) + table
 
 

@@ -320,8 +320,10 @@ def lost_message(lost: list[Beat], silent_s: float) -> str:
     why = "its process or its node is gone"
     if here:
         why = f"its process {', '.join(here)}: alive, its heartbeat thread stalled"
-    msg = (f"rank{'s' if len(lost) > 1 else ''} {ranks}{on} went silent {lost[0].at()}: no heartbeat for "
-           f"{silent_s:.0f} s, no error, no exit status ({why})")  # fmt: skip
+    msg = (
+        f"rank{'s' if len(lost) > 1 else ''} {ranks}{on} went silent {lost[0].at()}: no heartbeat for "
+        f"{silent_s:.0f} s, no error, no exit status ({why})"
+    )
     states = [f"{h} {s}" for h in hosts if (s := slurm_node_state(h))]
     return msg + (f"; Slurm: {', '.join(states)}" if states else "")
 

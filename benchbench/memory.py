@@ -118,8 +118,16 @@ def model_state_bytes(modules: Iterable[nn.Module], optimizer: torch.optim.Optim
 
 #: Autograd nodes that pass a parameter through unchanged in value (views, casts): a tensor whose
 #: history is only these, back to a parameter, is the parameter (or autocast's copy), not an activation.
-_PASS_THROUGH = {"TBackward0", "TransposeBackward0", "ViewBackward0", "AliasBackward0", "ToCopyBackward0",
-                 "PermuteBackward0", "ExpandBackward0", "UnsafeViewBackward0"}  # fmt: skip
+_PASS_THROUGH = {
+    "TBackward0",
+    "TransposeBackward0",
+    "ViewBackward0",
+    "AliasBackward0",
+    "ToCopyBackward0",
+    "PermuteBackward0",
+    "ExpandBackward0",
+    "UnsafeViewBackward0",
+}
 
 
 def param_derived(t: torch.Tensor) -> bool:
@@ -235,9 +243,9 @@ def _params_held(job: Any) -> float:
         return float(model_info(job.model_cfg).params)
     from benchbench.costmodel.tensors import stage_tensors  # benchbench.archs: the meta model's declared split
 
-    return float(max(
-        sum(t.numel for s in st for t in stage_tensors(job.model_cfg, s, n, plan.tp)) for st in _rank_stages(job)
-    ))  # fmt: skip
+    return float(
+        max(sum(t.numel for s in st for t in stage_tensors(job.model_cfg, s, n, plan.tp)) for st in _rank_stages(job))
+    )
 
 
 def _dp_flavour_applied(plan: Any) -> str:

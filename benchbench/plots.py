@@ -107,17 +107,32 @@ MARKERS = ("o", "s", "^", "D", "v", "P")
 COMPRESSION_WORDS = ("fp16", "bf16", "powersgd")
 IDEAL_PART, OTHER_PART = "ideal (T₁/N)", "other scaling loss"
 COMPONENTS = {IDEAL_PART: "#4c72b0", "exposed comm": "#dd8452", "bubble": "#c44e52", OTHER_PART: "#b0b0b0"}
-_SCHEDULES = {"Schedule1F1B": "1f1b", "ScheduleGPipe": "gpipe", "ScheduleInterleaved1F1B": "interleaved",
-              "ScheduleZBVZeroBubble": "zbv", "ScheduleInterleavedZeroBubble": "izb",
-              "ScheduleDualPipeV": "dualpipev"}  # fmt: skip
+_SCHEDULES = {
+    "Schedule1F1B": "1f1b",
+    "ScheduleGPipe": "gpipe",
+    "ScheduleInterleaved1F1B": "interleaved",
+    "ScheduleZBVZeroBubble": "zbv",
+    "ScheduleInterleavedZeroBubble": "izb",
+    "ScheduleDualPipeV": "dualpipev",
+}
 _PIPELINE = re.compile(r"pipeline\((\w+), stages=(\d+),.*?micro-batches=(\d+)\)")
 _THEME = {
-    "font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "xtick.labelsize": 10, "ytick.labelsize": 10,
-    "legend.fontsize": 10, "figure.titlesize": 13, "svg.fonttype": "none",  # SVG text stays text
-    "axes.grid": True, "grid.color": "0.88", "axes.spines.top": False, "axes.spines.right": False,
-    "text.parse_math": False, "text.usetex": False,  # names print literally: a model "m$x$" is not maths
+    "font.size": 11,
+    "axes.titlesize": 12,
+    "axes.labelsize": 11,
+    "xtick.labelsize": 10,
+    "ytick.labelsize": 10,
+    "legend.fontsize": 10,
+    "figure.titlesize": 13,
+    "svg.fonttype": "none",  # SVG text stays text
+    "axes.grid": True,
+    "grid.color": "0.88",
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "text.parse_math": False,
+    "text.usetex": False,  # names print literally: a model "m$x$" is not maths
     "svg.hashsalt": "benchbench",  # reproducible SVG ids
-}  # fmt: skip
+}
 
 
 def _save(fig: Figure, paths: list[Path]) -> list[Path]:
@@ -309,9 +324,15 @@ def _lines(ax: Axes, part: pd.DataFrame, y: str) -> None:
         g = g.sort_values("world_size")
         colour = strategy_colour(g["strategy"].iloc[0])
         ax.errorbar(
-            g["world_size"].astype(float), _numbers(g, y), yerr=_errors(g, y), color=colour,
-            marker=g["marker"].iloc[0], lw=1.8, ms=6, capsize=3,
-        )  # fmt: skip
+            g["world_size"].astype(float),
+            _numbers(g, y),
+            yerr=_errors(g, y),
+            color=colour,
+            marker=g["marker"].iloc[0],
+            lw=1.8,
+            ms=6,
+            capsize=3,
+        )
 
 
 def _ideal(ax: Axes, part: pd.DataFrame) -> None:
@@ -467,8 +488,15 @@ def _memory(data: pd.DataFrame) -> Figure | str:
                 if not hit.empty:
                     colour = strategy_colour(hit["strategy"].iloc[0])
                     solid = figure == "measured"
-                    ax.barh(i + offset, hit["MiB"].max(), height=0.38, color=colour if solid else "none",
-                            edgecolor=colour, hatch=None if solid else "///", lw=1.2)  # fmt: skip
+                    ax.barh(
+                        i + offset,
+                        hit["MiB"].max(),
+                        height=0.38,
+                        color=colour if solid else "none",
+                        edgecolor=colour,
+                        hatch=None if solid else "///",
+                        lw=1.2,
+                    )
         ax.set_yticks(range(len(names)), names)
         ax.set(title=panel, xlabel="model state per rank (MiB)")
     handles = [
@@ -580,9 +608,15 @@ def _pareto(data: pd.DataFrame) -> Figure | str:
 
 
 _DRAW = {
-    "throughput": _throughput, "efficiency": _efficiency, "best": _best, "breakdown": _breakdown,
-    "memory": _memory, "bubble": _bubble, "compression": _compression, "pareto": _pareto,
-}  # fmt: skip
+    "throughput": _throughput,
+    "efficiency": _efficiency,
+    "best": _best,
+    "breakdown": _breakdown,
+    "memory": _memory,
+    "bubble": _bubble,
+    "compression": _compression,
+    "pareto": _pareto,
+}
 
 
 def _draw(name: str, data: pd.DataFrame) -> tuple[Figure, str]:
@@ -641,8 +675,13 @@ def plot_scaling(scaling: pd.DataFrame, outputs: Iterable[str | Path], index: st
 
 NO_CALIBRATION = "no measured calibration with a collective sweep (benchbench calibrate)"
 NO_PREDICTIONS = "no predictions (predictions.csv is empty: no usable calibration or cost model)"
-_COLLECTIVE_COLOURS = {"all_reduce": "#4c72b0", "all_gather": "#55a868", "reduce_scatter": "#c44e52",
-                       "broadcast": "#8172b2", "send": "#dd8452"}  # fmt: skip
+_COLLECTIVE_COLOURS = {
+    "all_reduce": "#4c72b0",
+    "all_gather": "#55a868",
+    "reduce_scatter": "#c44e52",
+    "broadcast": "#8172b2",
+    "send": "#dd8452",
+}
 _GROUP_STYLES = ("-", "--", ":", "-.")
 
 
@@ -663,8 +702,13 @@ def _log2_ticks(axis: Axis, lo: float, hi: float, step: int, label=str) -> None:
 def _decades(axis: Axis) -> None:
     """A log axis with a plain label at each power of ten (1e-3 … 1000 … 1e6), none between."""
     axis.set_major_locator(LogLocator(base=10))
-    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}" if 1e-2 <= v <= 1e4 else f"{v:.0e}".replace("e+0", "e")
-                                           .replace("e-0", "e-").replace("e+", "e")))  # fmt: skip
+    axis.set_major_formatter(
+        FuncFormatter(
+            lambda v, _: (
+                f"{v:g}" if 1e-2 <= v <= 1e4 else f"{v:.0e}".replace("e+0", "e").replace("e-0", "e-").replace("e+", "e")
+            )
+        )
+    )
     axis.set_minor_formatter(NullFormatter())
 
 
@@ -680,8 +724,15 @@ def _busbw(points: pd.DataFrame) -> Figure | str:
         part = rows[rows["hardware"] == hardware]
         for (kind, n), g in part.groupby(["kind", "group_size"], sort=True):
             g = g.sort_values("payload_bytes")
-            ax.plot(g["payload_bytes"], g["busbw"] / 1e9, color=_COLLECTIVE_COLOURS.get(kind, "0.3"),
-                    ls=styles[n], marker="o", ms=3, lw=1.5)  # fmt: skip
+            ax.plot(
+                g["payload_bytes"],
+                g["busbw"] / 1e9,
+                color=_COLLECTIVE_COLOURS.get(kind, "0.3"),
+                ls=styles[n],
+                marker="o",
+                ms=3,
+                lw=1.5,
+            )
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         _log2_ticks(ax.xaxis, part["payload_bytes"].min(), part["payload_bytes"].max(), 4, _size_label)
@@ -728,8 +779,15 @@ def _predicted(grid: pd.DataFrame) -> Figure | str:
         part = rows[rows["hardware"] == hardware]
         for (model, strategy), g in part[part["fits_"]].groupby(["model", "strategy"], sort=True):
             g = g.sort_values("world_size")
-            ax.plot(g["world_size"], g["samples_per_s"], color=strategy_colour(strategy), ls=styles[model],
-                    marker="o", ms=3, lw=1.6)  # fmt: skip
+            ax.plot(
+                g["world_size"],
+                g["samples_per_s"],
+                color=strategy_colour(strategy),
+                ls=styles[model],
+                marker="o",
+                ms=3,
+                lw=1.6,
+            )
         out = part[~part["fits_"]]
         ax.plot(out["world_size"], out["samples_per_s"], ls="", marker="x", ms=6, color="0.55")
         ax.set_xscale("log", base=2)

@@ -32,8 +32,13 @@ class Field:
     def json_schema(self) -> dict[str, Any]:
         if self.kind == "object":
             props = {k: {"type": "integer", "minimum": low} for k, low in self.properties}
-            return {"type": ["object", "null"], "description": self.definition, "additionalProperties": False,
-                    "required": [k for k, _ in self.properties], "properties": props}  # fmt: skip
+            return {
+                "type": ["object", "null"],
+                "description": self.definition,
+                "additionalProperties": False,
+                "required": [k for k, _ in self.properties],
+                "properties": props,
+            }
         if self.kind == "array":
             return {"type": "array", "items": {"type": "string"}}
         return {"type": [self.kind, "null"]} if self.nullable else {"type": self.kind}
@@ -137,9 +142,15 @@ def _rev_parse() -> str:
 
 
 def collect(
-    *, backend: str | None, device_type: str, device_names: list[str], hosts: list[str], ranks: int, threads: int,
+    *,
+    backend: str | None,
+    device_type: str,
+    device_names: list[str],
+    hosts: list[str],
+    ranks: int,
+    threads: int,
     launcher: str,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """The record's ``env`` (all of :data:`FIELDS` but the launcher's ``wall_time_s``)."""
     import torch
 

@@ -34,9 +34,7 @@ def dist_sum(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     return _reduce(t, "sum", device)
 
 
-def reduce_named(
-    values: dict[str, torch.Tensor], ops: dict[str, str], device: torch.device
-) -> dict[str, torch.Tensor]:
+def reduce_named(values: dict[str, torch.Tensor], ops: dict[str, str], device: torch.device) -> dict[str, torch.Tensor]:
     """Reduce each named tensor with its op (``max``, ``sum`` or ``mean``); every rank must call
     this with the same names in the same order."""
     if set(values) != set(ops):

@@ -26,18 +26,37 @@ TEMPLATES = Path(__file__).parent / "templates"
 #: each is in :data:`benchbench.metrics.METRICS`).
 SIDE_BY_SIDE_KEYS = ["model", "hardware", "strategy", "world_size", "dp", "tp", "pp"]
 SIDE_BY_SIDE_METRICS = [
-    "throughput", "throughput_ci_low", "throughput_ci_high", "throughput_cv", "speedup", "efficiency",
-    "peak_mem_mb", "comm_bytes_per_step", "comm_bus_bytes_per_step", "exposed_comm_s", "exposed_comm_fraction",
-    "bubble_fraction_measured", "bubble_fraction_simulated", "bubble_fraction_theoretical", "hfu", "mfu",
+    "throughput",
+    "throughput_ci_low",
+    "throughput_ci_high",
+    "throughput_cv",
+    "speedup",
+    "efficiency",
+    "peak_mem_mb",
+    "comm_bytes_per_step",
+    "comm_bus_bytes_per_step",
+    "exposed_comm_s",
+    "exposed_comm_fraction",
+    "bubble_fraction_measured",
+    "bubble_fraction_simulated",
+    "bubble_fraction_theoretical",
+    "hfu",
+    "mfu",
     "compile_time_s",
-    "model_state_bytes", "model_state_bytes_est", "model_state_vs_est", "activation_bytes", "activation_bytes_est",
+    "model_state_bytes",
+    "model_state_bytes_est",
+    "model_state_vs_est",
+    "activation_bytes",
+    "activation_bytes_est",
     "activation_vs_est",
-    "verify_grad_rel_err", "loss_dev", "correct", "noisy", "applied",
-]  # fmt: skip
-#: Provenance shown in the report: every field of the record's env but the per-job wall time.
-PROVENANCE_SHOWN = [
-    f.name for f in FIELDS if f.name not in ("wall_time_s", "slurm_step_id", "slurm_nodelist", "batch")
+    "verify_grad_rel_err",
+    "loss_dev",
+    "correct",
+    "noisy",
+    "applied",
 ]
+#: Provenance shown in the report: every field of the record's env but the per-job wall time.
+PROVENANCE_SHOWN = [f.name for f in FIELDS if f.name not in ("wall_time_s", "slurm_step_id", "slurm_nodelist", "batch")]
 
 
 def _provenance(records: list[dict[str, Any]]) -> dict[str, str]:
@@ -63,10 +82,14 @@ def _models(records: list[dict[str, Any]]) -> pd.DataFrame:
         info = model_info(j.model_cfg)
         size = ", ".join(f"{k}={v}" for k, v in j.model_cfg.items() if k != "arch")
         rows[j.model] = {
-            "model": j.model, "arch": info.arch, "size": size, "params": info.params,
-            "train_flops_per_sample": info.train_flops_per_sample, "global_batch": j.global_batch,
+            "model": j.model,
+            "arch": info.arch,
+            "size": size,
+            "params": info.params,
+            "train_flops_per_sample": info.train_flops_per_sample,
+            "global_batch": j.global_batch,
             "seq_len": j.seq_len or "",
-        }  # fmt: skip
+        }
     return pd.DataFrame(list(rows.values()))
 
 
@@ -83,11 +106,16 @@ def _study_facts(records: list[dict[str, Any]], scaling: pd.DataFrame, fallback_
         return facts
     first = job_of(records[0])
     return {
-        **facts, "study": first.study, "steps": first.steps, "warmup": first.warmup_steps, "dtype": first.dtype,
-        "seed": first.seed, "tolerance": first.loss_tolerance,
+        **facts,
+        "study": first.study,
+        "steps": first.steps,
+        "warmup": first.warmup_steps,
+        "dtype": first.dtype,
+        "seed": first.seed,
+        "tolerance": first.loss_tolerance,
         "scaling": scaling["scaling"].iloc[0] if not scaling.empty else first.scaling,
         "repeats": max(job_of(r).repeat for r in records) + 1,
-    }  # fmt: skip
+    }
 
 
 def study_throughput(records: list[dict[str, Any]]) -> dict[str, float] | None:
@@ -121,12 +149,42 @@ def _failed_jobs(records: list[dict[str, Any]]) -> list[dict[str, str]]:
 
 
 #: Columns each table shows (the CSVs keep every column).
-SCALING_SHOWN = [*SIDE_BY_SIDE_KEYS[:4], "scaling", "global_batch", "per_rank_batch", "repeats", "throughput",
-                 "throughput_cv", "speedup", "efficiency", "baseline", "noisy"]  # fmt: skip
-RUNS_SHOWN = [*SIDE_BY_SIDE_KEYS[:4], "repeat", "status", "samples_per_s", "step_time_median_s", "step_time_cv",
-              "step_time_drift", "peak_mem_mb", "correct", "failure_kind"]  # fmt: skip
-CORRECTNESS_SHOWN = [*SIDE_BY_SIDE_KEYS[:4], "repeat", "verify_verdict", "correct", "exact", "verify_grad_rel_err",
-                     "verify_tolerance", "loss_dev", "applied"]  # fmt: skip
+SCALING_SHOWN = [
+    *SIDE_BY_SIDE_KEYS[:4],
+    "scaling",
+    "global_batch",
+    "per_rank_batch",
+    "repeats",
+    "throughput",
+    "throughput_cv",
+    "speedup",
+    "efficiency",
+    "baseline",
+    "noisy",
+]
+RUNS_SHOWN = [
+    *SIDE_BY_SIDE_KEYS[:4],
+    "repeat",
+    "status",
+    "samples_per_s",
+    "step_time_median_s",
+    "step_time_cv",
+    "step_time_drift",
+    "peak_mem_mb",
+    "correct",
+    "failure_kind",
+]
+CORRECTNESS_SHOWN = [
+    *SIDE_BY_SIDE_KEYS[:4],
+    "repeat",
+    "verify_verdict",
+    "correct",
+    "exact",
+    "verify_grad_rel_err",
+    "verify_tolerance",
+    "loss_dev",
+    "applied",
+]
 THROUGHPUT_CI = {"throughput": ("throughput_ci_low", "throughput_ci_high")}
 #: The text of a plot with nothing to show (:func:`benchbench.plots.no_data`).
 NO_DATA = "no data:"
@@ -158,14 +216,23 @@ def _figures(plots: Iterable[str | Path], figures: str | Path | None) -> list[di
         listed = None  # unreadable: every SVG, as without one
     if isinstance(listed, list):
         where = Path(figures).parent
-        return [{"name": f["name"], "caption": f.get("caption", f["name"]),
-                 "svg": Markup(_inline_svg(where / f"{f['name']}.svg"))}
-                for f in listed if f.get("has_data") and (where / f"{f['name']}.svg").is_file()]  # fmt: skip
+        return [
+            {
+                "name": f["name"],
+                "caption": f.get("caption", f["name"]),
+                "svg": Markup(_inline_svg(where / f"{f['name']}.svg")),
+            }
+            for f in listed
+            if f.get("has_data") and (where / f"{f['name']}.svg").is_file()
+        ]
     from benchbench.plots import CAPTIONS
 
     drawn = [(p, _inline_svg(p)) for p in svgs]  # without figures.json: every SVG but the "no data" ones
-    return [{"name": p.stem, "caption": CAPTIONS.get(p.stem, p.stem), "svg": Markup(svg)}
-            for p, svg in drawn if NO_DATA not in svg]  # fmt: skip
+    return [
+        {"name": p.stem, "caption": CAPTIONS.get(p.stem, p.stem), "svg": Markup(svg)}
+        for p, svg in drawn
+        if NO_DATA not in svg
+    ]
 
 
 def _frames(tables: Mapping[str, str | Path]) -> dict[str, pd.DataFrame]:
@@ -188,12 +255,17 @@ def _tables_html(frames: dict[str, pd.DataFrame], recs: list[dict[str, Any]], pr
         "failure_counts_html": data_table(frames["failures"], f"{prefix}failures", filter_box=False),
         "rejected_html": data_table(frames["rejected"], f"{prefix}rejected", filter_box=False),
         "dropped_html": data_table(frames["dropped"], f"{prefix}dropped"),
-    }  # fmt: skip
+    }
 
 
-def study_section(records: Iterable[str | Path], tables: Mapping[str, str | Path], fallback_study: str,
-                  label: str = "", prefix: str = "",
-                  prediction: Mapping[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+def study_section(
+    records: Iterable[str | Path],
+    tables: Mapping[str, str | Path],
+    fallback_study: str,
+    label: str = "",
+    prefix: str = "",
+    prediction: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Everything the page says about one results folder: facts, findings, tables, failures, and the
     Prediction section (``prediction``: the keyword arguments of
     :func:`benchbench.costmodel.section.prediction_section`; none given: the section says so)."""
@@ -203,14 +275,19 @@ def study_section(records: Iterable[str | Path], tables: Mapping[str, str | Path
     frames = _frames(tables)
     found = findings(frames["scaling"], frames["runs"], frames["failures"])
     return {
-        **_study_facts(recs, frames["scaling"], fallback_study), "label": label, "prefix": prefix,
-        "n_dropped": len(frames["dropped"]), "findings": [sentence(f) for f in found],
+        **_study_facts(recs, frames["scaling"], fallback_study),
+        "label": label,
+        "prefix": prefix,
+        "n_dropped": len(frames["dropped"]),
+        "findings": [sentence(f) for f in found],
         "findings_html": data_table(summary_table(found), f"{prefix}findings", filter_box=False),
-        **_tables_html(frames, recs, prefix), "provenance": _provenance(recs), "failures": _failed_jobs(recs),
+        **_tables_html(frames, recs, prefix),
+        "provenance": _provenance(recs),
+        "failures": _failed_jobs(recs),
         "oversubscribed": any(r.get("env", {}).get("oversubscribed") for r in recs),
         "throughput": study_throughput(recs),
         "prediction": prediction_section(**{"tables": {}, **(prediction or {})}, prefix=prefix),
-    }  # fmt: skip
+    }
 
 
 def _study_text(study: str | Mapping[str, Any] | None) -> str:
@@ -236,9 +313,14 @@ def render(out: str | Path, sections: list[dict[str, Any]], **page: Any) -> Path
     page.setdefault("figures", [])
     page.setdefault("comparisons", [])
     html = env.get_template("report.html.j2").render(
-        title=title, sections=sections, generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        noisy_pct=int(NOISY_CV * 100), definitions=definitions(), captions=_captions(), **page,
-    )  # fmt: skip
+        title=title,
+        sections=sections,
+        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        noisy_pct=int(NOISY_CV * 100),
+        definitions=definitions(),
+        captions=_captions(),
+        **page,
+    )
     atomic_write_text(out, html)
     return Path(out)
 
@@ -260,12 +342,16 @@ def build_report(
     ``predicted`` in the Prediction section), its ``calibrations`` and the study file (``study``: a
     mapping or its JSON)."""
     plots = list(plots)
-    prediction = {"tables": {n: tables[n] for n in PREDICTION_TABLES if n in tables}, "calibrations": calibrations,
-                  "plots": [p for p in plots if Path(p).stem in COSTMODEL_PLOTS]}  # fmt: skip
+    prediction = {
+        "tables": {n: tables[n] for n in PREDICTION_TABLES if n in tables},
+        "calibrations": calibrations,
+        "plots": [p for p in plots if Path(p).stem in COSTMODEL_PLOTS],
+    }
     plots = [p for p in plots if Path(p).stem not in COSTMODEL_PLOTS]
     section = study_section(records, tables, Path(out).parent.parent.name, prediction=prediction)
-    return render(out, [section], description=description, figures=_figures(plots, figures),
-                  study_text=_study_text(study))  # fmt: skip
+    return render(
+        out, [section], description=description, figures=_figures(plots, figures), study_text=_study_text(study)
+    )
 
 
 def _comparisons(dirs: list[Path]) -> list[dict[str, Any]]:
@@ -294,8 +380,16 @@ def build_merged_report(study_dirs: list[str | Path], out: str | Path, descripti
     for i, d in enumerate(dirs):
         layout = StudyLayout(d.name, d.parent)
         tables = {n: layout.table(n) for n in TABLES}
-        sections.append(study_section(study_records(layout), tables, d.name, label=str(d), prefix=f"s{i}-",
-                                      prediction=layout_prediction(layout)))  # fmt: skip
+        sections.append(
+            study_section(
+                study_records(layout),
+                tables,
+                d.name,
+                label=str(d),
+                prefix=f"s{i}-",
+                prediction=layout_prediction(layout),
+            )
+        )
         figs = _figures([p for p in layout.plots() if p.suffix == ".svg" and p.exists()], d / "plots/figures.json")
         figures += [{**f, "name": f"s{i}-{f['name']}", "caption": f"{d}: {f['caption']}"} for f in figs]
     return render(out, sections, description=description, figures=figures, comparisons=_comparisons(dirs))

@@ -117,13 +117,29 @@ def build_trainer(
     applied = applied_composition(p, job)
     if p.schedule is not None:
         return PipelineTrainer(
-            p.schedule, p.optimizer, device, p.has_first_stage, p.has_last_stage, dtype, p.modules, applied,
+            p.schedule,
+            p.optimizer,
+            device,
+            p.has_first_stage,
+            p.has_last_stage,
+            dtype,
+            p.modules,
+            applied,
             p.grad_syncs,
         )
     (model,) = p.modules
     return Trainer(
-        model, p.optimizer, loss_fn, device, dtype, job.plan.accum_steps, p.after_backward, p.no_sync, applied,
-        p.grad_syncs, p.step_context or whole_sequence,
+        model,
+        p.optimizer,
+        loss_fn,
+        device,
+        dtype,
+        job.plan.accum_steps,
+        p.after_backward,
+        p.no_sync,
+        applied,
+        p.grad_syncs,
+        p.step_context or whole_sequence,
     )
 
 

@@ -77,14 +77,20 @@ TOLERANCES: dict[tuple[str, str, bool], Tolerance] = {
 LOSSY_BOUNDS: dict[str, Tolerance] = {
     "fp16": Tolerance(1e-2, "fp16 buckets: 11 mantissa bits; measured 2.8e-4 on CPU; x35"),
     "bf16": Tolerance(5e-2, "bf16 buckets: 8 mantissa bits; measured 2.3e-3 on CPU; x20"),
-    "powersgd": Tolerance(2.0, "rank-r PowerSGD projects each gradient matrix on a rank-r subspace (error"
-                          " feedback makes up for it over later steps): one compressed step measured 0.58 on"
-                          " gpt-small and 0.62-1.26 on the tests' tiny gpt (seeds 0-2), rank 1; a projection's"
-                          " error is at most the gradient's norm, but the gate compares 4-projection sketches,"
-                          " whose ratio scatters around the true one: a gross-error guard, x1.6 the largest"),
-    "float8": Tolerance(0.25, "float8 matmuls (torchao rowwise, e4m3: 3 mantissa bits, 2^-4 = 6.25e-2 per"
-                        " element): x4, a gross-error guard; not yet measured (no GPU in the session that"
-                        " set it: scripts/gpu-check.sh records it)"),
+    "powersgd": Tolerance(
+        2.0,
+        "rank-r PowerSGD projects each gradient matrix on a rank-r subspace (error"
+        " feedback makes up for it over later steps): one compressed step measured 0.58 on"
+        " gpt-small and 0.62-1.26 on the tests' tiny gpt (seeds 0-2), rank 1; a projection's"
+        " error is at most the gradient's norm, but the gate compares 4-projection sketches,"
+        " whose ratio scatters around the true one: a gross-error guard, x1.6 the largest",
+    ),
+    "float8": Tolerance(
+        0.25,
+        "float8 matmuls (torchao rowwise, e4m3: 3 mantissa bits, 2^-4 = 6.25e-2 per"
+        " element): x4, a gross-error guard; not yet measured (no GPU in the session that"
+        " set it: scripts/gpu-check.sh records it)",
+    ),
 }
 VERDICTS = ("match", "MISMATCH", "lossy", "skipped")
 

@@ -51,35 +51,81 @@ def template_record() -> dict[str, Any]:
     from benchbench.record import make_record
 
     job = Job(
-        study="large", model="mlp", model_cfg={"arch": "mlp", "width": 64, "depth": 2, "out_dim": 4},
-        hardware="cpu-local", hardware_cfg=load_hardware("cpu-local"), strategy="ddp",
-        plan=resolve_plan("ddp", 2), world_size=2, global_batch=32, seq_len=None, dtype="fp32", steps=5,
-        warmup_steps=1, seed=0, repeat=0, threads_per_rank=1, scaling="strong", timeout_s=300.0,
-        optimizer={"lr": 1e-3}, loss_tolerance=1e-5,
-    )  # fmt: skip
-    summary = {"step_time_median_s": 0.0036, "step_time_p10_s": 0.0034, "step_time_p90_s": 0.0041,
-               "step_time_cv": 0.05, "step_time_drift": 0.01, "samples_per_s": 8870.0, "peak_mem_mb": 310.0,
-               "peak_mem_source": "rss_hwm_reset", "param_bytes": 17160, "model_state_bytes": 68648,
-               "model_state_bytes_est": 68640, "comm_bytes_per_step": 34320, "hardware_flops_per_step": 3300000,
-               "verify_verdict": "match", "verify_tolerance": 1e-5}  # fmt: skip
+        study="large",
+        model="mlp",
+        model_cfg={"arch": "mlp", "width": 64, "depth": 2, "out_dim": 4},
+        hardware="cpu-local",
+        hardware_cfg=load_hardware("cpu-local"),
+        strategy="ddp",
+        plan=resolve_plan("ddp", 2),
+        world_size=2,
+        global_batch=32,
+        seq_len=None,
+        dtype="fp32",
+        steps=5,
+        warmup_steps=1,
+        seed=0,
+        repeat=0,
+        threads_per_rank=1,
+        scaling="strong",
+        timeout_s=300.0,
+        optimizer={"lr": 1e-3},
+        loss_tolerance=1e-5,
+    )
+    summary = {
+        "step_time_median_s": 0.0036,
+        "step_time_p10_s": 0.0034,
+        "step_time_p90_s": 0.0041,
+        "step_time_cv": 0.05,
+        "step_time_drift": 0.01,
+        "samples_per_s": 8870.0,
+        "peak_mem_mb": 310.0,
+        "peak_mem_source": "rss_hwm_reset",
+        "param_bytes": 17160,
+        "model_state_bytes": 68648,
+        "model_state_bytes_est": 68640,
+        "comm_bytes_per_step": 34320,
+        "hardware_flops_per_step": 3300000,
+        "verify_verdict": "match",
+        "verify_tolerance": 1e-5,
+    }
     env = {"torch": "2.13.0+cpu", "python": "3.11.7", "backend": "gloo", "device": "cpu", "hosts": ["h"] * 2}
-    comm = [{"kind": "all_reduce", "dim": "dp", "group_size": 2, "calls": 1, "payload_bytes": 34320.0,
-             "bus_bytes": 34320.0}]  # fmt: skip
-    return make_record(job=job, status="ok", env=env, applied=["ddp(2)", "AdamW"], comm=comm,
-                       step_time_s=[0.0036] * 5, loss=[0.37, 0.366, 0.362, 0.359, 0.357, 0.355], summary=summary)
+    comm = [
+        {"kind": "all_reduce", "dim": "dp", "group_size": 2, "calls": 1, "payload_bytes": 34320.0, "bus_bytes": 34320.0}
+    ]
+    return make_record(
+        job=job,
+        status="ok",
+        env=env,
+        applied=["ddp(2)", "AdamW"],
+        comm=comm,
+        step_time_s=[0.0036] * 5,
+        loss=[0.37, 0.366, 0.362, 0.359, 0.357, 0.355],
+        summary=summary,
+    )
 
 
 def _vary(tmpl: dict[str, Any], model: str, strategy: str, ws: int, repeat: int, i: int, rng: random.Random) -> dict:
     """A copy of the template for one job, its figures jittered; every 20th failed, every 50th infeasible."""
     r = copy.deepcopy(tmpl)
     plan = resolve_plan(strategy, ws)
-    r["job"].update(model=model, strategy=strategy, world_size=ws, repeat=repeat, plan=plan.to_dict(),
-                    id=f"{model}__cpu-local__{strategy}__ws{ws}__r{repeat}")  # fmt: skip
+    r["job"].update(
+        model=model,
+        strategy=strategy,
+        world_size=ws,
+        repeat=repeat,
+        plan=plan.to_dict(),
+        id=f"{model}__cpu-local__{strategy}__ws{ws}__r{repeat}",
+    )
     median = 0.004 / ws**0.8 * rng.uniform(0.9, 1.1)
     r["step_time_s"] = [median * rng.uniform(0.95, 1.05) for _ in r["step_time_s"]]
-    r["summary"].update(step_time_median_s=median, samples_per_s=r["job"]["global_batch"] / median,
-                        step_time_cv=rng.uniform(0.0, 0.15), step_time_drift=rng.uniform(-0.12, 0.12),
-                        peak_mem_mb=rng.uniform(300, 320))  # fmt: skip
+    r["summary"].update(
+        step_time_median_s=median,
+        samples_per_s=r["job"]["global_batch"] / median,
+        step_time_cv=rng.uniform(0.0, 0.15),
+        step_time_drift=rng.uniform(-0.12, 0.12),
+        peak_mem_mb=rng.uniform(300, 320),
+    )
     if strategy != "single":
         r["loss"] = [x + rng.uniform(-1e-7, 1e-7) for x in r["loss"]]
     if i % 50 == 49:
@@ -154,13 +200,16 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.rounds):
             wall, peak = time_aggregate(paths, root / "tables", args.tracemalloc)
             walls.append(wall)
-            print(f"aggregate {len(paths)} records: {wall:.2f} s wall" + (f", tracemalloc peak {peak:.0f} MiB"
-                                                                         if peak is not None else ""))  # fmt: skip
+            print(
+                f"aggregate {len(paths)} records: {wall:.2f} s wall"
+                + (f", tracemalloc peak {peak:.0f} MiB" if peak is not None else "")
+            )
         cli_wall = None
         if args.cli:
             cli_wall, rss = time_cli(paths, root / "tables")
-            print(f"python -m benchbench aggregate ({len(paths)} records): {cli_wall:.2f} s wall, "
-                  f"peak RSS {rss:.0f} MiB")  # fmt: skip
+            print(
+                f"python -m benchbench aggregate ({len(paths)} records): {cli_wall:.2f} s wall, peak RSS {rss:.0f} MiB"
+            )
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     best = min(walls)
     print(f"best {best:.2f} s, median {sorted(walls)[len(walls) // 2]:.2f} s; peak RSS {rss:.0f} MiB (whole process)")

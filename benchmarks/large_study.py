@@ -65,13 +65,28 @@ _RUSAGE = (
 
 def study(models: int, repeats: int) -> dict:
     """The large study's config (before validation)."""
-    cfg: dict = {"study": "large", "scaling": "strong", "hardware": ["cpu-local"], "strategies": STRATEGIES,
-                 "world_sizes": [1, 2, 4, 8], "steps": 5, "warmup_steps": 1, "repeats": repeats,
-                 "models": {}}  # fmt: skip
+    cfg: dict = {
+        "study": "large",
+        "scaling": "strong",
+        "hardware": ["cpu-local"],
+        "strategies": STRATEGIES,
+        "world_sizes": [1, 2, 4, 8],
+        "steps": 5,
+        "warmup_steps": 1,
+        "repeats": repeats,
+        "models": {},
+    }
     for k in range(models):
         if k % 2:
-            cfg["models"][f"gpt-{k}"] = {"arch": "gpt", "layers": 2, "hidden": 32 + 8 * k, "heads": 4,
-                                         "seq_len": 16, "vocab": 64, "batch_size": 16}  # fmt: skip
+            cfg["models"][f"gpt-{k}"] = {
+                "arch": "gpt",
+                "layers": 2,
+                "hidden": 32 + 8 * k,
+                "heads": 4,
+                "seq_len": 16,
+                "vocab": 64,
+                "batch_size": 16,
+            }
         else:
             cfg["models"][f"mlp-{k}"] = {"arch": "mlp", "width": 64 + 8 * k, "depth": 4, "out_dim": 4, "batch_size": 32}
     return cfg
@@ -87,8 +102,10 @@ def time_expansion(cfg: dict) -> int:
     expand(cfg)
     peak = tracemalloc.get_traced_memory()[1] / 2**20
     tracemalloc.stop()
-    print(f"expansion: {len(jobs)} jobs, {len(dropped)} dropped: {wall:.2f} s wall (first call, imports "
-          f"included), tracemalloc peak {peak:.0f} MiB (second call)")  # fmt: skip
+    print(
+        f"expansion: {len(jobs)} jobs, {len(dropped)} dropped: {wall:.2f} s wall (first call, imports "
+        f"included), tracemalloc peak {peak:.0f} MiB (second call)"
+    )
     layout = StudyLayout(cfg["study"])
     start = time.perf_counter()
     by_record = {str(layout.record(j)): j for j in jobs}
@@ -140,17 +157,25 @@ def time_dags(raw: dict, n_jobs: int, no_slurm_probe: bool) -> tuple[float, floa
         (tmp / "bench").mkdir()
         (tmp / "trivial").mkdir()
         wall, rss = dry_run(ROOT / "Snakefile", tmp / "bench", ["--configfile", str(tmp / "study.yaml")], path)
-        print(f"DAG (snakemake -n, benchbench's Snakefile, {n_jobs} bench jobs): {wall:.1f} s wall, "
-              f"peak RSS {rss:.0f} MiB")  # fmt: skip
+        print(
+            f"DAG (snakemake -n, benchbench's Snakefile, {n_jobs} bench jobs): {wall:.1f} s wall, "
+            f"peak RSS {rss:.0f} MiB"
+        )
         _fake_records(raw, tmp / "bench")
-        again, again_rss = dry_run(ROOT / "Snakefile", tmp / "bench",
-                                   ["--configfile", str(tmp / "study.yaml"), "--config", "retry_failed=True"], path)
-        print(f"DAG, resumed (every record present, retry_failed=True): {again:.1f} s wall, "
-              f"peak RSS {again_rss:.0f} MiB")  # fmt: skip
+        again, again_rss = dry_run(
+            ROOT / "Snakefile",
+            tmp / "bench",
+            ["--configfile", str(tmp / "study.yaml"), "--config", "retry_failed=True"],
+            path,
+        )
+        print(
+            f"DAG, resumed (every record present, retry_failed=True): {again:.1f} s wall, peak RSS {again_rss:.0f} MiB"
+        )
         trivial = ["--workflow-profile", "none", "--config", f"njobs={n_jobs}"]
         floor, floor_rss = dry_run(tmp / "Snakefile.trivial", tmp / "trivial", trivial, path)
-        print(f"floor (snakemake -n, trivial Snakefile, {n_jobs} jobs): {floor:.1f} s wall, "
-              f"peak RSS {floor_rss:.0f} MiB")  # fmt: skip
+        print(
+            f"floor (snakemake -n, trivial Snakefile, {n_jobs} jobs): {floor:.1f} s wall, peak RSS {floor_rss:.0f} MiB"
+        )
     return wall, floor
 
 
@@ -159,9 +184,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", type=int, default=45)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--no-dag", action="store_true", help="time the expansion only")
-    ap.add_argument("--no-slurm-probe", action="store_true",
-                    help="hide `scontrol` from both dry runs (the Slurm executor plugin runs `scontrol show config` "
-                    "when Snakemake starts; without a reachable controller it waits up to 10 s)")  # fmt: skip
+    ap.add_argument(
+        "--no-slurm-probe",
+        action="store_true",
+        help="hide `scontrol` from both dry runs (the Slurm executor plugin runs `scontrol show config` "
+        "when Snakemake starts; without a reachable controller it waits up to 10 s)",
+    )
     args = ap.parse_args(argv)
     raw = study(args.models, args.repeats)
     n_jobs = time_expansion(check_config(raw))

@@ -38,15 +38,23 @@ def rows(folders: list[Path], cal_path: Path) -> list[dict]:
             continue
         job, s = Job.from_dict(rec["job"]), rec["summary"]
         pred = predict_job(job, cal)
-        out.append({
-            "id": f"{job.study}/{job.id}", "strategy": job.strategy, "world_size": job.world_size,
-            "oversubscribed": bool(rec["env"].get("oversubscribed")), "extrapolated": pred.extrapolated,
-            "step_pred": pred.step_time_s, "step_meas": s["step_time_median_s"],
-            "step_err": (pred.step_time_s - s["step_time_median_s"]) / s["step_time_median_s"],
-            "mem_pred": pred.model_state_bytes, "mem_meas": s["model_state_bytes"],
-            "mem_err": (pred.model_state_bytes - s["model_state_bytes"]) / s["model_state_bytes"],
-            "bubble_pred": pred.bubble_fraction, "bubble_meas": s.get("bubble_fraction_measured"),
-        })  # fmt: skip
+        out.append(
+            {
+                "id": f"{job.study}/{job.id}",
+                "strategy": job.strategy,
+                "world_size": job.world_size,
+                "oversubscribed": bool(rec["env"].get("oversubscribed")),
+                "extrapolated": pred.extrapolated,
+                "step_pred": pred.step_time_s,
+                "step_meas": s["step_time_median_s"],
+                "step_err": (pred.step_time_s - s["step_time_median_s"]) / s["step_time_median_s"],
+                "mem_pred": pred.model_state_bytes,
+                "mem_meas": s["model_state_bytes"],
+                "mem_err": (pred.model_state_bytes - s["model_state_bytes"]) / s["model_state_bytes"],
+                "bubble_pred": pred.bubble_fraction,
+                "bubble_meas": s.get("bubble_fraction_measured"),
+            }
+        )
     return out
 
 

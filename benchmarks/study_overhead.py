@@ -81,8 +81,22 @@ def run_single(checkout: Path, tmp: Path, strategy: str, ranks: int) -> tuple[fl
     """One ``benchbench run`` of the tiny job: (end-to-end s, timed steps s, CPU s of all its
     processes — less sensitive than the wall time to other work on a shared machine)."""
     out = tmp / f"{strategy}-{ranks}.json"
-    cmd = [sys.executable, "-m", "benchbench", "run", "--config", str(tmp / "tiny.yaml"), "--model", "tiny-gpt",
-           "--strategy", strategy, "--world-size", str(ranks), "--out", str(out)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchbench",
+        "run",
+        "--config",
+        str(tmp / "tiny.yaml"),
+        "--model",
+        "tiny-gpt",
+        "--strategy",
+        strategy,
+        "--world-size",
+        str(ranks),
+        "--out",
+        str(out),
+    ]
     start, cpu = time.perf_counter(), _cpu()
     proc = subprocess.run(cmd, env=_env(checkout), cwd=tmp, capture_output=True, text=True)
     wall, cpu = time.perf_counter() - start, _cpu() - cpu
@@ -138,9 +152,11 @@ def batched(checkout: Path, runs: int, n: int) -> list[float]:
 def print_batched(n: int, per_extra: list[float]) -> None:
     """The batched overhead per extra job (min, median) and its target."""
     best = min(per_extra)
-    print(f"batched ({n} tiny 2-rank DDP jobs in one launch vs one): overhead per extra job "
-          f"{best:.2f} s min, {statistics.median(per_extra):.2f} s median; "
-          f"target <= {BATCH_TARGET_S:g} s: {_verdict(best <= BATCH_TARGET_S)}")  # fmt: skip
+    print(
+        f"batched ({n} tiny 2-rank DDP jobs in one launch vs one): overhead per extra job "
+        f"{best:.2f} s min, {statistics.median(per_extra):.2f} s median; "
+        f"target <= {BATCH_TARGET_S:g} s: {_verdict(best <= BATCH_TARGET_S)}"
+    )
 
 
 def run_workflow(checkout: Path, study: str, jobs_per_launch: int = 1, keep: Path | None = None) -> dict[str, float]:
@@ -190,8 +206,10 @@ def print_agreement(unbatched: Path, batched_dir: Path) -> None:
         ub = [b[i]["summary"]["step_time_median_s"] for i in ids if i in b]
         spread = (max(ua) - min(ua)) / statistics.mean(ua)
         ratio = statistics.mean(ub) / statistics.mean(ua) if ub else float("nan")
-        print(f"  {config:42} {statistics.mean(ua):11.4f} {statistics.mean(ub) if ub else float('nan'):10.4f} "
-              f"{ratio:6.3f} {100 * spread:12.1f}%")  # fmt: skip
+        print(
+            f"  {config:42} {statistics.mean(ua):11.4f} {statistics.mean(ub) if ub else float('nan'):10.4f} "
+            f"{ratio:6.3f} {100 * spread:12.1f}%"
+        )
     same = sum(a[i]["loss"] == b[i]["loss"] for i in a if i in b)
     ran_batched = sum(bool((r["env"].get("batch") or {}).get("size", 1) > 1) for r in b.values())
     print(f"  losses identical in {same} of {len(a)} jobs; {ran_batched} of {len(b)} batched-run records say batched")
@@ -228,8 +246,10 @@ def print_single(results: dict[str, list[tuple[float, float, float]]]) -> None:
         timed = statistics.median(t for _, t, _ in rows)
         cpu = statistics.median(c for _, _, c in rows)
         target = SINGLE[name][2]
-        print(f"  {name:8} {min(walls):8.2f} {statistics.median(walls):8.2f} {timed:8.4f} "
-              f"{min(walls) - timed:9.2f} {cpu:8.2f}  <= {target:g} s: {_verdict(min(walls) <= target)}")  # fmt: skip
+        print(
+            f"  {name:8} {min(walls):8.2f} {statistics.median(walls):8.2f} {timed:8.4f} "
+            f"{min(walls) - timed:9.2f} {cpu:8.2f}  <= {target:g} s: {_verdict(min(walls) <= target)}"
+        )
 
 
 def print_workflow(study: str, w: dict[str, float], batched: str = "") -> None:
@@ -237,10 +257,12 @@ def print_workflow(study: str, w: dict[str, float], batched: str = "") -> None:
     ``batched``: how it was batched, for the heading."""
     share = w["timed"] / w["wall"] if w["wall"] else 0.0
     per_job = (w["wall"] - w["timed"]) / max(w["jobs"], 1)
-    print(f"workflow ({study} study{batched}, snakemake, every rule): {w['wall']:.1f} s wall, "
-          f"{w['jobs']:.0f} bench jobs, "
-          f"timed steps {w['timed']:.1f} s = {100 * share:.1f} % of the wall time; "
-          f"overhead {per_job:.2f} s per job (jobs' own end-to-end: {w['job_walls']:.1f} s)")  # fmt: skip
+    print(
+        f"workflow ({study} study{batched}, snakemake, every rule): {w['wall']:.1f} s wall, "
+        f"{w['jobs']:.0f} bench jobs, "
+        f"timed steps {w['timed']:.1f} s = {100 * share:.1f} % of the wall time; "
+        f"overhead {per_job:.2f} s per job (jobs' own end-to-end: {w['job_walls']:.1f} s)"
+    )
     if study == "default" and not batched:
         print(
             f"  target wall <= {STUDY_TARGET_S:g} s: {_verdict(w['wall'] <= STUDY_TARGET_S)}; "
@@ -256,8 +278,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkout", type=Path, default=ROOT, help="the benchbench checkout to measure")
     p.add_argument("--batch", type=int, default=4, help="jobs of the batched case (default 4; 0: skip it)")
     p.add_argument("--jobs-per-launch", type=int, default=1, help="run the workflow batched (default 1: not)")
-    p.add_argument("--agreement", type=int, default=0, metavar="K",
-                   help="run the workflow unbatched and with K jobs per launch, and compare their timings")  # fmt: skip
+    p.add_argument(
+        "--agreement",
+        type=int,
+        default=0,
+        metavar="K",
+        help="run the workflow unbatched and with K jobs per launch, and compare their timings",
+    )
     args = p.parse_args(argv)
     checkout = args.checkout.resolve()
     print(f"checkout {checkout}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs at the start")

@@ -50,21 +50,21 @@ big = check_config({
     "loss_tolerance": 0.05,
     "models": {"gpt-1b": {"arch": "gpt", "layers": 16, "hidden": 2048, "heads": 16, "seq_len": 1024,
                           "vocab": 32000, "batch_size": 8 * max(world_sizes)}},
-})  # fmt: skip
+})
 node = yaml.safe_load((ROOT / "config/studies/gpu-node.yaml").read_text())
 issue13 = ["fsdp-float8", "cp", "tp-async", "hsdp", "ddp-ac", "fsdp-sac", "pp-dualpipev", "ddp-compile"]
 new = check_config({
     **{k: node[k] for k in ("dtype", "scaling", "loss_tolerance", "timeout_s")}, "study": "gpu-node-check",
     "hardware": ["h200-sxm"], "models": {"gpt-1b": node["models"]["gpt-1b"]}, "steps": 6, "warmup_steps": 3,
     "strategies": [s for s in issue13 if s in PRESETS and s in node["strategies"]], "world_sizes": world_sizes,
-})  # fmt: skip
+})
 
 rows, bad = [], []
 for cfg in (ci, big, new):
     jobs, dropped = expand(cfg)
     if cfg is new:  # the plans this machine cannot run, and why (one GPU: cp and async TP need 2)
         rows += [(f"{d.strategy}_ws{d.world_size} (dropped)", "dropped", d.reason[:60], *[None] * 7, 0.0)
-                 for d in dropped]  # fmt: skip
+                 for d in dropped]
     for job in jobs:
         t0 = time.monotonic()
         rec, _ = run_job(job, out / cfg["study"] / f"{job.id}.json")

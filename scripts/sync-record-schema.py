@@ -18,8 +18,9 @@ PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "record.sc
 
 def main() -> None:
     text = PATH.read_text()
-    kinds = textwrap.fill(", ".join(FAILURE_KINDS), width=100, initial_indent="        enum: [",
-                          subsequent_indent="               ")  # fmt: skip
+    kinds = textwrap.fill(
+        ", ".join(FAILURE_KINDS), width=100, initial_indent="        enum: [", subsequent_indent="               "
+    )
     text = re.sub(r"^        enum: \[config,[^\]]*\]\n", lambda m: kinds + "]\n", text, count=1, flags=re.M)
     head = text[: text.index("  summary:\n")]
     names = ", ".join(m.name for m in SUMMARY)

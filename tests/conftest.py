@@ -51,10 +51,25 @@ def run(cfg: dict[str, Any], tmp_path: Path, model: str, strategy: str, ws: int,
 def make_test_job(strategy: str = "ddp", world_size: int = 2, **changes: Any) -> Job:
     """A job built by hand (no study file): tiny gpt, cpu-local, ``changes`` applied."""
     fields = {
-        "study": "s", "model": "m", "model_cfg": dict(TINY_GPT), "hardware": "h", "hardware_cfg": CPU_LOCAL,
-        "strategy": strategy, "plan": resolve_plan(strategy, world_size), "world_size": world_size,
-        "global_batch": 8, "seq_len": TINY_GPT["seq_len"], "dtype": "fp32", "steps": 3, "warmup_steps": 0,
-        "seed": 0, "repeat": 0, "threads_per_rank": 1, "scaling": "strong", "timeout_s": 60.0,
-        "optimizer": {"lr": 1e-3}, "loss_tolerance": 1e-5,
-    }  # fmt: skip
+        "study": "s",
+        "model": "m",
+        "model_cfg": dict(TINY_GPT),
+        "hardware": "h",
+        "hardware_cfg": CPU_LOCAL,
+        "strategy": strategy,
+        "plan": resolve_plan(strategy, world_size),
+        "world_size": world_size,
+        "global_batch": 8,
+        "seq_len": TINY_GPT["seq_len"],
+        "dtype": "fp32",
+        "steps": 3,
+        "warmup_steps": 0,
+        "seed": 0,
+        "repeat": 0,
+        "threads_per_rank": 1,
+        "scaling": "strong",
+        "timeout_s": 60.0,
+        "optimizer": {"lr": 1e-3},
+        "loss_tolerance": 1e-5,
+    }
     return Job(**fields).replace(**changes)

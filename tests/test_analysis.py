@@ -16,9 +16,13 @@ def rec(strategy, ws, step_time, batch=64, loss=(2.0, 1.0), status="ok", repeat=
     summary = {"step_time_median_s": step_time, "samples_per_s": batch / step_time, "step_time_cv": 0.0}
     ok = status == "ok"
     return make_record(
-        job=job, status=status, error=None if ok else "boom", step_time_s=[step_time] * len(loss) if ok else [],
-        loss=list(loss) if ok else [], summary=summary,
-    )  # fmt: skip
+        job=job,
+        status=status,
+        error=None if ok else "boom",
+        step_time_s=[step_time] * len(loss) if ok else [],
+        loss=list(loss) if ok else [],
+        summary=summary,
+    )
 
 
 def test_strong_scaling_speedup_and_efficiency():
@@ -185,9 +189,19 @@ def test_interval_ignores_the_number_of_steps_within_a_repeat():
 def _memory_scaling(**est: float | None) -> pd.DataFrame:
     rows = []
     for strategy, ws, state in (("single", 1, 16e6), ("zero1", 2, 12e6), ("fsdp", 2, 8e6)):
-        rows.append({"model": "m", "hardware": "h", "strategy": strategy, "world_size": ws, "throughput": 1.0,
-                     "speedup": 1.0, "efficiency": 1.0, "model_state_bytes": state,
-                     "model_state_bytes_est": est.get(strategy, state)})  # fmt: skip
+        rows.append(
+            {
+                "model": "m",
+                "hardware": "h",
+                "strategy": strategy,
+                "world_size": ws,
+                "throughput": 1.0,
+                "speedup": 1.0,
+                "efficiency": 1.0,
+                "model_state_bytes": state,
+                "model_state_bytes_est": est.get(strategy, state),
+            }
+        )
     return pd.DataFrame(rows)
 
 

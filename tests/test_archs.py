@@ -117,8 +117,22 @@ def test_preset_config_errors_name_the_key():
     with pytest.raises(ConfigError, match=r"models\.l: missing \['rope_theta'\]; allowed: \['preset'\] or "):
         check_config({**study, "models": {"l": {"arch": "llama", **no_rope}}})
     with pytest.raises(ConfigError, match=r"models\.v: missing \['channels', 'classes'\]; allowed: \['preset'\] or "):
-        check_config({**study, "models": {"v": {"arch": "vit", "image_size": 16, "patch": 4, "layers": 1,
-                                                "hidden": 32, "heads": 4, "mlp_hidden": 64}}})  # fmt: skip
+        check_config(
+            {
+                **study,
+                "models": {
+                    "v": {
+                        "arch": "vit",
+                        "image_size": 16,
+                        "patch": 4,
+                        "layers": 1,
+                        "hidden": 32,
+                        "heads": 4,
+                        "mlp_hidden": 64,
+                    }
+                },
+            }
+        )
 
 
 #: A representative few per architecture at 2 ranks (CI time is scarce; DDP wraps any module the
@@ -126,17 +140,31 @@ def test_preset_config_errors_name_the_key():
 #: parallelism: the norms and embedding output sharded too), its pipeline split. Every plan of
 #: the strategies study passes for both (README "Models").
 GATE_CASES = [
-    ("llama", "fsdp"), ("llama", "tp-sp"), ("llama", "pp-1f1b"), ("vit", "fsdp"), ("vit", "tp"), ("vit", "pp-1f1b"),
-]  # fmt: skip
+    ("llama", "fsdp"),
+    ("llama", "tp-sp"),
+    ("llama", "pp-1f1b"),
+    ("vit", "fsdp"),
+    ("vit", "tp"),
+    ("vit", "pp-1f1b"),
+]
 
 
 @pytest.fixture(scope="module")
 def gate_cfg():
     return check_config(
-        {"study": "t", "strategies": ["single"], "world_sizes": [1], "steps": 2, "warmup_steps": 1,
-         "timeout_s": 300, "models": {"llama": {"arch": "llama", "preset": "tiny", "batch_size": 8},
-                                           "vit": {"arch": "vit", "preset": "tiny", "batch_size": 8}}}
-    )  # fmt: skip
+        {
+            "study": "t",
+            "strategies": ["single"],
+            "world_sizes": [1],
+            "steps": 2,
+            "warmup_steps": 1,
+            "timeout_s": 300,
+            "models": {
+                "llama": {"arch": "llama", "preset": "tiny", "batch_size": 8},
+                "vit": {"arch": "vit", "preset": "tiny", "batch_size": 8},
+            },
+        }
+    )
 
 
 @pytest.mark.slow
@@ -248,20 +276,25 @@ def test_llama3_study_lists_feasible_plans_and_drops_the_rest_by_memory(monkeypa
 
 
 EXAMPLE = "examples/custom_model/study.yaml"
-BARE_MODEL = '''
+BARE_MODEL = """
 import torch
 from torch import nn
 
 def spec():
     return {"build": lambda: nn.Linear(4, 2), "loss": torch.nn.functional.mse_loss, "flops_per_sample": 48,
             "batch": lambda step, n, seed: (torch.randn(n, 4), torch.randn(n, 2))}
-'''
+"""
 
 
 def custom_study(tmp_path, entry: str, **extra) -> dict:
     (tmp_path / "bare.py").write_text(BARE_MODEL)
-    study = {"study": "c", "models": {"m": {"arch": "custom", "entry": entry, "path": "."}},
-             "strategies": ["ddp", "tp", "pp-1f1b"], "world_sizes": [2], **extra}  # fmt: skip
+    study = {
+        "study": "c",
+        "models": {"m": {"arch": "custom", "entry": entry, "path": "."}},
+        "strategies": ["ddp", "tp", "pp-1f1b"],
+        "world_sizes": [2],
+        **extra,
+    }
     return check_config(study, "study", tmp_path)
 
 
@@ -286,8 +319,16 @@ def test_custom_entry_point_is_loaded_from_its_path_only(tmp_path):
     with pytest.raises(ConfigError, match=r"models\.m\.entry: .*defines no function 'nope'"):
         custom_study(tmp_path, "bare:nope")
     with pytest.raises(ConfigError, match=r"models\.m\.path: .* is not a folder"):
-        check_config({"study": "c", "models": {"m": {"arch": "custom", "entry": "a:b", "path": "missing"}},
-                      "strategies": ["ddp"], "world_sizes": [2]}, "study", tmp_path)  # fmt: skip
+        check_config(
+            {
+                "study": "c",
+                "models": {"m": {"arch": "custom", "entry": "a:b", "path": "missing"}},
+                "strategies": ["ddp"],
+                "world_sizes": [2],
+            },
+            "study",
+            tmp_path,
+        )
 
 
 @pytest.mark.slow
@@ -304,9 +345,17 @@ def test_custom_example_runs_through_the_workflow(tmp_path):
 
     snakemake = Path(sys.executable).with_name("snakemake")
     command = [
-        str(snakemake), "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "--configfile",
-        str(ROOT / EXAMPLE), "--profile", str(ROOT / "profiles/ci"), "results/custom-example/tables/runs.csv",
-    ]  # fmt: skip
+        str(snakemake),
+        "-s",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(ROOT / EXAMPLE),
+        "--profile",
+        str(ROOT / "profiles/ci"),
+        "results/custom-example/tables/runs.csv",
+    ]
     proc = subprocess.run(command, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     runs = pd.read_csv(tmp_path / "results/custom-example/tables/runs.csv")

@@ -244,8 +244,11 @@ def _snakemake(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
         [str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "--cores", "1", *args],
-        capture_output=True, text=True, env=env, cwd=tmp_path,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
 
 
 SNAKEMAKE_CASES = [
@@ -314,8 +317,12 @@ HOSTILE = [
     "~user",
     "a{b}",
 ]
-BASE = {"study": "s", "models": {"m": {"arch": "mlp", "width": 8, "depth": 1, "out_dim": 2}},
-        "strategies": ["ddp"], "world_sizes": [1]}  # fmt: skip
+BASE = {
+    "study": "s",
+    "models": {"m": {"arch": "mlp", "width": 8, "depth": 1, "out_dim": 2}},
+    "strategies": ["ddp"],
+    "world_sizes": [1],
+}
 PLACES = {
     "study": (lambda n: {"study": n}, "study: "),
     "model": (lambda n: {"models": {n: BASE["models"]["m"]}}, "models: key "),
@@ -361,8 +368,15 @@ HOSTILE_DESCRIPTION = (
     "<script>alert('x')</script> <b>bold</b> &amp; \u00e9\u4e2d \\ end"
 )
 TINY_MLP = {"arch": "mlp", "width": 8, "depth": 1, "out_dim": 2, "batch_size": 4}
-TINY = {"study": "hostile-desc", "models": {"m": TINY_MLP}, "strategies": ["single"], "world_sizes": [1, 2],
-        "steps": 1, "warmup_steps": 1, "timeout_s": 120}  # fmt: skip
+TINY = {
+    "study": "hostile-desc",
+    "models": {"m": TINY_MLP},
+    "strategies": ["single"],
+    "world_sizes": [1, 2],
+    "steps": 1,
+    "warmup_steps": 1,
+    "timeout_s": 120,
+}
 
 
 def test_every_value_on_every_shell_line_is_quoted_and_no_rule_runs_python_inline():

@@ -21,8 +21,11 @@ fault = test_faults.fault  # the fixture that injects BENCHBENCH_FAULT into the 
 def _jobs(wide: bool = False) -> list:
     """Three small jobs of one batch: a tiny GPT with DDP (``wide``: a wider MLP instead, which
     leaves freed memory behind), the GPT with another seed, then FSDP (another plan, same mesh)."""
-    first = make_test_job("ddp", 2, model_cfg={"arch": "mlp", "width": 1024, "depth": 4, "out_dim": 4},
-                          global_batch=64) if wide else make_test_job("ddp", 2)  # fmt: skip
+    first = (
+        make_test_job("ddp", 2, model_cfg={"arch": "mlp", "width": 1024, "depth": 4, "out_dim": 4}, global_batch=64)
+        if wide
+        else make_test_job("ddp", 2)
+    )
     return [first, make_test_job("ddp", 2, seed=1), make_test_job("fsdp", 2)]
 
 
@@ -98,8 +101,15 @@ def test_batched_launch_command_passes_the_batch_file(launcher, tmp_path):
     from benchbench.launch import rank_command
 
     job = make_test_job("ddp", 2)
-    cmd = rank_command(job, tmp_path / "job.json", tmp_path / "r.json", tmp_path, launcher, 1234,
-                       rank_args=["--batch", str(tmp_path / "batch.json")])  # fmt: skip
+    cmd = rank_command(
+        job,
+        tmp_path / "job.json",
+        tmp_path / "r.json",
+        tmp_path,
+        launcher,
+        1234,
+        rank_args=["--batch", str(tmp_path / "batch.json")],
+    )
     assert cmd[-4:] == ["-m", "benchbench.rank", "--batch", str(tmp_path / "batch.json")]
     assert "--job-file" not in cmd and (cmd[0] == "srun") == (launcher == "srun")
 

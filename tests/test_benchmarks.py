@@ -15,19 +15,37 @@ from benchbench.config import ROOT
 @pytest.mark.slow
 def test_overhead_benchmark_runs_and_prints_its_ratio():
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks/overhead.py"), "--model", "tiny", "--rounds", "2", "--steps", "1",
-         "--warmup", "1"],
-        capture_output=True, text=True, timeout=300, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(ROOT / "benchmarks/overhead.py"),
+            "--model",
+            "tiny",
+            "--rounds",
+            "2",
+            "--steps",
+            "1",
+            "--warmup",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "ratio benchbench/bare" in proc.stdout and "target ratio <= 1.01" in proc.stdout
 
 
 def _run_script(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, *args], capture_output=True, text=True, timeout=300, cwd=ROOT,
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
+    )
 
 
 def test_aggregate_records_benchmark_runs_and_prints_its_figures():

@@ -49,10 +49,15 @@ def nccl_columns_ok(p: CollectivePoint) -> bool:
 def tiny_spec(**changes) -> dict:
     spec = calibration_spec(load_config(ROOT / "config" / "studies" / "ci.yaml"), "cpu-local")
     spec.update(
-        models={"gpt-tiny": {"model_cfg": dict(TINY_GPT), "batches": [4, 8]},
-                "mlp-tiny": {"model_cfg": dict(TINY_MLP), "batches": [16]}},
-        world_size=2, group_sizes=[2], max_bytes=MAX_BYTES, timeout_s=120.0,
-    )  # fmt: skip
+        models={
+            "gpt-tiny": {"model_cfg": dict(TINY_GPT), "batches": [4, 8]},
+            "mlp-tiny": {"model_cfg": dict(TINY_MLP), "batches": [16]},
+        },
+        world_size=2,
+        group_sizes=[2],
+        max_bytes=MAX_BYTES,
+        timeout_s=120.0,
+    )
     spec.update(changes)
     return spec
 
@@ -89,10 +94,14 @@ def test_spec_of_the_default_study():
 def test_spec_group_sizes_and_micro_batches():
     """dp, tp, pp and world sizes > 1 are group sizes; per-rank batches split by dp and by
     accumulation steps or pipeline micro-batches."""
-    cfg = check_config({
-        "study": "s", "models": {"g": dict(TINY_GPT, layers=4, batch_size=16)}, "world_sizes": [1, 2, 4],
-        "strategies": ["single", "ddp", "ddp-accum", "pp-1f1b", "fsdp-tp"],
-    })  # fmt: skip
+    cfg = check_config(
+        {
+            "study": "s",
+            "models": {"g": dict(TINY_GPT, layers=4, batch_size=16)},
+            "world_sizes": [1, 2, 4],
+            "strategies": ["single", "ddp", "ddp-accum", "pp-1f1b", "fsdp-tp"],
+        }
+    )
     spec = calibration_spec(cfg, "cpu-local")
     # single 16; ddp 16/2, 16/4; ddp-accum (2 steps) 16/2/2, 16/4/2; pp-1f1b (4 micro-batches)
     # 16/4 at pp 2 and 4; fsdp-tp (tp 2) at 4 ranks: dp 2 -> 16/2
@@ -106,8 +115,14 @@ def test_spec_of_a_predicted_top_k_study_needs_no_calibration(tmp_path, monkeypa
     sizes may use (the divisors > 1), whether or not a calibration exists (so calibrating does
     not change the spec it was made from)."""
     monkeypatch.chdir(tmp_path)  # no results/s/calibration here
-    cfg = check_config({"study": "s", "models": {"g": dict(TINY_GPT, layers=4, batch_size=16)},
-                        "world_sizes": [1, 2, 4], "strategies": ["single", "predicted-top-2"]})  # fmt: skip
+    cfg = check_config(
+        {
+            "study": "s",
+            "models": {"g": dict(TINY_GPT, layers=4, batch_size=16)},
+            "world_sizes": [1, 2, 4],
+            "strategies": ["single", "predicted-top-2"],
+        }
+    )
     spec = calibration_spec(cfg, "cpu-local")
     assert (spec["world_size"], spec["group_sizes"]) == (4, [2, 4])
     assert spec["models"]["g"]["batches"] == [4, 8, 16]  # single 16; ddp 16/2, 16/4
@@ -126,8 +141,10 @@ def test_spec_max_bytes_from_the_study_and_ci():
 def test_fit_recovers_alpha_and_bandwidth():
     alpha, bw, n = 40e-6, 2.5e9, 4
     for kind in COLLECTIVES:
-        pts = [make_point(kind, n, s, alpha * LATENCY_STEPS[kind](n) + s * NCCL_TESTS_FACTOR[kind](n) / bw)
-               for s in sweep_sizes(256 * 1024**2)]  # fmt: skip
+        pts = [
+            make_point(kind, n, s, alpha * LATENCY_STEPS[kind](n) + s * NCCL_TESTS_FACTOR[kind](n) / bw)
+            for s in sweep_sizes(256 * 1024**2)
+        ]
         fit = fit_collective(pts)
         assert fit.alpha_s == pytest.approx(alpha, rel=1e-6) and fit.bus_bandwidth == pytest.approx(bw, rel=1e-6)
 
@@ -265,8 +282,18 @@ def test_sigterm_kills_the_ranks_and_leaves_no_file(tmp_path):
 
 
 def test_cli_refuses_a_hardware_the_study_does_not_run_on(tmp_path):
-    cmd = [sys.executable, "-m", "benchbench", "calibrate", "--configfile", "config/studies/ci.yaml",
-           "--hardware", "h100-sxm", "--out", str(tmp_path / "x.json")]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchbench",
+        "calibrate",
+        "--configfile",
+        "config/studies/ci.yaml",
+        "--hardware",
+        "h100-sxm",
+        "--out",
+        str(tmp_path / "x.json"),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert proc.returncode == 2 and "runs no job on hardware 'h100-sxm'" in proc.stderr
     assert list(tmp_path.iterdir()) == []

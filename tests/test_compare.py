@@ -194,8 +194,11 @@ def test_compare_end_to_end_through_python_m_benchbench(tmp_path):
     runs(noisy(80.0, seed=2)).to_csv(tmp_path / "new.csv", index=False)
     done = subprocess.run(
         [sys.executable, "-m", "benchbench", "compare", str(tmp_path / "base.csv"), str(tmp_path / "new.csv")],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 1, done.stderr
     assert "1 configurations compared: 1 slower" in done.stdout and "ratio" in done.stdout
 

@@ -58,8 +58,9 @@ Root Cause (first observed failure):
 TORCHRUN_EXITED = TORCHRUN_KILLED.replace("-9 (pid: 30817)  (SIGKILL)", "1 (pid: 30817) ").replace(
     "Signal 9 (SIGKILL) received by PID 30817", "To enable traceback see: https://pytorch.org/docs/"
 )
-PEER_LOST = RankError(0, "RuntimeError", "RuntimeError: [pair.cc:553] Connection closed by peer [127.0.0.1]:4235.",
-                      "steps", 2, 1.0)  # fmt: skip
+PEER_LOST = RankError(
+    0, "RuntimeError", "RuntimeError: [pair.cc:553] Connection closed by peer [127.0.0.1]:4235.", "steps", 2, 1.0
+)
 
 
 def test_failure_kinds_are_the_schema_enum():
@@ -146,12 +147,17 @@ def test_classify_exit_beats_a_peer_lost_symptom():
 SRUN_CASES = [  # srun's output, (rank, exitcode, signal, oom)
     ("srun: error: node1: task 1: Out Of Memory\nsrun: error: node1: task 0: Killed", (1, None, "SIGKILL", True)),
     ("srun: error: node1: task 0: Terminated\nsrun: error: node1: task 1: Killed", (1, None, "SIGKILL", False)),
-    ("srun: error: node1: task 0: Exited with exit code 1\nsrun: Job step aborted: Waiting up to 32 seconds for job "
-     "step to finish.\nsrun: error: node1: task 1: Killed", (0, 1, None, False)),
-    ("srun: error: node1: task 1: Terminated\nsrun: error: node1: task 0: Segmentation fault",
-     (0, None, "SIGSEGV", False)),
+    (
+        "srun: error: node1: task 0: Exited with exit code 1\nsrun: Job step aborted: Waiting up to 32 seconds for job "
+        "step to finish.\nsrun: error: node1: task 1: Killed",
+        (0, 1, None, False),
+    ),
+    (
+        "srun: error: node1: task 1: Terminated\nsrun: error: node1: task 0: Segmentation fault",
+        (0, None, "SIGSEGV", False),
+    ),
     ("srun: error: node1: task 0: Terminated", (0, None, "SIGTERM", False)),  # teardown alone: still said
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("output", "want"), SRUN_CASES)
@@ -164,18 +170,34 @@ def test_srun_out_of_memory_is_out_of_memory():
     f = classify(Evidence(2, "srun: error: node1: task 1: Out Of Memory\n", [PEER_LOST], {1: "at step 2"}))
     assert (f.kind, f.rank, f.signal) == ("out_of_memory", 1, "SIGKILL")
     assert f.message.startswith("rank 1 killed by SIGKILL on node1 at step 2: out of memory")
-    stepd = ("slurmstepd: error: Detected 1 oom_kill event in StepId=12.0. Some of the step tasks have been OOM "
-             "Killed.\nsrun: error: node1: task 1: Killed\n")  # fmt: skip
+    stepd = (
+        "slurmstepd: error: Detected 1 oom_kill event in StepId=12.0. Some of the step tasks have been OOM "
+        "Killed.\nsrun: error: node1: task 1: Killed\n"
+    )
     f = classify(Evidence(2, stepd, [PEER_LOST]))
     assert (f.kind, f.rank, f.signal) == ("out_of_memory", 1, "SIGKILL")
     f = classify(Evidence(2, stepd.splitlines()[0]))  # no task line at all
     assert (f.kind, f.rank) == ("out_of_memory", None)
 
 
-RDZV_OWN = RankError(1, "RuntimeError", "RuntimeError: rendezvous failed: rank 1 of 2 ...: The client socket has "
-                     "timed out after 10000ms while trying to connect to (127.0.0.1, 4242).", "rendezvous", 0, 2.0)
-RDZV_WAIT = RankError(0, "RuntimeError", "RuntimeError: rendezvous failed: rank 0 of 2 ...: Timed out after 11 "
-                      "seconds waiting for clients. 1/2 clients joined.", "rendezvous", 0, 1.0)
+RDZV_OWN = RankError(
+    1,
+    "RuntimeError",
+    "RuntimeError: rendezvous failed: rank 1 of 2 ...: The client socket has "
+    "timed out after 10000ms while trying to connect to (127.0.0.1, 4242).",
+    "rendezvous",
+    0,
+    2.0,
+)
+RDZV_WAIT = RankError(
+    0,
+    "RuntimeError",
+    "RuntimeError: rendezvous failed: rank 0 of 2 ...: Timed out after 11 "
+    "seconds waiting for clients. 1/2 clients joined.",
+    "rendezvous",
+    0,
+    1.0,
+)
 
 
 @pytest.mark.parametrize("errors", [[RDZV_OWN], [RDZV_WAIT], [RDZV_OWN, RDZV_WAIT], [RDZV_WAIT, RDZV_OWN]])
@@ -194,28 +216,78 @@ def test_rendezvous_message_is_the_same_whoever_wrote_first(errors):
         (RankError(0, "ValueError", "ValueError: hidden 30 not divisible by heads 4", "build", 0), "config", 0),
         (RankError(0, "ValueError", "ValueError: bad value", "steps", 3), "rank_exception", 0),  # not a config error
         (RankError(1, "RuntimeError", "RuntimeError: boom", "steps", 2), "rank_exception", 1),
-        (RankError(0, "RuntimeError", "RuntimeError: [x.cc:78] Timed out waiting 10000ms for recv", "steps", 2),
-         "collective_timeout", 1),  # rank 0 waited; rank 1, which left no error, is the suspect
-        (RankError(0, "RuntimeError", "RuntimeError: rendezvous failed: ... wait timeout after 10000ms", "rendezvous"),
-         "rendezvous_timeout", 1),
-        (RankError(0, "RuntimeError", "RuntimeError: [enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: "
-                   "not enough memory: you tried to allocate 8589934592 bytes.", "steps", 2), "out_of_memory", 0),
+        (
+            RankError(0, "RuntimeError", "RuntimeError: [x.cc:78] Timed out waiting 10000ms for recv", "steps", 2),
+            "collective_timeout",
+            1,
+        ),  # rank 0 waited; rank 1, which left no error, is the suspect
+        (
+            RankError(
+                0, "RuntimeError", "RuntimeError: rendezvous failed: ... wait timeout after 10000ms", "rendezvous"
+            ),
+            "rendezvous_timeout",
+            1,
+        ),
+        (
+            RankError(
+                0,
+                "RuntimeError",
+                "RuntimeError: [enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: "
+                "not enough memory: you tried to allocate 8589934592 bytes.",
+                "steps",
+                2,
+            ),
+            "out_of_memory",
+            0,
+        ),
         (RankError(1, "OSError", "OSError: [Errno 12] Cannot allocate memory", "steps", 2), "out_of_memory", 1),
         (RankError(1, "RuntimeError", "RuntimeError: std::bad_alloc", "build", 0), "out_of_memory", 1),
-        (RankError(0, "RuntimeError", "RuntimeError: CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling "
-                   "`cublasCreate(handle)`", "steps", 2), "out_of_memory", 0),
-        (RankError(0, "DistBackendError", "DistBackendError: NCCL error in: ProcessGroupNCCL.cpp:1970, remote process "
-                   "exited or there was a network error, NCCL version 2.21.5 ncclRemoteError: A call failed possibly "
-                   "due to a network error or a remote process exiting prematurely.", "steps", 2),
-         "collective_timeout", 1),  # the peer died: rank 1, which left no error, is the suspect
-        (RankError(0, "DistBackendError", "DistBackendError: NCCL communicator was aborted on rank 0.", "steps", 2),
-         "collective_timeout", 1),
-        (RankError(0, "DistBackendError", "DistBackendError: ncclRemoteError: remote process failed", "steps", 2),
-         "collective_timeout", 1),
-        (RankError(0, "RuntimeError", "RuntimeError: rendezvous failed: ... ProcessGroupNCCL is only supported with "
-                   "GPUs, no GPUs found!", "rendezvous"), "rank_exception", 0),  # not a timeout: not rendezvous
+        (
+            RankError(
+                0,
+                "RuntimeError",
+                "RuntimeError: CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`",
+                "steps",
+                2,
+            ),
+            "out_of_memory",
+            0,
+        ),
+        (
+            RankError(
+                0,
+                "DistBackendError",
+                "DistBackendError: NCCL error in: ProcessGroupNCCL.cpp:1970, remote process "
+                "exited or there was a network error, NCCL version 2.21.5 ncclRemoteError: A call failed possibly "
+                "due to a network error or a remote process exiting prematurely.",
+                "steps",
+                2,
+            ),
+            "collective_timeout",
+            1,
+        ),  # the peer died: rank 1, which left no error, is the suspect
+        (
+            RankError(0, "DistBackendError", "DistBackendError: NCCL communicator was aborted on rank 0.", "steps", 2),
+            "collective_timeout",
+            1,
+        ),
+        (
+            RankError(0, "DistBackendError", "DistBackendError: ncclRemoteError: remote process failed", "steps", 2),
+            "collective_timeout",
+            1,
+        ),
+        (
+            RankError(
+                0,
+                "RuntimeError",
+                "RuntimeError: rendezvous failed: ... ProcessGroupNCCL is only supported with GPUs, no GPUs found!",
+                "rendezvous",
+            ),
+            "rank_exception",
+            0,
+        ),  # not a timeout: not rendezvous
     ],
-)  # fmt: skip
+)
 def test_classify_rank_errors(err, kind, rank):
     f = classify(Evidence(2, "", [err], {err.rank: "at step 2"}))
     assert (f.kind, f.rank) == (kind, rank)
@@ -361,8 +433,10 @@ def test_watchdog_tells_hung_from_slow(tmp_path):
     watch.last_step = time.monotonic() - 31
     f = watch.verdict()
     assert (f.kind, f.rank) == ("collective_timeout", 1)
-    assert f.message == ("rank 1 stuck in a collective: no progress for 31 s at step 3 (median step 0.01 s); "
-                         "ranks alive, killed by the watchdog")  # fmt: skip
+    assert f.message == (
+        "rank 1 stuck in a collective: no progress for 31 s at step 3 (median step 0.01 s); "
+        "ranks alive, killed by the watchdog"
+    )
     _beat(tmp_path, 0, 11, "after")  # out of the loop (probes, gate): the job timeout's business only
     _beat(tmp_path, 1, 11, "after", age=5)  # the last to write
     watch.update()
@@ -517,8 +591,10 @@ def _cli_run_stepping(tmp_path: Path, out: Path) -> subprocess.Popen:
     spec = json.dumps(make_test_job("ddp", 2, steps=100, warmup_steps=0, timeout_s=60.0).to_dict())
     proc = subprocess.Popen(
         [sys.executable, "-m", "benchbench", "run", "--spec", spec, "--out", str(out), "--launcher", "torchrun"],
-        stderr=subprocess.PIPE, text=True, cwd=ROOT,
-    )  # fmt: skip
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     deadline = time.monotonic() + 40
     while not any(p.read_text().split()[:1] not in ([], ["0"]) for p in tmp_path.glob(".x.*/hb/rank*")):
         assert time.monotonic() < deadline and proc.poll() is None, "no step finished"
@@ -561,8 +637,13 @@ def test_interrupt_inside_slurm_is_scheduler_killed(monkeypatch, capsys):
     line = capsys.readouterr().err.strip()
     assert line.startswith("interrupted, no record written: ") and "\n" not in line
     failure = json.loads(line.split(": ", 1)[1])["failure"]
-    assert failure == {"kind": "scheduler_killed", "rank": None, "signal": "SIGTERM",
-                       "message": "SIGTERM from the scheduler (job state PREEMPTED)", "log_tail": ""}  # fmt: skip
+    assert failure == {
+        "kind": "scheduler_killed",
+        "rank": None,
+        "signal": "SIGTERM",
+        "message": "SIGTERM from the scheduler (job state PREEMPTED)",
+        "log_tail": "",
+    }
 
 
 def test_a_temporary_folder_left_by_a_killed_run_is_removed_by_the_next(tmp_path):

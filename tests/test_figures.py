@@ -35,15 +35,30 @@ def _row(strategy: str, ws: int, dp: int | None, tp: int, pp: int | None, m: int
     thr = 100.0 * ws**0.8
     pipe = f"pipeline(Schedule1F1B, stages={pp}, here=[0], micro-batches={m}) → AdamW" if m else "ddp(2) → AdamW"
     return {
-        "model": "gpt", "hardware": "cpu-local", "strategy": strategy, "world_size": ws, "dp": dp, "tp": tp, "pp": pp,
-        "throughput": thr, "throughput_ci_low": 0.9 * thr, "throughput_ci_high": 1.1 * thr, "speedup": thr / 100,
-        "efficiency": thr / 100 / ws, "step_time_median_s": 32 / thr, "applied": pipe,
+        "model": "gpt",
+        "hardware": "cpu-local",
+        "strategy": strategy,
+        "world_size": ws,
+        "dp": dp,
+        "tp": tp,
+        "pp": pp,
+        "throughput": thr,
+        "throughput_ci_low": 0.9 * thr,
+        "throughput_ci_high": 1.1 * thr,
+        "speedup": thr / 100,
+        "efficiency": thr / 100 / ws,
+        "step_time_median_s": 32 / thr,
+        "applied": pipe,
         "exposed_comm_s": 0.1 * 32 / thr if strategy.startswith("ddp") and ws > 1 else np.nan,
-        "bubble_fraction_measured": 0.25 if m else np.nan, "peak_mem_mb": 400 / ws + 10,
-        "model_state_bytes": 4e6 / ws, "model_state_bytes_est": 3.9e6 / ws,
+        "bubble_fraction_measured": 0.25 if m else np.nan,
+        "peak_mem_mb": 400 / ws + 10,
+        "model_state_bytes": 4e6 / ws,
+        "model_state_bytes_est": 3.9e6 / ws,
         "comm_bytes_per_step": (2**19 if "fp16" in strategy else 2**20) if ws > 1 else 0.0,
-        "loss_dev": 1e-3 if "fp16" in strategy else 0.0, "lossy": "fp16" in strategy, "mfu": np.nan,
-    }  # fmt: skip
+        "loss_dev": 1e-3 if "fp16" in strategy else 0.0,
+        "lossy": "fp16" in strategy,
+        "mfu": np.nan,
+    }
 
 
 def full_table() -> pd.DataFrame:
@@ -126,8 +141,10 @@ def test_breakdown_parts_add_up_to_the_step_time_and_other_is_the_rest():
 def test_bubble_frame_reads_stages_and_micro_batches():
     frame = plots._bubble_frame(plots._series(full_table()))
     assert sorted(zip(frame["strategy"], frame["p"], frame["m"], strict=True)) == [
-        ("3d", 2, 4), ("pp-1f1b", 2, 8), ("pp-1f1b", 4, 8),
-    ]  # fmt: skip
+        ("3d", 2, 4),
+        ("pp-1f1b", 2, 8),
+        ("pp-1f1b", 4, 8),
+    ]
 
 
 def test_pareto_front_of_a_known_set():
@@ -200,13 +217,22 @@ def test_best_and_pareto_leave_out_runs_that_failed_the_correctness_gate():
 
 def test_breakdown_names_the_ideal_share_and_caps_exposed_comm_and_bubble():
     assert list(plots.COMPONENTS) == ["ideal (T₁/N)", "exposed comm", "bubble", "other scaling loss"]
-    base = {"model": "m", "hardware": "h", "strategy": "pp", "world_size": 2, "step_time_median_s": 1.0,
-            "efficiency": 0.5, "throughput": 10.0}  # fmt: skip
-    rows = pd.DataFrame([
-        base | {"model": "comm", "exposed_comm_s": 0.8, "bubble_fraction_measured": 0.3},  # comm > 0.5 left
-        base | {"model": "bubble", "exposed_comm_s": 0.2, "bubble_fraction_measured": 0.9},  # bubble > 0.3 left
-        base | {"model": "negative", "exposed_comm_s": -0.1, "bubble_fraction_measured": 0.1},
-    ])  # fmt: skip
+    base = {
+        "model": "m",
+        "hardware": "h",
+        "strategy": "pp",
+        "world_size": 2,
+        "step_time_median_s": 1.0,
+        "efficiency": 0.5,
+        "throughput": 10.0,
+    }
+    rows = pd.DataFrame(
+        [
+            base | {"model": "comm", "exposed_comm_s": 0.8, "bubble_fraction_measured": 0.3},  # comm > 0.5 left
+            base | {"model": "bubble", "exposed_comm_s": 0.2, "bubble_fraction_measured": 0.9},  # bubble > 0.3 left
+            base | {"model": "negative", "exposed_comm_s": -0.1, "bubble_fraction_measured": 0.1},
+        ]
+    )
     frame = plots._breakdown_frame(plots._series(rows)).set_index("model")
     parts = frame[list(plots.COMPONENTS)].round(9)
     assert parts.loc["comm"].tolist() == [500, 500, 0, 0]

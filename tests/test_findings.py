@@ -9,10 +9,18 @@ KEY = {"model": "gpt-small", "hardware": "cpu-local", "world_size": 2}
 
 def _runs(per_strategy: dict[str, list[float]], correct: dict[str, str] | None = None) -> pd.DataFrame:
     rows = [
-        {**KEY, "strategy": s, "repeat": i, "status": "ok", "samples_per_s": v, "global_batch": 8,
-         "correct": (correct or {}).get(s, "match")}
-        for s, vs in per_strategy.items() for i, v in enumerate(vs)
-    ]  # fmt: skip
+        {
+            **KEY,
+            "strategy": s,
+            "repeat": i,
+            "status": "ok",
+            "samples_per_s": v,
+            "global_batch": 8,
+            "correct": (correct or {}).get(s, "match"),
+        }
+        for s, vs in per_strategy.items()
+        for i, v in enumerate(vs)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -63,8 +71,9 @@ def test_one_repeat_is_not_tested():
 
 
 def test_only_failed_runs():
-    failures = pd.DataFrame([{**KEY, "strategy": s, "kind": "out_of_memory", "count": 1, "message": "m"}
-                             for s in ("ddp", "fsdp")])  # fmt: skip
+    failures = pd.DataFrame(
+        [{**KEY, "strategy": s, "kind": "out_of_memory", "count": 1, "message": "m"} for s in ("ddp", "fsdp")]
+    )
     (f,) = findings(pd.DataFrame(), pd.DataFrame(), failures)
     assert f.winner == "" and f.failed == {"out_of_memory": ["ddp", "fsdp"]}
     assert str(sentence(f)).endswith("no strategy ran ok. ddp, fsdp failed (out_of_memory).")

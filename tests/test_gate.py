@@ -29,10 +29,17 @@ CORRECT = ["dp-naive", "ddp", "ddp-small-buckets", "fsdp", "tp", "pp-1f1b"]
 @pytest.fixture(scope="module")
 def cfg():
     return check_config(
-        {"study": "t", "models": {"gpt": dict(TINY_GPT, layers=2, batch_size=16)}, "strategies": ["single"],
-         "world_sizes": [1], "steps": 2, "warmup_steps": 1, "timeout_s": 300,
-         "strategy_defs": {"ddp-small-buckets": {"base": "ddp", "bucket_cap_mb": 0.01}}}
-    )  # fmt: skip
+        {
+            "study": "t",
+            "models": {"gpt": dict(TINY_GPT, layers=2, batch_size=16)},
+            "strategies": ["single"],
+            "world_sizes": [1],
+            "steps": 2,
+            "warmup_steps": 1,
+            "timeout_s": 300,
+            "strategy_defs": {"ddp-small-buckets": {"base": "ddp", "bucket_cap_mb": 0.01}},
+        }
+    )
 
 
 @pytest.fixture

@@ -43,26 +43,64 @@ ALL_PLOTS = [f"{n}.{f}" for n in PLOTS for f in PLOT_FORMATS]
 
 def _row(model: str = "m", strategy: str = "ddp", ws: int = 2, throughput: float = 100.0, **kw: object) -> dict:
     """One scaling-table row with the columns the plots read."""
-    row = {"model": model, "hardware": "cpu-local", "strategy": strategy, "world_size": ws,
-           "throughput": throughput, "speedup": float("nan"), "efficiency": float("nan"),
-           "model_state_bytes": 4096.0, "model_state_bytes_est": 4000.0}  # fmt: skip
+    row = {
+        "model": model,
+        "hardware": "cpu-local",
+        "strategy": strategy,
+        "world_size": ws,
+        "throughput": throughput,
+        "speedup": float("nan"),
+        "efficiency": float("nan"),
+        "model_state_bytes": 4096.0,
+        "model_state_bytes_est": 4000.0,
+    }
     return {**row, **kw}
 
 
 #: The figures these rows never have the data for (no step times, pipeline, compression or peak memory).
 NOT_IN_ROWS = {
-    "breakdown": NO_STEP_TIMES, "bubble": NO_PIPELINE, "compression": NO_COMPRESSION, "pareto": NO_PEAK_MEMORY,
-}  # fmt: skip
+    "breakdown": NO_STEP_TIMES,
+    "bubble": NO_PIPELINE,
+    "compression": NO_COMPRESSION,
+    "pareto": NO_PEAK_MEMORY,
+}
 #: Rows with the data of every figure.
 EVERY_FIGURE = [
-    _row(strategy="single", ws=1, speedup=1.0, efficiency=1.0, step_time_median_s=0.1, peak_mem_mb=100.0,
-         comm_bytes_per_step=0.0, loss_dev=0.0),
-    _row(strategy="ddp-powersgd", ws=2, speedup=1.5, efficiency=0.75, step_time_median_s=0.07,
-         peak_mem_mb=90.0, comm_bytes_per_step=1e5, loss_dev=0.01, lossy=True),
-    _row(strategy="pp-gpipe", ws=2, speedup=1.2, efficiency=0.6, step_time_median_s=0.08, peak_mem_mb=60.0,
-         comm_bytes_per_step=1e4, loss_dev=0.0, bubble_fraction_measured=0.3, pp=2,
-         applied="pipeline(ScheduleGPipe, stages=2, here=[0], micro-batches=4) → AdamW"),
-]  # fmt: skip
+    _row(
+        strategy="single",
+        ws=1,
+        speedup=1.0,
+        efficiency=1.0,
+        step_time_median_s=0.1,
+        peak_mem_mb=100.0,
+        comm_bytes_per_step=0.0,
+        loss_dev=0.0,
+    ),
+    _row(
+        strategy="ddp-powersgd",
+        ws=2,
+        speedup=1.5,
+        efficiency=0.75,
+        step_time_median_s=0.07,
+        peak_mem_mb=90.0,
+        comm_bytes_per_step=1e5,
+        loss_dev=0.01,
+        lossy=True,
+    ),
+    _row(
+        strategy="pp-gpipe",
+        ws=2,
+        speedup=1.2,
+        efficiency=0.6,
+        step_time_median_s=0.08,
+        peak_mem_mb=60.0,
+        comm_bytes_per_step=1e4,
+        loss_dev=0.0,
+        bubble_fraction_measured=0.3,
+        pp=2,
+        applied="pipeline(ScheduleGPipe, stages=2, here=[0], micro-batches=4) → AdamW",
+    ),
+]
 SHAPES = {
     "no-ok-runs": ([], dict.fromkeys(PLOTS, NO_OK_RUNS)),
     "one-row-no-baseline": ([_row()], {"efficiency": NO_BASELINE, **NOT_IN_ROWS}),
@@ -198,8 +236,17 @@ def _run_study(study: dict) -> None:
     with tempfile.TemporaryDirectory(prefix="gen-study-") as tmp:
         root = Path(tmp)
         (root / "study.yaml").write_text(yaml.safe_dump(study, allow_unicode=True))
-        cmd = [str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), "--directory", tmp, "--configfile",
-               str(root / "study.yaml"), "--profile", str(ROOT / "profiles/ci")]  # fmt: skip
+        cmd = [
+            str(SNAKEMAKE),
+            "-s",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            tmp,
+            "--configfile",
+            str(root / "study.yaml"),
+            "--profile",
+            str(ROOT / "profiles/ci"),
+        ]
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         if not expand(check_config(study))[0]:  # every combination dropped: refused up front
             proc = subprocess.run([*cmd, "-n"], capture_output=True, text=True, env=env)
@@ -212,9 +259,13 @@ def _run_study(study: dict) -> None:
 
 @pytest.mark.slow
 @settings(
-    max_examples=4, deadline=None, derandomize=True, database=None, phases=[Phase.explicit, Phase.generate],
+    max_examples=4,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    phases=[Phase.explicit, Phase.generate],
     suppress_health_check=[HealthCheck.too_slow],
-)  # fmt: skip
+)
 @given(studies())
 @example(  # the user's report: one strategy at one world size, no single baseline, no description
     {"study": "simple", "models": {"m": TINY_MODELS["mlp"]}, "strategies": ["ddp"], "world_sizes": [2], "steps": 1}

@@ -56,10 +56,15 @@ def test_device_is_set_before_the_nccl_group_and_handed_to_it(monkeypatch, tmp_p
 
 @pytest.mark.parametrize(
     ("dtype", "tf32", "changes", "tol"),
-    [("fp32", False, {}, 1e-4), ("fp32", True, {}, 2e-2), ("bf16", True, {}, 5e-2),
-     ("fp32", True, {"compression": "fp16"}, 1e-2), ("bf16", True, {"float8": True}, 0.25),
-     ("bf16", True, {"float8": True, "compression": "fp16"}, 0.25)],
-)  # fmt: skip
+    [
+        ("fp32", False, {}, 1e-4),
+        ("fp32", True, {}, 2e-2),
+        ("bf16", True, {}, 5e-2),
+        ("fp32", True, {"compression": "fp16"}, 1e-2),
+        ("bf16", True, {"float8": True}, 0.25),
+        ("bf16", True, {"float8": True, "compression": "fp16"}, 0.25),
+    ],
+)
 def test_gate_tolerance_on_gpu_follows_precision(dtype, tf32, changes, tol):
     job = make_test_job("ddp", 2, hardware_cfg=H200, dtype=dtype)
     if changes:
@@ -100,8 +105,9 @@ def test_the_cpu_drop_reasons_are_what_torch_says_on_cpu(tmp_path):
     from benchbench.strategies import resolve_plan
     from benchbench.strategies.gpu_features import device_reason
 
-    out = subprocess.run([sys.executable, "-c", CPU_FAILURES, str(tmp_path / "store")], capture_output=True,
-                         text=True, timeout=120).stdout  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", CPU_FAILURES, str(tmp_path / "store")], capture_output=True, text=True, timeout=120
+    ).stdout
     cpu = load_hardware("cpu-local")
     cp, symm = (line for line in out.splitlines() if line.startswith(("cp:", "symm:")))
     assert "NotImplementedError" in cp and "_scaled_dot_product_flash_attention_for_cpu" in cp, out

@@ -53,8 +53,11 @@ def test_the_8b_runs_only_sharded(expanded):
     assert not any(d.reason.startswith("memory") for d in dropped if d.model == "gpt-1b")
     # no plan holding the 8B's whole state on one GPU runs, checkpointed or not (ddp-ac on H200
     # fitted 141 GB before DDP's gradient buckets, 33 GB, were counted)
-    whole = [k for k, j in jobs.items() if k[0] == "gpt-8b" and j.plan.tp == j.plan.pp == 1
-             and j.plan.dp_flavour in ("none", "naive", "ddp")]  # fmt: skip
+    whole = [
+        k
+        for k, j in jobs.items()
+        if k[0] == "gpt-8b" and j.plan.tp == j.plan.pp == 1 and j.plan.dp_flavour in ("none", "naive", "ddp")
+    ]
     assert not whole, whole
 
 

@@ -23,9 +23,16 @@ def single_gpt(tmp_path_factory, request):
     from tests.conftest import TINY_GPT
 
     cfg = check_config(
-        {"study": "t", "models": {"gpt-tiny": dict(TINY_GPT, batch_size=8)}, "strategies": ["single"],
-         "world_sizes": [1], "steps": 5, "warmup_steps": 1, "timeout_s": 120}
-    )  # fmt: skip
+        {
+            "study": "t",
+            "models": {"gpt-tiny": dict(TINY_GPT, batch_size=8)},
+            "strategies": ["single"],
+            "world_sizes": [1],
+            "steps": 5,
+            "warmup_steps": 1,
+            "timeout_s": 120,
+        }
+    )
     return cfg, run(cfg, tmp_path_factory.mktemp("single"), "gpt-tiny", "single", 1)
 
 
@@ -68,10 +75,24 @@ def test_timeout_leaves_failed_record(tmp_path, tiny_config):
 def test_cli_run_infeasible_writes_record(tmp_path):
     out = tmp_path / "x.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "benchbench", "run", "--model", "gpt-small", "--strategy", "single",
-         "--world-size", "2", "--out", str(out)],
-        capture_output=True, text=True, cwd=ROOT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "benchbench",
+            "run",
+            "--model",
+            "gpt-small",
+            "--strategy",
+            "single",
+            "--world-size",
+            "2",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert proc.returncode == 1
     rec = json.loads(out.read_text())
     assert rec["status"] == "infeasible"
@@ -80,10 +101,24 @@ def test_cli_run_infeasible_writes_record(tmp_path):
 
 def test_cli_unknown_model_names_allowed(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "benchbench", "run", "--model", "nope", "--strategy", "ddp", "--world-size", "2",
-         "--out", str(tmp_path / "x.json")],
-        capture_output=True, text=True, cwd=ROOT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "benchbench",
+            "run",
+            "--model",
+            "nope",
+            "--strategy",
+            "ddp",
+            "--world-size",
+            "2",
+            "--out",
+            str(tmp_path / "x.json"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert proc.returncode == 2
     assert "--model: 'nope' is not in the study's models; allowed: ['gpt-small', 'mlp-8m']" in proc.stderr
     assert not (tmp_path / "x.json").exists()

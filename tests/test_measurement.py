@@ -57,22 +57,45 @@ def torch_order(schedule: str, p: int, m: int) -> list[list[tuple]]:
 
     from benchbench.strategies.schedules import schedule_class
 
-    kinds = {"FORWARD": ("F", 1.0), "FULL_BACKWARD": ("B", 2.0), "BACKWARD_INPUT": ("I", 1.0),
-             "BACKWARD_WEIGHT": ("W", 1.0)}  # fmt: skip
+    kinds = {
+        "FORWARD": ("F", 1.0),
+        "FULL_BACKWARD": ("B", 2.0),
+        "BACKWARD_INPUT": ("I", 1.0),
+        "BACKWARD_WEIGHT": ("W", 1.0),
+    }
     ranks = []
     for r in range(p):  # what the orders are computed from
-        fake = SimpleNamespace(pp_group_size=p, _n_microbatches=m, n_local_stages=2, _num_stages=2 * p,
-                               num_stages=2 * p, rank=r, microbatches_per_round=p)  # fmt: skip
+        fake = SimpleNamespace(
+            pp_group_size=p,
+            _n_microbatches=m,
+            n_local_stages=2,
+            _num_stages=2 * p,
+            num_stages=2 * p,
+            rank=r,
+            microbatches_per_round=p,
+        )
         order = schedule_class(schedule)._calculate_single_rank_operations(fake, r)
         subs = [s for a in order if a is not None for s in (a.sub_actions or (a,))]
-        ranks.append([(*kinds[s.computation_type.name][:1], s.stage_index, s.microbatch_index,
-                       kinds[s.computation_type.name][1]) for s in subs])  # fmt: skip
+        ranks.append(
+            [
+                (
+                    *kinds[s.computation_type.name][:1],
+                    s.stage_index,
+                    s.microbatch_index,
+                    kinds[s.computation_type.name][1],
+                )
+                for s in subs
+            ]
+        )
     return ranks
 
 
-REPLAYED = [(s, p, m) for s in ("dualpipev", "zbv", "interleaved-zb", "interleaved-1f1b")
-            for p, m in [(2, 4), (2, 5), (2, 16), (3, 6), (3, 9), (4, 8), (4, 12), (4, 32)]
-            if s.startswith(("dualpipev", "zbv")) or m % p == 0]  # looped: m a multiple of p (plan rules)
+REPLAYED = [
+    (s, p, m)
+    for s in ("dualpipev", "zbv", "interleaved-zb", "interleaved-1f1b")
+    for p, m in [(2, 4), (2, 5), (2, 16), (3, 6), (3, 9), (4, 8), (4, 12), (4, 32)]
+    if s.startswith(("dualpipev", "zbv")) or m % p == 0
+]  # looped: m a multiple of p (plan rules)
 
 
 @pytest.mark.parametrize(("schedule", "p", "m"), REPLAYED)
@@ -157,9 +180,14 @@ def test_rows_merge_to_the_largest_rank_per_operation():
 
 @pytest.mark.parametrize(
     ("dtype", "device", "fp32_matmuls", "want"),
-    [("fp32", "cuda", "tf32", "tf32"), ("fp32", "cuda", "fp32", "fp32"), ("fp32", "cuda", "bf16", "bf16"),
-     ("bf16", "cuda", "tf32", "bf16"), ("fp32", "cpu", "tf32", "fp32")],
-)  # fmt: skip
+    [
+        ("fp32", "cuda", "tf32", "tf32"),
+        ("fp32", "cuda", "fp32", "fp32"),
+        ("fp32", "cuda", "bf16", "bf16"),
+        ("bf16", "cuda", "tf32", "bf16"),
+        ("fp32", "cpu", "tf32", "fp32"),
+    ],
+)
 def test_mfu_peak_follows_the_matmul_precision(dtype, device, fp32_matmuls, want):
     h100 = load_hardware("h100-sxm")
     hw = h100 if device == "cuda" else load_hardware("cpu-local")
@@ -178,10 +206,17 @@ MLP = {"arch": "mlp", "width": 1024, "depth": 6, "out_dim": 16, "batch_size": 10
 @pytest.fixture(scope="module")
 def cfg():
     return check_config(
-        {"study": "t", "models": {"gpt": GPT, "mlp": MLP}, "strategies": ["single"], "world_sizes": [1],
-         "steps": 5, "warmup_steps": 2, "timeout_s": 300,
-         "strategy_defs": {"ddp-1mb": {"base": "ddp", "bucket_cap_mb": 1}}}
-    )  # fmt: skip
+        {
+            "study": "t",
+            "models": {"gpt": GPT, "mlp": MLP},
+            "strategies": ["single"],
+            "world_sizes": [1],
+            "steps": 5,
+            "warmup_steps": 2,
+            "timeout_s": 300,
+            "strategy_defs": {"ddp-1mb": {"base": "ddp", "bucket_cap_mb": 1}},
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -196,11 +231,13 @@ def single_gpt(cfg, tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("strategy", "ws", "rows"),
-    [("fsdp", 2, {("all_gather", "dp"), ("reduce_scatter", "dp")}),
-     ("tp", 2, {("all_reduce", "tp"), ("all_gather", "tp")}),
-     ("pp-1f1b", 2, {("send", "pp")}),
-     ("fsdp-tp", 4, {("all_gather", "dp"), ("reduce_scatter", "dp"), ("all_reduce", "tp"), ("all_gather", "tp")})],
-)  # fmt: skip
+    [
+        ("fsdp", 2, {("all_gather", "dp"), ("reduce_scatter", "dp")}),
+        ("tp", 2, {("all_reduce", "tp"), ("all_gather", "tp")}),
+        ("pp-1f1b", 2, {("send", "pp")}),
+        ("fsdp-tp", 4, {("all_gather", "dp"), ("reduce_scatter", "dp"), ("all_reduce", "tp"), ("all_gather", "tp")}),
+    ],
+)
 def test_comm_rows_name_the_operation_and_the_mesh_dimension(cfg, single_gpt, tmp_path, strategy, ws, rows):
     rec = run(cfg, tmp_path, "gpt", strategy, ws)
     assert rec["status"] == "ok", rec["error"]
@@ -264,10 +301,17 @@ def test_pipeline_bubble_falls_as_micro_batches_grow(tmp_path):
     bubbles = {}
     for m in (2, 8):
         cfg = check_config(
-            {"study": "t", "models": {"g": dict(heavy, batch_size=mb * m)}, "strategies": ["single"],
-             "world_sizes": [1], "steps": 3, "warmup_steps": 1, "timeout_s": 300,
-             "strategy_defs": {"pp": {"base": "pp-1f1b", "micro_batches": m}}}
-        )  # fmt: skip
+            {
+                "study": "t",
+                "models": {"g": dict(heavy, batch_size=mb * m)},
+                "strategies": ["single"],
+                "world_sizes": [1],
+                "steps": 3,
+                "warmup_steps": 1,
+                "timeout_s": 300,
+                "strategy_defs": {"pp": {"base": "pp-1f1b", "micro_batches": m}},
+            }
+        )
         rec = run(cfg, tmp_path / str(m), "g", "pp", 2)
         assert rec["status"] == "ok", rec["error"]
         s = rec["summary"]

@@ -177,8 +177,16 @@ def test_sharding_plans_start_from_the_single_process_weights_bit_for_bit(tmp_pa
     job = make_test_job(strategy, ws, model_cfg=dict(GPT))
     spec, out = tmp_path / "job.json", tmp_path / "out.txt"
     spec.write_text(json.dumps(job.to_dict()))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ws}",
-           str(ROOT / "tests" / "init_ranks.py"), str(spec), str(out)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={ws}",
+        str(ROOT / "tests" / "init_ranks.py"),
+        str(spec),
+        str(out),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -203,8 +211,14 @@ def test_ddp_bucket_estimate_is_what_ddp_allocates(tmp_path, strategy):
     the feasibility check counts them (an 8B gpt under ddp-ac fitted 141 GB without them)."""
     from benchbench.costmodel.predict import memory as predicted
 
-    out = subprocess.run([sys.executable, "-c", DDP_BUCKETS, str(tmp_path / "pg"), strategy], capture_output=True,
-                         text=True, timeout=120, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", DDP_BUCKETS, str(tmp_path / "pg"), strategy],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     job = make_test_job(strategy, 1)
     assert int(out.stdout.split()[-1]) == memory.ddp_bucket_estimate(job) == 4 * model_info(job.model_cfg).params

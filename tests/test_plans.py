@@ -124,12 +124,18 @@ def test_theoretical_bubble_formulas():
 
 
 def test_strategy_defs_compose_new_plans_from_config():
-    cfg = check_config({
-        "study": "x", "models": {"g": dict(GPT, batch_size=16)}, "world_sizes": [2],
-        "strategies": ["ddp-1mb", "pp-8mb"],
-        "strategy_defs": {"ddp-1mb": {"base": "ddp", "bucket_cap_mb": 1},
-                          "pp-8mb": {"base": "pp-1f1b", "micro_batches": 8}},
-    })  # fmt: skip
+    cfg = check_config(
+        {
+            "study": "x",
+            "models": {"g": dict(GPT, batch_size=16)},
+            "world_sizes": [2],
+            "strategies": ["ddp-1mb", "pp-8mb"],
+            "strategy_defs": {
+                "ddp-1mb": {"base": "ddp", "bucket_cap_mb": 1},
+                "pp-8mb": {"base": "pp-1f1b", "micro_batches": 8},
+            },
+        }
+    )
     jobs, dropped = expand(cfg)
     assert not dropped
     plans = {j.strategy: j.plan for j in jobs}
@@ -165,10 +171,15 @@ def test_config_schema_knows_every_plan_field():
 
 
 def test_powersgd_needs_its_warmup_before_the_timed_steps():
-    cfg = check_config({
-        "study": "x", "models": {"g": dict(GPT, batch_size=16)}, "world_sizes": [2],
-        "strategies": ["ddp", "ddp-powersgd"], "warmup_steps": 1,
-    })  # fmt: skip
+    cfg = check_config(
+        {
+            "study": "x",
+            "models": {"g": dict(GPT, batch_size=16)},
+            "world_sizes": [2],
+            "strategies": ["ddp", "ddp-powersgd"],
+            "warmup_steps": 1,
+        }
+    )
     jobs, dropped = expand(cfg)
     assert [j.strategy for j in jobs] == ["ddp"]
     assert "warmup_steps = 1 <= powersgd_warmup = 2" in dropped[0].reason
@@ -186,10 +197,16 @@ GPU_ONLY = {
 
 
 def _gpu_jobs(hardware, world_sizes=(2, 4, 8)):
-    cfg = check_config({
-        "study": "x", "models": {"g": dict(GPT, batch_size=16)}, "world_sizes": list(world_sizes),
-        "hardware": [hardware], "strategies": sorted(GPU_ONLY), "dtype": "bf16",
-    })  # fmt: skip
+    cfg = check_config(
+        {
+            "study": "x",
+            "models": {"g": dict(GPT, batch_size=16)},
+            "world_sizes": list(world_sizes),
+            "hardware": [hardware],
+            "strategies": sorted(GPU_ONLY),
+            "dtype": "bf16",
+        }
+    )
     return expand(cfg)
 
 

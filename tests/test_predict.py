@@ -33,8 +33,9 @@ def hand_cal(alpha: float = ALPHA, bw: float = BW, overlap: float = 0.0, cpu_cou
     fits = [CollectiveFit(k, 2, alpha, bw) for k in collectives.COLLECTIVES]
     pts = [PhasePoint(b, 0.001 + 0.01 * b / 4, 0.001 + 0.02 * b / 4, 0.005) for b in (4, 8)]
     labels = ("gpt-small", "mlp-8m", "m", "gpt-tiny", "gpt")
-    return Calibration("cpu-local", "measured", 1, cpu_count, "cpu", fits, [], dict.fromkeys(labels, pts),
-                       overlap=overlap)  # fmt: skip
+    return Calibration(
+        "cpu-local", "measured", 1, cpu_count, "cpu", fits, [], dict.fromkeys(labels, pts), overlap=overlap
+    )
 
 
 def _records() -> list[dict]:
@@ -43,8 +44,10 @@ def _records() -> list[dict]:
 
 def _measured_rows(comm: list[dict]) -> dict:
     """The record's rows by (kind, dim); a one-rank job's group is named ``world`` (the plans' ``dp``)."""
-    return {(c["kind"], "dp" if c["dim"] == "world" else c["dim"]): (c["group_size"], c["calls"], c["payload_bytes"])
-            for c in comm or []}  # fmt: skip
+    return {
+        (c["kind"], "dp" if c["dim"] == "world" else c["dim"]): (c["group_size"], c["calls"], c["payload_bytes"])
+        for c in comm or []
+    }
 
 
 def _predicted_rows(job: Job) -> dict:
@@ -78,9 +81,25 @@ def test_analytic_communication_equals_the_measured_rows(rec):
 
 def test_the_fixture_covers_every_family():
     strategies = {r["job"]["strategy"] for r in _records()}
-    assert {"ddp", "dp-naive", "zero1", "fsdp", "fsdp-no-reshard", "tp", "tp-sp", "pp-1f1b", "pp-interleaved",
-            "pp-zbv", "ddp-pp", "fsdp-tp", "3d", "ddp-fp16", "ddp-powersgd", "ddp-accum",
-            "hsdp"} <= strategies  # fmt: skip
+    assert {
+        "ddp",
+        "dp-naive",
+        "zero1",
+        "fsdp",
+        "fsdp-no-reshard",
+        "tp",
+        "tp-sp",
+        "pp-1f1b",
+        "pp-interleaved",
+        "pp-zbv",
+        "ddp-pp",
+        "fsdp-tp",
+        "3d",
+        "ddp-fp16",
+        "ddp-powersgd",
+        "ddp-accum",
+        "hsdp",
+    } <= strategies
 
 
 @pytest.mark.slow
@@ -145,8 +164,18 @@ def test_overlap_hides_all_but_the_last_bucket_and_no_more_than_backward():
 
 
 def test_more_bandwidth_is_never_slower():
-    for strategy, ws in (("ddp", 2), ("dp-naive", 4), ("zero1", 2), ("fsdp", 4), ("tp", 2), ("tp-sp", 4),
-                         ("pp-1f1b", 4), ("fsdp-tp", 4), ("3d", 8), ("ddp-powersgd", 2)):  # fmt: skip
+    for strategy, ws in (
+        ("ddp", 2),
+        ("dp-naive", 4),
+        ("zero1", 2),
+        ("fsdp", 4),
+        ("tp", 2),
+        ("tp-sp", 4),
+        ("pp-1f1b", 4),
+        ("fsdp-tp", 4),
+        ("3d", 8),
+        ("ddp-powersgd", 2),
+    ):
         job = _gpt_small_job(strategy, ws)
         slow, fast = predict_job(job, hand_cal(bw=1e8)), predict_job(job, hand_cal(bw=1e10))
         assert fast.step_time_s <= slow.step_time_s, strategy
@@ -275,8 +304,9 @@ def test_the_gpu_only_plans_are_predicted_from_spec(monkeypatch):
     cal = from_spec("h100-sxm", h100)
 
     def pred(strategy, ws=4, c=cal):
-        job = make_test_job(strategy, ws, model_cfg=model, seq_len=1024, hardware_cfg=h100, dtype="bf16",
-                            global_batch=16)  # fmt: skip
+        job = make_test_job(
+            strategy, ws, model_cfg=model, seq_len=1024, hardware_cfg=h100, dtype="bf16", global_batch=16
+        )
         return predict_job(job, c)
 
     fsdp, f8 = pred("fsdp"), pred("fsdp-float8")

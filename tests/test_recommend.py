@@ -37,8 +37,14 @@ def test_recommend_answers_for_gpt_small_on_h100(ws, capsys):
     snippet = yaml.safe_load(out.split("strategy for a study (paste into its config):\n")[1])
     assert snippet["strategies"] == [best.group(1)]
     cfg = load_config()
-    cfg = check_config({**cfg, "strategies": snippet["strategies"], "strategy_defs": snippet.get("strategy_defs", {}),
-                        "world_sizes": [ws]})  # fmt: skip
+    cfg = check_config(
+        {
+            **cfg,
+            "strategies": snippet["strategies"],
+            "strategy_defs": snippet.get("strategy_defs", {}),
+            "world_sizes": [ws],
+        }
+    )
     job = make_job(cfg, "gpt-small", "h100-sxm", best.group(1), ws, 0)[0].replace(global_batch=8 * ws)
     assert job_infeasible_reason(job) is None and job.world_size == ws
 
@@ -67,8 +73,19 @@ def test_a_measured_record_outranks_by_its_measured_throughput(tmp_path, capsys)
     rec_path.parent.mkdir(parents=True)
     rec_path.write_text(json.dumps({"status": "ok", "job": job.to_dict(), "summary": {"samples_per_s": 1e9}}))
     (rec_path.parent / "ws2-r1.json").write_text('{"status": "ok", "job": {')  # a torn record: not a measurement
-    args = ["recommend", "--model", "gpt-small", "--hardware", "cpu-local", "--world-size", "2",
-            "--calibration", str(cal_path), "--results", str(tmp_path / "res")]  # fmt: skip
+    args = [
+        "recommend",
+        "--model",
+        "gpt-small",
+        "--hardware",
+        "cpu-local",
+        "--world-size",
+        "2",
+        "--calibration",
+        str(cal_path),
+        "--results",
+        str(tmp_path / "res"),
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert re.search(r"^best: ddp \(measured\) 1e\+09 samples/s", out, re.M)
@@ -77,8 +94,15 @@ def test_a_measured_record_outranks_by_its_measured_throughput(tmp_path, capsys)
     assert re.search(r"pred\. ms .* samples/s .* pred\. GB  samples/s source$", out, re.M)  # which is which
 
 
-@pytest.mark.parametrize("bad", [["--world-size", "0"], ["--world-size", "8", "--top", "0"],
-                                 ["--world-size", "8", "--top", "-1"], ["--world-size", "8", "--global-batch", "0"]])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ["--world-size", "0"],
+        ["--world-size", "8", "--top", "0"],
+        ["--world-size", "8", "--top", "-1"],
+        ["--world-size", "8", "--global-batch", "0"],
+    ],
+)
 def test_recommend_refuses_counts_below_one(bad, capsys):
     assert main(["recommend", "--model", "gpt-small", "--hardware", "h100-sxm", *bad]) == 2
     assert "allowed: integers >= 1" in capsys.readouterr().err
@@ -157,8 +181,14 @@ def test_predicted_top_k_expands_into_the_best_predicted_plans(tmp_path, monkeyp
         mine = [j.strategy for j in jobs if j.world_size == ws and j.repeat == 0]
         best = recommend(cfg, "gpt-small", "cpu-local", ws, hand_cal(), 8).ranked
         assert mine == [c.name for c in best[:2]] and len(mine) == 2
-    assert all(j.plan.to_dict() == resolve_plan(j.strategy, j.world_size, generated_plans(
-        GPT_SMALL, load_hardware("cpu-local"), j.world_size)).to_dict() for j in jobs if "." in j.strategy)  # fmt: skip
+    assert all(
+        j.plan.to_dict()
+        == resolve_plan(
+            j.strategy, j.world_size, generated_plans(GPT_SMALL, load_hardware("cpu-local"), j.world_size)
+        ).to_dict()
+        for j in jobs
+        if "." in j.strategy
+    )
 
 
 def test_predicted_top_k_over_a_failed_calibration_falls_back_to_the_specs(tmp_path, monkeypatch):

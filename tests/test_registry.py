@@ -17,9 +17,21 @@ from tests.conftest import make_test_job
 
 METRICS_MD = ROOT / "docs" / "METRICS.md"
 GATE = [n for n in SUMMARY_NAMES if n.startswith("verify_")]
-COMPUTED = {"step_time_median_s", "step_time_p10_s", "step_time_p90_s", "step_time_cv", "samples_per_s",
-            "tokens_per_s", "model_tflops_per_rank", "mfu", "params", "train_flops_per_sample", "mfu_peak_flops",
-            "hardware_tflops_per_rank", "hfu"}  # fmt: skip
+COMPUTED = {
+    "step_time_median_s",
+    "step_time_p10_s",
+    "step_time_p90_s",
+    "step_time_cv",
+    "samples_per_s",
+    "tokens_per_s",
+    "model_tflops_per_rank",
+    "mfu",
+    "params",
+    "train_flops_per_sample",
+    "mfu_peak_flops",
+    "hardware_tflops_per_rank",
+    "hfu",
+}
 MEASURED = [n for n in SUMMARY_NAMES if n not in COMPUTED]
 
 
@@ -32,19 +44,39 @@ def documented_names() -> set[str]:
     return names
 
 
-MEMORY = ("param_bytes", "grad_bytes", "optim_state_bytes", "model_state_bytes", "model_state_bytes_est",
-          "activation_bytes", "activation_bytes_est")
+MEMORY = (
+    "param_bytes",
+    "grad_bytes",
+    "optim_state_bytes",
+    "model_state_bytes",
+    "model_state_bytes_est",
+    "activation_bytes",
+    "activation_bytes_est",
+)
 
 
 def fake_summary() -> dict:
     return summarize(
-        step_times=[0.1, 0.12, 0.11], global_batch=8, world_size=2, tokens_per_sample=16,
-        train_flops_per_sample=1e9, params=1000, peak_flops=1e12,
-        measured={**dict.fromkeys(MEASURED, None), "peak_mem_mb": 300.0, "peak_mem_source": "rss",
-                  "comm_bytes_per_step": 4000.0, "comm_bytes_source": "measured", "exposed_comm_fraction": 0.2,
-                  "mfu_precision": "fp32", "hardware_flops_per_step": 9e9, "verify_verdict": "match",
-                  **dict.fromkeys(MEMORY, 1000.0)},
-    )  # fmt: skip
+        step_times=[0.1, 0.12, 0.11],
+        global_batch=8,
+        world_size=2,
+        tokens_per_sample=16,
+        train_flops_per_sample=1e9,
+        params=1000,
+        peak_flops=1e12,
+        measured={
+            **dict.fromkeys(MEASURED, None),
+            "peak_mem_mb": 300.0,
+            "peak_mem_source": "rss",
+            "comm_bytes_per_step": 4000.0,
+            "comm_bytes_source": "measured",
+            "exposed_comm_fraction": 0.2,
+            "mfu_precision": "fp32",
+            "hardware_flops_per_step": 9e9,
+            "verify_verdict": "match",
+            **dict.fromkeys(MEMORY, 1000.0),
+        },
+    )
 
 
 def test_summarize_fills_exactly_the_registry():
@@ -62,19 +94,29 @@ def test_summary_derives_hardware_flops_and_mfu_from_the_peak():
 def test_mfu_or_hfu_above_one_is_an_error(flops_per_sample, hardware):
     with pytest.raises(ValueError, match=r"(mfu|hfu) = .* > 1: the hardware profile's fp32 peak"):
         summarize(
-            step_times=[0.1], global_batch=8, world_size=2, tokens_per_sample=16,
-            train_flops_per_sample=flops_per_sample, params=1000, peak_flops=1e12,
+            step_times=[0.1],
+            global_batch=8,
+            world_size=2,
+            tokens_per_sample=16,
+            train_flops_per_sample=flops_per_sample,
+            params=1000,
+            peak_flops=1e12,
             measured={**dict.fromkeys(MEASURED, None), "mfu_precision": "fp32", "hardware_flops_per_step": hardware},
-        )  # fmt: skip
+        )
 
 
 def test_summarize_refuses_a_number_the_registry_lacks():
     with pytest.raises(ValueError, match="summary keys differ from the registry: \\['not_registered'\\]"):
         summarize(
-            step_times=[0.1], global_batch=8, world_size=1, tokens_per_sample=0, train_flops_per_sample=1.0,
-            params=1, peak_flops=None,
+            step_times=[0.1],
+            global_batch=8,
+            world_size=1,
+            tokens_per_sample=0,
+            train_flops_per_sample=1.0,
+            params=1,
+            peak_flops=None,
             measured={**dict.fromkeys(MEASURED, None), "not_registered": 1.0},
-        )  # fmt: skip
+        )
 
 
 def test_record_schema_summary_is_the_registry():
@@ -102,11 +144,23 @@ def test_metrics_md_lists_the_provenance_fields():
 
 def test_tables_carry_every_registered_number():
     records = [
-        make_record(job=make_test_job("single", 1), status="ok", step_time_s=[0.1] * 3, loss=[2.0, 1.5, 1.0],
-                    summary=fake_summary(), applied=["AdamW"]),
-        make_record(job=make_test_job("ddp", 2), status="ok", step_time_s=[0.06] * 3, loss=[2.0, 1.5, 1.0],
-                    summary=fake_summary(), applied=["ddp(2, bucket=25MB)", "AdamW"]),
-    ]  # fmt: skip
+        make_record(
+            job=make_test_job("single", 1),
+            status="ok",
+            step_time_s=[0.1] * 3,
+            loss=[2.0, 1.5, 1.0],
+            summary=fake_summary(),
+            applied=["AdamW"],
+        ),
+        make_record(
+            job=make_test_job("ddp", 2),
+            status="ok",
+            step_time_s=[0.06] * 3,
+            loss=[2.0, 1.5, 1.0],
+            summary=fake_summary(),
+            applied=["ddp(2, bucket=25MB)", "AdamW"],
+        ),
+    ]
     runs = runs_table(records)
     assert list(runs.columns) == RUN_COLUMNS and set(SUMMARY_NAMES) <= set(runs.columns)
     scaling = with_correctness(scaling_table(records), runs)

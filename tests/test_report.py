@@ -69,10 +69,14 @@ def test_figures_json_shows_only_figures_with_data(tmp_path):
     plots.mkdir()
     for name in ("throughput", "memory"):
         (plots / f"{name}.svg").write_text(f'<?xml version="1.0"?><svg id="{name}-svg"></svg>')
-    (plots / "figures.json").write_text(json.dumps([
-        {"name": "throughput", "caption": "Throughput <per> rank", "has_data": True},
-        {"name": "memory", "caption": "Memory", "has_data": False},
-    ]))  # fmt: skip
+    (plots / "figures.json").write_text(
+        json.dumps(
+            [
+                {"name": "throughput", "caption": "Throughput <per> rank", "has_data": True},
+                {"name": "memory", "caption": "Memory", "has_data": False},
+            ]
+        )
+    )
     assert cli.main(["report", "--study-dir", str(layout.dir)]) == 0
     html = layout.report.read_text()
     assert '<figure class="plot" id="fig-throughput"><svg id="throughput-svg"></svg>' in html

@@ -265,16 +265,28 @@ def test_definition_link_in_a_header_jumps_and_does_not_sort(browser, tmp_path):
 @pytest.mark.parametrize(
     ("extra", "no_script", "expected"),
     [
-        pytest.param('<div id="wide" style="width:2000px">too wide</div>', False,
-                     ["page scrolls sideways", "outside a .scroll box: div#wide"], id="wide-element"),
+        pytest.param(
+            '<div id="wide" style="width:2000px">too wide</div>',
+            False,
+            ["page scrolls sideways", "outside a .scroll box: div#wide"],
+            id="wide-element",
+        ),
         pytest.param("<script>undefinedFunction();</script>", False, ["page error:"], id="script-throws"),
-        pytest.param('<img src="http://example.com/x.png" alt="">', False,
-                     ["network request: http://example.com/x.png"], id="remote-image"),
+        pytest.param(
+            '<img src="http://example.com/x.png" alt="">',
+            False,
+            ["network request: http://example.com/x.png"],
+            id="remote-image",
+        ),
         pytest.param("", True, ["did not re-order", "aria-sort", "filter"], id="no-script"),
-        pytest.param('<figure class="plot" id="fig-hidden" style="display:none"><svg width="10" height="10"></svg>'
-                     "</figure>", False, ["figure svg 1 not drawn"], id="hidden-figure"),
+        pytest.param(
+            '<figure class="plot" id="fig-hidden" style="display:none"><svg width="10" height="10"></svg></figure>',
+            False,
+            ["figure svg 1 not drawn"],
+            id="hidden-figure",
+        ),
     ],
-)  # fmt: skip
+)
 def test_broken_pages_are_caught(browser, tmp_path, extra, no_script, expected):
     problems = check_page(browser, contract_page(tmp_path / "index.html", extra, no_script))
     for want in expected:
@@ -290,8 +302,11 @@ def test_prediction_section_as_a_reader_sees_it(browser, tmp_path):
     from tests.test_validate import _calibration, _study
 
     layout = _study(tmp_path)
-    plot_costmodel(calibration_points([_calibration()]), read_table(layout.table("predictions")),
-                   [layout.plot(n, "svg") for n in COSTMODEL_PLOTS])  # fmt: skip
+    plot_costmodel(
+        calibration_points([_calibration()]),
+        read_table(layout.table("predictions")),
+        [layout.plot(n, "svg") for n in COSTMODEL_PLOTS],
+    )
     assert cli.main(["report", "--study-dir", str(layout.dir)]) == 0
     shot = layout.report.parent / "screenshot.png"
     assert check_page(browser, layout.report, shot) == []

@@ -43,8 +43,18 @@ def _write_study(tmp_path: Path, **changes) -> Path:
 
 
 def _snakemake(tmp_path: Path, *args: str) -> list[str]:
-    return [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "--profile",
-            str(ROOT / "profiles/ci"), "--configfile", str(tmp_path / "study.yaml"), *args]  # fmt: skip
+    return [
+        SNAKEMAKE,
+        "-s",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--profile",
+        str(ROOT / "profiles/ci"),
+        "--configfile",
+        str(tmp_path / "study.yaml"),
+        *args,
+    ]
 
 
 def _run(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -97,8 +107,10 @@ def test_failed_job_is_kept_until_retry_failed_and_changed_config_reruns(tmp_pat
     _run(tmp_path, "--config", "retry_failed=True")
     second = _records(tmp_path)
     assert second["mlp-tiny/cpu-local/ddp/ws2-r0.json"]["status"] == "ok"
-    assert second["mlp-tiny/cpu-local/ddp/ws2-r0.json"]["env"]["retry_of"] == first[
-        "mlp-tiny/cpu-local/ddp/ws2-r0.json"]["created_at"]  # fmt: skip
+    assert (
+        second["mlp-tiny/cpu-local/ddp/ws2-r0.json"]["env"]["retry_of"]
+        == first["mlp-tiny/cpu-local/ddp/ws2-r0.json"]["created_at"]
+    )
     assert second["mlp-tiny/cpu-local/single/ws1-r0.json"] == first["mlp-tiny/cpu-local/single/ws1-r0.json"]
     # the retried job is settled: neither a plain run nor another retry run redoes it
     assert _planned_bench_jobs(tmp_path) == []

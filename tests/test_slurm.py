@@ -59,16 +59,30 @@ def test_h100_two_nodes_by_four_gpus_sbatch_and_srun_options():
     res = job_resources(job)
     call = sbatch_call(res, threads=8)
     assert call.split("--comment C")[1].split() == [
-        "-t", "20", "--mem-per-cpu", "8000", "--nodes=2", "--ntasks-per-node=4", "--cpus-per-task=8",
-        "--exclusive", "-D", "/w", "--gres=gpu:4",
-    ]  # fmt: skip
+        "-t",
+        "20",
+        "--mem-per-cpu",
+        "8000",
+        "--nodes=2",
+        "--ntasks-per-node=4",
+        "--cpus-per-task=8",
+        "--exclusive",
+        "-D",
+        "/w",
+        "--gres=gpu:4",
+    ]
     # the plugin's defaults that clash with one rank per GPU (its issues #316, #459) stay out
     assert "--ntasks-per-gpu" not in call and "--ntasks=" not in call
     srun = rank_command(job, Path("s"), Path("o"), Path("e"), "srun")
     assert srun[:7] == [
-        "srun", "--ntasks=8", "--nodes=2", "--ntasks-per-node=4", "--cpus-per-task=8", "--kill-on-bad-exit=1",
+        "srun",
+        "--ntasks=8",
+        "--nodes=2",
+        "--ntasks-per-node=4",
+        "--cpus-per-task=8",
+        "--kill-on-bad-exit=1",
         "--export=ALL",
-    ]  # fmt: skip
+    ]
 
 
 def test_one_rank_per_node_asks_for_tasks_not_tasks_per_node_1():
@@ -102,10 +116,17 @@ def test_bench_jobs_ask_for_whole_nodes_unless_the_study_says_otherwise():
 
 @pytest.mark.parametrize(
     ("slots", "executor", "exclusive", "alone"),
-    [(1, "local", True, True), (2, "local", True, False), (None, "local", True, False), (1, None, False, True),
-     (None, "slurm", True, True), (None, "slurm-jobstep", True, True), (None, "slurm", False, False),
-     (1, "slurm-jobstep", False, False)],
-)  # fmt: skip
+    [
+        (1, "local", True, True),
+        (2, "local", True, False),
+        (None, "local", True, False),
+        (1, None, False, True),
+        (None, "slurm", True, True),
+        (None, "slurm-jobstep", True, True),
+        (None, "slurm", False, False),
+        (1, "slurm-jobstep", False, False),
+    ],
+)
 def test_timed_alone_by_slots_locally_and_by_whole_nodes_under_slurm(slots, executor, exclusive, alone):
     assert timed_alone(slots, executor, exclusive) is alone
 
@@ -113,8 +134,16 @@ def test_timed_alone_by_slots_locally_and_by_whole_nodes_under_slurm(slots, exec
 @pytest.mark.slow
 def test_study_key_reaches_the_bench_jobs_slurm_resources(tmp_path):
     snakemake = Path(sys.executable).with_name("snakemake")
-    base = [str(snakemake), "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "-n",
-            "--configfile", str(ROOT / "config/studies/ci.yaml")]  # fmt: skip
+    base = [
+        str(snakemake),
+        "-s",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "-n",
+        "--configfile",
+        str(ROOT / "config/studies/ci.yaml"),
+    ]
     default = subprocess.run(base, capture_output=True, text=True, check=True).stdout
     shared = subprocess.run([*base, "--config", "slurm_exclusive=False"], capture_output=True, text=True, check=True)
     assert default.count("slurm_extra=--exclusive") == 11  # every bench job of the ci study, and its calibration
@@ -136,19 +165,36 @@ def test_hardware_profiles_are_valid_and_dense():
 
 @pytest.mark.parametrize(
     ("nodelist", "host"),
-    [("gpu07", "gpu07"), ("gpu[07-09,12]", "gpu07"), ("a[1-2],b3", "a1"), ("rack[1-2]-n[003-004]", "rack1-n003"),
-     ("n-1,n-2", "n-1")],
-)  # fmt: skip
+    [
+        ("gpu07", "gpu07"),
+        ("gpu[07-09,12]", "gpu07"),
+        ("a[1-2],b3", "a1"),
+        ("rack[1-2]-n[003-004]", "rack1-n003"),
+        ("n-1,n-2", "n-1"),
+    ],
+)
 def test_first_host_of_a_hostlist(nodelist, host):
     assert first_host(nodelist) == host
 
 
 def test_rank_env_from_slurm_variables():
-    env = {"SLURM_PROCID": "5", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1", "SLURM_STEP_NODELIST": "gpu[03-04]",
-           "SLURM_JOB_ID": "1234", "SLURM_STEP_ID": "2", "BENCHBENCH_MASTER_PORT": "31234"}  # fmt: skip
+    env = {
+        "SLURM_PROCID": "5",
+        "SLURM_NTASKS": "8",
+        "SLURM_LOCALID": "1",
+        "SLURM_STEP_NODELIST": "gpu[03-04]",
+        "SLURM_JOB_ID": "1234",
+        "SLURM_STEP_ID": "2",
+        "BENCHBENCH_MASTER_PORT": "31234",
+    }
     got = rank_env_from_slurm(env)
-    assert got == {"RANK": "5", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "MASTER_ADDR": "gpu03",
-                   "MASTER_PORT": "31234"}  # fmt: skip  (the port the parent picked free)
+    assert got == {
+        "RANK": "5",
+        "WORLD_SIZE": "8",
+        "LOCAL_RANK": "1",
+        "MASTER_ADDR": "gpu03",
+        "MASTER_PORT": "31234",
+    }  # the port the parent picked free
     del env["BENCHBENCH_MASTER_PORT"]
     with pytest.raises(RuntimeError, match="without BENCHBENCH_MASTER_PORT"):
         rank_env_from_slurm(env)
@@ -169,11 +215,23 @@ def test_ci_study_through_real_slurm(tmp_path):
     _need_slurm()
     snakemake = Path(sys.executable).with_name("snakemake")
     proc = subprocess.run(
-        [str(snakemake), "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
-         "--configfile", str(ROOT / "config/studies/ci.yaml"),
-         "--profile", str(ROOT / "profiles/slurm"), "--workflow-profile", str(ROOT / "profiles/slurm-ci")],
-        capture_output=True, text=True, timeout=1200,
-    )  # fmt: skip
+        [
+            str(snakemake),
+            "-s",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "--configfile",
+            str(ROOT / "config/studies/ci.yaml"),
+            "--profile",
+            str(ROOT / "profiles/slurm"),
+            "--workflow-profile",
+            str(ROOT / "profiles/slurm-ci"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     study = tmp_path / "results" / "ci"
     runs = pd.read_csv(study / "tables" / "runs.csv")
@@ -187,11 +245,23 @@ def test_ci_study_through_real_slurm(tmp_path):
     # the same job run locally with torchrun computes the same losses
     local = tmp_path / "local.json"
     subprocess.run(
-        [sys.executable, "-m", "benchbench", "run", "--launcher", "torchrun", "--out", str(local),
-         "--spec", json.dumps(rec["job"])],
-        check=True, capture_output=True, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "benchbench",
+            "run",
+            "--launcher",
+            "torchrun",
+            "--out",
+            str(local),
+            "--spec",
+            json.dumps(rec["job"]),
+        ],
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
         env={k: v for k, v in os.environ.items() if not k.startswith("SLURM")},
-    )  # fmt: skip
+    )
     local_loss = json.loads(local.read_text())["loss"]
     assert max(abs(a - b) for a, b in zip(rec["loss"], local_loss, strict=True)) <= 1e-5
 
@@ -202,11 +272,28 @@ def _study_in_one_allocation(tmp_path: Path, study: str, shape: list[str], timeo
     (cancelled and failed past it); its log must say the study is done. Returns the job id."""
     snakemake = Path(sys.executable).with_name("snakemake")
     inner = f"{snakemake} -s {ROOT / 'Snakefile'} --configfile {ROOT / study} --cores 2 --resources bench_slots=1"
-    job_id = subprocess.run(
-        ["sbatch", "--parsable", *shape, "--cpus-per-task=1", "--mem-per-cpu=1000",
-         "-D", str(tmp_path), "-o", str(tmp_path / "alloc.out"), "--wrap", inner],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip().split(";")[0]  # fmt: skip
+    job_id = (
+        subprocess.run(
+            [
+                "sbatch",
+                "--parsable",
+                *shape,
+                "--cpus-per-task=1",
+                "--mem-per-cpu=1000",
+                "-D",
+                str(tmp_path),
+                "-o",
+                str(tmp_path / "alloc.out"),
+                "--wrap",
+                inner,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .split(";")[0]
+    )
     deadline = time.monotonic() + timeout
     while subprocess.run(["squeue", "-h", "-j", job_id], capture_output=True, text=True).stdout.strip():
         if time.monotonic() > deadline:
@@ -279,10 +366,21 @@ def _two_node_command(directory: Path, targets: list[str], *config: str) -> list
     profile, up to ``targets`` (bench records, or the runs table: no calibration, plots or report,
     to keep CI short)."""
     snakemake = Path(sys.executable).with_name("snakemake")
-    return [str(snakemake), "-s", str(ROOT / "Snakefile"), "--directory", str(directory), *targets,
-            "--configfile", str(ROOT / "tests/fixtures/two_node.yaml"), *(["--config", *config] if config else []),
-            "--profile", str(ROOT / "profiles/slurm"),
-            "--workflow-profile", str(ROOT / "profiles/slurm-ci")]  # fmt: skip
+    return [
+        str(snakemake),
+        "-s",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(directory),
+        *targets,
+        "--configfile",
+        str(ROOT / "tests/fixtures/two_node.yaml"),
+        *(["--config", *config] if config else []),
+        "--profile",
+        str(ROOT / "profiles/slurm"),
+        "--workflow-profile",
+        str(ROOT / "profiles/slurm-ci"),
+    ]
 
 
 def _two_node_study(directory: Path, targets: list[str], *config: str, env: dict | None = None) -> Any:
@@ -295,11 +393,24 @@ def _local_loss(tmp_path: Path, rec: dict) -> list[float]:
     """The same job run here with torchrun (no Slurm)."""
     out = tmp_path / f"local-{rec['job']['id']}.json"
     subprocess.run(
-        [sys.executable, "-m", "benchbench", "run", "--launcher", "torchrun", "--out", str(out),
-         "--spec", json.dumps(rec["job"])],
-        check=True, capture_output=True, cwd=ROOT, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "benchbench",
+            "run",
+            "--launcher",
+            "torchrun",
+            "--out",
+            str(out),
+            "--spec",
+            json.dumps(rec["job"]),
+        ],
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
+        timeout=300,
         env={k: v for k, v in os.environ.items() if not k.startswith("SLURM")},
-    )  # fmt: skip
+    )
     return json.loads(out.read_text())["loss"]
 
 
@@ -388,8 +499,9 @@ def test_node_crash_mid_job_is_a_failed_record_naming_it(tmp_path):
     on to its runs table once Slurm releases the allocation (SlurmdTimeout, 30 s on this cluster)."""
     _need_two_nodes()
     study = tmp_path / "results/two-node-crash"
-    cmd = _two_node_command(tmp_path, ["results/two-node-crash/tables/runs.csv"], "study=two-node-crash",
-                            "strategies=[ddp]")  # fmt: skip
+    cmd = _two_node_command(
+        tmp_path, ["results/two-node-crash/tables/runs.csv"], "study=two-node-crash", "strategies=[ddp]"
+    )
     env = _fault_env("hang:1:2")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:

@@ -12,24 +12,48 @@ pytestmark = pytest.mark.slow
 
 GPT = {"arch": "gpt", "layers": 4, "hidden": 32, "heads": 4, "seq_len": 16, "vocab": 64, "batch_size": 16}
 TWO_RANK_EXACT = [
-    "dp-naive", "ddp", "ddp-static", "ddp-accum", "zero1", "fsdp", "fsdp-no-reshard", "tp", "tp-sp",
-    "pp-gpipe", "pp-1f1b", "pp-interleaved", "pp-zbv", "pp-dualpipev",
-    "ddp-ac", "fsdp-sac", "tp-ac", "pp-ac",  # activation checkpointing over every family (tp-ac, pp-ac: AC_DEFS)
-]  # fmt: skip
+    "dp-naive",
+    "ddp",
+    "ddp-static",
+    "ddp-accum",
+    "zero1",
+    "fsdp",
+    "fsdp-no-reshard",
+    "tp",
+    "tp-sp",
+    "pp-gpipe",
+    "pp-1f1b",
+    "pp-interleaved",
+    "pp-zbv",
+    "pp-dualpipev",
+    "ddp-ac",
+    "fsdp-sac",
+    "tp-ac",
+    "pp-ac",  # activation checkpointing over every family (tp-ac, pp-ac: AC_DEFS)
+]
 FOUR_RANK = ["fsdp-tp", "ddp-pp", "hsdp"]  # hybrids need >= 2 ranks per named dimension; 3d (8 ranks): test_gate.py
-AC_DEFS = {"tp-ac": {"base": "tp", "activation_checkpoint": "full"},
-           "pp-ac": {"base": "pp-1f1b", "activation_checkpoint": "selective", "ac_every": 2},
-           "single-ac": {"base": "single", "activation_checkpoint": "selective", "ac_every": 2}}  # fmt: skip
+AC_DEFS = {
+    "tp-ac": {"base": "tp", "activation_checkpoint": "full"},
+    "pp-ac": {"base": "pp-1f1b", "activation_checkpoint": "selective", "ac_every": 2},
+    "single-ac": {"base": "single", "activation_checkpoint": "selective", "ac_every": 2},
+}
 LOSSY = ["ddp-fp16", "ddp-bf16", "ddp-powersgd"]
 
 
 @pytest.fixture(scope="module")
 def cfg():
     return check_config(
-        {"study": "t", "models": {"gpt": GPT}, "strategies": ["single"], "world_sizes": [1], "steps": 4,
-         "warmup_steps": 3, "timeout_s": 300,  # PowerSGD's 2 plain all-reduce steps + its first compressed one
-         "strategy_defs": AC_DEFS}
-    )  # fmt: skip
+        {
+            "study": "t",
+            "models": {"gpt": GPT},
+            "strategies": ["single"],
+            "world_sizes": [1],
+            "steps": 4,
+            "warmup_steps": 3,
+            "timeout_s": 300,  # PowerSGD's 2 plain all-reduce steps + its first compressed one
+            "strategy_defs": AC_DEFS,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -121,9 +145,16 @@ def test_hybrids_apply_every_dimension_they_name(cfg, tmp_path):
 def test_data_parallel_plans_on_mlp_match_single(tmp_path, strategy):
     mlp = {"arch": "mlp", "width": 32, "depth": 3, "out_dim": 4, "batch_size": 16}
     cfg = check_config(
-        {"study": "t", "models": {"mlp": mlp}, "strategies": ["single"], "world_sizes": [1], "steps": 5,
-         "warmup_steps": 1, "timeout_s": 300}
-    )  # fmt: skip
+        {
+            "study": "t",
+            "models": {"mlp": mlp},
+            "strategies": ["single"],
+            "world_sizes": [1],
+            "steps": 5,
+            "warmup_steps": 1,
+            "timeout_s": 300,
+        }
+    )
     ref = run(cfg, tmp_path, "mlp", "single", 1)
     rec = run(cfg, tmp_path, "mlp", strategy, 2)
     assert rec["status"] == "ok", rec["error"]
@@ -162,9 +193,17 @@ def test_bf16_plans_pass_the_gate_at_bf16_tolerance(tmp_path, strategy):
     """bf16 autocast (FSDP2 with a bf16 MixedPrecisionPolicy): exact plans match within bf16's
     tolerance, not fp32's; the gate's errors show real bf16 rounding (above fp32's tolerance)."""
     cfg = check_config(
-        {"study": "t", "models": {"gpt": GPT}, "strategies": ["single"], "world_sizes": [1], "steps": 2,
-         "warmup_steps": 1, "timeout_s": 300, "dtype": "bf16"}
-    )  # fmt: skip
+        {
+            "study": "t",
+            "models": {"gpt": GPT},
+            "strategies": ["single"],
+            "world_sizes": [1],
+            "steps": 2,
+            "warmup_steps": 1,
+            "timeout_s": 300,
+            "dtype": "bf16",
+        }
+    )
     rec = run(cfg, tmp_path, "gpt", strategy, 2)
     assert rec["status"] == "ok", rec["error"]
     s = rec["summary"]

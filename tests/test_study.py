@@ -83,8 +83,10 @@ def test_model_errors_name_the_model_key(tiny_config):
 def test_matrix_cli_prints_jobs_and_drops():
     out = subprocess.run(
         [sys.executable, "-m", "benchbench", "matrix", "--config", "config/studies/ci.yaml"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     lines = out.stdout.splitlines()
     assert lines[0].startswith("# study ci: 10 jobs, 2 combinations dropped")
     assert sum(line.startswith("gpt-tiny__cpu-local__ddp__ws2__r0") for line in lines) == 1

@@ -15,10 +15,20 @@ from tests.conftest import make_test_job
 # What the parent of a job, the Snakefile (workflow/rules/common.smk) and the tables, plots and
 # report rules import: study expansion, feasibility, the launcher, the report.
 PARENT_MODULES = [
-    "benchbench.cli", "benchbench.study", "benchbench.launch", "benchbench.record", "benchbench.provenance",
-    "benchbench.layout", "benchbench.slurm", "benchbench.costmodel.calibrate", "benchbench.analysis",
-    "benchbench.records_in", "benchbench.plots", "benchbench.report", "benchbench.costmodel.validate",
-]  # fmt: skip
+    "benchbench.cli",
+    "benchbench.study",
+    "benchbench.launch",
+    "benchbench.record",
+    "benchbench.provenance",
+    "benchbench.layout",
+    "benchbench.slurm",
+    "benchbench.costmodel.calibrate",
+    "benchbench.analysis",
+    "benchbench.records_in",
+    "benchbench.plots",
+    "benchbench.report",
+    "benchbench.costmodel.validate",
+]
 # torch's APIs that only some plans use, whose imports cost up to a second (ZeRO's
 # torch.distributed.optim scripts its functional optimizers). Not listed: torch._dynamo, FSDP and
 # DTensor and its tensor parallelism, which every job loads (torch.optim's add_param_group imports
@@ -85,8 +95,11 @@ def test_study_throughput_share_from_record_times():
     def rec(created: str, wall: float | None, steps: list[float]) -> dict:
         return {"created_at": created, "env": {"wall_time_s": wall} if wall else {}, "step_time_s": steps}
 
-    records = [rec("2026-01-01T00:00:10+00:00", 4.0, [0.5, 0.5]), rec("2026-01-01T00:00:20+00:00", 6.0, [1.0]),
-               rec("2026-01-01T00:00:21+00:00", None, [])]  # an infeasible record: no launch, no time  # fmt: skip
+    records = [
+        rec("2026-01-01T00:00:10+00:00", 4.0, [0.5, 0.5]),
+        rec("2026-01-01T00:00:20+00:00", 6.0, [1.0]),
+        rec("2026-01-01T00:00:21+00:00", None, []),
+    ]  # an infeasible record: no launch, no time
     t = study_throughput(records)
     assert t == {"timed_s": 2.0, "span_s": 14.0, "jobs_s": 10.0, "share": 2.0 / 14.0, "share_of_jobs": 0.2}
     assert study_throughput(records[2:]) is None

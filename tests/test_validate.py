@@ -22,12 +22,30 @@ from tests.test_analysis import rec
 def fake_prediction(job, cal, step=0.5, state=1000.0, bubble=None) -> Prediction:
     """A prediction with fixed figures: the errors then depend on the records alone."""
     return Prediction(
-        model=job.model, hardware=job.hardware, strategy=job.strategy, world_size=job.world_size, dp=job.dp,
-        tp=job.tp, pp=job.pp, global_batch=job.global_batch, source=cal.source, extrapolated=False,
-        compute_s=step, comm_s=0.0, exposed_comm_s=0.0, bubble_fraction=bubble, step_time_s=step,
-        samples_per_s=job.global_batch / step, model_state_bytes=state, activation_bytes=None, memory_bytes=state,
-        memory_limit_bytes=None, fits=None, infeasible=None, terms=f"compute {step} s",
-    )  # fmt: skip
+        model=job.model,
+        hardware=job.hardware,
+        strategy=job.strategy,
+        world_size=job.world_size,
+        dp=job.dp,
+        tp=job.tp,
+        pp=job.pp,
+        global_batch=job.global_batch,
+        source=cal.source,
+        extrapolated=False,
+        compute_s=step,
+        comm_s=0.0,
+        exposed_comm_s=0.0,
+        bubble_fraction=bubble,
+        step_time_s=step,
+        samples_per_s=job.global_batch / step,
+        model_state_bytes=state,
+        activation_bytes=None,
+        memory_bytes=state,
+        memory_limit_bytes=None,
+        fits=None,
+        infeasible=None,
+        terms=f"compute {step} s",
+    )
 
 
 CAL = {"h": Calibration(hardware="h", source="measured")}
@@ -66,8 +84,11 @@ def test_errors_are_computed_from_the_records_and_move_with_them():
 
 def test_prediction_is_made_for_the_records_own_job():
     seen = []
-    v.validate(_records(), CAL, lambda job, cal: seen.append((job.strategy, job.world_size, job.repeat)) or
-               fake_prediction(job, cal))  # fmt: skip
+    v.validate(
+        _records(),
+        CAL,
+        lambda job, cal: seen.append((job.strategy, job.world_size, job.repeat)) or fake_prediction(job, cal),
+    )
     assert seen == [("single", 1, 0), ("ddp", 2, 0)]  # each configuration once, its lowest repeat's job
 
 
@@ -83,11 +104,17 @@ def test_missing_calibration_or_prediction_keeps_the_measurement_and_says_why():
 
 
 def test_summary_median_and_worst_on_a_hand_made_table():
-    table = pd.DataFrame({
-        "model": "m", "hardware": "h", "strategy": ["a", "a", "a", "b"], "world_size": [1, 2, 4, 2],
-        "step_time_err": [0.10, -0.30, 0.05, 0.02], "model_state_err": [0.01, 0.02, -0.04, None],
-        "bubble_err": [None, None, None, None],
-    })  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "model": "m",
+            "hardware": "h",
+            "strategy": ["a", "a", "a", "b"],
+            "world_size": [1, 2, 4, 2],
+            "step_time_err": [0.10, -0.30, 0.05, 0.02],
+            "model_state_err": [0.01, 0.02, -0.04, None],
+            "bubble_err": [None, None, None, None],
+        }
+    )
     s = v.summarize(table).set_index("strategy")
     assert list(s.index) == ["a", "b", "all"]
     assert s.loc["a", "configurations"] == 3 and s.loc["all", "configurations"] == 4
@@ -108,11 +135,19 @@ def test_relative_error_needs_both_figures_and_a_positive_measurement():
 
 
 def _calibration() -> Calibration:
-    points = [CollectivePoint("all_reduce", 2, s, 1e-5 + s / 1e9, s / (1e-5 + s / 1e9), s / (1e-5 + s / 1e9))
-              for s in (1024, 65536, 4 * 2**20)]  # fmt: skip
+    points = [
+        CollectivePoint("all_reduce", 2, s, 1e-5 + s / 1e9, s / (1e-5 + s / 1e9), s / (1e-5 + s / 1e9))
+        for s in (1024, 65536, 4 * 2**20)
+    ]
     fits = [CollectiveFit(k, 2, 1e-5, 1e9) for k in ("all_reduce", "all_gather", "reduce_scatter", "broadcast", "send")]
-    return Calibration(hardware="cpu-local", source="measured", collectives=fits, points=points,
-                       compute_rates={"fp32": 1e11}, memory_bandwidth=1e10)  # fmt: skip
+    return Calibration(
+        hardware="cpu-local",
+        source="measured",
+        collectives=fits,
+        points=points,
+        compute_rates={"fp32": 1e11},
+        memory_bandwidth=1e10,
+    )
 
 
 def _study(tmp_path, predicted=True, calibration="good"):
@@ -148,8 +183,15 @@ def _config():
     from benchbench.config import check_config
     from tests.conftest import TINY_GPT
 
-    return check_config({"study": "s", "models": {"m": dict(TINY_GPT, batch_size=64)}, "hardware": ["cpu-local"],
-                         "strategies": ["single", "ddp"], "world_sizes": [1, 2]})  # fmt: skip
+    return check_config(
+        {
+            "study": "s",
+            "models": {"m": dict(TINY_GPT, batch_size=64)},
+            "hardware": ["cpu-local"],
+            "strategies": ["single", "ddp"],
+            "world_sizes": [1, 2],
+        }
+    )
 
 
 def test_report_shows_the_prediction_section_answer_first(tmp_path):
@@ -222,10 +264,25 @@ def test_validate_cli_and_costmodel_plots(tmp_path, monkeypatch):
     monkeypatch.setattr(v, "default_predictor", lambda: fake_prediction)
     out = {n: tmp_path / f"{n}.csv" for n in ("prediction", "prediction_summary", "predictions")}
     cal = str(layout.calibration("cpu-local"))
-    args = ["validate", "--records", *map(str, study_records(layout)), "--calibration", cal,
-            "--out-csv", str(out["prediction"]), "--summary-csv", str(out["prediction_summary"]),
-            "--predictions-csv", str(out["predictions"]), "--recommendations-csv", str(tmp_path / "r.csv"),
-            "--results-dir", str(layout.dir), "--study", json.dumps(_config())]  # fmt: skip
+    args = [
+        "validate",
+        "--records",
+        *map(str, study_records(layout)),
+        "--calibration",
+        cal,
+        "--out-csv",
+        str(out["prediction"]),
+        "--summary-csv",
+        str(out["prediction_summary"]),
+        "--predictions-csv",
+        str(out["predictions"]),
+        "--recommendations-csv",
+        str(tmp_path / "r.csv"),
+        "--results-dir",
+        str(layout.dir),
+        "--study",
+        json.dumps(_config()),
+    ]
     assert cli.main(args) == 0
     assert len(pd.read_csv(out["prediction"])) == 2
     grid = pd.read_csv(out["predictions"])
@@ -233,8 +290,15 @@ def test_validate_cli_and_costmodel_plots(tmp_path, monkeypatch):
     assert grid.loc[grid["hardware"] == "h100-sxm", "source"].dropna().eq("from spec").all()
     assert set(pd.read_csv(tmp_path / "r.csv")["world_size"]) == {2, 8, 64, 1024}
     plots = [tmp_path / f"{n}.{f}" for n in COSTMODEL_PLOTS for f in PLOT_FORMATS]
-    args = ["plot-costmodel", "--calibration", str(layout.calibration("cpu-local")), "--predictions",
-            str(out["predictions"]), "--out", *map(str, plots)]  # fmt: skip
+    args = [
+        "plot-costmodel",
+        "--calibration",
+        str(layout.calibration("cpu-local")),
+        "--predictions",
+        str(out["predictions"]),
+        "--out",
+        *map(str, plots),
+    ]
     assert cli.main(args) == 0
     for p in plots:
         assert p.stat().st_size > 1000
@@ -248,8 +312,16 @@ def test_validate_cli_and_costmodel_plots(tmp_path, monkeypatch):
 @pytest.mark.parametrize("study", ["{bad", None, "missing.yaml"])
 def test_validate_refuses_a_bad_study_before_writing_anything(tmp_path, study, capsys):
     out = tmp_path / "prediction.csv"
-    args = ["validate", "--out-csv", str(out), "--summary-csv", str(tmp_path / "s.csv"),
-            "--predictions-csv", str(tmp_path / "p.csv"), *(["--study", study] if study else [])]  # fmt: skip
+    args = [
+        "validate",
+        "--out-csv",
+        str(out),
+        "--summary-csv",
+        str(tmp_path / "s.csv"),
+        "--predictions-csv",
+        str(tmp_path / "p.csv"),
+        *(["--study", study] if study else []),
+    ]
     assert cli.main(args) == 2
     assert "--study" in capsys.readouterr().err or study == "missing.yaml"
     assert list(tmp_path.iterdir()) == []
@@ -258,6 +330,9 @@ def test_validate_refuses_a_bad_study_before_writing_anything(tmp_path, study, c
 def test_a_failed_calibration_draws_a_no_data_busbw(tmp_path):
     from benchbench.plots import calibration_points, plot_costmodel
 
-    written = plot_costmodel(calibration_points([replace(_calibration(), points=[])]), pd.DataFrame(),
-                             [tmp_path / "busbw.svg", tmp_path / "predicted.svg"])  # fmt: skip
+    written = plot_costmodel(
+        calibration_points([replace(_calibration(), points=[])]),
+        pd.DataFrame(),
+        [tmp_path / "busbw.svg", tmp_path / "predicted.svg"],
+    )
     assert len(written) == 2 and "no data" in (tmp_path / "busbw.svg").read_text()

@@ -55,9 +55,7 @@ def test_a_forgotten_one_over_n_is_an_error_of_one_and_float32_rounding_is_not()
     assert verify.verdict(doubled, 0.0, tol, lossy=False)[0] == "MISMATCH"
 
 
-@pytest.mark.parametrize(
-    "strategy", ["ddp", "zero1", "ddp-compile", "ddp-pp", "dp-naive", "fsdp", "tp", "pp-1f1b"]
-)  # fmt: skip
+@pytest.mark.parametrize("strategy", ["ddp", "zero1", "ddp-compile", "ddp-pp", "dp-naive", "fsdp", "tp", "pp-1f1b"])
 def test_every_plan_takes_an_lr0_warmup_step_so_the_verified_step_is_not_a_first_step(strategy):
     """DDP (and ZeRO-1, built on it) rebuild their buckets after the first step, and any plan can
     hold state that only a first step gets right (tests/test_gate.py, ``dp-stale-grads``): one

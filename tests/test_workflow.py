@@ -23,9 +23,16 @@ pytestmark = pytest.mark.slow
 def test_ci_study_end_to_end(tmp_path):
     snakemake = Path(sys.executable).with_name("snakemake")
     command = [
-        str(snakemake), "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
-        "--configfile", str(ROOT / "config/studies/ci.yaml"), "--profile", str(ROOT / "profiles/ci"),
-    ]  # fmt: skip
+        str(snakemake),
+        "-s",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(ROOT / "config/studies/ci.yaml"),
+        "--profile",
+        str(ROOT / "profiles/ci"),
+    ]
     proc = subprocess.run(command, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     study = tmp_path / "results" / "ci"
@@ -47,7 +54,7 @@ def test_ci_study_end_to_end(tmp_path):
     assert "gpt-tiny" in html and "efficiency" in html and "<svg" in html
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)  # self-contained: nothing fetched
     assert "<link" not in html and html.count("<script") == 1  # the report's own inline script only
-    assert "<h3 id=\"study-file\">" in html and "gpt-tiny" in html.split('id="provenance"')[1]
+    assert '<h3 id="study-file">' in html and "gpt-tiny" in html.split('id="provenance"')[1]
     assert "single-process plan needs world_size 1" in html  # dropped combinations are listed
     assert re.search(r'id="throughput">Timed steps are\s+\d+\.\d %', html)  # the study's timed share
     rec = json.loads((study / "raw/gpt-tiny/cpu-local/ddp/ws2-r0.json").read_text())
@@ -95,8 +102,17 @@ def _check_prediction(study: Path, html: str) -> None:
 
 def test_concurrent_timing_is_opt_in_and_recorded(tmp_path):
     snakemake = Path(sys.executable).with_name("snakemake")
-    base = [str(snakemake), "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "-n", "-p",
-            "--configfile", str(ROOT / "config/studies/ci.yaml")]  # fmt: skip
+    base = [
+        str(snakemake),
+        "-s",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "-n",
+        "-p",
+        "--configfile",
+        str(ROOT / "config/studies/ci.yaml"),
+    ]
     default = subprocess.run(base, capture_output=True, text=True, check=True).stdout
     shared = subprocess.run([*base, "--resources", "bench_slots=2"], capture_output=True, text=True, check=True).stdout
     assert "benchbench run" in default and "--timed-shared" not in default
@@ -114,10 +130,25 @@ def test_repeats_are_interleaved_across_configurations(tmp_path):
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
     snakemake = Path(sys.executable).with_name("snakemake")
     proc = subprocess.run(
-        [str(snakemake), "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "--touch", "--until", "bench",
-         "--configfile", str(tmp_path / "study.yaml"), "--cores", "2", "--resources", "bench_slots=1"],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            str(snakemake),
+            "-s",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "--touch",
+            "--until",
+            "bench",
+            "--configfile",
+            str(tmp_path / "study.yaml"),
+            "--cores",
+            "2",
+            "--resources",
+            "bench_slots=1",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     started = re.findall(r"output: \S*/raw/(\S*)-r(\d+)\.json", proc.stdout + proc.stderr)
     assert len(started) == 30  # 10 configurations x 3 repeats, in the order they were started
@@ -138,8 +169,19 @@ def test_batched_launches_keep_the_record_set_and_rerun_only_a_changed_batch(tmp
     study = yaml.safe_load((ROOT / "config/studies/ci.yaml").read_text()) | {"jobs_per_launch": 3}
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
     snakemake = Path(sys.executable).with_name("snakemake")
-    base = [str(snakemake), "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "--until", "aggregate",
-            "--configfile", str(tmp_path / "study.yaml"), "--profile", str(ROOT / "profiles/ci")]  # fmt: skip
+    base = [
+        str(snakemake),
+        "-s",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--until",
+        "aggregate",
+        "--configfile",
+        str(tmp_path / "study.yaml"),
+        "--profile",
+        str(ROOT / "profiles/ci"),
+    ]
     proc = subprocess.run(base, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     raw = tmp_path / "results" / "ci" / "raw"

@@ -59,6 +59,7 @@ RULES: dict[str, Rules] = {
     "vit": Rules(("heads", "hidden", "mlp_hidden", "classes"), False, True),
 }
 
+
 def arch_rules(model_cfg: dict[str, Any]) -> Rules:
     """The plans ``model_cfg``'s architecture allows (a custom model's: what its entry point provides)."""
     if model_cfg["arch"] == "custom":
@@ -90,24 +91,80 @@ def boundary(model_cfg: dict[str, Any]) -> tuple[int, int, int]:
 #: Dosovitskiy et al. 2021, Table 1 (224 px, 16 px patches, ImageNet-1k head).
 PRESETS: dict[str, dict[str, dict[str, int]]] = {
     "llama": {
-        "8b": {"layers": 32, "hidden": 4096, "heads": 32, "kv_heads": 8, "ffn_hidden": 14336, "vocab": 128256,
-               "rope_theta": 500000, "seq_len": 8192},
-        "70b": {"layers": 80, "hidden": 8192, "heads": 64, "kv_heads": 8, "ffn_hidden": 28672, "vocab": 128256,
-                "rope_theta": 500000, "seq_len": 8192},
-        "1b": {"layers": 16, "hidden": 2048, "heads": 32, "kv_heads": 8, "ffn_hidden": 8192, "vocab": 128256,
-               "rope_theta": 500000, "seq_len": 8192},
-        "150m": {"layers": 16, "hidden": 768, "heads": 12, "kv_heads": 4, "ffn_hidden": 2048, "vocab": 32000,
-                 "rope_theta": 10000, "seq_len": 2048},
-        "tiny": {"layers": 4, "hidden": 32, "heads": 4, "kv_heads": 2, "ffn_hidden": 64, "vocab": 64,
-                 "rope_theta": 10000, "seq_len": 16},
+        "8b": {
+            "layers": 32,
+            "hidden": 4096,
+            "heads": 32,
+            "kv_heads": 8,
+            "ffn_hidden": 14336,
+            "vocab": 128256,
+            "rope_theta": 500000,
+            "seq_len": 8192,
+        },
+        "70b": {
+            "layers": 80,
+            "hidden": 8192,
+            "heads": 64,
+            "kv_heads": 8,
+            "ffn_hidden": 28672,
+            "vocab": 128256,
+            "rope_theta": 500000,
+            "seq_len": 8192,
+        },
+        "1b": {
+            "layers": 16,
+            "hidden": 2048,
+            "heads": 32,
+            "kv_heads": 8,
+            "ffn_hidden": 8192,
+            "vocab": 128256,
+            "rope_theta": 500000,
+            "seq_len": 8192,
+        },
+        "150m": {
+            "layers": 16,
+            "hidden": 768,
+            "heads": 12,
+            "kv_heads": 4,
+            "ffn_hidden": 2048,
+            "vocab": 32000,
+            "rope_theta": 10000,
+            "seq_len": 2048,
+        },
+        "tiny": {
+            "layers": 4,
+            "hidden": 32,
+            "heads": 4,
+            "kv_heads": 2,
+            "ffn_hidden": 64,
+            "vocab": 64,
+            "rope_theta": 10000,
+            "seq_len": 16,
+        },
     },
     "vit": {
-        "b16": {"image_size": 224, "patch": 16, "channels": 3, "layers": 12, "hidden": 768, "heads": 12,
-                "mlp_hidden": 3072, "classes": 1000},
-        "tiny": {"image_size": 16, "patch": 4, "channels": 3, "layers": 4, "hidden": 32, "heads": 4,
-                 "mlp_hidden": 64, "classes": 8},
+        "b16": {
+            "image_size": 224,
+            "patch": 16,
+            "channels": 3,
+            "layers": 12,
+            "hidden": 768,
+            "heads": 12,
+            "mlp_hidden": 3072,
+            "classes": 1000,
+        },
+        "tiny": {
+            "image_size": 16,
+            "patch": 4,
+            "channels": 3,
+            "layers": 4,
+            "hidden": 32,
+            "heads": 4,
+            "mlp_hidden": 64,
+            "classes": 8,
+        },
     },
-}  # fmt: skip
+}
 
 #: Preset keys a study may still set next to ``preset`` (everything else is the preset's).
 PRESET_OVERRIDABLE = ("seq_len",)

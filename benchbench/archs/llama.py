@@ -114,9 +114,16 @@ class Llama(nn.Module):
     PIPELINE_LAST = ("norm", "head")
 
     def __init__(
-        self, layers: int, hidden: int, heads: int, kv_heads: int, ffn_hidden: int, vocab: int, seq_len: int,
+        self,
+        layers: int,
+        hidden: int,
+        heads: int,
+        kv_heads: int,
+        ffn_hidden: int,
+        vocab: int,
+        seq_len: int,
         rope_theta: int,
-    ) -> None:  # fmt: skip
+    ) -> None:
         super().__init__()
         del seq_len  # positions are rotary: no table sized by the sequence
         if hidden % heads or heads % kv_heads or (hidden // heads) % 2:

@@ -87,9 +87,16 @@ class ViT(nn.Module):
     PIPELINE_LAST = ("norm", "head")
 
     def __init__(
-        self, image_size: int, patch: int, channels: int, layers: int, hidden: int, heads: int, mlp_hidden: int,
+        self,
+        image_size: int,
+        patch: int,
+        channels: int,
+        layers: int,
+        hidden: int,
+        heads: int,
+        mlp_hidden: int,
         classes: int,
-    ) -> None:  # fmt: skip
+    ) -> None:
         super().__init__()
         if hidden % heads:
             raise ValueError(f"vit: hidden ({hidden}) must be divisible by heads ({heads})")

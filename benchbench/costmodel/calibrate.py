@@ -95,8 +95,18 @@ def calibration_spec(study_cfg: dict[str, Any], hardware: str) -> dict[str, Any]
     }
 
 
-SPEC_KEYS = ("hardware", "hardware_cfg", "world_size", "group_sizes", "models", "threads_per_rank", "dtype",
-             "seed", "max_bytes", "timeout_s")  # fmt: skip
+SPEC_KEYS = (
+    "hardware",
+    "hardware_cfg",
+    "world_size",
+    "group_sizes",
+    "models",
+    "threads_per_rank",
+    "dtype",
+    "seed",
+    "max_bytes",
+    "timeout_s",
+)
 
 
 def check_spec(spec: dict[str, Any]) -> None:
@@ -117,8 +127,13 @@ def check_spec(spec: dict[str, Any]) -> None:
             raise ValueError(f"calibration spec: model {label!r} needs batches >= 1, got {m.get('batches')}")
 
 
-def job_for(spec: dict[str, Any], world_size: int, model_cfg: dict[str, Any] | None = None, batch: int = 1,
-            label: str = "calibration") -> Job:  # fmt: skip
+def job_for(
+    spec: dict[str, Any],
+    world_size: int,
+    model_cfg: dict[str, Any] | None = None,
+    batch: int = 1,
+    label: str = "calibration",
+) -> Job:
     """The :class:`~benchbench.job.Job` that carries a calibration through the jobs' machinery:
     ``world_size`` ranks in one data-parallel group (the launcher's view), or, with a model, the
     single-process job whose training step the compute calibration times (AdamW, the study's lr)."""
@@ -127,13 +142,27 @@ def job_for(spec: dict[str, Any], world_size: int, model_cfg: dict[str, Any] | N
     plan = resolve_plan("single" if world_size == 1 else "ddp", world_size)
     cfg = dict(model_cfg or {})
     return Job(
-        study=spec.get("study", "calibration"), model=label, model_cfg=cfg, hardware=spec["hardware"],
-        hardware_cfg=HardwareProfile.from_dict(spec["hardware_cfg"]), strategy="calibrate", plan=plan,
-        world_size=world_size, global_batch=batch, seq_len=int(cfg["seq_len"]) if "seq_len" in cfg else None,
-        dtype=spec["dtype"], steps=1, warmup_steps=0, seed=int(spec["seed"]), repeat=0,
-        threads_per_rank=int(spec["threads_per_rank"]), scaling="strong", timeout_s=float(spec["timeout_s"]),
-        optimizer=dict(spec.get("optimizer") or {"lr": 1e-3}), loss_tolerance=0.0,
-    )  # fmt: skip
+        study=spec.get("study", "calibration"),
+        model=label,
+        model_cfg=cfg,
+        hardware=spec["hardware"],
+        hardware_cfg=HardwareProfile.from_dict(spec["hardware_cfg"]),
+        strategy="calibrate",
+        plan=plan,
+        world_size=world_size,
+        global_batch=batch,
+        seq_len=int(cfg["seq_len"]) if "seq_len" in cfg else None,
+        dtype=spec["dtype"],
+        steps=1,
+        warmup_steps=0,
+        seed=int(spec["seed"]),
+        repeat=0,
+        threads_per_rank=int(spec["threads_per_rank"]),
+        scaling="strong",
+        timeout_s=float(spec["timeout_s"]),
+        optimizer=dict(spec.get("optimizer") or {"lr": 1e-3}),
+        loss_tolerance=0.0,
+    )
 
 
 # ------------------------------------------------------------------------------- the sweep
@@ -197,8 +226,7 @@ def fit_collective(points: Iterable[CollectivePoint], level: str = "intra") -> C
 def fit_all(points: list[CollectivePoint], levels: dict[int, str]) -> list[CollectiveFit]:
     """One fit per (kind, group size) of the sweep; ``levels``: group size -> ``intra``/``inter``."""
     keys = sorted({(p.kind, p.group_size) for p in points})
-    return [fit_collective([p for p in points if (p.kind, p.group_size) == k], levels.get(k[1], "intra"))
-            for k in keys]  # fmt: skip
+    return [fit_collective([p for p in points if (p.kind, p.group_size) == k], levels.get(k[1], "intra")) for k in keys]
 
 
 # ---------------------------------------------------------------------------- the parent
@@ -248,33 +276,47 @@ def _sweep_lines(cal: Calibration) -> list[str]:
         lines.append(f"#{'size (B)':>12} {'time (us)':>12} {'algbw (GB/s)':>13} {'busbw (GB/s)':>13} {'fit (us)':>10}")
         for p in sorted(pts, key=lambda p: p.payload_bytes):
             model = fit.time(fit.group_size, p.payload_bytes)
-            lines.append(f" {p.payload_bytes:12.0f} {p.time_s * 1e6:12.1f} {p.algbw / 1e9:13.4f} "
-                         f"{p.busbw / 1e9:13.4f} {model * 1e6:10.1f}")  # fmt: skip
+            lines.append(
+                f" {p.payload_bytes:12.0f} {p.time_s * 1e6:12.1f} {p.algbw / 1e9:13.4f} "
+                f"{p.busbw / 1e9:13.4f} {model * 1e6:10.1f}"
+            )
         err = max((abs(fit.time(fit.group_size, p.payload_bytes) / p.time_s - 1) for p in pts), default=0.0)
-        lines.append(f"# fit: alpha {fit.alpha_s * 1e6:.2f} us x {LATENCY_STEPS[fit.kind](fit.group_size):g} "
-                     f"steps, B {fit.bus_bandwidth / 1e9:.3f} GB/s; worst point off by {err:.0%}")  # fmt: skip
+        lines.append(
+            f"# fit: alpha {fit.alpha_s * 1e6:.2f} us x {LATENCY_STEPS[fit.kind](fit.group_size):g} "
+            f"steps, B {fit.bus_bandwidth / 1e9:.3f} GB/s; worst point off by {err:.0%}"
+        )
     return lines
 
 
 def format_calibration(cal: Calibration) -> str:
     """An nccl-tests-like table of the sweep with each fit, then compute, matmul and overlap."""
-    lines = [f"# calibration of {cal.hardware} ({cal.source}, {cal.device}, {cal.threads_per_rank} thread(s) "
-             f"per rank, {cal.cpu_count} CPUs)", *_sweep_lines(cal)]  # fmt: skip
+    lines = [
+        f"# calibration of {cal.hardware} ({cal.source}, {cal.device}, {cal.threads_per_rank} thread(s) "
+        f"per rank, {cal.cpu_count} CPUs)",
+        *_sweep_lines(cal),
+    ]
     spread = cal.env.get("compute_spread") or {}
     for label, pts in cal.compute.items():
         lines.append(f"# compute {label}: batch  forward  backward  optimizer (ms)  spread")
-        lines += [f" {p.batch:8d} {p.forward_s * 1e3:9.2f} {p.backward_s * 1e3:9.2f} {p.optimizer_s * 1e3:10.2f}"
-                  f" {spread.get(label, {}).get(str(p.batch), float('nan')):8.0%}" for p in pts]  # fmt: skip
+        lines += [
+            f" {p.batch:8d} {p.forward_s * 1e3:9.2f} {p.backward_s * 1e3:9.2f} {p.optimizer_s * 1e3:10.2f}"
+            f" {spread.get(label, {}).get(str(p.batch), float('nan')):8.0%}"
+            for p in pts
+        ]
     for row in cal.matmul:
         lines.append(f"# matmul {row['m']}x{row['n']}x{row['k']} {row['dtype']}: {_si(row['flops_per_s'], 'FLOP/s')}")
     detail = cal.env.get("overlap_s") or {}
     if detail:
         ms = {k: f"{detail[k] * 1e3:.1f} ms" for k in ("comm", "compute", "both")}
-        lines.append(f"# overlap {cal.overlap:.2f} (all-reduce of {detail['payload_bytes']:.0f} B over "
-                     f"{detail['group_size']:.0f} ranks: alone {ms['comm']}, compute alone {ms['compute']}, "
-                     f"both {ms['both']})")  # fmt: skip
+        lines.append(
+            f"# overlap {cal.overlap:.2f} (all-reduce of {detail['payload_bytes']:.0f} B over "
+            f"{detail['group_size']:.0f} ranks: alone {ms['comm']}, compute alone {ms['compute']}, "
+            f"both {ms['both']})"
+        )
     if "wall_time_s" in cal.env:
         load = cal.env.get("load_average") or {}
-        lines.append(f"# took {cal.env['wall_time_s']:.1f} s; host load average {load.get('before', 0):.1f} before, "
-                     f"{load.get('after', 0):.1f} after ({cal.cpu_count} CPUs)")  # fmt: skip
+        lines.append(
+            f"# took {cal.env['wall_time_s']:.1f} s; host load average {load.get('before', 0):.1f} before, "
+            f"{load.get('after', 0):.1f} after ({cal.cpu_count} CPUs)"
+        )
     return "\n".join(lines)

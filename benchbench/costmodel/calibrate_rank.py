@@ -211,8 +211,10 @@ def phase_points(spec: dict[str, Any], label: str, device: torch.device) -> tupl
                 row.append(_phase_step(trainer, x, y, device))
             if r + 1 >= lo and time.perf_counter() - start > PHASE_BUDGET_S * len(batches):
                 break
-    points = [PhasePoint(b, *(statistics.median(t[i] for t in row) for i in range(3)))
-              for b, row in zip(batches, rows, strict=True)]  # fmt: skip
+    points = [
+        PhasePoint(b, *(statistics.median(t[i] for t in row) for i in range(3)))
+        for b, row in zip(batches, rows, strict=True)
+    ]
     totals = [[sum(t) for t in row] for row in rows]
     return points, {str(b): (max(t) - min(t)) / statistics.median(t) for b, t in zip(batches, totals, strict=True)}
 
@@ -261,8 +263,15 @@ def compute(spec: dict[str, Any], device: torch.device) -> tuple[dict[str, list[
             mm, n, k = gemm_shape(m["model_cfg"], int(b))
             if (mm, n, k) not in rows:
                 rate = matmul_rate(mm, n, k, spec["dtype"], device)
-                rows[mm, n, k] = {"m": mm, "n": n, "k": k, "dtype": spec["dtype"], "flops_per_s": rate,
-                                  "model": label, "batch": int(b)}  # fmt: skip
+                rows[mm, n, k] = {
+                    "m": mm,
+                    "n": n,
+                    "k": k,
+                    "dtype": spec["dtype"],
+                    "flops_per_s": rate,
+                    "model": label,
+                    "batch": int(b),
+                }
     return phases, list(rows.values()), spreads
 
 
@@ -319,10 +328,14 @@ def _provenance(spec: dict[str, Any], env: RankEnv, device: torch.device) -> tup
 
     where = gather_objects((socket.gethostname(), device_name(device.type, device.index)))
     env_out = collect(
-        backend=spec["hardware_cfg"]["backend"] if dist.is_initialized() else None, device_type=device.type,
-        device_names=sorted({d for _, d in where}), hosts=sorted({h for h, _ in where}), ranks=env.world_size,
-        threads=int(spec["threads_per_rank"]), launcher=env.launcher,
-    )  # fmt: skip
+        backend=spec["hardware_cfg"]["backend"] if dist.is_initialized() else None,
+        device_type=device.type,
+        device_names=sorted({d for _, d in where}),
+        hosts=sorted({h for h, _ in where}),
+        ranks=env.world_size,
+        threads=int(spec["threads_per_rank"]),
+        launcher=env.launcher,
+    )
     return env_out, [h for h, _ in where]
 
 
@@ -344,12 +357,20 @@ def measure(spec: dict[str, Any], env: RankEnv, device: torch.device) -> Calibra
     levels = {n: "inter" if len(set(hosts[:n])) > 1 else "intra" for n in groups}
     extra = {"overlap_s": detail, "compute_spread": spreads, "max_bytes": spec["max_bytes"]}
     return Calibration(
-        hardware=spec["hardware"], source=MEASURED, threads_per_rank=int(spec["threads_per_rank"]),
-        cpu_count=os.cpu_count(), device=device.type, collectives=fit_all(points, levels), points=points,
-        compute=phases, model_cfgs={k: m["model_cfg"] for k, m in spec["models"].items()}, matmul=matmul,
-        overlap=share, env={**provenance, **extra},
+        hardware=spec["hardware"],
+        source=MEASURED,
+        threads_per_rank=int(spec["threads_per_rank"]),
+        cpu_count=os.cpu_count(),
+        device=device.type,
+        collectives=fit_all(points, levels),
+        points=points,
+        compute=phases,
+        model_cfgs={k: m["model_cfg"] for k, m in spec["models"].items()},
+        matmul=matmul,
+        overlap=share,
+        env={**provenance, **extra},
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-    )  # fmt: skip
+    )
 
 
 def calibrate_rank(spec_file: Path, out: Path, env: RankEnv) -> None:

@@ -154,8 +154,14 @@ def write_failed_calibration(path: Path, hardware: str, reason: str, retry_of: s
     not usable); ``read_calibration`` refuses it with the reason."""
     import datetime
 
-    doc = {"calibration_version": CALIBRATION_VERSION, "status": "failed", "hardware": hardware, "reason": reason,
-           "retry_of": retry_of, "created_at": datetime.datetime.now(datetime.UTC).isoformat()}  # fmt: skip
+    doc = {
+        "calibration_version": CALIBRATION_VERSION,
+        "status": "failed",
+        "hardware": hardware,
+        "reason": reason,
+        "retry_of": retry_of,
+        "created_at": datetime.datetime.now(datetime.UTC).isoformat(),
+    }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

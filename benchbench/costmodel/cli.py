@@ -63,8 +63,23 @@ def _calibrations(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, An
     return cals
 
 
-COLUMNS = ("model", "hardware", "strategy", "world_size", "dp", "tp", "pp", "global_batch", "step_time_s",
-           "samples_per_s", "memory_bytes", "bubble_fraction", "source", "extrapolated", "infeasible")  # fmt: skip
+COLUMNS = (
+    "model",
+    "hardware",
+    "strategy",
+    "world_size",
+    "dp",
+    "tp",
+    "pp",
+    "global_batch",
+    "step_time_s",
+    "samples_per_s",
+    "memory_bytes",
+    "bubble_fraction",
+    "source",
+    "extrapolated",
+    "infeasible",
+)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -120,11 +135,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--configfile", help="study config (default: config/config.yaml)")
     p.add_argument("--study-json", help="the validated study as JSON, or @FILE (instead of --configfile)")
     p.add_argument("--hardware", nargs="+", help=f"profiles (default: the study's; 'all': {hardware_names()})")
-    p.add_argument("--world-sizes", help="comma-separated, e.g. 1,2,8,64,1024 (default: the study's); beyond "
-                   "the study's the global batch is the model's batch_size x world size")  # fmt: skip
+    p.add_argument(
+        "--world-sizes",
+        help="comma-separated, e.g. 1,2,8,64,1024 (default: the study's); beyond "
+        "the study's the global batch is the model's batch_size x world size",
+    )
     p.add_argument("--calibration", nargs="+", help="calibration files (each names its hardware)")
-    p.add_argument("--plans", choices=["study", "all"], default="study",
-                   help="the study's strategies, or also every preset and generated hybrid")  # fmt: skip
+    p.add_argument(
+        "--plans",
+        choices=["study", "all"],
+        default="study",
+        help="the study's strategies, or also every preset and generated hybrid",
+    )
     p.add_argument("--results", default="results", help="results root holding <study>/calibration (default: results)")
     p.add_argument("--csv", help="also write every Prediction column to this CSV file")
     p.set_defaults(func=cmd_predict)
@@ -134,8 +156,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--hardware", required=True, help=f"a hardware profile: {hardware_names()}")
     r.add_argument("--world-size", type=int, required=True)
     r.add_argument("--configfile", help="study config (default: config/config.yaml)")
-    r.add_argument("--global-batch", type=int, help="samples per step (default: the study's at its own world sizes, "
-                   "else the model's batch_size x world size)")  # fmt: skip
+    r.add_argument(
+        "--global-batch",
+        type=int,
+        help="samples per step (default: the study's at its own world sizes, else the model's batch_size x world size)",
+    )
     r.add_argument("--results", help="records to take measured throughput from (default: results/<study>)")
     r.add_argument("--results-root", default="results", help=argparse.SUPPRESS)
     r.add_argument("--calibration", help="calibration file (default: results/<study>/calibration/<H>.json, else specs)")

@@ -107,8 +107,12 @@ class Ctx:
         whole world; under HSDP a ``dp_shard`` group spans dp_shard·pp·tp ranks (so a shard group
         within a node is ``intra``) and a ``dp_replicate`` group the whole world."""
         plan, per_node = self.job.plan, self.job.hardware_cfg.devices_per_node
-        spans = {"tp": plan.tp, "cp": plan.tp * plan.cp, "pp": plan.tp * plan.cp * plan.pp,
-                 "dp_shard": plan.dp_shard * plan.pp * plan.tp}  # fmt: skip
+        spans = {
+            "tp": plan.tp,
+            "cp": plan.tp * plan.cp,
+            "pp": plan.tp * plan.cp * plan.pp,
+            "dp_shard": plan.dp_shard * plan.pp * plan.tp,
+        }
         span = spans.get(dim, self.job.world_size)
         return "intra" if span <= per_node else "inter"
 
@@ -447,11 +451,16 @@ def hsdp_part(ctx: Ctx, tensors: list[Tensor], backward_s: float, compute_s: flo
     rs, t_rs = ctx.op("reduce_scatter", "dp_shard", k, [u * FP32 for u in units])
     ar, t_ar = ctx.op("all_reduce", "dp_replicate", r, [u * FP32 / k for u in units])
     comm = t_ag + t_rs + t_ar
-    edge = (ctx.time("all_gather", "dp_shard", k, units[0] * elt) + ctx.time("reduce_scatter", "dp_shard", k,
-            units[-1] * FP32) + ctx.time("all_reduce", "dp_replicate", r, units[-1] * FP32 / k))  # fmt: skip
+    edge = (
+        ctx.time("all_gather", "dp_shard", k, units[0] * elt)
+        + ctx.time("reduce_scatter", "dp_shard", k, units[-1] * FP32)
+        + ctx.time("all_reduce", "dp_replicate", r, units[-1] * FP32 / k)
+    )
     exposed = comm - _hidden(ctx, comm - edge, compute_s)
-    text = (f"hsdp {r}x{k}: all-gather ×{gathers} + reduce-scatter over {k}, all-reduce over {r} replicas, "
-            f"of {len(units)} units {fmt_s(comm)}, copies {fmt_s(copies)}")  # fmt: skip
+    text = (
+        f"hsdp {r}x{k}: all-gather ×{gathers} + reduce-scatter over {k}, all-reduce over {r} replicas, "
+        f"of {len(units)} units {fmt_s(comm)}, copies {fmt_s(copies)}"
+    )
     return Part([ag, rs, ar], comm, exposed, copies, text)
 
 
@@ -615,8 +624,11 @@ def flat_step(ctx: Ctx) -> RankStep:
     dp = DP_FAMILY[dp_flavour(job)](ctx, tensors, b, k * (f + b), k)
     compute = k * (f + b) + opt + dp.extra_compute_s
     exposed = k * tp.exposed_s + dp.exposed_s
-    terms = [f"compute {fmt_s(compute)} ({k}× (F {fmt_s(f)} + B {fmt_s(b)}) + opt {fmt_s(opt)}"
-             + (f" + dp own {fmt_s(dp.extra_compute_s)}" if dp.extra_compute_s else "") + ")"]  # fmt: skip
+    terms = [
+        f"compute {fmt_s(compute)} ({k}× (F {fmt_s(f)} + B {fmt_s(b)}) + opt {fmt_s(opt)}"
+        + (f" + dp own {fmt_s(dp.extra_compute_s)}" if dp.extra_compute_s else "")
+        + ")"
+    ]
     terms += [f"{k}× {tp.text}"] if tp.ops else []
     terms += [f"{dp.text}, exposed {fmt_s(dp.exposed_s)}"] if dp.ops else []
     ops = [Op(o_.kind, o_.dim, o_.n, o_.calls * k, o_.payload * k) for o_ in tp.ops] + dp.ops
@@ -657,10 +669,13 @@ def pipeline_step(ctx: Ctx) -> RankStep:  # long: a pass over the pipeline ranks
     step = makespan + max(tails)
     exposed = max(0.0, step - compute)  # everything on the busiest rank that is not its compute
     ops = [Op(q.kind, q.dim, q.n, q.calls * m, q.payload * m) for q in tp.ops + x.ops] + dp.ops
-    terms = [f"pipeline p={p} m={m} v={v}: makespan {fmt_s(makespan)} ({how}), bubble {bubble:.3f}",
-             f"busiest rank {busiest}: compute {fmt_s(compute)} (per micro-batch F+B "
-             f"{fmt_s(f + b)} × share)", *([f"{m}× {tp.text}"] if tp.ops else []),
-             f"{m}× {x.text}", *([f"{dp.text}, exposed {fmt_s(dp.exposed_s)}"] if dp.ops else [])]  # fmt: skip
+    terms = [
+        f"pipeline p={p} m={m} v={v}: makespan {fmt_s(makespan)} ({how}), bubble {bubble:.3f}",
+        f"busiest rank {busiest}: compute {fmt_s(compute)} (per micro-batch F+B {fmt_s(f + b)} × share)",
+        *([f"{m}× {tp.text}"] if tp.ops else []),
+        f"{m}× {x.text}",
+        *([f"{dp.text}, exposed {fmt_s(dp.exposed_s)}"] if dp.ops else []),
+    ]
     return RankStep(compute, comm, exposed, step, bubble, ops, terms)
 
 
@@ -731,8 +746,14 @@ def with_ring_attention(ctx: Ctx, step: RankStep, view: Ctx) -> RankStep:
     comm = t_ag + t_rs
     view.notes.extend(n for n in ctx.notes if n not in view.notes)
     terms = [*step.terms, f"cp ring attention: all-gather KV ×{2 * layers} + reduce-scatter ×{layers} {fmt_s(comm)}"]
-    return replace(step, comm_s=step.comm_s + comm, exposed_s=step.exposed_s + comm, step_s=step.step_s + comm,
-                   ops=[*step.ops, ag, rs], terms=terms)  # fmt: skip
+    return replace(
+        step,
+        comm_s=step.comm_s + comm,
+        exposed_s=step.exposed_s + comm,
+        step_s=step.step_s + comm,
+        ops=[*step.ops, ag, rs],
+        terms=terms,
+    )
 
 
 def comm_rows(job: Job, cal: Calibration) -> list[dict[str, Any]]:
@@ -750,8 +771,10 @@ def comm_rows(job: Job, cal: Calibration) -> list[dict[str, Any]]:
         for key, op in mine.items():
             if key not in rows or op.payload > rows[key].payload:
                 rows[key] = op
-    return [{"kind": o.kind, "dim": o.dim, "group_size": o.n, "calls": o.calls, "payload_bytes": o.payload}
-            for o in sorted(rows.values(), key=lambda o: (o.dim, o.kind))]  # fmt: skip
+    return [
+        {"kind": o.kind, "dim": o.dim, "group_size": o.n, "calls": o.calls, "payload_bytes": o.payload}
+        for o in sorted(rows.values(), key=lambda o: (o.dim, o.kind))
+    ]
 
 
 def rank_ops(ctx: Ctx, r: int) -> list[Op]:
@@ -792,9 +815,31 @@ def memory(job: Job) -> tuple[float, float | None, float, str]:
 def _infeasible(job: Job, cal: Calibration, reason: str) -> Prediction:
     nan = math.nan
     limit = job.hardware_cfg.memory_gb * 1e9 if job.hardware_cfg.memory_gb else None
-    return Prediction(job.model, job.hardware, job.strategy, job.world_size, job.plan.dp, job.plan.tp,
-                      job.plan.pp, job.global_batch, cal.source, False, nan, nan, nan, None, nan, nan,
-                      nan, None, nan, limit, None, reason, "")  # fmt: skip
+    return Prediction(
+        job.model,
+        job.hardware,
+        job.strategy,
+        job.world_size,
+        job.plan.dp,
+        job.plan.tp,
+        job.plan.pp,
+        job.global_batch,
+        cal.source,
+        False,
+        nan,
+        nan,
+        nan,
+        None,
+        nan,
+        nan,
+        nan,
+        None,
+        nan,
+        limit,
+        None,
+        reason,
+        "",
+    )
 
 
 def predict_job(job: Job, cal: Calibration) -> Prediction:
@@ -826,11 +871,30 @@ def predict_job(job: Job, cal: Calibration) -> Prediction:
     terms += ctx.notes + ([mem_note] if mem_note else [])
     t = step.step_s * slow
     return Prediction(
-        job.model, job.hardware, job.strategy, job.world_size, job.plan.dp, job.plan.tp, job.plan.pp,
-        job.global_batch, cal.source, ctx.extrapolated, step.compute_s * slow, step.comm_s * slow,
-        step.exposed_s * slow, step.bubble, t, job.global_batch / t, state, act, mem, limit, fits, reason,
+        job.model,
+        job.hardware,
+        job.strategy,
+        job.world_size,
+        job.plan.dp,
+        job.plan.tp,
+        job.plan.pp,
+        job.global_batch,
+        cal.source,
+        ctx.extrapolated,
+        step.compute_s * slow,
+        step.comm_s * slow,
+        step.exposed_s * slow,
+        step.bubble,
+        t,
+        job.global_batch / t,
+        state,
+        act,
+        mem,
+        limit,
+        fits,
+        reason,
         "; ".join(terms),
-    )  # fmt: skip
+    )
 
 
 # ------------------------------------------------------------------------------- many jobs

@@ -135,9 +135,14 @@ def measured_throughput(results: Path | None, job: Any) -> float | None:
 
 
 def recommend(
-    cfg: dict[str, Any], model: str, hardware: str, world_size: int, cal: Calibration,
-    global_batch: int | None = None, results: Path | None = None,
-) -> Recommendation:  # fmt: skip
+    cfg: dict[str, Any],
+    model: str,
+    hardware: str,
+    world_size: int,
+    cal: Calibration,
+    global_batch: int | None = None,
+    results: Path | None = None,
+) -> Recommendation:
     """Rank every candidate plan (the study's strategies, the presets, the generated hybrids:
     :func:`~benchbench.costmodel.predict.config_jobs`) of ``model`` on ``hardware`` at
     ``world_size`` ranks and ``global_batch`` (default: the model's batch_size × world size)."""
@@ -201,15 +206,22 @@ def format_recommendation(rec: Recommendation, top: int = 10) -> str:
         best = rec.ranked[0]
         share = best.prediction.compute_s / best.prediction.step_time_s
         lines.append(f"best: {best.name} ({best.label}) {best.samples_per_s:.5g} samples/s; {best.prediction.terms}")
-        lines.append(f"compute is {share:.0%} of its predicted step" + (
-            " (communication-bound: plans differ by latencies; framework and kernel-launch overheads, "
-            "not modelled, may dominate)" if share < 0.5 else ""))  # fmt: skip
+        lines.append(
+            f"compute is {share:.0%} of its predicted step"
+            + (
+                " (communication-bound: plans differ by latencies; framework and kernel-launch overheads, "
+                "not modelled, may dominate)"
+                if share < 0.5
+                else ""
+            )
+        )
     if {c.label for c in rec.ranked} == {MEASURED, PREDICTED}:
         lines.append(MIXED_NOTE)
     if len(rec.ranked) > 1:
         second = rec.ranked[1]
-        lines.append(f"runner-up: {second.name} ({second.label}) {second.samples_per_s:.5g} samples/s; "
-                     f"margin {rec.margin:.1%}")  # fmt: skip
+        lines.append(
+            f"runner-up: {second.name} ({second.label}) {second.samples_per_s:.5g} samples/s; margin {rec.margin:.1%}"
+        )
     lines.append(f"excluded by memory ({len(rec.excluded)}):" + ("" if rec.excluded else " none"))
     lines += [
         f"  {p.strategy}: {p.memory_bytes / 1e9:.3g} GB predicted > {p.memory_limit_bytes / 1e9:.3g} GB limit"

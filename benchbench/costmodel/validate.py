@@ -55,18 +55,45 @@ class Figure:
 
 FIGURES = (
     Figure("step_time", "step_time_median_s", "step_time_s", "step_time_pred_s", "step_time_meas_s", "step_time_err"),
-    Figure("samples_per_s", "samples_per_s", "samples_per_s", "samples_per_s_pred", "samples_per_s_meas",
-           "samples_per_s_err"),
-    Figure("model_state", "model_state_bytes", "model_state_bytes", "model_state_pred", "model_state_meas",
-           "model_state_err"),
+    Figure(
+        "samples_per_s",
+        "samples_per_s",
+        "samples_per_s",
+        "samples_per_s_pred",
+        "samples_per_s_meas",
+        "samples_per_s_err",
+    ),
+    Figure(
+        "model_state",
+        "model_state_bytes",
+        "model_state_bytes",
+        "model_state_pred",
+        "model_state_meas",
+        "model_state_err",
+    ),
     Figure("bubble", "bubble_fraction_measured", "bubble_fraction", "bubble_pred", "bubble_meas", "bubble_err"),
-)  # fmt: skip
+)
 #: The figures the summary gives median and worst |error| of.
 SUMMARISED = ("step_time", "model_state", "bubble")
-TABLE_COLUMNS = [*KEYS, "dp", "tp", "pp", "repeats", "source", "extrapolated",
-                 *(c for f in FIGURES for c in (f.pred, f.meas, f.err)), "miss", "terms", "note"]  # fmt: skip
-SUMMARY_COLUMNS = ["strategy", "configurations", *(f"{n}_err_{w}" for n in SUMMARISED for w in ("median", "worst")),
-                   "worst_config"]  # fmt: skip
+TABLE_COLUMNS = [
+    *KEYS,
+    "dp",
+    "tp",
+    "pp",
+    "repeats",
+    "source",
+    "extrapolated",
+    *(c for f in FIGURES for c in (f.pred, f.meas, f.err)),
+    "miss",
+    "terms",
+    "note",
+]
+SUMMARY_COLUMNS = [
+    "strategy",
+    "configurations",
+    *(f"{n}_err_{w}" for n in SUMMARISED for w in ("median", "worst")),
+    "worst_config",
+]
 
 
 def _number(value: Any) -> float | None:
@@ -135,8 +162,9 @@ def default_predictor() -> Predictor:
     return predict_job
 
 
-def validate(records: Iterable[dict[str, Any]], calibrations: Mapping[str, Calibration],
-             predict: Predictor | None = None) -> pd.DataFrame:  # fmt: skip
+def validate(
+    records: Iterable[dict[str, Any]], calibrations: Mapping[str, Calibration], predict: Predictor | None = None
+) -> pd.DataFrame:
     """``prediction.csv``: per configuration measured, predicted vs measured and the relative error
     of each :data:`FIGURES`, computed from ``records`` (module docstring); a configuration without
     a calibration or a prediction keeps its measured figures and says why in ``note``."""
@@ -197,9 +225,11 @@ def headline(summary: pd.DataFrame) -> str:
     o = overall.iloc[0]
     n = int(o["configurations"])
     worst = o["step_time_err_worst"]
-    text = (f"Predicted step time within {_pct(o['step_time_err_median'])} (median) of measured over {n} "
-            f"configuration{'s' if n != 1 else ''}; worst {_pct(worst)} "
-            f"({'slower' if worst < 0 else 'faster'} than predicted: {o['worst_config']})")  # fmt: skip
+    text = (
+        f"Predicted step time within {_pct(o['step_time_err_median'])} (median) of measured over {n} "
+        f"configuration{'s' if n != 1 else ''}; worst {_pct(worst)} "
+        f"({'slower' if worst < 0 else 'faster'} than predicted: {o['worst_config']})"
+    )
     if _number(o["model_state_err_median"]) is not None:
         ms_median, ms_worst = _pct(o["model_state_err_median"]), _pct(o["model_state_err_worst"])
         text += f"; model state within {ms_median} (median), worst {ms_worst}"
@@ -238,8 +268,9 @@ def _grid_calibrations(study_hardware: list[str], calibrations: Mapping[str, Cal
     return out
 
 
-def prediction_grid(cfg: dict[str, Any], calibrations: Mapping[str, Calibration],
-                    world_sizes: Iterable[int] = WORLD_SIZES) -> tuple[pd.DataFrame, list[str]]:  # fmt: skip
+def prediction_grid(
+    cfg: dict[str, Any], calibrations: Mapping[str, Calibration], world_sizes: Iterable[int] = WORLD_SIZES
+) -> tuple[pd.DataFrame, list[str]]:
     """``predictions.csv``: :func:`~benchbench.costmodel.predict.predict_configs` of the validated
     study ``cfg`` at ``world_sizes`` on each hardware of :func:`_grid_calibrations` (infeasible plans
     included, with why), and a note for each hardware the cost model could not predict."""
@@ -256,9 +287,21 @@ def prediction_grid(cfg: dict[str, Any], calibrations: Mapping[str, Calibration]
 
 #: World sizes of the "Recommended plans" table, with the study's largest.
 RECOMMEND_AT = (8, 64, 1024)
-RECOMMEND_COLUMNS = ["model", "hardware", "world_size", "global_batch", "source", "best_plan", "basis",
-                     "extrapolated", "samples_per_s", "runner_up_plan", "margin", "excluded_by_memory",
-                     "plans"]  # fmt: skip
+RECOMMEND_COLUMNS = [
+    "model",
+    "hardware",
+    "world_size",
+    "global_batch",
+    "source",
+    "best_plan",
+    "basis",
+    "extrapolated",
+    "samples_per_s",
+    "runner_up_plan",
+    "margin",
+    "excluded_by_memory",
+    "plans",
+]
 
 
 def _plan(p: Any) -> str:
@@ -274,18 +317,28 @@ def _recommend_row(cfg: dict[str, Any], key: tuple[str, str, int], cal: Calibrat
     rec = recommend(cfg, model, hardware, ws, cal, global_batch=gb, results=results)
     best, second = rec.ranked[0] if rec.ranked else None, rec.ranked[1] if len(rec.ranked) > 1 else None
     return {
-        "model": model, "hardware": hardware, "world_size": ws, "global_batch": rec.global_batch,
-        "source": rec.source, "best_plan": _plan(best.prediction) if best else "none fits",
-        "basis": best.label if best else "", "samples_per_s": best.samples_per_s if best else None,
+        "model": model,
+        "hardware": hardware,
+        "world_size": ws,
+        "global_batch": rec.global_batch,
+        "source": rec.source,
+        "best_plan": _plan(best.prediction) if best else "none fits",
+        "basis": best.label if best else "",
+        "samples_per_s": best.samples_per_s if best else None,
         "extrapolated": bool(best.prediction.extrapolated) if best and best.label == "predicted" else None,
         "runner_up_plan": _plan(second.prediction) if second else "",
         "margin": 1 + rec.margin if rec.margin is not None else None,
-        "excluded_by_memory": ", ".join(_plan(p) for p in rec.excluded), "plans": len(rec.ranked),
-    }  # fmt: skip
+        "excluded_by_memory": ", ".join(_plan(p) for p in rec.excluded),
+        "plans": len(rec.ranked),
+    }
 
 
-def recommendations(cfg: dict[str, Any], calibrations: Mapping[str, Calibration], results: Path | None = None,
-                    world_sizes: Iterable[int] = RECOMMEND_AT) -> tuple[pd.DataFrame, list[str]]:  # fmt: skip
+def recommendations(
+    cfg: dict[str, Any],
+    calibrations: Mapping[str, Calibration],
+    results: Path | None = None,
+    world_sizes: Iterable[int] = RECOMMEND_AT,
+) -> tuple[pd.DataFrame, list[str]]:
     """``recommendations.csv``: per model × hardware (:func:`_grid_calibrations`) × world size (the
     study's largest and ``world_sizes``) :func:`benchbench.costmodel.recommend.recommend` over every
     candidate plan: the best plan that fits (measured where ``results`` holds an ok record of it,

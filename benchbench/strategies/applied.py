@@ -122,9 +122,16 @@ def applied_composition(p: Parallelized, job: Job) -> list[str]:
     """The steps applied on this rank, in order (pipeline → float8 → tp → async TP → activation
     checkpointing → compile → data parallel → context parallel → accumulation → optimizer)."""
     compiled = compiled_blocks(p.modules)
-    steps = [_pipeline(p), _float8(p.modules), _tensor_parallel(p.modules), _async_tp(p.modules),
-             checkpoint_summary(p.modules), f"compile({compiled} blocks)" if compiled else None,
-             _data_parallel(p), _context_parallel(p)]  # fmt: skip
+    steps = [
+        _pipeline(p),
+        _float8(p.modules),
+        _tensor_parallel(p.modules),
+        _async_tp(p.modules),
+        checkpoint_summary(p.modules),
+        f"compile({compiled} blocks)" if compiled else None,
+        _data_parallel(p),
+        _context_parallel(p),
+    ]
     if job.plan.accum_steps > 1 and p.schedule is None:
         steps.append(f"accumulate({job.plan.accum_steps} micro-steps)")
     return [s for s in steps if s] + [_optimizer(p.optimizer)]

@@ -70,9 +70,14 @@ _OPS: dict[str, tuple[str, int]] = {
 #: Not the point-to-point functions: ``P2POp`` checks its ``op`` is ``dist.isend``/``dist.irecv`` by
 #: identity (a wrapper would break pipelines), and nothing issues them from a callback.
 THREAD_ENTRY_POINTS = (
-    "all_reduce", "all_gather", "all_gather_into_tensor", "reduce_scatter", "reduce_scatter_tensor",
-    "broadcast", "all_to_all_single",
-)  # fmt: skip
+    "all_reduce",
+    "all_gather",
+    "all_gather_into_tensor",
+    "reduce_scatter",
+    "reduce_scatter_tensor",
+    "broadcast",
+    "all_to_all_single",
+)
 #: Ops that move no payload of their own (synchronisation, the receiving half of a transfer).
 NO_PAYLOAD = frozenset(
     {"barrier", "monitored_barrier_", "recv_", "recv_any_source_", "irecv", "wait_tensor", "_wrap_tensor_autograd"}

@@ -41,12 +41,16 @@ def torchao_available() -> bool:
 
 def _float8_reason(hw: HardwareProfile) -> str | None:
     if hw.device != "cuda":
-        return (f"float8: needs float8 tensor cores (CUDA, compute capability >= {FLOAT8_MIN_COMPUTE_CAPABILITY}) "
-                f"for torch._scaled_mm; device is {hw.device}")  # fmt: skip
+        return (
+            f"float8: needs float8 tensor cores (CUDA, compute capability >= {FLOAT8_MIN_COMPUTE_CAPABILITY}) "
+            f"for torch._scaled_mm; device is {hw.device}"
+        )
     cc = hw.compute_capability
     if cc is None or cc < FLOAT8_MIN_COMPUTE_CAPABILITY:
-        return (f"float8: needs compute capability >= {FLOAT8_MIN_COMPUTE_CAPABILITY} (float8 tensor cores); "
-                f"the hardware profile gives compute_capability = {cc}")  # fmt: skip
+        return (
+            f"float8: needs compute capability >= {FLOAT8_MIN_COMPUTE_CAPABILITY} (float8 tensor cores); "
+            f"the hardware profile gives compute_capability = {cc}"
+        )
     if not torchao_available():
         return "float8: torchao (convert_to_float8_training) is not installed in this environment: pip install torchao"
     return None

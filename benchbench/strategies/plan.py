@@ -366,11 +366,13 @@ def infeasible_reason(plan: Plan, model_cfg: dict[str, Any], world_size: int, gl
                 f"{' x '.join(plan.split_dims)} and each needs >= 2 ranks (it would run collapsed)"
             )
     reason = (
-        _flavour_reason(plan) or _model_reason(plan, model_cfg) or _schedule_reason(plan)
+        _flavour_reason(plan)
+        or _model_reason(plan, model_cfg)
+        or _schedule_reason(plan)
         or _gpu_steps_reason(plan, model_cfg)
         or _hsdp_reason(plan)
         or _checkpoint_reason(plan, model_cfg)
-    )  # fmt: skip
+    )
     reason = reason or _compile_reason(plan, model_cfg)
     if reason:
         return reason

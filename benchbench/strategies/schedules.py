@@ -73,9 +73,7 @@ class Schedule:
 
 SCHEDULES: dict[str, Schedule] = {
     "gpipe": Schedule("ScheduleGPipe", "single", _gpipe_1f1b, "(p−1)/(m+p−1)", "Huang et al., GPipe, 2019"),
-    "1f1b": Schedule(
-        "Schedule1F1B", "single", _gpipe_1f1b, "(p−1)/(m+p−1)", "Narayanan et al., PipeDream-Flush, 2019"
-    ),
+    "1f1b": Schedule("Schedule1F1B", "single", _gpipe_1f1b, "(p−1)/(m+p−1)", "Narayanan et al., PipeDream-Flush, 2019"),
     "interleaved-1f1b": Schedule(
         "ScheduleInterleaved1F1B", "looped", _interleaved, "(p−1)/(v·m+p−1)", "Narayanan et al., SC 2021"
     ),
@@ -83,17 +81,29 @@ SCHEDULES: dict[str, Schedule] = {
         "ScheduleLoopedBFS", "looped", _interleaved, "(p−1)/(v·m+p−1)", "Lamy-Poirier, breadth-first PP, 2023"
     ),
     "interleaved-zb": Schedule(
-        "ScheduleInterleavedZeroBubble", "looped", _interleaved_zb, "(p−1)/(3·v·m+p−1)", "Qi et al., ZB-H1, 2023",
+        "ScheduleInterleavedZeroBubble",
+        "looped",
+        _interleaved_zb,
+        "(p−1)/(3·v·m+p−1)",
+        "Qi et al., ZB-H1, 2023",
         splits_backward=True,
     ),
     "zbv": Schedule(
-        "ScheduleZBVZeroBubble", "v", _zbv, "(p−1)/(6m+p−1) for m ≥ 2p", "Qi et al., zero bubble V, 2023",
+        "ScheduleZBVZeroBubble",
+        "v",
+        _zbv,
+        "(p−1)/(6m+p−1) for m ≥ 2p",
+        "Qi et al., zero bubble V, 2023",
         splits_backward=True,
     ),
     "dualpipev": Schedule(
-        "ScheduleDualPipeV", "v", _dualpipev, "(p−1)/(6m+p−1) for m ≥ 2p (F = I = W, F&B = F + B)",
+        "ScheduleDualPipeV",
+        "v",
+        _dualpipev,
+        "(p−1)/(6m+p−1) for m ≥ 2p (F = I = W, F&B = F + B)",
         "DeepSeek-AI, DeepSeek-V3 technical report, arXiv 2412.19437, Table 2 (DualPipe); DualPipeV: "
-        "github.com/deepseek-ai/DualPipe", splits_backward=True,
+        "github.com/deepseek-ai/DualPipe",
+        splits_backward=True,
     ),
 }
 

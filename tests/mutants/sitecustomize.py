@@ -279,11 +279,23 @@ def fault() -> None:
         cls.train_step = faulty
 
 
-MUTANTS = {f.__name__.replace("_", "-"): f for f in (
-    dp_no_divide, dp_skip_param, dp_stale_grads, ddp_skip_bucket, fsdp_no_average, tp_no_reduce, pp_sum_microbatches,
-    pp_wrong_microbatch, comm_delay, slow_step, fault,
-    hsdp_no_replicate,
-)}  # fmt: skip
+MUTANTS = {
+    f.__name__.replace("_", "-"): f
+    for f in (
+        dp_no_divide,
+        dp_skip_param,
+        dp_stale_grads,
+        ddp_skip_bucket,
+        fsdp_no_average,
+        tp_no_reduce,
+        pp_sum_microbatches,
+        pp_wrong_microbatch,
+        comm_delay,
+        slow_step,
+        fault,
+        hsdp_no_replicate,
+    )
+}
 
 if MUTANT:
     MUTANTS[MUTANT]()
