@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 from snakemake.utils import min_version
 
-from benchbench.config import DEFAULT_CONFIG, check_config, read_study_file
+from benchbench.spec.config import DEFAULT_CONFIG, check_config, read_study_file
 
 min_version("9.0")
 

@@ -2,6 +2,6 @@
 
 import sys
 
-from benchbench.cli import main
+from benchbench.cli.main import main
 
 sys.exit(main())

@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from benchbench.config import PREDICTED_TOP
-from benchbench.hardware import load_hardware
-from benchbench.job import Job
-from benchbench.strategies.gpu_features import device_reason
-from benchbench.strategies.plan import infeasible_reason, resolve_plan
+from benchbench.spec.config import PREDICTED_TOP
+from benchbench.spec.gpu_features import device_reason
+from benchbench.spec.hardware import load_hardware
+from benchbench.spec.job import Job
+from benchbench.spec.plan import infeasible_reason, resolve_plan
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class Dropped:
 
 def _seq_len(model_cfg: dict[str, Any]) -> int | None:
     """Tokens per sample of a sequence model, else ``None``. In a validated config only the sequence
-    architectures have a ``seq_len`` (config schema; ``benchbench.models.ARCHITECTURES``' ``sequence``
+    architectures have a ``seq_len`` (config schema; ``benchbench.models.registry.ARCHITECTURES``' ``sequence``
     flag, tested), so expanding a study needs no torch import (2-3 s in every Snakemake run)."""
     return int(model_cfg["seq_len"]) if "seq_len" in model_cfg else None
 
@@ -76,7 +76,7 @@ def make_job(
 
 def job_infeasible_reason(job: Job) -> str | None:
     """Why ``job``'s plan cannot run its model at its world size and batch, its device cannot run
-    the plan's GPU-only steps (:func:`~benchbench.strategies.gpu_features.device_reason`), or it
+    the plan's GPU-only steps (:func:`~benchbench.spec.gpu_features.device_reason`), or it
     cannot be timed in steady state with the job's warm-up (``None``: it can)."""
     reason = infeasible_reason(job.plan, job.model_cfg, job.world_size, job.global_batch)
     reason = reason or device_reason(job.plan, job.hardware_cfg)
@@ -141,11 +141,11 @@ def predicted_top(
     feasible plans of ``model`` on ``hardware`` at ``world_size`` ranks and the study's global
     batch there (name -> strategy_defs entry, ``None`` for a preset), predicted with
     ``results/<study>/calibration/<hardware>.json`` when it exists, else the profile's specs;
-    :class:`~benchbench.config.ConfigError` naming ``key`` and what to run when neither exists.
+    :class:`~benchbench.spec.config.ConfigError` naming ``key`` and what to run when neither exists.
     Imports the cost model (and torch, 2-3 s) only for a study that asks for it."""
-    from benchbench.config import ConfigError
     from benchbench.costmodel.calibration import from_spec, read_calibration
     from benchbench.costmodel.recommend import calibration_path, recommend
+    from benchbench.spec.config import ConfigError
 
     entry = cfg["strategies"][int(key.split(".")[1])]
     k = int(PREDICTED_TOP.fullmatch(entry).group(1))
@@ -192,7 +192,7 @@ def expand_runnable(cfg: dict[str, Any], what: str = "study config") -> tuple[li
     empty report."""
     jobs, dropped = expand(cfg)
     if not jobs:
-        from benchbench.config import ConfigError
+        from benchbench.spec.config import ConfigError
 
         reasons = "\n  ".join(f"{d.label()}: {d.reason}" for d in dropped)
         raise ConfigError(

@@ -3,11 +3,11 @@
     PYTHONPATH=. .venv/bin/python benchmarks/aggregate_records.py [--records 10000] [--rounds 5] [--cli]
 
 Writes ``--records`` realistic records into a temporary folder, laid out as a study's
-``raw/<model>/<hardware>/<strategy>/ws<N>-r<k>.json``, then times :func:`benchbench.analysis.aggregate`
+``raw/<model>/<hardware>/<strategy>/ws<N>-r<k>.json``, then times :func:`benchbench.results.tables.aggregate`
 over them (JSON reading, runs.csv, scaling.csv, failures.csv, rejected.csv; the CSVs written).
 
 The records are one real record (``--template``, default: a built-in ``mlp``/``ddp`` record made with
-:func:`benchbench.record.make_record`, the shape ``benchbench run`` writes) copied over a matrix of
+:func:`benchbench.protocol.record.make_record`, the shape ``benchbench run`` writes) copied over a matrix of
 models x strategies x world sizes x repeats (as many models as it takes), with jittered step
 times, losses off the ``single`` trajectory by ~1e-7, and one record in 20 failed (a failure kind
 in turn) and one in 50 infeasible. Printed: wall time of the aggregation, the process's peak RSS
@@ -34,8 +34,8 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-from benchbench.layout import TABLES, StudyLayout
-from benchbench.strategies.plan import resolve_plan
+from benchbench.spec.paths import TABLES, StudyLayout
+from benchbench.spec.plan import resolve_plan
 
 TARGET_S = 10.0
 STRATEGIES = ("single", "ddp", "dp-naive", "zero1", "fsdp", "ddp-fp16", "ddp-accum", "tp")
@@ -46,9 +46,9 @@ KINDS = ("rank_exception", "rank_killed", "out_of_memory", "collective_timeout",
 
 def template_record() -> dict[str, Any]:
     """A record of the shape ``benchbench run`` writes: tiny MLP, ddp at 2 ranks, 5 + 1 steps."""
-    from benchbench.hardware import load_hardware
-    from benchbench.job import Job
-    from benchbench.record import make_record
+    from benchbench.protocol.record import make_record
+    from benchbench.spec.hardware import load_hardware
+    from benchbench.spec.job import Job
 
     job = Job(
         study="large",
@@ -158,7 +158,7 @@ def write_records(n: int, folder: Path, tmpl: dict[str, Any]) -> list[Path]:
 
 def time_aggregate(paths: list[Path], out: Path, trace: bool) -> tuple[float, float | None]:
     """Wall seconds of one aggregation and its tracemalloc peak in MiB (None without ``trace``)."""
-    from benchbench.analysis import aggregate
+    from benchbench.results.tables import aggregate
 
     if trace:
         tracemalloc.start()

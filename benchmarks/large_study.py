@@ -36,8 +36,8 @@ from pathlib import Path
 
 import yaml
 
-from benchbench.config import ROOT, check_config
-from benchbench.layout import StudyLayout
+from benchbench.spec.config import ROOT, check_config
+from benchbench.spec.paths import StudyLayout
 from benchbench.study import expand
 
 TARGET_S = 10.0

@@ -8,7 +8,7 @@ The default study's ``mlp-8m`` (config/config.yaml: width 1024, depth 8, out_dim
 * **bare** — the loop a user writes: ``DistributedDataParallel(model)`` with the plan's bucket
   size, AdamW with the same settings; per step a barrier, then ``perf_counter`` around
   ``zero_grad / forward / loss / backward / step``;
-* **benchbench** — ``benchbench.train.timed_loop`` over ``benchbench.trainers.build_trainer`` of
+* **benchbench** — ``benchbench.rank.loop.timed_loop`` over ``benchbench.rank.trainers.build_trainer`` of
   the same job (the code a benchmark job runs).
 
 After warm-up, ``--rounds`` rounds alternate the two (ABBA order: neither always runs first), each
@@ -31,12 +31,12 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from benchbench.config import load_config
-from benchbench.job import Job
-from benchbench.models import build_model, init_weights, make_task
+from benchbench.models.registry import build_model, init_weights, make_task
+from benchbench.rank.loop import make_batches, timed_loop
+from benchbench.rank.trainers import build_trainer
+from benchbench.spec.config import load_config
+from benchbench.spec.job import Job
 from benchbench.study import make_job
-from benchbench.train import make_batches, timed_loop
-from benchbench.trainers import build_trainer
 
 TARGET = 1.01
 TINY = {"arch": "mlp", "width": 64, "depth": 2, "out_dim": 4, "batch_size": 32}  # --model tiny: a smoke run

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from benchbench.costmodel.calibration import read_calibration
 from benchbench.costmodel.predict import predict_job
-from benchbench.job import Job
+from benchbench.spec.job import Job
 
 STEP_TARGET, MEMORY_TARGET = 0.15, 0.05
 

@@ -121,7 +121,7 @@ def run_batch(checkout: Path, tmp: Path, n: int) -> tuple[float, float]:
     """``benchbench run-batch`` of ``n`` tiny 2-rank DDP jobs (seeds 0..n-1): (end to end s, timed
     steps s of all its records)."""
     sys.path.insert(0, str(checkout))
-    from benchbench.config import load_config
+    from benchbench.spec.config import load_config
     from benchbench.study import make_job
 
     job, _ = make_job(load_config(str(tmp / "tiny.yaml")), "tiny-gpt", "cpu-local", "ddp", 2, 0)

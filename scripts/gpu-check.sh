@@ -31,9 +31,9 @@ from pathlib import Path
 import torch
 import yaml
 
-from benchbench.config import ROOT, check_config, load_config
+from benchbench.spec.config import ROOT, check_config, load_config
 from benchbench.strategies import PRESETS
-from benchbench.launch import run_job
+from benchbench.launch.run_job import run_job
 from benchbench.study import expand
 
 out = Path(sys.argv[1])

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import yaml
 
-from benchbench.failure import FAILURE_KINDS
-from benchbench.metrics import SUMMARY
+from benchbench.protocol.failure import FAILURE_KINDS
+from benchbench.spec.metrics import SUMMARY
 
 PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "record.schema.yaml"
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from benchbench.config import check_config
-from benchbench.hardware import load_hardware
-from benchbench.job import Job
-from benchbench.launch import run_job
-from benchbench.strategies.plan import resolve_plan
+from benchbench.launch.run_job import run_job
+from benchbench.spec.config import check_config
+from benchbench.spec.hardware import load_hardware
+from benchbench.spec.job import Job
+from benchbench.spec.plan import resolve_plan
 from benchbench.study import make_job
 
 CPU_LOCAL = load_hardware("cpu-local")

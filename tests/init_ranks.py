@@ -9,10 +9,10 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from benchbench.job import Job
-from benchbench.models import make_task
+from benchbench.models.registry import make_task
+from benchbench.rank.gate import canonical_name
+from benchbench.spec.job import Job
 from benchbench.strategies.parallelize import parallelize, seeded_model
-from benchbench.verify import canonical_name
 
 
 def main(job_file: str, out: str) -> None:

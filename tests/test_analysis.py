@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchbench.analysis import loss_deviation, runs_table, scaling_table
-from benchbench.record import make_record
+from benchbench.protocol.record import make_record
+from benchbench.results.tables import loss_deviation, runs_table, scaling_table
 from tests.conftest import make_test_job
 
 
@@ -95,7 +95,7 @@ def test_trajectory_tolerance_follows_the_precision():
 
 
 def test_drift_flags_a_trend_the_cv_would_call_small():
-    from benchbench.metrics import _drift
+    from benchbench.spec.metrics import _drift
 
     assert _drift(np.array([1.0, 1.0, 1.0, 1.0])) == 0.0
     assert _drift(np.array([1.0, 1.0, 1.2, 1.2])) == pytest.approx(0.2 / 1.1)
@@ -112,7 +112,7 @@ def test_timed_loop_keeps_the_collector_out_of_timed_steps():
 
     import torch
 
-    from benchbench.train import timed_loop
+    from benchbench.rank.loop import timed_loop
 
     seen = []
 
@@ -206,7 +206,7 @@ def _memory_scaling(**est: float | None) -> pd.DataFrame:
 
 
 def test_memory_plot_draws_measured_next_to_estimate_at_the_largest_world_size(tmp_path):
-    from benchbench.plots import _memory_frame, _series, plot_scaling
+    from benchbench.results.plots import _memory_frame, _series, plot_scaling
 
     frame = _memory_frame(_series(_memory_scaling(fsdp=7.5e6)))
     assert set(frame["series"]) == {"single", "zero1", "fsdp"}  # world size 2, and the unsharded reference
@@ -217,7 +217,7 @@ def test_memory_plot_draws_measured_next_to_estimate_at_the_largest_world_size(t
 
 
 def test_memory_plot_without_memory_figures_is_a_placeholder_not_an_error(tmp_path):
-    from benchbench.plots import plot_scaling
+    from benchbench.results.plots import plot_scaling
 
     old = _memory_scaling().drop(columns=["model_state_bytes", "model_state_bytes_est"])
     (svg,) = plot_scaling(old, [tmp_path / "memory.svg"])

@@ -1,13 +1,13 @@
-"""The architectures of benchbench.archs: exact parameter counts at the published shapes, FLOPs
+"""The architectures of benchbench.models.presets: exact parameter counts at the published shapes, FLOPs
 against hand counts and FlopCounterMode, presets and their config errors, and the correctness
 gate at 2 ranks over a representative few plans per architecture."""
 
 import pytest
 import torch
 
-from benchbench.archs import PRESETS
-from benchbench.config import ConfigError, check_config
-from benchbench.models import build_model, materialize, model_info
+from benchbench.models.presets import PRESETS
+from benchbench.models.registry import build_model, materialize, model_info
+from benchbench.spec.config import ConfigError, check_config
 from tests.conftest import run
 
 
@@ -79,7 +79,7 @@ def test_vit_flops_agree_with_torch_flop_counter():
 
 
 def test_vit_task_is_seeded_and_learnable():
-    from benchbench.models import make_task
+    from benchbench.models.registry import make_task
 
     cfg = preset("vit", "tiny")
     task = make_task(cfg, 0)
@@ -179,7 +179,7 @@ def test_arch_passes_the_gate(gate_cfg, tmp_path, model, strategy):
 def saved_activation_bytes(cfg: dict, batch: int, ac: str = "none") -> int:
     """Bytes autograd saves in one forward + loss of ``cfg`` (unique storages, parameters not
     counted), its blocks checkpointed as activation checkpointing mode ``ac`` does."""
-    from benchbench.models import make_task
+    from benchbench.models.registry import make_task
     from benchbench.strategies.checkpointing import apply_ac
 
     model = apply_ac(materialize(build_model(cfg), torch.device("cpu"), 0), ac, 2)
@@ -202,7 +202,7 @@ def saved_activation_bytes(cfg: dict, batch: int, ac: str = "none") -> int:
 def test_activation_estimate_is_what_autograd_saves(arch, layers):
     """The architecture's activation estimate (the study's memory feasibility) equals, byte for
     byte, what autograd saves on the tiny preset; a wrong per-block term would show at 2 layers."""
-    from benchbench.models import ARCHITECTURES
+    from benchbench.models.registry import ARCHITECTURES
 
     cfg, batch = preset(arch, "tiny", layers=layers), 4
     estimate = ARCHITECTURES[arch].activations(cfg, [0], 1, batch, 1, 1)
@@ -246,7 +246,7 @@ def test_meta_accounting_matches_the_built_stages(arch):
 def test_llama3_study_lists_feasible_plans_and_drops_the_rest_by_memory(monkeypatch):
     """`benchbench matrix` on Llama 3 8B / 70B on h100-sxm at 8-512 GPUs: built on the meta device
     only; what does not fit 80 GB is dropped with the cost model's memory reason."""
-    from benchbench.config import ROOT, load_config
+    from benchbench.spec.config import ROOT, load_config
     from benchbench.study import expand
 
     cfg = load_config(ROOT / "config/studies/llama3-h100.yaml")
@@ -341,7 +341,7 @@ def test_custom_example_runs_through_the_workflow(tmp_path):
 
     import pandas as pd
 
-    from benchbench.config import ROOT
+    from benchbench.spec.config import ROOT
 
     snakemake = Path(sys.executable).with_name("snakemake")
     command = [
@@ -365,7 +365,7 @@ def test_custom_example_runs_through_the_workflow(tmp_path):
 def test_readme_preset_table_gives_the_exact_counts():
     import re
 
-    from benchbench.config import ROOT
+    from benchbench.spec.config import ROOT
 
     rows = re.findall(r"^\| (llama|vit) `(\w+)` \|.*\| ([\d,]+) \|$", (ROOT / "README.md").read_text(), re.M)
     assert {(a, p) for a, p, _ in rows} == {(a, p) for a in PRESETS for p in PRESETS[a]}
@@ -376,8 +376,8 @@ def test_readme_preset_table_gives_the_exact_counts():
 def test_llama_task_at_llama3_vocabulary_is_sparse_seeded_and_small():
     """At 128256 tokens the chain is a (V, 8) successor table (8 MB), not V² floats (66 GB):
     seeded batches, every target one of its input token's successors."""
-    from benchbench.archs.llama import SparseMarkovTokens
-    from benchbench.models import make_task
+    from benchbench.models.llama import SparseMarkovTokens
+    from benchbench.models.registry import make_task
 
     task = make_task(preset("llama", "8b", seq_len=32), 0)
     assert isinstance(task, SparseMarkovTokens) and task.successors.numel() == 128256 * 8
@@ -390,8 +390,8 @@ def test_llama_task_at_llama3_vocabulary_is_sparse_seeded_and_small():
 def test_cost_model_shapes_of_the_new_architectures():
     """The calibration's main GEMM and the activation-sized messages (tensor / pipeline parallel)
     of a Llama (w1: tokens x ffn_hidden x hidden) and a ViT (fc1 over 1 + patches tokens)."""
-    from benchbench.archs import boundary
-    from benchbench.costmodel.calibrate_rank import gemm_shape
+    from benchbench.models.presets import boundary
+    from benchbench.rank.calibrate import gemm_shape
 
     llama, vit = preset("llama", "tiny"), preset("vit", "tiny")
     assert gemm_shape(llama, 2) == (32, 64, 32) and boundary(llama) == (16, 32, 16 * 64)
@@ -404,7 +404,7 @@ def test_checkpoint_recompute_share_is_what_backward_recomputes(arch):
     block, its forward but the last matmul — the cost model's recompute share (attention, which
     CPU SDPA hides from the counter, left out of both)."""
     from benchbench.costmodel.predict import _block_flops, recompute_share
-    from benchbench.models import make_task
+    from benchbench.models.registry import make_task
     from benchbench.strategies.checkpointing import apply_ac
     from tests.conftest import make_test_job
 

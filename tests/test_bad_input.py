@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchbench import cli
-from benchbench.config import ROOT, SAFE_NAME, ConfigError, check_config, load_config, load_schema
+from benchbench.cli import main as cli
+from benchbench.spec.config import ROOT, SAFE_NAME, ConfigError, check_config, load_config, load_schema
 from benchbench.study import expand_runnable
 
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")

@@ -1,4 +1,4 @@
-"""Batched launches (benchbench/batch.py, ``benchbench.rank --batch``): several 2-rank jobs in
+"""Batched launches (benchbench/batch.py, ``benchbench.rank.main --batch``): several 2-rank jobs in
 one launch give the records they give alone, marked batched; a job that raises or kills a rank
 fails its own record and the jobs after it are relaunched."""
 
@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from benchbench.batch import Batch, BatchWatch, check_batch, job_starts, run_batch
-from benchbench.launch import run_job
-from benchbench.rank import STARTED_FILE
-from benchbench.record import validate_record
+from benchbench.launch.batch import Batch, BatchWatch, check_batch, job_starts, run_batch
+from benchbench.launch.run_job import run_job
+from benchbench.protocol.record import validate_record
+from benchbench.rank.main import STARTED_FILE
 from tests import test_faults
 from tests.conftest import make_test_job
 
@@ -75,7 +75,7 @@ def test_failing_job_fails_alone_and_the_rest_relaunch(tmp_path, fault, monkeypa
 def test_jobs_per_launch_is_checked(bad):
     import yaml
 
-    from benchbench.config import ROOT, ConfigError, check_config
+    from benchbench.spec.config import ROOT, ConfigError, check_config
 
     study = yaml.safe_load((ROOT / "config/studies/ci.yaml").read_text())
     assert check_config(dict(study))["jobs_per_launch"] == 1  # off unless asked for
@@ -86,7 +86,7 @@ def test_jobs_per_launch_is_checked(bad):
 def test_run_batch_command_refuses_a_mixed_batch(tmp_path, capsys):
     import json
 
-    from benchbench.cli import main
+    from benchbench.cli.main import main
 
     specs = json.dumps([make_test_job("ddp", 2).to_dict(), make_test_job("ddp", 2, threads_per_rank=2).to_dict()])
     assert main(["run-batch", "--specs", specs, "--out", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 2
@@ -98,7 +98,7 @@ def test_run_batch_command_refuses_a_mixed_batch(tmp_path, capsys):
 
 @pytest.mark.parametrize("launcher", ["torchrun", "srun"])
 def test_batched_launch_command_passes_the_batch_file(launcher, tmp_path):
-    from benchbench.launch import rank_command
+    from benchbench.launch.run_job import rank_command
 
     job = make_test_job("ddp", 2)
     cmd = rank_command(
@@ -110,7 +110,7 @@ def test_batched_launch_command_passes_the_batch_file(launcher, tmp_path):
         1234,
         rank_args=["--batch", str(tmp_path / "batch.json")],
     )
-    assert cmd[-4:] == ["-m", "benchbench.rank", "--batch", str(tmp_path / "batch.json")]
+    assert cmd[-4:] == ["-m", "benchbench.rank.main", "--batch", str(tmp_path / "batch.json")]
     assert "--job-file" not in cmd and (cmd[0] == "srun") == (launcher == "srun")
 
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from benchbench.config import ROOT
+from benchbench.spec.config import ROOT
 
 
 @pytest.mark.slow
@@ -73,9 +73,9 @@ def test_study_overhead_benchmark_prints_overhead_and_targets():
 
 def test_study_expansion_imports_no_torch_and_keeps_seq_len():
     """Expansion runs in every Snakemake start: it reads seq_len from the model config (only sequence
-    architectures have one) instead of importing torch for benchbench.models."""
+    architectures have one) instead of importing torch for benchbench.models.registry."""
     code = (
-        "import sys; from benchbench.config import load_config; from benchbench.study import expand; "
+        "import sys; from benchbench.spec.config import load_config; from benchbench.study import expand; "
         "jobs, _ = expand(load_config('config/studies/ci.yaml')); "
         "print('torch' in sys.modules, sorted({(j.model, j.seq_len) for j in jobs}, key=str))"
     )
@@ -83,7 +83,7 @@ def test_study_expansion_imports_no_torch_and_keeps_seq_len():
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split()[0] == "False"
     assert "('gpt-tiny', 16)" in proc.stdout and "('mlp-tiny', None)" in proc.stdout
-    from benchbench.models import ARCHITECTURES
+    from benchbench.models.registry import ARCHITECTURES
 
     assert {name: a.sequence for name, a in ARCHITECTURES.items()} == {
         name: "seq_len" in a.size_keys for name, a in ARCHITECTURES.items()

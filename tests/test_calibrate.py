@@ -14,7 +14,6 @@ from statistics import median
 
 import pytest
 
-from benchbench.config import DEFAULT_CONFIG, ROOT, check_config, load_config
 from benchbench.costmodel.calibrate import (
     LATENCY_BOUND_FACTOR,
     calibration_spec,
@@ -24,7 +23,8 @@ from benchbench.costmodel.calibrate import (
 )
 from benchbench.costmodel.calibration import CollectivePoint, read_calibration
 from benchbench.costmodel.collectives import COLLECTIVES, LATENCY_STEPS
-from benchbench.layout import StudyLayout
+from benchbench.spec.config import DEFAULT_CONFIG, ROOT, check_config, load_config
+from benchbench.spec.paths import StudyLayout
 from tests.conftest import TINY_GPT, TINY_MLP
 
 #: nccl-tests PERFORMANCE.md bus factors, written out here independently of collectives.BUS_FACTOR
@@ -225,7 +225,7 @@ def test_allow_failed_records_the_failure_so_the_workflow_goes_on_and_keeps_a_us
     calibration already there is not overwritten by a failed run."""
     from benchbench.costmodel.calibration import from_spec, write_calibration
     from benchbench.costmodel.validate import load_calibrations
-    from benchbench.hardware import load_hardware
+    from benchbench.spec.hardware import load_hardware
 
     bad = {"bad": {"model_cfg": dict(TINY_GPT, hidden=30, heads=4), "batches": [2]}}
     spec = tiny_spec(models=bad, max_bytes=1024)
@@ -301,11 +301,11 @@ def test_cli_refuses_a_hardware_the_study_does_not_run_on(tmp_path):
 
 def test_calibration_ranks_start_like_a_jobs_ranks_under_srun():
     from benchbench.costmodel.calibrate import RANK_MODULE, job_for
-    from benchbench.launch import rank_command
+    from benchbench.launch.run_job import rank_command
 
     job = job_for(tiny_spec(world_size=4, group_sizes=[2, 4]), 4)
     srun = rank_command(job, Path("s"), Path("o"), Path("e"), "srun", module=RANK_MODULE)
     assert srun[:3] == ["srun", "--ntasks=4", "--nodes=1"] and "--kill-on-bad-exit=1" in srun
-    assert srun[srun.index("-m") + 1] == "benchbench.costmodel.calibrate_rank"
+    assert srun[srun.index("-m") + 1] == "benchbench.rank.calibrate"
     torchrun = rank_command(job, Path("s"), Path("o"), Path("e"), "torchrun", module=RANK_MODULE)
-    assert "--nproc-per-node=4" in torchrun and torchrun[-7:-6] == ["benchbench.costmodel.calibrate_rank"]
+    assert "--nproc-per-node=4" in torchrun and torchrun[-7:-6] == ["benchbench.rank.calibrate"]

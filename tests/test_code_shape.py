@@ -3,7 +3,7 @@ written beside it (a ``# long: <why>`` comment on the line above its ``def``).""
 
 import ast
 
-from benchbench.config import ROOT
+from benchbench.spec.config import ROOT
 
 MAX_LINES = 40
 

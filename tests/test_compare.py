@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from benchbench import cli
-from benchbench.compare import (
+from benchbench.cli import main as cli
+from benchbench.protocol.record import make_record, write_record
+from benchbench.results.compare import (
     COLUMNS,
     FASTER,
     NO_TEST,
@@ -23,10 +24,9 @@ from benchbench.compare import (
     load_stats,
     repeat_stats,
 )
-from benchbench.config import ROOT
-from benchbench.layout import StudyLayout
-from benchbench.metrics import COMPARISON, METRICS
-from benchbench.record import make_record, write_record
+from benchbench.spec.config import ROOT
+from benchbench.spec.metrics import COMPARISON, METRICS
+from benchbench.spec.paths import StudyLayout
 from tests.conftest import make_test_job
 from tests.test_analysis import rec
 
@@ -151,7 +151,7 @@ def test_cli_exit_status_and_csv(tmp_path, capsys):
 
 def test_tables_are_read_when_the_records_are_gone(tmp_path):
     study = write_study(tmp_path, "s", {"ddp": [100.0, 101.0, 99.0]})
-    from benchbench.analysis import aggregate
+    from benchbench.results.tables import aggregate
 
     records = sorted((study / "raw").rglob("*.json"))
     aggregate(records, {n: study / "tables" / f"{n}.csv" for n in ("runs", "scaling", "dropped")})

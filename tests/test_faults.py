@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from benchbench.config import ROOT, load_schema
-from benchbench.failure import FAILURE_KINDS, Evidence, RankError, classify, parse_launcher_output
-from benchbench.heartbeat import read_beats
-from benchbench.launch import LOST_AFTER_S, Watch, free_port, lost_message, run_job
-from benchbench.record import make_record, validate_record
+from benchbench.launch.run_job import LOST_AFTER_S, Watch, free_port, lost_message, run_job
+from benchbench.protocol.failure import FAILURE_KINDS, Evidence, RankError, classify, parse_launcher_output
+from benchbench.protocol.heartbeat import read_beats
+from benchbench.protocol.record import make_record, validate_record
+from benchbench.spec.config import ROOT, load_schema
 from tests.conftest import make_test_job
 
 # captured from torchrun 2.x: rank 1 SIGKILLed itself; rank 0 torn down with SIGTERM
@@ -93,12 +93,12 @@ def test_classify_killed_rank_over_its_peers_symptom():
     assert exited.message == "rank 1 ended with exit code 1 and left no error"
 
 
-# captured from torchrun 2.13 (benchbench.elastic): rank 1 SIGKILLed at step 2; rank 0 lost its peer and
+# captured from torchrun 2.13 (benchbench.launch.elastic): rank 1 SIGKILLed at step 2; rank 0 lost its peer and
 # exited 1 at once, so torchrun's monitor found both dead in one pass and named rank 0 its root cause
 TORCHRUN_KILLED_PEER_FIRST = """\
 torch.distributed.elastic.multiprocessing.errors.ChildFailedError:
 ============================================================
-benchbench.rank FAILED
+benchbench.rank.main FAILED
 ------------------------------------------------------------
 Failures:
 [1]:
@@ -383,7 +383,9 @@ def test_watchdog_paused_with_its_ranks_calls_no_rank_lost(tmp_path):
 def test_rank_lost_on_this_host_says_its_process_is_alive(tmp_path):
     """A rank on this host whose process is still there (SIGSTOP here; a hung file system or a call
     holding the GIL alike) went silent, but is not gone: the message says so, with its state."""
-    code = f"from benchbench import heartbeat; import time; heartbeat.start({str(tmp_path)!r}, 1); time.sleep(60)"
+    code = (
+        f"from benchbench.protocol import heartbeat; import time; heartbeat.start({str(tmp_path)!r}, 1); time.sleep(60)"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
     try:
         deadline = time.monotonic() + 30
@@ -402,7 +404,9 @@ def test_rank_lost_on_this_host_says_its_process_is_alive(tmp_path):
 
 def test_heartbeat_line_carries_the_host(tmp_path):
     """The rank side writes its hostname; the parent reads it back (and reads older lines without)."""
-    code = f"from benchbench import heartbeat; heartbeat.start({str(tmp_path)!r}, 3); heartbeat.step(1, 5, 0.25)"
+    code = (
+        f"from benchbench.protocol import heartbeat; heartbeat.start({str(tmp_path)!r}, 3); heartbeat.step(1, 5, 0.25)"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=60)
     beat = read_beats(tmp_path)[3]
     assert (beat.rank, beat.steps, beat.phase, beat.host) == (3, 2, "steps", socket.gethostname()[:32])
@@ -460,7 +464,7 @@ def _fake_srun(tmp_path: Path, on_term: str) -> subprocess.Popen:
 
 
 def test_srun_is_stopped_with_sigterm_first(tmp_path):
-    from benchbench import launch
+    from benchbench.launch import run_job as launch
 
     proc = _fake_srun(tmp_path, f"touch {tmp_path}/teardown; exit 0")  # srun forwards SIGTERM, tears the step down
     launch._kill_job(proc.pid, tmp_path, srun=True)
@@ -468,7 +472,7 @@ def test_srun_is_stopped_with_sigterm_first(tmp_path):
 
 
 def test_srun_deaf_to_sigterm_is_killed_after_the_grace(tmp_path, monkeypatch):
-    from benchbench import launch
+    from benchbench.launch import run_job as launch
 
     monkeypatch.setattr(launch, "SRUN_GRACE_S", 0.5)
     proc = _fake_srun(tmp_path, "true")  # ignores SIGTERM
@@ -628,7 +632,7 @@ def test_sigterm_leaves_no_record_and_no_process(tmp_path, fault):
 
 
 def test_interrupt_inside_slurm_is_scheduler_killed(monkeypatch, capsys):
-    from benchbench import launch
+    from benchbench.launch import run_job as launch
 
     monkeypatch.setenv("SLURM_JOB_ID", "4242")
     monkeypatch.setattr(launch, "_slurm_state", lambda: "PREEMPTED")
@@ -647,7 +651,7 @@ def test_interrupt_inside_slurm_is_scheduler_killed(monkeypatch, capsys):
 
 
 def test_a_temporary_folder_left_by_a_killed_run_is_removed_by_the_next(tmp_path):
-    from benchbench.launch import _remove_stale_tmpdirs
+    from benchbench.launch.run_job import _remove_stale_tmpdirs
 
     (tmp_path / ".ws1-r0.k1ll3d").mkdir()
     (tmp_path / ".ws1-r0.k1ll3d" / "job.json").write_text("{}")

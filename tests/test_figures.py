@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchbench import plots
-from benchbench.config import ROOT
-from benchbench.layout import COSTMODEL_PLOTS, PLOT_FORMATS, PLOTS, PREDICTION_TABLES, TABLES, StudyLayout
-from benchbench.palette import PRESET_COLOURS, strategy_colour
-from benchbench.strategies import PRESETS
+from benchbench.results import plots
+from benchbench.results.palette import PRESET_COLOURS, strategy_colour
+from benchbench.spec.config import ROOT
+from benchbench.spec.paths import COSTMODEL_PLOTS, PLOT_FORMATS, PLOTS, PREDICTION_TABLES, TABLES, StudyLayout
+from benchbench.spec.plan import PRESETS
 
 # strategy -> (world sizes, dp, tp, pp, micro-batches)
 PLANS = {

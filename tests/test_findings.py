@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from benchbench.findings import NOT_TESTED, findings, sentence, summary_table
+from benchbench.results.findings import NOT_TESTED, findings, sentence, summary_table
 
 KEY = {"model": "gpt-small", "hardware": "cpu-local", "world_size": 2}
 
@@ -44,7 +44,7 @@ def test_significant_winner_with_margin_and_efficiency():
     text = str(sentence(f))
     assert text.startswith("gpt-small on cpu-local at 2 ranks: <b>ddp</b> is fastest, 1.42× dp-naive (significant")
     assert "; best efficiency 71% (ddp)." in text  # the unit of the table's "Best efficiency (%)"
-    from benchbench.htmltable import data_table
+    from benchbench.results.htmltable import data_table
 
     assert '<td data-value="0.71">71</td>' in data_table(summary_table([f]), "f")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchbench.config import ROOT, check_config
+from benchbench.spec.config import ROOT, check_config
 from tests.conftest import TINY_GPT, run
 
 pytestmark = pytest.mark.slow

@@ -19,11 +19,8 @@ import yaml
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
-from benchbench.analysis import aggregate
-from benchbench.config import ROOT, check_config
-from benchbench.launch import run_job
-from benchbench.layout import PLOT_FORMATS, PLOTS, TABLES, StudyLayout
-from benchbench.plots import (
+from benchbench.launch.run_job import run_job
+from benchbench.results.plots import (
     NO_BASELINE,
     NO_COMPRESSION,
     NO_OK_RUNS,
@@ -33,7 +30,10 @@ from benchbench.plots import (
     plot_scaling,
     read_table,
 )
-from benchbench.report import build_report
+from benchbench.results.report import build_report
+from benchbench.results.tables import aggregate
+from benchbench.spec.config import ROOT, check_config
+from benchbench.spec.paths import PLOT_FORMATS, PLOTS, TABLES, StudyLayout
 from benchbench.study import expand
 from tests.conftest import make_test_job
 
@@ -168,7 +168,7 @@ def test_report_when_no_job_ran_ok(tmp_path):
 
 def test_report_cli_accepts_an_empty_description(tmp_path):
     """The report rule passes ``--description=`` for a study without one."""
-    from benchbench import cli
+    from benchbench.cli import main as cli
 
     layout = StudyLayout("s", tmp_path)
     rec = run_job(make_test_job("ddp", 2), layout.raw / "a.json", "infeasible here")[1]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchbench.cli import build_parser
+from benchbench.cli.main import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW = ROOT / ".github" / "workflows" / "benchbench.yml"
@@ -52,7 +52,7 @@ def makefile_targets() -> set[str]:
 
 def benchbench_path(what: str) -> str:
     """What ``benchbench path WHAT --config STUDY`` prints: where the layout puts the study's outputs."""
-    from benchbench.cli import main
+    from benchbench.cli.main import main
 
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):

@@ -8,11 +8,11 @@ import json
 import pytest
 import torch
 
-from benchbench import rank as rank_entry
-from benchbench.hardware import load_hardware
-from benchbench.rendezvous import RankEnv
-from benchbench.train import setup_device
-from benchbench.verify import tolerance_for
+from benchbench.rank import main as rank_entry
+from benchbench.rank.gate import tolerance_for
+from benchbench.rank.loop import setup_device
+from benchbench.rank.rendezvous import RankEnv
+from benchbench.spec.hardware import load_hardware
 from tests.conftest import make_test_job
 
 H200 = load_hardware("h200-sxm")
@@ -45,9 +45,9 @@ def test_more_local_ranks_than_gpus_is_an_error(gpus):
 
 def test_device_is_set_before_the_nccl_group_and_handed_to_it(monkeypatch, tmp_path):
     calls, gpu = [], torch.device("cuda", 0)  # a device descriptor: no GPU needed to make one
-    monkeypatch.setattr("benchbench.train.setup_device", lambda job, env: calls.append("device") or gpu)
+    monkeypatch.setattr("benchbench.rank.loop.setup_device", lambda job, env: calls.append("device") or gpu)
     monkeypatch.setattr(rank_entry, "init_distributed", lambda *a: calls.append(("group", a[1], a[3])))
-    monkeypatch.setattr("benchbench.train.run_rank", lambda job, env, device: calls.append(("run", device)))
+    monkeypatch.setattr("benchbench.rank.loop.run_rank", lambda job, env, device: calls.append(("run", device)))
     job_file = tmp_path / "job.json"
     job_file.write_text(json.dumps(make_test_job("ddp", 2, hardware_cfg=H200).to_dict()))
     rank_entry._run(job_file, tmp_path / "out.json", RankEnv(0, 2, 0, "torchrun"))
@@ -101,9 +101,9 @@ def test_the_cpu_drop_reasons_are_what_torch_says_on_cpu(tmp_path):
     import subprocess
     import sys
 
-    from benchbench.hardware import load_hardware
-    from benchbench.strategies import resolve_plan
-    from benchbench.strategies.gpu_features import device_reason
+    from benchbench.spec.gpu_features import device_reason
+    from benchbench.spec.hardware import load_hardware
+    from benchbench.spec.plan import resolve_plan
 
     out = subprocess.run(
         [sys.executable, "-c", CPU_FAILURES, str(tmp_path / "store")], capture_output=True, text=True, timeout=120
@@ -122,7 +122,7 @@ def test_the_cp_position_buffer_and_the_float8_filter_on_cpu():
     """What of the GPU-only steps runs without a GPU: context parallel's position buffer gives the
     embedding the same output as ``arange`` while unsharded (the ring then shards it with the
     tokens), and float8's filter converts the blocks' Linears but not the head."""
-    from benchbench.models import build_model, materialize
+    from benchbench.models.registry import build_model, materialize
     from benchbench.strategies.context_parallel import apply_cp
     from benchbench.strategies.float8 import keep_in_float8
 

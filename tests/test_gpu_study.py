@@ -4,9 +4,9 @@ the memory drops of the ~8B model and the GPU-only plans on the cuda profiles (n
 import pytest
 import yaml
 
-from benchbench.config import ROOT, check_config
-from benchbench.models import model_info
-from benchbench.strategies import PRESETS
+from benchbench.models.registry import model_info
+from benchbench.spec.config import ROOT, check_config
+from benchbench.spec.plan import PRESETS
 from benchbench.study import expand
 
 
@@ -21,7 +21,7 @@ def study():
 @pytest.fixture(scope="module")
 def expanded(study):
     mp = pytest.MonkeyPatch()
-    from benchbench.strategies import gpu_features
+    from benchbench.spec import gpu_features
 
     mp.setattr(gpu_features, "torchao_available", lambda: True)  # as on a GPU node with torchao
     try:

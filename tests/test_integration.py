@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from benchbench.config import ROOT
-from benchbench.hardware import load_hardware
+from benchbench.spec.config import ROOT
+from benchbench.spec.hardware import load_hardware
 from tests.conftest import run
 
 CPU_LOCAL = load_hardware("cpu-local")
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def single_gpt(tmp_path_factory, request):
-    from benchbench.config import check_config
+    from benchbench.spec.config import check_config
     from tests.conftest import TINY_GPT
 
     cfg = check_config(

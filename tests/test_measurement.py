@@ -11,10 +11,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from benchbench.bubble import simulate, step_bubbles
-from benchbench.config import ROOT, check_config
-from benchbench.hardware import load_hardware
-from benchbench.strategies.comm_stats import BUS_FACTOR, CommCounter, merge_ranks
+from benchbench.rank.measure.bubble import simulate, step_bubbles
+from benchbench.rank.measure.comm_stats import BUS_FACTOR, CommCounter, merge_ranks
+from benchbench.spec.config import ROOT, check_config
+from benchbench.spec.hardware import load_hardware
 from tests.conftest import make_test_job, run
 
 
@@ -55,7 +55,7 @@ def torch_order(schedule: str, p: int, m: int) -> list[list[tuple]]:
     B = 2."""
     from types import SimpleNamespace
 
-    from benchbench.strategies.schedules import schedule_class
+    from benchbench.spec.schedules import schedule_class
 
     kinds = {
         "FORWARD": ("F", 1.0),
@@ -103,7 +103,7 @@ def test_multi_stage_replay_is_its_closed_form(schedule, p, m):
     """The table's bubble (schedules.py) of each 2-stage-per-rank schedule is what torch's own
     action order idles with equal F, I, W and free transfers (DualPipeV, ZB-V: makespan 6m + p − 1
     chunk-times on every rank's busy 6m; ZB-V's is not its paper's 0)."""
-    from benchbench.strategies.schedules import SCHEDULES
+    from benchbench.spec.schedules import SCHEDULES
 
     actions = torch_order(schedule, p, m)
     busy = {sum(a[3] for a in acts) for acts in actions}
@@ -122,7 +122,7 @@ def test_compile_marks_count_a_recompile_in_the_timed_steps(shapes):
     a steady shape, in the timed steps when a timed batch changes shape (a recompile)."""
     import torch
 
-    from benchbench.train import timed_loop
+    from benchbench.rank.loop import timed_loop
 
     torch._dynamo.reset()  # no cached code from another case
     fn = torch.compile(lambda x: (x.sin() * 2).sum(), backend="eager")
@@ -275,7 +275,7 @@ def test_known_delay_is_exposed_by_dp_naive_and_partly_hidden_by_ddp(cfg, tmp_pa
 def test_exposed_probe_runs_only_with_a_data_parallel_peer(monkeypatch, strategy):
     """At dp = 1 the gradient all-reduce runs over a group of one: no paired steps at all (the
     figures are empty, as for plans without a switch); at dp = 2 the same switch is paired."""
-    from benchbench import probes
+    from benchbench.rank.measure import probes
 
     paired = []
     monkeypatch.setattr(probes, "paired_steps", lambda *a: paired.append(a[3]) or ([2.0], [1.0]))

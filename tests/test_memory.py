@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchbench import memory
-from benchbench.config import ROOT
-from benchbench.launch import run_job
-from benchbench.models import build_model, make_task, materialize, model_info
+from benchbench.launch.run_job import run_job
+from benchbench.models.registry import build_model, make_task, materialize, model_info
+from benchbench.rank.measure import memory
+from benchbench.spec.config import ROOT
 from tests.conftest import TINY_GPT, make_test_job
 
 MLP = {"arch": "mlp", "width": 32, "depth": 3, "out_dim": 32}  # ZeRO-1 splits its 8 tensors evenly
@@ -78,7 +78,7 @@ def test_checkpointing_saves_less_and_its_recompute_counts_as_hardware_flops():
     selective (every 2nd block) > full, each exactly as estimated (a checkpointed block keeps its
     input alone); the executed (hardware) FLOPs rise by the recompute, at most one forward of the
     checkpointed blocks; gradients are unchanged; model FLOPs (analytic) do not depend on the plan."""
-    from benchbench.probes import ExecutedFlops
+    from benchbench.rank.measure.probes import ExecutedFlops
     from benchbench.strategies.checkpointing import apply_ac
 
     task = make_task(GPT, 0)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from benchbench.models import build_model, materialize, model_info
+from benchbench.models.registry import build_model, materialize, model_info
 
 
 def test_gpt_flops_hand_computed():

@@ -2,9 +2,8 @@
 
 import pytest
 
-from benchbench.config import check_config
-from benchbench.strategies import PRESETS, infeasible_reason, resolve_plan, theoretical_bubble
-from benchbench.strategies.plan import Plan
+from benchbench.spec.config import check_config
+from benchbench.spec.plan import PRESETS, Plan, infeasible_reason, resolve_plan, theoretical_bubble
 from benchbench.study import expand
 
 GPT = {"arch": "gpt", "layers": 4, "hidden": 32, "heads": 4, "seq_len": 16, "vocab": 64}
@@ -145,7 +144,7 @@ def test_strategy_defs_compose_new_plans_from_config():
 
 
 def test_strategies_study_drops_with_reasons():
-    from benchbench.config import ROOT, load_config
+    from benchbench.spec.config import ROOT, load_config
 
     cfg = load_config(ROOT / "config/studies/strategies.yaml")
     jobs, dropped = expand(cfg)
@@ -163,8 +162,8 @@ def test_strategies_study_drops_with_reasons():
 
 
 def test_config_schema_knows_every_plan_field():
-    from benchbench.config import load_schema
-    from benchbench.strategies.plan import PLAN_KEYS
+    from benchbench.spec.config import load_schema
+    from benchbench.spec.plan import PLAN_KEYS
 
     props = load_schema("config")["properties"]["strategy_defs"]["additionalProperties"]["properties"]
     assert set(props) == {"base", *PLAN_KEYS}
@@ -212,7 +211,7 @@ def _gpu_jobs(hardware, world_sizes=(2, 4, 8)):
 
 @pytest.mark.parametrize("hardware", ["h100-sxm", "h200-sxm"])
 def test_gpu_only_plans_expand_on_a_cuda_profile(hardware, monkeypatch):
-    from benchbench.strategies import gpu_features
+    from benchbench.spec import gpu_features
 
     monkeypatch.setattr(gpu_features, "torchao_available", lambda: True)
     jobs, dropped = _gpu_jobs(hardware, (2, 4))
@@ -224,7 +223,7 @@ def test_gpu_only_plans_expand_on_a_cuda_profile(hardware, monkeypatch):
 
 
 def test_float8_without_torchao_or_on_ampere_is_dropped_naming_it(monkeypatch):
-    from benchbench.strategies import gpu_features
+    from benchbench.spec import gpu_features
 
     monkeypatch.setattr(gpu_features, "torchao_available", lambda: False)
     _, dropped = _gpu_jobs("h100-sxm", (2,))

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from benchbench.config import ROOT
 from benchbench.costmodel import collectives
 from benchbench.costmodel.calibration import Calibration, CollectiveFit, PhasePoint, from_spec
 from benchbench.costmodel.predict import comm_rows, oversubscription, predict_job
-from benchbench.hardware import load_hardware
-from benchbench.job import Job
-from benchbench.models import model_info
-from benchbench.strategies.plan import resolve_plan
+from benchbench.models.registry import model_info
+from benchbench.spec.config import ROOT
+from benchbench.spec.hardware import load_hardware
+from benchbench.spec.job import Job
+from benchbench.spec.plan import resolve_plan
 
 from .conftest import TINY_GPT, make_test_job, run
 
@@ -296,7 +296,7 @@ def test_the_gpu_only_plans_are_predicted_from_spec(monkeypatch):
     """float8: the blocks' matmuls at the profile's fp8 peak (faster than bf16, never 2x: the
     head and attention stay); async TP: the TP collectives hidden behind compute; context
     parallel: FSDP over dp x cp plus the ring's KV all-gathers and reduce-scatters on cp."""
-    from benchbench.strategies import gpu_features
+    from benchbench.spec import gpu_features
 
     monkeypatch.setattr(gpu_features, "torchao_available", lambda: True)
     model = {"arch": "gpt", "layers": 8, "hidden": 1024, "heads": 16, "seq_len": 1024, "vocab": 32000}

@@ -10,13 +10,13 @@ import re
 import pytest
 import yaml
 
-from benchbench.cli import main
-from benchbench.config import SAFE_NAME, ConfigError, check_config, load_config
+from benchbench.cli.main import main
 from benchbench.costmodel.calibration import write_calibration
 from benchbench.costmodel.recommend import calibration_for, format_recommendation, recommend
 from benchbench.costmodel.space import candidates, generated_plans
-from benchbench.hardware import load_hardware
-from benchbench.strategies.plan import infeasible_reason, resolve_plan
+from benchbench.spec.config import SAFE_NAME, ConfigError, check_config, load_config
+from benchbench.spec.hardware import load_hardware
+from benchbench.spec.plan import infeasible_reason, resolve_plan
 from benchbench.study import expand, job_infeasible_reason, make_job
 
 from .test_predict import GPT_SMALL, hand_cal

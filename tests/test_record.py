@@ -6,8 +6,8 @@ import re
 import jsonschema
 import pytest
 
-from benchbench.job import Job
-from benchbench.record import SCHEMA_VERSION, job_of, make_record, read_record, validate_record, write_record
+from benchbench.protocol.record import SCHEMA_VERSION, job_of, make_record, read_record, validate_record, write_record
+from benchbench.spec.job import Job
 from tests.conftest import make_test_job
 
 JOB = make_test_job("ddp", 2, steps=1, warmup_steps=0)
@@ -77,14 +77,14 @@ def test_job_from_dict_names_unknown_and_missing_keys():
     ],
 )
 def test_spec_json_is_checked_before_anything_runs(change, expected):
-    from benchbench.record import job_from_json
+    from benchbench.protocol.record import job_from_json
 
     with pytest.raises(ValueError, match=re.escape(expected)):
         job_from_json({**JOB.to_dict(), **change})
 
 
 def test_plan_typo_is_an_error_not_the_default_plan():
-    from benchbench.record import job_from_json
+    from benchbench.protocol.record import job_from_json
 
     d = JOB.to_dict()
     d["plan"] = {**d["plan"], "tpp": 2}

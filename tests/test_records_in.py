@@ -8,8 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchbench import cli
-from benchbench.analysis import (
+from benchbench.cli import main as cli
+from benchbench.protocol.record import SCHEMA_VERSION
+from benchbench.results.records import READABLE_SCHEMA_VERSIONS, read_records, record_problem
+from benchbench.results.tables import (
     FAILURE_COLUMNS,
     REJECTED_COLUMNS,
     aggregate,
@@ -19,9 +21,7 @@ from benchbench.analysis import (
     sample_cv,
     scaling_table,
 )
-from benchbench.layout import TABLES
-from benchbench.record import SCHEMA_VERSION
-from benchbench.records_in import READABLE_SCHEMA_VERSIONS, read_records, record_problem
+from benchbench.spec.paths import TABLES
 from tests.test_analysis import rec
 
 
@@ -164,7 +164,7 @@ def test_grouped_statistics_are_bit_for_bit_those_of_one_configuration():
 
 
 def test_load_records_skips_bad_files_and_fails_only_when_none_is_usable(tmp_path, capsys):
-    from benchbench.analysis import load_records
+    from benchbench.results.tables import load_records
 
     good, bad = write(tmp_path / "good.json", rec("single", 1, 1.0)), write(tmp_path / "bad.json", "{")
     assert [r["job"]["strategy"] for r in load_records([bad, good])] == ["single"]
@@ -174,7 +174,7 @@ def test_load_records_skips_bad_files_and_fails_only_when_none_is_usable(tmp_pat
 
 
 def test_report_counts_failures_by_kind_and_lists_rejected_records(tmp_path):
-    from benchbench.report import build_report
+    from benchbench.results.report import build_report
 
     paths = [
         write(tmp_path / "ok.json", rec("single", 1, 1.0)),

@@ -7,12 +7,12 @@ import re
 
 import pytest
 
-from benchbench.analysis import RUN_COLUMNS, runs_table, scaling_table, with_correctness
-from benchbench.config import ROOT, load_schema
-from benchbench.metrics import COMPARISON, DERIVED, METRICS, SERIES, SUMMARY, SUMMARY_NAMES, VALIDATION, summarize
-from benchbench.provenance import FIELDS
-from benchbench.record import make_record
-from benchbench.report import PROVENANCE_SHOWN, SIDE_BY_SIDE_METRICS
+from benchbench.protocol.provenance import FIELDS
+from benchbench.protocol.record import make_record
+from benchbench.results.report import PROVENANCE_SHOWN, SIDE_BY_SIDE_METRICS
+from benchbench.results.tables import RUN_COLUMNS, runs_table, scaling_table, with_correctness
+from benchbench.spec.config import ROOT, load_schema
+from benchbench.spec.metrics import COMPARISON, DERIVED, METRICS, SERIES, SUMMARY, SUMMARY_NAMES, VALIDATION, summarize
 from tests.conftest import make_test_job
 
 METRICS_MD = ROOT / "docs" / "METRICS.md"
@@ -186,7 +186,7 @@ def test_registry_declares_known_reductions():
 
 
 def test_schedule_table_agrees_with_torch_and_the_schema():
-    from benchbench.strategies.schedules import SCHEDULES, is_multi_stage
+    from benchbench.spec.schedules import SCHEDULES, is_multi_stage
 
     for name, sched in SCHEDULES.items():
         assert sched.multi_stage == is_multi_stage(name), name  # derived from PipelineScheduleMulti
@@ -195,8 +195,8 @@ def test_schedule_table_agrees_with_torch_and_the_schema():
 
 
 def test_data_parallel_table_agrees_with_plan_and_schema():
+    from benchbench.spec.plan import COMPRESSIONS, DP_FLAVOURS
     from benchbench.strategies.parallelize import DATA_PARALLEL
-    from benchbench.strategies.plan import COMPRESSIONS, DP_FLAVOURS
 
     assert set(DATA_PARALLEL) == set(DP_FLAVOURS)
     props = load_schema("config")["properties"]["strategy_defs"]["additionalProperties"]["properties"]
@@ -205,7 +205,7 @@ def test_data_parallel_table_agrees_with_plan_and_schema():
 
 
 def test_architecture_table_agrees_with_the_schema_and_gives_each_a_task():
-    from benchbench.models import ARCHITECTURES, make_task
+    from benchbench.models.registry import ARCHITECTURES, make_task
     from tests.conftest import TINY_GPT, TINY_MLP
 
     assert load_schema("config")["$defs"]["model"]["properties"]["arch"]["enum"] == list(ARCHITECTURES)
@@ -215,8 +215,8 @@ def test_architecture_table_agrees_with_the_schema_and_gives_each_a_task():
 
 
 def test_plot_table_agrees_with_the_layout():
-    from benchbench.layout import PLOTS
-    from benchbench.plots import _DRAW
+    from benchbench.results.plots import _DRAW
+    from benchbench.spec.paths import PLOTS
 
     assert set(_DRAW) == set(PLOTS)
 
@@ -231,6 +231,6 @@ def test_plot_table_agrees_with_the_layout():
     ],
 )
 def test_gate_matches_parameters_by_canonical_name(raw, canonical):
-    from benchbench.verify import canonical_name
+    from benchbench.rank.gate import canonical_name
 
     assert canonical_name(raw) == canonical

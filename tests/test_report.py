@@ -6,11 +6,11 @@ import re
 
 import pytest
 
-from benchbench import cli
-from benchbench.analysis import aggregate
-from benchbench.htmltable import label, with_error
-from benchbench.layout import TABLES, StudyLayout
-from benchbench.report import study_records
+from benchbench.cli import main as cli
+from benchbench.results.htmltable import label, with_error
+from benchbench.results.report import study_records
+from benchbench.results.tables import aggregate
+from benchbench.spec.paths import TABLES, StudyLayout
 from tests.test_analysis import rec
 
 TIMES = {("single", 1): (1.0, 1.02), ("ddp", 2): (0.50, 0.51), ("dp-naive", 2): (0.80, 0.81)}
@@ -84,7 +84,7 @@ def test_figures_json_shows_only_figures_with_data(tmp_path):
 
 
 def test_without_figures_json_no_data_placeholders_are_left_out_and_captions_are_the_plots(tmp_path):
-    from benchbench.plots import CAPTIONS
+    from benchbench.results.plots import CAPTIONS
 
     layout = _study(tmp_path, "s")
     plots = layout.dir / "plots"
@@ -119,7 +119,7 @@ def test_merged_folders_get_a_section_each_and_a_comparison(tmp_path):
 
 
 def test_bytes_shown_in_mib_and_mib_kept():
-    from benchbench.htmltable import shown
+    from benchbench.results.htmltable import shown
 
     assert shown("comm_bytes_per_step", 3 * 2**20) == ("3.00", 3 * 2**20)
     assert shown("peak_mem_mb", 512.0) == ("512", 512.0)

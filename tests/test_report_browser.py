@@ -18,9 +18,9 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from benchbench.analysis import aggregate
-from benchbench.layout import TABLES
-from benchbench.report import TEMPLATES, build_report
+from benchbench.results.report import TEMPLATES, build_report
+from benchbench.results.tables import aggregate
+from benchbench.spec.paths import TABLES
 from tests.test_analysis import rec
 
 pytestmark = pytest.mark.slow
@@ -61,7 +61,7 @@ def contract_page(path: Path, extra: str = "", no_script: bool = False) -> Path:
 
 def synthetic_report(root: Path) -> Path:
     """A real report from :func:`build_report`: synthetic records, their tables and SVG plots."""
-    from benchbench.plots import plot_scaling
+    from benchbench.results.plots import plot_scaling
 
     records = [rec("single", 1, 1.0), rec("ddp", 1, 1.1), rec("ddp", 2, 0.625), rec("ddp", 4, 0.5)]
     records += [rec("dp-naive", 2, 0.8), rec("dp-naive", 4, 0.9), rec("fsdp", 2, 0.7, status="failed")]
@@ -296,9 +296,9 @@ def test_broken_pages_are_caught(browser, tmp_path, extra, no_script, expected):
 def test_prediction_section_as_a_reader_sees_it(browser, tmp_path):
     """The Prediction section (tests/test_validate.py's study: records, calibration, prediction
     tables, the cost model's figures) sorts, filters and fits like the rest of the page."""
-    from benchbench import cli
-    from benchbench.layout import COSTMODEL_PLOTS
-    from benchbench.plots import calibration_points, plot_costmodel, read_table
+    from benchbench.cli import main as cli
+    from benchbench.results.plots import calibration_points, plot_costmodel, read_table
+    from benchbench.spec.paths import COSTMODEL_PLOTS
     from tests.test_validate import _calibration, _study
 
     layout = _study(tmp_path)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchbench.config import ROOT
+from benchbench.spec.config import ROOT
 
 pytestmark = pytest.mark.slow
 

@@ -18,10 +18,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from benchbench.config import ROOT, validate
-from benchbench.hardware import HardwareProfile, load_hardware
-from benchbench.launch import LOST_AFTER_S, SRUN_GRACE_S, rank_command
-from benchbench.slurm import first_host, job_resources, rank_env_from_slurm, timed_alone
+from benchbench.launch.run_job import LOST_AFTER_S, SRUN_GRACE_S, rank_command
+from benchbench.launch.slurm import first_host, job_resources, rank_env_from_slurm, timed_alone
+from benchbench.spec.config import ROOT, validate
+from benchbench.spec.hardware import HardwareProfile, load_hardware
 from tests.conftest import make_test_job
 
 
@@ -321,7 +321,7 @@ def test_study_in_one_allocation(tmp_path):
 
 def _rendezvous(env_extra: dict[str, str], timeout: float = 2) -> subprocess.CompletedProcess:
     code = (
-        "from benchbench.rendezvous import RankEnv, init_distributed\n"
+        "from benchbench.rank.rendezvous import RankEnv, init_distributed\n"
         f"init_distributed(RankEnv(1, 2, 0, 'srun'), 'gloo', {timeout})\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM")} | env_extra

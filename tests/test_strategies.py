@@ -4,8 +4,8 @@ are measured and pipeline bubbles recorded. Hybrids run on 4 ranks (sharing the 
 
 import pytest
 
-from benchbench.config import check_config
-from benchbench.record import job_of
+from benchbench.protocol.record import job_of
+from benchbench.spec.config import check_config
 from tests.conftest import run
 
 pytestmark = pytest.mark.slow

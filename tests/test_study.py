@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from benchbench.config import DEFAULT_CONFIG, ConfigError, check_config, load_config
-from benchbench.layout import StudyLayout
+from benchbench.spec.config import DEFAULT_CONFIG, ConfigError, check_config, load_config
+from benchbench.spec.paths import StudyLayout
 from benchbench.study import expand
 
 

@@ -8,25 +8,25 @@ import json
 import subprocess
 import sys
 
-from benchbench import provenance
-from benchbench.config import ROOT
+from benchbench.protocol import provenance
+from benchbench.spec.config import ROOT
 from tests.conftest import make_test_job
 
 # What the parent of a job, the Snakefile (workflow/rules/common.smk) and the tables, plots and
 # report rules import: study expansion, feasibility, the launcher, the report.
 PARENT_MODULES = [
-    "benchbench.cli",
+    "benchbench.cli.main",
     "benchbench.study",
-    "benchbench.launch",
-    "benchbench.record",
-    "benchbench.provenance",
-    "benchbench.layout",
-    "benchbench.slurm",
+    "benchbench.launch.run_job",
+    "benchbench.protocol.record",
+    "benchbench.protocol.provenance",
+    "benchbench.spec.paths",
+    "benchbench.launch.slurm",
     "benchbench.costmodel.calibrate",
-    "benchbench.analysis",
-    "benchbench.records_in",
-    "benchbench.plots",
-    "benchbench.report",
+    "benchbench.results.tables",
+    "benchbench.results.records",
+    "benchbench.results.plots",
+    "benchbench.results.report",
     "benchbench.costmodel.validate",
 ]
 # torch's APIs that only some plans use, whose imports cost up to a second (ZeRO's
@@ -54,7 +54,7 @@ def test_a_plan_imports_only_the_torch_it_uses(tmp_path):
     (tmp_path / "job.json").write_text(json.dumps(job.to_dict()))
     args = ["--job-file", str(tmp_path / "job.json"), "--out", str(tmp_path / "r.json"), "--err-dir", str(tmp_path)]
     code = (
-        f"import sys\nfrom benchbench.rank import main\nassert main({args!r}) == 0\n"
+        f"import sys\nfrom benchbench.rank.main import main\nassert main({args!r}) == 0\n"
         f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     )
     assert _python(code).strip() == ""
@@ -90,7 +90,7 @@ def test_git_commit_is_read_from_the_files_as_git_reads_it(tmp_path, monkeypatch
 
 
 def test_study_throughput_share_from_record_times():
-    from benchbench.report import study_throughput
+    from benchbench.results.report import study_throughput
 
     def rec(created: str, wall: float | None, steps: list[float]) -> dict:
         return {"created_at": created, "env": {"wall_time_s": wall} if wall else {}, "step_time_s": steps}
@@ -111,7 +111,7 @@ def test_imports_are_frozen_once_so_each_collection_scans_only_the_job():
     freezes what the imports left, once per process: the frozen count is large, a second call
     freezes nothing more, and a collection no longer walks the imports."""
     code = (
-        "import gc, sys\nfrom benchbench.train import freeze_imports\n"
+        "import gc, sys\nfrom benchbench.rank.loop import freeze_imports\n"
         "freeze_imports(); n = gc.get_freeze_count(); freeze_imports()\n"
         "print(n, gc.get_freeze_count() == n, 'torch._dynamo' in sys.modules, len(gc.get_objects()) < n / 10)"
     )

@@ -10,12 +10,12 @@ from dataclasses import replace
 import pandas as pd
 import pytest
 
-from benchbench import cli
+from benchbench.cli import main as cli
 from benchbench.costmodel import validate as v
 from benchbench.costmodel.calibration import Calibration, CollectiveFit, CollectivePoint, write_calibration
 from benchbench.costmodel.predict import Prediction
-from benchbench.layout import COSTMODEL_PLOTS, PLOT_FORMATS, TABLES, StudyLayout
-from benchbench.report import build_report, study_records
+from benchbench.results.report import build_report, study_records
+from benchbench.spec.paths import COSTMODEL_PLOTS, PLOT_FORMATS, TABLES, StudyLayout
 from tests.test_analysis import rec
 
 
@@ -152,7 +152,7 @@ def _calibration() -> Calibration:
 
 def _study(tmp_path, predicted=True, calibration="good"):
     """A results folder with records, tables, (a calibration) and the prediction tables."""
-    from benchbench.analysis import aggregate
+    from benchbench.results.tables import aggregate
 
     layout = StudyLayout("s", tmp_path)
     layout.raw.mkdir(parents=True)
@@ -180,7 +180,7 @@ def _study(tmp_path, predicted=True, calibration="good"):
 
 
 def _config():
-    from benchbench.config import check_config
+    from benchbench.spec.config import check_config
     from tests.conftest import TINY_GPT
 
     return check_config(
@@ -328,7 +328,7 @@ def test_validate_refuses_a_bad_study_before_writing_anything(tmp_path, study, c
 
 
 def test_a_failed_calibration_draws_a_no_data_busbw(tmp_path):
-    from benchbench.plots import calibration_points, plot_costmodel
+    from benchbench.results.plots import calibration_points, plot_costmodel
 
     written = plot_costmodel(
         calibration_points([replace(_calibration(), points=[])]),

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from benchbench import verify
+from benchbench.rank import gate as verify
 from tests.conftest import make_test_job
 
 

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from benchbench.config import ROOT, check_config
 from benchbench.costmodel.calibration import read_calibration
-from benchbench.layout import COSTMODEL_PLOTS, PLOTS
+from benchbench.spec.config import ROOT, check_config
+from benchbench.spec.paths import COSTMODEL_PLOTS, PLOTS
 from benchbench.study import expand
 
 pytestmark = pytest.mark.slow

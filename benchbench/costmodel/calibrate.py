@@ -3,8 +3,8 @@
 Parent side (no torch): :func:`calibration_spec` turns a validated study and a hardware profile
 into the spec of one calibration (the world size, group sizes, models and per-rank batches the
 study's jobs use); :func:`run_calibration` starts
-:mod:`benchbench.costmodel.calibrate_rank` on every rank through the jobs' own launcher
-(:func:`benchbench.launch.launch_ranks`: torchrun locally, srun inside a Slurm allocation, the
+:mod:`benchbench.rank.calibrate` on every rank through the jobs' own launcher
+(:func:`benchbench.launch.run_job.launch_ranks`: torchrun locally, srun inside a Slurm allocation, the
 heartbeat watchdog, ``timeout_s``, no orphans) and writes the calibration atomically — or raises
 :class:`CalibrationFailed` and writes nothing. Also here, used by the ranks and the tests: the
 sweep's sizes and iteration counts (:func:`sweep_sizes`, :func:`iterations`), the nccl-tests
@@ -30,10 +30,10 @@ from benchbench.costmodel.calibration import (
     write_calibration,
 )
 from benchbench.costmodel.collectives import LATENCY_STEPS, algbw, bus_bytes, busbw
-from benchbench.hardware import HardwareProfile
-from benchbench.job import Job
+from benchbench.spec.hardware import HardwareProfile
+from benchbench.spec.job import Job
 
-RANK_MODULE = "benchbench.costmodel.calibrate_rank"
+RANK_MODULE = "benchbench.rank.calibrate"
 DEFAULT_MAX_BYTES = 256 * 1024**2  # the study's calibration_max_bytes default (config schema)
 MIN_BYTES = 1024  # the sweep's first size; each next one is 4x
 LATENCY_BOUND_FACTOR = 100.0  # B of a sweep that shows no bandwidth term: this x the best busbw seen
@@ -60,8 +60,8 @@ def calibration_spec(study_cfg: dict[str, Any], hardware: str) -> dict[str, Any]
     ``predicted-top-K`` entry needs a calibration to expand, so here it stands for ddp and every
     group size a plan may use (the divisors > 1 of each world size): the spec, and so calibrating,
     never depends on a calibration. Raises ``ValueError`` when the study runs no job on ``hardware``."""
-    from benchbench.config import PREDICTED_TOP
-    from benchbench.hardware import load_hardware
+    from benchbench.spec.config import PREDICTED_TOP
+    from benchbench.spec.hardware import load_hardware
     from benchbench.study import expand
 
     top = [s for s in study_cfg["strategies"] if PREDICTED_TOP.fullmatch(s) and s not in study_cfg["strategy_defs"]]
@@ -134,10 +134,10 @@ def job_for(
     batch: int = 1,
     label: str = "calibration",
 ) -> Job:
-    """The :class:`~benchbench.job.Job` that carries a calibration through the jobs' machinery:
+    """The :class:`~benchbench.spec.job.Job` that carries a calibration through the jobs' machinery:
     ``world_size`` ranks in one data-parallel group (the launcher's view), or, with a model, the
     single-process job whose training step the compute calibration times (AdamW, the study's lr)."""
-    from benchbench.strategies.plan import resolve_plan
+    from benchbench.spec.plan import resolve_plan
 
     plan = resolve_plan("single" if world_size == 1 else "ddp", world_size)
     cfg = dict(model_cfg or {})
@@ -236,7 +236,7 @@ def run_calibration(spec: dict[str, Any], out: str | Path, launcher: str = "auto
     """Calibrate on the ranks and write the calibration to ``out`` atomically; raises
     :class:`CalibrationFailed` (nothing written at ``out``) when a rank fails or the calibration
     outlives ``timeout_s``, ``ValueError`` for a spec :func:`check_spec` refuses."""
-    from benchbench.launch import _remove_stale_tmpdirs, failure_of, launch_ranks
+    from benchbench.launch.run_job import _remove_stale_tmpdirs, failure_of, launch_ranks
 
     check_spec(spec)
     out = Path(out)

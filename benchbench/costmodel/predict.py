@@ -28,9 +28,9 @@ from benchbench.costmodel.tensors import (
     stage_layers,
     stage_tensors,
 )
-from benchbench.job import Job
-from benchbench.strategies.plan import checkpointed_blocks, theoretical_bubble
-from benchbench.strategies.schedules import SCHEDULES, stage_ids
+from benchbench.spec.job import Job
+from benchbench.spec.plan import checkpointed_blocks, theoretical_bubble
+from benchbench.spec.schedules import SCHEDULES, stage_ids
 
 
 @dataclass(frozen=True)
@@ -53,8 +53,8 @@ class Prediction:
     bubble_fraction: float | None  # pipeline plans: idle share of the step
     step_time_s: float
     samples_per_s: float
-    model_state_bytes: float  # benchbench.memory.model_state_estimate
-    activation_bytes: float | None  # benchbench.memory.activation_estimate
+    model_state_bytes: float  # benchbench.rank.measure.memory.model_state_estimate
+    activation_bytes: float | None  # benchbench.rank.measure.memory.activation_estimate
     memory_bytes: float  # model state + activations of the rank holding the most
     memory_limit_bytes: float | None  # the profile's memory_gb, bytes
     fits: bool | None  # memory_bytes <= memory_limit_bytes; None where the profile gives no memory
@@ -199,7 +199,7 @@ def phases(ctx: Ctx, batch: float) -> tuple[float, float, float]:
     backward twice that (Kaplan et al. 2020's 6N rule, as models.py counts), rate =
     ``compute_rates[precision]`` — and optimizer = parameters × ADAMW_BYTES_PER_PARAM / memory
     bandwidth."""
-    from benchbench.models import model_info
+    from benchbench.models.registry import model_info
 
     job, cal = ctx.job, ctx.cal
     points = measured_points(ctx)
@@ -243,13 +243,13 @@ def recompute_share(job: Job, stages: list[int], n_stages: int) -> float:
 def _block_flops(cfg: dict[str, Any]) -> tuple[float, float, float, float]:
     """Forward FLOPs per sample: the first stage's extras, one block, the head, and the block's
     last matmul (gpt fc2 8·t·h², Llama w2 2·t·f·d, ViT fc2 2·T·m·h), which recompute skips."""
-    from benchbench.archs import boundary
+    from benchbench.models.presets import boundary
 
     tokens, h, _ = boundary(cfg)
     if cfg["arch"] == "gpt":
         block, head = gpt_layer_flops(cfg)
         return 0.0, block, head, 8.0 * tokens * h * h
-    from benchbench.models import ARCHITECTURES, size_args
+    from benchbench.models.registry import ARCHITECTURES, size_args
 
     first, block, head = ARCHITECTURES[cfg["arch"]].stage_flops(**size_args(cfg))
     width = int(cfg["ffn_hidden" if cfg["arch"] == "llama" else "mlp_hidden"])
@@ -259,7 +259,7 @@ def _block_flops(cfg: dict[str, Any]) -> tuple[float, float, float, float]:
 def memory_bandwidth(ctx: Ctx) -> float:
     """Bytes/s of the rank's memory: the spec figure, else what the measured optimizer step moves
     (parameters × ADAMW_BYTES_PER_PARAM / optimizer seconds: AdamW is memory-bound)."""
-    from benchbench.models import model_info
+    from benchbench.models.registry import model_info
 
     if ctx.cal.memory_bandwidth:
         return ctx.cal.memory_bandwidth
@@ -273,7 +273,7 @@ def memory_bandwidth(ctx: Ctx) -> float:
 def achieved_flops(ctx: Ctx) -> float:
     """FLOP/s the rank sustains on this model: training FLOPs of one sample / (forward + backward)
     at the job's per-rank batch (measured, or the spec rate)."""
-    from benchbench.models import model_info
+    from benchbench.models.registry import model_info
 
     b = ctx.job.local_batch
     f, bw, _ = phases(ctx, b)
@@ -506,7 +506,7 @@ def tp_part(ctx: Ctx, stages: list[int], n_stages: int, batch: float) -> Part:
     if tp <= 1:
         return Part()
     elt = 2 if job.dtype == "bf16" else FP32
-    from benchbench.archs import boundary
+    from benchbench.models.presets import boundary
 
     tokens, hidden, outputs = boundary(c)
     a, a32 = (batch * tokens * hidden * e for e in (elt, FP32))
@@ -534,8 +534,8 @@ def tp_part(ctx: Ctx, stages: list[int], n_stages: int, batch: float) -> Part:
 
 def activation_elems(model_cfg: dict[str, Any]) -> int:
     """Elements of one sample's activation between blocks, tokens x width
-    (:func:`benchbench.archs.boundary`: seq_len x hidden, a ViT's 1 + patches x hidden)."""
-    from benchbench.archs import boundary
+    (:func:`benchbench.models.presets.boundary`: seq_len x hidden, a ViT's 1 + patches x hidden)."""
+    from benchbench.models.presets import boundary
 
     tokens, hidden, _ = boundary(model_cfg)
     return tokens * hidden
@@ -600,7 +600,7 @@ def _optimizer_s(job: Job, optimizer_s: float, tensors: list[Tensor]) -> float:
     """The optimizer's seconds on a rank: the whole model's, × the share of the parameters the
     rank holds (its stages, its tensor-parallel shard), / dp where the optimizer state is sharded
     (ZeRO-1, FSDP2: Rajbhandari et al. 2020; HSDP: / dp_shard)."""
-    from benchbench.models import model_info
+    from benchbench.models.registry import model_info
 
     held = sum(t.numel for t in tensors) / model_info(job.model_cfg).params
     shards = {"zero1": job.plan.dp, "fsdp": job.plan.shard_size}.get(dp_flavour(job), 1)
@@ -794,14 +794,14 @@ def rank_ops(ctx: Ctx, r: int) -> list[Op]:
 
 
 def memory(job: Job) -> tuple[float, float | None, float, str]:
-    """Model state (:func:`~benchbench.memory.model_state_estimate`) and saved activations
-    (:func:`~benchbench.memory.activation_estimate`) of the rank holding the most, and the total,
-    which adds DDP's gradient buckets (:func:`~benchbench.memory.ddp_bucket_estimate`); where the
+    """Model state (:func:`~benchbench.rank.measure.memory.model_state_estimate`) and saved activations
+    (:func:`~benchbench.rank.measure.memory.activation_estimate`) of the rank holding the most, and the total,
+    which adds DDP's gradient buckets (:func:`~benchbench.rank.measure.memory.ddp_bucket_estimate`); where the
     activation estimate is not derived (bf16, sequence parallel) the fp32, non-SP figure of the
     same job stands in as an upper bound (said in the returned note)."""
     from dataclasses import replace
 
-    from benchbench.memory import activation_estimate, ddp_bucket_estimate, model_state_estimate
+    from benchbench.rank.measure.memory import activation_estimate, ddp_bucket_estimate, model_state_estimate
 
     state, buckets = model_state_estimate(job), ddp_bucket_estimate(job)
     act = activation_estimate(job)
@@ -915,7 +915,7 @@ def config_jobs(
     """The jobs of one model × hardware × world size: the study's strategies (``plans="study"``),
     or those and every candidate of :func:`~benchbench.costmodel.space.candidates` (``"all"``)."""
     from benchbench.costmodel.space import candidates
-    from benchbench.hardware import load_hardware
+    from benchbench.spec.hardware import load_hardware
     from benchbench.study import make_job
 
     names = {s: None for s in cfg["strategies"] if s in cfg["strategy_defs"] or not s.startswith("predicted-top-")}

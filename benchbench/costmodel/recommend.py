@@ -20,11 +20,11 @@ from typing import Any
 
 import yaml
 
-from benchbench.config import ConfigError
 from benchbench.costmodel.calibration import Calibration, from_spec, read_calibration
 from benchbench.costmodel.predict import Prediction, config_jobs, predict_job
-from benchbench.hardware import load_hardware
-from benchbench.layout import RESULTS, StudyLayout
+from benchbench.spec.config import ConfigError
+from benchbench.spec.hardware import load_hardware
+from benchbench.spec.paths import RESULTS, StudyLayout
 
 MEASURED, PREDICTED = "measured", "predicted"
 #: Said wherever measured and predicted throughputs are ranked together.
@@ -102,7 +102,7 @@ def study_global_batch(cfg: dict[str, Any], model: str, hardware: str, world_siz
     """The study's own global batch at ``world_size`` when the study runs that world size (so its
     records match the plans ranked, and count as measured), else ``None`` (the model's batch_size x
     world size: "Beyond the study")."""
-    from benchbench.config import PREDICTED_TOP
+    from benchbench.spec.config import PREDICTED_TOP
     from benchbench.study import make_job
 
     if world_size not in cfg["world_sizes"]:

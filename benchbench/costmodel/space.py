@@ -2,7 +2,7 @@
 hardware profile and a world size, each as a study-style ``strategy_defs`` entry with a readable
 safe name, so that any plan the cost model recommends can be pasted into a study.
 
-Generated (only combinations :func:`~benchbench.strategies.plan.infeasible_reason` can accept):
+Generated (only combinations :func:`~benchbench.spec.plan.infeasible_reason` can accept):
 
 * tp in powers of 2 up to the profile's ``devices_per_node`` (a tensor-parallel group stays on
   one node's fast links) that divide what the architecture's TP plan splits;
@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchbench.hardware import HardwareProfile
-from benchbench.strategies.plan import PRESETS, infeasible_reason, resolve_plan
+from benchbench.spec.hardware import HardwareProfile
+from benchbench.spec.plan import PRESETS, infeasible_reason, resolve_plan
 
 GENERATED_FLAVOURS = ("ddp", "zero1", "fsdp")
 #: schedule -> stages per rank
@@ -41,9 +41,9 @@ def powers_of_two(limit: int) -> list[int]:
 
 def tp_choices(model_cfg: dict[str, Any], profile: HardwareProfile) -> list[int]:
     """Tensor-parallel sizes: powers of 2 ≤ devices per node dividing the sizes the architecture's
-    TP plan splits (:data:`benchbench.archs.RULES`: a gpt's heads, hidden and vocab; a Llama's
+    TP plan splits (:data:`benchbench.models.presets.RULES`: a gpt's heads, hidden and vocab; a Llama's
     heads, kv_heads, ffn_hidden, vocab; ...); [1] where it declares no TP plan."""
-    from benchbench.archs import arch_rules
+    from benchbench.models.presets import arch_rules
 
     rules = arch_rules(model_cfg)
     if rules.tp_divides is None:
@@ -54,7 +54,7 @@ def tp_choices(model_cfg: dict[str, Any], profile: HardwareProfile) -> list[int]
 
 def pp_choices(model_cfg: dict[str, Any]) -> list[int]:
     """Pipeline sizes: powers of 2 up to the layers, where the architecture declares a split."""
-    from benchbench.archs import arch_rules
+    from benchbench.models.presets import arch_rules
 
     if not arch_rules(model_cfg).pipeline or "layers" not in model_cfg:
         return [1]

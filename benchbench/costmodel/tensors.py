@@ -2,7 +2,7 @@
 of its pipeline stages and tensor-parallel shard in registration order, DDP's gradient buckets,
 FSDP2's units and the share of the model's FLOPs the rank computes.
 
-The shapes follow :mod:`benchbench.models` (registration order: a GPT's embeddings, blocks — ln1,
+The shapes follow :mod:`benchbench.models.registry` (registration order: a GPT's embeddings, blocks — ln1,
 attention q, k, v, proj, ln2, MLP fc1, fc2 — final LayerNorm, head; an MLP's layers, head), the
 pipeline split of :mod:`benchbench.strategies.pipeline_parallel` (stage s of n holds layers
 ⌊s·L/n⌋ … ⌊(s+1)·L/n⌋ − 1, embeddings on stage 0, final LayerNorm and head on the last) and the
@@ -82,12 +82,12 @@ def mlp_tensors(cfg: dict[str, Any]) -> list[Tensor]:
 
 def stage_tensors(model_cfg: dict[str, Any], stage: int, n_stages: int, tp: int) -> list[Tensor]:
     """The tensors of one stage of any architecture (an MLP has one stage and no tensor split; the
-    architectures of :mod:`benchbench.archs` are read off their meta-built model)."""
+    architectures of :mod:`benchbench.models.presets` are read off their meta-built model)."""
     if model_cfg["arch"] == "gpt":
         return gpt_tensors(model_cfg, stage, n_stages, tp)
     if model_cfg["arch"] == "mlp":
         return mlp_tensors(model_cfg)
-    from benchbench.archs.accounting import meta_tensors
+    from benchbench.models.accounting import meta_tensors
 
     return meta_tensors(model_cfg, stage, n_stages, tp)
 
@@ -128,7 +128,7 @@ def fsdp_units(tensors: list[Tensor], dp: int) -> list[int]:
 
 def gpt_layer_flops(cfg: dict[str, Any]) -> tuple[float, float]:
     """Forward FLOPs of one sequence through one block and through the head
-    (:func:`benchbench.models.gpt_train_flops_per_sample`'s terms / 3)."""
+    (:func:`benchbench.models.registry.gpt_train_flops_per_sample`'s terms / 3)."""
     h, v, t = (int(cfg[k]) for k in ("hidden", "vocab", "seq_len"))
     return 24 * t * h * h + 2 * t * t * h, 2 * t * h * v
 
@@ -141,7 +141,7 @@ def flop_share(model_cfg: dict[str, Any], stages: list[int], n_stages: int, tp: 
     if model_cfg["arch"] == "gpt":
         first, (block, last) = 0.0, gpt_layer_flops(model_cfg)
     else:
-        from benchbench.models import ARCHITECTURES, size_args
+        from benchbench.models.registry import ARCHITECTURES, size_args
 
         stage_flops = ARCHITECTURES[model_cfg["arch"]].stage_flops
         if stage_flops is None:

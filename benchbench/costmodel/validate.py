@@ -30,7 +30,7 @@ from typing import Any
 import pandas as pd
 
 from benchbench.costmodel.calibration import Calibration, from_spec, read_calibration
-from benchbench.job import Job
+from benchbench.spec.job import Job
 
 KEYS = ["model", "hardware", "strategy", "world_size"]
 #: A step-time prediction further than this from the measurement is a miss (the issue's target).
@@ -256,7 +256,7 @@ def _grid_calibrations(study_hardware: list[str], calibrations: Mapping[str, Cal
     """The study's hardware with its calibration (when usable), and every other profile — the
     study's own among them when its calibration is missing or failed — from spec where its specs
     give the figures (labelled ``from spec``, as ``benchbench recommend`` falls back)."""
-    from benchbench.hardware import hardware_names, load_hardware
+    from benchbench.spec.hardware import hardware_names, load_hardware
 
     out = {h: calibrations[h] for h in study_hardware if h in calibrations}
     for name in hardware_names():

@@ -26,7 +26,7 @@ from benchbench.strategies.checkpointing import checkpoint_summary
 from benchbench.strategies.compiled import compiled_blocks
 
 if TYPE_CHECKING:
-    from benchbench.job import Job
+    from benchbench.spec.job import Job
     from benchbench.strategies.parallelize import Parallelized
 
 

@@ -10,7 +10,7 @@ here an async-TP plan compiles its blocks through the compile step
 (:func:`~benchbench.strategies.compiled.apply_compile`, step 2c of
 :mod:`~benchbench.strategies.parallelize`, after activation checkpointing as in torchtitan).
 
-GPU-only: symmetric memory exists only for CUDA (:mod:`~benchbench.strategies.gpu_features`).
+GPU-only: symmetric memory exists only for CUDA (:mod:`~benchbench.spec.gpu_features`).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from typing import Any
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from benchbench.strategies.plan import checkpointed_blocks
+from benchbench.spec.plan import checkpointed_blocks
 
 #: Attribute a checkpointed block carries (read back by :mod:`benchbench.strategies.applied`).
 MARK = "_benchbench_checkpointed"

@@ -3,7 +3,7 @@ compiler's own accounting of what it compiled and for how long.
 
 :func:`apply_compile` replaces every block of a (stage) module by ``torch.compile(block,
 fullgraph=True)`` (an ``OptimizedModule`` wrapping it: its parameter names gain ``_orig_mod``,
-which :func:`benchbench.models.init_weights` and the gate's ``canonical_name`` drop). It runs
+which :func:`benchbench.models.registry.init_weights` and the gate's ``canonical_name`` drop). It runs
 after tensor parallel and activation checkpointing and before the data-parallel wrapper
 (:mod:`~benchbench.strategies.parallelize`), so the wrapper's hooks (DDP's, FSDP2's per-block
 all-gathers) stay outside the compiled graphs, as in torchtitan. Compilation itself is lazy: it
@@ -14,7 +14,7 @@ With torch's ``inline_inbuilt_nn_modules`` (default) the blocks share one compil
 (``torch._dynamo.utils.compilation_time_metrics``): the number and total seconds of dynamo frame
 compilations (``_compile.compile_inner``: tracing, AOT autograd and the inductor forward) and of
 the lazy backward compilations (``compile_fx.<locals>.bw_compiler``). The timed loop
-(:mod:`benchbench.train`) reads it before the first step, after the warm-up and after the last
+(:mod:`benchbench.rank.loop`) reads it before the first step, after the warm-up and after the last
 timed step: ``compile_time_s`` and ``compile_events_timed`` (docs/METRICS.md).
 """
 

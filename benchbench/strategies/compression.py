@@ -8,7 +8,7 @@
   (``start_powerSGD_iter``).
 
 All three are lossy: the report labels them so and shows their loss deviation. Each hook sits
-behind a :func:`~benchbench.exposed.switched_hook`, so the exposed-communication probe can time
+behind a :func:`~benchbench.rank.measure.exposed.switched_hook`, so the exposed-communication probe can time
 the same step without it.
 """
 
@@ -19,7 +19,7 @@ import torch.distributed as dist
 from torch.distributed.algorithms.ddp_comm_hooks import default_hooks, powerSGD_hook
 from torch.nn.parallel import DistributedDataParallel
 
-from benchbench.exposed import switched_hook
+from benchbench.rank.measure.exposed import switched_hook
 
 
 def bf16_cast_hook(group, bucket):

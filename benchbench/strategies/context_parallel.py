@@ -16,7 +16,7 @@ tokens; the cp shards are equal, so the mean over ranks (the record's loss) and 
 average over dp x cp equal the unsharded ones.
 
 GPU-only: on CPU the ring dispatcher has no rule for the CPU SDPA kernel
-(:mod:`~benchbench.strategies.gpu_features`), so such jobs never launch.
+(:mod:`~benchbench.spec.gpu_features`), so such jobs never launch.
 """
 
 from __future__ import annotations

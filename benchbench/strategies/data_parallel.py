@@ -25,7 +25,7 @@ class NaiveGradSync:
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.group = group
         self.world = dist.get_world_size(group)
-        self.enabled = True  # off only while benchbench.exposed times the step without sync
+        self.enabled = True  # off only while benchbench.rank.measure.exposed times the step without sync
 
     def __call__(self) -> None:
         if not self.enabled:

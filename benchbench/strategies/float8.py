@@ -9,7 +9,7 @@ its head), before the other steps, on the ``meta`` device.
 
 Lossy: the matmuls round to float8, so the correctness gate judges the plan with the lossy
 verdict and records its deviation. GPU-only: torchao and compute capability >= 8.9
-(:mod:`~benchbench.strategies.gpu_features`).
+(:mod:`~benchbench.spec.gpu_features`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The one place that applies a :class:`~benchbench.strategies.plan.Plan` to a model, after
+"""The one place that applies a :class:`~benchbench.spec.plan.Plan` to a model, after
 torchtitan's ``parallelize_llama``: small steps in a fixed order over the named device mesh
 ``(dp, pp, cp, tp)`` (tp innermost; cp = 1 but for context-parallel plans).
 
@@ -15,7 +15,7 @@ torchtitan's ``parallelize_llama``: small steps in a fixed order over the named 
    micro-pipeline pass is what overlaps their collectives);
 3. data parallel over ``dp``, outermost, as the flavour's row of :data:`DATA_PARALLEL` says
    (wrapper, ``no_sync``, post-backward hook); skipped when dp = 1 under tp or pp. The weights are
-   materialised (:func:`~benchbench.models.materialize`: allocated on the device, each parameter
+   materialised (:func:`~benchbench.models.registry.materialize`: allocated on the device, each parameter
    seeded by its name) before a replicating wrapper (DDP, which broadcasts them) and after a
    sharding one (FSDP2), so no rank of a sharding plan ever holds the unsharded model. HSDP
    (``dp_shard`` = k) is FSDP2 over the 2-D mesh ``(dp_replicate, dp_shard)`` that
@@ -23,14 +23,14 @@ torchtitan's ``parallelize_llama``: small steps in a fixed order over the named 
 4. the optimizer (the flavour's: AdamW, or AdamW sharded for ZeRO-1) and, for pipelines, the
    schedule over this rank's stages.
 
-The GPU-only steps (:mod:`~benchbench.strategies.gpu_features` says where they cannot run) slot
+The GPU-only steps (:mod:`~benchbench.spec.gpu_features` says where they cannot run) slot
 in as torchtitan orders them: float8 (:mod:`~benchbench.strategies.float8`) converts the Linears
 right after step 1, before any wrapping; async TP (:mod:`~benchbench.strategies.async_tp`) right
 after step 2; context parallel (:mod:`~benchbench.strategies.context_parallel`) shards data
 parallel over the flattened ``dp x cp`` mesh in step 3 and, after materialising, returns the
 per-micro-step context the trainer runs forward and backward in.
 
-The result, :class:`Parallelized`, is what :mod:`benchbench.train` builds a trainer from.
+The result, :class:`Parallelized`, is what :mod:`benchbench.rank.loop` builds a trainer from.
 """
 
 from __future__ import annotations
@@ -44,9 +44,11 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from benchbench.data import LossFn
-from benchbench.job import Job
-from benchbench.models import build_model, materialize
+from benchbench.models.registry import build_model, materialize
+from benchbench.models.tasks import LossFn
+from benchbench.spec.job import Job
+from benchbench.spec.plan import Plan
+from benchbench.spec.schedules import stage_ids
 from benchbench.strategies.async_tp import apply_async_tp
 from benchbench.strategies.checkpointing import apply_ac
 from benchbench.strategies.compiled import apply_compile
@@ -55,8 +57,6 @@ from benchbench.strategies.context_parallel import StepContext, apply_cp
 from benchbench.strategies.data_parallel import NaiveGradSync, apply_ddp
 from benchbench.strategies.float8 import apply_float8
 from benchbench.strategies.pipeline_parallel import build_stage_module, make_schedule, make_stage
-from benchbench.strategies.plan import Plan
-from benchbench.strategies.schedules import stage_ids
 from benchbench.strategies.sharded import apply_fsdp, fsdp_no_sync, zero1_optimizer
 from benchbench.strategies.tensor_parallel import apply_tp
 
@@ -64,7 +64,7 @@ NoSync = Callable[[], contextlib.AbstractContextManager]
 
 
 #: The optimizers a trainer can be built with: AdamW (training, no weight decay) and plain SGD (no
-#: momentum, no weight decay: the correctness gate's scale-sensitive step, :mod:`benchbench.verify`).
+#: momentum, no weight decay: the correctness gate's scale-sensitive step, :mod:`benchbench.rank.gate`).
 OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], dict[str, Any]]] = {
     "adamw": (torch.optim.AdamW, {"weight_decay": 0.0}),
     "sgd": (torch.optim.SGD, {}),
@@ -185,7 +185,7 @@ def make_mesh(plan: Plan, device: torch.device) -> Any:
 
 
 def seeded_model(job: Job, device: torch.device) -> nn.Module:
-    """The whole model with the job's initial weights (:func:`~benchbench.models.init_weights`:
+    """The whole model with the job's initial weights (:func:`~benchbench.models.registry.init_weights`:
     each parameter seeded by (seed, name), generated on the CPU: identical on any device, rank
     and plan)."""
     return materialize(build_model(job.model_cfg), device, job.seed)

@@ -3,12 +3,12 @@
 The model is split by layers into ``pp * virtual_stages`` stages: stage 0 also owns the
 embeddings, the last stage the final LayerNorm and the LM head. Each rank builds the model on the
 ``meta`` device (no memory), prunes it to its stages and only then allocates and initialises what
-is left (:func:`~benchbench.models.materialize`: every parameter seeded by its name, so every stage
+is left (:func:`~benchbench.models.registry.materialize`: every parameter seeded by its name, so every stage
 starts from exactly the weights of the single-process run), wraps it in ``PipelineStage`` and runs
 a schedule over ``micro_batches`` micro-batches per step:
 
 Schedules (the table with torch classes and bubble formulas:
-:mod:`~benchbench.strategies.schedules`):
+:mod:`~benchbench.spec.schedules`):
 
 * ``gpipe`` — all forwards, then all backwards (Huang et al., 2019);
 * ``1f1b`` — one forward, one backward in steady state (PipeDream-Flush, Narayanan et al., 2019);
@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from benchbench.models import build_model
-from benchbench.strategies.schedules import is_multi_stage, schedule_class
+from benchbench.models.registry import build_model
+from benchbench.spec.schedules import is_multi_stage, schedule_class
 
 if TYPE_CHECKING:  # imported by the plans that pipeline
     from torch.distributed.pipelining import PipelineStage
@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # imported by the plans that pipeline
 def build_stage_module(model_cfg: dict[str, Any], stage: int, n_stages: int) -> nn.Module:
     """The model on the ``meta`` device, pruned to stage ``stage`` of ``n_stages`` (split by
     layers; the parts only the first / last stage keep are the model's ``PIPELINE_FIRST`` /
-    ``PIPELINE_LAST``: :mod:`benchbench.archs`); nothing is allocated until it is materialised."""
+    ``PIPELINE_LAST``: :mod:`benchbench.models.presets`); nothing is allocated until it is materialised."""
     model = build_model(model_cfg)
     layers = len(model.blocks)
     lo, hi = stage * layers // n_stages, (stage + 1) * layers // n_stages

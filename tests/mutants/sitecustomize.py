@@ -121,8 +121,8 @@ def tp_no_reduce() -> None:
 
 def pp_sum_microbatches() -> None:
     """A pipeline that sums micro-batch gradients instead of averaging them (no 1/m)."""
+    from benchbench.spec.schedules import is_multi_stage, schedule_class
     from benchbench.strategies import pipeline_parallel
-    from benchbench.strategies.schedules import is_multi_stage, schedule_class
 
     def make(schedule, stages, micro_batches, loss_fn):
         cls = schedule_class(schedule)
@@ -137,7 +137,7 @@ def pp_sum_microbatches() -> None:
 
 def pp_wrong_microbatch() -> None:
     """A first pipeline stage fed the micro-batches in the wrong order (targets unchanged)."""
-    from benchbench import trainers
+    from benchbench.rank import trainers
 
     original = trainers.PipelineTrainer.forward_backward_step
 
@@ -189,7 +189,7 @@ def slow_step() -> None:
     purpose, for `benchbench compare`'s demonstration and tests)."""
     import time
 
-    from benchbench import trainers
+    from benchbench.rank import trainers
 
     delay = float(os.environ["BENCHBENCH_DELAY_S"])
     for cls in (trainers.Trainer, trainers.PipelineTrainer):
@@ -233,7 +233,7 @@ def _in_faulty_job() -> bool:
     k = os.environ.get("BENCHBENCH_FAULT_JOB")
     if not k:
         return True
-    from benchbench import heartbeat
+    from benchbench.protocol import heartbeat
 
     return f"/job{k}/hb/" in os.readlink(f"/proc/self/fd/{heartbeat._state['fd']}")
 
@@ -255,7 +255,7 @@ def fault() -> None:
     import signal
     import time
 
-    from benchbench import trainers
+    from benchbench.rank import trainers
 
     def act() -> None:
         if what == "raise":

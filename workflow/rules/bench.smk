@@ -3,7 +3,7 @@
 # cores its ranks x threads claim, and their records say `timed_alone: false`. Repeats are
 # interleaved: every configuration's repeat 0 runs before any repeat 1 (repeat_priority). Under
 # the Slurm executor the same job asks for nodes, one task per rank, GPUs per node and, unless
-# the study sets slurm_exclusive: false, whole nodes (benchbench.slurm.job_resources);
+# the study sets slurm_exclusive: false, whole nodes (benchbench.launch.slurm.job_resources);
 # `benchbench run` starts its ranks with srun inside the allocation.
 # A failed record is a result: it is kept until `--config retry_failed=True` asks for its job
 # again (retry_token); a job whose study settings changed reruns (its `job` param changed).

@@ -8,7 +8,7 @@
 # record of the batch and read back, so nothing reruns otherwise.
 
 
-from benchbench.batch import batch_key
+from benchbench.launch.batch import batch_key
 
 
 def _batches():

@@ -10,9 +10,9 @@ import sys
 
 from snakemake.settings.types import DeploymentMethod
 
-from benchbench.layout import RESULTS, StudyLayout
-from benchbench.provenance import GIT_COMMIT_ENV, git_commit
-from benchbench.slurm import job_resources, timed_alone
+from benchbench.spec.paths import RESULTS, StudyLayout
+from benchbench.protocol.provenance import GIT_COMMIT_ENV, git_commit
+from benchbench.launch.slurm import job_resources, timed_alone
 from benchbench.study import expand_runnable
 from benchbench.costmodel.calibrate import calibration_spec
 
@@ -33,7 +33,7 @@ PYTHON = "python" if USE_CONDA else sys.executable
 _SLOTS = workflow.global_resources.get("bench_slots")
 BENCH_SLOTS = getattr(_SLOTS, "value", _SLOTS)
 
-# Names in wildcards are the study's own safe names (benchbench.config.SAFE_NAME, the schema's
+# Names in wildcards are the study's own safe names (benchbench.spec.config.SAFE_NAME, the schema's
 # $defs/name): never a path, never a shell word that needs quoting, never '.' or '..'.
 wildcard_constraints:
     study=r"[A-Za-z0-9_][A-Za-z0-9_.-]*",
@@ -66,7 +66,7 @@ def all_records(wildcards):
 
 
 def slurm_resource(key):
-    """A bench job's Slurm resource (benchbench.slurm.job_resources) as a Snakemake callable."""
+    """A bench job's Slurm resource (benchbench.launch.slurm.job_resources) as a Snakemake callable."""
     return lambda wildcards: job_resources(job_of(wildcards), STUDY["slurm_exclusive"])[key]
 
 

@@ -3,6 +3,6 @@
 A script, not a shell line (the list can outgrow a command line) nor a ``run:`` block (a ``run:``
 job re-reads the whole workflow in a new process)."""
 
-from benchbench.record import write_json
+from benchbench.protocol.record import write_json
 
 write_json(snakemake.output[0], snakemake.params.dropped, log=snakemake.log[0])  # noqa: F821 (given by Snakemake)
