@@ -35,8 +35,7 @@ from benchbench.models.registry import build_model, init_weights, make_task
 from benchbench.rank.loop import make_batches, timed_loop
 from benchbench.rank.trainers import build_trainer
 from benchbench.spec.config import load_config
-from benchbench.spec.job import Job
-from benchbench.study import make_job
+from benchbench.spec.job import Job, make_job
 
 TARGET = 1.01
 TINY = {"arch": "mlp", "width": 64, "depth": 2, "out_dim": 4, "batch_size": 32}  # --model tiny: a smoke run

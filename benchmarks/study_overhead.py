@@ -122,7 +122,7 @@ def run_batch(checkout: Path, tmp: Path, n: int) -> tuple[float, float]:
     steps s of all its records)."""
     sys.path.insert(0, str(checkout))
     from benchbench.spec.config import load_config
-    from benchbench.study import make_job
+    from benchbench.spec.job import make_job
 
     job, _ = make_job(load_config(str(tmp / "tiny.yaml")), "tiny-gpt", "cpu-local", "ddp", 2, 0)
     specs = [job.replace(seed=s).to_dict() for s in range(n)]

@@ -12,9 +12,8 @@ import pytest
 from benchbench.launch.run_job import run_job
 from benchbench.spec.config import check_config
 from benchbench.spec.hardware import load_hardware
-from benchbench.spec.job import Job
+from benchbench.spec.job import Job, make_job
 from benchbench.spec.plan import resolve_plan
-from benchbench.study import make_job
 
 CPU_LOCAL = load_hardware("cpu-local")
 # An unknown collective is an error under the tests (a warning in runs): every rank inherits this.

@@ -16,8 +16,9 @@ from benchbench.costmodel.recommend import calibration_for, format_recommendatio
 from benchbench.costmodel.space import candidates, generated_plans
 from benchbench.spec.config import SAFE_NAME, ConfigError, check_config, load_config
 from benchbench.spec.hardware import load_hardware
+from benchbench.spec.job import job_infeasible_reason, make_job
 from benchbench.spec.plan import infeasible_reason, resolve_plan
-from benchbench.study import expand, job_infeasible_reason, make_job
+from benchbench.study import expand
 
 from .test_predict import GPT_SMALL, hand_cal
 

@@ -16,7 +16,7 @@ from benchbench.spec.paths import PREDICTION_TABLES, TABLES
 def _job_from_args(args: argparse.Namespace):  # -> tuple[Job, str | None]
     """The job ``run`` should run: a full job given as JSON, or one combination of a study."""
     from benchbench.protocol.record import job_from_json
-    from benchbench.study import job_infeasible_reason, make_job
+    from benchbench.spec.job import job_infeasible_reason, make_job
 
     if args.spec:
         try:
@@ -60,7 +60,7 @@ def _cmd_run_batch(args: argparse.Namespace) -> int:
     from benchbench.launch.batch import check_batch, run_batch
     from benchbench.launch.run_job import run_job
     from benchbench.protocol.record import job_from_json
-    from benchbench.study import job_infeasible_reason
+    from benchbench.spec.job import job_infeasible_reason
 
     try:
         text = Path(args.specs[1:]).read_text() if args.specs.startswith("@") else args.specs

@@ -846,8 +846,8 @@ def predict_job(job: Job, cal: Calibration) -> Prediction:
     """The cost model's prediction of ``job`` on the hardware ``cal`` describes: the busiest
     rank's step (:func:`flat_step` or :func:`pipeline_step`) × the CPU oversubscription
     (:func:`oversubscription`), memory against the profile's ``memory_gb``; a plan the rules
-    refuse (:func:`~benchbench.study.job_infeasible_reason`) gets its reason and no figures."""
-    from benchbench.study import job_infeasible_reason
+    refuse (:func:`~benchbench.spec.job.job_infeasible_reason`) gets its reason and no figures."""
+    from benchbench.spec.job import job_infeasible_reason
 
     reason = job_infeasible_reason(job)
     if reason:
@@ -903,7 +903,7 @@ def predict_job(job: Job, cal: Calibration) -> Prediction:
 def scaled_global_batch(cfg: dict[str, Any], model: str, world_size: int) -> int | None:
     """The global batch beyond a study's world sizes: the model's batch_size × world size (weak
     scaling from one rank's batch); ``None`` inside the study's world sizes (the study's own rule,
-    as :func:`~benchbench.study.make_job` applies it)."""
+    as :func:`~benchbench.spec.job.make_job` applies it)."""
     if world_size in cfg["world_sizes"]:
         return None
     return int(cfg["models"][model].get("batch_size", cfg["batch_size"])) * world_size
@@ -916,7 +916,7 @@ def config_jobs(
     or those and every candidate of :func:`~benchbench.costmodel.space.candidates` (``"all"``)."""
     from benchbench.costmodel.space import candidates
     from benchbench.spec.hardware import load_hardware
-    from benchbench.study import make_job
+    from benchbench.spec.job import make_job
 
     names = {s: None for s in cfg["strategies"] if s in cfg["strategy_defs"] or not s.startswith("predicted-top-")}
     defs = dict(cfg["strategy_defs"])

@@ -103,7 +103,7 @@ def study_global_batch(cfg: dict[str, Any], model: str, hardware: str, world_siz
     records match the plans ranked, and count as measured), else ``None`` (the model's batch_size x
     world size: "Beyond the study")."""
     from benchbench.spec.config import PREDICTED_TOP
-    from benchbench.study import make_job
+    from benchbench.spec.job import make_job
 
     if world_size not in cfg["world_sizes"]:
         return None

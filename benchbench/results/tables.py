@@ -41,7 +41,7 @@ from benchbench.spec.paths import TABLES
 from benchbench.spec.metrics import METRICS, SUMMARY, SUMMARY_NAMES
 from benchbench.protocol.record import atomic_write_text
 from benchbench.results.records import Rejected, read_records
-from benchbench.study import Dropped
+from benchbench.spec.job import Dropped
 
 #: Identity of a run in runs.csv; then one column per summary metric, then the run's verdict.
 RUN_ID_COLUMNS = [

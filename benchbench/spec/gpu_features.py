@@ -1,5 +1,5 @@
 """Why a device cannot run a plan's GPU-only steps — context parallel, async TP, float8 — checked
-at study expansion (:func:`benchbench.study.job_infeasible_reason`), so such a job is dropped with
+at study expansion (:func:`benchbench.spec.job.job_infeasible_reason`), so such a job is dropped with
 its reason instead of launched to fail. No torch import: expansion stays cheap.
 
 What each needs, and how the CPU reasons were checked (torch 2.13.0+cpu, gloo, 2 ranks; the

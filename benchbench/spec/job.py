@@ -1,6 +1,7 @@
 """The job: everything one benchmark run needs, typed, in one frozen dataclass.
 
-A study expands into jobs (:func:`benchbench.study.make_job`); a job travels to its ranks as JSON
+A study expands into jobs (:func:`make_job`, one per combination, or a :class:`Dropped` with its
+reason); a job travels to its ranks as JSON
 (:meth:`Job.to_dict`) and comes back inside its run record (``record["job"]``,
 :meth:`Job.from_dict`). The study's defaults live in ``workflow/schemas/config.schema.yaml``; a
 job has every field filled, so no reader re-types a default. The mesh sizes (``dp``, ``tp``,
@@ -10,11 +11,12 @@ job has every field filled, so no reader re-types a default. The mesh sizes (``d
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from benchbench.spec.hardware import HardwareProfile
-from benchbench.spec.plan import Plan
+from benchbench.spec.gpu_features import device_reason
+from benchbench.spec.hardware import HardwareProfile, load_hardware
+from benchbench.spec.plan import Plan, infeasible_reason, resolve_plan
 
 
 @dataclass(frozen=True)
@@ -131,3 +133,76 @@ class Job:
         kwargs["plan"] = Plan.from_dict(d["plan"])
         kwargs["hardware_cfg"] = HardwareProfile.from_dict(d["hardware_cfg"])
         return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """A combination the study cannot run, and why."""
+
+    model: str
+    hardware: str
+    strategy: str
+    world_size: int
+    reason: str
+
+    def label(self) -> str:
+        return f"{self.model} {self.hardware} {self.strategy} ws{self.world_size}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _seq_len(model_cfg: dict[str, Any]) -> int | None:
+    """Tokens per sample of a sequence model, else ``None``. In a validated config only the sequence
+    architectures have a ``seq_len`` (config schema; ``benchbench.models.registry.ARCHITECTURES``' ``sequence``
+    flag, tested), so expanding a study needs no torch import (2-3 s in every Snakemake run)."""
+    return int(model_cfg["seq_len"]) if "seq_len" in model_cfg else None
+
+
+def make_job(
+    cfg: dict[str, Any], model: str, hardware: str, strategy: str, world_size: int, repeat: int
+) -> tuple[Job, str | None]:
+    """The job of one combination of a validated study config, and why it is infeasible
+    (``None`` if it is not). Raises ``KeyError`` for an unknown strategy."""
+    model_cfg = cfg["models"][model]
+    plan = resolve_plan(strategy, world_size, cfg["strategy_defs"])
+    batch = int(model_cfg.get("batch_size", cfg["batch_size"]))
+    global_batch = batch if cfg["scaling"] == "strong" else batch * max(plan.dp, 1)
+    job = Job(
+        study=cfg["study"],
+        model=model,
+        model_cfg={k: v for k, v in model_cfg.items() if k != "batch_size"},
+        hardware=hardware,
+        hardware_cfg=load_hardware(hardware),
+        strategy=strategy,
+        plan=plan,
+        world_size=world_size,
+        global_batch=global_batch,
+        seq_len=_seq_len(model_cfg),
+        dtype=cfg["dtype"],
+        steps=cfg["steps"],
+        warmup_steps=cfg["warmup_steps"],
+        seed=cfg["seed"],
+        repeat=repeat,
+        threads_per_rank=cfg["threads_per_rank"],
+        scaling=cfg["scaling"],
+        timeout_s=float(cfg["timeout_s"]),
+        optimizer=dict(cfg["optimizer"]),
+        loss_tolerance=float(cfg["loss_tolerance"]),
+    )
+    return job, job_infeasible_reason(job)
+
+
+def job_infeasible_reason(job: Job) -> str | None:
+    """Why ``job``'s plan cannot run its model at its world size and batch, its device cannot run
+    the plan's GPU-only steps (:func:`~benchbench.spec.gpu_features.device_reason`), or it
+    cannot be timed in steady state with the job's warm-up (``None``: it can)."""
+    reason = infeasible_reason(job.plan, job.model_cfg, job.world_size, job.global_batch)
+    reason = reason or device_reason(job.plan, job.hardware_cfg)
+    if reason is None and job.plan.compression == "powersgd" and job.warmup_steps <= job.plan.powersgd_warmup:
+        reason = (
+            f"warmup_steps = {job.warmup_steps} <= powersgd_warmup = {job.plan.powersgd_warmup}: the first timed "
+            "step would be PowerSGD's plain all-reduce warm-up or its first compressed step (which allocates "
+            "its factor matrices and error buffers), not a steady compressed step"
+        )
+    return reason
