@@ -17,7 +17,8 @@ import pytest
 import yaml
 
 from benchbench.cli import main as cli
-from benchbench.spec.config import ROOT, SAFE_NAME, ConfigError, check_config, load_config, load_schema
+from benchbench.spec.config import check_config, load_config
+from benchbench.spec.schema import ROOT, SAFE_NAME, ConfigError, load_schema
 from benchbench.study import expand_runnable
 
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")

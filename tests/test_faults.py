@@ -23,7 +23,7 @@ from benchbench.launch.run_job import LOST_AFTER_S, Watch, free_port, lost_messa
 from benchbench.protocol.failure import FAILURE_KINDS, Evidence, RankError, classify, parse_launcher_output
 from benchbench.protocol.heartbeat import read_beats
 from benchbench.protocol.record import make_record, validate_record
-from benchbench.spec.config import ROOT, load_schema
+from benchbench.spec.schema import ROOT, load_schema
 from tests.conftest import make_test_job
 
 # captured from torchrun 2.x: rank 1 SIGKILLed itself; rank 0 torn down with SIGTERM

@@ -162,8 +162,8 @@ def test_strategies_study_drops_with_reasons():
 
 
 def test_config_schema_knows_every_plan_field():
-    from benchbench.spec.config import load_schema
     from benchbench.spec.plan import PLAN_KEYS
+    from benchbench.spec.schema import load_schema
 
     props = load_schema("config")["properties"]["strategy_defs"]["additionalProperties"]["properties"]
     assert set(props) == {"base", *PLAN_KEYS}

@@ -11,8 +11,8 @@ from benchbench.protocol.provenance import FIELDS
 from benchbench.protocol.record import make_record
 from benchbench.results.report import PROVENANCE_SHOWN, SIDE_BY_SIDE_METRICS
 from benchbench.results.tables import RUN_COLUMNS, runs_table, scaling_table, with_correctness
-from benchbench.spec.config import ROOT, load_schema
 from benchbench.spec.metrics import COMPARISON, DERIVED, METRICS, SERIES, SUMMARY, SUMMARY_NAMES, VALIDATION, summarize
+from benchbench.spec.schema import ROOT, load_schema
 from tests.conftest import make_test_job
 
 METRICS_MD = ROOT / "docs" / "METRICS.md"

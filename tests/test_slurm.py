@@ -20,8 +20,8 @@ import yaml
 
 from benchbench.launch.run_job import LOST_AFTER_S, SRUN_GRACE_S, rank_command
 from benchbench.launch.slurm import first_host, job_resources, rank_env_from_slurm, timed_alone
-from benchbench.spec.config import ROOT, validate
 from benchbench.spec.hardware import HardwareProfile, load_hardware
+from benchbench.spec.schema import ROOT, validate
 from tests.conftest import make_test_job
 
 

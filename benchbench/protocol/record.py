@@ -15,9 +15,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from benchbench.spec.config import load_schema
 from benchbench.spec.job import Job
 from benchbench.spec.metrics import SUMMARY_NAMES
+from benchbench.spec.schema import load_schema
 
 #: 4: ``failure`` (kind, rank, signal, message, log tail; :mod:`benchbench.protocol.failure`);
 #: 3: per-operation ``comm``; 2: the job is ``Job.to_dict()``.

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from benchbench.spec.config import ROOT, ConfigError, non_finite, validate
+from benchbench.spec.schema import ROOT, ConfigError, non_finite, validate
 
 HARDWARE_DIR = ROOT / "config" / "hardware"
 
