@@ -55,7 +55,7 @@ def torch_order(schedule: str, p: int, m: int) -> list[list[tuple]]:
     B = 2."""
     from types import SimpleNamespace
 
-    from benchbench.spec.schedules import schedule_class
+    from benchbench.strategies.pipeline_parallel import schedule_class
 
     kinds = {
         "FORWARD": ("F", 1.0),

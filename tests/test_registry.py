@@ -186,7 +186,8 @@ def test_registry_declares_known_reductions():
 
 
 def test_schedule_table_agrees_with_torch_and_the_schema():
-    from benchbench.spec.schedules import SCHEDULES, is_multi_stage
+    from benchbench.spec.schedules import SCHEDULES
+    from benchbench.strategies.pipeline_parallel import is_multi_stage
 
     for name, sched in SCHEDULES.items():
         assert sched.multi_stage == is_multi_stage(name), name  # derived from PipelineScheduleMulti

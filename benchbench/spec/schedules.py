@@ -4,15 +4,15 @@ Each entry names its ``torch.distributed.pipelining`` class, how a rank's stages
 (one stage, looped ``r, r+p, …``, or V-shaped ``r, 2p−1−r``) and the schedule's theoretical bubble
 with equal forward, input-gradient and weight-gradient times (p stages/ranks, m micro-batches,
 v stages per rank). Whether a schedule drives several stages per rank is *derived* from its
-torch class (:func:`is_multi_stage`: a ``PipelineScheduleMulti``); a test pins that the declared
-layouts agree. This module imports no torch until a class is asked for.
+torch class (:func:`benchbench.strategies.pipeline_parallel.is_multi_stage`: a
+``PipelineScheduleMulti``); a test pins that the declared layouts agree. This module imports no
+torch: the torch classes are looked up on the rank side (:mod:`benchbench.strategies.pipeline_parallel`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 
 def _gpipe_1f1b(p: int, m: int, v: int) -> float:
@@ -106,20 +106,6 @@ SCHEDULES: dict[str, Schedule] = {
         splits_backward=True,
     ),
 }
-
-
-def schedule_class(name: str) -> Any:
-    """The torch schedule class of ``name`` (imports torch.distributed.pipelining)."""
-    import torch.distributed.pipelining as pipelining
-
-    return getattr(pipelining, SCHEDULES[name].torch_class)
-
-
-def is_multi_stage(name: str) -> bool:
-    """Whether torch's schedule drives several stages per rank (a ``PipelineScheduleMulti``)."""
-    from torch.distributed.pipelining.schedules import PipelineScheduleMulti
-
-    return issubclass(schedule_class(name), PipelineScheduleMulti)
 
 
 def stage_ids(name: str, pp_rank: int, pp: int, virtual_stages: int) -> list[int]:

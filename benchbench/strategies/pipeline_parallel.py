@@ -31,10 +31,24 @@ import torch
 from torch import nn
 
 from benchbench.models.registry import build_model
-from benchbench.spec.schedules import is_multi_stage, schedule_class
+from benchbench.spec.schedules import SCHEDULES
 
 if TYPE_CHECKING:  # imported by the plans that pipeline
     from torch.distributed.pipelining import PipelineStage
+
+
+def schedule_class(name: str) -> Any:
+    """The torch schedule class of ``name`` (imports torch.distributed.pipelining)."""
+    import torch.distributed.pipelining as pipelining
+
+    return getattr(pipelining, SCHEDULES[name].torch_class)
+
+
+def is_multi_stage(name: str) -> bool:
+    """Whether torch's schedule drives several stages per rank (a ``PipelineScheduleMulti``)."""
+    from torch.distributed.pipelining.schedules import PipelineScheduleMulti
+
+    return issubclass(schedule_class(name), PipelineScheduleMulti)
 
 
 def build_stage_module(model_cfg: dict[str, Any], stage: int, n_stages: int) -> nn.Module:

@@ -121,8 +121,8 @@ def tp_no_reduce() -> None:
 
 def pp_sum_microbatches() -> None:
     """A pipeline that sums micro-batch gradients instead of averaging them (no 1/m)."""
-    from benchbench.spec.schedules import is_multi_stage, schedule_class
     from benchbench.strategies import pipeline_parallel
+    from benchbench.strategies.pipeline_parallel import is_multi_stage, schedule_class
 
     def make(schedule, stages, micro_batches, loss_fn):
         cls = schedule_class(schedule)
