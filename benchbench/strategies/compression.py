@@ -8,18 +8,34 @@
   (``start_powerSGD_iter``).
 
 All three are lossy: the report labels them so and shows their loss deviation. Each hook sits
-behind a :func:`~benchbench.rank.measure.exposed.switched_hook`, so the exposed-communication probe can time
+behind a :func:`switched_hook`, so the exposed-communication probe can time
 the same step without it.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch.distributed.algorithms.ddp_comm_hooks import default_hooks, powerSGD_hook
 from torch.nn.parallel import DistributedDataParallel
 
-from benchbench.rank.measure.exposed import switched_hook
+
+def switched_hook(inner: Any) -> Any:
+    """A DDP comm hook that runs ``inner`` while its ``on`` attribute is true, else returns the
+    bucket unchanged (a plain function without annotations: DDP inspects a hook's signature)."""
+
+    def hook(state, bucket):
+        if hook.on:
+            return inner(state, bucket)
+        fut = torch.futures.Future()
+        fut.set_result(bucket.buffer())
+        return fut
+
+    hook.on = True
+    hook.__name__ = f"switched_{getattr(inner, '__name__', 'hook')}"
+    return hook
 
 
 def bf16_cast_hook(group, bucket):

@@ -27,21 +27,7 @@ import torch
 from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 from torch.nn.parallel import DistributedDataParallel
 
-
-def switched_hook(inner: Any) -> Any:
-    """A DDP comm hook that runs ``inner`` while its ``on`` attribute is true, else returns the
-    bucket unchanged (a plain function without annotations: DDP inspects a hook's signature)."""
-
-    def hook(state, bucket):
-        if hook.on:
-            return inner(state, bucket)
-        fut = torch.futures.Future()
-        fut.set_result(bucket.buffer())
-        return fut
-
-    hook.on = True
-    hook.__name__ = f"switched_{getattr(inner, '__name__', 'hook')}"
-    return hook
+from benchbench.strategies.compression import switched_hook
 
 
 @dataclass
