@@ -1,16 +1,15 @@
 """Provenance: what a record says about where and how it ran (the record's ``env``), declared once.
 
-:data:`FIELDS` lists every key with its JSON type and meaning; :func:`collect` fills them on rank
-0 from the hosts and device names gathered across ranks; the launcher adds ``wall_time_s``. Tests
+:data:`FIELDS` lists every key with its JSON type and meaning;
+:func:`benchbench.rank.environment.collect` fills them on rank 0 from the hosts and device names
+gathered across ranks; the launcher adds ``wall_time_s``. Tests
 check the record schema's ``env`` part and the report's provenance table against this list.
 """
 
 from __future__ import annotations
 
 import os
-import platform
 import subprocess
-import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -83,21 +82,6 @@ FIELDS: tuple[Field, ...] = (
 NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS)
 
 
-def device_name(device_type: str, index: int | None = None) -> str:
-    """A readable device name: the GPU's, or the CPU model from /proc/cpuinfo."""
-    if device_type == "cuda":
-        import torch
-
-        return torch.cuda.get_device_name(index)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 GIT_COMMIT_ENV = "BENCHBENCH_GIT_COMMIT"  # set once per study by the workflow; its jobs inherit it
 
 
@@ -139,38 +123,3 @@ def _rev_parse() -> str:
         return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-
-
-def collect(
-    *,
-    backend: str | None,
-    device_type: str,
-    device_names: list[str],
-    hosts: list[str],
-    ranks: int,
-    threads: int,
-    launcher: str,
-) -> dict[str, Any]:
-    """The record's ``env`` (all of :data:`FIELDS` but the launcher's ``wall_time_s``)."""
-    import torch
-
-    return {
-        "torch": torch.__version__,
-        "python": sys.version.split()[0],
-        "backend": backend,
-        "device": device_type,
-        "device_names": device_names,
-        "hosts": hosts,
-        "ranks": ranks,
-        "threads_per_rank": threads,
-        "oversubscribed": device_type == "cpu" and ranks * threads > (os.cpu_count() or 1),
-        "git_commit": git_commit(),
-        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
-        "slurm_step_id": os.environ.get("SLURM_STEP_ID"),
-        "slurm_nodelist": os.environ.get("SLURM_STEP_NODELIST") or os.environ.get("SLURM_JOB_NODELIST"),
-        "launcher": launcher,
-        "tf32": bool(torch.backends.cuda.matmul.allow_tf32) if device_type == "cuda" else None,
-        "matmul_precision": torch.get_float32_matmul_precision(),
-        "cpu_count": os.cpu_count(),
-        "timed_alone": os.environ.get("BENCHBENCH_TIMED_ALONE", "1") == "1",
-    }

@@ -323,7 +323,7 @@ def overlap(spec: dict[str, Any], device: torch.device, n: int, group: Any) -> t
 
 def _provenance(spec: dict[str, Any], env: RankEnv, device: torch.device) -> tuple[dict[str, Any], list[str]]:
     """The record-like ``env`` and every rank's host, in rank order."""
-    from benchbench.protocol.provenance import collect, device_name
+    from benchbench.rank.environment import collect, device_name
     from benchbench.rank.reductions import gather_objects
 
     where = gather_objects((socket.gethostname(), device_name(device.type, device.index)))

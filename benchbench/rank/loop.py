@@ -27,8 +27,8 @@ import torch
 from benchbench.models.registry import make_task, model_info
 from benchbench.models.tasks import SyntheticTask
 from benchbench.protocol import heartbeat
-from benchbench.protocol.provenance import collect, device_name
 from benchbench.protocol.record import make_record
+from benchbench.rank.environment import collect, device_name
 from benchbench.rank.gate import verify_first_step
 from benchbench.rank.measure import memory
 from benchbench.rank.measure.bubble import step_bubbles
