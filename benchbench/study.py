@@ -8,7 +8,7 @@ import itertools
 from collections.abc import Iterator
 from typing import Any
 
-from benchbench.spec.config import PREDICTED_TOP
+from benchbench.spec.config import PREDICTED_TOP, ConfigError
 from benchbench.spec.hardware import load_hardware
 from benchbench.spec.job import Dropped, Job, make_job
 
@@ -69,7 +69,6 @@ def predicted_top(
     Imports the cost model (and torch, 2-3 s) only for a study that asks for it."""
     from benchbench.costmodel.calibration import from_spec, read_calibration
     from benchbench.costmodel.recommend import calibration_path, recommend
-    from benchbench.spec.config import ConfigError
 
     entry = cfg["strategies"][int(key.split(".")[1])]
     k = int(PREDICTED_TOP.fullmatch(entry).group(1))
@@ -116,8 +115,6 @@ def expand_runnable(cfg: dict[str, Any], what: str = "study config") -> tuple[li
     empty report."""
     jobs, dropped = expand(cfg)
     if not jobs:
-        from benchbench.spec.config import ConfigError
-
         reasons = "\n  ".join(f"{d.label()}: {d.reason}" for d in dropped)
         raise ConfigError(
             f"invalid {what}: no job to run; every combination of models x hardware x strategies x world_sizes "

@@ -15,6 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from benchbench.protocol.failure import Failure
 from benchbench.spec.job import Job
 from benchbench.spec.metrics import SUMMARY_NAMES
 from benchbench.spec.schema import load_schema
@@ -70,8 +71,6 @@ def make_record(
 def default_failure(status: str, error: str | None) -> dict[str, Any]:
     """The ``failure`` of a record not ok that was made without one: ``infeasible``, or a rank
     exception whose message is the error's first line."""
-    from benchbench.protocol.failure import Failure
-
     first = (error or "").strip().splitlines()[0] if (error or "").strip() else status
     kind = "infeasible" if status == "infeasible" else "rank_exception"
     return Failure(kind, first, log_tail=error or "").to_dict()
