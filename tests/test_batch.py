@@ -10,8 +10,8 @@ import pytest
 
 from benchbench.launch.batch import Batch, BatchWatch, check_batch, job_starts, run_batch
 from benchbench.launch.run_job import run_job
+from benchbench.protocol.lifeline import STARTED_FILE
 from benchbench.protocol.record import validate_record
-from benchbench.rank.main import STARTED_FILE
 from tests import test_faults
 from tests.conftest import make_test_job
 

@@ -37,8 +37,8 @@ from benchbench.launch.run_job import (
     resolve_launcher,
 )
 from benchbench.protocol.failure import oom_kills
+from benchbench.protocol.lifeline import STARTED_FILE
 from benchbench.protocol.record import read_record, write_record
-from benchbench.rank.main import STARTED_FILE
 from benchbench.spec.job import Job
 
 

@@ -30,8 +30,8 @@ from typing import Any
 
 from benchbench.protocol.failure import LOG_TAIL_CHARS, Evidence, Failure, RankError, addr_in_use, classify, oom_kills
 from benchbench.protocol.heartbeat import Beat, read_beats
+from benchbench.protocol.lifeline import die_with_parent
 from benchbench.protocol.record import make_record, read_record, write_record
-from benchbench.rank.main import die_with_parent
 from benchbench.spec.job import Job
 
 ERROR_TAIL_CHARS = LOG_TAIL_CHARS  # one limit for every log tail a record or log gets
@@ -139,8 +139,8 @@ def _rank_environment(job: Job, launcher: str, timed_alone: bool) -> dict[str, s
 
 def _die_with_parent() -> None:
     """In the launcher's child, before exec: SIGTERM when ``benchbench run`` dies (torchrun then
-    stops its ranks; they also die with torchrun, :func:`benchbench.rank.main.die_with_parent`). Imports
-    nothing: a child forked from a threaded parent must not take the import lock."""
+    stops its ranks; they also die with torchrun, :func:`benchbench.protocol.lifeline.die_with_parent`).
+    Imports nothing: a child forked from a threaded parent must not take the import lock."""
     die_with_parent(signal.SIGTERM)
 
 
