@@ -6,7 +6,7 @@
   SLURM_LOCALID; MASTER_ADDR the first host of SLURM_STEP_NODELIST (:func:`first_host`, parsed here,
   so ``scontrol`` need not be installed); MASTER_PORT from BENCHBENCH_MASTER_PORT, a port the parent
   (``benchbench run``, on the allocation's first node: rank 0's host) found free by binding port 0
-  (:func:`benchbench.launch.run_job.free_port`; relaunched on a fresh one if the rendezvous still finds
+  (:func:`benchbench.launch.command.free_port`; relaunched on a fresh one if the rendezvous still finds
   it taken), so two jobs on one node never draw the same port;
 * :func:`init_distributed` — env:// rendezvous with a timeout and an error naming host, port and
   ranks, after failing fast on a multi-node rendezvous host that resolves to loopback.
