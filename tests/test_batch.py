@@ -10,8 +10,8 @@ import pytest
 
 from benchbench.launch.batch import Batch, BatchWatch, check_batch, job_starts, run_batch
 from benchbench.launch.run_job import run_job
+from benchbench.protocol.lifeline import STARTED_FILE
 from benchbench.protocol.record import validate_record
-from benchbench.rank.main import STARTED_FILE
 from tests import test_faults
 from tests.conftest import make_test_job
 
@@ -98,7 +98,7 @@ def test_run_batch_command_refuses_a_mixed_batch(tmp_path, capsys):
 
 @pytest.mark.parametrize("launcher", ["torchrun", "srun"])
 def test_batched_launch_command_passes_the_batch_file(launcher, tmp_path):
-    from benchbench.launch.run_job import rank_command
+    from benchbench.launch.command import rank_command
 
     job = make_test_job("ddp", 2)
     cmd = rank_command(

@@ -301,7 +301,7 @@ def test_cli_refuses_a_hardware_the_study_does_not_run_on(tmp_path):
 
 def test_calibration_ranks_start_like_a_jobs_ranks_under_srun():
     from benchbench.costmodel.calibrate import RANK_MODULE, job_for
-    from benchbench.launch.run_job import rank_command
+    from benchbench.launch.command import rank_command
 
     job = job_for(tiny_spec(world_size=4, group_sizes=[2, 4]), 4)
     srun = rank_command(job, Path("s"), Path("o"), Path("e"), "srun", module=RANK_MODULE)

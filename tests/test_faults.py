@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from benchbench.launch.run_job import LOST_AFTER_S, Watch, free_port, lost_message, run_job
+from benchbench.launch.command import free_port
+from benchbench.launch.run_job import run_job
+from benchbench.launch.watchdog import LOST_AFTER_S, Watch, lost_message
 from benchbench.protocol.failure import FAILURE_KINDS, Evidence, RankError, classify, parse_launcher_output
 from benchbench.protocol.heartbeat import read_beats
 from benchbench.protocol.record import make_record, validate_record
@@ -464,20 +466,20 @@ def _fake_srun(tmp_path: Path, on_term: str) -> subprocess.Popen:
 
 
 def test_srun_is_stopped_with_sigterm_first(tmp_path):
-    from benchbench.launch import run_job as launch
+    from benchbench.launch import teardown
 
     proc = _fake_srun(tmp_path, f"touch {tmp_path}/teardown; exit 0")  # srun forwards SIGTERM, tears the step down
-    launch._kill_job(proc.pid, tmp_path, srun=True)
+    teardown.kill_job(proc.pid, tmp_path, srun=True)
     assert proc.wait(timeout=5) == 0 and (tmp_path / "teardown").exists()
 
 
 def test_srun_deaf_to_sigterm_is_killed_after_the_grace(tmp_path, monkeypatch):
-    from benchbench.launch import run_job as launch
+    from benchbench.launch import teardown
 
-    monkeypatch.setattr(launch, "SRUN_GRACE_S", 0.5)
+    monkeypatch.setattr(teardown, "SRUN_GRACE_S", 0.5)
     proc = _fake_srun(tmp_path, "true")  # ignores SIGTERM
     started = time.monotonic()
-    launch._kill_job(proc.pid, tmp_path, srun=True)
+    teardown.kill_job(proc.pid, tmp_path, srun=True)
     assert proc.wait(timeout=5) == -signal.SIGKILL and 0.5 <= time.monotonic() - started < 3
 
 
@@ -632,11 +634,11 @@ def test_sigterm_leaves_no_record_and_no_process(tmp_path, fault):
 
 
 def test_interrupt_inside_slurm_is_scheduler_killed(monkeypatch, capsys):
-    from benchbench.launch import run_job as launch
+    from benchbench.launch import teardown
 
     monkeypatch.setenv("SLURM_JOB_ID", "4242")
-    monkeypatch.setattr(launch, "_slurm_state", lambda: "PREEMPTED")
-    exc = launch._interrupted_exit(make_test_job(), signal.SIGTERM, time.monotonic())
+    monkeypatch.setattr(teardown, "_slurm_state", lambda: "PREEMPTED")
+    exc = teardown.interrupted_exit(make_test_job(), signal.SIGTERM, time.monotonic())
     assert exc.code == 143
     line = capsys.readouterr().err.strip()
     assert line.startswith("interrupted, no record written: ") and "\n" not in line
@@ -651,11 +653,11 @@ def test_interrupt_inside_slurm_is_scheduler_killed(monkeypatch, capsys):
 
 
 def test_a_temporary_folder_left_by_a_killed_run_is_removed_by_the_next(tmp_path):
-    from benchbench.launch.run_job import _remove_stale_tmpdirs
+    from benchbench.launch.workdir import remove_stale_tmpdirs
 
     (tmp_path / ".ws1-r0.k1ll3d").mkdir()
     (tmp_path / ".ws1-r0.k1ll3d" / "job.json").write_text("{}")
     (tmp_path / ".ws1-r0.json.abc.tmp").write_text("a record being written")  # a file: not ours to remove
     (tmp_path / ".ws2-r0.other").mkdir()  # another job's
-    _remove_stale_tmpdirs(tmp_path / "ws1-r0.json")
+    remove_stale_tmpdirs(tmp_path / "ws1-r0.json")
     assert sorted(p.name for p in tmp_path.iterdir()) == [".ws1-r0.json.abc.tmp", ".ws2-r0.other"]

@@ -18,8 +18,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from benchbench.launch.run_job import LOST_AFTER_S, SRUN_GRACE_S, rank_command
-from benchbench.launch.slurm import first_host, job_resources, rank_env_from_slurm, timed_alone
+from benchbench.launch.command import rank_command
+from benchbench.launch.slurm import job_resources, timed_alone
+from benchbench.launch.teardown import SRUN_GRACE_S
+from benchbench.launch.watchdog import LOST_AFTER_S
+from benchbench.rank.rendezvous import first_host, rank_env_from_slurm
 from benchbench.spec.hardware import HardwareProfile, load_hardware
 from benchbench.spec.schema import ROOT, validate
 from tests.conftest import make_test_job

@@ -363,7 +363,7 @@ def _calibration_failed(args: argparse.Namespace, spec: dict, out: Path, reason:
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from benchbench.costmodel.calibrate import CalibrationFailed, check_spec, format_calibration, run_calibration
-    from benchbench.launch.run_job import Interrupted
+    from benchbench.launch.teardown import Interrupted
 
     spec, out = _calibration_spec(args)
     try:

@@ -236,13 +236,14 @@ def run_calibration(spec: dict[str, Any], out: str | Path, launcher: str = "auto
     """Calibrate on the ranks and write the calibration to ``out`` atomically; raises
     :class:`CalibrationFailed` (nothing written at ``out``) when a rank fails or the calibration
     outlives ``timeout_s``, ``ValueError`` for a spec :func:`check_spec` refuses."""
-    from benchbench.launch.run_job import _remove_stale_tmpdirs, failure_of, launch_ranks
+    from benchbench.launch.run_job import failure_of, launch_ranks
+    from benchbench.launch.workdir import remove_stale_tmpdirs
 
     check_spec(spec)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     job, started, load = job_for(spec, int(spec["world_size"])), time.monotonic(), os.getloadavg()[0]
-    _remove_stale_tmpdirs(out)
+    remove_stale_tmpdirs(out)
     with tempfile.TemporaryDirectory(prefix=f".{out.stem}.", dir=out.parent) as tmp:
         tmpdir = Path(tmp)
         (tmpdir / "job.json").write_text(json.dumps(spec))

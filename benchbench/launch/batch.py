@@ -1,44 +1,35 @@
 """Batched launches, the parent side: several jobs of the same hardware, world size and threads
 per rank run inside one launch of ranks, one after another (opt-in; :func:`run_batch`).
 
-The ranks (``benchbench.rank.main --batch F``, :func:`benchbench.rank.main._run_batch`) join the process
-group once and share the interpreter and its imports; each job still has its own folder (its
-``job.json``, heartbeats, error files and rank 0's record), its own timing, peak-memory reset and
-verification, and its record says ``env.batch: {index, size}``. The parent's watchdog
-(:class:`BatchWatch`) follows the job whose folder the heartbeats moved to, each job's clock
-(``timeout_s``, the hang rule) starting with it. A job that raises, kills or hangs a rank ends
-the launch: it gets its failed record (classified as for a job alone, :mod:`benchbench.protocol.failure`)
-and the jobs not yet run are relaunched. Records are written as :func:`benchbench.launch.run_job.run_job`
-writes them (a failed one never replaces an ok one).
+The ranks (``python -m benchbench.rank.main --batch F``) join the process group once and share the
+interpreter and its imports; each job still has its own folder (its ``job.json``, heartbeats, error
+files and rank 0's record), its own timing, peak-memory reset and verification, and its record says
+``env.batch: {index, size}``. The parent's watchdog (:class:`BatchWatch`) follows the job whose
+folder the heartbeats moved to, each job's clock (``timeout_s``, the hang rule) starting with it. A
+job that raises, kills or hangs a rank ends the launch: it gets its failed record (classified as for
+a job alone, :mod:`benchbench.protocol.failure`) and the jobs not yet run are relaunched. Records
+are written as :func:`benchbench.launch.run_job.run_job` writes them (a failed one never replaces an
+ok one).
 """
 
 from __future__ import annotations
 
 import json
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchbench.launch.run_job import (
-    ERROR_TAIL_CHARS,
-    Attempt,
-    Interrupted,
-    Watch,
-    _failed,
-    _interrupted_exit,
-    _kill_job,
-    _launch,
-    _rank_environment,
-    _remove_stale_tmpdirs,
-    _signals_interrupt,
-    resolve_launcher,
-)
+from benchbench.launch.attempt import Attempt, launch_attempt
+from benchbench.launch.command import rank_environment, resolve_launcher
+from benchbench.launch.run_job import ERROR_TAIL_CHARS, failed_record
+from benchbench.launch.teardown import Interrupted, interrupted_exit, kill_job, signals_interrupt
+from benchbench.launch.watchdog import Watch
+from benchbench.launch.workdir import job_tmpdir
 from benchbench.protocol.failure import oom_kills
+from benchbench.protocol.lifeline import STARTED_FILE
 from benchbench.protocol.record import read_record, write_record
-from benchbench.rank.main import STARTED_FILE
 from benchbench.spec.job import Job
 
 
@@ -57,7 +48,7 @@ def check_batch(jobs: list[Job]) -> None:
 
 @dataclass
 class BatchWatch:
-    """The watchdog of a batched launch: the :class:`~benchbench.launch.run_job.Watch` of the job running
+    """The watchdog of a batched launch: the :class:`~benchbench.launch.watchdog.Watch` of the job running
     now (the last whose folder has heartbeats), each job's clock starting when its heartbeats do."""
 
     jobs: list[Job]
@@ -90,7 +81,7 @@ class BatchWatch:
         self.watches[-1].update()
 
     def verdict(self) -> Any:
-        """The running job's watchdog verdict (:meth:`~benchbench.launch.run_job.Watch.verdict`)."""
+        """The running job's watchdog verdict (:meth:`~benchbench.launch.watchdog.Watch.verdict`)."""
         return self.watches[-1].verdict()
 
     def stall_text(self) -> str:
@@ -164,7 +155,7 @@ def _records(batch: Batch, attempt: Attempt, ooms: int, first: int, size: int) -
             record = read_record(folder / "record.json")
         else:
             seen = watch.watches[k] if k < len(watch.watches) else Watch(job, folder)
-            record = _failed(job, folder, Attempt(attempt.output, attempt.code, attempt.killed, seen), ooms)
+            record = failed_record(job, folder, Attempt(attempt.output, attempt.code, attempt.killed, seen), ooms)
             record["env"]["batch"] = {"index": first + k, "size": size}
         record["env"]["wall_time_s"] = round(max(ends[k] - starts[k], 0.0), 3)
         records.append(record)
@@ -175,17 +166,14 @@ def _records(batch: Batch, attempt: Attempt, ooms: int, first: int, size: int) -
 
 def _launch_rest(jobs: list[Job], outs: list[Path], first: int, launcher: str, timed_alone: bool) -> list[dict]:
     """One launch of ``jobs[first:]``, in a temporary folder beside ``outs[first]``; its records."""
-    _remove_stale_tmpdirs(outs[first])
-    outs[first].parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{outs[first].stem}.batch.", dir=outs[first].parent) as tmp:
-        tmpdir = Path(tmp)
+    with job_tmpdir(outs[first], "batch.") as tmpdir:
         batch = _prepare(jobs[first:], first, len(jobs), tmpdir)
         ooms = oom_kills()
-        env = _rank_environment(jobs[first], launcher, timed_alone)
+        env = rank_environment(jobs[first], launcher, timed_alone)
         try:
-            attempt = _launch(jobs[first], tmpdir, launcher, env, batch=batch)
+            attempt = launch_attempt(jobs[first], tmpdir, launcher, env, batch=batch)
         except Interrupted:
-            _kill_job(None, tmpdir)
+            kill_job(None, tmpdir)
             raise
         new_ooms = (oom_kills() or 0) - ooms if ooms is not None else 0
         if attempt.code != 0:
@@ -213,12 +201,12 @@ def run_batch(
     written: list[tuple[dict[str, Any], Path]] = []
     started = time.monotonic()
     try:
-        with _signals_interrupt():
+        with signals_interrupt():
             while len(written) < len(jobs):
                 for record in _launch_rest(jobs, paths, len(written), launcher, timed_alone):
                     if retry_of:
                         record["env"]["retry_of"] = retry_of
                     written.append((record, write_record(record, paths[len(written)])))
     except Interrupted as e:
-        raise _interrupted_exit(jobs[len(written)], e.signum, started) from None
+        raise interrupted_exit(jobs[len(written)], e.signum, started) from None
     return written

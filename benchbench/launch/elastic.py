@@ -1,16 +1,17 @@
 """torch's elastic launcher, ``torchrun`` (:func:`torch.distributed.run.main`: the same agent,
 rendezvous, worker monitoring and error reporting), started as ``python -m benchbench.launch.elastic ARGS``
 with torchrun's own arguments, minus one cost: once the agent has returned, the process ends with
-``os._exit`` instead of tearing down an interpreter that holds torch (0.3–1 s per job here, measured
-in benchmarks/study_overhead.py). Output is flushed first; an exception prints its traceback as an
-uncaught one would (the launcher output :mod:`benchbench.protocol.failure` reads) and exits 1.
+``os._exit`` (:func:`benchbench.protocol.lifeline.exit_now`) instead of tearing down an interpreter
+that holds torch (0.3–1 s per job here, measured in benchmarks/study_overhead.py). Output is flushed
+first; an exception prints its traceback as an uncaught one would (the launcher output
+:mod:`benchbench.protocol.failure` reads) and exits 1.
 """
 
 from __future__ import annotations
 
-import os
-import sys
 import traceback
+
+from benchbench.protocol.lifeline import exit_now
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,17 +26,6 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         return 1
     return 0
-
-
-def exit_now(code: int) -> None:
-    """Flush stdout and stderr, then end the process without the interpreter's teardown (a torch
-    process spends up to seconds in it); for processes whose outputs are already written."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(code)
 
 
 if __name__ == "__main__":

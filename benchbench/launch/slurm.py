@@ -1,24 +1,16 @@
-"""Slurm: what a bench job asks of the scheduler, and how a rank started by ``srun`` finds the
-others.
+"""Slurm: what a bench job asks of the scheduler (how a rank started by ``srun`` finds the others is
+the rank's side: :func:`benchbench.rank.rendezvous.rank_env_from_slurm`).
 
 * :func:`job_resources` — the Snakemake resources of one bench job for
   snakemake-executor-plugin-slurm: nodes, tasks (one per rank), tasks per node, cpus per task,
   GPUs per node, memory, runtime, ``mpi="srun"`` for multi-rank jobs, and ``--exclusive``
   (whole nodes: nothing else runs beside a timed job) unless the study says ``slurm_exclusive:
   false``.
-* :func:`rank_env_from_slurm` — RANK / WORLD_SIZE / LOCAL_RANK from SLURM_PROCID / SLURM_NTASKS /
-  SLURM_LOCALID; MASTER_ADDR the first host of SLURM_STEP_NODELIST (parsed here, so ``scontrol``
-  need not be installed); MASTER_PORT from BENCHBENCH_MASTER_PORT, a port the parent
-  (``benchbench run``, on the allocation's first node: rank 0's host) found free by binding port 0
-  (:func:`benchbench.launch.run_job.free_port`; relaunched on a fresh one if the rendezvous still finds it
-  taken), so two jobs on one node never draw the same port.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -26,40 +18,6 @@ if TYPE_CHECKING:
 
 SLURM_EXECUTORS = ("slurm", "slurm-jobstep")  # the submitting side and the job's own Snakemake
 DEFAULT_MEM_MB_PER_CPU = 2000  # when the hardware profile's slurm section gives none
-
-
-def first_host(nodelist: str) -> str:
-    """First host of a Slurm hostlist expression: ``gpu[07-09,12],cpu3`` -> ``gpu07``."""
-    depth, end = 0, len(nodelist)
-    for i, ch in enumerate(nodelist):  # the first top-level comma ends the first host pattern
-        depth += ch == "["
-        depth -= ch == "]"
-        if ch == "," and depth == 0:
-            end = i
-            break
-    pattern = nodelist[:end].strip()
-    if not pattern:
-        raise ValueError(f"empty Slurm nodelist {nodelist!r}")
-    # each [a-b,c] group contributes its first value, zero padding kept
-    return re.sub(r"\[([^\]]+)\]", lambda m: re.split(r"[-,]", m.group(1))[0], pattern)
-
-
-def rank_env_from_slurm(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """torch.distributed's env:// variables for a task started by ``srun``."""
-    env = os.environ if environ is None else environ
-    nodelist = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST")
-    if not nodelist:
-        raise RuntimeError("srun task without SLURM_STEP_NODELIST / SLURM_JOB_NODELIST: cannot find rank 0's host")
-    if not env.get("BENCHBENCH_MASTER_PORT"):
-        raise RuntimeError("srun task without BENCHBENCH_MASTER_PORT: start the ranks with `benchbench run`")
-    out = {
-        "RANK": env["SLURM_PROCID"],
-        "WORLD_SIZE": env.get("SLURM_STEP_NUM_TASKS") or env["SLURM_NTASKS"],
-        "LOCAL_RANK": env.get("SLURM_LOCALID", "0"),
-        "MASTER_ADDR": env.get("BENCHBENCH_MASTER_ADDR") or first_host(nodelist),
-        "MASTER_PORT": env["BENCHBENCH_MASTER_PORT"],
-    }
-    return out
 
 
 def job_resources(job: Job, exclusive: bool = True) -> dict[str, Any]:

@@ -6,7 +6,8 @@ Started by :mod:`benchbench.launch.run_job` (directly, under torchrun, or by sru
 raises writes its traceback to ``<err-dir>/rank<R>.err`` and what the parent classifies
 (:class:`benchbench.protocol.failure.RankError`) to ``rank<R>.json``, and exits non-zero, so the launcher
 tears the job down and the parent records the failure. Every rank writes heartbeats to
-``<err-dir>/hb/`` (:mod:`benchbench.protocol.heartbeat`) and dies with its parent process (the launcher).
+``<err-dir>/hb/`` (:mod:`benchbench.protocol.heartbeat`) and dies with its parent process, the launcher
+(:mod:`benchbench.protocol.lifeline`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import time
 import traceback
@@ -23,25 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from benchbench.protocol import heartbeat
+from benchbench.protocol.lifeline import STARTED_FILE, die_with_parent, exit_now
 from benchbench.rank.rendezvous import RankEnv, init_distributed, rank_env
-
-STARTED_FILE = "started"  # in a batched job's folder: rank 0's unix time when the job began
-
-
-def die_with_parent(sig: int = signal.SIGKILL) -> None:
-    """Ask Linux to send ``sig`` to this process when its parent dies (PR_SET_PDEATHSIG), so that no
-    rank outlives its launcher; no-op elsewhere. Exits at once if the parent is already gone."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    parent = os.getppid()
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(sig), 0, 0, 0)  # 1: PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:
-        os._exit(128 + int(sig))
 
 
 def _write_error(err_dir: Path, rank: int, exc: BaseException) -> None:
@@ -184,6 +167,4 @@ def main(argv: list[str] | None = None, body: Callable[[Path, Path, RankEnv], No
 
 
 if __name__ == "__main__":
-    from benchbench.launch.elastic import exit_now
-
     exit_now(main())  # outputs are written: skip the interpreter's teardown (seconds with torch loaded)

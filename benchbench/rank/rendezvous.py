@@ -2,6 +2,12 @@
 
 * :func:`rank_env` — rank, world size and local rank from the launcher's environment (Slurm's
   variables for ranks started by our ``srun``, torchrun's otherwise, else one process);
+* :func:`rank_env_from_slurm` — RANK / WORLD_SIZE / LOCAL_RANK from SLURM_PROCID / SLURM_NTASKS /
+  SLURM_LOCALID; MASTER_ADDR the first host of SLURM_STEP_NODELIST (:func:`first_host`, parsed here,
+  so ``scontrol`` need not be installed); MASTER_PORT from BENCHBENCH_MASTER_PORT, a port the parent
+  (``benchbench run``, on the allocation's first node: rank 0's host) found free by binding port 0
+  (:func:`benchbench.launch.command.free_port`; relaunched on a fresh one if the rendezvous still finds
+  it taken), so two jobs on one node never draw the same port;
 * :func:`init_distributed` — env:// rendezvous with a timeout and an error naming host, port and
   ranks, after failing fast on a multi-node rendezvous host that resolves to loopback.
 
@@ -11,6 +17,7 @@ The parent side (starting the ranks, timeouts, records of failures) is :mod:`ben
 from __future__ import annotations
 
 import os
+import re
 import socket
 from dataclasses import dataclass
 from datetime import timedelta
@@ -27,13 +34,45 @@ class RankEnv:
     launcher: str = "single"
 
 
+def first_host(nodelist: str) -> str:
+    """First host of a Slurm hostlist expression: ``gpu[07-09,12],cpu3`` -> ``gpu07``."""
+    depth, end = 0, len(nodelist)
+    for i, ch in enumerate(nodelist):  # the first top-level comma ends the first host pattern
+        depth += ch == "["
+        depth -= ch == "]"
+        if ch == "," and depth == 0:
+            end = i
+            break
+    pattern = nodelist[:end].strip()
+    if not pattern:
+        raise ValueError(f"empty Slurm nodelist {nodelist!r}")
+    # each [a-b,c] group contributes its first value, zero padding kept
+    return re.sub(r"\[([^\]]+)\]", lambda m: re.split(r"[-,]", m.group(1))[0], pattern)
+
+
+def rank_env_from_slurm(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """torch.distributed's env:// variables for a task started by ``srun``."""
+    env = os.environ if environ is None else environ
+    nodelist = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST")
+    if not nodelist:
+        raise RuntimeError("srun task without SLURM_STEP_NODELIST / SLURM_JOB_NODELIST: cannot find rank 0's host")
+    if not env.get("BENCHBENCH_MASTER_PORT"):
+        raise RuntimeError("srun task without BENCHBENCH_MASTER_PORT: start the ranks with `benchbench run`")
+    out = {
+        "RANK": env["SLURM_PROCID"],
+        "WORLD_SIZE": env.get("SLURM_STEP_NUM_TASKS") or env["SLURM_NTASKS"],
+        "LOCAL_RANK": env.get("SLURM_LOCALID", "0"),
+        "MASTER_ADDR": env.get("BENCHBENCH_MASTER_ADDR") or first_host(nodelist),
+        "MASTER_PORT": env["BENCHBENCH_MASTER_PORT"],
+    }
+    return out
+
+
 def rank_env() -> RankEnv:
     """Rank identity: from Slurm's variables for ranks started by our ``srun`` (which also sets
-    MASTER_ADDR / MASTER_PORT, :mod:`benchbench.launch.slurm`), from torchrun's (RANK, WORLD_SIZE,
+    MASTER_ADDR / MASTER_PORT, :func:`rank_env_from_slurm`), from torchrun's (RANK, WORLD_SIZE,
     LOCAL_RANK), else one process."""
     if os.environ.get("BENCHBENCH_LAUNCHER") == "srun":
-        from benchbench.launch.slurm import rank_env_from_slurm
-
         os.environ.update(rank_env_from_slurm())
         return RankEnv(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"]), "srun")
     if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
