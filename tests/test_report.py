@@ -8,7 +8,7 @@ import pytest
 
 from benchbench.cli import main as cli
 from benchbench.results.htmltable import label, with_error
-from benchbench.results.report import study_records
+from benchbench.results.records import study_records
 from benchbench.results.tables import aggregate
 from benchbench.spec.paths import TABLES, StudyLayout
 from tests.test_analysis import rec

@@ -14,7 +14,8 @@ from benchbench.cli import main as cli
 from benchbench.costmodel import validate as v
 from benchbench.costmodel.calibration import Calibration, CollectiveFit, CollectivePoint, write_calibration
 from benchbench.costmodel.predict import Prediction
-from benchbench.results.report import build_report, study_records
+from benchbench.results.records import study_records
+from benchbench.results.report import build_report
 from benchbench.spec.paths import COSTMODEL_PLOTS, PLOT_FORMATS, TABLES, StudyLayout
 from tests.test_analysis import rec
 

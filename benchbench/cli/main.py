@@ -153,7 +153,8 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from benchbench.results.report import build_merged_report, build_report, layout_prediction, study_records
+    from benchbench.results.records import study_records
+    from benchbench.results.report import build_merged_report, build_report, layout_prediction
     from benchbench.spec.paths import PLOT_FORMATS, StudyLayout
 
     figures = args.figures

@@ -13,13 +13,14 @@ import pandas as pd
 import yaml
 from markupsafe import Markup
 
-from benchbench.results.tables import NOISY_CV, load_records
-from benchbench.spec.config import ConfigError
-from benchbench.results.findings import findings, sentence, summary_table
-from benchbench.results.htmltable import data_table, definitions
-from benchbench.spec.paths import COSTMODEL_PLOTS, PREDICTION_TABLES, TABLES, StudyLayout
 from benchbench.protocol.provenance import FIELDS
 from benchbench.protocol.record import atomic_write_text, job_of
+from benchbench.results.findings import findings, sentence, summary_table
+from benchbench.results.htmltable import data_table, definitions
+from benchbench.results.records import study_records
+from benchbench.results.tables import NOISY_CV, load_records
+from benchbench.spec.config import ConfigError
+from benchbench.spec.paths import COSTMODEL_PLOTS, PREDICTION_TABLES, TABLES, StudyLayout
 
 TEMPLATES = Path(__file__).parent / "templates"
 #: The side-by-side table: a configuration's identity, then registered metrics (a test checks
@@ -393,13 +394,6 @@ def build_merged_report(study_dirs: list[str | Path], out: str | Path, descripti
         figs = _figures([p for p in layout.plots() if p.suffix == ".svg" and p.exists()], d / "plots/figures.json")
         figures += [{**f, "name": f"s{i}-{f['name']}", "caption": f"{d}: {f['caption']}"} for f in figs]
     return render(out, sections, description=description, figures=figures, comparisons=_comparisons(dirs))
-
-
-def study_records(layout: StudyLayout) -> list[Path]:
-    """The ok-or-latest record files under a study's ``raw/`` folder: not the ``.failed.json``
-    ones, nor anything in a dot-folder (a running job's scratch space beside its record)."""
-    hidden = lambda p: any(part.startswith(".") for part in p.relative_to(layout.raw).parts)  # noqa: E731
-    return sorted(p for p in layout.raw.rglob("*.json") if not p.name.endswith(".failed.json") and not hidden(p))
 
 
 def layout_prediction(layout: StudyLayout) -> dict[str, Any]:
