@@ -84,7 +84,7 @@ def test_figures_json_shows_only_figures_with_data(tmp_path):
 
 
 def test_without_figures_json_no_data_placeholders_are_left_out_and_captions_are_the_plots(tmp_path):
-    from benchbench.results.plots import CAPTIONS
+    from benchbench.results.figures.captions import CAPTIONS
 
     layout = _study(tmp_path, "s")
     plots = layout.dir / "plots"

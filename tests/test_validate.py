@@ -329,7 +329,7 @@ def test_validate_refuses_a_bad_study_before_writing_anything(tmp_path, study, c
 
 
 def test_a_failed_calibration_draws_a_no_data_busbw(tmp_path):
-    from benchbench.results.plots import calibration_points, plot_costmodel
+    from benchbench.results.figures.costmodel import calibration_points, plot_costmodel
 
     written = plot_costmodel(
         calibration_points([replace(_calibration(), points=[])]),

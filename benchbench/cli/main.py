@@ -138,7 +138,8 @@ def _cmd_aggregate(args: argparse.Namespace) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from benchbench.results.plots import plot_scaling, read_table
+    from benchbench.results.figures.study import plot_scaling
+    from benchbench.results.tables import read_table
     from benchbench.spec.paths import PLOT_FORMATS, PLOTS
 
     outputs, index = list(args.out or []), args.index
@@ -261,7 +262,8 @@ def _write_grid(args: argparse.Namespace, study: dict, cals: dict) -> None:
 
 def _cmd_plot_costmodel(args: argparse.Namespace) -> int:
     from benchbench.costmodel.validate import load_calibrations
-    from benchbench.results.plots import calibration_points, plot_costmodel, read_table
+    from benchbench.results.figures.costmodel import calibration_points, plot_costmodel
+    from benchbench.results.tables import read_table
 
     cals, notes = load_calibrations(args.calibration or [])
     for note in notes:
