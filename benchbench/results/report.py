@@ -24,7 +24,7 @@ from benchbench.results.prediction_section import prediction_section
 from benchbench.results.records import study_records
 from benchbench.results.tables import NOISY_CV, load_records, read_table
 from benchbench.spec.config import ConfigError
-from benchbench.spec.paths import COSTMODEL_PLOTS, PREDICTION_TABLES, TABLES, StudyLayout
+from benchbench.spec.paths import COSTMODEL_PLOTS, PLOT_FORMATS, PREDICTION_TABLES, TABLES, StudyLayout
 
 TEMPLATES = Path(__file__).parent / "templates"
 #: The side-by-side table: a configuration's identity, then registered metrics (a test checks
@@ -387,4 +387,19 @@ def layout_prediction(layout: StudyLayout) -> dict[str, Any]:
         "tables": {n: layout.table(n) for n in PREDICTION_TABLES},
         "calibrations": sorted(cal_dir.glob("*.json")) if cal_dir.is_dir() else [],
         "plots": [p for p in layout.costmodel_plots() if p.suffix == ".svg" and p.exists()],
+    }
+
+
+def study_inputs(layout: StudyLayout) -> dict[str, Any]:
+    """:func:`build_report`'s inputs where a study's layout puts them: its records, tables (the
+    prediction tables included), plots that exist (the study's SVGs, then the cost model's),
+    calibrations, figures.json and the report's path."""
+    prediction = layout_prediction(layout)
+    return {
+        "records": study_records(layout),
+        "tables": {n: layout.table(n) for n in TABLES} | prediction["tables"],
+        "plots": [p for p in layout.plots() if p.suffix == f".{PLOT_FORMATS[0]}" and p.exists()] + prediction["plots"],
+        "calibrations": prediction["calibrations"],
+        "out": layout.report,
+        "figures": layout.figures_index,
     }
