@@ -206,7 +206,7 @@ def _memory_scaling(**est: float | None) -> pd.DataFrame:
 
 
 def test_memory_plot_draws_measured_next_to_estimate_at_the_largest_world_size(tmp_path):
-    from benchbench.results.plots import _memory_frame, _series, plot_scaling
+    from benchbench.results.figures.study import _memory_frame, _series, plot_scaling
 
     frame = _memory_frame(_series(_memory_scaling(fsdp=7.5e6)))
     assert set(frame["series"]) == {"single", "zero1", "fsdp"}  # world size 2, and the unsharded reference
@@ -217,7 +217,7 @@ def test_memory_plot_draws_measured_next_to_estimate_at_the_largest_world_size(t
 
 
 def test_memory_plot_without_memory_figures_is_a_placeholder_not_an_error(tmp_path):
-    from benchbench.results.plots import plot_scaling
+    from benchbench.results.figures.study import plot_scaling
 
     old = _memory_scaling().drop(columns=["model_state_bytes", "model_state_bytes_est"])
     (svg,) = plot_scaling(old, [tmp_path / "memory.svg"])

@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchbench.results import plots
-from benchbench.results.palette import PRESET_COLOURS, strategy_colour
+from benchbench.results.figures import study as plots
+from benchbench.results.figures.captions import caption_rst
+from benchbench.results.figures.palette import PRESET_COLOURS, strategy_colour
 from benchbench.spec.config import ROOT
 from benchbench.spec.paths import COSTMODEL_PLOTS, PLOT_FORMATS, PLOTS, PREDICTION_TABLES, TABLES, StudyLayout
 from benchbench.spec.plan import PRESETS
@@ -178,7 +179,7 @@ def test_the_same_strategy_has_the_same_colour_in_every_figure():
 def test_caption_files_match_the_captions():
     assert set(plots.CAPTIONS) == set(PLOTS + COSTMODEL_PLOTS)
     for name in PLOTS + COSTMODEL_PLOTS:
-        assert (ROOT / "workflow" / "report" / f"{name}.rst").read_text() == plots.caption_rst(name), name
+        assert (ROOT / "workflow" / "report" / f"{name}.rst").read_text() == caption_rst(name), name
     for table in TABLES + PREDICTION_TABLES:
         assert (ROOT / "workflow" / "report" / "tables" / f"{table}.rst").read_text().strip(), table
 

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from benchbench.launch.run_job import run_job
-from benchbench.results.plots import (
+from benchbench.results.figures.study import (
     NO_BASELINE,
     NO_COMPRESSION,
     NO_OK_RUNS,
@@ -28,10 +28,9 @@ from benchbench.results.plots import (
     NO_PIPELINE,
     NO_STEP_TIMES,
     plot_scaling,
-    read_table,
 )
 from benchbench.results.report import build_report
-from benchbench.results.tables import aggregate
+from benchbench.results.tables import aggregate, read_table
 from benchbench.spec.config import ROOT, check_config
 from benchbench.spec.paths import PLOT_FORMATS, PLOTS, TABLES, StudyLayout
 from benchbench.study import expand

@@ -216,7 +216,7 @@ def test_architecture_table_agrees_with_the_schema_and_gives_each_a_task():
 
 
 def test_plot_table_agrees_with_the_layout():
-    from benchbench.results.plots import _DRAW
+    from benchbench.results.figures.study import _DRAW
     from benchbench.spec.paths import PLOTS
 
     assert set(_DRAW) == set(PLOTS)

@@ -8,7 +8,7 @@ import pytest
 
 from benchbench.cli import main as cli
 from benchbench.results.htmltable import label, with_error
-from benchbench.results.report import study_records
+from benchbench.results.records import study_records
 from benchbench.results.tables import aggregate
 from benchbench.spec.paths import TABLES, StudyLayout
 from tests.test_analysis import rec
@@ -84,7 +84,7 @@ def test_figures_json_shows_only_figures_with_data(tmp_path):
 
 
 def test_without_figures_json_no_data_placeholders_are_left_out_and_captions_are_the_plots(tmp_path):
-    from benchbench.results.plots import CAPTIONS
+    from benchbench.results.figures.captions import CAPTIONS
 
     layout = _study(tmp_path, "s")
     plots = layout.dir / "plots"

@@ -61,7 +61,7 @@ def contract_page(path: Path, extra: str = "", no_script: bool = False) -> Path:
 
 def synthetic_report(root: Path) -> Path:
     """A real report from :func:`build_report`: synthetic records, their tables and SVG plots."""
-    from benchbench.results.plots import plot_scaling
+    from benchbench.results.figures.study import plot_scaling
 
     records = [rec("single", 1, 1.0), rec("ddp", 1, 1.1), rec("ddp", 2, 0.625), rec("ddp", 4, 0.5)]
     records += [rec("dp-naive", 2, 0.8), rec("dp-naive", 4, 0.9), rec("fsdp", 2, 0.7, status="failed")]
@@ -297,7 +297,8 @@ def test_prediction_section_as_a_reader_sees_it(browser, tmp_path):
     """The Prediction section (tests/test_validate.py's study: records, calibration, prediction
     tables, the cost model's figures) sorts, filters and fits like the rest of the page."""
     from benchbench.cli import main as cli
-    from benchbench.results.plots import calibration_points, plot_costmodel, read_table
+    from benchbench.results.figures.costmodel import calibration_points, plot_costmodel
+    from benchbench.results.tables import read_table
     from benchbench.spec.paths import COSTMODEL_PLOTS
     from tests.test_validate import _calibration, _study
 

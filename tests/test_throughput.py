@@ -25,7 +25,8 @@ PARENT_MODULES = [
     "benchbench.costmodel.calibrate",
     "benchbench.results.tables",
     "benchbench.results.records",
-    "benchbench.results.plots",
+    "benchbench.results.figures.study",
+    "benchbench.results.figures.costmodel",
     "benchbench.results.report",
     "benchbench.costmodel.validate",
 ]

@@ -14,7 +14,8 @@ from benchbench.cli import main as cli
 from benchbench.costmodel import validate as v
 from benchbench.costmodel.calibration import Calibration, CollectiveFit, CollectivePoint, write_calibration
 from benchbench.costmodel.predict import Prediction
-from benchbench.results.report import build_report, study_records
+from benchbench.results.records import study_records
+from benchbench.results.report import build_report
 from benchbench.spec.paths import COSTMODEL_PLOTS, PLOT_FORMATS, TABLES, StudyLayout
 from tests.test_analysis import rec
 
@@ -328,7 +329,7 @@ def test_validate_refuses_a_bad_study_before_writing_anything(tmp_path, study, c
 
 
 def test_a_failed_calibration_draws_a_no_data_busbw(tmp_path):
-    from benchbench.results.plots import calibration_points, plot_costmodel
+    from benchbench.results.figures.costmodel import calibration_points, plot_costmodel
 
     written = plot_costmodel(
         calibration_points([replace(_calibration(), points=[])]),

@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from benchbench.spec.config import ConfigError, load_config
 from benchbench.spec.paths import PREDICTION_TABLES, TABLES
@@ -138,7 +139,8 @@ def _cmd_aggregate(args: argparse.Namespace) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from benchbench.results.plots import plot_scaling, read_table
+    from benchbench.results.figures.study import plot_scaling
+    from benchbench.results.tables import read_table
     from benchbench.spec.paths import PLOT_FORMATS, PLOTS
 
     outputs, index = list(args.out or []), args.index
@@ -152,54 +154,50 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_report(args: argparse.Namespace) -> int:
-    from benchbench.results.report import build_merged_report, build_report, layout_prediction, study_records
-    from benchbench.spec.paths import PLOT_FORMATS, StudyLayout
+def _merged_report(args: argparse.Namespace) -> Path:
+    """``report`` with several ``--study-dir``: one page, each folder's own records and figures."""
+    from benchbench.results.report import build_merged_report
 
-    figures = args.figures
-    if args.study_dir and len(args.study_dir) > 1:
-        given = [
-            o
-            for o, v in (
-                ("--study-json", args.study_json or None),
-                ("--figures", args.figures),
-                ("--records", args.records),
-            )
-            if v is not None
-        ]
-        if given:
-            raise ConfigError(
-                f"report: {', '.join(given)} cannot be used with more than one --study-dir "
-                "(a merged report reads each folder's own records and figures)"
-            )
-        print(build_merged_report(args.study_dir, args.out or "report.html", description=args.description))
-        return 0
+    options = {"--study-json": args.study_json or None, "--figures": args.figures, "--records": args.records}
+    given = [o for o, v in options.items() if v is not None]
+    if given:
+        raise ConfigError(
+            f"report: {', '.join(given)} cannot be used with more than one --study-dir "
+            "(a merged report reads each folder's own records and figures)"
+        )
+    return build_merged_report(args.study_dir, args.out or "report.html", description=args.description)
+
+
+def _report_inputs(args: argparse.Namespace) -> dict[str, Any]:
+    """``build_report``'s inputs: a study folder's (each option given in place of the folder's own),
+    or the files named one by one."""
+    from benchbench.results.report import study_inputs
+    from benchbench.spec.paths import StudyLayout
+
     if args.study_dir:
         study_dir = Path(args.study_dir[0])
-        layout = StudyLayout(study_dir.name, study_dir.parent)
-        records = args.records or study_records(layout)
-        prediction = layout_prediction(layout)
-        tables = {n: layout.table(n) for n in TABLES} | prediction["tables"]
-        plots = [p for p in layout.plots() if p.suffix == f".{PLOT_FORMATS[0]}" and p.exists()] + prediction["plots"]
-        calibrations = args.calibration or prediction["calibrations"]
-        out = args.out or layout.report
-        figures = figures or study_dir / "plots" / "figures.json"
-    else:
-        if not (args.tables and args.out):
-            raise ConfigError("report needs --study-dir, or --tables, --plots and --out")
-        records, out, plots, calibrations = args.records or [], args.out, args.plots or [], args.calibration or []
-        tables = {Path(t).stem: Path(t) for t in args.tables}
-    page = build_report(
-        records=records,
-        tables=tables,
-        plots=plots,
-        out=out,
-        description=args.description,
-        study=args.study_json or None,
-        figures=figures,
-        calibrations=calibrations,
-    )
-    print(page)
+        found = study_inputs(StudyLayout(study_dir.name, study_dir.parent))
+        given = {"records": args.records, "calibrations": args.calibration, "out": args.out, "figures": args.figures}
+        return found | {k: v for k, v in given.items() if v}
+    if not (args.tables and args.out):
+        raise ConfigError("report needs --study-dir, or --tables, --plots and --out")
+    return {
+        "records": args.records or [],
+        "tables": {Path(t).stem: Path(t) for t in args.tables},
+        "plots": args.plots or [],
+        "out": args.out,
+        "figures": args.figures,
+        "calibrations": args.calibration or [],
+    }
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from benchbench.results.report import build_report
+
+    if args.study_dir and len(args.study_dir) > 1:
+        print(_merged_report(args))
+        return 0
+    print(build_report(**_report_inputs(args), description=args.description, study=args.study_json or None))
     return 0
 
 
@@ -260,7 +258,8 @@ def _write_grid(args: argparse.Namespace, study: dict, cals: dict) -> None:
 
 def _cmd_plot_costmodel(args: argparse.Namespace) -> int:
     from benchbench.costmodel.validate import load_calibrations
-    from benchbench.results.plots import calibration_points, plot_costmodel, read_table
+    from benchbench.results.figures.costmodel import calibration_points, plot_costmodel
+    from benchbench.results.tables import read_table
 
     cals, notes = load_calibrations(args.calibration or [])
     for note in notes:

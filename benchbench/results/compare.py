@@ -32,10 +32,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from benchbench.results.records import read_records, study_records
 from benchbench.results.tables import SCALING_KEYS, runs_table
 from benchbench.spec.config import ConfigError
 from benchbench.spec.metrics import COMPARISON
-from benchbench.results.records import read_records
+from benchbench.spec.paths import StudyLayout
 
 KEYS = SCALING_KEYS
 COLUMNS = [*KEYS, *(m.name for m in COMPARISON)]
@@ -97,9 +98,6 @@ def load_stats(source: str | Path) -> tuple[pd.DataFrame, str]:
         return repeat_stats(_read_csv(path, _RUNS_NEEDS)), str(path)
     if not path.is_dir():
         raise ConfigError(f"{source}: no such results folder or runs.csv file")
-    from benchbench.spec.paths import StudyLayout
-    from benchbench.results.report import study_records
-
     layout = StudyLayout(path.name, path.parent)
     records = study_records(layout) if layout.raw.is_dir() else []
     if records:

@@ -17,7 +17,9 @@ from markupsafe import Markup
 
 from benchbench.costmodel.calibration import Calibration
 from benchbench.costmodel.validate import ALL, MISS, headline, load_calibrations, ranks
+from benchbench.results.figures.svg import drawn_svg
 from benchbench.results.htmltable import data_table
+from benchbench.results.tables import read_table
 from benchbench.spec.paths import PREDICTION_TABLES
 
 KEYS = ["model", "hardware", "strategy", "world_size"]
@@ -85,8 +87,6 @@ RECOMMEND_SHOWN = [
 
 
 def _read(path: str | Path | None) -> pd.DataFrame:
-    from benchbench.results.plots import read_table
-
     if path is None or not Path(path).is_file():
         return pd.DataFrame()
     try:
@@ -132,12 +132,10 @@ def points_frame(cals: Iterable[Calibration]) -> pd.DataFrame:
 
 
 def _svg(plots: Iterable[str | Path], name: str) -> Markup | None:
-    from benchbench.results.report import NO_DATA, _inline_svg
-
     for p in map(Path, plots):
         if p.stem == name and p.suffix == ".svg" and p.is_file():
-            svg = _inline_svg(p)
-            return None if NO_DATA in svg else Markup(svg)
+            svg = drawn_svg(p)
+            return None if svg is None else Markup(svg)
     return None
 
 

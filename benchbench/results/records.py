@@ -17,9 +17,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from benchbench.protocol.record import SCHEMA_VERSION, STATUSES
 from benchbench.spec.job import Job
 from benchbench.spec.metrics import SUMMARY
-from benchbench.protocol.record import SCHEMA_VERSION, STATUSES
+from benchbench.spec.paths import StudyLayout
 
 #: Record versions the tables read: 3 (before ``failure``) and the current one.
 READABLE_SCHEMA_VERSIONS = frozenset({3, SCHEMA_VERSION})
@@ -128,3 +129,10 @@ def read_records(paths: Iterable[str | Path], warn: bool = True) -> tuple[list[d
         if warn:
             print(f"benchbench: skipped record {path}: {reason}", file=sys.stderr)
     return records, rejected
+
+
+def study_records(layout: StudyLayout) -> list[Path]:
+    """The ok-or-latest record files under a study's ``raw/`` folder: not the ``.failed.json``
+    ones, nor anything in a dot-folder (a running job's scratch space beside its record)."""
+    hidden = lambda p: any(part.startswith(".") for part in p.relative_to(layout.raw).parts)  # noqa: E731
+    return sorted(p for p in layout.raw.rglob("*.json") if not p.name.endswith(".failed.json") and not hidden(p))

@@ -13,13 +13,18 @@ import pandas as pd
 import yaml
 from markupsafe import Markup
 
-from benchbench.results.tables import NOISY_CV, load_records
-from benchbench.spec.config import ConfigError
-from benchbench.results.findings import findings, sentence, summary_table
-from benchbench.results.htmltable import data_table, definitions
-from benchbench.spec.paths import COSTMODEL_PLOTS, PREDICTION_TABLES, TABLES, StudyLayout
 from benchbench.protocol.provenance import FIELDS
 from benchbench.protocol.record import atomic_write_text, job_of
+from benchbench.results.compare import COLUMNS, compare, load_stats
+from benchbench.results.figures.captions import CAPTIONS
+from benchbench.results.figures.svg import drawn_svg, inline_svg
+from benchbench.results.findings import findings, sentence, summary_table
+from benchbench.results.htmltable import data_table, definitions
+from benchbench.results.prediction_section import prediction_section
+from benchbench.results.records import study_records
+from benchbench.results.tables import NOISY_CV, load_records, read_table
+from benchbench.spec.config import ConfigError
+from benchbench.spec.paths import COSTMODEL_PLOTS, PLOT_FORMATS, PREDICTION_TABLES, TABLES, StudyLayout
 
 TEMPLATES = Path(__file__).parent / "templates"
 #: The side-by-side table: a configuration's identity, then registered metrics (a test checks
@@ -91,11 +96,6 @@ def _models(records: list[dict[str, Any]]) -> pd.DataFrame:
             "seq_len": j.seq_len or "",
         }
     return pd.DataFrame(list(rows.values()))
-
-
-def _inline_svg(path: Path) -> str:
-    text = path.read_text()
-    return text[text.find("<svg") :]  # drop the XML prolog: inline SVG
 
 
 def _study_facts(records: list[dict[str, Any]], scaling: pd.DataFrame, fallback_study: str) -> dict[str, Any]:
@@ -186,8 +186,6 @@ CORRECTNESS_SHOWN = [
     "applied",
 ]
 THROUGHPUT_CI = {"throughput": ("throughput_ci_low", "throughput_ci_high")}
-#: The text of a plot with nothing to show (:func:`benchbench.results.plots.no_data`).
-NO_DATA = "no data:"
 
 
 def _correctness(runs: pd.DataFrame, scaling: pd.DataFrame) -> pd.DataFrame:
@@ -207,7 +205,7 @@ def _correctness(runs: pd.DataFrame, scaling: pd.DataFrame) -> pd.DataFrame:
 def _figures(plots: Iterable[str | Path], figures: str | Path | None) -> list[dict[str, Any]]:
     """Figures to show: those of ``figures.json`` with data (SVG beside it; by default the one
     beside the first SVG), else every SVG but the "no data" placeholders, captioned as
-    :data:`benchbench.results.plots.CAPTIONS` says."""
+    :data:`benchbench.results.figures.captions.CAPTIONS` says."""
     svgs = [Path(p) for p in plots if Path(p).suffix == ".svg"]
     figures = figures or (svgs[0].parent / "figures.json" if svgs else None)
     try:
@@ -220,24 +218,21 @@ def _figures(plots: Iterable[str | Path], figures: str | Path | None) -> list[di
             {
                 "name": f["name"],
                 "caption": f.get("caption", f["name"]),
-                "svg": Markup(_inline_svg(where / f"{f['name']}.svg")),
+                "svg": Markup(inline_svg(where / f"{f['name']}.svg")),
             }
             for f in listed
             if f.get("has_data") and (where / f"{f['name']}.svg").is_file()
         ]
-    from benchbench.results.plots import CAPTIONS
-
-    drawn = [(p, _inline_svg(p)) for p in svgs]  # without figures.json: every SVG but the "no data" ones
+    drawn = [(p, drawn_svg(p)) for p in svgs]  # without figures.json: every SVG but the "no data" ones
     return [
         {"name": p.stem, "caption": CAPTIONS.get(p.stem, p.stem), "svg": Markup(svg)}
         for p, svg in drawn
-        if NO_DATA not in svg
+        if svg is not None
     ]
 
 
 def _frames(tables: Mapping[str, str | Path]) -> dict[str, pd.DataFrame]:
-    from benchbench.results.plots import read_table  # names stay text; an empty table (no ok runs) reads as empty
-
+    # names stay text; an empty table (no ok runs) reads as empty;
     # a results folder from before a table existed has no file for it: read as empty
     return {n: read_table(tables[n]) if n in tables and Path(tables[n]).exists() else pd.DataFrame() for n in TABLES}
 
@@ -269,8 +264,6 @@ def study_section(
     """Everything the page says about one results folder: facts, findings, tables, failures, and the
     Prediction section (``prediction``: the keyword arguments of
     :func:`benchbench.results.prediction_section.prediction_section`; none given: the section says so)."""
-    from benchbench.results.prediction_section import prediction_section
-
     recs = load_records(records)
     frames = _frames(tables)
     found = findings(frames["scaling"], frames["runs"], frames["failures"])
@@ -298,12 +291,6 @@ def _study_text(study: str | Mapping[str, Any] | None) -> str:
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
-def _captions() -> dict[str, str]:
-    from benchbench.results.plots import CAPTIONS
-
-    return CAPTIONS
-
-
 def render(out: str | Path, sections: list[dict[str, Any]], **page: Any) -> Path:
     """Write the page: ``sections`` (:func:`study_section`) and page-wide ``page`` values."""
     env = jinja2.Environment(
@@ -318,7 +305,7 @@ def render(out: str | Path, sections: list[dict[str, Any]], **page: Any) -> Path
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         noisy_pct=int(NOISY_CV * 100),
         definitions=definitions(),
-        captions=_captions(),
+        captions=CAPTIONS,
         **page,
     )
     atomic_write_text(out, html)
@@ -357,8 +344,6 @@ def build_report(
 def _comparisons(dirs: list[Path]) -> list[dict[str, Any]]:
     """A comparison table (:func:`benchbench.results.compare.compare`) per pair of folders sharing
     configurations; for any other pair, a one-line ``note`` why there is none."""
-    from benchbench.results.compare import COLUMNS, compare, load_stats
-
     out = []
     for i, a in enumerate(dirs):
         for j, b in enumerate(dirs[i + 1 :], start=i + 1):
@@ -395,13 +380,6 @@ def build_merged_report(study_dirs: list[str | Path], out: str | Path, descripti
     return render(out, sections, description=description, figures=figures, comparisons=_comparisons(dirs))
 
 
-def study_records(layout: StudyLayout) -> list[Path]:
-    """The ok-or-latest record files under a study's ``raw/`` folder: not the ``.failed.json``
-    ones, nor anything in a dot-folder (a running job's scratch space beside its record)."""
-    hidden = lambda p: any(part.startswith(".") for part in p.relative_to(layout.raw).parts)  # noqa: E731
-    return sorted(p for p in layout.raw.rglob("*.json") if not p.name.endswith(".failed.json") and not hidden(p))
-
-
 def layout_prediction(layout: StudyLayout) -> dict[str, Any]:
     """The Prediction section's inputs where a study's layout puts them (what exists of them)."""
     cal_dir = layout.calibration_dir
@@ -409,4 +387,19 @@ def layout_prediction(layout: StudyLayout) -> dict[str, Any]:
         "tables": {n: layout.table(n) for n in PREDICTION_TABLES},
         "calibrations": sorted(cal_dir.glob("*.json")) if cal_dir.is_dir() else [],
         "plots": [p for p in layout.costmodel_plots() if p.suffix == ".svg" and p.exists()],
+    }
+
+
+def study_inputs(layout: StudyLayout) -> dict[str, Any]:
+    """:func:`build_report`'s inputs where a study's layout puts them: its records, tables (the
+    prediction tables included), plots that exist (the study's SVGs, then the cost model's),
+    calibrations, figures.json and the report's path."""
+    prediction = layout_prediction(layout)
+    return {
+        "records": study_records(layout),
+        "tables": {n: layout.table(n) for n in TABLES} | prediction["tables"],
+        "plots": [p for p in layout.plots() if p.suffix == f".{PLOT_FORMATS[0]}" and p.exists()] + prediction["plots"],
+        "calibrations": prediction["calibrations"],
+        "out": layout.report,
+        "figures": layout.figures_index,
     }

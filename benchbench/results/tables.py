@@ -1,7 +1,7 @@
 """From records to tables (pandas): ``runs.csv`` (one row per record), ``scaling.csv`` (one row
 per model x hardware x strategy x world size), ``failures.csv`` (failed and infeasible records
 counted by failure kind), ``rejected.csv`` (files that are not usable records, and why) and
-``dropped.csv``.
+``dropped.csv``; and a table read back as written (:func:`read_table`).
 
 Definitions: docs/METRICS.md (each number once; registry: :mod:`benchbench.spec.metrics`):
 
@@ -37,11 +37,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from benchbench.spec.paths import TABLES
-from benchbench.spec.metrics import METRICS, SUMMARY, SUMMARY_NAMES
 from benchbench.protocol.record import atomic_write_text
 from benchbench.results.records import Rejected, read_records
 from benchbench.spec.job import Dropped
+from benchbench.spec.metrics import METRICS, SUMMARY, SUMMARY_NAMES
+from benchbench.spec.paths import TABLES
 
 #: Identity of a run in runs.csv; then one column per summary metric, then the run's verdict.
 RUN_ID_COLUMNS = [
@@ -80,6 +80,8 @@ FAILURE_KEYS = [*SCALING_KEYS, "kind"]
 FAILURE_COLUMNS = [*FAILURE_KEYS, "count", "message"]
 #: Kind of a failed or infeasible record without a ``failure`` entry (records before version 4).
 UNKNOWN_FAILURE = {"failed": "unknown", "infeasible": "infeasible"}
+#: The tables' name columns (text, whatever they look like).
+ID_COLUMNS = ("model", "hardware", "strategy", "series", "baseline")
 
 
 def load_records(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
@@ -397,7 +399,21 @@ def tables(
 
 
 def write_csv(df: pd.DataFrame, path: str | Path) -> None:
+    """Write ``df`` to ``path`` as CSV (no index), atomically."""
     atomic_write_text(path, df.to_csv(index=False))
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A table CSV as written by ``aggregate``: names stay text (a model called ``NA`` or ``1`` is
+    that name, not a missing value or a number); an empty file (no ok runs) is an empty frame."""
+    try:
+        df = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+    names = [c for c in ID_COLUMNS if c in df.columns]
+    if names:
+        df[names] = pd.read_csv(path, usecols=names, dtype=str, keep_default_na=False)[names]
+    return df
 
 
 def aggregate(

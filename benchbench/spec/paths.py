@@ -30,7 +30,7 @@ RESULTS = "results"
 RECORD_PATTERN = "{study}/raw/{model}/{hardware}/{strategy}/ws{world_size}-r{repeat}.json"
 LOG_PATTERN = "{study}/logs/bench/{model}/{hardware}/{strategy}/ws{world_size}-r{repeat}.log"
 TABLES = ("runs", "scaling", "failures", "rejected", "dropped")
-#: The study's figures, in the order the report shows them (captions: benchbench.results.plots.CAPTIONS).
+#: The study's figures, in the order the report shows them (captions: benchbench.results.figures.captions.CAPTIONS).
 PLOTS = ("throughput", "efficiency", "best", "breakdown", "memory", "bubble", "compression", "pareto")
 PLOT_FORMATS = ("svg", "png")
 #: The cost model's tables (benchbench validate): per configuration measured, its summary, the grid.
