@@ -1,12 +1,14 @@
-"""The architectures of benchbench.models.presets: exact parameter counts at the published shapes, FLOPs
-against hand counts and FlopCounterMode, presets and their config errors, and the correctness
+"""The architectures llama and vit (benchbench.models.llama, benchbench.models.vit): exact parameter
+counts at the published shapes, FLOPs against hand counts and FlopCounterMode, presets and their
+config errors, and the correctness
 gate at 2 ranks over a representative few plans per architecture."""
 
 import pytest
 import torch
 
 from benchbench.models.presets import PRESETS
-from benchbench.models.registry import build_model, materialize, model_info
+from benchbench.models.registry import build_model, model_info
+from benchbench.models.weights import materialize
 from benchbench.spec.config import ConfigError, check_config
 from tests.conftest import run
 
@@ -390,7 +392,7 @@ def test_llama_task_at_llama3_vocabulary_is_sparse_seeded_and_small():
 def test_cost_model_shapes_of_the_new_architectures():
     """The calibration's main GEMM and the activation-sized messages (tensor / pipeline parallel)
     of a Llama (w1: tokens x ffn_hidden x hidden) and a ViT (fc1 over 1 + patches tokens)."""
-    from benchbench.models.presets import boundary
+    from benchbench.models.formulas import boundary
     from benchbench.rank.calibrate import gemm_shape
 
     llama, vit = preset("llama", "tiny"), preset("vit", "tiny")

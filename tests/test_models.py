@@ -2,7 +2,8 @@
 
 import pytest
 
-from benchbench.models.registry import build_model, materialize, model_info
+from benchbench.models.registry import build_model, model_info
+from benchbench.models.weights import materialize
 
 
 def test_gpt_flops_hand_computed():

@@ -243,7 +243,7 @@ def recompute_share(job: Job, stages: list[int], n_stages: int) -> float:
 def _block_flops(cfg: dict[str, Any]) -> tuple[float, float, float, float]:
     """Forward FLOPs per sample: the first stage's extras, one block, the head, and the block's
     last matmul (gpt fc2 8·t·h², Llama w2 2·t·f·d, ViT fc2 2·T·m·h), which recompute skips."""
-    from benchbench.models.presets import boundary
+    from benchbench.models.formulas import boundary
 
     tokens, h, _ = boundary(cfg)
     if cfg["arch"] == "gpt":
@@ -506,7 +506,7 @@ def tp_part(ctx: Ctx, stages: list[int], n_stages: int, batch: float) -> Part:
     if tp <= 1:
         return Part()
     elt = 2 if job.dtype == "bf16" else FP32
-    from benchbench.models.presets import boundary
+    from benchbench.models.formulas import boundary
 
     tokens, hidden, outputs = boundary(c)
     a, a32 = (batch * tokens * hidden * e for e in (elt, FP32))
@@ -535,7 +535,7 @@ def tp_part(ctx: Ctx, stages: list[int], n_stages: int, batch: float) -> Part:
 def activation_elems(model_cfg: dict[str, Any]) -> int:
     """Elements of one sample's activation between blocks, tokens x width
     (:func:`benchbench.models.presets.boundary`: seq_len x hidden, a ViT's 1 + patches x hidden)."""
-    from benchbench.models.presets import boundary
+    from benchbench.models.formulas import boundary
 
     tokens, hidden, _ = boundary(model_cfg)
     return tokens * hidden
