@@ -18,16 +18,8 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from benchbench.costmodel.calibration import ADAMW_BYTES_PER_PARAM, FROM_SPEC, Calibration, PhasePoint
-from benchbench.costmodel.tensors import (
-    FP32,
-    Tensor,
-    ddp_buckets,
-    flop_share,
-    fsdp_units,
-    gpt_layer_flops,
-    stage_layers,
-    stage_tensors,
-)
+from benchbench.costmodel.tensors import FP32, ddp_buckets, flop_share, fsdp_units, gpt_layer_flops, stage_tensors
+from benchbench.models.tensors import Tensor, stage_layers
 from benchbench.spec.job import Job
 from benchbench.spec.plan import checkpointed_blocks, theoretical_bubble
 from benchbench.spec.schedules import SCHEDULES, stage_ids
@@ -511,8 +503,6 @@ def tp_part(ctx: Ctx, stages: list[int], n_stages: int, batch: float) -> Part:
     tokens, hidden, outputs = boundary(c)
     a, a32 = (batch * tokens * hidden * e for e in (elt, FP32))
     logits = batch * outputs * elt
-    from benchbench.costmodel.tensors import stage_layers
-
     blocks = sum(len(stage_layers(int(c["layers"]), s, n_stages)) for s in stages)
     first, last = 0 in stages, n_stages - 1 in stages
     if job.plan.sequence_parallel:

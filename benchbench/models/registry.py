@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchbench.models import custom, formulas
+from benchbench.models.tensors import Tensor, gpt_tensors, llama_tensors, mlp_tensors, vit_tensors
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,9 @@ class Architecture:
     stage_flops: Callable[..., tuple[float, float, float]] | None = None
     # saved-activation bytes of a rank: (model config, its stages, n_stages, batch, forwards, tp)
     activations: Callable[..., float] | None = None
+    # the parameter tensors a rank holds: (model config, stage, n_stages, tp); None: read off the
+    # meta-built model (benchbench.models.accounting.meta_tensors, torch)
+    tensors: Callable[..., list[Tensor]] | None = None
 
 
 ARCHITECTURES: dict[str, Architecture] = {
@@ -56,6 +60,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         ("width", "depth", "out_dim"),
         sequence=False,
         task="benchbench.models.tasks:TeacherRegression.for_model",
+        tensors=mlp_tensors,
     ),
     "gpt": Architecture(
         "benchbench.models.gpt:GPT",
@@ -64,6 +69,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         ("layers", "hidden", "heads", "seq_len", "vocab"),
         sequence=True,
         task="benchbench.models.tasks:MarkovTokens.for_model",
+        tensors=gpt_tensors,
     ),
     "llama": Architecture(
         "benchbench.models.llama:Llama",
@@ -74,6 +80,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         task="benchbench.models.llama:llama_task",
         stage_flops=formulas.llama_stage_flops,
         activations=formulas.llama_activations,
+        tensors=llama_tensors,
     ),
     "vit": Architecture(
         "benchbench.models.vit:ViT",
@@ -84,6 +91,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         task="benchbench.models.vit:ImageClasses.for_model",
         stage_flops=formulas.vit_stage_flops,
         activations=formulas.vit_activations,
+        tensors=vit_tensors,
     ),
     "custom": Architecture(  # the user's entry point (benchbench.models.custom): its keys are names
         "benchbench.models.custom:build",
