@@ -31,7 +31,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from benchbench.models.registry import build_model, init_weights, make_task
+from benchbench.models.registry import build_model, make_task
+from benchbench.models.weights import init_weights
 from benchbench.rank.loop import make_batches, timed_loop
 from benchbench.rank.trainers import build_trainer
 from benchbench.spec.config import load_config

@@ -1,12 +1,14 @@
-"""The architectures of benchbench.models.presets: exact parameter counts at the published shapes, FLOPs
-against hand counts and FlopCounterMode, presets and their config errors, and the correctness
+"""The architectures llama and vit (benchbench.models.llama, benchbench.models.vit): exact parameter
+counts at the published shapes, FLOPs against hand counts and FlopCounterMode, presets and their
+config errors, the analytic per-rank tensors against the meta-built model's, and the correctness
 gate at 2 ranks over a representative few plans per architecture."""
 
 import pytest
 import torch
 
 from benchbench.models.presets import PRESETS
-from benchbench.models.registry import build_model, materialize, model_info
+from benchbench.models.registry import build_model, model_info
+from benchbench.models.weights import materialize
 from benchbench.spec.config import ConfigError, check_config
 from tests.conftest import run
 
@@ -243,6 +245,31 @@ def test_meta_accounting_matches_the_built_stages(arch):
     assert sum(t.numel for t in split.values()) == by_hand
 
 
+#: (preset, [(stage, n_stages, tp)]): uneven pipeline splits (a stage with fewer blocks, one with
+#: none: 4 layers over 5 stages), tensor-parallel degrees dividing every split size.
+ANALYTIC_CASES = [
+    ("llama", "tiny", [(0, 1, 1), (0, 1, 2), (0, 3, 2), (1, 3, 1), (2, 3, 2), (0, 5, 1), (3, 5, 2)]),
+    ("llama", "1b", [(0, 1, 1), (0, 2, 8), (1, 2, 4), (3, 4, 2)]),
+    ("llama", "8b", [(0, 1, 8), (0, 4, 8), (2, 4, 1), (3, 4, 4)]),
+    ("vit", "tiny", [(0, 1, 1), (0, 1, 2), (0, 3, 4), (1, 3, 2), (2, 3, 1), (4, 5, 2)]),
+    ("vit", "b16", [(0, 1, 1), (0, 2, 4), (1, 2, 2), (2, 3, 4)]),
+]
+
+
+@pytest.mark.parametrize(("arch", "name", "cases"), ANALYTIC_CASES, ids=[f"{a}-{n}" for a, n, _ in ANALYTIC_CASES])
+def test_analytic_tensors_are_the_meta_models(arch, name, cases):
+    """The analytic per-rank tensors (benchbench.models.tensors, no torch: what the cost model and
+    the memory estimate use) equal, name for name, shape for shape, in order and FSDP unit, what
+    meta_tensors reads off the meta-built model and its TP plan."""
+    from benchbench.models.accounting import meta_tensors
+    from benchbench.models.registry import ARCHITECTURES
+
+    cfg = preset(arch, name)
+    analytic = ARCHITECTURES[arch].tensors
+    for stage, n_stages, tp in cases:
+        assert analytic(cfg, stage, n_stages, tp) == meta_tensors(cfg, stage, n_stages, tp), (stage, n_stages, tp)
+
+
 def test_llama3_study_lists_feasible_plans_and_drops_the_rest_by_memory(monkeypatch):
     """`benchbench matrix` on Llama 3 8B / 70B on h100-sxm at 8-512 GPUs: built on the meta device
     only; what does not fit 80 GB is dropped with the cost model's memory reason."""
@@ -390,7 +417,7 @@ def test_llama_task_at_llama3_vocabulary_is_sparse_seeded_and_small():
 def test_cost_model_shapes_of_the_new_architectures():
     """The calibration's main GEMM and the activation-sized messages (tensor / pipeline parallel)
     of a Llama (w1: tokens x ffn_hidden x hidden) and a ViT (fc1 over 1 + patches tokens)."""
-    from benchbench.models.presets import boundary
+    from benchbench.models.formulas import boundary
     from benchbench.rank.calibrate import gemm_shape
 
     llama, vit = preset("llama", "tiny"), preset("vit", "tiny")

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from benchbench.launch.run_job import run_job
-from benchbench.models.registry import build_model, make_task, materialize, model_info
+from benchbench.models.registry import build_model, make_task, model_info
+from benchbench.models.weights import materialize
 from benchbench.rank.measure import memory
 from benchbench.spec.config import ROOT
 from tests.conftest import TINY_GPT, make_test_job

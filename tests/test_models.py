@@ -2,7 +2,8 @@
 
 import pytest
 
-from benchbench.models.registry import build_model, materialize, model_info
+from benchbench.models.registry import build_model, model_info
+from benchbench.models.weights import materialize
 
 
 def test_gpt_flops_hand_computed():
@@ -72,3 +73,21 @@ def test_mlp_flops_agree_with_torch_flop_counter():
     batch = 4
     skipped = 2 * cfg["width"] ** 2 * batch
     assert measured_training_flops(cfg, batch) == model_info(cfg).train_flops_per_sample * batch - skipped
+
+
+def test_registry_and_cost_model_tensors_import_no_torch():
+    """The workflow side reads the registry, a Llama's figures and the built-in models' per-rank
+    tensors without torch: the builders alone import it, when a model is built."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import benchbench.models.registry as r; from benchbench.models.presets import PRESETS; "
+        "from benchbench.costmodel.tensors import stage_tensors; "
+        "llama, vit = {'arch': 'llama', **PRESETS['llama']['8b']}, {'arch': 'vit', **PRESETS['vit']['b16']}; "
+        "r.model_info(llama); stage_tensors(llama, 1, 4, 8); stage_tensors(vit, 0, 2, 4); "
+        "print('torch' in sys.modules)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "False"

@@ -18,16 +18,8 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from benchbench.costmodel.calibration import ADAMW_BYTES_PER_PARAM, FROM_SPEC, Calibration, PhasePoint
-from benchbench.costmodel.tensors import (
-    FP32,
-    Tensor,
-    ddp_buckets,
-    flop_share,
-    fsdp_units,
-    gpt_layer_flops,
-    stage_layers,
-    stage_tensors,
-)
+from benchbench.costmodel.tensors import FP32, ddp_buckets, flop_share, fsdp_units, gpt_layer_flops, stage_tensors
+from benchbench.models.tensors import Tensor, stage_layers
 from benchbench.spec.job import Job
 from benchbench.spec.plan import checkpointed_blocks, theoretical_bubble
 from benchbench.spec.schedules import SCHEDULES, stage_ids
@@ -243,7 +235,7 @@ def recompute_share(job: Job, stages: list[int], n_stages: int) -> float:
 def _block_flops(cfg: dict[str, Any]) -> tuple[float, float, float, float]:
     """Forward FLOPs per sample: the first stage's extras, one block, the head, and the block's
     last matmul (gpt fc2 8·t·h², Llama w2 2·t·f·d, ViT fc2 2·T·m·h), which recompute skips."""
-    from benchbench.models.presets import boundary
+    from benchbench.models.formulas import boundary
 
     tokens, h, _ = boundary(cfg)
     if cfg["arch"] == "gpt":
@@ -506,13 +498,11 @@ def tp_part(ctx: Ctx, stages: list[int], n_stages: int, batch: float) -> Part:
     if tp <= 1:
         return Part()
     elt = 2 if job.dtype == "bf16" else FP32
-    from benchbench.models.presets import boundary
+    from benchbench.models.formulas import boundary
 
     tokens, hidden, outputs = boundary(c)
     a, a32 = (batch * tokens * hidden * e for e in (elt, FP32))
     logits = batch * outputs * elt
-    from benchbench.costmodel.tensors import stage_layers
-
     blocks = sum(len(stage_layers(int(c["layers"]), s, n_stages)) for s in stages)
     first, last = 0 in stages, n_stages - 1 in stages
     if job.plan.sequence_parallel:
@@ -535,7 +525,7 @@ def tp_part(ctx: Ctx, stages: list[int], n_stages: int, batch: float) -> Part:
 def activation_elems(model_cfg: dict[str, Any]) -> int:
     """Elements of one sample's activation between blocks, tokens x width
     (:func:`benchbench.models.presets.boundary`: seq_len x hidden, a ViT's 1 + patches x hidden)."""
-    from benchbench.models.presets import boundary
+    from benchbench.models.formulas import boundary
 
     tokens, hidden, _ = boundary(model_cfg)
     return tokens * hidden

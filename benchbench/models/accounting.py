@@ -1,9 +1,10 @@
-"""Per-rank accounting of any architecture that declares its parallel layout (:mod:`benchbench.models.presets`),
+"""Per-rank accounting of any architecture that declares its parallel layout (:mod:`benchbench.models.layout`),
 read off the model built once on the ``meta`` device (shapes only: Llama 3 70B costs ~0.1 s and no
 memory): the parameter tensors a pipeline stage's tensor-parallel rank holds, in registration order,
-each with its FSDP unit — what :func:`benchbench.costmodel.tensors.gpt_tensors` derives by hand for
-the gpt, here from the model's own declarations (``blocks``, ``PIPELINE_FIRST`` / ``PIPELINE_LAST``,
-``tp_plan``), so the accounting cannot drift from what the strategies apply.
+each with its FSDP unit — what :mod:`benchbench.models.tensors` derives by hand for the built-in
+architectures, here from the model's own declarations (``blocks``, ``PIPELINE_FIRST`` /
+``PIPELINE_LAST``, ``tp_plan``): how a custom model is accounted for, and what the analytic
+derivations are checked against (tests/test_archs.py). Imports torch only when it builds.
 """
 
 from __future__ import annotations
@@ -12,14 +13,15 @@ import json
 from functools import cache
 from typing import Any
 
+from benchbench.models.registry import build_model
+from benchbench.models.tensors import Tensor, stage_layers
+
 
 @cache
 def _layout(cfg_json: str) -> tuple[tuple[str, tuple[int, ...], str, str], ...]:
     """(name, full shape, tensor-parallel split 'col' / 'row' / 'rep', owner) of every parameter;
     owner: 'block.<i>', 'first', 'last' (the model's pipeline ends) or 'root' (stage 0)."""
     from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel
-
-    from benchbench.models.registry import build_model
 
     model = build_model(json.loads(cfg_json))
     styles = model.tp_plan(False) if hasattr(model, "tp_plan") else {}
@@ -37,12 +39,10 @@ def _layout(cfg_json: str) -> tuple[tuple[str, tuple[int, ...], str, str], ...]:
     return tuple(out)
 
 
-def meta_tensors(model_cfg: dict[str, Any], stage: int, n_stages: int, tp: int) -> list[Any]:
+def meta_tensors(model_cfg: dict[str, Any], stage: int, n_stages: int, tp: int) -> list[Tensor]:
     """The parameter tensors of pipeline stage ``stage`` of ``n_stages`` as a tensor-parallel rank
     of ``tp`` holds them (column-wise: dim 0 / tp; row-wise: a weight's dim 1 / tp, its bias
     replicated), each with its FSDP unit ('block.<i>' or 'root')."""
-    from benchbench.costmodel.tensors import Tensor, stage_layers
-
     layout = _layout(json.dumps(model_cfg, sort_keys=True))
     layers = len({o for _, _, _, o in layout if o.startswith("block.")})
     mine = {f"block.{i}" for i in stage_layers(layers, stage, n_stages)}

@@ -18,7 +18,7 @@ optional
     ``sequence_parallel`` (bool, default False). FSDP units: the model's ``blocks`` (or
     ``layers``), else the root alone.
 
-Every parameter is initialised by its name and module type (:func:`benchbench.models.registry.initial_value`:
+Every parameter is initialised by its name and module type (:func:`benchbench.models.weights.initial_value`:
 Linear, Embedding, LayerNorm, or a module's own ``initial_value(leaf, shape, generator)``), so that
 each plan starts from the reference's weights.
 """
@@ -31,8 +31,6 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
-
-from benchbench.models.presets import Rules
 
 
 @dataclass
@@ -78,7 +76,7 @@ def load(entry: str, path: str) -> CustomSpec:
 
 def build(entry: str, path: str) -> Any:
     """The entry point's model, with its declared layout attached (``tp_plan``, pipeline ends) the
-    way :mod:`benchbench.models.presets`' own models declare theirs."""
+    way the built-in models declare theirs (:mod:`benchbench.models.layout`)."""
     spec = load(entry, path)
     model = spec.build()
     if spec.tp_plan is not None:
@@ -99,13 +97,6 @@ def params(entry: str, path: str) -> int:
 def train_flops_per_sample(entry: str, path: str) -> float:
     """The entry point's own figure (its convention)."""
     return float(load(entry, path).flops_per_sample)
-
-
-def rules(model_cfg: dict[str, Any]) -> Rules:
-    """The plans the entry point supports: TP with a ``tp_plan``, pipelines with ``pipeline``."""
-    spec = load(model_cfg["entry"], model_cfg["path"])
-    tp = tuple(spec.tp_divides) if spec.tp_plan is not None else None
-    return Rules(tp, bool(spec.sequence_parallel), spec.pipeline is not None, tuple(spec.tp_divides.items()))
 
 
 class CustomTask:

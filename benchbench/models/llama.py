@@ -12,7 +12,8 @@ and the MLP's w1, w3 column-wise (each TP rank owns heads/tp query heads and kv_
 heads: GQA groups stay whole), o and w2 row-wise; the head column-wise over the vocabulary;
 with sequence parallelism the RMSNorms are sequence-sharded and the embedding's output is
 sequence-sharded. Pipeline stages split the blocks; the first keeps the embedding, the last the
-final norm and head. Each block is one FSDP unit.
+final norm and head. Each block is one FSDP unit. Its parameter count, FLOPs and activation bytes:
+:mod:`benchbench.models.formulas`; its per-rank tensors: :func:`benchbench.models.tensors.llama_tensors`.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchbench.models.presets import stage_forward
-from benchbench.models.tasks import _STEP_STRIDE, MarkovTokens
+from benchbench.models.layout import stage_forward
+from benchbench.models.tasks import STEP_STRIDE, MarkovTokens
 
 
 class RMSNorm(nn.Module):
@@ -170,69 +171,6 @@ class Llama(nn.Module):
         return plan
 
 
-def llama_params(
-    layers: int, hidden: int, heads: int, kv_heads: int, ffn_hidden: int, vocab: int, seq_len: int, rope_theta: int
-) -> int:
-    """Exact parameter count. Per block: q and o d², k and v d·(kv_heads·d/heads) each, w1, w2, w3
-    d·f each, two RMSNorm scales d. Plus embedding V·d, final norm d, untied head V·d (no biases):
-
-        layers·(2d² + 2d·d_kv + 3d·f + 2d) + 2V·d + d,   d_kv = kv_heads·d/heads
-    """
-    del seq_len, rope_theta
-    d, kv = hidden, kv_heads * (hidden // heads)
-    return layers * (2 * d * d + 2 * d * kv + 3 * d * ffn_hidden + 2 * d) + 2 * vocab * d + d
-
-
-def llama_stage_flops(
-    layers: int, hidden: int, heads: int, kv_heads: int, ffn_hidden: int, vocab: int, seq_len: int, rope_theta: int
-) -> tuple[float, float, float]:
-    """Forward FLOPs of one sequence (first stage's extras, one block, last stage's extras): the
-    embedding look-up none; a block 2T·(2d² + 2d·d_kv + 3d·f) + 2T²d; the head 2TdV
-    (:func:`llama_train_flops_per_sample`)."""
-    del layers, rope_theta
-    t, d, kv = seq_len, hidden, kv_heads * (hidden // heads)
-    return 0.0, 2.0 * t * (2 * d * d + 2 * d * kv + 3 * d * ffn_hidden) + 2 * t * t * d, 2.0 * t * d * vocab
-
-
-def llama_train_flops_per_sample(
-    layers: int, hidden: int, heads: int, kv_heads: int, ffn_hidden: int, vocab: int, seq_len: int, rope_theta: int
-) -> float:
-    """Training FLOPs of one sequence of T tokens, 3 x forward (the gpt's convention): forward, per
-    layer, 2 FLOPs per multiply-accumulate of every projection weight, 2T·(2d² + 2d·d_kv + 3d·f),
-    plus attention scores and weighted sum with causal masking counted half, 2T²d (key/value
-    heads are repeated to all query heads: the attention matmuls are those of full multi-head
-    attention); the head 2TdV. RMSNorm, rotary, SiLU, softmax and the embedding look-up are not
-    counted.
-
-        train_flops = 3 · (layers · (2T(2d² + 2d·d_kv + 3d·f) + 2T²d) + 2TdV)
-    """
-    first, block, last = llama_stage_flops(layers, hidden, heads, kv_heads, ffn_hidden, vocab, seq_len, rope_theta)
-    return 3.0 * (first + layers * block + last)
-
-
-def llama_activations(
-    cfg: dict[str, Any], stages: list[int], n_stages: int, b: int, forwards: int, tp: int, kept: frozenset = frozenset()
-) -> float:
-    """Saved fp32 bytes of one step on a rank holding pipeline ``stages``, b sequences of s tokens
-    over ``forwards`` forward passes, as autograd saves them (counted tensor by tensor on the tiny
-    preset: tests/test_archs.py). Per block and token, in 4-byte elements: each RMSNorm its input,
-    normalised input and output (3h) and 1/rms (1); attention the rotated q, the repeated k and
-    v, the output (4h / tp: fused CPU/GPU SDPA keeps no s x s matrix) and log-sum-exp (heads / tp);
-    SwiGLU w1, w3, silu and product outputs (4f / tp); plus rotary cos/sin (2·s·head_dim per
-    block). Outside the blocks: token indices (int64) on the first stage; on the last the final
-    norm (3h + 1), the logits' log-softmax (V), the targets (int64) and the loss per forward. A
-    block in ``kept`` (activation checkpointing) saves only its input, s·b·h."""
-    layers, h, a, f, v, s = (int(cfg[k]) for k in ("layers", "hidden", "heads", "ffn_hidden", "vocab", "seq_len"))
-    per_block = 4.0 * s * b * (6 * h + 2 + (4 * h + a + 4 * f) / tp) + 4 * 2 * s * (h // a)
-    out = 0.0
-    for st in stages:
-        mine = range(st * layers // n_stages, (st + 1) * layers // n_stages)
-        out += sum(4.0 * s * b * h if i in kept else per_block for i in mine)
-        out += 8 * b * s if st == 0 else 0
-        out += 4.0 * s * b * (3 * h + 1 + v) + 8 * b * s + 4 * forwards if st == n_stages - 1 else 0
-    return out
-
-
 class SparseMarkovTokens:
     """Next-token prediction on a fixed random Markov chain in which each token has ``k``
     successors (a (V, k) table; probabilities a fixed peaked softmax over the k): O(V·k) memory,
@@ -249,7 +187,7 @@ class SparseMarkovTokens:
 
     def batch(self, step: int, global_batch: int) -> tuple[torch.Tensor, torch.Tensor]:
 
-        g = torch.Generator().manual_seed(self.seed * _STEP_STRIDE + step)
+        g = torch.Generator().manual_seed(self.seed * STEP_STRIDE + step)
         tokens = torch.empty(global_batch, self.seq_len + 1, dtype=torch.long)
         tokens[:, 0] = torch.randint(self.vocab, (global_batch,), generator=g)
         picks = torch.multinomial(self.probs, global_batch * self.seq_len, replacement=True, generator=g)

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
-_STEP_STRIDE = 1_000_003  # seeds of step k: seed * stride + k, disjoint from the task's own seed
+#: Seeds of step k: seed * stride + k, disjoint from the task's own seed (every task's batches).
+STEP_STRIDE = 1_000_003
 
 
 class SyntheticTask(Protocol):
@@ -48,7 +49,7 @@ class TeacherRegression:
         return cls(int(model_cfg["width"]), int(model_cfg["out_dim"]), seed)
 
     def batch(self, step: int, global_batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        g = torch.Generator().manual_seed(self.seed * _STEP_STRIDE + step)
+        g = torch.Generator().manual_seed(self.seed * STEP_STRIDE + step)
         x = torch.randn(global_batch, self.width, generator=g)
         return x, torch.tanh(x @ self.w1) @ self.w2
 
@@ -71,7 +72,7 @@ class MarkovTokens:
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
 
     def batch(self, step: int, global_batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        g = torch.Generator().manual_seed(self.seed * _STEP_STRIDE + step)
+        g = torch.Generator().manual_seed(self.seed * STEP_STRIDE + step)
         tokens = torch.empty(global_batch, self.seq_len + 1, dtype=torch.long)
         tokens[:, 0] = torch.randint(self.vocab, (global_batch,), generator=g)
         for t in range(self.seq_len):

@@ -8,7 +8,9 @@ a linear classification head on the class token. Plus its seeded synthetic task,
 Parallel layout: tensor parallel as the GPT's (q, k, v and fc1 column-wise, proj and fc2
 row-wise, the head column-wise over the classes); no sequence parallelism (197 tokens at 224 px
 divide by no tp > 1); pipeline stages split the blocks, the first keeps the patch embedding, the
-last the final LayerNorm and head; each block is one FSDP unit.
+last the final LayerNorm and head; each block is one FSDP unit. Its parameter count, FLOPs and
+activation bytes: :mod:`benchbench.models.formulas`; its per-rank tensors:
+:func:`benchbench.models.tensors.vit_tensors`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from benchbench.models.tasks import STEP_STRIDE
 
 
 class PatchEmbed(nn.Module):
@@ -131,69 +135,6 @@ class ViT(nn.Module):
         return plan
 
 
-def vit_params(
-    image_size: int, patch: int, channels: int, layers: int, hidden: int, heads: int, mlp_hidden: int, classes: int
-) -> int:
-    """Exact parameter count. Patch projection C·p²·h + h, class token h, position embedding
-    (1 + N)·h with N = (image_size/p)²; per block q, k, v, proj 4h² + 4h, fc1/fc2 2h·m + m + h,
-    two LayerNorms 4h; final LayerNorm 2h; head h·classes + classes. ViT-B/16: 86,567,656."""
-    del heads
-    h, n = hidden, (image_size // patch) ** 2
-    embed = channels * patch * patch * h + h + h + (1 + n) * h
-    block = 4 * h * h + 4 * h + 2 * h * mlp_hidden + mlp_hidden + h + 4 * h
-    return embed + layers * block + 2 * h + h * classes + classes
-
-
-def vit_stage_flops(
-    image_size: int, patch: int, channels: int, layers: int, hidden: int, heads: int, mlp_hidden: int, classes: int
-) -> tuple[float, float, float]:
-    """Forward FLOPs of one image (first stage's patch projection 2NCp²h, one block
-    2T(4h² + 2hm) + 4T²h, the head 2h·classes): :func:`vit_train_flops_per_sample`."""
-    del heads, layers
-    h, n = hidden, (image_size // patch) ** 2
-    t = 1 + n
-    block = 2 * t * (4 * h * h + 2 * h * mlp_hidden) + 4 * t * t * h
-    return 2.0 * n * channels * patch * patch * h, float(block), 2.0 * h * classes
-
-
-def vit_train_flops_per_sample(
-    image_size: int, patch: int, channels: int, layers: int, hidden: int, heads: int, mlp_hidden: int, classes: int
-) -> float:
-    """Training FLOPs of one image, 3 x forward. Forward: the patch projection 2·N·C·p²·h; per
-    block over T = 1 + N tokens the projections 2T(4h² + 2h·m) and attention (scores and weighted
-    sum, bidirectional: all of it) 4T²h; the head on the class token 2h·classes. LayerNorm, GELU,
-    softmax and additions are not counted.
-
-        train_flops = 3 · (2NCp²h + layers · (2T(4h² + 2hm) + 4T²h) + 2h·classes)
-    """
-    args = (image_size, patch, channels, layers, hidden, heads, mlp_hidden, classes)
-    first, block, last = vit_stage_flops(*args)
-    return 3.0 * (first + layers * block + last)
-
-
-def vit_activations(
-    cfg: dict[str, Any], stages: list[int], n_stages: int, b: int, forwards: int, tp: int, kept: frozenset = frozenset()
-) -> float:
-    """Saved fp32 bytes of one step on a rank holding pipeline ``stages`` (b images, T = 1 + N
-    tokens; counted tensor by tensor on the tiny preset: tests/test_archs.py). Per block, in 4-byte
-    elements: 4·T·b·h (each LayerNorm's input and output) + (4h + 2m)·T·b / tp (q, k, v, attention
-    output; fc1 and GELU outputs) + 2·2·T·b (LayerNorm mean and 1/std) + heads/tp·T·b
-    (log-sum-exp). First stage: the flattened patches (N·C·p² per image); last: the final
-    LayerNorm over all tokens (2h + 2 per token), the log-softmax (classes), targets (int64), loss.
-    A block in ``kept`` (activation checkpointing) saves only its input, T·b·h."""
-    layers, h, a, m, c = (int(cfg[k]) for k in ("layers", "hidden", "heads", "mlp_hidden", "classes"))
-    n = (int(cfg["image_size"]) // int(cfg["patch"])) ** 2
-    t = 1 + n
-    per_block = 4.0 * t * b * (4 * h + (4 * h + 2 * m) / tp) + 4 * (4 * b * t + a // tp * b * t)
-    out = 0.0
-    for st in stages:
-        mine = range(st * layers // n_stages, (st + 1) * layers // n_stages)
-        out += sum(4.0 * t * b * h if i in kept else per_block for i in mine)
-        out += 4.0 * b * n * int(cfg["channels"]) * int(cfg["patch"]) ** 2 if st == 0 else 0
-        out += 4.0 * b * (t * (2 * h + 2) + c) + 8 * b + 4 * forwards if st == n_stages - 1 else 0
-    return out
-
-
 class ImageClasses:
     """Seeded, learnable synthetic images: each class has a fixed random low-resolution template
     (C x 4 x 4, blown up to the image size); an image is its class's template plus N(0, 1) noise.
@@ -214,9 +155,7 @@ class ImageClasses:
         return F.cross_entropy(logits.float(), targets)
 
     def batch(self, step: int, global_batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        from benchbench.models.tasks import _STEP_STRIDE
-
-        g = torch.Generator().manual_seed(self.seed * _STEP_STRIDE + step)
+        g = torch.Generator().manual_seed(self.seed * STEP_STRIDE + step)
         y = torch.randint(self.classes, (global_batch,), generator=g)
         base = F.interpolate(self.templates[y], size=(self.image_size, self.image_size), mode="nearest")
         return base + torch.randn(base.shape, generator=g), y

@@ -228,7 +228,7 @@ def gemm_shape(model_cfg: dict[str, Any], batch: int) -> tuple[int, int, int]:
     if arch == "gpt":
         return batch * int(model_cfg["seq_len"]), 4 * int(model_cfg["hidden"]), int(model_cfg["hidden"])
     if arch in ("llama", "vit"):
-        from benchbench.models.presets import boundary
+        from benchbench.models.formulas import boundary
 
         tokens, hidden, _ = boundary(model_cfg)
         return batch * tokens, int(model_cfg["ffn_hidden" if arch == "llama" else "mlp_hidden"]), hidden

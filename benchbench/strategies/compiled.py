@@ -3,7 +3,7 @@ compiler's own accounting of what it compiled and for how long.
 
 :func:`apply_compile` replaces every block of a (stage) module by ``torch.compile(block,
 fullgraph=True)`` (an ``OptimizedModule`` wrapping it: its parameter names gain ``_orig_mod``,
-which :func:`benchbench.models.registry.init_weights` and the gate's ``canonical_name`` drop). It runs
+which :func:`benchbench.models.weights.init_weights` and the gate's ``canonical_name`` drop). It runs
 after tensor parallel and activation checkpointing and before the data-parallel wrapper
 (:mod:`~benchbench.strategies.parallelize`), so the wrapper's hooks (DDP's, FSDP2's per-block
 all-gathers) stay outside the compiled graphs, as in torchtitan. Compilation itself is lazy: it

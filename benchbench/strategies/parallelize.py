@@ -15,7 +15,7 @@ torchtitan's ``parallelize_llama``: small steps in a fixed order over the named 
    micro-pipeline pass is what overlaps their collectives);
 3. data parallel over ``dp``, outermost, as the flavour's row of :data:`DATA_PARALLEL` says
    (wrapper, ``no_sync``, post-backward hook); skipped when dp = 1 under tp or pp. The weights are
-   materialised (:func:`~benchbench.models.registry.materialize`: allocated on the device, each parameter
+   materialised (:func:`~benchbench.models.weights.materialize`: allocated on the device, each parameter
    seeded by its name) before a replicating wrapper (DDP, which broadcasts them) and after a
    sharding one (FSDP2), so no rank of a sharding plan ever holds the unsharded model. HSDP
    (``dp_shard`` = k) is FSDP2 over the 2-D mesh ``(dp_replicate, dp_shard)`` that
@@ -44,8 +44,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from benchbench.models.registry import build_model, materialize
+from benchbench.models.registry import build_model
 from benchbench.models.tasks import LossFn
+from benchbench.models.weights import materialize
 from benchbench.spec.job import Job
 from benchbench.spec.plan import Plan
 from benchbench.spec.schedules import stage_ids
@@ -185,7 +186,7 @@ def make_mesh(plan: Plan, device: torch.device) -> Any:
 
 
 def seeded_model(job: Job, device: torch.device) -> nn.Module:
-    """The whole model with the job's initial weights (:func:`~benchbench.models.registry.init_weights`:
+    """The whole model with the job's initial weights (:func:`~benchbench.models.weights.init_weights`:
     each parameter seeded by (seed, name), generated on the CPU: identical on any device, rank
     and plan)."""
     return materialize(build_model(job.model_cfg), device, job.seed)

@@ -3,7 +3,7 @@
 The model is split by layers into ``pp * virtual_stages`` stages: stage 0 also owns the
 embeddings, the last stage the final LayerNorm and the LM head. Each rank builds the model on the
 ``meta`` device (no memory), prunes it to its stages and only then allocates and initialises what
-is left (:func:`~benchbench.models.registry.materialize`: every parameter seeded by its name, so every stage
+is left (:func:`~benchbench.models.weights.materialize`: every parameter seeded by its name, so every stage
 starts from exactly the weights of the single-process run), wraps it in ``PipelineStage`` and runs
 a schedule over ``micro_batches`` micro-batches per step:
 
@@ -54,7 +54,7 @@ def is_multi_stage(name: str) -> bool:
 def build_stage_module(model_cfg: dict[str, Any], stage: int, n_stages: int) -> nn.Module:
     """The model on the ``meta`` device, pruned to stage ``stage`` of ``n_stages`` (split by
     layers; the parts only the first / last stage keep are the model's ``PIPELINE_FIRST`` /
-    ``PIPELINE_LAST``: :mod:`benchbench.models.presets`); nothing is allocated until it is materialised."""
+    ``PIPELINE_LAST``: :mod:`benchbench.models.layout`); nothing is allocated until it is materialised."""
     model = build_model(model_cfg)
     layers = len(model.blocks)
     lo, hi = stage * layers // n_stages, (stage + 1) * layers // n_stages

@@ -23,7 +23,7 @@ from torch import nn
 if TYPE_CHECKING:  # FSDP and ZeRO are imported by the plans that use them (ZeRO's: up to 0.5 s)
     from torch.distributed.device_mesh import DeviceMesh
 
-from benchbench.models.registry import model_blocks
+from benchbench.models.layout import model_blocks
 
 
 def apply_fsdp(
@@ -37,7 +37,7 @@ def apply_fsdp(
 
     mp = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32) if param_dtype else None
     kwargs = {"mesh": dp_mesh, "reshard_after_forward": reshard_after_forward, **({"mp_policy": mp} if mp else {})}
-    for block in model_blocks(model):  # the model's FSDP units (benchbench.models.presets)
+    for block in model_blocks(model):  # the model's FSDP units (benchbench.models.layout)
         fully_shard(block, **kwargs)
     fully_shard(model, **kwargs)
     return model

@@ -27,7 +27,7 @@ from torch.distributed.tensor.parallel import (
 
 def apply_tp(model: nn.Module, tp_mesh: DeviceMesh, sequence_parallel: bool) -> nn.Module:
     """Split a (possibly pipeline-pruned) model over ``tp_mesh`` in place: with the plan the model
-    declares (``tp_plan(sequence_parallel)``: :mod:`benchbench.models.presets`), else the GPT's below."""
+    declares (``tp_plan(sequence_parallel)``: :mod:`benchbench.models.layout`), else the GPT's below."""
     if hasattr(model, "tp_plan"):
         parallelize_module(model, tp_mesh, model.tp_plan(sequence_parallel))
         return model

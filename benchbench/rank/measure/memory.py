@@ -241,7 +241,7 @@ def _params_held(job: Any) -> float:
         return max(gpt_params_held(job.model_cfg, st, n, plan.tp) for st in _rank_stages(job))
     if job.model_cfg["arch"] == "mlp":
         return float(model_info(job.model_cfg).params)
-    from benchbench.costmodel.tensors import stage_tensors  # benchbench.models.presets: the meta model's declared split
+    from benchbench.costmodel.tensors import stage_tensors
 
     return float(
         max(sum(t.numel for s in st for t in stage_tensors(job.model_cfg, s, n, plan.tp)) for st in _rank_stages(job))
