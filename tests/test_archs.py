@@ -290,15 +290,15 @@ def test_llama3_study_lists_feasible_plans_and_drops_the_rest_by_memory(monkeypa
     fsdp_ac = sorted(j.world_size for j in jobs if (j.model, j.strategy) == ("llama3-70b", "fsdp-ac"))
     assert fsdp_ac == [32, 64, 128, 256, 512]
     # the check is what drops them: with the memory of 64 GPUs per rank every plan's memory fits
-    from benchbench import study
+    from benchbench.spec import job as job_spec
 
-    real = study.load_hardware
+    real = job_spec.load_hardware
 
     def roomy(name, *a):
         hw = real(name, *a)
         return hw.__class__(**{**hw.__dict__, "memory_gb": 80 * 64})
 
-    monkeypatch.setattr(study, "load_hardware", roomy)
+    monkeypatch.setattr(job_spec, "load_hardware", roomy)  # make_job's hardware
     assert not [d for d in expand(cfg)[1] if d.reason.startswith("memory:")]
 
 
