@@ -14,7 +14,10 @@ from typing import Any
 
 import yaml
 
+from benchbench.models.custom import load
+from benchbench.models.presets import expand_preset
 from benchbench.spec.hardware import hardware_names, load_hardware
+from benchbench.spec.plan import PRESETS
 from benchbench.spec.schema import (
     ROOT,
     SAFE_NAME,
@@ -54,7 +57,6 @@ def check_names(cfg: dict[str, Any], what: str) -> None:
 
 def _semantic_errors(cfg: dict[str, Any]) -> list[str]:
     """What the schema cannot say: names that must exist, and models that cannot be built."""
-    from benchbench.spec.plan import PRESETS
 
     errors = []
     for name, fields in cfg["strategy_defs"].items():
@@ -116,7 +118,6 @@ def _shape_errors(name: str, m: dict[str, Any]) -> list[str]:
 def _entry_errors(name: str, model_cfg: dict[str, Any]) -> list[str]:
     """Why a custom model's entry point cannot be loaded (its module is imported from its path
     only: :func:`benchbench.models.custom.load`), or nothing."""
-    from benchbench.models.custom import load
 
     try:
         load(model_cfg["entry"], model_cfg["path"])
@@ -130,7 +131,6 @@ def complete_models(cfg: dict[str, Any], base: Path | None) -> tuple[dict[str, A
     (:func:`benchbench.models.presets.expand_preset`) and each custom model's ``path`` made absolute
     (relative to ``base``, the study file's folder; the working directory without a file), and
     the errors: unknown presets, keys clashing with a preset, a ``path`` that is not a folder."""
-    from benchbench.models.presets import expand_preset
 
     models, errors = {}, []
     for name, m in cfg["models"].items():

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from benchbench.models.rules import arch_rules
 from benchbench.spec.schedules import SCHEDULES
 
 #: The data-parallel flavours a plan can name; how each is applied (wrapper, ``no_sync``,
@@ -193,7 +194,6 @@ def theoretical_bubble(plan: Plan) -> float | None:
 
 
 def _model_reason(plan: Plan, model_cfg: dict[str, Any]) -> str | None:
-    from benchbench.models.rules import arch_rules  # no torch (but for a custom entry point's own rules)
 
     arch, rules = model_cfg["arch"], arch_rules(model_cfg)
     if plan.tp > 1 and rules.tp_divides is None:
@@ -244,7 +244,6 @@ def _has_blocks(model_cfg: dict[str, Any]) -> bool:
     """Whether the model keeps transformer blocks in a ``ModuleDict`` ``blocks`` (what activation
     checkpointing and compile wrap, and a pipeline splits): gpt, llama, vit, and a custom model
     that declares a pipeline split (:mod:`benchbench.models.layout`)."""
-    from benchbench.models.rules import arch_rules
 
     return arch_rules(model_cfg).pipeline
 
