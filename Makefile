@@ -31,10 +31,11 @@ slurm-profile:
 	ln -sfn $(CURDIR)/profiles/slurm $(HOME)/.config/snakemake/slurm
 	@echo "snakemake --profile slurm  ->  $(CURDIR)/profiles/slurm"
 
-## make lint: ruff (check and format), snakemake --lint on the workflow (all must be clean)
+## make lint: ruff (check and format), the package's floors (import-linter, .importlinter), snakemake --lint
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 	@out=$$($(VENV)/bin/snakemake --lint 2>&1); echo "$$out" | grep -q "Congratulations, your workflow is in a good condition" \
 		|| { echo "$$out"; echo "snakemake --lint found problems"; exit 1; }
 	@echo "snakemake --lint: clean"
