@@ -2,6 +2,11 @@
 written beside it (a ``# long: <why>`` comment on the line above its ``def``)."""
 
 import ast
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 from benchbench.spec.config import ROOT
 
@@ -34,3 +39,36 @@ def test_every_package_is_installed():
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "benchbench").rglob("__init__.py")}
     assert found - listed == set(), f"add to pyproject.toml [tool.setuptools] packages: {sorted(found - listed)}"
+
+
+def _lint_imports(cwd, pythonpath):
+    exe = Path(sys.executable).parent / "lint-imports"
+    env = {**os.environ, "PYTHONPATH": str(pythonpath)}
+    return subprocess.run(
+        [str(exe), "--no-cache", "--no-logo", str(cwd / ".importlinter")],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_floors_hold_and_a_planted_forbidden_import_breaks_them(tmp_path):
+    """The import-linter contracts (.importlinter, in `make lint`) pass on the package, and fail on
+    a copy with one forbidden import planted in the workflow side (spec imports torch) and one
+    upward import (protocol imports the rank)."""
+    ok = _lint_imports(ROOT, ROOT)
+    assert ok.returncode == 0, ok.stdout[-3000:]
+    shutil.copytree(ROOT / "benchbench", tmp_path / "benchbench", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / ".importlinter", tmp_path / ".importlinter")
+    job = tmp_path / "benchbench" / "spec" / "job.py"
+    job.write_text(job.read_text() + "\n\ndef _planted():\n    import torch\n\n    return torch\n")
+    record = tmp_path / "benchbench" / "protocol" / "record.py"
+    record.write_text(
+        record.read_text() + "\n\ndef _planted():\n    from benchbench.rank import gate\n\n    return gate\n"
+    )
+    broken = _lint_imports(tmp_path, tmp_path)
+    assert broken.returncode != 0
+    assert "benchbench.spec.job -> torch" in broken.stdout
+    assert "benchbench.protocol.record -> benchbench.rank.gate" in broken.stdout
