@@ -1,26 +1,20 @@
-"""Shared fixtures: tiny study configs and a helper that runs one job through the real launcher."""
+"""Shared fixtures: a tiny study config and fault injection into the ranks. The helpers that test
+modules import (jobs, records, calibrations, process checks) live in tests/helpers/."""
 
 from __future__ import annotations
 
-import copy
 import os
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from benchbench.launch.run_job import run_job
 from benchbench.spec.config import check_config
-from benchbench.spec.hardware import load_hardware
-from benchbench.spec.job import Job, make_job
-from benchbench.spec.plan import resolve_plan
+from benchbench.spec.schema import ROOT
+from tests.helpers.jobs import TINY_GPT, TINY_MLP
 
-CPU_LOCAL = load_hardware("cpu-local")
 # An unknown collective is an error under the tests (a warning in runs): every rank inherits this.
 os.environ["BENCHBENCH_STRICT_COMM"] = "1"
-
-TINY_GPT = {"arch": "gpt", "layers": 2, "hidden": 32, "heads": 2, "seq_len": 16, "vocab": 64}
-TINY_MLP = {"arch": "mlp", "width": 32, "depth": 2, "out_dim": 4}
 
 
 @pytest.fixture
@@ -39,36 +33,17 @@ def tiny_config() -> dict[str, Any]:
     )
 
 
-def run(cfg: dict[str, Any], tmp_path: Path, model: str, strategy: str, ws: int, **job_changes: Any) -> dict:
-    """Run one job of ``cfg`` (with ``job_changes`` applied to it) and return its record."""
-    job, reason = make_job(cfg, model, "cpu-local", strategy, ws, 0)
-    job = job.replace(**copy.deepcopy(job_changes))
-    record, _ = run_job(job, tmp_path / f"{job.id}.json", reason)
-    return record
+@pytest.fixture
+def fault(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """Inject a fault into the ranks: ``fault(spec, mutant="fault", delay=None)`` puts
+    tests/mutants/sitecustomize.py on the ranks' path with BENCHBENCH_FAULT=``spec``."""
 
+    def set_fault(spec: str, mutant: str = "fault", delay: float | None = None) -> None:
+        path = str(ROOT / "tests" / "mutants")
+        monkeypatch.setenv("PYTHONPATH", path + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        monkeypatch.setenv("BENCHBENCH_MUTANT", mutant)
+        monkeypatch.setenv("BENCHBENCH_FAULT", spec)
+        if delay is not None:
+            monkeypatch.setenv("BENCHBENCH_DELAY_S", str(delay))
 
-def make_test_job(strategy: str = "ddp", world_size: int = 2, **changes: Any) -> Job:
-    """A job built by hand (no study file): tiny gpt, cpu-local, ``changes`` applied."""
-    fields = {
-        "study": "s",
-        "model": "m",
-        "model_cfg": dict(TINY_GPT),
-        "hardware": "h",
-        "hardware_cfg": CPU_LOCAL,
-        "strategy": strategy,
-        "plan": resolve_plan(strategy, world_size),
-        "world_size": world_size,
-        "global_batch": 8,
-        "seq_len": TINY_GPT["seq_len"],
-        "dtype": "fp32",
-        "steps": 3,
-        "warmup_steps": 0,
-        "seed": 0,
-        "repeat": 0,
-        "threads_per_rank": 1,
-        "scaling": "strong",
-        "timeout_s": 60.0,
-        "optimizer": {"lr": 1e-3},
-        "loss_tolerance": 1e-5,
-    }
-    return Job(**fields).replace(**changes)
+    return set_fault

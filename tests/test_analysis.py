@@ -8,21 +8,8 @@ import pytest
 
 from benchbench.protocol.record import make_record
 from benchbench.results.tables import loss_deviation, runs_table, scaling_table
-from tests.conftest import make_test_job
-
-
-def rec(strategy, ws, step_time, batch=64, loss=(2.0, 1.0), status="ok", repeat=0):
-    job = make_test_job(strategy, ws, global_batch=batch, repeat=repeat, steps=len(loss))
-    summary = {"step_time_median_s": step_time, "samples_per_s": batch / step_time, "step_time_cv": 0.0}
-    ok = status == "ok"
-    return make_record(
-        job=job,
-        status=status,
-        error=None if ok else "boom",
-        step_time_s=[step_time] * len(loss) if ok else [],
-        loss=list(loss) if ok else [],
-        summary=summary,
-    )
+from tests.helpers.jobs import make_test_job
+from tests.helpers.records import rec
 
 
 def test_strong_scaling_speedup_and_efficiency():

@@ -10,7 +10,7 @@ from benchbench.models.presets import PRESETS
 from benchbench.models.registry import build_model, model_info
 from benchbench.models.weights import materialize
 from benchbench.spec.config import ConfigError, check_config
-from tests.conftest import run
+from tests.helpers.jobs import make_test_job, run
 
 
 def preset(arch: str, name: str, **extra) -> dict:
@@ -433,7 +433,6 @@ def test_checkpoint_recompute_share_is_what_backward_recomputes(arch):
     from benchbench.costmodel.predict import _block_flops, recompute_share
     from benchbench.models.registry import make_task
     from benchbench.strategies.checkpointing import apply_ac
-    from tests.conftest import make_test_job
 
     cfg, batch = preset(arch, "tiny"), 4
     x, _ = make_task(cfg, 0).batch(0, batch)

@@ -12,10 +12,8 @@ from benchbench.launch.batch import Batch, BatchWatch, check_batch, job_starts, 
 from benchbench.launch.run_job import run_job
 from benchbench.protocol.lifeline import STARTED_FILE
 from benchbench.protocol.record import validate_record
-from tests import test_faults
-from tests.conftest import make_test_job
-
-fault = test_faults.fault  # the fixture that injects BENCHBENCH_FAULT into the ranks
+from tests.helpers.jobs import make_test_job
+from tests.helpers.processes import orphans
 
 
 def _jobs(wide: bool = False) -> list:
@@ -68,7 +66,7 @@ def test_failing_job_fails_alone_and_the_rest_relaunch(tmp_path, fault, monkeypa
     assert (failed["failure"]["kind"], failed["failure"]["rank"]) == (kind, 1), failed["failure"]["message"]
     assert failed["env"]["batch"] == {"index": 1, "size": 3}
     assert results[2][0]["env"]["batch"] == {"index": 2, "size": 3}  # relaunched, still the batch's third
-    assert test_faults._orphans(tmp_path) == []
+    assert orphans(tmp_path) == []
 
 
 @pytest.mark.parametrize("bad", [0, 33, "2"])

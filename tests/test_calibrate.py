@@ -25,7 +25,8 @@ from benchbench.costmodel.calibration import CollectivePoint, read_calibration
 from benchbench.costmodel.collectives import COLLECTIVES, LATENCY_STEPS
 from benchbench.spec.config import DEFAULT_CONFIG, ROOT, check_config, load_config
 from benchbench.spec.paths import StudyLayout
-from tests.conftest import TINY_GPT, TINY_MLP
+from tests.helpers.jobs import TINY_GPT, TINY_MLP
+from tests.helpers.processes import orphans
 
 #: nccl-tests PERFORMANCE.md bus factors, written out here independently of collectives.BUS_FACTOR
 #: (so a wrong factor there fails test_points_have_nccl_tests_columns).
@@ -263,8 +264,6 @@ def test_an_impossible_spec_is_refused_before_any_rank(tmp_path):
 
 
 def test_sigterm_kills_the_ranks_and_leaves_no_file(tmp_path):
-    from tests.test_faults import _orphans
-
     out = tmp_path / "cal" / "x.json"
     spec_file = tmp_path / "spec.json"
     spec_file.write_text(json.dumps(tiny_spec(max_bytes=256 * 1024**2)))  # a sweep long enough to be caught in
@@ -278,7 +277,7 @@ def test_sigterm_kills_the_ranks_and_leaves_no_file(tmp_path):
     _, err = proc.communicate(timeout=15)
     assert proc.returncode == 128 + signal.SIGTERM and "no calibration written" in err
     assert not out.exists() and list(out.parent.iterdir()) == []
-    assert _orphans(tmp_path) == []
+    assert orphans(tmp_path) == []
 
 
 def test_cli_refuses_a_hardware_the_study_does_not_run_on(tmp_path):

@@ -27,8 +27,8 @@ from benchbench.results.compare import (
 from benchbench.spec.config import ROOT
 from benchbench.spec.metrics import COMPARISON, METRICS
 from benchbench.spec.paths import StudyLayout
-from tests.conftest import make_test_job
-from tests.test_analysis import rec
+from tests.helpers.jobs import make_test_job
+from tests.helpers.records import rec
 
 CONFIG = {"model": "m", "hardware": "h", "strategy": "ddp", "world_size": 2}
 

@@ -26,7 +26,8 @@ from benchbench.protocol.failure import FAILURE_KINDS, Evidence, RankError, clas
 from benchbench.protocol.heartbeat import read_beats
 from benchbench.protocol.record import make_record, validate_record
 from benchbench.spec.schema import ROOT, load_schema
-from tests.conftest import make_test_job
+from tests.helpers.jobs import TINY_GPT, make_test_job
+from tests.helpers.processes import orphans
 
 # captured from torchrun 2.x: rank 1 SIGKILLed itself; rank 0 torn down with SIGTERM
 TORCHRUN_KILLED = """\
@@ -486,36 +487,6 @@ def test_srun_deaf_to_sigterm_is_killed_after_the_grace(tmp_path, monkeypatch):
 # --- real jobs, with faults -------------------------------------------------------------------
 
 
-def _orphans(tmp_path: Path, within: float = 3.0) -> list[str]:
-    """Command lines of live processes that name ``tmp_path`` (the job's folder is inside it)."""
-    deadline = time.monotonic() + within
-    while True:
-        found = []
-        for proc in Path("/proc").glob("[0-9]*"):
-            try:
-                cmd = (proc / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if str(tmp_path).encode() in cmd and int(proc.name) != os.getpid():
-                found.append(cmd.replace(b"\0", b" ").decode(errors="replace"))
-        if not found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.2)
-
-
-@pytest.fixture
-def fault(monkeypatch):
-    def set_fault(spec: str, mutant: str = "fault", delay: float | None = None) -> None:
-        path = str(ROOT / "tests" / "mutants")
-        monkeypatch.setenv("PYTHONPATH", path + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        monkeypatch.setenv("BENCHBENCH_MUTANT", mutant)
-        monkeypatch.setenv("BENCHBENCH_FAULT", spec)
-        if delay is not None:
-            monkeypatch.setenv("BENCHBENCH_DELAY_S", str(delay))
-
-    return set_fault
-
-
 def _run(tmp_path: Path, floor: float = 0.0, **changes) -> tuple[dict, float]:
     """Run a failing 2-rank job; its ``wall_time_s`` must lie within what the caller waited (which
     adds writing the record and the cleanup) and be at least ``floor`` s (the time to the fault)."""
@@ -526,7 +497,7 @@ def _run(tmp_path: Path, floor: float = 0.0, **changes) -> tuple[dict, float]:
     validate_record(record)
     wall = record["env"]["wall_time_s"]
     assert record["status"] == "failed" and max(floor, 0.1) <= wall <= took, (wall, took)
-    assert _orphans(tmp_path) == []
+    assert orphans(tmp_path) == []
     return record, took
 
 
@@ -557,8 +528,6 @@ def test_fault_is_classified_in_bounded_time(tmp_path, fault, spec, kind, rank, 
 
 @pytest.mark.slow
 def test_config_error_is_config(tmp_path):
-    from tests.conftest import TINY_GPT
-
     job = make_test_job("single", 1, model_cfg=dict(TINY_GPT, heads=3))
     record, _ = run_job(job, tmp_path / "r.json")
     f = record["failure"]
@@ -589,7 +558,7 @@ def test_busy_port_is_retried_on_a_fresh_one(tmp_path, monkeypatch, capfd):
         record, _ = run_job(make_test_job("ddp", 2, steps=1, warmup_steps=0, timeout_s=40.0), tmp_path / "r.json")
     assert record["status"] == "ok", record["error"]
     assert f"rendezvous port {port} in use: relaunching on a fresh port" in capfd.readouterr().err
-    assert _orphans(tmp_path) == []
+    assert orphans(tmp_path) == []
 
 
 def _cli_run_stepping(tmp_path: Path, out: Path) -> subprocess.Popen:
@@ -614,7 +583,7 @@ def test_killed_parent_takes_its_job_along(tmp_path, fault):
     proc = _cli_run_stepping(tmp_path, tmp_path / "x.json")
     proc.kill()  # SIGKILL: no handler runs; PR_SET_PDEATHSIG does the work
     proc.communicate(timeout=10)
-    assert _orphans(tmp_path, within=10) == []
+    assert orphans(tmp_path, within=10) == []
 
 
 @pytest.mark.slow
@@ -630,7 +599,7 @@ def test_sigterm_leaves_no_record_and_no_process(tmp_path, fault):
     line = next(x for x in err.splitlines() if x.startswith("interrupted, no record written: "))
     would_be = json.loads(line.split(": ", 1)[1])
     assert would_be["failure"]["kind"] == "interrupted" and would_be["failure"]["signal"] == "SIGTERM"
-    assert _orphans(tmp_path) == []
+    assert orphans(tmp_path) == []
 
 
 def test_interrupt_inside_slurm_is_scheduler_killed(monkeypatch, capsys):

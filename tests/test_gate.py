@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from benchbench.spec.config import ROOT, check_config
-from tests.conftest import TINY_GPT, run
+from tests.helpers.jobs import TINY_GPT, run
 
 pytestmark = pytest.mark.slow
 

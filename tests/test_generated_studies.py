@@ -34,7 +34,7 @@ from benchbench.results.tables import aggregate, read_table
 from benchbench.spec.config import ROOT, check_config
 from benchbench.spec.paths import PLOT_FORMATS, PLOTS, TABLES, StudyLayout
 from benchbench.study import expand
-from tests.conftest import make_test_job
+from tests.helpers.jobs import make_test_job
 
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 ALL_PLOTS = [f"{n}.{f}" for n in PLOTS for f in PLOT_FORMATS]

@@ -13,7 +13,7 @@ from benchbench.rank.gate import tolerance_for
 from benchbench.rank.loop import setup_device
 from benchbench.rank.rendezvous import RankEnv
 from benchbench.spec.hardware import load_hardware
-from tests.conftest import make_test_job
+from tests.helpers.jobs import make_test_job
 
 H200 = load_hardware("h200-sxm")
 
@@ -155,7 +155,6 @@ def test_the_single_process_path_applies_the_plans_model_steps(monkeypatch, chan
 
     from benchbench.strategies import parallelize as par
     from benchbench.strategies.checkpointing import MARK
-    from tests.conftest import make_test_job
 
     def mark(model):
         model._benchbench_float8 = True

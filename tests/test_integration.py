@@ -10,7 +10,7 @@ import pytest
 
 from benchbench.spec.config import ROOT
 from benchbench.spec.hardware import load_hardware
-from tests.conftest import run
+from tests.helpers.jobs import TINY_GPT, run
 
 CPU_LOCAL = load_hardware("cpu-local")
 
@@ -20,7 +20,6 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def single_gpt(tmp_path_factory, request):
     from benchbench.spec.config import check_config
-    from tests.conftest import TINY_GPT
 
     cfg = check_config(
         {

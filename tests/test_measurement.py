@@ -15,7 +15,7 @@ from benchbench.rank.measure.bubble import simulate, step_bubbles
 from benchbench.rank.measure.comm_stats import BUS_FACTOR, CommCounter, merge_ranks
 from benchbench.spec.config import ROOT, check_config
 from benchbench.spec.hardware import load_hardware
-from tests.conftest import make_test_job, run
+from tests.helpers.jobs import make_test_job, run
 
 
 def one_f_one_b(p: int, m: int, f: float, b: float) -> list[list[tuple]]:

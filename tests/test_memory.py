@@ -17,7 +17,7 @@ from benchbench.models.registry import build_model, make_task, model_info
 from benchbench.models.weights import materialize
 from benchbench.rank.measure import memory
 from benchbench.spec.config import ROOT
-from tests.conftest import TINY_GPT, make_test_job
+from tests.helpers.jobs import TINY_GPT, make_test_job
 
 MLP = {"arch": "mlp", "width": 32, "depth": 3, "out_dim": 32}  # ZeRO-1 splits its 8 tensors evenly
 GPT = dict(TINY_GPT, layers=4, heads=4)
@@ -198,7 +198,7 @@ DDP_BUCKETS = """
 import sys, torch, torch.distributed as dist
 dist.init_process_group("gloo", init_method="file://" + sys.argv[1], rank=0, world_size=1)
 from benchbench.strategies.parallelize import parallelize
-from tests.conftest import make_test_job
+from tests.helpers.jobs import make_test_job
 job = make_test_job(sys.argv[2], 1)
 (ddp,) = parallelize(job, torch.device("cpu"), lambda out, y: out.sum()).modules
 print(sum(b.buffer().numel() * b.buffer().element_size() for b in ddp.reducer._get_zeros_like_grad_buckets()))

@@ -12,30 +12,17 @@ from pathlib import Path
 import pytest
 
 from benchbench.costmodel import collectives
-from benchbench.costmodel.calibration import Calibration, CollectiveFit, PhasePoint, from_spec
+from benchbench.costmodel.calibration import Calibration, from_spec
 from benchbench.costmodel.predict import comm_rows, oversubscription, predict_job
 from benchbench.models.registry import model_info
 from benchbench.spec.config import ROOT
 from benchbench.spec.hardware import load_hardware
 from benchbench.spec.job import Job
 from benchbench.spec.plan import resolve_plan
-
-from .conftest import TINY_GPT, make_test_job, run
+from tests.helpers.costmodel import ALPHA, BW, GPT_SMALL, hand_cal
+from tests.helpers.jobs import TINY_GPT, make_test_job, run
 
 FIXTURE = ROOT / "tests" / "fixtures" / "comm_records.json"
-GPT_SMALL = {"arch": "gpt", "layers": 4, "hidden": 256, "heads": 4, "seq_len": 32, "vocab": 256}
-ALPHA, BW = 1e-3, 1e9
-
-
-def hand_cal(alpha: float = ALPHA, bw: float = BW, overlap: float = 0.0, cpu_count: int = 1024) -> Calibration:
-    """A calibration written by hand: every collective α = ``alpha`` s, bus bandwidth ``bw`` B/s at
-    2 ranks; each model 10 ms forward + 20 ms backward per 4 samples (+ 1 ms fixed) and 5 ms optimizer."""
-    fits = [CollectiveFit(k, 2, alpha, bw) for k in collectives.COLLECTIVES]
-    pts = [PhasePoint(b, 0.001 + 0.01 * b / 4, 0.001 + 0.02 * b / 4, 0.005) for b in (4, 8)]
-    labels = ("gpt-small", "mlp-8m", "m", "gpt-tiny", "gpt")
-    return Calibration(
-        "cpu-local", "measured", 1, cpu_count, "cpu", fits, [], dict.fromkeys(labels, pts), overlap=overlap
-    )
 
 
 def _records() -> list[dict]:

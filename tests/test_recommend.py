@@ -19,8 +19,7 @@ from benchbench.spec.hardware import load_hardware
 from benchbench.spec.job import job_infeasible_reason, make_job
 from benchbench.spec.plan import infeasible_reason, resolve_plan
 from benchbench.study import expand
-
-from .test_predict import GPT_SMALL, hand_cal
+from tests.helpers.costmodel import GPT_SMALL, hand_cal
 
 BIG = {"arch": "gpt", "layers": 32, "hidden": 4096, "heads": 32, "seq_len": 2048, "vocab": 32000}
 

@@ -8,7 +8,7 @@ import pytest
 
 from benchbench.protocol.record import SCHEMA_VERSION, job_of, make_record, read_record, validate_record, write_record
 from benchbench.spec.job import Job
-from tests.conftest import make_test_job
+from tests.helpers.jobs import make_test_job
 
 JOB = make_test_job("ddp", 2, steps=1, warmup_steps=0)
 

@@ -22,7 +22,7 @@ from benchbench.results.tables import (
     scaling_table,
 )
 from benchbench.spec.paths import TABLES
-from tests.test_analysis import rec
+from tests.helpers.records import rec
 
 
 def write(path, record) -> str:

@@ -13,7 +13,7 @@ from benchbench.results.report import PROVENANCE_SHOWN, SIDE_BY_SIDE_METRICS
 from benchbench.results.tables import RUN_COLUMNS, runs_table, scaling_table, with_correctness
 from benchbench.spec.metrics import COMPARISON, DERIVED, METRICS, SERIES, SUMMARY, SUMMARY_NAMES, VALIDATION, summarize
 from benchbench.spec.schema import ROOT, load_schema
-from tests.conftest import make_test_job
+from tests.helpers.jobs import TINY_GPT, TINY_MLP, make_test_job
 
 METRICS_MD = ROOT / "docs" / "METRICS.md"
 GATE = [n for n in SUMMARY_NAMES if n.startswith("verify_")]
@@ -207,7 +207,6 @@ def test_data_parallel_table_agrees_with_plan_and_schema():
 
 def test_architecture_table_agrees_with_the_schema_and_gives_each_a_task():
     from benchbench.models.registry import ARCHITECTURES, make_task
-    from tests.conftest import TINY_GPT, TINY_MLP
 
     assert load_schema("config")["$defs"]["model"]["properties"]["arch"]["enum"] == list(ARCHITECTURES)
     for cfg in (TINY_GPT, TINY_MLP):

@@ -11,7 +11,7 @@ from benchbench.results.htmltable import label, with_error
 from benchbench.results.records import study_records
 from benchbench.results.tables import aggregate
 from benchbench.spec.paths import TABLES, StudyLayout
-from tests.test_analysis import rec
+from tests.helpers.records import rec
 
 TIMES = {("single", 1): (1.0, 1.02), ("ddp", 2): (0.50, 0.51), ("dp-naive", 2): (0.80, 0.81)}
 

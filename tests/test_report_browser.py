@@ -21,7 +21,8 @@ import pytest
 from benchbench.results.report import TEMPLATES, build_report
 from benchbench.results.tables import aggregate
 from benchbench.spec.paths import TABLES
-from tests.test_analysis import rec
+from tests.helpers.costmodel import measured_calibration, prediction_study
+from tests.helpers.records import rec
 
 pytestmark = pytest.mark.slow
 
@@ -300,11 +301,10 @@ def test_prediction_section_as_a_reader_sees_it(browser, tmp_path):
     from benchbench.results.figures.costmodel import calibration_points, plot_costmodel
     from benchbench.results.tables import read_table
     from benchbench.spec.paths import COSTMODEL_PLOTS
-    from tests.test_validate import _calibration, _study
 
-    layout = _study(tmp_path)
+    layout = prediction_study(tmp_path)
     plot_costmodel(
-        calibration_points([_calibration()]),
+        calibration_points([measured_calibration()]),
         read_table(layout.table("predictions")),
         [layout.plot(n, "svg") for n in COSTMODEL_PLOTS],
     )

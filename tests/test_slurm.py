@@ -25,7 +25,7 @@ from benchbench.launch.watchdog import LOST_AFTER_S
 from benchbench.rank.rendezvous import first_host, rank_env_from_slurm
 from benchbench.spec.hardware import HardwareProfile, load_hardware
 from benchbench.spec.schema import ROOT, validate
-from tests.conftest import make_test_job
+from tests.helpers.jobs import make_test_job
 
 
 def h100_job(ws=8, per_node=4):

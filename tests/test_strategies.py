@@ -6,7 +6,7 @@ import pytest
 
 from benchbench.protocol.record import job_of
 from benchbench.spec.config import check_config
-from tests.conftest import run
+from tests.helpers.jobs import run
 
 pytestmark = pytest.mark.slow
 

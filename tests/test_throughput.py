@@ -10,7 +10,7 @@ import sys
 
 from benchbench.protocol import provenance
 from benchbench.spec.config import ROOT
-from tests.conftest import make_test_job
+from tests.helpers.jobs import make_test_job
 
 # What the parent of a job, the Snakefile (workflow/rules/common.smk) and the tables, plots and
 # report rules import: study expansion, feasibility, the launcher, the report.

@@ -12,58 +12,23 @@ import pytest
 
 from benchbench.cli import main as cli
 from benchbench.costmodel import validate as v
-from benchbench.costmodel.calibration import Calibration, CollectiveFit, CollectivePoint, write_calibration
-from benchbench.costmodel.predict import Prediction
+from benchbench.costmodel.calibration import Calibration
 from benchbench.results.records import study_records
 from benchbench.results.report import build_report
-from benchbench.spec.paths import COSTMODEL_PLOTS, PLOT_FORMATS, TABLES, StudyLayout
-from tests.test_analysis import rec
-
-
-def fake_prediction(job, cal, step=0.5, state=1000.0, bubble=None) -> Prediction:
-    """A prediction with fixed figures: the errors then depend on the records alone."""
-    return Prediction(
-        model=job.model,
-        hardware=job.hardware,
-        strategy=job.strategy,
-        world_size=job.world_size,
-        dp=job.dp,
-        tp=job.tp,
-        pp=job.pp,
-        global_batch=job.global_batch,
-        source=cal.source,
-        extrapolated=False,
-        compute_s=step,
-        comm_s=0.0,
-        exposed_comm_s=0.0,
-        bubble_fraction=bubble,
-        step_time_s=step,
-        samples_per_s=job.global_batch / step,
-        model_state_bytes=state,
-        activation_bytes=None,
-        memory_bytes=state,
-        memory_limit_bytes=None,
-        fits=None,
-        infeasible=None,
-        terms=f"compute {step} s",
-    )
-
+from benchbench.spec.paths import COSTMODEL_PLOTS, PLOT_FORMATS
+from tests.helpers.costmodel import (
+    fake_prediction,
+    measured_calibration,
+    prediction_config,
+    prediction_study,
+    validation_records,
+)
 
 CAL = {"h": Calibration(hardware="h", source="measured")}
 
 
-def _records(times=((1, (1.0,)), (2, (0.4, 0.5, 0.9)))):
-    out = []
-    for ws, reps in times:
-        for r, t in enumerate(reps):
-            record = rec("ddp" if ws > 1 else "single", ws, t, repeat=r)
-            record["summary"]["model_state_bytes"] = 800.0 + r
-            out.append(record)
-    return out
-
-
 def test_errors_are_computed_from_the_records_and_move_with_them():
-    records = _records()
+    records = validation_records()
     table = v.validate(records, CAL, fake_prediction).set_index("world_size")
     # ws2: three repeats 0.4, 0.5, 0.9 s -> the median 0.5 s is the measurement; predicted 0.5 s
     assert table.loc[2, "step_time_meas_s"] == 0.5 and table.loc[2, "repeats"] == 3
@@ -86,7 +51,7 @@ def test_errors_are_computed_from_the_records_and_move_with_them():
 def test_prediction_is_made_for_the_records_own_job():
     seen = []
     v.validate(
-        _records(),
+        validation_records(),
         CAL,
         lambda job, cal: seen.append((job.strategy, job.world_size, job.repeat)) or fake_prediction(job, cal),
     )
@@ -97,10 +62,10 @@ def test_missing_calibration_or_prediction_keeps_the_measurement_and_says_why():
     def boom(job, cal):
         raise KeyError("all_reduce")
 
-    table = v.validate(_records(), {}, fake_prediction)
+    table = v.validate(validation_records(), {}, fake_prediction)
     assert table["step_time_err"].isna().all() and table["step_time_meas_s"].notna().all()
     assert set(table["note"]) == {"no usable calibration of h"}
-    assert "no prediction: KeyError" in v.validate(_records(), CAL, boom)["note"].iloc[0]
+    assert "no prediction: KeyError" in v.validate(validation_records(), CAL, boom)["note"].iloc[0]
     assert v.headline(v.summarize(table)) == "No configuration has both a prediction and a measurement."
 
 
@@ -135,68 +100,8 @@ def test_relative_error_needs_both_figures_and_a_positive_measurement():
     assert v.relative_error(float("nan"), 1.0) is None and v.relative_error(True, 1.0) is None
 
 
-def _calibration() -> Calibration:
-    points = [
-        CollectivePoint("all_reduce", 2, s, 1e-5 + s / 1e9, s / (1e-5 + s / 1e9), s / (1e-5 + s / 1e9))
-        for s in (1024, 65536, 4 * 2**20)
-    ]
-    fits = [CollectiveFit(k, 2, 1e-5, 1e9) for k in ("all_reduce", "all_gather", "reduce_scatter", "broadcast", "send")]
-    return Calibration(
-        hardware="cpu-local",
-        source="measured",
-        collectives=fits,
-        points=points,
-        compute_rates={"fp32": 1e11},
-        memory_bandwidth=1e10,
-    )
-
-
-def _study(tmp_path, predicted=True, calibration="good"):
-    """A results folder with records, tables, (a calibration) and the prediction tables."""
-    from benchbench.results.tables import aggregate
-
-    layout = StudyLayout("s", tmp_path)
-    layout.raw.mkdir(parents=True)
-    for i, r in enumerate(_records()):
-        r = {**r, "job": {**r["job"], "hardware": "cpu-local"}}
-        (layout.raw / f"{i}.json").write_text(json.dumps(r))
-    aggregate(study_records(layout), {n: layout.table(n) for n in TABLES})
-    cal = layout.calibration("cpu-local")
-    if calibration == "good":
-        write_calibration(_calibration(), cal)
-    elif calibration == "broken":
-        cal.parent.mkdir(parents=True)
-        cal.write_text('{"calibration_version": 1, "hardware": "cpu-local", "source": "measured", "oops": 1}')
-    if predicted:
-        recs = [json.loads(p.read_text()) for p in study_records(layout)]
-        cals = {"cpu-local": _calibration()}
-        table = v.validate(recs, cals, lambda j, c: fake_prediction(j, c, step=1.2 if j.world_size == 1 else 0.5))
-        table.to_csv(layout.table("prediction"), index=False)
-        v.summarize(table).to_csv(layout.table("prediction_summary"), index=False)
-        grid = v.prediction_grid(_config(), cals, world_sizes=(1, 2, 8, 64))[0]
-        grid.to_csv(layout.table("predictions"), index=False)
-        recommended = v.recommendations(_config(), cals, layout.dir, world_sizes=(8, 64))[0]
-        recommended.to_csv(layout.table("recommendations"), index=False)
-    return layout
-
-
-def _config():
-    from benchbench.spec.config import check_config
-    from tests.conftest import TINY_GPT
-
-    return check_config(
-        {
-            "study": "s",
-            "models": {"m": dict(TINY_GPT, batch_size=64)},
-            "hardware": ["cpu-local"],
-            "strategies": ["single", "ddp"],
-            "world_sizes": [1, 2],
-        }
-    )
-
-
 def test_report_shows_the_prediction_section_answer_first(tmp_path):
-    layout = _study(tmp_path)
+    layout = prediction_study(tmp_path)
     assert cli.main(["report", "--study-dir", str(layout.dir)]) == 0
     html = layout.report.read_text()
     section = html.split('id="prediction"')[1].split('id="correctness"')[0]
@@ -216,10 +121,10 @@ def test_report_shows_the_prediction_section_answer_first(tmp_path):
 
 
 def test_report_renders_without_predictions_or_with_a_failed_calibration(tmp_path):
-    bare = _study(tmp_path / "a", predicted=False, calibration=None)
+    bare = prediction_study(tmp_path / "a", predicted=False, calibration=None)
     assert cli.main(["report", "--study-dir", str(bare.dir)]) == 0
     assert 'id="no-prediction"' in bare.report.read_text()
-    broken = _study(tmp_path / "b", predicted=True, calibration="broken")
+    broken = prediction_study(tmp_path / "b", predicted=True, calibration="broken")
     assert cli.main(["report", "--study-dir", str(broken.dir)]) == 0
     html = broken.report.read_text()
     assert "Calibration left out:" in html and "not a usable calibration" in html and 'id="t-prediction"' in html
@@ -229,14 +134,14 @@ def test_report_renders_without_predictions_or_with_a_failed_calibration(tmp_pat
 
 
 def test_recommendations_come_from_the_cost_models_recommend():
-    table, notes = v.recommendations(_config(), {}, None, world_sizes=(8, 1024))
+    table, notes = v.recommendations(prediction_config(), {}, None, world_sizes=(8, 1024))
     h100 = table[table["hardware"] == "h100-sxm"].set_index("world_size")
     assert list(h100.index) == [2, 8, 1024] and not notes  # the study's largest world size, then those asked
     assert (h100["basis"] == "predicted").all() and (h100["source"] == "from spec").all()
     assert (h100["margin"] >= 1).all() and h100["best_plan"].str.contains(r"\(").all()
     assert h100.loc[1024, "global_batch"] == 64 * 1024  # beyond the study: the model's batch x world size
     assert not h100["extrapolated"].any()  # from spec: no fit to reach beyond
-    table, _ = v.recommendations(_config(), {"cpu-local": _calibration()}, None, world_sizes=(1024,))
+    table, _ = v.recommendations(prediction_config(), {"cpu-local": measured_calibration()}, None, world_sizes=(1024,))
     cpu = table[table["hardware"] == "cpu-local"].set_index("world_size")
     assert not cpu.loc[2, "extrapolated"] and cpu.loc[1024, "extrapolated"]  # fitted at 2 ranks: 1,024 is beyond
 
@@ -244,7 +149,7 @@ def test_recommendations_come_from_the_cost_models_recommend():
 def test_a_study_hardware_whose_calibration_failed_is_predicted_from_spec():
     """A Slurm study on h100-sxm whose calibration failed: its own hardware stays in the grid and
     the recommendations, from the profile's specs and labelled so, rather than vanishing."""
-    cfg = {**_config(), "hardware": ["h100-sxm"]}
+    cfg = {**prediction_config(), "hardware": ["h100-sxm"]}
     grid, notes = v.prediction_grid(cfg, {}, world_sizes=(2, 8))
     assert not notes and set(grid.loc[grid["hardware"] == "h100-sxm", "source"]) == {"from spec"}
     table, _ = v.recommendations(cfg, {}, None, world_sizes=(8,))
@@ -252,7 +157,7 @@ def test_a_study_hardware_whose_calibration_failed_is_predicted_from_spec():
 
 
 def test_the_report_flags_extrapolated_predictions_in_the_grid_and_the_recommendations(tmp_path):
-    layout = _study(tmp_path)
+    layout = prediction_study(tmp_path)
     assert cli.main(["report", "--study-dir", str(layout.dir)]) == 0
     section = layout.report.read_text().split('id="prediction"')[1].split('id="correctness"')[0]
     for table in ("t-grid", "t-recommend"):
@@ -261,7 +166,7 @@ def test_the_report_flags_extrapolated_predictions_in_the_grid_and_the_recommend
 
 
 def test_validate_cli_and_costmodel_plots(tmp_path, monkeypatch):
-    layout = _study(tmp_path, predicted=False)
+    layout = prediction_study(tmp_path, predicted=False)
     monkeypatch.setattr(v, "default_predictor", lambda: fake_prediction)
     out = {n: tmp_path / f"{n}.csv" for n in ("prediction", "prediction_summary", "predictions")}
     cal = str(layout.calibration("cpu-local"))
@@ -282,7 +187,7 @@ def test_validate_cli_and_costmodel_plots(tmp_path, monkeypatch):
         "--results-dir",
         str(layout.dir),
         "--study",
-        json.dumps(_config()),
+        json.dumps(prediction_config()),
     ]
     assert cli.main(args) == 0
     assert len(pd.read_csv(out["prediction"])) == 2
@@ -332,7 +237,7 @@ def test_a_failed_calibration_draws_a_no_data_busbw(tmp_path):
     from benchbench.results.figures.costmodel import calibration_points, plot_costmodel
 
     written = plot_costmodel(
-        calibration_points([replace(_calibration(), points=[])]),
+        calibration_points([replace(measured_calibration(), points=[])]),
         pd.DataFrame(),
         [tmp_path / "busbw.svg", tmp_path / "predicted.svg"],
     )

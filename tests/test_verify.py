@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from benchbench.rank import gate as verify
-from tests.conftest import make_test_job
+from tests.helpers.jobs import make_test_job
 
 
 def test_a_parameter_and_its_gradient_share_the_projections():
