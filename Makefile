@@ -6,7 +6,7 @@ STUDY  ?= config/config.yaml
 # One thread per rank unless a study says otherwise; never let BLAS oversubscribe the cores.
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup run test lint clean slurm-profile
+.PHONY: setup run test test-fast lint clean slurm-profile
 
 $(STAMP): requirements-ci.txt constraints-ci.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -24,6 +24,10 @@ run: setup
 ## make test: lint, then the whole test suite (multi-process and workflow tests included)
 test: setup lint
 	$(PY) -m pytest
+
+## make test-fast: lint, then every test that starts no ranks, Snakemake, Slurm job or browser (not slow, not slurm)
+test-fast: setup lint
+	$(PY) -m pytest -m "not slow and not slurm" -q
 
 ## make slurm-profile: link profiles/slurm to ~/.config/snakemake/slurm, so `snakemake --profile slurm` works
 slurm-profile:

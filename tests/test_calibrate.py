@@ -166,6 +166,7 @@ def test_the_columns_check_catches_a_wrong_bus_factor():
 # ---------------------------------------------------------------------------- measured run
 
 
+@pytest.mark.slow
 def test_calibration_file_reads_back(measured):
     cal, stdout, out = measured
     assert (cal.hardware, cal.source, cal.device, cal.threads_per_rank) == ("cpu-local", "measured", "cpu", 1)
@@ -177,6 +178,7 @@ def test_calibration_file_reads_back(measured):
     assert "busbw (GB/s)" in stdout and "# fit: alpha" in stdout
 
 
+@pytest.mark.slow
 def test_points_have_nccl_tests_columns(measured):
     cal = measured[0]
     for p in cal.points:
@@ -186,6 +188,7 @@ def test_points_have_nccl_tests_columns(measured):
         assert p.payload_bytes % (4 * p.group_size if split else 4) == 0 and p.payload_bytes <= MAX_BYTES
 
 
+@pytest.mark.slow
 def test_fits_are_positive_and_reproduce_their_points(measured):
     cal = measured[0]
     for fit in cal.collectives:
@@ -197,6 +200,7 @@ def test_fits_are_positive_and_reproduce_their_points(measured):
         assert 0.5 < median(ratios) < 2 and all(0.1 < r < 10 for r in ratios), (fit, ratios)
 
 
+@pytest.mark.slow
 def test_compute_matmul_and_overlap(measured):
     cal = measured[0]
     assert {k: [p.batch for p in v] for k, v in cal.compute.items()} == {"gpt-tiny": [4, 8], "mlp-tiny": [16]}
@@ -211,6 +215,7 @@ def test_compute_matmul_and_overlap(measured):
 # ------------------------------------------------------------------------------- failures
 
 
+@pytest.mark.slow
 def test_a_failing_rank_exits_non_zero_and_leaves_no_file(tmp_path):
     bad = {"bad": {"model_cfg": dict(TINY_GPT, hidden=30, heads=4), "batches": [2]}}  # 30 % 4: the rank raises
     out = tmp_path / "cal" / "x.json"
@@ -220,6 +225,7 @@ def test_a_failing_rank_exits_non_zero_and_leaves_no_file(tmp_path):
     assert not out.exists() and list(out.parent.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_allow_failed_records_the_failure_so_the_workflow_goes_on_and_keeps_a_usable_calibration(tmp_path):
     """The workflow's calibrate (--allow-failed): a failure exits 0 with its record at --out, which
     every reader refuses with the reason (so predict and the report run and say why); a usable
@@ -249,6 +255,7 @@ def test_allow_failed_records_the_failure_so_the_workflow_goes_on_and_keeps_a_us
     assert out.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_a_calibration_past_its_timeout_is_killed_and_leaves_no_file(tmp_path):
     out = tmp_path / "cal" / "x.json"
     proc = calibrate(tiny_spec(timeout_s=1.0), out, tmp_path)
@@ -263,6 +270,7 @@ def test_an_impossible_spec_is_refused_before_any_rank(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_sigterm_kills_the_ranks_and_leaves_no_file(tmp_path):
     out = tmp_path / "cal" / "x.json"
     spec_file = tmp_path / "spec.json"

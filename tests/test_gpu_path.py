@@ -94,6 +94,7 @@ dist.destroy_process_group()
 """
 
 
+@pytest.mark.slow
 def test_the_cpu_drop_reasons_are_what_torch_says_on_cpu(tmp_path):
     """The reasons study expansion drops context parallel and async TP with on CPU quote torch's own
     failures there (one gloo rank): if a torch release makes either run on CPU, this fails and the

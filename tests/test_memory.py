@@ -206,6 +206,7 @@ dist.destroy_process_group()
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["ddp", "zero1"])
 def test_ddp_bucket_estimate_is_what_ddp_allocates(tmp_path, strategy):
     """DDP (and ZeRO-1) keeps fp32 gradient buckets as large as every gradient beside ``.grad``:

@@ -331,6 +331,7 @@ def _rendezvous(env_extra: dict[str, str], timeout: float = 2) -> subprocess.Com
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
 
 
+@pytest.mark.slow
 def test_rendezvous_timeout_names_host_port_and_ranks():
     import socket
 
@@ -343,6 +344,7 @@ def test_rendezvous_timeout_names_host_port_and_ranks():
     assert f"MASTER_ADDR=127.0.0.1 MASTER_PORT={port} within 2 s (launcher srun)" in proc.stderr
 
 
+@pytest.mark.slow
 def test_loopback_rendezvous_host_on_several_nodes_fails_fast():
     proc = _rendezvous({"MASTER_ADDR": "localhost", "MASTER_PORT": "29999", "SLURM_STEP_NUM_NODES": "2"}, 600)
     assert proc.returncode != 0

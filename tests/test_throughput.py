@@ -8,6 +8,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from benchbench.protocol import provenance
 from benchbench.spec.config import ROOT
 from tests.helpers.jobs import make_test_job
@@ -48,6 +50,7 @@ def test_parent_side_imports_no_torch():
     assert _python(code).strip() == "False"
 
 
+@pytest.mark.slow
 def test_a_plan_imports_only_the_torch_it_uses(tmp_path):
     """A single-process job run in this process by the rank's own entry point: it trains, writes
     its ok record, and never loads ZeRO's optimizers or pipelining."""
