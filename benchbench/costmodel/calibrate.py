@@ -257,7 +257,7 @@ def run_calibration(spec: dict[str, Any], out: str | Path, launcher: str = "auto
     # the host's 1-minute load average before and after (after: includes the calibration's own
     # ranks): a calibration measured beside other work is flagged by it, not hidden
     cal.env["load_average"] = {"before": load, "after": os.getloadavg()[0]}
-    cal.env["retry_of"] = retry_of  # the workflow's retry token (common.smk: calibration_retry_token)
+    cal.env["retry_of"] = retry_of  # the workflow's retry token (common.smk: retry_token)
     write_calibration(cal, out)
     return cal
 

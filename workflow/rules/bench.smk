@@ -6,7 +6,7 @@
 # the study sets slurm_exclusive: false, whole nodes (benchbench.launch.slurm.job_resources);
 # `benchbench run` starts its ranks with srun inside the allocation.
 # A failed record is a result: it is kept until `--config retry_failed=True` asks for its job
-# again (retry_token); a job whose study settings changed reruns (its `job` param changed).
+# again (retry_token, common.smk); a job whose study settings changed reruns (its `job` param changed).
 
 
 rule bench:
@@ -18,21 +18,12 @@ rule bench:
         python=PYTHON,
         job=job_json,
         sharing=sharing_flag,
-        retry=retry_token,
-    threads: rank_threads
+        retry=retry_token(record_path),
+    threads: threads_of(job_of)
     priority: repeat_priority
     resources:
         bench_slots=1,
-        runtime=slurm_resource("runtime"),
-        nodes=slurm_resource("nodes"),
-        tasks=slurm_resource("tasks"),
-        tasks_per_node=slurm_resource("tasks_per_node"),
-        cpus_per_task=slurm_resource("cpus_per_task"),
-        mem_mb_per_cpu=slurm_resource("mem_mb_per_cpu"),
-        gres=slurm_resource("gres"),
-        tasks_per_gpu=slurm_resource("tasks_per_gpu"),
-        mpi=slurm_resource("mpi"),
-        slurm_extra=slurm_resource("slurm_extra"),
+        **slurm_resources(job_of),
     conda:
         CONDA_ENV
     shell:

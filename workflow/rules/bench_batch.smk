@@ -1,11 +1,11 @@
-# Batched launches (the study's jobs_per_launch > 1; benchbench/batch.py), instead of bench.smk:
-# the jobs of one (hardware, world size, threads per rank), in the study's stable job order, are
-# cut into batches of up to jobs_per_launch; each batch is one rule (bench_batch_<k>) whose
-# outputs are its records and whose params are its jobs, so a changed job reruns its batch only.
-# One launch of ranks per batch (one allocation under the Slurm executor: the largest member's
-# resources, the members' runtimes summed). Retries: the batch reruns when one of its records
-# says failed and `--config retry_failed=True` (batch_retry_token); the token is kept in every
-# record of the batch and read back, so nothing reruns otherwise.
+# Batched launches (the study's jobs_per_launch > 1; benchbench/launch/batch.py), instead of
+# bench.smk: the jobs of one (hardware, world size, threads per rank), in the study's stable job
+# order, are cut into batches of up to jobs_per_launch; each batch is one rule (bench_batch_<k>)
+# whose outputs are its records and whose params are its jobs, so a changed job reruns its batch
+# only. One launch of ranks per batch (one allocation under the Slurm executor: the largest
+# member's resources, the members' runtimes summed). Retries: the batch reruns when one of its
+# records says failed and `--config retry_failed=True` (batch_retry_token); the token is kept in
+# every record of the batch and read back, so nothing reruns otherwise.
 
 
 from benchbench.launch.batch import batch_key
@@ -28,20 +28,21 @@ def batch_jobs_json(members):
 
 
 def batch_retry_token(members):
-    """The batch's retry token: its members' (retry_token), the distinct non-empty ones joined."""
-    tokens = {retry_token(_wildcards_of(j)) for j in members}
+    """The batch's retry token: its members' (read_retry_token of each record), the distinct
+    non-empty ones joined."""
+    tokens = {read_retry_token(str(LAYOUT.record(j))) for j in members}
     return " ".join(sorted(t for t in tokens if t))
 
 
 def batch_resources(members):
-    """The batch's Slurm resources: its largest member's, with the members' runtimes summed."""
-    res = [job_resources(j, STUDY["slurm_exclusive"]) for j in members]
+    """The batch's Slurm resources (SLURM_KEYS): its largest member's, with the members' runtimes
+    summed."""
+    res = [job_slurm(j) for j in members]
     largest = max(res, key=lambda r: (r["nodes"] or 0, r["tasks"] or 0))
-    return {**largest, "runtime": sum(r["runtime"] for r in res)}
+    return {key: largest[key] for key in SLURM_KEYS} | {"runtime": sum(r["runtime"] for r in res)}
 
 
 for _k, _members in enumerate(BATCHES):
-    _res = batch_resources(_members)
 
     rule:
         name:
@@ -55,20 +56,11 @@ for _k, _members in enumerate(BATCHES):
             jobs=batch_jobs_json(_members),
             sharing=sharing_flag,
             retry=lambda wildcards, members=_members: batch_retry_token(members),
-        threads: _members[0].world_size * _members[0].threads_per_rank
-        priority: repeat_priority(_wildcards_of(_members[0]))
+        threads: cores(_members[0])
+        priority: job_priority(_members[0])
         resources:
             bench_slots=1,
-            runtime=_res["runtime"],
-            nodes=_res["nodes"],
-            tasks=_res["tasks"],
-            tasks_per_node=_res["tasks_per_node"],
-            cpus_per_task=_res["cpus_per_task"],
-            mem_mb_per_cpu=_res["mem_mb_per_cpu"],
-            gres=_res["gres"],
-            tasks_per_gpu=_res["tasks_per_gpu"],
-            mpi=_res["mpi"],
-            slurm_extra=_res["slurm_extra"],
+            **batch_resources(_members),
         conda:
             CONDA_ENV
         shell:

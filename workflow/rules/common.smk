@@ -1,7 +1,9 @@
 # Shared by the workflow files: the study's jobs and dropped combinations (the same expansion
-# `benchbench matrix` prints), the results layout (benchbench/layout.py), the job behind a
-# bench rule's wildcards, which rules run on the submitting host, and the calibrate job's hardware,
-# resources (the largest bench job's of that hardware) and cores.
+# `benchbench matrix` prints), the results layout (benchbench/spec/paths.py), the job behind a
+# bench rule's wildcards, which rules run on the submitting host, the calibrate job's hardware and
+# the job that sizes it (the largest bench job of that hardware), and the helpers of the timed
+# rules (bench, bench_batch_<k>, calibrate): threads, Slurm resources and retry token, each given
+# the job or the file that differs between them.
 import dataclasses
 import json
 import os
@@ -53,9 +55,14 @@ localrules:
     report,
 
 
+def record_path(wildcards):
+    """A bench job's record, from its wildcards."""
+    return _RECORD_PATTERN.format(**wildcards)
+
+
 def job_of(wildcards):
     """The job behind a bench job's wildcards."""
-    return JOB_BY_RECORD[_RECORD_PATTERN.format(**wildcards)]
+    return JOB_BY_RECORD[record_path(wildcards)]
 
 
 def all_records(wildcards):
@@ -63,11 +70,6 @@ def all_records(wildcards):
     (rules.X.output) gets Snakemake to hash each plain input item once per file it holds: a list
     of 5,000 records as a plain item costs 5,000 x 5,000 hashes (~10 s); a function hashes once."""
     return RECORDS
-
-
-def slurm_resource(key):
-    """A bench job's Slurm resource (benchbench.launch.slurm.job_resources) as a Snakemake callable."""
-    return lambda wildcards: job_resources(job_of(wildcards), STUDY["slurm_exclusive"])[key]
 
 
 def _round_orders():
@@ -84,14 +86,18 @@ def _round_orders():
 ROUND_ORDERS, N_CONFIGS = _round_orders()
 
 
-def repeat_priority(wildcards):
+def job_priority(job):
     """Repeats interleaved across configurations: every configuration's repeat k runs before any
     repeat k+1 (a slow phase of the machine then spreads over configurations, not onto one), and
     within a round the configurations start in a seeded shuffled order (ROUND_ORDERS). Higher runs
     first; kept >= 0, as Snakemake's ILP scheduler leaves negative-priority jobs out."""
-    r = int(wildcards.repeat)
-    config = (wildcards.model, wildcards.hardware, wildcards.strategy, int(wildcards.world_size))
-    return (STUDY["repeats"] - r) * (N_CONFIGS + 1) + ROUND_ORDERS[r].get(config, 0)
+    config = (job.model, job.hardware, job.strategy, job.world_size)
+    return (STUDY["repeats"] - job.repeat) * (N_CONFIGS + 1) + ROUND_ORDERS[job.repeat].get(config, 0)
+
+
+def repeat_priority(wildcards):
+    """The bench rule's priority: job_priority of its job."""
+    return job_priority(job_of(wildcards))
 
 
 def sharing_flag(wildcards):
@@ -100,28 +106,6 @@ def sharing_flag(wildcards):
     (not when the Snakefile is parsed)."""
     executor = workflow.executor_plugin.name if workflow.executor_plugin else None
     return [] if timed_alone(BENCH_SLOTS, executor, STUDY["slurm_exclusive"]) else ["--timed-shared"]
-
-
-def retry_token(wildcards):
-    """A bench param that changes only to retry a failed job. The record keeps the token it ran
-    with (env.retry_of), and the token is read back from it, so Snakemake's params trigger sees no
-    change; with `--config retry_failed=True` a record that says failed yields its own creation
-    time instead (an unreadable record: its modification time), which differs, so that job reruns
-    and no other. Empty when there is no record. Needs Snakemake's metadata (.snakemake/): results
-    copied without it are kept as they are."""
-    path = LAYOUT.record_pattern.format(**wildcards)
-    try:
-        with open(path) as f:
-            record = json.load(f)
-        failed = record.get("status") == "failed"
-        retried = str(record.get("env", {}).get("retry_of") or "")
-    except FileNotFoundError:
-        return ""  # no record yet: it runs anyway
-    except (OSError, ValueError, AttributeError):  # unusable (aggregate reports it): retried as failed
-        failed, record, retried = True, {"created_at": f"unreadable {os.path.getmtime(path)}"}, ""
-    if STUDY["retry_failed"] and failed:
-        return str(record.get("created_at", "retry"))
-    return retried
 
 
 _PARTS = {}
@@ -147,23 +131,6 @@ def _job_spec(job):
     return json.dumps(spec, sort_keys=True)
 
 
-class _Wildcards(dict):
-    """Wildcards by name and as attributes, as Snakemake's."""
-
-    __getattr__ = dict.__getitem__
-
-
-def _wildcards_of(job):
-    """The bench rule's wildcards of ``job`` (a batch's member, which has no rule of its own)."""
-    fields = {"study": job.study, "model": job.model, "hardware": job.hardware, "strategy": job.strategy}
-    return _Wildcards(fields, world_size=str(job.world_size), repeat=str(job.repeat))
-
-
-def rank_threads(wildcards):
-    job = job_of(wildcards)
-    return job.world_size * job.threads_per_rank
-
-
 def svg_plots(wildcards, input):
     return [p for p in [*input.plots, *input.costmodel_plots] if p.endswith(".svg")]
 
@@ -172,31 +139,6 @@ HARDWARE = list(dict.fromkeys(j.hardware for j in JOBS))
 # The largest bench job of each hardware (most ranks): its Slurm request and its cores.
 LARGEST_JOB = {h: max((j for j in JOBS if j.hardware == h), key=lambda j: (j.world_size, j.threads_per_rank))
                for h in HARDWARE}
-
-
-def calibration_resource(key):
-    """A calibrate job's Slurm resource: the largest bench job's of that hardware."""
-    return lambda wildcards: job_resources(LARGEST_JOB[wildcards.hardware], STUDY["slurm_exclusive"])[key]
-
-
-def calibration_retry_token(wildcards):
-    """The calibrate rule's retry_token (as the bench rule's): a calibration that failed is kept
-    (its record says why; predict and the report run without it) until `--config retry_failed=True`
-    yields its creation time, which differs, so it reruns; the token a run got is kept in its file
-    (env.retry_of, or retry_of in a failure's record) and read back, so nothing else reruns."""
-    path = str(LAYOUT.calibration(wildcards.hardware))
-    try:
-        with open(path) as f:
-            doc = json.load(f)
-        failed = doc.get("status") == "failed"
-        retried = str(doc.get("retry_of", doc.get("env", {}).get("retry_of")) or "")
-    except FileNotFoundError:
-        return ""
-    except (OSError, ValueError, AttributeError):  # unreadable: retried as failed
-        failed, doc, retried = True, {"created_at": f"unreadable {os.path.getmtime(path)}"}, ""
-    if STUDY["retry_failed"] and failed:
-        return str(doc.get("created_at", "retry"))
-    return retried
 
 
 _CALIBRATION_SPECS = {}
@@ -211,6 +153,82 @@ def calibration_spec_json(wildcards):
     return _CALIBRATION_SPECS[hw]
 
 
-def calibration_threads(wildcards):
-    job = LARGEST_JOB[wildcards.hardware]
+def calibration_job(wildcards):
+    """The bench job a calibrate job is sized by: the largest of its hardware (LARGEST_JOB)."""
+    return LARGEST_JOB[wildcards.hardware]
+
+
+def calibration_path(wildcards):
+    """A calibrate job's output, from its wildcards."""
+    return str(LAYOUT.calibration(wildcards.hardware))
+
+
+# What the timed rules (bench, bench_batch_<k>, calibrate) share, each helper given what differs:
+# the job that sizes a rule's job (job_of, calibration_job; a batch's largest member) and the file
+# that keeps its retry token (record_path, calibration_path).
+# The Slurm resources of a timed job (benchbench.launch.slurm.job_resources), in the rules' order.
+SLURM_KEYS = ("runtime", "nodes", "tasks", "tasks_per_node", "cpus_per_task", "mem_mb_per_cpu", "gres", "tasks_per_gpu",
+              "mpi", "slurm_extra")
+
+
+def cores(job):
+    """The cores a job's ranks claim: ranks x threads per rank (its rule's threads)."""
     return job.world_size * job.threads_per_rank
+
+
+def threads_of(job_for):
+    """A timed rule's threads, as a Snakemake callable: the cores of ``job_for(wildcards)``."""
+    return lambda wildcards: cores(job_for(wildcards))
+
+
+_SLURM = {}
+
+
+def job_slurm(job):
+    """job_resources of ``job`` under the study's slurm_exclusive, made once per job (Snakemake
+    asks for each resource apart)."""
+    if job.id not in _SLURM:
+        _SLURM[job.id] = job_resources(job, STUDY["slurm_exclusive"])
+    return _SLURM[job.id]
+
+
+def _resource(job_for, key):
+    return lambda wildcards: job_slurm(job_for(wildcards))[key]
+
+
+def slurm_resources(job_for):
+    """A timed rule's Slurm resources (`resources: bench_slots=1, **slurm_resources(job_for)`):
+    job_resources of ``job_for(wildcards)``, one Snakemake callable per key of SLURM_KEYS."""
+    return {key: _resource(job_for, key) for key in SLURM_KEYS}
+
+
+def read_retry_token(path, top_level=False):
+    """The retry token of the timed job whose output is ``path`` (a record, or with ``top_level`` a
+    calibration). The file keeps the token it ran with (env.retry_of, or for ``top_level`` first
+    retry_of at its top) and the token is read back, so Snakemake's params trigger sees no change;
+    with `--config retry_failed=True` a file that says failed yields its creation time instead (an
+    unreadable file: its modification time), which differs, so that job reruns and no other. A
+    failed record or calibration is kept until then (predict and the report run without a failed
+    calibration). Empty when there is no file. Needs Snakemake's metadata (.snakemake/): results
+    copied without it are kept as they are."""
+    try:
+        with open(path) as f:
+            doc = json.load(f)
+        failed = doc.get("status") == "failed"
+        kept = doc.get("env", {}).get("retry_of")
+        if top_level:  # a calibration's failure record keeps it at its top
+            kept = doc.get("retry_of", kept)
+        retried = str(kept or "")
+    except FileNotFoundError:
+        return ""  # no file yet: it runs anyway
+    except (OSError, ValueError, AttributeError):  # unusable (aggregate reports it): retried as failed
+        failed, doc, retried = True, {"created_at": f"unreadable {os.path.getmtime(path)}"}, ""
+    if STUDY["retry_failed"] and failed:
+        return str(doc.get("created_at", "retry"))
+    return retried
+
+
+def retry_token(path_for, top_level=False):
+    """A timed rule's `retry` param, as a Snakemake callable: read_retry_token of the file
+    ``path_for(wildcards)``; the param changes only to retry a failed job."""
+    return lambda wildcards: read_retry_token(path_for(wildcards), top_level)

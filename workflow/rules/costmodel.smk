@@ -4,7 +4,7 @@
 # spec changes (the `spec` param: benchbench.costmodel.calibrate.calibration_spec). A calibration
 # that fails writes its failure's record instead (--allow-failed): the bench jobs, predict and the
 # report still run, the report saying the calibration is not usable; `--config retry_failed=True`
-# reruns it (calibration_retry_token). It is a timed
+# reruns it (retry_token, common.smk). It is a timed
 # job like bench: it holds one bench_slots, and under the Slurm executor asks for what the largest
 # bench job of that hardware asks for. `predict` (benchbench validate) writes prediction.csv (per
 # configuration measured: predicted vs measured and the relative errors, computed from the records),
@@ -20,20 +20,11 @@ rule calibrate:
     params:
         python=PYTHON,
         spec=calibration_spec_json,
-        retry=calibration_retry_token,
-    threads: calibration_threads
+        retry=retry_token(calibration_path, top_level=True),
+    threads: threads_of(calibration_job)
     resources:
         bench_slots=1,
-        runtime=calibration_resource("runtime"),
-        nodes=calibration_resource("nodes"),
-        tasks=calibration_resource("tasks"),
-        tasks_per_node=calibration_resource("tasks_per_node"),
-        cpus_per_task=calibration_resource("cpus_per_task"),
-        mem_mb_per_cpu=calibration_resource("mem_mb_per_cpu"),
-        gres=calibration_resource("gres"),
-        tasks_per_gpu=calibration_resource("tasks_per_gpu"),
-        mpi=calibration_resource("mpi"),
-        slurm_extra=calibration_resource("slurm_extra"),
+        **slurm_resources(calibration_job),
     conda:
         CONDA_ENV
     shell:
