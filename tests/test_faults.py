@@ -96,7 +96,7 @@ def test_classify_killed_rank_over_its_peers_symptom():
     assert exited.message == "rank 1 ended with exit code 1 and left no error"
 
 
-# captured from torchrun 2.13 (benchbench.launch.elastic): rank 1 SIGKILLed at step 2; rank 0 lost its peer and
+# captured from torchrun 2.13 (benchbench.launch.torchrun): rank 1 SIGKILLed at step 2; rank 0 lost its peer and
 # exited 1 at once, so torchrun's monitor found both dead in one pass and named rank 0 its root cause
 TORCHRUN_KILLED_PEER_FIRST = """\
 torch.distributed.elastic.multiprocessing.errors.ChildFailedError:

@@ -1,7 +1,7 @@
 """The command line and the environment that start every rank of a job.
 
 :func:`rank_command` gives the three launchers side by side: one plain process for a
-single-process plan, torch's elastic launcher (``torchrun``, through :mod:`benchbench.launch.elastic`)
+single-process plan, torch's elastic launcher (``torchrun``, through :mod:`benchbench.launch.torchrun`)
 on one machine, ``srun`` inside a Slurm allocation (:func:`resolve_launcher` picks for ``auto``);
 every rank runs :data:`RANK_MODULE` (or another entry point taking the same options).
 :func:`free_port` finds a rendezvous port; :func:`rank_environment` is what the ranks inherit.
@@ -20,7 +20,7 @@ from benchbench.spec.job import Job
 
 LAUNCHERS = ("auto", "torchrun", "srun")
 RANK_MODULE = "benchbench.rank.main"  # what every rank of a job runs
-ELASTIC_MODULE = "benchbench.launch.elastic"  # torch.distributed.run (torchrun) without the interpreter's teardown
+TORCHRUN_MODULE = "benchbench.launch.torchrun"  # torch.distributed.run (torchrun) without the interpreter's teardown
 
 
 def resolve_launcher(launcher: str) -> str:
@@ -81,7 +81,7 @@ def rank_command(
     return [
         sys.executable,
         "-m",
-        ELASTIC_MODULE,
+        TORCHRUN_MODULE,
         *_torchrun_rendezvous(port),
         "--nnodes=1",
         f"--nproc-per-node={job.world_size}",

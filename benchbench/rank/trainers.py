@@ -13,7 +13,7 @@ import torch
 
 from benchbench.models.tasks import LossFn, shard
 from benchbench.spec.job import Job
-from benchbench.strategies.applied import applied_composition
+from benchbench.strategies.composition import applied_composition
 from benchbench.strategies.parallelize import NoSync, parallelize
 
 DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}

@@ -25,7 +25,7 @@ from torch.utils.checkpoint import checkpoint
 
 from benchbench.spec.plan import checkpointed_blocks
 
-#: Attribute a checkpointed block carries (read back by :mod:`benchbench.strategies.applied`).
+#: Attribute a checkpointed block carries (read back by :mod:`benchbench.strategies.composition`).
 MARK = "_benchbench_checkpointed"
 
 

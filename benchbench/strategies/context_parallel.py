@@ -60,5 +60,5 @@ def apply_cp(model: nn.Module, cp_mesh: DeviceMesh, seq_len: int, device: torch.
         ):
             yield x, y
 
-    step.cp_size = cp_mesh.size()  # read back by benchbench.strategies.applied
+    step.cp_size = cp_mesh.size()  # read back by benchbench.strategies.composition
     return step

@@ -15,7 +15,7 @@ from typing import Any
 GUARD_ENV = "BENCHBENCH_TEST_LAUNCH_LOG"  # set while a guarded test runs: the file launches go to
 CHILD_GUARD = str(Path(__file__).parent / "child_guard")  # on PYTHONPATH while a guarded test runs
 LAUNCHERS = {"torchrun", "snakemake"}  # programs, by file name
-MODULES = {"torch.distributed.run", "benchbench.launch.elastic", "snakemake"}  # run with -m, or torchrun's script
+MODULES = {"torch.distributed.run", "benchbench.launch.torchrun", "snakemake"}  # run with -m, or torchrun's script
 RANK_MODULE = re.compile(r"benchbench\.rank\.[a-z_.]+")  # a rank entry point, run with -m
 RANK_CODE = ("init_process_group(", "init_distributed(", "benchbench.rank.main import")  # in `python -c` code
 

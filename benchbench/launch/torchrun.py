@@ -1,5 +1,5 @@
 """torch's elastic launcher, ``torchrun`` (:func:`torch.distributed.run.main`: the same agent,
-rendezvous, worker monitoring and error reporting), started as ``python -m benchbench.launch.elastic ARGS``
+rendezvous, worker monitoring and error reporting), started as ``python -m benchbench.launch.torchrun ARGS``
 with torchrun's own arguments, minus one cost: once the agent has returned, the process ends with
 ``os._exit`` (:func:`benchbench.protocol.lifeline.exit_now`) instead of tearing down an interpreter
 that holds torch (0.3–1 s per job here, measured in benchmarks/study_overhead.py). Output is flushed
