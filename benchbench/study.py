@@ -8,6 +8,8 @@ import itertools
 from collections.abc import Iterator
 from typing import Any
 
+from benchbench.costmodel.memory import memory_estimate
+from benchbench.costmodel.predict import cp_as_data_parallel
 from benchbench.spec.config import PREDICTED_TOP, ConfigError
 from benchbench.spec.hardware import load_hardware
 from benchbench.spec.job import Dropped, Job, make_job
@@ -15,20 +17,20 @@ from benchbench.spec.job import Dropped, Job, make_job
 
 def memory_reason(job: Job) -> str | None:
     """On a GPU profile that gives ``memory_gb``: why the job would not fit one device — the cost
-    model's per-rank memory (:func:`benchbench.costmodel.predict.memory`: model state as the plan
-    shards it + saved activations, bf16 jobs at the fp32 upper bound) above it — else ``None``.
-    CPU profiles are not checked (and expansion imports no torch for them)."""
+    model's per-rank memory (:func:`benchbench.costmodel.memory.memory_estimate`: model state as the
+    plan shards it + saved activations, bf16 jobs at the fp32 upper bound) above it — else ``None``.
+    CPU profiles are not checked (and expansion loads no torch for them)."""
     hw = job.hardware_cfg
     if hw.device != "cuda" or not hw.memory_gb:
         return None
-    from benchbench.costmodel.predict import cp_as_data_parallel, memory
-
-    state, act, mem, note = memory(cp_as_data_parallel(job))
-    if mem <= hw.memory_gb * 1e9:
+    mem = memory_estimate(cp_as_data_parallel(job))
+    if mem.total_bytes <= hw.memory_gb * 1e9:
         return None
+    note = f"; {mem.note}" if mem.note else ""
     return (
-        f"memory: the cost model predicts {mem / 1e9:.1f} GB per rank (model state {state / 1e9:.1f} + "
-        f"activations {(act or 0) / 1e9:.1f}{'; ' + note if note else ''}) > memory_gb = {hw.memory_gb:g}"
+        f"memory: the cost model predicts {mem.total_bytes / 1e9:.1f} GB per rank (model state "
+        f"{mem.model_state_bytes / 1e9:.1f} + activations {(mem.activation_bytes or 0) / 1e9:.1f}{note}) "
+        f"> memory_gb = {hw.memory_gb:g}"
     )
 
 

@@ -1,6 +1,7 @@
-"""Memory that shows sharding (benchbench/memory.py): exact per-rank model-state and saved-activation
-bytes against the analytic estimates, the peak reset, and meta-device construction giving every
-plan the single-process run's initial weights bit for bit."""
+"""Memory that shows sharding (benchbench/rank/measure/memory.py, the estimates in
+benchbench/costmodel/memory.py): exact per-rank model-state and saved-activation bytes against the
+analytic estimates, the peak reset, and meta-device construction giving every plan the
+single-process run's initial weights bit for bit."""
 
 import json
 import os
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from benchbench.costmodel import memory as estimates
 from benchbench.launch.run_job import run_job
 from benchbench.models.registry import build_model, make_task, model_info
 from benchbench.models.weights import materialize
@@ -69,8 +71,8 @@ def test_one_process_counts_equal_the_estimates(cfg):
         task.loss_fn(model(x), y).backward()
     opt.step()
     state = memory.model_state_bytes([model], opt)
-    assert saved.bytes == memory.activation_estimate(job)
-    assert state["model_state_bytes"] == memory.model_state_estimate(job) + STEP_COUNTER * n_tensors(cfg)
+    assert saved.bytes == estimates.activation_estimate(job)
+    assert state["model_state_bytes"] == estimates.model_state_estimate(job) + STEP_COUNTER * n_tensors(cfg)
     assert state["param_bytes"] == 4 * model_info(cfg).params
 
 
@@ -91,7 +93,7 @@ def test_checkpointing_saves_less_and_its_recompute_counts_as_hardware_flops():
         model = apply_ac(materialize(build_model(GPT), torch.device("cpu"), 0), mode, 2)
         with memory.SavedActivations() as saved, ExecutedFlops() as flops:
             task.loss_fn(model(x), y).backward()
-        assert saved.bytes == memory.activation_estimate(job), mode
+        assert saved.bytes == estimates.activation_estimate(job), mode
         got[mode] = (saved.bytes, flops.flops, [p.grad for p in model.parameters()])
     assert got["none"][0] > got["selective"][0] > got["full"][0]
     assert got["none"][1] < got["selective"][1] < got["full"][1]
@@ -211,8 +213,6 @@ dist.destroy_process_group()
 def test_ddp_bucket_estimate_is_what_ddp_allocates(tmp_path, strategy):
     """DDP (and ZeRO-1) keeps fp32 gradient buckets as large as every gradient beside ``.grad``:
     the feasibility check counts them (an 8B gpt under ddp-ac fitted 141 GB without them)."""
-    from benchbench.costmodel.predict import memory as predicted
-
     out = subprocess.run(
         [sys.executable, "-c", DDP_BUCKETS, str(tmp_path / "pg"), strategy],
         capture_output=True,
@@ -223,7 +223,8 @@ def test_ddp_bucket_estimate_is_what_ddp_allocates(tmp_path, strategy):
     )
     assert out.returncode == 0, out.stderr[-2000:]
     job = make_test_job(strategy, 1)
-    assert int(out.stdout.split()[-1]) == memory.ddp_bucket_estimate(job) == 4 * model_info(job.model_cfg).params
-    state, act, total, note = predicted(job)
-    assert total == state + act + memory.ddp_bucket_estimate(job) and "DDP gradient buckets" in note
-    assert memory.ddp_bucket_estimate(make_test_job("fsdp", 2)) == 0
+    assert int(out.stdout.split()[-1]) == estimates.ddp_bucket_estimate(job) == 4 * model_info(job.model_cfg).params
+    mem = estimates.memory_estimate(job)
+    assert mem.total_bytes == mem.model_state_bytes + mem.activation_bytes + estimates.ddp_bucket_estimate(job)
+    assert "DDP gradient buckets" in mem.note
+    assert estimates.ddp_bucket_estimate(make_test_job("fsdp", 2)) == 0

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from benchbench.costmodel.calibration import ADAMW_BYTES_PER_PARAM, FROM_SPEC, Calibration, PhasePoint
+from benchbench.costmodel.memory import memory_estimate
 from benchbench.costmodel.tensors import FP32, ddp_buckets, flop_share, fsdp_units, gpt_layer_flops, stage_tensors
 from benchbench.models.tensors import Tensor, stage_layers
 from benchbench.spec.job import Job
@@ -45,8 +46,8 @@ class Prediction:
     bubble_fraction: float | None  # pipeline plans: idle share of the step
     step_time_s: float
     samples_per_s: float
-    model_state_bytes: float  # benchbench.rank.measure.memory.model_state_estimate
-    activation_bytes: float | None  # benchbench.rank.measure.memory.activation_estimate
+    model_state_bytes: float  # benchbench.costmodel.memory.model_state_estimate
+    activation_bytes: float | None  # benchbench.costmodel.memory.activation_estimate
     memory_bytes: float  # model state + activations of the rank holding the most
     memory_limit_bytes: float | None  # the profile's memory_gb, bytes
     fits: bool | None  # memory_bytes <= memory_limit_bytes; None where the profile gives no memory
@@ -783,25 +784,6 @@ def rank_ops(ctx: Ctx, r: int) -> list[Op]:
 # -------------------------------------------------------------------------------- the job
 
 
-def memory(job: Job) -> tuple[float, float | None, float, str]:
-    """Model state (:func:`~benchbench.rank.measure.memory.model_state_estimate`) and saved activations
-    (:func:`~benchbench.rank.measure.memory.activation_estimate`) of the rank holding the most, and the total,
-    which adds DDP's gradient buckets (:func:`~benchbench.rank.measure.memory.ddp_bucket_estimate`); where the
-    activation estimate is not derived (bf16, sequence parallel) the fp32, non-SP figure of the
-    same job stands in as an upper bound (said in the returned note)."""
-    from dataclasses import replace
-
-    from benchbench.rank.measure.memory import activation_estimate, ddp_bucket_estimate, model_state_estimate
-
-    state, buckets = model_state_estimate(job), ddp_bucket_estimate(job)
-    act = activation_estimate(job)
-    notes = [f"+ DDP gradient buckets {buckets / 1e9:.1f} GB"] if buckets else []
-    if act is None:
-        act = activation_estimate(job.replace(dtype="fp32", plan=replace(job.plan, sequence_parallel=False)))
-        notes.append("activations: fp32 non-SP upper bound")
-    return state, act, state + (act or 0.0) + buckets, "; ".join(notes)
-
-
 def _infeasible(job: Job, cal: Calibration, reason: str) -> Prediction:
     nan = math.nan
     limit = job.hardware_cfg.memory_gb * 1e9 if job.hardware_cfg.memory_gb else None
@@ -849,16 +831,16 @@ def predict_job(job: Job, cal: Calibration) -> Prediction:
     if job.plan.cp > 1:
         step = with_ring_attention(Ctx(job, cal), step, ctx)
     slow = oversubscription(job, cal)
-    state, act, mem, mem_note = memory(ctx.job)
+    mem = memory_estimate(ctx.job)
     limit = job.hardware_cfg.memory_gb * 1e9 if job.hardware_cfg.memory_gb else None
-    fits = None if limit is None else mem <= limit
+    fits = None if limit is None else mem.total_bytes <= limit
     if fits is False:
         reason = (
-            f"memory: {mem / 1e9:.1f} GB per rank (model state {state / 1e9:.1f} + activations "
-            f"{(act or 0) / 1e9:.1f}) > {limit / 1e9:.0f} GB"
+            f"memory: {mem.total_bytes / 1e9:.1f} GB per rank (model state {mem.model_state_bytes / 1e9:.1f} + "
+            f"activations {(mem.activation_bytes or 0) / 1e9:.1f}) > {limit / 1e9:.0f} GB"
         )
     terms = step.terms + ([f"× {slow:.2f} (ranks × threads / {cal.cpu_count} cores)"] if slow > 1 else [])
-    terms += ctx.notes + ([mem_note] if mem_note else [])
+    terms += ctx.notes + ([mem.note] if mem.note else [])
     t = step.step_s * slow
     return Prediction(
         job.model,
@@ -877,9 +859,9 @@ def predict_job(job: Job, cal: Calibration) -> Prediction:
         step.bubble,
         t,
         job.global_batch / t,
-        state,
-        act,
-        mem,
+        mem.model_state_bytes,
+        mem.activation_bytes,
+        mem.total_bytes,
         limit,
         fits,
         reason,

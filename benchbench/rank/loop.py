@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchbench.costmodel.memory import activation_estimate, model_state_estimate
 from benchbench.models.registry import make_task, model_info
 from benchbench.models.tasks import SyntheticTask
 from benchbench.protocol import heartbeat
@@ -180,8 +181,8 @@ def memory_figures(job: Job, mem: dict[str, float], device: torch.device) -> dic
     return {
         **{k: float(v[0]) for k, v in r.items()},
         "peak_mem_source": source,
-        "model_state_bytes_est": memory.model_state_estimate(job),
-        "activation_bytes_est": memory.activation_estimate(job),
+        "model_state_bytes_est": model_state_estimate(job),
+        "activation_bytes_est": activation_estimate(job),
     }
 
 
