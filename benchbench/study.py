@@ -8,8 +8,10 @@ import itertools
 from collections.abc import Iterator
 from typing import Any
 
+from benchbench.costmodel.calibration import from_spec, read_calibration
 from benchbench.costmodel.memory import memory_estimate
-from benchbench.costmodel.predict import cp_as_data_parallel
+from benchbench.costmodel.model_parallel import cp_as_data_parallel
+from benchbench.costmodel.recommend import calibration_path, recommend
 from benchbench.spec.config import PREDICTED_TOP, ConfigError
 from benchbench.spec.hardware import load_hardware
 from benchbench.spec.job import Dropped, Job, make_job
@@ -67,11 +69,7 @@ def predicted_top(
     feasible plans of ``model`` on ``hardware`` at ``world_size`` ranks and the study's global
     batch there (name -> strategy_defs entry, ``None`` for a preset), predicted with
     ``results/<study>/calibration/<hardware>.json`` when it exists, else the profile's specs;
-    :class:`~benchbench.spec.config.ConfigError` naming ``key`` and what to run when neither exists.
-    Imports the cost model (and torch, 2-3 s) only for a study that asks for it."""
-    from benchbench.costmodel.calibration import from_spec, read_calibration
-    from benchbench.costmodel.recommend import calibration_path, recommend
-
+    :class:`~benchbench.spec.config.ConfigError` naming ``key`` and what to run when neither exists."""
     entry = cfg["strategies"][int(key.split(".")[1])]
     k = int(PREDICTED_TOP.fullmatch(entry).group(1))
     path = calibration_path(cfg["study"], hardware)

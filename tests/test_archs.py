@@ -430,7 +430,7 @@ def test_checkpoint_recompute_share_is_what_backward_recomputes(arch):
     """FlopCounterMode sees checkpointing's recompute in backward: full checkpointing adds, per
     block, its forward but the last matmul — the cost model's recompute share (attention, which
     CPU SDPA hides from the counter, left out of both)."""
-    from benchbench.costmodel.predict import _block_flops, recompute_share
+    from benchbench.costmodel.compute import block_flops, recompute_share
     from benchbench.models.registry import make_task
     from benchbench.strategies.checkpointing import apply_ac
 
@@ -444,7 +444,7 @@ def test_checkpoint_recompute_share_is_what_backward_recomputes(arch):
             model(x).float().sum().backward()
         return counter.get_total_flops()
 
-    first, block, head, _ = _block_flops(cfg)
+    first, block, head, _ = block_flops(cfg)
     tokens = cfg.get("seq_len") or 17
     attention = 2 * tokens * tokens * cfg["hidden"] * (1 if arch == "llama" else 2)
     job = make_test_job("ddp-ac", 2, model_cfg=cfg)

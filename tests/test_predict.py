@@ -13,7 +13,8 @@ import pytest
 
 from benchbench.costmodel import collectives
 from benchbench.costmodel.calibration import Calibration, from_spec
-from benchbench.costmodel.predict import comm_rows, oversubscription, predict_job
+from benchbench.costmodel.compute import oversubscription
+from benchbench.costmodel.predict import comm_rows, predict_job
 from benchbench.models.registry import model_info
 from benchbench.spec.config import ROOT
 from benchbench.spec.hardware import load_hardware
@@ -55,7 +56,8 @@ def test_analytic_communication_equals_the_measured_rows(rec):
     handed to their collectives (tests/fixtures/comm_records.json: real records of this machine)."""
     job = Job.from_dict(rec["job"])
     if _powersgd_uncounted(rec):
-        from benchbench.costmodel.predict import Ctx, powersgd_ops
+        from benchbench.costmodel.context import Ctx
+        from benchbench.costmodel.data_parallel import powersgd_ops
         from benchbench.costmodel.tensors import ddp_buckets, stage_tensors
 
         (bucket,) = ddp_buckets(list(reversed(stage_tensors(job.model_cfg, 0, 1, 1))), job.plan.bucket_cap_mb)
@@ -264,7 +266,7 @@ def test_groups_wider_than_a_node_use_the_inter_node_link():
     """Mesh (dp, pp, tp), tp innermost: on 8-GPU nodes at 32 ranks with tp 4 and pp 4, tp groups
     (4 consecutive ranks) stay in a node, pp groups (tp·pp = 16 ranks) and dp groups span nodes;
     the inter-node fit (50 GB/s against NVLink's 450) makes the dp all-gathers slower."""
-    from benchbench.costmodel.predict import Ctx
+    from benchbench.costmodel.context import Ctx
 
     h100 = load_hardware("h100-sxm")
     plan = replace(resolve_plan("3d", 32), tp=4, pp=4, dp=2, micro_batches=4)
@@ -312,7 +314,7 @@ def test_hsdp_shards_within_a_node_and_replicates_across():
     """HSDP on 8-GPU nodes at 16 ranks, shard groups of 8: all-gathers and reduce-scatters on the
     intra-node link, the replicas' all-reduce on the inter-node one; FSDP over all 16 ranks is all
     inter-node, so HSDP's communication is faster, and it holds twice FSDP's model state."""
-    from benchbench.costmodel.predict import Ctx
+    from benchbench.costmodel.context import Ctx
 
     h100 = load_hardware("h100-sxm")
     plan = replace(resolve_plan("hsdp", 16), dp_shard=8)

@@ -83,7 +83,7 @@ COLUMNS = (
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from benchbench.costmodel.predict import predict_configs
+    from benchbench.costmodel.grid import predict_configs
 
     cfg, sizes = _study(args), _world_sizes(args.world_sizes)
     preds = predict_configs(cfg, _calibrations(args, cfg), sizes, plans=args.plans)

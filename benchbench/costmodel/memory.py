@@ -20,10 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from benchbench.costmodel.data_parallel import dp_flavour
 from benchbench.costmodel.tensors import stage_tensors
 from benchbench.models.registry import ARCHITECTURES, model_info
 from benchbench.spec.job import Job
-from benchbench.spec.plan import Plan, checkpointed_blocks
+from benchbench.spec.plan import checkpointed_blocks
 from benchbench.spec.schedules import stage_ids
 
 #: Bytes per parameter held as (parameter, gradient, optimizer state). Rajbhandari et al. 2020
@@ -79,12 +80,6 @@ def params_held(job: Job) -> float:
     )
 
 
-def dp_flavour_applied(plan: Plan) -> str:
-    """The data-parallel flavour parallelize applies: the plan's, except none at dp = 1 under tp or pp."""
-    wrap_dp = plan.dp > 1 or (plan.tp == 1 and plan.pp == 1)  # as parallelize applies it
-    return plan.dp_flavour if wrap_dp else "none"
-
-
 def model_state_estimate(job: Job, kind: str = "fp32-adamw") -> float:
     """Model-state bytes of the rank holding the most (max over pipeline ranks), as the plan
     shards them: ZeRO-1 (P_os) the optimizer state / dp; FSDP2 (ZeRO-3, P_os+g+p) all / dp;
@@ -93,7 +88,7 @@ def model_state_estimate(job: Job, kind: str = "fp32-adamw") -> float:
     plan = job.plan
     p, g, o = BYTES_PER_PARAM[kind]
     held = params_held(job)
-    flavour = dp_flavour_applied(plan)
+    flavour = dp_flavour(plan)
     if flavour == "fsdp":  # HSDP shards over its shard group only (plan.shard_size = dp_shard)
         return (p + g + o) * held / plan.shard_size
     if flavour == "zero1":
@@ -106,7 +101,7 @@ def ddp_bucket_estimate(job: Job) -> float:
     it) keeps flat fp32 bucket tensors the size of every gradient for its all-reduce — a second
     gradient-sized buffer beside ``.grad``, since benchbench's DDP does not set
     ``gradient_as_bucket_view`` (docs/METRICS.md, ``grad_bytes``); 0 for the other flavours."""
-    return 4.0 * params_held(job) if dp_flavour_applied(job.plan) in ("ddp", "zero1") else 0.0
+    return 4.0 * params_held(job) if dp_flavour(job.plan) in ("ddp", "zero1") else 0.0
 
 
 # ---------------------------------------------------------------------------- activations
@@ -166,7 +161,7 @@ def activation_estimate(job: Job) -> float | None:
     """Saved-activation bytes of one step on the rank saving the most; ``None`` where not derived:
     bf16 jobs (which tensors autocast saves in bf16 is not modelled), sequence parallelism and
     architectures that give no estimate (a custom model). The architectures of
-    :mod:`benchbench.models.presets` give their own (``Architecture.activations``)."""
+    :mod:`benchbench.models.registry` give their own (``Architecture.activations``)."""
     if job.dtype != "fp32" or job.plan.sequence_parallel:
         return None
     b = job.global_batch // job.plan.dp

@@ -21,9 +21,12 @@ from typing import Any
 import yaml
 
 from benchbench.costmodel.calibration import Calibration, from_spec, read_calibration
-from benchbench.costmodel.predict import Prediction, config_jobs, predict_job
-from benchbench.spec.config import ConfigError
+from benchbench.costmodel.grid import config_jobs
+from benchbench.costmodel.predict import Prediction, predict_job
+from benchbench.costmodel.space import candidates
+from benchbench.spec.config import PREDICTED_TOP, ConfigError
 from benchbench.spec.hardware import load_hardware
+from benchbench.spec.job import Job, make_job
 from benchbench.spec.paths import RESULTS, StudyLayout
 
 MEASURED, PREDICTED = "measured", "predicted"
@@ -102,16 +105,13 @@ def study_global_batch(cfg: dict[str, Any], model: str, hardware: str, world_siz
     """The study's own global batch at ``world_size`` when the study runs that world size (so its
     records match the plans ranked, and count as measured), else ``None`` (the model's batch_size x
     world size: "Beyond the study")."""
-    from benchbench.spec.config import PREDICTED_TOP
-    from benchbench.spec.job import make_job
-
     if world_size not in cfg["world_sizes"]:
         return None
     plain = {**cfg, "strategies": [s for s in cfg["strategies"] if not PREDICTED_TOP.fullmatch(s)] or ["ddp"]}
     return make_job(plain, model, hardware, "ddp", world_size, 0)[0].global_batch
 
 
-def measured_throughput(results: Path | None, job: Any) -> float | None:
+def measured_throughput(results: Path | None, job: Job) -> float | None:
     """Median samples/s of the ok records under ``results`` of exactly this configuration (model,
     hardware, strategy and its plan, world size, global batch), or ``None``."""
     if results is None or not (Path(results) / "raw").exists():
@@ -144,7 +144,7 @@ def recommend(
     results: Path | None = None,
 ) -> Recommendation:
     """Rank every candidate plan (the study's strategies, the presets, the generated hybrids:
-    :func:`~benchbench.costmodel.predict.config_jobs`) of ``model`` on ``hardware`` at
+    :func:`~benchbench.costmodel.grid.config_jobs`) of ``model`` on ``hardware`` at
     ``world_size`` ranks and ``global_batch`` (default: the model's batch_size × world size)."""
     batch = int(cfg["models"][model].get("batch_size", cfg["batch_size"]))
     gb = global_batch or batch * world_size
@@ -166,8 +166,6 @@ def recommend(
 
 
 def _definitions(cfg: dict[str, Any], model: str, hardware: str, world_size: int, gb: int) -> dict[str, Any]:
-    from benchbench.costmodel.space import candidates
-
     defs = {k: v for k, v in candidates(cfg["models"][model], load_hardware(hardware), world_size, gb).items() if v}
     return {**defs, **cfg["strategy_defs"]}
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchbench.models.rules import arch_rules
 from benchbench.spec.hardware import HardwareProfile
 from benchbench.spec.plan import PRESETS, infeasible_reason, resolve_plan
 
@@ -43,8 +44,6 @@ def tp_choices(model_cfg: dict[str, Any], profile: HardwareProfile) -> list[int]
     """Tensor-parallel sizes: powers of 2 ≤ devices per node dividing the sizes the architecture's
     TP plan splits (:data:`benchbench.models.rules.RULES`: a gpt's heads, hidden and vocab; a Llama's
     heads, kv_heads, ffn_hidden, vocab; ...); [1] where it declares no TP plan."""
-    from benchbench.models.rules import arch_rules
-
     rules = arch_rules(model_cfg)
     if rules.tp_divides is None:
         return [1]
@@ -54,8 +53,6 @@ def tp_choices(model_cfg: dict[str, Any], profile: HardwareProfile) -> list[int]
 
 def pp_choices(model_cfg: dict[str, Any]) -> list[int]:
     """Pipeline sizes: powers of 2 up to the layers, where the architecture declares a split."""
-    from benchbench.models.rules import arch_rules
-
     if not arch_rules(model_cfg).pipeline or "layers" not in model_cfg:
         return [1]
     return powers_of_two(int(model_cfg["layers"]))

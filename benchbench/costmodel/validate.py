@@ -11,7 +11,7 @@ worst |error|); the predicted grid up to 4,096 ranks; and the recommended plans 
 * ``prediction_summary.csv`` (:func:`summarize`): per strategy and ``all``;
 * ``predictions.csv`` (:func:`prediction_grid`): the study's models × strategies × hardware at world
   sizes 1, 2, 4, …, 4,096 (the study's hardware with its calibration; every other hardware profile
-  whose specs allow it, "from spec"), from :func:`~benchbench.costmodel.predict.predict_configs`;
+  whose specs allow it, "from spec"), from :func:`~benchbench.costmodel.grid.predict_configs`;
 * ``recommendations.csv`` (:func:`recommendations`): per model × hardware at 8, 64 and 1,024 ranks
   (and the study's largest) the best plan of :func:`~benchbench.costmodel.recommend.recommend`.
 
@@ -30,6 +30,10 @@ from typing import Any
 import pandas as pd
 
 from benchbench.costmodel.calibration import Calibration, from_spec, read_calibration
+from benchbench.costmodel.grid import predict_configs
+from benchbench.costmodel.predict import predict_job
+from benchbench.costmodel.recommend import recommend, study_global_batch
+from benchbench.spec.hardware import hardware_names, load_hardware
 from benchbench.spec.job import Job
 
 KEYS = ["model", "hardware", "strategy", "world_size"]
@@ -157,8 +161,7 @@ def _row(job: Job, repeats: int, meas: dict[str, float | None], pred: Any, note:
 
 
 def default_predictor() -> Predictor:
-    from benchbench.costmodel.predict import predict_job  # the pred branch's cost model
-
+    """The cost model's :func:`~benchbench.costmodel.predict.predict_job`."""
     return predict_job
 
 
@@ -256,8 +259,6 @@ def _grid_calibrations(study_hardware: list[str], calibrations: Mapping[str, Cal
     """The study's hardware with its calibration (when usable), and every other profile — the
     study's own among them when its calibration is missing or failed — from spec where its specs
     give the figures (labelled ``from spec``, as ``benchbench recommend`` falls back)."""
-    from benchbench.spec.hardware import hardware_names, load_hardware
-
     out = {h: calibrations[h] for h in study_hardware if h in calibrations}
     for name in hardware_names():
         if name not in out:
@@ -271,11 +272,9 @@ def _grid_calibrations(study_hardware: list[str], calibrations: Mapping[str, Cal
 def prediction_grid(
     cfg: dict[str, Any], calibrations: Mapping[str, Calibration], world_sizes: Iterable[int] = WORLD_SIZES
 ) -> tuple[pd.DataFrame, list[str]]:
-    """``predictions.csv``: :func:`~benchbench.costmodel.predict.predict_configs` of the validated
+    """``predictions.csv``: :func:`~benchbench.costmodel.grid.predict_configs` of the validated
     study ``cfg`` at ``world_sizes`` on each hardware of :func:`_grid_calibrations` (infeasible plans
     included, with why), and a note for each hardware the cost model could not predict."""
-    from benchbench.costmodel.predict import predict_configs
-
     rows, notes = [], []
     for hardware, cal in _grid_calibrations(cfg["hardware"], calibrations).items():
         try:
@@ -310,8 +309,6 @@ def _plan(p: Any) -> str:
 
 
 def _recommend_row(cfg: dict[str, Any], key: tuple[str, str, int], cal: Calibration, results: Path | None) -> dict:
-    from benchbench.costmodel.recommend import recommend, study_global_batch
-
     model, hardware, ws = key
     gb = study_global_batch(cfg, model, hardware, ws)  # inside the study: its records count as measured
     rec = recommend(cfg, model, hardware, ws, cal, global_batch=gb, results=results)
