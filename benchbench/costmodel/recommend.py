@@ -187,6 +187,33 @@ def _row(i: int, c: Choice) -> str:
     )
 
 
+def _best_lines(rec: Recommendation) -> list[str]:
+    """The best plan, its terms and how much of its predicted step is compute."""
+    if not rec.ranked:
+        return ["no plan fits: every candidate is excluded by memory or infeasible"]
+    best = rec.ranked[0]
+    share = best.prediction.compute_s / best.prediction.step_time_s
+    return [
+        f"best: {best.name} ({best.label}) {best.samples_per_s:.5g} samples/s; {best.prediction.terms}",
+        f"compute is {share:.0%} of its predicted step"
+        + (
+            " (communication-bound: plans differ by latencies; framework and kernel-launch overheads, "
+            "not modelled, may dominate)"
+            if share < 0.5
+            else ""
+        ),
+    ]
+
+
+def _excluded_lines(rec: Recommendation) -> list[str]:
+    """The plans excluded by memory, predicted memory against the limit, smallest first."""
+    lines = [f"excluded by memory ({len(rec.excluded)}):" + ("" if rec.excluded else " none")]
+    return lines + [
+        f"  {p.strategy}: {p.memory_bytes / 1e9:.3g} GB predicted > {p.memory_limit_bytes / 1e9:.3g} GB limit"
+        for p in sorted(rec.excluded, key=lambda p: p.memory_bytes)
+    ]
+
+
 def format_recommendation(rec: Recommendation, top: int = 10) -> str:
     """The recommendation for people: the ranked table (top ``top``), best, runner-up and margin,
     the plans excluded by memory (predicted memory vs the limit), the winner's YAML."""
@@ -198,21 +225,7 @@ def format_recommendation(rec: Recommendation, top: int = 10) -> str:
         f"{'pred. GB':>9}  samples/s source",
     ]
     lines += [_row(i + 1, c) for i, c in enumerate(rec.ranked[:top])]
-    if not rec.ranked:
-        lines.append("no plan fits: every candidate is excluded by memory or infeasible")
-    else:
-        best = rec.ranked[0]
-        share = best.prediction.compute_s / best.prediction.step_time_s
-        lines.append(f"best: {best.name} ({best.label}) {best.samples_per_s:.5g} samples/s; {best.prediction.terms}")
-        lines.append(
-            f"compute is {share:.0%} of its predicted step"
-            + (
-                " (communication-bound: plans differ by latencies; framework and kernel-launch overheads, "
-                "not modelled, may dominate)"
-                if share < 0.5
-                else ""
-            )
-        )
+    lines += _best_lines(rec)
     if {c.label for c in rec.ranked} == {MEASURED, PREDICTED}:
         lines.append(MIXED_NOTE)
     if len(rec.ranked) > 1:
@@ -220,11 +233,7 @@ def format_recommendation(rec: Recommendation, top: int = 10) -> str:
         lines.append(
             f"runner-up: {second.name} ({second.label}) {second.samples_per_s:.5g} samples/s; margin {rec.margin:.1%}"
         )
-    lines.append(f"excluded by memory ({len(rec.excluded)}):" + ("" if rec.excluded else " none"))
-    lines += [
-        f"  {p.strategy}: {p.memory_bytes / 1e9:.3g} GB predicted > {p.memory_limit_bytes / 1e9:.3g} GB limit"
-        for p in sorted(rec.excluded, key=lambda p: p.memory_bytes)
-    ]
+    lines += _excluded_lines(rec)
     if rec.ranked:
         lines += ["strategy for a study (paste into its config):", strategy_yaml(rec.ranked[0])]
     return "\n".join(lines)
