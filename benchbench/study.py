@@ -8,6 +8,7 @@ import itertools
 from collections.abc import Iterator
 from typing import Any
 
+from benchbench.costmodel.calibrate import CalibrationSpec, spec_for_jobs
 from benchbench.costmodel.calibration import from_spec, read_calibration
 from benchbench.costmodel.memory import memory_estimate
 from benchbench.costmodel.model_parallel import cp_as_data_parallel
@@ -107,6 +108,20 @@ def expand(cfg: dict[str, Any]) -> tuple[list[Job], list[Dropped]]:
         else:
             jobs.extend(first.replace(repeat=r) for r in range(cfg["repeats"]))
     return jobs, dropped
+
+
+def calibration_spec(cfg: dict[str, Any], hardware: str) -> CalibrationSpec:
+    """What to calibrate for ``hardware`` so that the cost model can predict every job of the
+    validated study ``cfg`` on it: its jobs there (:func:`expand`) made into a spec by
+    :func:`~benchbench.costmodel.calibrate.spec_for_jobs` (torch-free; docs/METRICS.md,
+    "Calibration"). A ``predicted-top-K`` entry needs a calibration to expand, so here it stands
+    for ddp and every group size a plan may use (the divisors > 1 of each world size): the spec,
+    and so calibrating, never depends on a calibration. Raises ``ValueError`` when the study runs
+    no job on ``hardware``."""
+    top = [s for s in cfg["strategies"] if PREDICTED_TOP.fullmatch(s) and s not in cfg["strategy_defs"]]
+    plain = [s for s in cfg["strategies"] if s not in top] + (["ddp"] if top else [])
+    jobs = [j for j in expand({**cfg, "strategies": list(dict.fromkeys(plain))})[0] if j.hardware == hardware]
+    return spec_for_jobs(cfg, hardware, jobs, every_divisor=bool(top))
 
 
 def expand_runnable(cfg: dict[str, Any], what: str = "study config") -> tuple[list[Job], list[Dropped]]:

@@ -16,7 +16,7 @@ import pytest
 
 from benchbench.costmodel.calibrate import (
     LATENCY_BOUND_FACTOR,
-    calibration_spec,
+    CalibrationSpec,
     fit_collective,
     make_point,
     sweep_sizes,
@@ -25,6 +25,7 @@ from benchbench.costmodel.calibration import CollectivePoint, read_calibration
 from benchbench.costmodel.collectives import COLLECTIVES, LATENCY_STEPS
 from benchbench.spec.config import DEFAULT_CONFIG, ROOT, check_config, load_config
 from benchbench.spec.paths import StudyLayout
+from benchbench.study import calibration_spec
 from tests.helpers.jobs import TINY_GPT, TINY_MLP
 from tests.helpers.processes import orphans
 
@@ -48,7 +49,8 @@ def nccl_columns_ok(p: CollectivePoint) -> bool:
 
 
 def tiny_spec(**changes) -> dict:
-    spec = calibration_spec(load_config(ROOT / "config" / "studies" / "ci.yaml"), "cpu-local")
+    """The ci study's calibration spec as JSON (what --spec reads), with tiny models and a short sweep."""
+    spec = calibration_spec(load_config(ROOT / "config" / "studies" / "ci.yaml"), "cpu-local").to_dict()
     spec.update(
         models={
             "gpt-tiny": {"model_cfg": dict(TINY_GPT), "batches": [4, 8]},
@@ -84,7 +86,7 @@ def measured(tmp_path_factory):
 
 
 def test_spec_of_the_default_study():
-    spec = calibration_spec(load_config(DEFAULT_CONFIG), "cpu-local")
+    spec = calibration_spec(load_config(DEFAULT_CONFIG), "cpu-local").to_dict()
     assert (spec["world_size"], spec["group_sizes"], spec["max_bytes"]) == (2, [2], 256 * 1024**2)
     # global batch 1024 (single) and 1024 / dp 2 (dp-naive, ddp); gpt-small 8 and 4
     assert {k: m["batches"] for k, m in spec["models"].items()} == {"mlp-8m": [512, 1024], "gpt-small": [4, 8]}
@@ -103,7 +105,7 @@ def test_spec_group_sizes_and_micro_batches():
             "strategies": ["single", "ddp", "ddp-accum", "pp-1f1b", "fsdp-tp"],
         }
     )
-    spec = calibration_spec(cfg, "cpu-local")
+    spec = calibration_spec(cfg, "cpu-local").to_dict()
     # single 16; ddp 16/2, 16/4; ddp-accum (2 steps) 16/2/2, 16/4/2; pp-1f1b (4 micro-batches)
     # 16/4 at pp 2 and 4; fsdp-tp (tp 2) at 4 ranks: dp 2 -> 16/2
     assert spec["models"]["g"]["batches"] == [2, 4, 8, 16]
@@ -124,16 +126,33 @@ def test_spec_of_a_predicted_top_k_study_needs_no_calibration(tmp_path, monkeypa
             "strategies": ["single", "predicted-top-2"],
         }
     )
-    spec = calibration_spec(cfg, "cpu-local")
+    spec = calibration_spec(cfg, "cpu-local").to_dict()
     assert (spec["world_size"], spec["group_sizes"]) == (4, [2, 4])
     assert spec["models"]["g"]["batches"] == [4, 8, 16]  # single 16; ddp 16/2, 16/4
 
 
 def test_spec_max_bytes_from_the_study_and_ci():
-    assert calibration_spec(load_config(ROOT / "config" / "studies" / "ci.yaml"), "cpu-local")["max_bytes"] == 4194304
+    assert calibration_spec(load_config(ROOT / "config" / "studies" / "ci.yaml"), "cpu-local").max_bytes == 4194304
     with pytest.raises(ValueError, match="no job on hardware"):
         calibration_spec(load_config(DEFAULT_CONFIG), "h100-sxm")
     assert StudyLayout("default").calibration("cpu-local") == Path("results/default/calibration/cpu-local.json")
+
+
+def test_spec_json_keeps_its_keys_and_round_trips():
+    """The typed spec writes the JSON the workflow's calibrate param and the ranks' job file have
+    always held (same keys, same order), and reads it back unchanged."""
+    spec = calibration_spec(load_config(ROOT / "config" / "studies" / "ci.yaml"), "cpu-local")
+    doc = spec.to_dict()
+    keys = ["study", "hardware", "hardware_cfg", "world_size", "group_sizes", "models"]
+    keys += ["threads_per_rank", "dtype", "seed", "optimizer", "max_bytes", "timeout_s"]
+    assert list(doc) == keys
+    assert all(list(m) == ["model_cfg", "batches"] for m in doc["models"].values())
+    back = CalibrationSpec.from_dict(json.loads(json.dumps(doc)))
+    assert back == spec and back.to_dict() == doc
+    bare = {k: v for k, v in doc.items() if k not in ("study", "optimizer")}
+    assert CalibrationSpec.from_dict(bare).to_dict() == bare
+    with pytest.raises(ValueError, match=r"missing keys \['world_size'\]"):
+        CalibrationSpec.from_dict({k: v for k, v in doc.items() if k != "world_size"})
 
 
 # ------------------------------------------------------------------------------------- fit
@@ -310,7 +329,7 @@ def test_calibration_ranks_start_like_a_jobs_ranks_under_srun():
     from benchbench.costmodel.calibrate import RANK_MODULE, job_for
     from benchbench.launch.command import rank_command
 
-    job = job_for(tiny_spec(world_size=4, group_sizes=[2, 4]), 4)
+    job = job_for(CalibrationSpec.from_dict(tiny_spec(world_size=4, group_sizes=[2, 4])), 4)
     srun = rank_command(job, Path("s"), Path("o"), Path("e"), "srun", module=RANK_MODULE)
     assert srun[:3] == ["srun", "--ntasks=4", "--nodes=1"] and "--kill-on-bad-exit=1" in srun
     assert srun[srun.index("-m") + 1] == "benchbench.rank.calibrate"

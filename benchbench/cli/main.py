@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from benchbench.costmodel.calibrate import CalibrationSpec
 from benchbench.spec.config import ConfigError, load_config
 from benchbench.spec.paths import PREDICTION_TABLES, TABLES
 
@@ -314,11 +315,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return exit_status(table, allow_missing=args.allow_missing)
 
 
-def _calibration_spec(args: argparse.Namespace) -> tuple[dict, Path]:
+def _calibration_spec(args: argparse.Namespace) -> tuple[CalibrationSpec, Path]:
     """The calibration spec and output path ``calibrate`` was asked for: ``--spec`` (JSON, @FILE or
     a file) with ``--out``, or a study (``--configfile``, default the default study) and ``--hardware``."""
-    from benchbench.costmodel.calibrate import calibration_spec
     from benchbench.spec.paths import StudyLayout
+    from benchbench.study import calibration_spec
 
     if args.spec:
         if args.configfile or args.hardware or not args.out:
@@ -330,9 +331,13 @@ def _calibration_spec(args: argparse.Namespace) -> tuple[dict, Path]:
             except OSError as e:
                 raise ConfigError(f"--spec: {e}") from None
         try:
-            return json.loads(text), Path(args.out)
+            doc = json.loads(text)
         except ValueError as e:
             raise ConfigError(f"--spec: not JSON: {e}") from None
+        try:
+            return CalibrationSpec.from_dict(doc), Path(args.out)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     cfg = load_config(args.configfile)
     hardware = args.hardware or cfg["hardware"][0]
     try:
@@ -342,7 +347,7 @@ def _calibration_spec(args: argparse.Namespace) -> tuple[dict, Path]:
     return spec, Path(args.out) if args.out else StudyLayout(cfg["study"]).calibration(hardware)
 
 
-def _calibration_failed(args: argparse.Namespace, spec: dict, out: Path, reason: str) -> int:
+def _calibration_failed(args: argparse.Namespace, spec: CalibrationSpec, out: Path, reason: str) -> int:
     """Exit status of a calibration whose ranks failed: 1; with ``--allow-failed`` (the workflow)
     0, after writing the failure's record at ``out`` so that predict and the report still run —
     unless ``out`` holds a usable calibration, which a failed run does not overwrite (exit 1)."""
@@ -353,7 +358,7 @@ def _calibration_failed(args: argparse.Namespace, spec: dict, out: Path, reason:
     try:
         read_calibration(out)
     except ValueError:  # none there, or not usable: record the failure
-        write_failed_calibration(out, str(spec.get("hardware")), reason, args.retry_of)
+        write_failed_calibration(out, spec.hardware, reason, args.retry_of)
         print(f"benchbench calibrate: failure recorded -> {out}", file=sys.stderr)
         return 0
     print(f"benchbench calibrate: kept the usable calibration {out}", file=sys.stderr)

@@ -1,8 +1,9 @@
 """``benchbench calibrate``: measure what the cost model needs on the hardware at hand.
 
-Parent side (no torch): :func:`calibration_spec` turns a validated study and a hardware profile
-into the spec of one calibration (the world size, group sizes, models and per-rank batches the
-study's jobs use); :func:`run_calibration` starts
+Parent side (no torch): :func:`spec_for_jobs` turns a study's jobs on a hardware profile into the
+spec of one calibration (:class:`CalibrationSpec`: the world size, group sizes, models and per-rank
+batches the jobs use; ``benchbench.study.calibration_spec`` expands the study for it);
+:func:`run_calibration` starts
 :mod:`benchbench.rank.calibrate` on every rank through the jobs' own launcher
 (:func:`benchbench.launch.run_job.launch_ranks`: torchrun locally, srun inside a Slurm allocation, the
 heartbeat watchdog, ``timeout_s``, no orphans) and writes the calibration atomically — or raises
@@ -14,11 +15,13 @@ columns of a point (:func:`make_point`), the α-β fit (:func:`fit_collective`) 
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import tempfile
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +33,9 @@ from benchbench.costmodel.calibration import (
     write_calibration,
 )
 from benchbench.costmodel.collectives import LATENCY_STEPS, algbw, bus_bytes, busbw
-from benchbench.spec.hardware import HardwareProfile
+from benchbench.spec.hardware import HardwareProfile, load_hardware
 from benchbench.spec.job import Job
+from benchbench.spec.plan import resolve_plan
 
 RANK_MODULE = "benchbench.rank.calibrate"
 DEFAULT_MAX_BYTES = 256 * 1024**2  # the study's calibration_max_bytes default (config schema)
@@ -46,55 +50,7 @@ class CalibrationFailed(RuntimeError):
 
 # ------------------------------------------------------------------------------------ the spec
 
-
-def _micro_batches(job: Job) -> int:
-    """Samples one rank feeds through forward/backward at a time: the data-parallel shard split
-    into accumulation steps, or into the pipeline's micro-batches."""
-    split = job.plan.micro_batches if job.pp > 1 else job.plan.accum_steps
-    return max(job.global_batch // max(job.dp, 1) // max(split, 1), 1)
-
-
-def calibration_spec(study_cfg: dict[str, Any], hardware: str) -> dict[str, Any]:
-    """What to calibrate for ``hardware`` so that the cost model can predict every job of the
-    validated study ``study_cfg`` on it (torch-free; docs/METRICS.md, "Calibration"). A
-    ``predicted-top-K`` entry needs a calibration to expand, so here it stands for ddp and every
-    group size a plan may use (the divisors > 1 of each world size): the spec, and so calibrating,
-    never depends on a calibration. Raises ``ValueError`` when the study runs no job on ``hardware``."""
-    from benchbench.spec.config import PREDICTED_TOP
-    from benchbench.spec.hardware import load_hardware
-    from benchbench.study import expand
-
-    top = [s for s in study_cfg["strategies"] if PREDICTED_TOP.fullmatch(s) and s not in study_cfg["strategy_defs"]]
-    plain = [s for s in study_cfg["strategies"] if s not in top] + (["ddp"] if top else [])
-    jobs = [j for j in expand({**study_cfg, "strategies": list(dict.fromkeys(plain))})[0] if j.hardware == hardware]
-    if not jobs:
-        raise ValueError(f"study {study_cfg['study']!r} runs no job on hardware {hardware!r}")
-    groups = {n for j in jobs for n in (j.dp, j.tp, j.pp, j.world_size) if n > 1}
-    if top:
-        groups |= {d for ws in study_cfg["world_sizes"] for d in range(2, ws + 1) if ws % d == 0}
-    models: dict[str, dict[str, Any]] = {}
-    for label, cfg in study_cfg["models"].items():
-        mine = [j for j in jobs if j.model == label]
-        if mine:
-            batch = int(cfg.get("batch_size", study_cfg["batch_size"]))
-            batches = {_micro_batches(j) for j in mine} | {batch}
-            models[label] = {"model_cfg": dict(mine[0].model_cfg), "batches": sorted(batches)}
-    return {
-        "study": study_cfg["study"],
-        "hardware": hardware,
-        "hardware_cfg": load_hardware(hardware).to_dict(),
-        "world_size": max(j.world_size for j in jobs),
-        "group_sizes": sorted(groups),
-        "models": models,
-        "threads_per_rank": int(study_cfg["threads_per_rank"]),
-        "dtype": study_cfg["dtype"],
-        "seed": int(study_cfg["seed"]),
-        "optimizer": dict(study_cfg["optimizer"]),
-        "max_bytes": int(study_cfg.get("calibration_max_bytes", DEFAULT_MAX_BYTES)),
-        "timeout_s": float(study_cfg["timeout_s"]),
-    }
-
-
+#: The keys every calibration spec's JSON has (``study`` and ``optimizer`` may be left out).
 SPEC_KEYS = (
     "hardware",
     "hardware_cfg",
@@ -109,26 +65,154 @@ SPEC_KEYS = (
 )
 
 
-def check_spec(spec: dict[str, Any]) -> None:
+@dataclass(frozen=True)
+class ModelToCalibrate:
+    """One model of a calibration: its config (without ``batch_size``) and the per-rank batches its
+    single-rank training step is timed at."""
+
+    model_cfg: dict[str, Any]
+    batches: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form: ``{"model_cfg": …, "batches": [...]}``."""
+        return {"model_cfg": copy.deepcopy(self.model_cfg), "batches": list(self.batches)}
+
+    @classmethod
+    def from_dict(cls, label: str, d: dict[str, Any]) -> ModelToCalibrate:
+        """The model ``label`` of a spec's JSON; ``ValueError`` where it has no ``model_cfg``."""
+        if not isinstance(d, dict) or not isinstance(d.get("model_cfg"), dict):
+            raise ValueError(f"calibration spec: model {label!r} needs a model_cfg object, got {d!r}")
+        return cls(model_cfg=copy.deepcopy(d["model_cfg"]), batches=tuple(int(b) for b in d.get("batches") or ()))
+
+
+@dataclass(frozen=True)
+class CalibrationSpec:
+    """What one calibration measures, made from a study's jobs on a hardware profile
+    (:func:`spec_for_jobs`; ``benchbench.study.calibration_spec``): the launch (world size, threads
+    per rank, timeout), the collective sweep (group sizes, ``max_bytes``), the models and batches
+    whose phases are timed. Its JSON (:meth:`to_dict`, :meth:`from_dict`) is the workflow's
+    calibrate param, ``benchbench calibrate --spec`` and the ranks' job file."""
+
+    hardware: str
+    hardware_cfg: HardwareProfile
+    world_size: int
+    group_sizes: tuple[int, ...]
+    models: dict[str, ModelToCalibrate]
+    threads_per_rank: int
+    dtype: str
+    seed: int
+    max_bytes: int
+    timeout_s: float
+    study: str | None = None  # None: the job carrying it is named "calibration"
+    optimizer: dict[str, Any] | None = None  # None: the compute calibration's AdamW at lr 1e-3
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form, keys in this order: ``study`` (where set), :data:`SPEC_KEYS` with
+        ``optimizer`` (where set) before ``max_bytes``; ``from_dict(d).to_dict() == d``."""
+        out: dict[str, Any] = {} if self.study is None else {"study": self.study}
+        out |= {
+            "hardware": self.hardware,
+            "hardware_cfg": self.hardware_cfg.to_dict(),
+            "world_size": self.world_size,
+            "group_sizes": list(self.group_sizes),
+            "models": {label: m.to_dict() for label, m in self.models.items()},
+            "threads_per_rank": self.threads_per_rank,
+            "dtype": self.dtype,
+            "seed": self.seed,
+        }
+        out |= {} if self.optimizer is None else {"optimizer": copy.deepcopy(self.optimizer)}
+        return out | {"max_bytes": self.max_bytes, "timeout_s": self.timeout_s}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CalibrationSpec:
+        """The spec of its JSON form; ``ValueError`` naming the missing keys or the bad entry."""
+        if not isinstance(d, dict):
+            raise ValueError(
+                f"calibration spec: a JSON object, got {type(d).__name__}; a spec is what calibration_spec returns"
+            )
+        missing = [k for k in SPEC_KEYS if k not in d]
+        if missing:
+            raise ValueError(f"calibration spec: missing keys {missing}; a spec is what calibration_spec returns")
+        try:
+            hardware_cfg = HardwareProfile.from_dict(d["hardware_cfg"])
+        except TypeError as e:
+            raise ValueError(f"calibration spec: hardware_cfg: {e}") from None
+        return cls(
+            hardware=str(d["hardware"]),
+            hardware_cfg=hardware_cfg,
+            world_size=int(d["world_size"]),
+            group_sizes=tuple(int(n) for n in d["group_sizes"]),
+            models={label: ModelToCalibrate.from_dict(label, m) for label, m in d["models"].items()},
+            threads_per_rank=int(d["threads_per_rank"]),
+            dtype=str(d["dtype"]),
+            seed=int(d["seed"]),
+            max_bytes=int(d["max_bytes"]),
+            timeout_s=float(d["timeout_s"]),
+            study=d.get("study"),
+            optimizer=copy.deepcopy(d.get("optimizer")),
+        )
+
+
+def _micro_batches(job: Job) -> int:
+    """Samples one rank feeds through forward/backward at a time: the data-parallel shard split
+    into accumulation steps, or into the pipeline's micro-batches."""
+    split = job.plan.micro_batches if job.pp > 1 else job.plan.accum_steps
+    return max(job.global_batch // max(job.dp, 1) // max(split, 1), 1)
+
+
+def spec_for_jobs(
+    study_cfg: dict[str, Any], hardware: str, jobs: list[Job], every_divisor: bool = False
+) -> CalibrationSpec:
+    """What to calibrate for ``hardware`` so that the cost model can predict ``jobs`` (the
+    validated study ``study_cfg``'s jobs on it; docs/METRICS.md, "Calibration"): their largest
+    world size, every group size > 1 they use (with ``every_divisor``, also each divisor > 1 of
+    the study's world sizes: a plan the cost model may choose), each model at its per-rank batches
+    and its batch_size. Raises ``ValueError`` when ``jobs`` is empty."""
+    if not jobs:
+        raise ValueError(f"study {study_cfg['study']!r} runs no job on hardware {hardware!r}")
+    groups = {n for j in jobs for n in (j.dp, j.tp, j.pp, j.world_size) if n > 1}
+    if every_divisor:
+        groups |= {d for ws in study_cfg["world_sizes"] for d in range(2, ws + 1) if ws % d == 0}
+    models: dict[str, ModelToCalibrate] = {}
+    for label, cfg in study_cfg["models"].items():
+        mine = [j for j in jobs if j.model == label]
+        if mine:
+            batch = int(cfg.get("batch_size", study_cfg["batch_size"]))
+            batches = {_micro_batches(j) for j in mine} | {batch}
+            models[label] = ModelToCalibrate(model_cfg=dict(mine[0].model_cfg), batches=tuple(sorted(batches)))
+    return CalibrationSpec(
+        study=study_cfg["study"],
+        hardware=hardware,
+        hardware_cfg=load_hardware(hardware),
+        world_size=max(j.world_size for j in jobs),
+        group_sizes=tuple(sorted(groups)),
+        models=models,
+        threads_per_rank=int(study_cfg["threads_per_rank"]),
+        dtype=study_cfg["dtype"],
+        seed=int(study_cfg["seed"]),
+        optimizer=dict(study_cfg["optimizer"]),
+        max_bytes=int(study_cfg.get("calibration_max_bytes", DEFAULT_MAX_BYTES)),
+        timeout_s=float(study_cfg["timeout_s"]),
+    )
+
+
+def check_spec(spec: CalibrationSpec) -> None:
     """``ValueError`` naming what is wrong with a calibration spec, before any rank starts."""
-    missing = [k for k in SPEC_KEYS if k not in spec]
-    if missing:
-        raise ValueError(f"calibration spec: missing keys {missing}; a spec is what calibration_spec returns")
-    ws, groups = int(spec["world_size"]), [int(n) for n in spec["group_sizes"]]
+    ws, groups = spec.world_size, list(spec.group_sizes)
     bad = [n for n in groups if not 2 <= n <= ws]
     if ws < 1 or bad:
         raise ValueError(f"calibration spec: group sizes {bad} outside 2..world_size ({ws})")
-    if int(spec["max_bytes"]) < MIN_BYTES:
-        raise ValueError(f"calibration spec: max_bytes {spec['max_bytes']} < {MIN_BYTES}")
-    if float(spec["timeout_s"]) <= 0 or int(spec["threads_per_rank"]) < 1:
+    if spec.max_bytes < MIN_BYTES:
+        raise ValueError(f"calibration spec: max_bytes {spec.max_bytes} < {MIN_BYTES}")
+    if spec.timeout_s <= 0 or spec.threads_per_rank < 1:
         raise ValueError("calibration spec: timeout_s must be > 0 and threads_per_rank >= 1")
-    for label, m in spec["models"].items():
-        if not m.get("batches") or min(int(b) for b in m["batches"]) < 1:
-            raise ValueError(f"calibration spec: model {label!r} needs batches >= 1, got {m.get('batches')}")
+    for label, m in spec.models.items():
+        if not m.batches or min(m.batches) < 1:
+            raise ValueError(f"calibration spec: model {label!r} needs batches >= 1, got {list(m.batches)}")
 
 
 def job_for(
-    spec: dict[str, Any],
+    spec: CalibrationSpec,
     world_size: int,
     model_cfg: dict[str, Any] | None = None,
     batch: int = 1,
@@ -137,30 +221,28 @@ def job_for(
     """The :class:`~benchbench.spec.job.Job` that carries a calibration through the jobs' machinery:
     ``world_size`` ranks in one data-parallel group (the launcher's view), or, with a model, the
     single-process job whose training step the compute calibration times (AdamW, the study's lr)."""
-    from benchbench.spec.plan import resolve_plan
-
     plan = resolve_plan("single" if world_size == 1 else "ddp", world_size)
     cfg = dict(model_cfg or {})
     return Job(
-        study=spec.get("study", "calibration"),
+        study=spec.study if spec.study is not None else "calibration",
         model=label,
         model_cfg=cfg,
-        hardware=spec["hardware"],
-        hardware_cfg=HardwareProfile.from_dict(spec["hardware_cfg"]),
+        hardware=spec.hardware,
+        hardware_cfg=spec.hardware_cfg,
         strategy="calibrate",
         plan=plan,
         world_size=world_size,
         global_batch=batch,
         seq_len=int(cfg["seq_len"]) if "seq_len" in cfg else None,
-        dtype=spec["dtype"],
+        dtype=spec.dtype,
         steps=1,
         warmup_steps=0,
-        seed=int(spec["seed"]),
+        seed=spec.seed,
         repeat=0,
-        threads_per_rank=int(spec["threads_per_rank"]),
+        threads_per_rank=spec.threads_per_rank,
         scaling="strong",
-        timeout_s=float(spec["timeout_s"]),
-        optimizer=dict(spec.get("optimizer") or {"lr": 1e-3}),
+        timeout_s=spec.timeout_s,
+        optimizer=dict(spec.optimizer or {"lr": 1e-3}),
         loss_tolerance=0.0,
     )
 
@@ -232,7 +314,7 @@ def fit_all(points: list[CollectivePoint], levels: dict[int, str]) -> list[Colle
 # ---------------------------------------------------------------------------- the parent
 
 
-def run_calibration(spec: dict[str, Any], out: str | Path, launcher: str = "auto", retry_of: str = "") -> Calibration:
+def run_calibration(spec: CalibrationSpec, out: str | Path, launcher: str = "auto", retry_of: str = "") -> Calibration:
     """Calibrate on the ranks and write the calibration to ``out`` atomically; raises
     :class:`CalibrationFailed` (nothing written at ``out``) when a rank fails or the calibration
     outlives ``timeout_s``, ``ValueError`` for a spec :func:`check_spec` refuses."""
@@ -242,16 +324,16 @@ def run_calibration(spec: dict[str, Any], out: str | Path, launcher: str = "auto
     check_spec(spec)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    job, started, load = job_for(spec, int(spec["world_size"])), time.monotonic(), os.getloadavg()[0]
+    job, started, load = job_for(spec, spec.world_size), time.monotonic(), os.getloadavg()[0]
     remove_stale_tmpdirs(out)
     with tempfile.TemporaryDirectory(prefix=f".{out.stem}.", dir=out.parent) as tmp:
         tmpdir = Path(tmp)
-        (tmpdir / "job.json").write_text(json.dumps(spec))
+        (tmpdir / "job.json").write_text(json.dumps(spec.to_dict()))
         attempt = launch_ranks(job, tmpdir, launcher, RANK_MODULE)
         result = tmpdir / "record.json"
         if attempt.code != 0 or not result.exists():
             failure, error = failure_of(job, tmpdir, attempt)
-            raise CalibrationFailed(f"calibration of {spec['hardware']} failed ({failure.kind}): {error}")
+            raise CalibrationFailed(f"calibration of {spec.hardware} failed ({failure.kind}): {error}")
         cal = read_calibration(result)
     cal.env["wall_time_s"] = round(time.monotonic() - started, 3)
     # the host's 1-minute load average before and after (after: includes the calibration's own

@@ -37,6 +37,7 @@ import torch.distributed as dist
 
 from benchbench.costmodel.calibrate import (
     ELEMENT_BYTES,
+    CalibrationSpec,
     elements,
     fit_all,
     iterations,
@@ -151,10 +152,10 @@ def sweep_kind(
     return [make_point(kind, n, payload, t) for (_, payload), t in zip(ops, medians, strict=True)]
 
 
-def sweep(spec: dict[str, Any], rank: int, device: torch.device, groups: dict[int, Any]) -> list[CollectivePoint]:
+def sweep(spec: CalibrationSpec, rank: int, device: torch.device, groups: dict[int, Any]) -> list[CollectivePoint]:
     """Every collective at every size over every group (rank 0's list is the whole sweep; ranks
     outside a group wait for it at a barrier)."""
-    points, sizes = [], sweep_sizes(int(spec["max_bytes"]))
+    points, sizes = [], sweep_sizes(spec.max_bytes)
     for n, group in groups.items():
         if rank < n:
             for kind in COLLECTIVES:
@@ -187,7 +188,7 @@ def _phase_step(trainer: Any, x: torch.Tensor, y: torch.Tensor, device: torch.de
     return t1 - t0, t2 - t1, time.perf_counter() - t2
 
 
-def phase_points(spec: dict[str, Any], label: str, device: torch.device) -> tuple[list[PhasePoint], dict[str, float]]:
+def phase_points(spec: CalibrationSpec, label: str, device: torch.device) -> tuple[list[PhasePoint], dict[str, float]]:
     """Median forward, backward and optimizer seconds of the model's single-rank step at each of
     its batches — one model and optimizer, the batches taking turns in rounds (so that a burst of
     load touches every batch alike): :data:`PHASE_WARMUP` untimed steps each, then
@@ -196,7 +197,7 @@ def phase_points(spec: dict[str, Any], label: str, device: torch.device) -> tupl
     from benchbench.models.registry import make_task
     from benchbench.rank.trainers import build_trainer
 
-    model_cfg, batches = spec["models"][label]["model_cfg"], [int(b) for b in spec["models"][label]["batches"]]
+    model_cfg, batches = spec.models[label].model_cfg, list(spec.models[label].batches)
     job = job_for(spec, 1, model_cfg, max(batches), label)
     task = make_task(model_cfg, job.seed)
     trainer = build_trainer(job, device, task.loss_fn)
@@ -251,26 +252,26 @@ def matmul_rate(m: int, n: int, k: int, dtype: str, device: torch.device) -> flo
     return 2.0 * m * n * k / statistics.median(times)
 
 
-def compute(spec: dict[str, Any], device: torch.device) -> tuple[dict[str, list[PhasePoint]], list[dict], dict]:
+def compute(spec: CalibrationSpec, device: torch.device) -> tuple[dict[str, list[PhasePoint]], list[dict], dict]:
     """Every model's phase points, the matmul rates at their shapes (one row per distinct shape),
     and the phase points' spreads (model -> batch -> spread)."""
     phases: dict[str, list[PhasePoint]] = {}
     spreads: dict[str, dict[str, float]] = {}
     rows: dict[tuple[int, int, int], dict[str, Any]] = {}
-    for label, m in spec["models"].items():
+    for label, m in spec.models.items():
         phases[label], spreads[label] = phase_points(spec, label, device)
-        for b in m["batches"]:
-            mm, n, k = gemm_shape(m["model_cfg"], int(b))
+        for b in m.batches:
+            mm, n, k = gemm_shape(m.model_cfg, b)
             if (mm, n, k) not in rows:
-                rate = matmul_rate(mm, n, k, spec["dtype"], device)
+                rate = matmul_rate(mm, n, k, spec.dtype, device)
                 rows[mm, n, k] = {
                     "m": mm,
                     "n": n,
                     "k": k,
-                    "dtype": spec["dtype"],
+                    "dtype": spec.dtype,
                     "flops_per_s": rate,
                     "model": label,
-                    "batch": int(b),
+                    "batch": b,
                 }
     return phases, list(rows.values()), spreads
 
@@ -290,11 +291,11 @@ def interleaved(ops: list[Op], group: Any, device: torch.device, rounds: int) ->
     return [statistics.median(slowest[i :: len(ops)]) for i in range(len(ops))]
 
 
-def overlap(spec: dict[str, Any], device: torch.device, n: int, group: Any) -> tuple[float, dict[str, float]]:
+def overlap(spec: CalibrationSpec, device: torch.device, n: int, group: Any) -> tuple[float, dict[str, float]]:
     """The share of an all-reduce hidden behind concurrent compute at group size ``n``:
     clip((t_c + t_m − t_b) / min(t_c, t_m), 0, 1) (docs/METRICS.md) and its three times. The compute
     is a loop of fp32 matmuls sized to last about as long as the all-reduce alone."""
-    size = min(OVERLAP_BYTES, int(spec["max_bytes"]))
+    size = min(OVERLAP_BYTES, spec.max_bytes)
     buf = torch.zeros(size // ELEMENT_BYTES, device=device)
     a = torch.randn(OVERLAP_TILE, OVERLAP_TILE, device=device)
 
@@ -321,28 +322,28 @@ def overlap(spec: dict[str, Any], device: torch.device, n: int, group: Any) -> t
 # ---------------------------------------------------------------------------------- the rank
 
 
-def _provenance(spec: dict[str, Any], env: RankEnv, device: torch.device) -> tuple[dict[str, Any], list[str]]:
+def _provenance(spec: CalibrationSpec, env: RankEnv, device: torch.device) -> tuple[dict[str, Any], list[str]]:
     """The record-like ``env`` and every rank's host, in rank order."""
     from benchbench.rank.environment import collect, device_name
     from benchbench.rank.reductions import gather_objects
 
     where = gather_objects((socket.gethostname(), device_name(device.type, device.index)))
     env_out = collect(
-        backend=spec["hardware_cfg"]["backend"] if dist.is_initialized() else None,
+        backend=spec.hardware_cfg.backend if dist.is_initialized() else None,
         device_type=device.type,
         device_names=sorted({d for _, d in where}),
         hosts=sorted({h for h, _ in where}),
         ranks=env.world_size,
-        threads=int(spec["threads_per_rank"]),
+        threads=spec.threads_per_rank,
         launcher=env.launcher,
     )
     return env_out, [h for h, _ in where]
 
 
-def measure(spec: dict[str, Any], env: RankEnv, device: torch.device) -> Calibration | None:
+def measure(spec: CalibrationSpec, env: RankEnv, device: torch.device) -> Calibration | None:
     """Sweep, fits, compute and overlap (module docstring); the calibration on rank 0, else ``None``."""
     provenance, hosts = _provenance(spec, env, device)
-    groups = {int(n): dist.new_group(list(range(int(n)))) for n in spec["group_sizes"]}  # every rank, in order
+    groups = {n: dist.new_group(list(range(n))) for n in spec.group_sizes}  # every rank, in order
     heartbeat.phase("collectives")
     points = sweep(spec, env.rank, device, groups) if groups else []
     heartbeat.phase("compute")
@@ -355,17 +356,17 @@ def measure(spec: dict[str, Any], env: RankEnv, device: torch.device) -> Calibra
     if env.rank != 0:
         return None
     levels = {n: "inter" if len(set(hosts[:n])) > 1 else "intra" for n in groups}
-    extra = {"overlap_s": detail, "compute_spread": spreads, "max_bytes": spec["max_bytes"]}
+    extra = {"overlap_s": detail, "compute_spread": spreads, "max_bytes": spec.max_bytes}
     return Calibration(
-        hardware=spec["hardware"],
+        hardware=spec.hardware,
         source=MEASURED,
-        threads_per_rank=int(spec["threads_per_rank"]),
+        threads_per_rank=spec.threads_per_rank,
         cpu_count=os.cpu_count(),
         device=device.type,
         collectives=fit_all(points, levels),
         points=points,
         compute=phases,
-        model_cfgs={k: m["model_cfg"] for k, m in spec["models"].items()},
+        model_cfgs={k: m.model_cfg for k, m in spec.models.items()},
         matmul=matmul,
         overlap=share,
         env={**provenance, **extra},
@@ -378,8 +379,8 @@ def calibrate_rank(spec_file: Path, out: Path, env: RankEnv) -> None:
     the calibration to ``out``."""
     from benchbench.rank.main import join, leave
 
-    spec = json.loads(spec_file.read_text())
-    device = join(job_for(spec, int(spec["world_size"])), env)
+    spec = CalibrationSpec.from_dict(json.loads(spec_file.read_text()))
+    device = join(job_for(spec, spec.world_size), env)
     cal = measure(spec, env, device)
     if cal is not None:
         write_calibration(cal, out)

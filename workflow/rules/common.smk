@@ -15,8 +15,7 @@ from snakemake.settings.types import DeploymentMethod
 from benchbench.spec.paths import RESULTS, StudyLayout
 from benchbench.protocol.provenance import GIT_COMMIT_ENV, git_commit
 from benchbench.launch.slurm import job_resources, timed_alone
-from benchbench.study import expand_runnable
-from benchbench.costmodel.calibrate import calibration_spec
+from benchbench.study import calibration_spec, expand_runnable
 
 JOBS, DROPPED = expand_runnable(STUDY, _WHAT)  # a study with no job to run is refused here
 LAYOUT = StudyLayout(STUDY["study"], RESULTS)
@@ -149,7 +148,7 @@ def calibration_spec_json(wildcards):
     the whole study, and Snakemake reads a rule's params more than once."""
     hw = wildcards.hardware
     if hw not in _CALIBRATION_SPECS:
-        _CALIBRATION_SPECS[hw] = json.dumps(calibration_spec(STUDY, hw), sort_keys=True, default=str)
+        _CALIBRATION_SPECS[hw] = json.dumps(calibration_spec(STUDY, hw).to_dict(), sort_keys=True, default=str)
     return _CALIBRATION_SPECS[hw]
 
 

@@ -1,7 +1,7 @@
 # Records + calibration -> the cost model against the measurements. `calibrate` runs once per
 # hardware profile of the study (`benchbench calibrate`: collectives over message sizes, compute
 # per model; results/<study>/calibration/<hardware>.json) and is cached: it reruns only when its
-# spec changes (the `spec` param: benchbench.costmodel.calibrate.calibration_spec). A calibration
+# spec changes (the `spec` param: benchbench.study.calibration_spec). A calibration
 # that fails writes its failure's record instead (--allow-failed): the bench jobs, predict and the
 # report still run, the report saying the calibration is not usable; `--config retry_failed=True`
 # reruns it (retry_token, common.smk). It is a timed
