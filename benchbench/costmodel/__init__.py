@@ -8,8 +8,17 @@ prediction against every measured job, recommend a plan.
   fits, achieved matmul FLOP/s, each model's forward/backward/optimizer time, the share of a
   collective hidden behind concurrent compute), measured (``benchbench calibrate``) or "from
   spec"; one JSON file, read and written here;
-* ``calibrate`` (measurement, on the ranks), ``predict`` (one formula per strategy),
-  ``validate`` (prediction against records) and ``recommend`` build on those two.
+* :mod:`~benchbench.costmodel.calibrate` — the parent side of ``benchbench calibrate``: the typed
+  spec of what to measure, the launch, the α-β fit (the ranks' side: :mod:`benchbench.rank.calibrate`);
+* the formulas, one function per strategy family: :mod:`~benchbench.costmodel.compute`,
+  :mod:`~benchbench.costmodel.data_parallel`, :mod:`~benchbench.costmodel.model_parallel`, over
+  :mod:`~benchbench.costmodel.context` (the rank's view) and :mod:`~benchbench.costmodel.tensors`
+  (what a rank holds); :mod:`~benchbench.costmodel.memory` (the memory estimates);
+  :mod:`~benchbench.costmodel.predict` composes them into one job's :class:`~benchbench.costmodel.predict.Prediction`,
+  :mod:`~benchbench.costmodel.grid` over a study's grid;
+* :mod:`~benchbench.costmodel.space` (the plan space), :mod:`~benchbench.costmodel.recommend` and
+  :mod:`~benchbench.costmodel.validate` (prediction against records) build on those.
 
-This package imports no torch except in the modules that measure.
+No module here imports torch (the model registry's builders load it where a preset's accounting
+needs the meta-built model).
 """
