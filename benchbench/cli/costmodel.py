@@ -83,6 +83,7 @@ COLUMNS = (
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    """``benchbench predict``: the predicted grid of a study, as a table (and ``--csv``)."""
     from benchbench.costmodel.grid import predict_configs
 
     cfg, sizes = _study(args), _world_sizes(args.world_sizes)
@@ -109,6 +110,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
+    """``benchbench recommend``: the ranked plans of one model × hardware × world size; exit 1 when none fits."""
     from benchbench.costmodel.recommend import calibration_for, format_recommendation, recommend, study_global_batch
 
     cfg = load_config(args.configfile)

@@ -69,6 +69,7 @@ class CollectiveFit:
     source: str = MEASURED
 
     def time(self, n: int, payload: float) -> float:
+        """α-β seconds of one operation of ``payload`` bytes over ``n`` ranks with this fit."""
         return alpha_beta_time(self.kind, n, payload, self.alpha_s, self.bus_bandwidth)
 
 
@@ -124,10 +125,12 @@ class Calibration:
         return self.fit(kind, n, level).time(n, payload)
 
     def to_dict(self) -> dict[str, Any]:
+        """The calibration file's JSON, with its ``calibration_version``."""
         return {"calibration_version": CALIBRATION_VERSION, **asdict(self)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Calibration:
+        """The calibration of a file's JSON; ``ValueError`` for another ``calibration_version``."""
         d = dict(d)
         version = d.pop("calibration_version", None)
         if version != CALIBRATION_VERSION:

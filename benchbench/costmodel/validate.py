@@ -188,6 +188,7 @@ def _abs_stats(errors: pd.Series) -> tuple[float | None, float | None]:
 
 
 def ranks(n: int) -> str:
+    """``"1 rank"``, ``"8 ranks"``."""
     return f"{int(n)} rank{'s' if int(n) != 1 else ''}"
 
 
