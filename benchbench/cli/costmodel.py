@@ -9,7 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from benchbench.costmodel.calibration import read_calibration
+from benchbench.costmodel.grid import predict_configs
+from benchbench.costmodel.recommend import calibration_for, format_recommendation, recommend, study_global_batch
 from benchbench.spec.config import ConfigError, check_config, load_config
+from benchbench.spec.hardware import hardware_names
 
 
 def _study(args: argparse.Namespace) -> dict[str, Any]:
@@ -39,10 +43,6 @@ def _calibrations(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, An
     """hardware -> calibration: the files given (each names its hardware), then each hardware asked
     for (the study's; ``all``: every shipped profile) from results/<study>/calibration or its specs;
     a profile that has neither is skipped with a note on stderr (an error when none is left)."""
-    from benchbench.costmodel.calibration import read_calibration
-    from benchbench.costmodel.recommend import calibration_for
-    from benchbench.spec.hardware import hardware_names
-
     cals = {}
     for path in args.calibration or []:
         try:
@@ -84,8 +84,6 @@ COLUMNS = (
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """``benchbench predict``: the predicted grid of a study, as a table (and ``--csv``)."""
-    from benchbench.costmodel.grid import predict_configs
-
     cfg, sizes = _study(args), _world_sizes(args.world_sizes)
     preds = predict_configs(cfg, _calibrations(args, cfg), sizes, plans=args.plans)
     rows = [p.to_dict() for p in preds]
@@ -111,8 +109,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_recommend(args: argparse.Namespace) -> int:
     """``benchbench recommend``: the ranked plans of one model × hardware × world size; exit 1 when none fits."""
-    from benchbench.costmodel.recommend import calibration_for, format_recommendation, recommend, study_global_batch
-
     cfg = load_config(args.configfile)
     if args.model not in cfg["models"]:
         raise ConfigError(f"--model: {args.model!r} is not in the study's models; allowed: {sorted(cfg['models'])}")
@@ -131,8 +127,6 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``predict`` and ``recommend``."""
-    from benchbench.spec.hardware import hardware_names
-
     p = sub.add_parser("predict", help="predict step time, throughput, memory and bubble of a study's configurations")
     p.add_argument("--configfile", help="study config (default: config/config.yaml)")
     p.add_argument("--study-json", help="the validated study as JSON, or @FILE (instead of --configfile)")
