@@ -19,6 +19,6 @@ prediction against every measured job, recommend a plan.
 * :mod:`~benchbench.costmodel.space` (the plan space), :mod:`~benchbench.costmodel.recommend` and
   :mod:`~benchbench.costmodel.validate` (prediction against records) build on those.
 
-No module here imports torch (the model registry's builders load it where a preset's accounting
-needs the meta-built model).
+No module here imports torch: the built-in models are counted analytically; only a custom model is
+counted on its meta-built model (:mod:`benchbench.models.accounting`, torch).
 """

@@ -1,4 +1,4 @@
-"""What one rank holds in memory, estimated (analytic, no model built, no torch): the figures the
+"""What one rank holds in memory, estimated (analytic, no model built): the figures the
 cost model predicts and the study's feasibility check uses; the rank's measured ones
 (:mod:`benchbench.rank.measure.memory`) are reported beside them.
 
