@@ -33,6 +33,8 @@ from benchbench.costmodel.calibration import (
     write_calibration,
 )
 from benchbench.costmodel.collectives import LATENCY_STEPS, algbw, bus_bytes, busbw
+from benchbench.launch.run_job import failure_of, launch_ranks
+from benchbench.launch.workdir import remove_stale_tmpdirs
 from benchbench.spec.hardware import HardwareProfile, load_hardware
 from benchbench.spec.job import Job
 from benchbench.spec.plan import resolve_plan
@@ -318,9 +320,6 @@ def run_calibration(spec: CalibrationSpec, out: str | Path, launcher: str = "aut
     """Calibrate on the ranks and write the calibration to ``out`` atomically; raises
     :class:`CalibrationFailed` (nothing written at ``out``) when a rank fails or the calibration
     outlives ``timeout_s``, ``ValueError`` for a spec :func:`check_spec` refuses."""
-    from benchbench.launch.run_job import failure_of, launch_ranks
-    from benchbench.launch.workdir import remove_stale_tmpdirs
-
     check_spec(spec)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

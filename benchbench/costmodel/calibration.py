@@ -21,6 +21,7 @@ atomically by ``benchbench calibrate``; :func:`from_spec` for hardware not at ha
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import tempfile
@@ -155,8 +156,6 @@ def write_failed_calibration(path: Path, hardware: str, reason: str, retry_of: s
     """Write, atomically, the record of a calibration that failed (``status: failed`` and why) in
     place of the calibration, so that the workflow's predict and report still run (they say it is
     not usable); ``read_calibration`` refuses it with the reason."""
-    import datetime
-
     doc = {
         "calibration_version": CALIBRATION_VERSION,
         "status": "failed",
