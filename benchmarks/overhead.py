@@ -8,7 +8,7 @@ The default study's ``mlp-8m`` (config/config.yaml: width 1024, depth 8, out_dim
 * **bare** — the loop a user writes: ``DistributedDataParallel(model)`` with the plan's bucket
   size, AdamW with the same settings; per step a barrier, then ``perf_counter`` around
   ``zero_grad / forward / loss / backward / step``;
-* **benchbench** — ``benchbench.rank.loop.timed_loop`` over ``benchbench.rank.trainers.build_trainer`` of
+* **benchbench** — ``benchbench.rank.loop.timed_loop`` over ``benchbench.rank.train_step.build_trainer`` of
   the same job (the code a benchmark job runs).
 
 After warm-up, ``--rounds`` rounds alternate the two (ABBA order: neither always runs first), each
@@ -34,7 +34,7 @@ import torch.multiprocessing as mp
 from benchbench.models.registry import build_model, make_task
 from benchbench.models.weights import init_weights
 from benchbench.rank.loop import make_batches, timed_loop
-from benchbench.rank.trainers import build_trainer
+from benchbench.rank.train_step import build_trainer
 from benchbench.spec.config import load_config
 from benchbench.spec.job import Job, make_job
 

@@ -12,8 +12,8 @@ import yaml
 
 from benchbench.cli.main import main
 from benchbench.costmodel.calibration import write_calibration
+from benchbench.costmodel.plan_space import candidates, generated_plans
 from benchbench.costmodel.recommend import calibration_for, format_recommendation, recommend
-from benchbench.costmodel.space import candidates, generated_plans
 from benchbench.spec.config import SAFE_NAME, ConfigError, check_config, load_config
 from benchbench.spec.hardware import load_hardware
 from benchbench.spec.job import job_infeasible_reason, make_job

@@ -16,7 +16,7 @@ prediction against every measured job, recommend a plan.
   (what a rank holds); :mod:`~benchbench.costmodel.memory` (the memory estimates);
   :mod:`~benchbench.costmodel.predict` composes them into one job's :class:`~benchbench.costmodel.predict.Prediction`,
   :mod:`~benchbench.costmodel.grid` over a study's grid;
-* :mod:`~benchbench.costmodel.space` (the plan space), :mod:`~benchbench.costmodel.recommend` and
+* :mod:`~benchbench.costmodel.plan_space` (the plan space), :mod:`~benchbench.costmodel.recommend` and
   :mod:`~benchbench.costmodel.validate` (prediction against records) build on those.
 
 No module here imports torch: the built-in models are counted analytically; only a custom model is

@@ -1,5 +1,5 @@
 """Many jobs at once: the predicted grid of a study — its models × hardware × strategies (the
-study's, or every candidate plan of :mod:`~benchbench.costmodel.space`) × world sizes, up to 4,096
+study's, or every candidate plan of :mod:`~benchbench.costmodel.plan_space`) × world sizes, up to 4,096
 ranks and beyond — each job made as the study makes its own (:func:`~benchbench.spec.job.make_job`)
 and predicted by :func:`~benchbench.costmodel.predict.predict_job`."""
 
@@ -9,8 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 from benchbench.costmodel.calibration import Calibration
+from benchbench.costmodel.plan_space import candidates
 from benchbench.costmodel.predict import Prediction, predict_job
-from benchbench.costmodel.space import candidates
 from benchbench.spec.hardware import load_hardware
 from benchbench.spec.job import Job, make_job
 
@@ -28,7 +28,7 @@ def config_jobs(
     cfg: dict[str, Any], model: str, hardware: str, world_size: int, plans: str, global_batch: int | None
 ) -> list[Job]:
     """The jobs of one model × hardware × world size: the study's strategies (``plans="study"``),
-    or those and every candidate of :func:`~benchbench.costmodel.space.candidates` (``"all"``)."""
+    or those and every candidate of :func:`~benchbench.costmodel.plan_space.candidates` (``"all"``)."""
     names = {s: None for s in cfg["strategies"] if s in cfg["strategy_defs"] or not s.startswith("predicted-top-")}
     defs = dict(cfg["strategy_defs"])
     if plans == "all":

@@ -22,8 +22,8 @@ import yaml
 
 from benchbench.costmodel.calibration import Calibration, from_spec, read_calibration
 from benchbench.costmodel.grid import config_jobs
+from benchbench.costmodel.plan_space import candidates
 from benchbench.costmodel.predict import Prediction, predict_job
-from benchbench.costmodel.space import candidates
 from benchbench.spec.config import PREDICTED_TOP, ConfigError
 from benchbench.spec.hardware import load_hardware
 from benchbench.spec.job import Job, make_job

@@ -1,6 +1,6 @@
 """Which parallel plans each architecture allows, without building it (no torch): study expansion
 reads them (:func:`arch_rules`, used by :mod:`benchbench.spec.plan` and
-:mod:`benchbench.costmodel.space`); a custom model's follow from what its entry point provides.
+:mod:`benchbench.costmodel.plan_space`); a custom model's follow from what its entry point provides.
 """
 
 from __future__ import annotations

@@ -168,9 +168,9 @@ def sweep(spec: CalibrationSpec, rank: int, device: torch.device, groups: dict[i
 
 
 def _phase_step(trainer: Any, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> tuple[float, float, float]:
-    """One AdamW training step as :class:`~benchbench.rank.trainers.Trainer` runs it, timed by phase:
+    """One AdamW training step as :class:`~benchbench.rank.train_step.Trainer` runs it, timed by phase:
     forward + loss, backward, optimizer step + zero_grad (device-synchronised)."""
-    from benchbench.rank.trainers import autocast
+    from benchbench.rank.train_step import autocast
 
     _sync(device)
     t0 = time.perf_counter()
@@ -195,7 +195,7 @@ def phase_points(spec: CalibrationSpec, label: str, device: torch.device) -> tup
     :data:`PHASE_STEPS` rounds, stopping past :data:`PHASE_BUDGET_S` per batch once the minimum
     ran; and per batch the spread of its step times, (max − min) / median."""
     from benchbench.models.registry import make_task
-    from benchbench.rank.trainers import build_trainer
+    from benchbench.rank.train_step import build_trainer
 
     model_cfg, batches = spec.models[label].model_cfg, list(spec.models[label].batches)
     job = job_for(spec, 1, model_cfg, max(batches), label)

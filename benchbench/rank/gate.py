@@ -39,7 +39,7 @@ from torch import nn
 
 from benchbench.models.registry import model_info
 from benchbench.rank.reductions import dist_sum, gather_objects
-from benchbench.rank.trainers import DTYPES, autocast, build_trainer, shard_batch
+from benchbench.rank.train_step import DTYPES, autocast, build_trainer, shard_batch
 from benchbench.spec.job import Job
 from benchbench.strategies.parallelize import seeded_model
 

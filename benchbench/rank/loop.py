@@ -1,5 +1,5 @@
 """One rank's run, in layers (after torchtitan's ``train`` → ``train_step`` →
-``forward_backward_step``; the two lower layers are :mod:`benchbench.rank.trainers`):
+``forward_backward_step``; the two lower layers are :mod:`benchbench.rank.train_step`):
 
 * :func:`run_rank` — the whole rank: the trainer, batches, timed loop, communication count,
   cross-rank reductions, then the correctness gate (:mod:`benchbench.rank.gate`; after the
@@ -38,7 +38,7 @@ from benchbench.rank.measure.exposed import exposed_figures
 from benchbench.rank.measure.probes import bubble_rounds, count_step, exposed_rounds
 from benchbench.rank.reductions import gather_objects, reduce_named
 from benchbench.rank.rendezvous import RankEnv
-from benchbench.rank.trainers import PipelineTrainer, Trainer, build_trainer, shard_batch
+from benchbench.rank.train_step import PipelineTrainer, Trainer, build_trainer, shard_batch
 from benchbench.spec.job import Job
 from benchbench.spec.metrics import METRICS, SUMMARY_NAMES, summarize
 from benchbench.spec.plan import theoretical_bubble

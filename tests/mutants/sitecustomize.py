@@ -137,16 +137,16 @@ def pp_sum_microbatches() -> None:
 
 def pp_wrong_microbatch() -> None:
     """A first pipeline stage fed the micro-batches in the wrong order (targets unchanged)."""
-    from benchbench.rank import trainers
+    from benchbench.rank import train_step
 
-    original = trainers.PipelineTrainer.forward_backward_step
+    original = train_step.PipelineTrainer.forward_backward_step
 
     def step(self, inputs, targets):
         if self.has_first:
             inputs = inputs.roll(shifts=inputs.shape[0] // self.schedule._n_microbatches, dims=0)
         return original(self, inputs, targets)
 
-    trainers.PipelineTrainer.forward_backward_step = step
+    train_step.PipelineTrainer.forward_backward_step = step
 
 
 def comm_delay() -> None:
@@ -189,10 +189,10 @@ def slow_step() -> None:
     purpose, for `benchbench compare`'s demonstration and tests)."""
     import time
 
-    from benchbench.rank import trainers
+    from benchbench.rank import train_step
 
     delay = float(os.environ["BENCHBENCH_DELAY_S"])
-    for cls in (trainers.Trainer, trainers.PipelineTrainer):
+    for cls in (train_step.Trainer, train_step.PipelineTrainer):
         step = cls.train_step
 
         def slowed(self, inputs, targets, _step=step):
@@ -255,7 +255,7 @@ def fault() -> None:
     import signal
     import time
 
-    from benchbench.rank import trainers
+    from benchbench.rank import train_step
 
     def act() -> None:
         if what == "raise":
@@ -267,7 +267,7 @@ def fault() -> None:
         if what == "oom":
             _oom()
 
-    for cls in (trainers.Trainer, trainers.PipelineTrainer):
+    for cls in (train_step.Trainer, train_step.PipelineTrainer):
         train_step = cls.train_step
 
         def faulty(self, inputs, targets, _step=train_step):

@@ -1,4 +1,4 @@
-"""The trainers: one optimizer step on one rank, in layers (after torchtitan's ``train_step`` →
+"""One training step on one rank (the trainers), in layers (after torchtitan's ``train_step`` →
 ``forward_backward_step``), for plans without a pipeline (:class:`Trainer`) and with one
 (:class:`PipelineTrainer`). :func:`build_trainer` applies the job's plan and wraps the result.
 """
