@@ -1,5 +1,9 @@
 """Command line: ``benchbench run | matrix | calibrate | aggregate | plot | report | compare | path |
-predict | recommend | validate | plot-costmodel``."""
+predict | recommend | validate | plot-costmodel``.
+
+The commands that read results import their heavy modules when they run (pandas, scipy,
+matplotlib, jinja2: 0.3–0.8 s each): ``benchbench run``, which starts every job, loads none of them.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +14,27 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchbench.costmodel.calibrate import CalibrationSpec
-from benchbench.spec.config import ConfigError, load_config
-from benchbench.spec.paths import PREDICTION_TABLES, TABLES
+from benchbench.cli.costmodel import add_commands as add_costmodel_commands
+from benchbench.costmodel.calibrate import (
+    CalibrationFailed,
+    CalibrationSpec,
+    check_spec,
+    format_calibration,
+    run_calibration,
+)
+from benchbench.costmodel.calibration import read_calibration, write_failed_calibration
+from benchbench.launch.batch import check_batch, run_batch
+from benchbench.launch.run_job import run_job
+from benchbench.launch.teardown import Interrupted
+from benchbench.protocol.record import job_from_json
+from benchbench.spec.config import DEFAULT_CONFIG, ConfigError, check_config, load_config
+from benchbench.spec.job import job_infeasible_reason, make_job
+from benchbench.spec.paths import PLOT_FORMATS, PLOTS, PREDICTION_TABLES, TABLES, StudyLayout
+from benchbench.study import calibration_spec, expand_runnable
 
 
 def _job_from_args(args: argparse.Namespace):  # -> tuple[Job, str | None]
     """The job ``run`` should run: a full job given as JSON, or one combination of a study."""
-    from benchbench.protocol.record import job_from_json
-    from benchbench.spec.job import job_infeasible_reason, make_job
 
     if args.spec:
         try:
@@ -41,7 +57,6 @@ def _job_from_args(args: argparse.Namespace):  # -> tuple[Job, str | None]
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from benchbench.launch.run_job import run_job
 
     job, reason = _job_from_args(args)
     record, written = run_job(
@@ -59,10 +74,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_run_batch(args: argparse.Namespace) -> int:
-    from benchbench.launch.batch import check_batch, run_batch
-    from benchbench.launch.run_job import run_job
-    from benchbench.protocol.record import job_from_json
-    from benchbench.spec.job import job_infeasible_reason
 
     try:
         text = Path(args.specs[1:]).read_text() if args.specs.startswith("@") else args.specs
@@ -107,9 +118,6 @@ def _add_run_batch(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_matrix(args: argparse.Namespace) -> int:
-    from benchbench.spec.config import DEFAULT_CONFIG
-    from benchbench.spec.paths import StudyLayout
-    from benchbench.study import expand_runnable
 
     cfg = load_config(args.config)
     jobs, dropped = expand_runnable(cfg, f"study config {args.config or DEFAULT_CONFIG}")
@@ -142,7 +150,6 @@ def _cmd_aggregate(args: argparse.Namespace) -> int:
 def _cmd_plot(args: argparse.Namespace) -> int:
     from benchbench.results.figures.study import plot_scaling
     from benchbench.results.tables import read_table
-    from benchbench.spec.paths import PLOT_FORMATS, PLOTS
 
     outputs, index = list(args.out or []), args.index
     if args.out_dir:
@@ -173,7 +180,6 @@ def _report_inputs(args: argparse.Namespace) -> dict[str, Any]:
     """``build_report``'s inputs: a study folder's (each option given in place of the folder's own),
     or the files named one by one."""
     from benchbench.results.report import study_inputs
-    from benchbench.spec.paths import StudyLayout
 
     if args.study_dir:
         study_dir = Path(args.study_dir[0])
@@ -204,7 +210,6 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _study_arg(text: str | None) -> dict | None:
     """``--study``: a validated study from a study file path or its JSON (the workflow passes JSON)."""
-    from benchbench.spec.config import check_config
 
     if not text:
         return None
@@ -318,8 +323,6 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _calibration_spec(args: argparse.Namespace) -> tuple[CalibrationSpec, Path]:
     """The calibration spec and output path ``calibrate`` was asked for: ``--spec`` (JSON, @FILE or
     a file) with ``--out``, or a study (``--configfile``, default the default study) and ``--hardware``."""
-    from benchbench.spec.paths import StudyLayout
-    from benchbench.study import calibration_spec
 
     if args.spec:
         if args.configfile or args.hardware or not args.out:
@@ -351,7 +354,6 @@ def _calibration_failed(args: argparse.Namespace, spec: CalibrationSpec, out: Pa
     """Exit status of a calibration whose ranks failed: 1; with ``--allow-failed`` (the workflow)
     0, after writing the failure's record at ``out`` so that predict and the report still run —
     unless ``out`` holds a usable calibration, which a failed run does not overwrite (exit 1)."""
-    from benchbench.costmodel.calibration import read_calibration, write_failed_calibration
 
     if not args.allow_failed:
         return 1
@@ -366,8 +368,6 @@ def _calibration_failed(args: argparse.Namespace, spec: CalibrationSpec, out: Pa
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
-    from benchbench.costmodel.calibrate import CalibrationFailed, check_spec, format_calibration, run_calibration
-    from benchbench.launch.teardown import Interrupted
 
     spec, out = _calibration_spec(args)
     try:
@@ -417,7 +417,6 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_path(args: argparse.Namespace) -> int:
-    from benchbench.spec.paths import StudyLayout
 
     layout = StudyLayout(load_config(args.config)["study"], Path(args.results))
     print(layout.report if args.what == "report" else layout.dir)
@@ -525,7 +524,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tables_and_plots(sub)
     _add_compare(sub)
     _add_costmodel(sub)
-    from benchbench.cli.costmodel import add_commands as add_costmodel_commands
 
     add_costmodel_commands(sub)
 

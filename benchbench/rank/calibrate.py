@@ -47,8 +47,15 @@ from benchbench.costmodel.calibrate import (
 )
 from benchbench.costmodel.calibration import MEASURED, Calibration, CollectivePoint, PhasePoint, write_calibration
 from benchbench.costmodel.collectives import COLLECTIVES
+from benchbench.models.formulas import boundary
+from benchbench.models.registry import make_task
 from benchbench.protocol import heartbeat
+from benchbench.rank.environment import collect, device_name
+from benchbench.rank.main import join, leave
+from benchbench.rank.main import main as rank_main
+from benchbench.rank.reductions import gather_objects
 from benchbench.rank.rendezvous import RankEnv
+from benchbench.rank.train_step import autocast, build_trainer
 
 PHASE_WARMUP = 2  # untimed training steps before the timed ones
 PHASE_STEPS = (3, 10)  # timed training steps: at least, at most ...
@@ -170,7 +177,6 @@ def sweep(spec: CalibrationSpec, rank: int, device: torch.device, groups: dict[i
 def _phase_step(trainer: Any, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> tuple[float, float, float]:
     """One AdamW training step as :class:`~benchbench.rank.train_step.Trainer` runs it, timed by phase:
     forward + loss, backward, optimizer step + zero_grad (device-synchronised)."""
-    from benchbench.rank.train_step import autocast
 
     _sync(device)
     t0 = time.perf_counter()
@@ -194,8 +200,6 @@ def phase_points(spec: CalibrationSpec, label: str, device: torch.device) -> tup
     load touches every batch alike): :data:`PHASE_WARMUP` untimed steps each, then
     :data:`PHASE_STEPS` rounds, stopping past :data:`PHASE_BUDGET_S` per batch once the minimum
     ran; and per batch the spread of its step times, (max − min) / median."""
-    from benchbench.models.registry import make_task
-    from benchbench.rank.train_step import build_trainer
 
     model_cfg, batches = spec.models[label].model_cfg, list(spec.models[label].batches)
     job = job_for(spec, 1, model_cfg, max(batches), label)
@@ -229,8 +233,6 @@ def gemm_shape(model_cfg: dict[str, Any], batch: int) -> tuple[int, int, int]:
     if arch == "gpt":
         return batch * int(model_cfg["seq_len"]), 4 * int(model_cfg["hidden"]), int(model_cfg["hidden"])
     if arch in ("llama", "vit"):
-        from benchbench.models.formulas import boundary
-
         tokens, hidden, _ = boundary(model_cfg)
         return batch * tokens, int(model_cfg["ffn_hidden" if arch == "llama" else "mlp_hidden"]), hidden
     if arch == "mlp":
@@ -324,8 +326,6 @@ def overlap(spec: CalibrationSpec, device: torch.device, n: int, group: Any) -> 
 
 def _provenance(spec: CalibrationSpec, env: RankEnv, device: torch.device) -> tuple[dict[str, Any], list[str]]:
     """The record-like ``env`` and every rank's host, in rank order."""
-    from benchbench.rank.environment import collect, device_name
-    from benchbench.rank.reductions import gather_objects
 
     where = gather_objects((socket.gethostname(), device_name(device.type, device.index)))
     env_out = collect(
@@ -377,7 +377,6 @@ def measure(spec: CalibrationSpec, env: RankEnv, device: torch.device) -> Calibr
 def calibrate_rank(spec_file: Path, out: Path, env: RankEnv) -> None:
     """One calibration rank: device and threads, the process group, :func:`measure`; rank 0 writes
     the calibration to ``out``."""
-    from benchbench.rank.main import join, leave
 
     spec = CalibrationSpec.from_dict(json.loads(spec_file.read_text()))
     device = join(job_for(spec, spec.world_size), env)
@@ -388,7 +387,6 @@ def calibrate_rank(spec_file: Path, out: Path, env: RankEnv) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchbench.rank.main import main as rank_main
 
     return rank_main(argv, body=calibrate_rank)
 

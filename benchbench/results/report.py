@@ -13,6 +13,7 @@ import pandas as pd
 import yaml
 from markupsafe import Markup
 
+from benchbench.models.registry import model_info
 from benchbench.protocol.provenance import FIELDS
 from benchbench.protocol.record import atomic_write_text, job_of
 from benchbench.results.compare import COLUMNS, compare, load_stats
@@ -78,7 +79,6 @@ def _provenance(records: list[dict[str, Any]]) -> dict[str, str]:
 
 
 def _models(records: list[dict[str, Any]]) -> pd.DataFrame:
-    from benchbench.models.registry import model_info  # imports torch: only when a report lists models
 
     rows = {}
     for j in map(job_of, records):

@@ -26,13 +26,13 @@ from benchbench.rank.measure.bubble import instrument
 from benchbench.rank.measure.comm_stats import CommCounter
 from benchbench.rank.measure.exposed import install_switch, paired_steps, timed_step
 from benchbench.spec.job import Job
+from benchbench.strategies.parallelize import make_mesh
 
 
 def mesh_dims(job: Job, device: torch.device) -> dict[str, tuple[str, int]]:
     """Process-group name -> (mesh dimension, size), for the dimensions this plan splits (HSDP:
     also ``dp_shard``, where its all-gathers and reduce-scatters run, and ``dp_replicate``, where
     the shards' gradients are all-reduced)."""
-    from benchbench.strategies.parallelize import make_mesh
 
     mesh = make_mesh(job.plan, device)
     sizes = {"dp": job.dp, "pp": job.pp, "cp": job.plan.cp, "tp": job.tp}
