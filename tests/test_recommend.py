@@ -6,6 +6,8 @@ from __future__ import annotations
 import copy
 import json
 import re
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -18,6 +20,7 @@ from benchbench.spec.config import SAFE_NAME, ConfigError, check_config, load_co
 from benchbench.spec.hardware import load_hardware
 from benchbench.spec.job import job_infeasible_reason, make_job
 from benchbench.spec.plan import infeasible_reason, resolve_plan
+from benchbench.spec.schema import ROOT
 from benchbench.study import expand
 from tests.helpers.costmodel import GPT_SMALL, hand_cal
 
@@ -215,3 +218,22 @@ def test_the_schema_accepts_predicted_top_k_only_with_k_at_least_1():
     assert check_config({**cfg, "strategies": ["predicted-top-12"]})["strategies"] == ["predicted-top-12"]
     with pytest.raises(ConfigError, match="predicted-top-0"):
         check_config({**cfg, "strategies": ["predicted-top-0"]})
+
+
+def test_predict_and_recommend_for_llama3_8b_import_no_torch(tmp_path):
+    """The cost model's commands on Llama 3 8B (llama3-h100 study, H100 nodes) count the model from
+    its formulas: neither `benchbench predict` nor `benchbench recommend` imports torch (a fresh
+    interpreter, the commands run in it, then torch is looked for in sys.modules)."""
+    study = str(ROOT / "config" / "studies" / "llama3-h100.yaml")
+    code = (
+        "import sys\n"
+        "from benchbench.cli.main import main\n"
+        f"assert main(['predict', '--configfile', {study!r}, '--world-sizes', '8,64']) == 0\n"
+        f"assert main(['recommend', '--configfile', {study!r}, '--model', 'llama3-8b',"
+        f" '--hardware', 'h100-sxm', '--world-size', '64', '--results-root', {str(tmp_path)!r}]) == 0\n"
+        "print('torch loaded:', 'torch' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "fsdp" in proc.stdout  # the commands answered
+    assert proc.stdout.strip().endswith("torch loaded: False")
