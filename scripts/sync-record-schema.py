@@ -1,5 +1,5 @@
 """Rewrite the ``summary`` block of workflow/schemas/record.schema.yaml from the metric registry
-(benchbench/metrics.py SUMMARY), and the failure kinds' enum from benchbench/failure.py
+(benchbench/spec/metrics.py SUMMARY), and the failure kinds' enum from benchbench/protocol/failure.py
 FAILURE_KINDS. Run after adding or changing a summary metric or a failure kind;
 tests/test_registry.py and tests/test_faults.py fail until the schema and the code agree. The
 summary block must stay the file's last."""
@@ -31,7 +31,7 @@ def main() -> None:
     )
     block = (
         "  summary:\n    type: object\n"
-        "    description: one figure per metric of benchbench/metrics.py SUMMARY (null where not measured)\n"
+        "    description: one figure per metric of benchbench/spec/metrics.py SUMMARY (null where not measured)\n"
         f"    additionalProperties: false\n{required}]\n    properties:\n{props}"
     )
     PATH.write_text(head + block)

@@ -3,6 +3,7 @@ written beside it (a ``# long: <why>`` comment on the line above its ``def``).""
 
 import ast
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -72,3 +73,48 @@ def test_floors_hold_and_a_planted_forbidden_import_breaks_them(tmp_path):
     assert broken.returncode != 0
     assert "benchbench.spec.job -> torch" in broken.stdout
     assert "benchbench.protocol.record -> benchbench.rank.gate" in broken.stdout
+
+
+def documented_modules(text: str) -> set[str]:
+    """Every module named in docs/ARCHITECTURE.md's "Modules" section, as a path: the folder of the
+    ``### `benchbench/...` `` heading above it, joined with each ``**`name.py`**`` of a list line."""
+    section = text.split("\n## Modules\n", 1)[1].split("\n## ", 1)[0]
+    out, folder = set(), None
+    for line in section.splitlines():
+        if line.startswith("### `"):
+            folder = line.split("`")[1]
+        elif line.startswith("- ") and folder:
+            out |= {folder + name for name in re.findall(r"\*\*`([\w/]+\.py)`\*\*", line)}
+    return out
+
+
+def test_architecture_doc_lists_every_module_and_no_other():
+    """docs/ARCHITECTURE.md names each module of the package under its folder, once the tree
+    changes the page must too (``__init__.py`` files are the folders themselves)."""
+    package = {str(p.relative_to(ROOT)) for p in (ROOT / "benchbench").rglob("*.py") if p.name != "__init__.py"}
+    documented = documented_modules((ROOT / "docs" / "ARCHITECTURE.md").read_text())
+    assert sorted(package - documented) == [], "modules missing from docs/ARCHITECTURE.md"
+    assert sorted(documented - package) == [], "docs/ARCHITECTURE.md names modules that do not exist"
+
+
+def test_the_documented_module_list_sees_a_missing_module():
+    text = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+    assert "benchbench/rank/gate.py" in documented_modules(text)
+    assert "benchbench/rank/gate.py" not in documented_modules(text.replace("- **`gate.py`**", "- gate"))
+
+
+def test_every_module_path_the_docs_name_exists():
+    """A path ``benchbench/…/x.py`` in the README, docs/, benchmarks/README.md, the workflow's rules
+    and schemas, scripts/, a study file or the package's own docstrings names a module that exists:
+    a move updates the prose with the code."""
+    pages = [ROOT / "README.md", ROOT / "benchmarks" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    pages += [*sorted((ROOT / "workflow").rglob("*.yaml")), *sorted((ROOT / "workflow").rglob("*.smk"))]
+    pages += [*sorted((ROOT / "scripts").glob("*")), *sorted((ROOT / "config").rglob("*.yaml"))]
+    pages += sorted((ROOT / "benchbench").rglob("*.py"))  # docstrings and descriptions
+    stale = [
+        f"{page.relative_to(ROOT)}: {path}"
+        for page in pages
+        for path in sorted(set(re.findall(r"benchbench/[\w/]+\.py", page.read_text())))
+        if not (ROOT / path).is_file()
+    ]
+    assert stale == []

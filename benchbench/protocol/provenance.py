@@ -74,7 +74,7 @@ FIELDS: tuple[Field, ...] = (
     Field(
         "batch",
         "object",
-        "a batched launch's job (benchbench/batch.py); absent when run alone",
+        "a batched launch's job (benchbench/launch/batch.py); absent when run alone",
         nullable=True,
         properties=(("index", 0), ("size", 1)),
     ),

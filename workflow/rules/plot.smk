@@ -1,4 +1,4 @@
-# Tables -> plots (every plot of benchbench/layout.py in every format) and plots/figures.json (each
+# Tables -> plots (every plot of benchbench/spec/paths.py in every format) and plots/figures.json (each
 # figure's caption and whether the study had the data for it). Every figure goes into Snakemake's
 # own report (snakemake --report report.html) with its caption from workflow/report/<plot>.rst,
 # the same text as benchbench.results.figures.captions.CAPTIONS (tests/test_figures.py checks them).
