@@ -395,6 +395,10 @@ def test_rank_lost_on_this_host_says_its_process_is_alive(tmp_path):
         while 1 not in read_beats(tmp_path) and time.monotonic() < deadline:
             time.sleep(0.05)
         os.kill(proc.pid, signal.SIGSTOP)
+        stat = Path(f"/proc/{proc.pid}/stat")  # the stop is asynchronous: wait until the kernel shows it
+        deadline = time.monotonic() + 10
+        while stat.read_text().rsplit(")", 1)[1].split()[0] != "T" and time.monotonic() < deadline:
+            time.sleep(0.01)
         beat = read_beats(tmp_path)[1]
         assert beat.pid == proc.pid and beat.host == socket.gethostname()[:32]
         msg = lost_message([beat], LOST_AFTER_S)
