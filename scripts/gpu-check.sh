@@ -32,7 +32,7 @@ import torch
 import yaml
 
 from benchbench.spec.config import ROOT, check_config, load_config
-from benchbench.strategies import PRESETS
+from benchbench.spec.plan import PRESETS
 from benchbench.launch.run_job import run_job
 from benchbench.study import expand
 
