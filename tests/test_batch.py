@@ -1,4 +1,4 @@
-"""Batched launches (benchbench/batch.py, ``benchbench.rank.main --batch``): several 2-rank jobs in
+"""Batched launches (benchbench/launch/batch.py, ``benchbench.rank.main --batch``): several 2-rank jobs in
 one launch give the records they give alone, marked batched; a job that raises or kills a rank
 fails its own record and the jobs after it are relaunched."""
 

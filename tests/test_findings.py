@@ -1,4 +1,4 @@
-"""The answer first (benchbench/findings.py): known tables in, known findings and sentences out."""
+"""The answer first (benchbench/results/findings.py): known tables in, known findings and sentences out."""
 
 import pandas as pd
 

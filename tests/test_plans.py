@@ -187,7 +187,7 @@ def test_powersgd_needs_its_warmup_before_the_timed_steps():
 # ------------------------------------------------------------------- GPU-only steps (issue 13)
 
 #: The GPU-only presets and the words of the reason the cpu-local device drops them with
-#: (the CPU failures quoted were reproduced on torch 2.13 + gloo: benchbench/strategies/gpu_features.py).
+#: (the CPU failures quoted were reproduced on torch 2.13 + gloo: benchbench/spec/gpu_features.py).
 GPU_ONLY = {
     "cp": "aten._scaled_dot_product_flash_attention_for_cpu has no sharding strategy",
     "tp-async": "SymmetricMemory does not support device type cpu",

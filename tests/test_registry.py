@@ -1,4 +1,4 @@
-"""Every number is declared once (benchbench/metrics.py, benchbench/provenance.py); each place that
+"""Every number is declared once (benchbench/spec/metrics.py, benchbench/protocol/provenance.py); each place that
 lists numbers — the summary, the record schema, the tables, the report, docs/METRICS.md — must
 agree with the registry. Likewise the tables of schedules, data-parallel flavours, architectures
 and plots agree with the schemas and with what they derive from."""

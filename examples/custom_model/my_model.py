@@ -83,7 +83,7 @@ def tp_plan(model, sequence_parallel):
 
 
 def spec():
-    """benchbench's entry point (see benchbench/archs/custom.py for every key)."""
+    """benchbench's entry point (see benchbench/models/custom.py for every key)."""
     matmul_weights = IN * WIDTH + LAYERS * 2 * WIDTH * 4 * WIDTH + WIDTH * CLASSES
     return {
         "build": ResidualMLP,
