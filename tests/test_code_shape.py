@@ -104,13 +104,15 @@ def test_the_documented_module_list_sees_a_missing_module():
 
 
 def test_every_module_path_the_docs_name_exists():
-    """A path ``benchbench/…/x.py`` in the README, docs/, benchmarks/README.md, the workflow's rules
-    and schemas, scripts/, a study file or the package's own docstrings names a module that exists:
-    a move updates the prose with the code."""
+    """A path ``benchbench/…/x.py`` in the README, docs/, benchmarks/ (README and scripts), the
+    workflow's rules and schemas, scripts/, a study file, examples/, the tests or the package's own
+    docstrings names a module that exists: a move updates the prose with the code."""
     pages = [ROOT / "README.md", ROOT / "benchmarks" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
     pages += [*sorted((ROOT / "workflow").rglob("*.yaml")), *sorted((ROOT / "workflow").rglob("*.smk"))]
     pages += [*sorted((ROOT / "scripts").glob("*")), *sorted((ROOT / "config").rglob("*.yaml"))]
     pages += sorted((ROOT / "benchbench").rglob("*.py"))  # docstrings and descriptions
+    pages += [*sorted((ROOT / "examples").rglob("*.py")), *sorted((ROOT / "benchmarks").glob("*.py"))]
+    pages += sorted((ROOT / "tests").rglob("*.py"))
     stale = [
         f"{page.relative_to(ROOT)}: {path}"
         for page in pages
