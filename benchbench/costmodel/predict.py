@@ -177,7 +177,7 @@ def pipeline_step(ctx: Ctx) -> RankStep:
 
 def comm_rows(job: Job, cal: Calibration) -> list[dict[str, Any]]:
     """The analytic communication of one step as the record's ``comm`` rows: per (kind, dim) the
-    row of the rank moving the most payload (``merge_ranks`` in strategies/comm_stats.py), calls
+    row of the rank moving the most payload (``merge_ranks`` in rank/measure/comm_stats.py), calls
     and payload (nccl-tests' sizes) — what a test compares with measured records."""
     ctx = Ctx(job, cal)
     per_rank = [flat_step(ctx).ops] if job.plan.pp <= 1 else [rank_ops(ctx, r) for r in range(job.plan.pp)]
