@@ -27,6 +27,7 @@ from benchbench.launch.batch import check_batch, run_batch
 from benchbench.launch.run_job import run_job
 from benchbench.launch.teardown import Interrupted
 from benchbench.protocol.record import job_from_json
+from benchbench.results.records import read_records
 from benchbench.spec.config import DEFAULT_CONFIG, ConfigError, check_config, load_config
 from benchbench.spec.job import job_infeasible_reason, make_job
 from benchbench.spec.paths import PLOT_FORMATS, PLOTS, PREDICTION_TABLES, TABLES, StudyLayout
@@ -224,7 +225,6 @@ def _study_arg(text: str | None) -> dict | None:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from benchbench.costmodel.validate import headline, load_calibrations, summarize, validate
-    from benchbench.results.records import read_records
     from benchbench.results.tables import write_csv
 
     study = _study_arg(args.study)  # bad input is refused before anything is written

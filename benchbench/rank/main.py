@@ -13,6 +13,8 @@ tears the job down and the parent records the failure. Every rank writes heartbe
 from __future__ import annotations
 
 import argparse
+import ctypes
+import gc
 import json
 import os
 import sys
@@ -111,16 +113,12 @@ def _between_jobs(device: Any) -> None:
     on CPU the heap glibc keeps, so the next job's peak memory starts from what it would alone)
     and drop torch.compile's caches (if it was used), so that its compiled graphs neither count
     against the next job's recompile limit nor serve it."""
-    import gc
-
     gc.collect()
     if device.type == "cuda":
         import torch
 
         torch.cuda.empty_cache()
     elif sys.platform.startswith("linux"):
-        import ctypes
-
         try:  # give the freed heap back to the kernel: the next job's peak RSS starts from the baseline
             ctypes.CDLL(None).malloc_trim(0)
         except (OSError, AttributeError):
