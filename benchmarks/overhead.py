@@ -31,7 +31,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from benchbench.models.registry import build_model, make_task
+from benchbench.models.build import build_model
+from benchbench.models.registry import make_task
 from benchbench.models.weights import init_weights
 from benchbench.rank.loop import make_batches, timed_loop
 from benchbench.rank.train_step import build_trainer

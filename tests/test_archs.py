@@ -6,8 +6,9 @@ gate at 2 ranks over a representative few plans per architecture."""
 import pytest
 import torch
 
+from benchbench.models.build import build_model
 from benchbench.models.presets import PRESETS
-from benchbench.models.registry import build_model, model_info
+from benchbench.models.registry import model_info
 from benchbench.models.weights import materialize
 from benchbench.spec.config import ConfigError, check_config
 from tests.helpers.jobs import make_test_job, run

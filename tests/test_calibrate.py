@@ -326,7 +326,8 @@ def test_cli_refuses_a_hardware_the_study_does_not_run_on(tmp_path):
 
 
 def test_calibration_ranks_start_like_a_jobs_ranks_under_srun():
-    from benchbench.costmodel.calibrate import RANK_MODULE, job_for
+    from benchbench.costmodel.calibrate import job_for
+    from benchbench.costmodel.run_calibration import RANK_MODULE
     from benchbench.launch.command import rank_command
 
     job = job_for(CalibrationSpec.from_dict(tiny_spec(world_size=4, group_sizes=[2, 4])), 4)

@@ -69,10 +69,28 @@ def test_floors_hold_and_a_planted_forbidden_import_breaks_them(tmp_path):
     record.write_text(
         record.read_text() + "\n\ndef _planted():\n    from benchbench.rank import gate\n\n    return gate\n"
     )
+    custom = tmp_path / "benchbench" / "models" / "custom.py"  # top level: imported by every study load
+    custom.write_text(
+        custom.read_text().replace("import importlib.util\n", "import importlib.util\n\nimport torch\n", 1)
+    )
     broken = _lint_imports(tmp_path, tmp_path)
     assert broken.returncode != 0
     assert "benchbench.spec.job -> torch" in broken.stdout
     assert "benchbench.protocol.record -> benchbench.rank.gate" in broken.stdout
+    assert "benchbench.models.custom -> torch" in broken.stdout
+
+
+def test_a_module_allowed_to_reach_torch_imports_it_inside_a_function_only():
+    """An ``X -> torch`` line of ``ignore_imports`` (.importlinter) drops the whole edge, so it
+    would also hide a module-level import: each such X imports torch inside functions only."""
+    allowed = re.findall(r"^\s*(benchbench[\w.]*) -> torch$", (ROOT / ".importlinter").read_text(), re.M)
+    assert allowed == ["benchbench.launch.torchrun"]
+    for module in allowed:
+        tree = ast.parse((ROOT / (module.replace(".", "/") + ".py")).read_text())
+        top = [n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)]
+        names = [a.name for n in top if isinstance(n, ast.Import) for a in n.names]
+        names += [n.module for n in top if isinstance(n, ast.ImportFrom) and n.module]
+        assert not [n for n in names if n == "torch" or n.startswith("torch.")], module
 
 
 def documented_modules(text: str) -> set[str]:

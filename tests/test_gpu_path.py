@@ -123,7 +123,7 @@ def test_the_cp_position_buffer_and_the_float8_filter_on_cpu():
     """What of the GPU-only steps runs without a GPU: context parallel's position buffer gives the
     embedding the same output as ``arange`` while unsharded (the ring then shards it with the
     tokens), and float8's filter converts the blocks' Linears but not the head."""
-    from benchbench.models.registry import build_model
+    from benchbench.models.build import build_model
     from benchbench.models.weights import materialize
     from benchbench.strategies.context_parallel import apply_cp
     from benchbench.strategies.float8 import keep_in_float8

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from benchbench.costmodel.calibrate import RANK_MODULE as CALIBRATION_MODULE
+from benchbench.costmodel.run_calibration import RANK_MODULE as CALIBRATION_MODULE
 from benchbench.launch.command import rank_command
 from tests.helpers.jobs import make_test_job
 from tests.helpers.launches import CHILD_GUARD, GUARD_ENV, forbidden_launch

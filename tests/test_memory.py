@@ -15,7 +15,8 @@ import torch
 
 from benchbench.costmodel import memory as estimates
 from benchbench.launch.run_job import run_job
-from benchbench.models.registry import build_model, make_task, model_info
+from benchbench.models.build import build_model
+from benchbench.models.registry import make_task, model_info
 from benchbench.models.weights import materialize
 from benchbench.rank.measure import memory
 from benchbench.spec.config import ROOT

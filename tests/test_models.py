@@ -2,7 +2,8 @@
 
 import pytest
 
-from benchbench.models.registry import build_model, model_info
+from benchbench.models.build import build_model
+from benchbench.models.registry import model_info
 from benchbench.models.weights import materialize
 
 

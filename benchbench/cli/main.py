@@ -15,14 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from benchbench.cli.costmodel import add_commands as add_costmodel_commands
-from benchbench.costmodel.calibrate import (
-    CalibrationFailed,
-    CalibrationSpec,
-    check_spec,
-    format_calibration,
-    run_calibration,
-)
+from benchbench.costmodel.calibrate import CalibrationSpec, check_spec, format_calibration
 from benchbench.costmodel.calibration import read_calibration, write_failed_calibration
+from benchbench.costmodel.run_calibration import CalibrationFailed, run_calibration
 from benchbench.launch.batch import check_batch, run_batch
 from benchbench.launch.run_job import run_job
 from benchbench.launch.teardown import Interrupted

@@ -1,53 +1,36 @@
-"""``benchbench calibrate``: measure what the cost model needs on the hardware at hand.
+"""``benchbench calibrate``: what a calibration measures, shared by the parent and the ranks (no
+torch, no launcher).
 
-Parent side (no torch): :func:`spec_for_jobs` turns a study's jobs on a hardware profile into the
-spec of one calibration (:class:`CalibrationSpec`: the world size, group sizes, models and per-rank
-batches the jobs use; ``benchbench.study.calibration_spec`` expands the study for it);
-:func:`run_calibration` starts
-:mod:`benchbench.rank.calibrate` on every rank through the jobs' own launcher
-(:func:`benchbench.launch.run_job.launch_ranks`: torchrun locally, srun inside a Slurm allocation, the
-heartbeat watchdog, ``timeout_s``, no orphans) and writes the calibration atomically — or raises
-:class:`CalibrationFailed` and writes nothing. Also here, used by the ranks and the tests: the
-sweep's sizes and iteration counts (:func:`sweep_sizes`, :func:`iterations`), the nccl-tests
-columns of a point (:func:`make_point`), the α-β fit (:func:`fit_collective`) and the table
-(:func:`format_calibration`). Definitions: docs/METRICS.md, "Calibration".
+:func:`spec_for_jobs` turns a study's jobs on a hardware profile into the spec of one calibration
+(:class:`CalibrationSpec`: the world size, group sizes, models and per-rank batches the jobs use;
+``benchbench.study.calibration_spec`` expands the study for it); the sweep's sizes and iteration
+counts (:func:`sweep_sizes`, :func:`iterations`), the nccl-tests columns of a point
+(:func:`make_point`), the α-β fit (:func:`fit_collective`) and the table
+(:func:`format_calibration`). The ranks (:mod:`benchbench.rank.calibrate`) measure with these;
+:mod:`benchbench.costmodel.run_calibration` starts them. Definitions: docs/METRICS.md, "Calibration".
 """
 
 from __future__ import annotations
 
 import copy
-import json
-import os
-import tempfile
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from benchbench.costmodel.calibration import (
     Calibration,
     CollectiveFit,
     CollectivePoint,
-    read_calibration,
-    write_calibration,
 )
 from benchbench.costmodel.collectives import LATENCY_STEPS, algbw, bus_bytes, busbw
-from benchbench.launch.run_job import failure_of, launch_ranks
-from benchbench.launch.workdir import remove_stale_tmpdirs
 from benchbench.spec.hardware import HardwareProfile, load_hardware
 from benchbench.spec.job import Job
 from benchbench.spec.plan import resolve_plan
 
-RANK_MODULE = "benchbench.rank.calibrate"
 DEFAULT_MAX_BYTES = 256 * 1024**2  # the study's calibration_max_bytes default (config schema)
 MIN_BYTES = 1024  # the sweep's first size; each next one is 4x
 LATENCY_BOUND_FACTOR = 100.0  # B of a sweep that shows no bandwidth term: this x the best busbw seen
 ELEMENT_BYTES = 4  # the sweep's tensors are fp32 (gradients are, under bf16 autocast too)
-
-
-class CalibrationFailed(RuntimeError):
-    """The calibration's ranks failed or timed out (the message says how); no file was written."""
 
 
 # ------------------------------------------------------------------------------------ the spec
@@ -311,36 +294,6 @@ def fit_all(points: list[CollectivePoint], levels: dict[int, str]) -> list[Colle
     """One fit per (kind, group size) of the sweep; ``levels``: group size -> ``intra``/``inter``."""
     keys = sorted({(p.kind, p.group_size) for p in points})
     return [fit_collective([p for p in points if (p.kind, p.group_size) == k], levels.get(k[1], "intra")) for k in keys]
-
-
-# ---------------------------------------------------------------------------- the parent
-
-
-def run_calibration(spec: CalibrationSpec, out: str | Path, launcher: str = "auto", retry_of: str = "") -> Calibration:
-    """Calibrate on the ranks and write the calibration to ``out`` atomically; raises
-    :class:`CalibrationFailed` (nothing written at ``out``) when a rank fails or the calibration
-    outlives ``timeout_s``, ``ValueError`` for a spec :func:`check_spec` refuses."""
-    check_spec(spec)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    job, started, load = job_for(spec, spec.world_size), time.monotonic(), os.getloadavg()[0]
-    remove_stale_tmpdirs(out)
-    with tempfile.TemporaryDirectory(prefix=f".{out.stem}.", dir=out.parent) as tmp:
-        tmpdir = Path(tmp)
-        (tmpdir / "job.json").write_text(json.dumps(spec.to_dict()))
-        attempt = launch_ranks(job, tmpdir, launcher, RANK_MODULE)
-        result = tmpdir / "record.json"
-        if attempt.code != 0 or not result.exists():
-            failure, error = failure_of(job, tmpdir, attempt)
-            raise CalibrationFailed(f"calibration of {spec.hardware} failed ({failure.kind}): {error}")
-        cal = read_calibration(result)
-    cal.env["wall_time_s"] = round(time.monotonic() - started, 3)
-    # the host's 1-minute load average before and after (after: includes the calibration's own
-    # ranks): a calibration measured beside other work is flagged by it, not hidden
-    cal.env["load_average"] = {"before": load, "after": os.getloadavg()[0]}
-    cal.env["retry_of"] = retry_of  # the workflow's retry token (common.smk: retry_token)
-    write_calibration(cal, out)
-    return cal
 
 
 # ----------------------------------------------------------------------------- the table

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from benchbench.models.accounting import meta_tensors
 from benchbench.models.registry import ARCHITECTURES, size_args
 from benchbench.models.tensors import Tensor, stage_layers
 
@@ -25,6 +24,8 @@ def stage_tensors(model_cfg: dict[str, Any], stage: int, n_stages: int, tp: int)
     off its meta-built model (:func:`benchbench.models.accounting.meta_tensors`, torch)."""
     tensors = ARCHITECTURES[model_cfg["arch"]].tensors
     if tensors is None:
+        from benchbench.models.accounting import meta_tensors  # torch: a custom model, built on meta
+
         return meta_tensors(model_cfg, stage, n_stages, tp)
     return tensors(model_cfg, stage, n_stages, tp)
 

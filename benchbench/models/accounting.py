@@ -4,7 +4,8 @@ memory): the parameter tensors a pipeline stage's tensor-parallel rank holds, in
 each with its FSDP unit — what :mod:`benchbench.models.tensors` derives by hand for the built-in
 architectures, here from the model's own declarations (``blocks``, ``PIPELINE_FIRST`` /
 ``PIPELINE_LAST``, ``tp_plan``): how a custom model is accounted for, and what the analytic
-derivations are checked against (tests/test_archs.py). Imports torch only when it builds.
+derivations are checked against (tests/test_archs.py). Torch: the cost model imports it only for
+a custom model (named in ``.importlinter``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import json
 from functools import cache
 from typing import Any
 
-from benchbench.models.registry import build_model
+from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel
+
+from benchbench.models.build import build_model
 from benchbench.models.tensors import Tensor, stage_layers
 
 
@@ -21,8 +24,6 @@ from benchbench.models.tensors import Tensor, stage_layers
 def _layout(cfg_json: str) -> tuple[tuple[str, tuple[int, ...], str, str], ...]:
     """(name, full shape, tensor-parallel split 'col' / 'row' / 'rep', owner) of every parameter;
     owner: 'block.<i>', 'first', 'last' (the model's pipeline ends) or 'root' (stage 0)."""
-    from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel
-
     model = build_model(json.loads(cfg_json))
     styles = model.tp_plan(False) if hasattr(model, "tp_plan") else {}
     first, last = getattr(model, "PIPELINE_FIRST", ()), getattr(model, "PIPELINE_LAST", ())

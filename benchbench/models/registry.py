@@ -121,17 +121,6 @@ def size_args(model_cfg: dict[str, Any]) -> dict[str, Any]:
     return {k: model_cfg[k] if isinstance(model_cfg[k], str) else int(model_cfg[k]) for k in arch.size_keys}
 
 
-def build_model(model_cfg: dict[str, Any], device: Any = "meta") -> Any:
-    """Build the ``nn.Module`` for a model config, by default on the ``meta`` device (shapes only,
-    no memory; ``device``: a ``torch.device`` or its name): plans shard it first, then
-    :func:`benchbench.models.weights.init_weights` fills what each rank holds."""
-    import torch
-
-    builder = resolve(ARCHITECTURES[model_cfg["arch"]].build)
-    with torch.device(device):
-        return builder(**size_args(model_cfg))
-
-
 def make_task(model_cfg: dict[str, Any], seed: int) -> Any:
     """The seeded synthetic task (a :class:`~benchbench.models.tasks.SyntheticTask`) that trains a
     model config's architecture."""

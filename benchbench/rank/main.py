@@ -8,6 +8,10 @@ raises writes its traceback to ``<err-dir>/rank<R>.err`` and what the parent cla
 tears the job down and the parent records the failure. Every rank writes heartbeats to
 ``<err-dir>/hb/`` (:mod:`benchbench.protocol.heartbeat`) and dies with its parent process, the launcher
 (:mod:`benchbench.protocol.lifeline`).
+
+This module imports only what the heartbeat and the error files need: the rank's run (torch, the
+strategies, the job's schema: seconds of imports) is imported inside the functions that run it,
+after the heartbeat has started, so the parent's watchdog sees the rank from its first second.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from benchbench.models.registry import build_model
+from benchbench.models.build import build_model
 from benchbench.models.tasks import LossFn
 from benchbench.models.weights import materialize
 from benchbench.spec.job import Job

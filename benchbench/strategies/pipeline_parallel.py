@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from benchbench.models.registry import build_model
+from benchbench.models.build import build_model
 from benchbench.spec.schedules import SCHEDULES
 
 if TYPE_CHECKING:  # imported by the plans that pipeline
