@@ -14,7 +14,7 @@ import pytest
 from benchbench.costmodel.run_calibration import RANK_MODULE as CALIBRATION_MODULE
 from benchbench.launch.command import rank_command
 from tests.helpers.jobs import make_test_job
-from tests.helpers.launches import CHILD_GUARD, GUARD_ENV, forbidden_launch
+from tests.helpers.launches import CHILD_GUARD, GUARD_ENV, forbidden_launch, record_launch
 
 FILES = (Path("job.json"), Path("out.json"), Path("err"))
 
@@ -61,3 +61,22 @@ def test_a_child_python_records_the_ranks_it_starts(tmp_path):
     env = os.environ | {GUARD_ENV: str(log), "PYTHONPATH": CHILD_GUARD}
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)
     assert log.read_text().startswith("a rank (benchbench.rank.main): ")
+
+
+def test_a_child_given_its_own_environment_keeps_the_guard(tmp_path):
+    """A test that passes ``env=`` to a child does not shed the guard: the audit hook names the
+    launch log and puts the child guard first on that environment's PYTHONPATH."""
+
+    env = {"PYTHONPATH": "/somewhere"}
+    log = str(tmp_path / "launches.log")
+    old = os.environ.get(GUARD_ENV)
+    os.environ[GUARD_ENV] = log
+    try:
+        record_launch("subprocess.Popen", ("python", ["python", "-c", "pass"], None, env))
+    finally:
+        if old is None:
+            del os.environ[GUARD_ENV]
+        else:
+            os.environ[GUARD_ENV] = old
+    assert env[GUARD_ENV] == log
+    assert env["PYTHONPATH"].split(os.pathsep) == [CHILD_GUARD, "/somewhere"]

@@ -46,12 +46,24 @@ def forbidden_launch(args: Any) -> str | None:
     return None
 
 
+def guard_child_env(env: dict | None, log: str) -> None:
+    """A child started with an ``env`` of its own keeps the guard: the launch log named and the
+    child guard first on its PYTHONPATH (the audit event hands over the very dict the child gets)."""
+    if isinstance(env, dict):
+        env.setdefault(GUARD_ENV, log)  # a test of the guard itself may name its own log
+        path = env.get("PYTHONPATH", "")
+        if CHILD_GUARD not in path.split(os.pathsep):
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (CHILD_GUARD, path) if p)
+
+
 def record_launch(event: str, args: tuple) -> None:
     """An audit hook: a forbidden ``subprocess.Popen`` while :data:`GUARD_ENV` names a file is
-    appended to that file (one line each)."""
+    appended to that file (one line each); a child given its own environment is guarded too."""
     if event != "subprocess.Popen":
         return
     log = os.environ.get(GUARD_ENV)
+    if log:
+        guard_child_env(args[3], log)
     reason = forbidden_launch(args[1]) if log else None
     if reason:
         with open(log, "a") as f:

@@ -4,8 +4,12 @@ tests put this folder on PYTHONPATH and name one mutant in BENCHBENCH_MUTANT, so
 torchrun starts run benchbench with that one bug. Nothing here is part of the package."""
 
 import os
+import runpy
 
 MUTANT = os.environ.get("BENCHBENCH_MUTANT", "")
+_GUARD = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "helpers", "child_guard")
+if os.environ.get("BENCHBENCH_TEST_LAUNCH_LOG"):  # this sitecustomize shadows the marker guard's: load it
+    runpy.run_path(os.path.join(_GUARD, "sitecustomize.py"))
 
 
 def dp_no_divide() -> None:
