@@ -19,7 +19,7 @@ from benchbench.costmodel.recommend import calibration_for, format_recommendatio
 from benchbench.spec.config import SAFE_NAME, ConfigError, check_config, load_config
 from benchbench.spec.hardware import load_hardware
 from benchbench.spec.job import job_infeasible_reason, make_job
-from benchbench.spec.plan import infeasible_reason, resolve_plan
+from benchbench.spec.plan import infeasible_reason, resolve_plan, strategy_fields
 from benchbench.spec.schema import ROOT
 from benchbench.study import expand
 from tests.helpers.costmodel import GPT_SMALL, hand_cal
@@ -237,3 +237,33 @@ def test_predict_and_recommend_for_llama3_8b_import_no_torch(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "fsdp" in proc.stdout  # the commands answered
     assert proc.stdout.strip().endswith("torch loaded: False")
+
+
+def _compresses(name: str, spec: dict | None) -> bool:
+    """Read from the plan's own fields (not from ``lossy_kinds``, the function under test): whether
+    the plan compresses gradients or runs float8 matmuls."""
+    fields = strategy_fields(name, {name: spec} if spec else {})
+    return fields.get("compression", "none") != "none" or bool(fields.get("float8"))
+
+
+def test_lossy_is_decided_in_one_place_with_the_gates_bounds():
+    """``lossy_kinds`` reads a Plan and a record's plan dict alike; ``Plan.lossy``, the runs table's
+    ``lossy`` and ``correct`` and the gate's bound follow it (float8 included: the tables read only
+    the compression before)."""
+    from benchbench.results.tables import runs_table, scaling_table
+    from benchbench.spec.plan import LOSSY_BOUNDS, Plan, lossy_bound, lossy_kinds
+    from tests.helpers.records import rec
+
+    both = Plan(compression="fp16", float8=True)
+    assert lossy_kinds(both) == ("fp16", "float8") and lossy_bound(both) == LOSSY_BOUNDS["float8"]
+    for name in ("ddp", "fsdp", "ddp-fp16", "ddp-powersgd", "fsdp-float8"):
+        plan = resolve_plan(name, 2)
+        assert lossy_kinds(plan) == lossy_kinds(plan.to_dict())
+        assert plan.lossy == _compresses(name, None) == (lossy_bound(plan) is not None)
+    assert lossy_bound(resolve_plan("ddp-powersgd", 2)).rel == 2.0 and lossy_bound(resolve_plan("ddp", 2)) is None
+    records = [rec("single", 1, 1.0), rec("ddp", 2, 0.5)]
+    records[1]["job"]["plan"]["float8"] = True  # an fsdp-float8-like record: its loss may leave single's
+    records[1]["loss"] = [2.5, 1.5]
+    runs = runs_table(records).set_index("world_size")
+    assert runs.loc[2, "correct"] == "lossy" and runs.loc[1, "correct"] == "match"
+    assert scaling_table(records).set_index("world_size").loc[2, "lossy"]
