@@ -68,7 +68,8 @@ def predicted_top(
 ) -> dict[str, dict[str, Any] | None]:
     """For the entry ``predicted-top-K`` at ``key`` (``strategies.<i>``): the K best predicted
     feasible plans of ``model`` on ``hardware`` at ``world_size`` ranks and the study's global
-    batch there (name -> strategy_defs entry, ``None`` for a preset), predicted with
+    batch there (name -> strategy_defs entry, ``None`` for a preset; exact plans only unless the
+    study's ``allow_lossy``: :func:`~benchbench.costmodel.recommend.recommend`), predicted with
     ``results/<study>/calibration/<hardware>.json`` when it exists, else the profile's specs;
     :class:`~benchbench.spec.config.ConfigError` naming ``key`` and what to run when neither exists."""
     entry = cfg["strategies"][int(key.split(".")[1])]
@@ -88,7 +89,7 @@ def predicted_top(
                 ) from None
     plain = {**cfg, "strategies": [s for s in cfg["strategies"] if not PREDICTED_TOP.fullmatch(s)] or ["ddp"]}
     gb = make_job(plain, model, hardware, "ddp", world_size, 0)[0].global_batch
-    rec = recommend(plain, model, hardware, world_size, cals[hardware], gb)
+    rec = recommend(plain, model, hardware, world_size, cals[hardware], gb, allow_lossy=bool(cfg.get("allow_lossy")))
     return {c.name: c.spec for c in rec.ranked[:k]}
 
 

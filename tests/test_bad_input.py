@@ -33,7 +33,7 @@ BAD = [
     (
         "unknown-top-level-key",
         VALID + "colour: red\n",
-        ["<top level>: unknown key(s) ['colour']", "allowed: ['batch_size'"],
+        ["<top level>: unknown key(s) ['colour']", "allowed: ['allow_lossy', 'batch_size'"],
     ),
     (
         "typo-in-key",
@@ -183,6 +183,11 @@ BAD = [
         ["optimizer: unknown key(s) ['momentum']"],
     ),
     ("loss-tolerance-negative", VALID + "loss_tolerance: -1\n", ["loss_tolerance: -1 is less than the minimum of 0"]),
+    (
+        "allow-lossy-not-boolean",
+        VALID + "allow_lossy: sometimes\n",
+        ["allow_lossy: 'sometimes' is not of type 'boolean'", "(allowed: true or false: whether"],
+    ),
     ("description-not-text", VALID + "description: 5\n", ["description: 5 is not of type 'string'"]),
     (
         "description-with-nul",

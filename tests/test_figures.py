@@ -9,6 +9,7 @@ import json
 import re
 
 import matplotlib.colors as mcolors
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -284,3 +285,97 @@ def test_compression_figure_says_payload_bytes_not_bytes_on_the_wire():
     assert not any("on the wire" in t for t in texts)
     fig = plots._compression(plots._series(full_table()))
     assert fig.axes[0].get_xlabel().startswith("payload bytes to collectives")
+
+
+def _panel_title_collisions(fig) -> list[tuple[str, str]]:
+    """(a panel's title, the text it runs into) for every overlap of matplotlib's own text extents
+    (``get_window_extent`` with the figure's renderer): each panel title against the other panels'
+    titles and axes (tick labels and axis labels: ``get_tightbbox``) and the figure's title."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    found = []
+    for ax in panels:
+        box = ax.title.get_window_extent(renderer)
+        others = [(fig.get_suptitle(), fig._suptitle.get_window_extent(renderer))] if fig._suptitle else []
+        for other in panels:
+            if other is not ax:
+                others += [(other.get_title(), other.title.get_window_extent(renderer))]
+                others += [
+                    (f"{other.get_title()}: {a.axis_name} axis", a.get_tightbbox(renderer))
+                    for a in (other.xaxis, other.yaxis)
+                ]
+        found += [(ax.get_title(), name) for name, other_box in others if box.overlaps(other_box)]
+    return found
+
+
+def _predictions(hardware: list[str], extrapolated_from: int) -> pd.DataFrame:
+    """A predictions.csv grid: two models x three strategies x 1 ... 4,096 ranks on ``hardware``,
+    every profile measured and extrapolated from ``extrapolated_from`` ranks on."""
+    sizes = [2**k for k in range(13)]
+    rows = [
+        {
+            "model": model,
+            "hardware": hw,
+            "strategy": strategy,
+            "world_size": ws,
+            "samples_per_s": 100.0 * ws**0.9 * (i + 1),
+            "source": "measured",
+            "extrapolated": ws >= extrapolated_from,
+            "fits": True,
+            "infeasible": "",
+        }
+        for hw in hardware
+        for i, model in enumerate(("gpt-small", "mlp-8m"))
+        for strategy in ("ddp", "dp-naive", "fsdp")
+        for ws in sizes
+    ]
+    return pd.DataFrame(rows)
+
+
+def _default_study_predictions() -> pd.DataFrame:
+    """predictions.csv of the default study: cpu-local measured (calibrated at 2 ranks) and every
+    profile whose specs allow it, from spec."""
+    from benchbench.costmodel.validate import prediction_grid
+    from benchbench.spec.config import load_config
+    from tests.helpers.costmodel import measured_calibration
+
+    grid, notes = prediction_grid(load_config(), {"cpu-local": measured_calibration()})
+    assert not notes
+    return grid
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "default study",
+        "3 profiles, extrapolated from 1024 ranks",
+        "4 profiles, extrapolated from 1024 ranks",
+    ],
+)
+def test_predicted_panel_titles_do_not_run_into_each_other(case, monkeypatch):
+    """The "Predicted scaling" figure's panel titles (hardware, sources, where extrapolation starts)
+    are wrapped: no title's text box overlaps another title or another panel's axes. Drawn with the
+    titles on one line (today's layout before the wrap), the default study's cpu-local title runs into
+    the a100 one: the check sees it."""
+    from benchbench.results.figures import costmodel
+    from benchbench.results.figures.draw import titled, use_theme
+
+    if case == "default study":
+        grid = _default_study_predictions()
+    else:
+        n = int(case[0])
+        grid = _predictions(["cpu-two-per-node", "cpu-rank-per-node", "a100-80gb-sxm", "h200-sxm"][:n], 1024)
+    use_theme()
+    fig = titled("predicted", costmodel._predicted(grid))
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert len(titles) == grid["hardware"].nunique()
+    assert "extrapolated" in " ".join(titles).replace("\n", " ")
+    assert _panel_title_collisions(fig) == []
+    plt.close(fig)
+    wrapped = costmodel._predicted_title
+    monkeypatch.setattr(costmodel, "_predicted_title", lambda hw, part: wrapped(hw, part).replace("\n", " "))
+    fig = titled("predicted", costmodel._predicted(grid))
+    collisions = _panel_title_collisions(fig)
+    plt.close(fig)
+    assert collisions, "one-line titles no longer collide: the check would not see the bug it was written for"

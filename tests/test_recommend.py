@@ -15,11 +15,11 @@ import yaml
 from benchbench.cli.main import main
 from benchbench.costmodel.calibration import write_calibration
 from benchbench.costmodel.plan_space import candidates, generated_plans
-from benchbench.costmodel.recommend import calibration_for, format_recommendation, recommend
+from benchbench.costmodel.recommend import calibration_for, format_recommendation, recommend, study_global_batch
 from benchbench.spec.config import SAFE_NAME, ConfigError, check_config, load_config
 from benchbench.spec.hardware import load_hardware
 from benchbench.spec.job import job_infeasible_reason, make_job
-from benchbench.spec.plan import infeasible_reason, resolve_plan
+from benchbench.spec.plan import infeasible_reason, resolve_plan, strategy_fields
 from benchbench.spec.schema import ROOT
 from benchbench.study import expand
 from tests.helpers.costmodel import GPT_SMALL, hand_cal
@@ -237,3 +237,107 @@ def test_predict_and_recommend_for_llama3_8b_import_no_torch(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "fsdp" in proc.stdout  # the commands answered
     assert proc.stdout.strip().endswith("torch loaded: False")
+
+
+def _compresses(name: str, spec: dict | None) -> bool:
+    """Read from the plan's own fields (not from ``lossy_kinds``, the function under test): whether
+    the plan compresses gradients or runs float8 matmuls."""
+    fields = strategy_fields(name, {name: spec} if spec else {})
+    return fields.get("compression", "none") != "none" or bool(fields.get("float8"))
+
+
+def test_the_default_study_recommends_exact_plans_only():
+    """The default study's recommendations (the report's table: every profile, 2 to 1,024 ranks;
+    cpu-local with a hand calibration) hold no lossy plan by default — where lossy plans would win
+    when allowed (ddp-powersgd, ddp-fp16: below), so the check has something to refuse. Treating
+    PowerSGD as exact in ``lossy_kinds`` makes it fail."""
+    from benchbench.costmodel.validate import recommendations
+
+    cfg, cals = load_config(), {"cpu-local": hand_cal()}
+    assert cfg["allow_lossy"] is False  # the schema's default
+    every = {**cals, **{h: calibration_for("default", h) for h in ("a100-80gb-sxm", "h100-sxm", "h200-sxm")}}
+    for hardware, cal in every.items():
+        for model in cfg["models"]:
+            for ws in (2, 8, 64, 1024):
+                rec = recommend(cfg, model, hardware, ws, cal, study_global_batch(cfg, model, hardware, ws))
+                assert rec.ranked and not rec.allow_lossy
+                assert not [c.name for c in rec.ranked if _compresses(c.name, c.spec)], (model, hardware, ws)
+                assert {p.strategy for p in rec.left_out_lossy} == {"ddp-fp16", "ddp-bf16", "ddp-powersgd"}
+    table, notes = recommendations(cfg, cals)
+    assert not notes and len(table) == 4 * 2 * 4
+    assert not table["best_plan"].str.contains("lossy|powersgd|fp16|bf16|float8").any()
+    assert not table["runner_up_plan"].str.contains("lossy|powersgd|fp16|bf16|float8").any()
+    assert (table["lossy_left_out"] == 3).all()
+    allowed, _ = recommendations({**cfg, "allow_lossy": True}, cals)  # the study key
+    best = allowed["best_plan"]
+    assert best.str.startswith("ddp-powersgd (").any() and best.str.startswith("ddp-fp16 (").any()
+    lossy = best[best.str.contains("powersgd|fp16|bf16")]
+    assert lossy.str.contains(r" \[lossy \((?:powersgd|fp16|bf16)\): gate error <= [0-9.]+ \(the gate's bound").all()
+    assert (allowed["lossy_left_out"] == 0).all()
+
+
+def test_allow_lossy_ranks_lossy_plans_labelled_with_their_measured_or_bounded_error(tmp_path, capsys):
+    """``--allow-lossy``: lossy plans are ranked and each is labelled wherever it is named, with the
+    gate's error from this configuration's record (the largest of the bounded errors of a record
+    whose verdict is lossy) or else the gate's bound (LOSSY_BOUNDS); without it they are left out
+    and named."""
+    cal_path = tmp_path / "cal.json"
+    write_calibration(hand_cal(), cal_path)
+    cfg = load_config()
+    job, _ = make_job(cfg, "gpt-small", "cpu-local", "ddp-powersgd", 2, 0)
+    rec_path = tmp_path / "res" / "raw" / "gpt-small" / "cpu-local" / "ddp-powersgd" / "ws2-r0.json"
+    rec_path.parent.mkdir(parents=True)
+    gate = {"verify_verdict": "lossy", "verify_loss_rel_err": 0.01, "verify_grad_rel_err": 0.58}
+    rec_path.write_text(json.dumps({"status": "ok", "job": job.to_dict(), "summary": {"samples_per_s": 1e9, **gate}}))
+    args = ["recommend", "--model", "gpt-small", "--hardware", "cpu-local", "--world-size", "2"]
+    args += ["--calibration", str(cal_path), "--results", str(tmp_path / "res")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "ddp-powersgd" not in out.split("best:")[0]  # not ranked
+    assert re.search(r"exact plans fit, .*, 3 lossy left out$", out.splitlines()[0])
+    assert "3 lossy plans that fit left out (ddp-fp16, ddp-bf16, ddp-powersgd); --allow-lossy" in out
+    assert main([*args, "--allow-lossy"]) == 0
+    out = capsys.readouterr().out
+    assert "lossy left out" not in out.splitlines()[0]
+    expected = "ddp-powersgd (measured; lossy (powersgd): gate error 0.58 measured (bound 2)) 1e+09 samples/s"
+    assert f"best: {expected}" in out
+    rows = {line.split()[1]: line for line in out.splitlines() if re.match(r"^ +[0-9]+  ", line)}
+    assert rows["ddp-powersgd"].endswith("measured; lossy (powersgd): gate error 0.58 measured (bound 2)")
+    assert rows["ddp-fp16"].endswith("lossy (fp16): gate error <= 0.01 (the gate's bound; not measured)")
+    assert not [n for n, line in rows.items() if ("lossy" in line) != (n in ("ddp-fp16", "ddp-bf16", "ddp-powersgd"))]
+    assert "lossy plans ranked (allow_lossy)" in out
+
+
+def test_predicted_top_k_takes_lossy_plans_only_when_the_study_allows_them(tmp_path, monkeypatch):
+    """``allow_lossy`` in a study: mlp-8m on H100s at 64 ranks, where PowerSGD is predicted fastest."""
+    monkeypatch.chdir(tmp_path)
+    cfg = copy.deepcopy(load_config())
+    cfg.update(study="top", hardware=["h100-sxm"], strategies=["predicted-top-1"], world_sizes=[64], repeats=1)
+    cfg["models"] = {"mlp-8m": cfg["models"]["mlp-8m"]}
+    exact = [j.strategy for j in expand(check_config(cfg))[0]]
+    lossy = [j for j in expand(check_config({**cfg, "allow_lossy": True}))[0]]
+    assert len(exact) == 1 and not resolve_plan(exact[0], 64).lossy
+    assert [j.strategy for j in lossy] == ["ddp-powersgd"] and lossy[0].plan.lossy
+
+
+def test_lossy_is_decided_in_one_place_with_the_gates_bounds():
+    """``lossy_kinds`` reads a Plan and a record's plan dict alike; ``Plan.lossy``, the runs table's
+    ``lossy`` and ``correct`` and the gate's bound follow it (float8 included: the tables read only
+    the compression before)."""
+    from benchbench.results.tables import runs_table, scaling_table
+    from benchbench.spec.plan import LOSSY_BOUNDS, Plan, lossy_bound, lossy_kinds
+    from tests.helpers.records import rec
+
+    both = Plan(compression="fp16", float8=True)
+    assert lossy_kinds(both) == ("fp16", "float8") and lossy_bound(both) == LOSSY_BOUNDS["float8"]
+    for name in ("ddp", "fsdp", "ddp-fp16", "ddp-powersgd", "fsdp-float8"):
+        plan = resolve_plan(name, 2)
+        assert lossy_kinds(plan) == lossy_kinds(plan.to_dict())
+        assert plan.lossy == _compresses(name, None) == (lossy_bound(plan) is not None)
+    assert lossy_bound(resolve_plan("ddp-powersgd", 2)).rel == 2.0 and lossy_bound(resolve_plan("ddp", 2)) is None
+    records = [rec("single", 1, 1.0), rec("ddp", 2, 0.5)]
+    records[1]["job"]["plan"]["float8"] = True  # an fsdp-float8-like record: its loss may leave single's
+    records[1]["loss"] = [2.5, 1.5]
+    runs = runs_table(records).set_index("world_size")
+    assert runs.loc[2, "correct"] == "lossy" and runs.loc[1, "correct"] == "match"
+    assert scaling_table(records).set_index("world_size").loc[2, "lossy"]

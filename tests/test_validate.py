@@ -165,6 +165,33 @@ def test_the_report_flags_extrapolated_predictions_in_the_grid_and_the_recommend
         assert 'href="#def-extrapolated"' in head, table
 
 
+def test_the_reports_recommended_plans_are_exact_unless_the_study_allows_lossy_ones(tmp_path):
+    """The report's "Recommended plans": exact plans by default (the lossy ones counted in "Lossy
+    plans left out"); with ``validate --allow-lossy`` (the study's ``allow_lossy``) a lossy plan may be
+    recommended, and where it is named it says lossy, with the gate's bound (no record of it here)."""
+    layout = prediction_study(tmp_path)
+    cal = str(layout.calibration("cpu-local"))
+    base = ["validate", "--calibration", cal, "--out-csv", str(tmp_path / "p.csv")]
+    base += ["--summary-csv", str(tmp_path / "s.csv"), "--results-dir", str(layout.dir)]
+    base += ["--recommendations-csv", str(layout.table("recommendations")), "--study"]
+    sections = {}
+    for allow in (False, True):
+        study = json.dumps({**prediction_config(), "hardware": ["cpu-local", "h100-sxm"]})
+        assert cli.main([*base, study, *(["--allow-lossy"] if allow else [])]) == 0
+        assert cli.main(["report", "--study-dir", str(layout.dir)]) == 0
+        html = layout.report.read_text().split('id="t-recommend"')[1].split("</table>")[0]
+        sections[allow] = (html, pd.read_csv(layout.table("recommendations")))
+    html, table = sections[False]
+    assert "Lossy plans left out" in html and (table["lossy_left_out"] == 3).all()
+    assert not re.search("lossy \\(|powersgd|fp16|bf16|float8", html)
+    html, table = sections[True]
+    lossy = table[table["best_plan"].str.contains("powersgd|fp16|bf16")]
+    assert len(lossy) and lossy["best_plan"].str.contains("\\[lossy \\(").all() and (table["lossy_left_out"] == 0).all()
+    assert re.search(
+        r"lossy \((?:powersgd|fp16|bf16)\): gate error &lt;= [0-9.]+ \(the gate&#39;s bound; not measured\)", html
+    )
+
+
 def test_validate_cli_and_costmodel_plots(tmp_path, monkeypatch):
     layout = prediction_study(tmp_path, predicted=False)
     monkeypatch.setattr(v, "default_predictor", lambda: fake_prediction)
@@ -211,8 +238,10 @@ def test_validate_cli_and_costmodel_plots(tmp_path, monkeypatch):
     assert "no data" not in (tmp_path / "busbw.svg").read_text()
     assert "no data" not in (tmp_path / "predicted.svg").read_text()
     # fitted at 2 ranks: the measured panel says where extrapolation starts; from spec has no fit to leave
-    assert "cpu-local (measured; extrapolated from 4 ranks)" in (tmp_path / "predicted.svg").read_text()
-    assert "h100-sxm (from spec)" in (tmp_path / "predicted.svg").read_text()
+    # (each title wrapped: one SVG text per line)
+    svg = (tmp_path / "predicted.svg").read_text()
+    assert re.search(r">cpu-local<.*?>\(measured; extrapolated<.*?>from 4 ranks\)<", svg, re.S)
+    assert re.search(r">h100-sxm<.*?>\(from spec\)<", svg, re.S)
 
 
 @pytest.mark.parametrize("study", ["{bad", None, "missing.yaml"])

@@ -120,7 +120,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     cal = calibration_for(cfg["study"], args.hardware, args.calibration, args.results_root)
     results = Path(args.results) if args.results else Path(args.results_root) / cfg["study"]
     gb = args.global_batch or study_global_batch(cfg, args.model, args.hardware, args.world_size)
-    rec = recommend(cfg, args.model, args.hardware, args.world_size, cal, gb, results)
+    allow = True if args.allow_lossy else None  # None: the study's allow_lossy key
+    rec = recommend(cfg, args.model, args.hardware, args.world_size, cal, gb, results, allow)
     print(format_recommendation(rec, args.top))
     return 0 if rec.ranked else 1
 
@@ -146,7 +147,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--results", default="results", help="results root holding <study>/calibration (default: results)")
     p.add_argument("--csv", help="also write every Prediction column to this CSV file")
     p.set_defaults(func=cmd_predict)
+    _add_recommend(sub)
 
+
+def _add_recommend(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("recommend", help="the best plan of a model on a hardware profile at a world size")
     r.add_argument("--model", required=True, help="a model of the study")
     r.add_argument("--hardware", required=True, help=f"a hardware profile: {hardware_names()}")
@@ -161,4 +165,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--results-root", default="results", help=argparse.SUPPRESS)
     r.add_argument("--calibration", help="calibration file (default: results/<study>/calibration/<H>.json, else specs)")
     r.add_argument("--top", type=int, default=10, help="plans to list (default 10)")
+    r.add_argument(
+        "--allow-lossy",
+        action="store_true",
+        help="rank lossy plans too (gradient compression, float8), each labelled with the gate's error on it, "
+        "measured or bounded (default: the study's allow_lossy, false: exact plans only)",
+    )
     r.set_defaults(func=cmd_recommend)

@@ -248,7 +248,9 @@ def _write_grid(args: argparse.Namespace, study: dict, cals: dict) -> None:
         (args.predictions_csv, prediction_grid(study, cals) if args.predictions_csv else (None, [])),
         (
             args.recommendations_csv,
-            recommendations(study, cals, args.results_dir) if args.recommendations_csv else (None, []),
+            recommendations({**study, "allow_lossy": study["allow_lossy"] or args.allow_lossy}, cals, args.results_dir)
+            if args.recommendations_csv
+            else (None, []),
         ),
     ):
         for note in notes:
@@ -292,6 +294,11 @@ def _add_costmodel(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--recommendations-csv", help="where to write recommendations.csv (8, 64, 1,024 ranks)")
     v.add_argument("--results-dir", type=Path, help="results/<study>: recommend uses its ok records as measured")
     v.add_argument("--study", help="the study file, or the validated study as JSON (for the two above)")
+    v.add_argument(
+        "--allow-lossy",
+        action="store_true",
+        help="recommendations.csv may recommend lossy plans, labelled (default: the study's allow_lossy)",
+    )
     v.set_defaults(func=_cmd_validate)
 
     pc = sub.add_parser("plot-costmodel", help="calibrations + predictions.csv -> busbw and predicted plots")

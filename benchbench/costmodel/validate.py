@@ -13,7 +13,8 @@ worst |error|); the predicted grid up to 4,096 ranks; and the recommended plans 
   sizes 1, 2, 4, …, 4,096 (the study's hardware with its calibration; every other hardware profile
   whose specs allow it, "from spec"), from :func:`~benchbench.costmodel.grid.predict_configs`;
 * ``recommendations.csv`` (:func:`recommendations`): per model × hardware at 8, 64 and 1,024 ranks
-  (and the study's largest) the best plan of :func:`~benchbench.costmodel.recommend.recommend`.
+  (and the study's largest) the best plan of :func:`~benchbench.costmodel.recommend.recommend`
+  (exact plans unless the study's ``allow_lossy``; a lossy plan labelled where it is named).
 
 Definitions: docs/METRICS.md, "The cost model against the records".
 """
@@ -301,12 +302,15 @@ RECOMMEND_COLUMNS = [
     "margin",
     "excluded_by_memory",
     "plans",
+    "lossy_left_out",
 ]
 
 
-def _plan(p: Any) -> str:
+def _plan(p: Any, lossy: Mapping[str, str]) -> str:
+    """``name (dims)``, and a lossy plan's label in brackets (:func:`~benchbench.costmodel.recommend.lossy_label`)."""
     dims = [f"{d}{getattr(p, d)}" for d in ("dp", "tp", "pp") if getattr(p, d) > 1]
-    return f"{p.strategy} ({'·'.join(dims) or '1 rank'})"
+    label = lossy.get(p.strategy, "")
+    return f"{p.strategy} ({'·'.join(dims) or '1 rank'})" + (f" [{label}]" if label else "")
 
 
 def _recommend_row(cfg: dict[str, Any], key: tuple[str, str, int], cal: Calibration, results: Path | None) -> dict:
@@ -320,14 +324,15 @@ def _recommend_row(cfg: dict[str, Any], key: tuple[str, str, int], cal: Calibrat
         "world_size": ws,
         "global_batch": rec.global_batch,
         "source": rec.source,
-        "best_plan": _plan(best.prediction) if best else "none fits",
+        "best_plan": _plan(best.prediction, rec.lossy) if best else "none fits",
         "basis": best.label if best else "",
         "samples_per_s": best.samples_per_s if best else None,
         "extrapolated": bool(best.prediction.extrapolated) if best and best.label == "predicted" else None,
-        "runner_up_plan": _plan(second.prediction) if second else "",
+        "runner_up_plan": _plan(second.prediction, rec.lossy) if second else "",
         "margin": 1 + rec.margin if rec.margin is not None else None,
-        "excluded_by_memory": ", ".join(_plan(p) for p in rec.excluded),
+        "excluded_by_memory": ", ".join(_plan(p, rec.lossy) for p in rec.excluded),
         "plans": len(rec.ranked),
+        "lossy_left_out": len(rec.left_out_lossy),
     }
 
 
@@ -340,7 +345,8 @@ def recommendations(
     """``recommendations.csv``: per model × hardware (:func:`_grid_calibrations`) × world size (the
     study's largest and ``world_sizes``) :func:`benchbench.costmodel.recommend.recommend` over every
     candidate plan: the best plan that fits (measured where ``results`` holds an ok record of it,
-    else predicted), the runner-up, margin = best / runner-up throughput, the plans excluded by memory."""
+    else predicted), the runner-up, margin = best / runner-up throughput, the plans excluded by memory;
+    exact plans only unless the study's ``allow_lossy`` (then each lossy plan is labelled so)."""
     sizes = sorted({max(cfg["world_sizes"]), *world_sizes})
     rows, notes = [], []
     for hardware, cal in _grid_calibrations(cfg["hardware"], calibrations).items():

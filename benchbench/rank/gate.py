@@ -31,7 +31,6 @@ from __future__ import annotations
 import gc
 import hashlib
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -41,6 +40,7 @@ from benchbench.models.registry import model_info
 from benchbench.rank.reductions import dist_sum, gather_objects
 from benchbench.rank.train_step import DTYPES, autocast, build_trainer, shard_batch
 from benchbench.spec.job import Job
+from benchbench.spec.plan import Tolerance, lossy_bound
 from benchbench.strategies.parallelize import seeded_model
 
 VERIFY_LR = 0.5  # large enough that the update stands well above fp32 rounding of the weights
@@ -56,15 +56,8 @@ MAX_REFERENCE_PARAMS = 2_000_000_000  # rank 0 must hold a second, unsharded cop
 _WRAPPER_COMPONENTS = {"_orig_mod", "_checkpoint_wrapped_module", "_fsdp_wrapped_module"}  # anywhere in a name
 
 
-@dataclass(frozen=True)
-class Tolerance:
-    """Largest relative error an exact plan may show, and how the number was chosen."""
-
-    rel: float
-    basis: str
-
-
-#: (dtype, device, TF32 allowed) -> tolerance for exact plans. See docs/METRICS.md for the measurements.
+#: (dtype, device, TF32 allowed) -> tolerance for exact plans (lossy plans: their own bound,
+#: :data:`benchbench.spec.plan.LOSSY_BOUNDS`). See docs/METRICS.md for the measurements.
 TOLERANCES: dict[tuple[str, str, bool], Tolerance] = {
     ("fp32", "cpu", False): Tolerance(1e-4, "measured max over every exact plan, 2-8 ranks, CPU fp32: 7.1e-7"),
     ("fp32", "cuda", False): Tolerance(1e-4, "as fp32 CPU (not yet measured on GPU: scripts/gpu-check.sh)"),
@@ -73,33 +66,14 @@ TOLERANCES: dict[tuple[str, str, bool], Tolerance] = {
     ("bf16", "cuda", False): Tolerance(5e-2, "as bf16 CPU (bf16 keeps 8 mantissa bits)"),
     ("bf16", "cuda", True): Tolerance(5e-2, "as bf16 CPU (bf16 keeps 8 mantissa bits)"),
 }
-#: Lossy plans (gradient compression, float8 matmuls) are judged against their own bound (the larger of two).
-LOSSY_BOUNDS: dict[str, Tolerance] = {
-    "fp16": Tolerance(1e-2, "fp16 buckets: 11 mantissa bits; measured 2.8e-4 on CPU; x35"),
-    "bf16": Tolerance(5e-2, "bf16 buckets: 8 mantissa bits; measured 2.3e-3 on CPU; x20"),
-    "powersgd": Tolerance(
-        2.0,
-        "rank-r PowerSGD projects each gradient matrix on a rank-r subspace (error"
-        " feedback makes up for it over later steps): one compressed step measured 0.58 on"
-        " gpt-small and 0.62-1.26 on the tests' tiny gpt (seeds 0-2), rank 1; a projection's"
-        " error is at most the gradient's norm, but the gate compares 4-projection sketches,"
-        " whose ratio scatters around the true one: a gross-error guard, x1.6 the largest",
-    ),
-    "float8": Tolerance(
-        0.25,
-        "float8 matmuls (torchao rowwise, e4m3: 3 mantissa bits, 2^-4 = 6.25e-2 per"
-        " element): x4, a gross-error guard; not yet measured (no GPU in the session that"
-        " set it: scripts/gpu-check.sh records it)",
-    ),
-}
 VERDICTS = ("match", "MISMATCH", "lossy", "skipped")
 
 
 def tolerance_for(job: Job, tf32: bool) -> Tolerance:
     """The tolerance the gate applies to ``job`` (its plan's lossy bound, or its precision's)."""
-    if job.plan.lossy:
-        kinds = [job.plan.compression] * (job.plan.compression != "none") + ["float8"] * job.plan.float8
-        return max((LOSSY_BOUNDS[k] for k in kinds), key=lambda t: t.rel)
+    bound = lossy_bound(job.plan)
+    if bound is not None:
+        return bound
     return TOLERANCES[(job.dtype, job.hardware_cfg.device, tf32 and job.hardware_cfg.device == "cuda")]
 
 

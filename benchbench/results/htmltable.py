@@ -92,6 +92,7 @@ LABELS = {
     "best_plan": "Best plan",
     "runner_up_plan": "Runner-up",
     "excluded_by_memory": "Excluded by memory",
+    "lossy_left_out": "Lossy plans left out",
     "worst_config": "Worst configuration",
 }
 #: Definitions of the columns that are no metric (identity, labels): with the registry's, the page's
@@ -122,7 +123,7 @@ COLUMN_DEFS = {
     "best_efficiency": "highest efficiency among the correct strategies",
     "failed": "strategies that failed, by kind",
     "mismatched": "strategies whose correct is MISMATCH",
-    "exact": "exact (plain arithmetic) or lossy (compression)",
+    "exact": "exact (plain arithmetic) or lossy (gradient compression, float8 matmuls)",
     "study": "the results folder",
     "collective": "the collective operation (nccl-tests' names)",
     "group_size": "ranks taking part in the collective",
@@ -131,9 +132,11 @@ COLUMN_DEFS = {
     "extrapolated": "the prediction reaches beyond what was calibrated (a larger group or another batch)",
     "fits": "the predicted memory per rank fits the profile's memory",
     "infeasible": "why the plan cannot run (plan rules or memory)",
-    "best_plan": "the plan with the highest throughput that fits (measured where measured, else predicted)",
+    "best_plan": "the exact plan with the highest throughput that fits (measured where measured, else "
+    "predicted); with allow_lossy, lossy plans too, each labelled lossy with the gate's error on it",
     "runner_up_plan": "the next such plan",
     "excluded_by_memory": "plans whose predicted memory exceeds the device's",
+    "lossy_left_out": "lossy plans that fit but were not ranked (the study's allow_lossy is false)",
     "basis": "measured or predicted: where the best plan's throughput comes from",
     "worst_config": "the configuration with the largest |step_time_err|",
     "terms": "how the cost model composed the predicted step time",

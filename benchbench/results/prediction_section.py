@@ -83,6 +83,7 @@ RECOMMEND_SHOWN = [
     "margin",
     "runner_up_plan",
     "excluded_by_memory",
+    "lossy_left_out",
 ]
 
 

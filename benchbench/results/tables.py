@@ -42,6 +42,7 @@ from benchbench.results.records import Rejected, read_records
 from benchbench.spec.job import Dropped
 from benchbench.spec.metrics import METRICS, SUMMARY, SUMMARY_NAMES
 from benchbench.spec.paths import TABLES
+from benchbench.spec.plan import lossy_kinds
 
 #: Identity of a run in runs.csv; then one column per summary metric, then the run's verdict.
 RUN_ID_COLUMNS = [
@@ -121,8 +122,9 @@ def loss_deviation(loss: list[float], reference: list[float]) -> float:
 
 
 def _lossy(plan: dict[str, Any]) -> bool:
-    """Whether a record's plan changes the arithmetic (``Plan.lossy``)."""
-    return plan.get("compression", "none") != "none"
+    """Whether a record's plan changes the arithmetic (:func:`~benchbench.spec.plan.lossy_kinds`:
+    gradient compression or float8 matmuls)."""
+    return bool(lossy_kinds(plan))
 
 
 def trajectory_tolerance(record: dict[str, Any]) -> float:

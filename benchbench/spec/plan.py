@@ -5,11 +5,13 @@ means every rank the other dimensions leave), the data-parallel flavour, compres
 schedule, micro-batches, virtual stages, accumulation and bucket size. :func:`resolve_plan` turns
 a strategy name (a preset, or a study-defined strategy based on one) plus the world size into a
 concrete plan; :func:`infeasible_reason` states why a plan cannot run a model at a world size and
-batch, or returns ``None``.
+batch, or returns ``None``; :func:`lossy_kinds` says whether a plan changes the arithmetic, and
+:data:`LOSSY_BOUNDS` by how much the correctness gate lets it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -30,6 +32,37 @@ COMPRESSIONS = ("none", "fp16", "bf16", "powersgd")
 #: Activation checkpointing per transformer block (:mod:`benchbench.strategies.checkpointing`):
 #: none; every block ("full"); every ``ac_every``-th block ("selective", torchtitan's layer-SAC).
 ACTIVATION_CHECKPOINTS = ("none", "full", "selective")
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Largest relative error the correctness gate lets a plan show, and how the number was chosen."""
+
+    rel: float
+    basis: str
+
+
+#: Lossy plans (gradient compression, float8 matmuls) are judged by the gate (:mod:`benchbench.rank.gate`)
+#: against their own bound, the larger of two; the keys are what :func:`lossy_kinds` names. Here,
+#: torch-free, so that the parent side (``benchbench recommend``, the report) can quote them.
+LOSSY_BOUNDS: dict[str, Tolerance] = {
+    "fp16": Tolerance(1e-2, "fp16 buckets: 11 mantissa bits; measured 2.8e-4 on CPU; x35"),
+    "bf16": Tolerance(5e-2, "bf16 buckets: 8 mantissa bits; measured 2.3e-3 on CPU; x20"),
+    "powersgd": Tolerance(
+        2.0,
+        "rank-r PowerSGD projects each gradient matrix on a rank-r subspace (error"
+        " feedback makes up for it over later steps): one compressed step measured 0.58 on"
+        " gpt-small and 0.62-1.26 on the tests' tiny gpt (seeds 0-2), rank 1; a projection's"
+        " error is at most the gradient's norm, but the gate compares 4-projection sketches,"
+        " whose ratio scatters around the true one: a gross-error guard, x1.6 the largest",
+    ),
+    "float8": Tolerance(
+        0.25,
+        "float8 matmuls (torchao rowwise, e4m3: 3 mantissa bits, 2^-4 = 6.25e-2 per"
+        " element): x4, a gross-error guard; not yet measured (no GPU in the session that"
+        " set it: scripts/gpu-check.sh records it)",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -77,8 +110,8 @@ class Plan:
 
     @property
     def lossy(self) -> bool:
-        """Whether the plan changes the arithmetic (gradient compression, float8 matmuls)."""
-        return self.compression != "none" or self.float8
+        """Whether the plan changes the arithmetic (:func:`lossy_kinds`)."""
+        return bool(lossy_kinds(self))
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "split_dims": list(self.split_dims), "lossy": self.lossy}
@@ -94,6 +127,21 @@ class Plan:
         kept = {k: v for k, v in d.items() if k in names}
         kept["split_dims"] = tuple(kept.get("split_dims", ()))
         return cls(**kept)
+
+
+def lossy_kinds(plan: Plan | Mapping[str, Any]) -> tuple[str, ...]:
+    """What in ``plan`` (a :class:`Plan`, or a record's plan as a dict) changes the arithmetic, as
+    keys of :data:`LOSSY_BOUNDS`: its gradient compression (fp16, bf16, powersgd), then ``float8``
+    for float8 matmuls; ``()`` for an exact plan. The one definition of "lossy" (the gate's bound,
+    the tables' ``lossy``, which plans ``recommend`` ranks)."""
+    get = plan.get if isinstance(plan, Mapping) else lambda k, d: getattr(plan, k, d)
+    compression = get("compression", "none") or "none"
+    return (compression,) * (compression != "none") + ("float8",) * bool(get("float8", False))
+
+
+def lossy_bound(plan: Plan | Mapping[str, Any]) -> Tolerance | None:
+    """The gate's bound on a lossy plan's error (the largest of its kinds'), ``None`` for an exact plan."""
+    return max((LOSSY_BOUNDS[k] for k in lossy_kinds(plan)), key=lambda t: t.rel, default=None)
 
 
 _PP = {"pp": "all", "micro_batches": 4}

@@ -5,16 +5,29 @@ ranks (``predicted``, from predictions.csv); one with nothing to show is a "no d
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
+from matplotlib import rcParams
+from matplotlib.axes import Axes
 from matplotlib.axis import Axis
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator
 
-from benchbench.results.figures.draw import drawing_failed, numbers, panel_grid, rows_with, save, titled, use_theme
+from benchbench.results.figures.draw import (
+    SUPTITLE_Y,
+    drawing_failed,
+    numbers,
+    panel_grid,
+    rows_with,
+    save,
+    titled,
+    use_theme,
+)
 from benchbench.results.figures.palette import strategy_colour
 from benchbench.spec.paths import COSTMODEL_PLOTS, PLOT_FORMATS
 
@@ -97,20 +110,67 @@ def _fits(data: pd.DataFrame) -> pd.Series:
 
 
 _MODEL_STYLES = ("-", "--", ":", "-.")
+#: Characters per line of a ``predicted`` panel's title. Three panels to a row leave each axes
+#: about 2.2 in (160 pt) and its neighbours' titles a 0.3-axes gap: 24 characters of the 12 pt
+#: title font stay inside that; one 37-character line ("cpu-local (measured; extrapolated from 4
+#: ranks)") ran into the next panel's title.
+TITLE_CHARS = 24
 
 
 def _predicted_title(hardware: str, part: pd.DataFrame) -> str:
-    """``hardware (sources)``, and where the cost model reached beyond its calibration (a larger
-    group than measured: the Prediction's ``extrapolated``) from which world size on."""
+    """``hardware`` over ``(sources)``, and where the cost model reached beyond its calibration (a
+    larger group than measured: the Prediction's ``extrapolated``) from which world size on; each
+    wrapped at :data:`TITLE_CHARS`, so that no panel's title runs into its neighbour's."""
     bits = sorted(set(part["source"].dropna().astype(str))) if "source" in part else []
     if "extrapolated" in part:
         beyond = part.loc[part["extrapolated"].astype(str).str.lower() == "true", "world_size"]
         if not beyond.empty:
             bits.append(f"extrapolated from {int(beyond.min())} ranks")
-    return f"{hardware} ({'; '.join(bits)})" if bits else hardware
+    lines = textwrap.wrap(hardware, TITLE_CHARS, break_on_hyphens=False)
+    lines += textwrap.wrap(f"({'; '.join(bits)})", TITLE_CHARS) if bits else []
+    return "\n".join(lines)
+
+
+def _top_below_titles(height_in: float, lines: int) -> float:
+    """Where the top row of panels may end (a fraction of the figure's ``height_in``) so that
+    titles of ``lines`` lines and their pad stay below the figure's title (:func:`titled` puts its
+    top at :data:`SUPTITLE_Y`, one line of ``figure.titlesize``), with a pad between; at most
+    matplotlib's default top (0.88)."""
+
+    def points(key: str) -> float:
+        return FontProperties(size=rcParams[key]).get_size_in_points()
+
+    spacing = 1.2  # matplotlib's line spacing, in font sizes
+    room_pt = 2 * rcParams["axes.titlepad"] + spacing * (lines * points("axes.titlesize") + points("figure.titlesize"))
+    return min(0.88, SUPTITLE_Y - room_pt / 72 / height_in)
+
+
+def _predicted_panel(ax: Axes, hardware: str, part: pd.DataFrame, styles: dict[str, str]) -> None:
+    """One hardware's panel of ``predicted``: a line per model x strategy over the plans that fit,
+    grey crosses where a plan does not fit in memory, log-log axes, the title. Whatever else is
+    drawn on a hardware's predictions (published points, say) goes on ``ax`` after this."""
+    for (model, strategy), g in part[part["fits_"]].groupby(["model", "strategy"], sort=True):
+        g = g.sort_values("world_size")
+        ax.plot(
+            g["world_size"],
+            g["samples_per_s"],
+            color=strategy_colour(strategy),
+            ls=styles[model],
+            marker="o",
+            ms=3,
+            lw=1.6,
+        )
+    out = part[~part["fits_"]]
+    ax.plot(out["world_size"], out["samples_per_s"], ls="", marker="x", ms=6, color="0.55")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    _log2_ticks(ax.xaxis, 1, part["world_size"].max(), 3, lambda t: f"{int(t)}")
+    _decades(ax.yaxis)
+    ax.set(title=_predicted_title(hardware, part), xlabel="world size (ranks)", ylabel="predicted samples/s")
 
 
 def _predicted(grid: pd.DataFrame) -> Figure | str:
+    """Predicted throughput against world size, one panel per hardware (:func:`_predicted_panel`)."""
     rows = rows_with(grid, "samples_per_s", "world_size")
     if rows.empty:
         return NO_PREDICTIONS
@@ -119,27 +179,10 @@ def _predicted(grid: pd.DataFrame) -> Figure | str:
         rows = rows[~(rows["infeasible"].fillna("").astype(str).ne("") & rows["fits_"])]
     styles = {m: _MODEL_STYLES[i % len(_MODEL_STYLES)] for i, m in enumerate(dict.fromkeys(rows["model"]))}
     fig, panels = panel_grid(list(dict.fromkeys(rows["hardware"])), height=4.2)
-    fig.subplots_adjust(hspace=0.45, wspace=0.3)
     for hardware, ax in panels.items():
-        part = rows[rows["hardware"] == hardware]
-        for (model, strategy), g in part[part["fits_"]].groupby(["model", "strategy"], sort=True):
-            g = g.sort_values("world_size")
-            ax.plot(
-                g["world_size"],
-                g["samples_per_s"],
-                color=strategy_colour(strategy),
-                ls=styles[model],
-                marker="o",
-                ms=3,
-                lw=1.6,
-            )
-        out = part[~part["fits_"]]
-        ax.plot(out["world_size"], out["samples_per_s"], ls="", marker="x", ms=6, color="0.55")
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        _log2_ticks(ax.xaxis, 1, part["world_size"].max(), 3, lambda t: f"{int(t)}")
-        _decades(ax.yaxis)
-        ax.set(title=_predicted_title(hardware, part), xlabel="world size (ranks)", ylabel="predicted samples/s")
+        _predicted_panel(ax, hardware, rows[rows["hardware"] == hardware], styles)
+    lines = max(ax.get_title().count("\n") + 1 for ax in panels.values())
+    fig.subplots_adjust(top=_top_below_titles(fig.get_figheight(), lines), hspace=0.45, wspace=0.3)
     handles = [Line2D([], [], color=strategy_colour(s), lw=2, label=s) for s in sorted(set(rows["strategy"]))]
     handles += [Line2D([], [], color="0.3", ls=st, label=m) for m, st in styles.items()]
     handles.append(Line2D([], [], ls="", marker="x", color="0.55", label="does not fit in memory"))

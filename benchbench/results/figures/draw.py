@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from benchbench.results.figures.captions import NO_DATA, TITLES
 
 WIDTH_IN = 10.4  # ≈ 1000 px in a browser (an SVG point is 4/3 px)
+SUPTITLE_Y = 1.02  # the top of a figure's title (:func:`titled`), a fraction of the figure's height
 PNG_DPI = 96
 THEME = {
     "font.size": 11,
@@ -109,5 +110,5 @@ def titled(name: str, drawn: Figure | str) -> Figure:
     """Figure ``name`` under its title, or (``drawn`` a reason) a "no data" figure saying why."""
     if isinstance(drawn, str):
         return no_data(TITLES[name], drawn)
-    drawn.suptitle(TITLES[name], y=1.02)
+    drawn.suptitle(TITLES[name], y=SUPTITLE_Y)
     return drawn
