@@ -19,7 +19,7 @@ from tests.helpers.jobs import make_test_job
 # workflow-side contract) and the torch-free part of models/, found on disk so that a new module
 # is checked without being listed. Left out: torchrun's agent, a process of its own.
 WORKFLOW_FLOORS = ("spec", "protocol", "launch", "costmodel", "results", "cli")
-TORCH_FREE_MODELS = ("registry", "rules", "presets", "formulas", "tensors", "custom", "accounting")
+TORCH_FREE_MODELS = ("registry", "rules", "presets", "formulas", "tensors", "custom")  # not build, accounting
 OWN_PROCESS = {"benchbench.launch.torchrun"}
 
 
