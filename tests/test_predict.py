@@ -346,3 +346,22 @@ def test_checkpointing_adds_a_recompute_and_saves_activations():
     assert full.step_time_s - none.step_time_s == pytest.approx(0.011 * share)  # F at 4 samples: 1 + 10 ms
     assert none.step_time_s < sel.step_time_s < full.step_time_s
     assert none.activation_bytes > sel.activation_bytes > full.activation_bytes
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_fsdp_under_a_pipeline_gathers_once_per_step(tiny_config, tmp_path, dtype):
+    """FSDP2 × a 1F1B pipeline (dp 2 × pp 2, 4 micro-batches, tiny gpt, 4 ranks): the plan keeps
+    each unit's parameters gathered across the micro-batches (torchtitan's default policy under
+    pp, ``Plan.fsdp_reshards_after_forward``), so the record counts one all-gather per unit and
+    step — 2 units a stage (a block, the root), not m + 1 = 5 each as with resharding — and the
+    analytic rows (sends, gathers, reduce-scatters, their bytes) equal the measured ones."""
+    defs = {"fsdp-pp": {"base": "fsdp", "pp": 2, "micro_batches": 4}}
+    plan = resolve_plan("fsdp-pp", 4, defs)
+    assert plan.reshard_after_forward and not plan.fsdp_reshards_after_forward
+    record = run(dict(tiny_config, strategy_defs=defs), tmp_path, "gpt-tiny", "fsdp-pp", 4, dtype=dtype)
+    assert record["status"] == "ok", record["error"]
+    measured = _measured_rows(record["comm"])
+    assert measured[("all_gather", "dp")][1] == 2  # root + one block on each stage, once per step
+    assert measured[("reduce_scatter", "dp")][1] == 2
+    assert _predicted_rows(Job.from_dict(record["job"])) == measured

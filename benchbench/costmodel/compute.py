@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchbench.costmodel.calibration import ADAMW_BYTES_PER_PARAM, Calibration, PhasePoint
+from benchbench.costmodel.calibration import ADAMW_BYTES_PER_PARAM, FROM_SPEC, Calibration, PhasePoint
 from benchbench.costmodel.context import Ctx
-from benchbench.costmodel.tensors import gpt_layer_flops
+from benchbench.costmodel.roofline import CLASSES, Device, model_seconds, supported
+from benchbench.costmodel.tensors import FP32, gpt_layer_flops
 from benchbench.models.formulas import boundary
 from benchbench.models.registry import ARCHITECTURES, model_info, size_args
 from benchbench.models.tensors import stage_layers
@@ -72,6 +73,17 @@ def phases(ctx: Ctx, batch: float) -> tuple[float, float, float]:
         return f, b, sorted(p.optimizer_s for p in points)[len(points) // 2]
     info = model_info(job.model_cfg)
     precision = job.hardware_cfg.mfu_precision(job.dtype, "tf32")
+    optimizer = info.params * ADAMW_BYTES_PER_PARAM / cal.memory_bandwidth if cal.memory_bandwidth else 0.0
+    device = roofline_device(ctx, precision)
+    if device is not None:
+        elt = 2 if job.dtype == "bf16" else FP32
+        f, b = model_seconds(job.model_cfg, batch, job.plan.tp, stream_bytes(job), elt, device)
+        a = cal.attainable
+        ctx.note(
+            f"compute from spec, roofline: {precision} peak {device.peak_flops / 1e12:.4g} TFLOP/s × gemm "
+            f"{a['gemm']:.3g}, attention {a['attention']:.3g}; HBM × {a['hbm']:.3g}"
+        )
+        return f, b, optimizer
     rate = cal.compute_rates.get(precision)
     if not rate or not cal.memory_bandwidth:
         missing = f"compute_rates[{precision}]" if not rate else "memory_bandwidth"
@@ -81,7 +93,20 @@ def phases(ctx: Ctx, batch: float) -> tuple[float, float, float]:
         )
     ctx.note(f"compute from spec: {precision} at {rate / 1e12:.3g} TFLOP/s")
     fwd = info.train_flops_per_sample / 3 * batch / rate
-    return fwd, 2 * fwd, info.params * ADAMW_BYTES_PER_PARAM / cal.memory_bandwidth
+    return fwd, 2 * fwd, optimizer
+
+
+def roofline_device(ctx: Ctx, precision: str) -> Device | None:
+    """The roofline's view of the device (:mod:`~benchbench.costmodel.roofline`) where it applies: a
+    from-spec calibration with every attainable fraction, the precision's peak and a memory
+    bandwidth, and a model whose operations the roofline knows; else ``None``."""
+    cal, cfg = ctx.cal, ctx.job.model_cfg
+    peak = cal.peak_flops.get(precision)
+    if cal.source != FROM_SPEC or not peak or not cal.memory_bandwidth or not supported(cfg):
+        return None
+    if any(k not in cal.attainable for k in CLASSES):
+        return None
+    return Device(peak, cal.memory_bandwidth, dict(cal.attainable))
 
 
 def recompute_share(job: Job, stages: list[int], n_stages: int) -> float:
@@ -111,6 +136,16 @@ def block_flops(cfg: dict[str, Any]) -> tuple[float, float, float, float]:
     first, block, head = ARCHITECTURES[cfg["arch"]].stage_flops(**size_args(cfg))
     width = int(cfg["ffn_hidden" if cfg["arch"] == "llama" else "mlp_hidden"])
     return first, block, head, 2.0 * tokens * width * h
+
+
+def stream_bytes(job: Job) -> int:
+    """Bytes of one element of the residual stream between blocks (what a pipeline sends): 2 for
+    bf16 jobs whose parameters FSDP2 gathers in bf16 (``MixedPrecisionPolicy(param_dtype=bf16)``
+    over dp ≥ 2: the embedding's output and every residual sum stay bf16), else 4 — under bf16
+    autocast alone the matmul outputs are bf16 but the residual sum with the fp32 embedding output
+    promotes to fp32 (both measured: tests/test_predict.py, fsdp × pp records in fp32 and bf16)."""
+    fsdp_cast = job.dtype == "bf16" and job.plan.dp_flavour == "fsdp" and job.plan.shard_size > 1
+    return 2 if fsdp_cast else FP32
 
 
 def memory_bandwidth(ctx: Ctx) -> float:
