@@ -139,6 +139,19 @@ def test_published_benchmark_prints_every_row_and_the_targets():
         assert figure in proc.stdout
 
 
+def test_fit_attainable_recovers_the_profile_fraction_and_reports_held_out_rows():
+    """benchmarks/fit_attainable.py, fitting h100-sxm-96gb's gemm fraction on the row the profile
+    names, finds the profile's value (0.455) and prints every other row as held-out."""
+    proc = _run_script(
+        str(ROOT / "benchmarks/fit_attainable.py"), "--hardware", "h100-sxm-96gb", "--rows", "tt-8b-8gpu-fsdp"
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "attainable.gemm fitted on tt-8b-8gpu-fsdp: 0.455 " in proc.stdout
+    assert re.search(r"tt-8b-8gpu-fsdp +published +5,762 +predicted +5,76\d .* fitting", proc.stdout)
+    assert re.search(r"tt-8b-128gpu-fsdp +published .* held-out", proc.stdout)
+    assert "held-out (n = " in proc.stdout
+
+
 def test_published_benchmark_refuses_to_pass_with_torch_imported():
     """The harness's no-torch assertion fires when torch is in the process (a mutant: torch imported first)."""
     code = (

@@ -24,7 +24,8 @@ def test_published_runs_load_with_the_tables_figures():
     assert rows["tt-405b-512gpu-3d-1f1b"].published_plan["pp"] == 8
     zero = [rows[f"zero-fig1-{k}"].published["memory"]["value"] for k in ("baseline", "pos", "pos-g", "pos-g-p")]
     assert zero == [120, 31.4, 16.6, 1.9]
-    assert all(r.subset == "held-out" for r in rows.values())  # nothing is fitted today
+    # h100-sxm-96gb's attainable.gemm is fitted on one named row (benchmarks/fit_attainable.py)
+    assert [r.id for r in rows.values() if r.subset == "fitting"] == ["tt-8b-8gpu-fsdp"]
     assert load_hardware("h100-sxm-96gb").memory_gb == 96
 
 

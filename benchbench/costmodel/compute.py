@@ -77,8 +77,15 @@ def phases(ctx: Ctx, batch: float) -> tuple[float, float, float]:
     device = roofline_device(ctx, precision)
     if device is not None:
         elt = 2 if job.dtype == "bf16" else FP32
-        f, b = model_seconds(job.model_cfg, batch, job.plan.tp, stream_bytes(job), elt, device)
+        fp8 = job.plan.float8 and device.fp8_flops is not None
+        f, b = model_seconds(job.model_cfg, batch, job.plan.tp, stream_bytes(job), elt, device, fp8)
         a = cal.attainable
+        if job.plan.float8:
+            ctx.note(
+                f"float8: block matmuls at fp8 {device.fp8_flops / 1e12:.4g} TFLOP/s peak, torchao's casts at HBM"
+                if fp8
+                else f"float8: no fp8 peak in the profile; matmuls predicted at {precision}"
+            )
         ctx.note(
             f"compute from spec, roofline: {precision} peak {device.peak_flops / 1e12:.4g} TFLOP/s × gemm "
             f"{a['gemm']:.3g}, attention {a['attention']:.3g}; HBM × {a['hbm']:.3g}"
@@ -106,7 +113,7 @@ def roofline_device(ctx: Ctx, precision: str) -> Device | None:
         return None
     if any(k not in cal.attainable for k in CLASSES):
         return None
-    return Device(peak, cal.memory_bandwidth, dict(cal.attainable))
+    return Device(peak, cal.memory_bandwidth, dict(cal.attainable), cal.peak_flops.get("fp8"))
 
 
 def recompute_share(job: Job, stages: list[int], n_stages: int) -> float:
@@ -188,6 +195,8 @@ def float8_factor(ctx: Ctx) -> float:
     if not job.plan.float8:
         return 1.0
     precision = job.hardware_cfg.mfu_precision(job.dtype, "tf32")
+    if roofline_device(ctx, precision) is not None:
+        return 1.0  # the roofline times the block matmuls at fp8 itself (roofline.model_seconds)
     fp8, base = ctx.cal.compute_rates.get("fp8"), ctx.cal.compute_rates.get(precision)
     if not fp8 or not base:
         ctx.note(f"float8: no fp8 compute rate in the calibration; matmuls predicted at {precision}")

@@ -39,6 +39,7 @@ class Gemm:
     m: float
     n: float
     k: float
+    fp8: bool = False  # a float8 plan's block matmul (torchao): at the fp8 peak
 
 
 @dataclass(frozen=True)
@@ -59,17 +60,20 @@ class Device:
     peak_flops: float
     hbm_bytes_per_s: float  # attained: the datasheet's × the hbm fraction
     attainable: dict[str, float]
+    fp8_flops: float | None = None  # the fp8 peak, for float8 plans' block matmuls
 
     def gemm_s(self, g: Gemm, elt: int) -> float:
-        """Roofline seconds of one GEMM with ``elt``-byte operands."""
-        compute = 2 * g.m * g.n * g.k / (self.peak_flops * self.attainable["gemm"])
-        memory = (g.m * g.k + g.k * g.n + g.m * g.n) * elt / self.hbm_bytes_per_s
+        """Roofline seconds of one GEMM with ``elt``-byte operands (1 byte at fp8)."""
+        fp8 = g.fp8 and bool(self.fp8_flops)
+        peak = self.fp8_flops if fp8 and self.fp8_flops else self.peak_flops
+        compute = 2 * g.m * g.n * g.k / (peak * self.attainable["gemm"])
+        memory = (g.m * g.k + g.k * g.n + g.m * g.n) * (1 if fp8 else elt) / self.hbm_bytes_per_s
         return max(compute, memory)
 
     def seconds(self, ops: Ops, elt: int) -> tuple[float, float]:
         """Forward and backward seconds of ``ops``."""
         fwd_gemm = sum(self.gemm_s(g, elt) for g in ops.gemms)
-        grads = [(Gemm(g.name, g.m, g.k, g.n), Gemm(g.name, g.k, g.n, g.m)) for g in ops.gemms]  # input's, weight's
+        grads = [(Gemm(g.name, g.m, g.k, g.n, g.fp8), Gemm(g.name, g.k, g.n, g.m, g.fp8)) for g in ops.gemms]
         bwd_gemm = sum(self.gemm_s(a, elt) + self.gemm_s(w, elt) for a, w in grads)
         attn = ops.attention_flops / (self.peak_flops * self.attainable["attention"])
         mem = ops.memory_bytes / self.hbm_bytes_per_s
@@ -82,7 +86,7 @@ def supported(model_cfg: dict[str, Any]) -> bool:
 
 
 # long: one table of the operations of each of three architectures, kept side by side to compare
-def block_ops(cfg: dict[str, Any], samples: float, tp: int, stream: int, elt: int) -> Ops:
+def block_ops(cfg: dict[str, Any], samples: float, tp: int, stream: int, elt: int, fp8: bool = False) -> Ops:
     """One block's forward on ``samples`` sequences (images), its weights split over ``tp`` ranks
     as the tensor-parallel plans split them (q, k, v, fc1 / w1, w3 by columns; proj, fc2 / o, w2
     by rows), activations of ``elt`` bytes out of the matmuls and ``stream`` bytes in the residual
@@ -129,7 +133,11 @@ def block_ops(cfg: dict[str, Any], samples: float, tp: int, stream: int, elt: in
         ]
         per_token = norms_residual + elt * 2 * width / tp
         attention = samples * (4.0 if arch == "vit" else 2.0) * t * t * h / tp  # ViT: bidirectional
-    return Ops(gemms, attention, m * per_token)
+    casts = 0.0
+    if fp8:  # torchao's dynamic scaling: each operand's amax (read elt) and cast (read elt, write 1)
+        gemms = [Gemm(g.name, g.m, g.n, g.k, True) for g in gemms]
+        casts = sum((2 * elt + 1) * (g.m * g.k + g.k * g.n) for g in gemms)  # inputs and weights
+    return Ops(gemms, attention, m * per_token + casts)
 
 
 def head_ops(cfg: dict[str, Any], samples: float, tp: int, elt: int) -> Ops:
@@ -144,12 +152,14 @@ def head_ops(cfg: dict[str, Any], samples: float, tp: int, elt: int) -> Ops:
 
 
 def model_seconds(
-    cfg: dict[str, Any], samples: float, tp: int, stream: int, elt: int, device: Device
+    cfg: dict[str, Any], samples: float, tp: int, stream: int, elt: int, device: Device, fp8: bool = False
 ) -> tuple[float, float]:
     """Forward and backward seconds of the whole model on one rank at tp shard 1/``tp``, × tp:
     the unsplit model's time at the shard's shapes, which the cost model then scales by the rank's
-    FLOP share (its stages, / tp), as it does measured times."""
+    FLOP share (its stages, / tp), as it does measured times. ``fp8``: a float8 plan — the blocks'
+    matmuls at the device's fp8 peak with torchao's casts (the head stays in high precision, as
+    :mod:`benchbench.strategies.float8` keeps it)."""
     layers = int(cfg["layers"])
-    bf, bb = device.seconds(block_ops(cfg, samples, tp, stream, elt), elt)
+    bf, bb = device.seconds(block_ops(cfg, samples, tp, stream, elt, fp8), elt)
     hf, hb = device.seconds(head_ops(cfg, samples, tp, elt), elt)
     return tp * (layers * bf + hf), tp * (layers * bb + hb)
