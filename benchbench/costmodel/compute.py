@@ -59,7 +59,8 @@ def measured_points(ctx: Ctx) -> list[PhasePoint] | None:
 def phases(ctx: Ctx, batch: float) -> tuple[float, float, float]:
     """The whole model's forward, backward and optimizer seconds of one step at ``batch`` samples
     on one rank: interpolated from the calibration's measured points of the job's model label;
-    without them (or from spec) FLOPs / rate — forward = train_flops_per_sample / 3 per sample,
+    without them, from spec, the roofline per operation class where the profile gives its
+    attainable fractions (:func:`roofline_phases`); else FLOPs / rate — forward = train_flops_per_sample / 3 per sample,
     backward twice that (Kaplan et al. 2020's 6N rule, as models.py counts), rate =
     ``compute_rates[precision]`` — and optimizer = parameters × ADAMW_BYTES_PER_PARAM / memory
     bandwidth."""
@@ -74,23 +75,9 @@ def phases(ctx: Ctx, batch: float) -> tuple[float, float, float]:
     info = model_info(job.model_cfg)
     precision = job.hardware_cfg.mfu_precision(job.dtype, "tf32")
     optimizer = info.params * ADAMW_BYTES_PER_PARAM / cal.memory_bandwidth if cal.memory_bandwidth else 0.0
-    device = roofline_device(ctx, precision)
-    if device is not None:
-        elt = 2 if job.dtype == "bf16" else FP32
-        fp8 = job.plan.float8 and device.fp8_flops is not None
-        f, b = model_seconds(job.model_cfg, batch, job.plan.tp, stream_bytes(job), elt, device, fp8)
-        a = cal.attainable
-        if job.plan.float8:
-            ctx.note(
-                f"float8: block matmuls at fp8 {device.fp8_flops / 1e12:.4g} TFLOP/s peak, torchao's casts at HBM"
-                if fp8
-                else f"float8: no fp8 peak in the profile; matmuls predicted at {precision}"
-            )
-        ctx.note(
-            f"compute from spec, roofline: {precision} peak {device.peak_flops / 1e12:.4g} TFLOP/s × gemm "
-            f"{a['gemm']:.3g}, attention {a['attention']:.3g}; HBM × {a['hbm']:.3g}"
-        )
-        return f, b, optimizer
+    by_roofline = roofline_phases(ctx, batch, precision)
+    if by_roofline is not None:
+        return *by_roofline, optimizer
     rate = cal.compute_rates.get(precision)
     if not rate or not cal.memory_bandwidth:
         missing = f"compute_rates[{precision}]" if not rate else "memory_bandwidth"
@@ -101,6 +88,30 @@ def phases(ctx: Ctx, batch: float) -> tuple[float, float, float]:
     ctx.note(f"compute from spec: {precision} at {rate / 1e12:.3g} TFLOP/s")
     fwd = info.train_flops_per_sample / 3 * batch / rate
     return fwd, 2 * fwd, optimizer
+
+
+def roofline_phases(ctx: Ctx, batch: float, precision: str) -> tuple[float, float] | None:
+    """Forward and backward seconds from the roofline (:mod:`~benchbench.costmodel.roofline`,
+    :func:`roofline_device`), said in the prediction's terms; ``None`` where it does not apply."""
+    job, cal = ctx.job, ctx.cal
+    device = roofline_device(ctx, precision)
+    if device is None:
+        return None
+    elt = 2 if job.dtype == "bf16" else FP32
+    fp8 = job.plan.float8 and device.fp8_flops is not None
+    f, b = model_seconds(job.model_cfg, batch, job.plan.tp, stream_bytes(job), elt, device, fp8)
+    a = cal.attainable
+    ctx.note(
+        f"compute from spec, roofline: {precision} peak {device.peak_flops / 1e12:.4g} TFLOP/s × gemm "
+        f"{a['gemm']:.3g}, attention {a['attention']:.3g}; HBM × {a['hbm']:.3g}"
+    )
+    if job.plan.float8:
+        ctx.note(
+            f"float8: block matmuls at fp8 {device.fp8_flops / 1e12:.4g} TFLOP/s peak, torchao's casts at HBM"
+            if fp8
+            else f"float8: no fp8 peak in the profile; matmuls predicted at {precision}"
+        )
+    return f, b
 
 
 def roofline_device(ctx: Ctx, precision: str) -> Device | None:
