@@ -113,3 +113,51 @@ def test_agreement_table_holds_batched_against_unbatched(tmp_path, capsys):
     out = capsys.readouterr().out
     assert re.search(r"m__h__ddp__ws2\s+1\.1000\s+1\.2000\s+1\.091\s+18\.2%", out), out
     assert "losses identical in 1 of 2 jobs; 2 of 2 batched-run records say batched" in out
+
+
+def test_published_benchmark_prints_every_row_and_the_targets():
+    """benchmarks/published.py predicts every published row (a row without a benchbench plan is
+    printed as such, not dropped) and prints the summary the issue's targets use, without torch
+    (the script asserts it last)."""
+    from benchbench.spec.published import load_all
+
+    proc = _run_script(str(ROOT / "benchmarks/published.py"))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    for row in load_all():
+        assert any(line.startswith(row.id + " ") for line in lines), row.id
+    assert re.search(r"^zero-fig1-pos-g +ZeRO Figure 1 +no plan ", proc.stdout, re.M)
+    assert re.search(r"^tt-70b-256gpu-2d +torchtitan Table 4 +no plan ", proc.stdout, re.M)
+    assert re.search(r"^  ↳ tt-70b-256gpu-2d stand-in .* stand-in ", proc.stdout, re.M)
+    assert re.search(r"^tt-8b-8gpu-fsdp +torchtitan Table 1 +approximate +5,762 ", proc.stdout, re.M)
+    for figure in (
+        "tokens/s/GPU, held-out rows with a benchbench plan (n = ",
+        "memory, rows with a published figure",
+        "runs predicted not to fit their hardware: ",
+        "rows without a benchbench plan the rules accept: ",
+    ):
+        assert figure in proc.stdout
+
+
+def test_fit_attainable_recovers_the_profile_fraction_and_reports_held_out_rows():
+    """benchmarks/fit_attainable.py, fitting h100-sxm-96gb's gemm fraction on the row the profile
+    names, finds the profile's value (0.455) and prints every other row as held-out."""
+    proc = _run_script(
+        str(ROOT / "benchmarks/fit_attainable.py"), "--hardware", "h100-sxm-96gb", "--rows", "tt-8b-8gpu-fsdp"
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "attainable.gemm fitted on tt-8b-8gpu-fsdp: 0.455 " in proc.stdout
+    assert re.search(r"tt-8b-8gpu-fsdp +published +5,762 +predicted +5,76\d .* fitting", proc.stdout)
+    assert re.search(r"tt-8b-128gpu-fsdp +published .* held-out", proc.stdout)
+    assert "held-out (n = " in proc.stdout
+
+
+def test_published_benchmark_refuses_to_pass_with_torch_imported():
+    """The harness's no-torch assertion fires when torch is in the process (a mutant: torch imported first)."""
+    code = (
+        "import sys, runpy, torch; sys.argv = ['published.py']; "
+        "runpy.run_path('benchmarks/published.py', run_name='__main__')"
+    )
+    proc = _run_script("-c", code)
+    assert proc.returncode != 0
+    assert "AssertionError: benchmarks/published.py imported torch" in proc.stderr

@@ -14,7 +14,10 @@ atomically by ``benchbench calibrate``; :func:`from_spec` for hardware not at ha
   (1: fully hidden, 0: none), measured by running both at once;
 * ``compute_rates``/``memory_bandwidth``: from spec only (FLOP/s one device sustains on a model's
   matmuls per precision — ``fp32``, ``tf32``, ``bf16`` as :meth:`HardwareProfile.mfu_precision`
-  names them — and bytes/s of its memory), used where no model was measured.
+  names them — and bytes/s of its memory), used where no model was measured;
+* ``peak_flops``/``attainable``: from spec only, the profile's dense peaks and the attainable share
+  of each operation class (``gemm``, ``attention``, ``hbm``): the roofline of
+  :mod:`~benchbench.costmodel.roofline` times the built-in transformers with them.
 
 ``source`` is ``measured`` or ``from spec``; every prediction made from it carries that label.
 """
@@ -34,9 +37,12 @@ from benchbench.costmodel.collectives import COLLECTIVES, LATENCY_STEPS, alpha_b
 CALIBRATION_VERSION = 1
 MEASURED = "measured"
 FROM_SPEC = "from spec"
-#: Share of peak FLOP/s a well-tuned training step sustains on a GPU, for predictions from spec
-#: (torchtitan reports 38-52 % MFU for Llama 3 8B-70B on H100 with bf16; 0.45 is assumed, labelled
-#: "from spec" wherever used). A profile may set its own ``spec_compute_efficiency``.
+#: Share of peak FLOP/s a training step sustains, for predictions from spec where the profile gives
+#: no ``attainable`` fractions or the model is not one the roofline knows (costmodel/roofline.py).
+#: An assumption, not a measurement, labelled "from spec" wherever used: for comparison, torchtitan
+#: reports 33 % to 39 % MFU for Llama 3.1 8B with FSDP on 8 and 128 H100s, with and without
+#: torch.compile, against the SXM peak on 500 W HBM2e parts (pytorch/torchtitan,
+#: benchmarks/llama3_h100_202412_torchtitan.md). A profile may set its own ``spec_compute_efficiency``.
 SPEC_COMPUTE_EFFICIENCY = 0.45
 #: Bytes AdamW moves per fp32 parameter in its update: reads parameter, gradient and two moments
 #: (16), writes parameter and two moments (12). The optimizer step is memory-bound.
@@ -100,7 +106,9 @@ class Calibration:
     matmul: list[dict[str, Any]] = field(default_factory=list)  # {m, n, k, dtype, flops_per_s}
     overlap: float = 0.0
     compute_rates: dict[str, float | None] = field(default_factory=dict)  # precision -> FLOP/s, from spec
-    memory_bandwidth: float | None = None  # bytes/s, from spec
+    memory_bandwidth: float | None = None  # bytes/s, from spec (× the profile's attainable hbm fraction)
+    peak_flops: dict[str, float | None] = field(default_factory=dict)  # precision -> dense peak FLOP/s, from spec
+    attainable: dict[str, float] = field(default_factory=dict)  # gemm, attention, hbm -> share of peak, from spec
     env: dict[str, Any] = field(default_factory=dict)  # provenance, as a record's env
     created_at: str = ""
 
@@ -187,8 +195,10 @@ def read_calibration(path: Path) -> Calibration:
 def from_spec(name: str, profile: Any) -> Calibration:
     """A calibration from a hardware profile's specs alone (hardware not at hand): α-β per
     collective from ``intra_node`` and ``inter_node`` (latency_us, bandwidth_gbps per direction
-    = bus bandwidth), compute from the dense peak × ``SPEC_COMPUTE_EFFICIENCY`` (the profile's
-    ``spec_compute_efficiency`` if set), optimizer from ``memory_bandwidth_gbps``, overlap 1
+    = bus bandwidth), compute from the dense peaks and the profile's ``attainable`` fractions (the
+    roofline, :mod:`~benchbench.costmodel.roofline`), else the dense peak ×
+    ``SPEC_COMPUTE_EFFICIENCY`` (the profile's ``spec_compute_efficiency`` if set), optimizer from
+    ``memory_bandwidth_gbps`` (× the attainable ``hbm`` fraction where given), overlap 1
     (a GPU's communication kernels run beside compute). ``ValueError`` when a figure is missing."""
     fits = []
     for level, link in (("intra", profile.intra_node), ("inter", profile.inter_node)):
@@ -200,6 +210,7 @@ def from_spec(name: str, profile: Any) -> Calibration:
         raise ValueError(f"hardware profile {name}: no peak_flops; calibrate it")
     efficiency = profile.spec_compute_efficiency or SPEC_COMPUTE_EFFICIENCY
     rates = {k: (v * efficiency if v is not None else None) for k, v in profile.peak_flops.items()}
+    attainable = {k: float(v["fraction"]) for k, v in (profile.attainable or {}).items()}
     mem_bw = profile.memory_bandwidth_gbps
     return Calibration(
         hardware=name,
@@ -208,7 +219,9 @@ def from_spec(name: str, profile: Any) -> Calibration:
         collectives=fits,
         overlap=1.0,
         compute_rates=rates,
-        memory_bandwidth=mem_bw * 1e9 if mem_bw else None,
+        memory_bandwidth=mem_bw * 1e9 * attainable.get("hbm", 1.0) if mem_bw else None,
+        peak_flops=dict(profile.peak_flops),
+        attainable=attainable,
     )
 
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchbench.costmodel.calibration import ADAMW_BYTES_PER_PARAM, Calibration, PhasePoint
+from benchbench.costmodel.calibration import ADAMW_BYTES_PER_PARAM, FROM_SPEC, Calibration, PhasePoint
 from benchbench.costmodel.context import Ctx
-from benchbench.costmodel.tensors import gpt_layer_flops
+from benchbench.costmodel.roofline import CLASSES, Device, model_seconds, supported
+from benchbench.costmodel.tensors import FP32, gpt_layer_flops
 from benchbench.models.formulas import boundary
 from benchbench.models.registry import ARCHITECTURES, model_info, size_args
 from benchbench.models.tensors import stage_layers
@@ -58,7 +59,8 @@ def measured_points(ctx: Ctx) -> list[PhasePoint] | None:
 def phases(ctx: Ctx, batch: float) -> tuple[float, float, float]:
     """The whole model's forward, backward and optimizer seconds of one step at ``batch`` samples
     on one rank: interpolated from the calibration's measured points of the job's model label;
-    without them (or from spec) FLOPs / rate — forward = train_flops_per_sample / 3 per sample,
+    without them, from spec, the roofline per operation class where the profile gives its
+    attainable fractions (:func:`roofline_phases`); else FLOPs / rate — forward = train_flops_per_sample / 3 per sample,
     backward twice that (Kaplan et al. 2020's 6N rule, as models.py counts), rate =
     ``compute_rates[precision]`` — and optimizer = parameters × ADAMW_BYTES_PER_PARAM / memory
     bandwidth."""
@@ -72,6 +74,10 @@ def phases(ctx: Ctx, batch: float) -> tuple[float, float, float]:
         return f, b, sorted(p.optimizer_s for p in points)[len(points) // 2]
     info = model_info(job.model_cfg)
     precision = job.hardware_cfg.mfu_precision(job.dtype, "tf32")
+    optimizer = info.params * ADAMW_BYTES_PER_PARAM / cal.memory_bandwidth if cal.memory_bandwidth else 0.0
+    by_roofline = roofline_phases(ctx, batch, precision)
+    if by_roofline is not None:
+        return *by_roofline, optimizer
     rate = cal.compute_rates.get(precision)
     if not rate or not cal.memory_bandwidth:
         missing = f"compute_rates[{precision}]" if not rate else "memory_bandwidth"
@@ -81,7 +87,44 @@ def phases(ctx: Ctx, batch: float) -> tuple[float, float, float]:
         )
     ctx.note(f"compute from spec: {precision} at {rate / 1e12:.3g} TFLOP/s")
     fwd = info.train_flops_per_sample / 3 * batch / rate
-    return fwd, 2 * fwd, info.params * ADAMW_BYTES_PER_PARAM / cal.memory_bandwidth
+    return fwd, 2 * fwd, optimizer
+
+
+def roofline_phases(ctx: Ctx, batch: float, precision: str) -> tuple[float, float] | None:
+    """Forward and backward seconds from the roofline (:mod:`~benchbench.costmodel.roofline`,
+    :func:`roofline_device`), said in the prediction's terms; ``None`` where it does not apply."""
+    job, cal = ctx.job, ctx.cal
+    device = roofline_device(ctx, precision)
+    if device is None:
+        return None
+    elt = 2 if job.dtype == "bf16" else FP32
+    fp8 = job.plan.float8 and device.fp8_flops is not None
+    f, b = model_seconds(job.model_cfg, batch, job.plan.tp, stream_bytes(job), elt, device, fp8)
+    a = cal.attainable
+    ctx.note(
+        f"compute from spec, roofline: {precision} peak {device.peak_flops / 1e12:.4g} TFLOP/s × gemm "
+        f"{a['gemm']:.3g}, attention {a['attention']:.3g}; HBM × {a['hbm']:.3g}"
+    )
+    if job.plan.float8:
+        ctx.note(
+            f"float8: block matmuls at fp8 {device.fp8_flops / 1e12:.4g} TFLOP/s peak, torchao's casts at HBM"
+            if fp8
+            else f"float8: no fp8 peak in the profile; matmuls predicted at {precision}"
+        )
+    return f, b
+
+
+def roofline_device(ctx: Ctx, precision: str) -> Device | None:
+    """The roofline's view of the device (:mod:`~benchbench.costmodel.roofline`) where it applies: a
+    from-spec calibration with every attainable fraction, the precision's peak and a memory
+    bandwidth, and a model whose operations the roofline knows; else ``None``."""
+    cal, cfg = ctx.cal, ctx.job.model_cfg
+    peak = cal.peak_flops.get(precision)
+    if cal.source != FROM_SPEC or not peak or not cal.memory_bandwidth or not supported(cfg):
+        return None
+    if any(k not in cal.attainable for k in CLASSES):
+        return None
+    return Device(peak, cal.memory_bandwidth, dict(cal.attainable), cal.peak_flops.get("fp8"))
 
 
 def recompute_share(job: Job, stages: list[int], n_stages: int) -> float:
@@ -111,6 +154,16 @@ def block_flops(cfg: dict[str, Any]) -> tuple[float, float, float, float]:
     first, block, head = ARCHITECTURES[cfg["arch"]].stage_flops(**size_args(cfg))
     width = int(cfg["ffn_hidden" if cfg["arch"] == "llama" else "mlp_hidden"])
     return first, block, head, 2.0 * tokens * width * h
+
+
+def stream_bytes(job: Job) -> int:
+    """Bytes of one element of the residual stream between blocks (what a pipeline sends): 2 for
+    bf16 jobs whose parameters FSDP2 gathers in bf16 (``MixedPrecisionPolicy(param_dtype=bf16)``
+    over dp ≥ 2: the embedding's output and every residual sum stay bf16), else 4 — under bf16
+    autocast alone the matmul outputs are bf16 but the residual sum with the fp32 embedding output
+    promotes to fp32 (both measured: tests/test_predict.py, fsdp × pp records in fp32 and bf16)."""
+    fsdp_cast = job.dtype == "bf16" and job.plan.dp_flavour == "fsdp" and job.plan.shard_size > 1
+    return 2 if fsdp_cast else FP32
 
 
 def memory_bandwidth(ctx: Ctx) -> float:
@@ -153,6 +206,8 @@ def float8_factor(ctx: Ctx) -> float:
     if not job.plan.float8:
         return 1.0
     precision = job.hardware_cfg.mfu_precision(job.dtype, "tf32")
+    if roofline_device(ctx, precision) is not None:
+        return 1.0  # the roofline times the block matmuls at fp8 itself (roofline.model_seconds)
     fp8, base = ctx.cal.compute_rates.get("fp8"), ctx.cal.compute_rates.get(precision)
     if not fp8 or not base:
         ctx.note(f"float8: no fp8 compute rate in the calibration; matmuls predicted at {precision}")

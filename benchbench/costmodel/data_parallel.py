@@ -100,11 +100,13 @@ def zero1_part(ctx: Ctx, tensors: list[Tensor], backward_s: float, compute_s: fl
 
 
 def fsdp_gathers(job: Job, forwards: int) -> int:
-    """All-gathers of each FSDP2 unit per step (:func:`fsdp_part`)."""
-    reshard = job.plan.reshard_after_forward
+    """All-gathers of each FSDP2 unit per step (:func:`fsdp_part`): per forward pass two with
+    resharding after forward, one without; under a pipeline one per step (the plan keeps the
+    parameters gathered across micro-batches, ``Plan.fsdp_reshards_after_forward``, and torch's
+    pipeline stage keeps them after each backward but the last, ``set_reshard_after_backward``)."""
     if job.plan.pp > 1:
-        return forwards + 1 if reshard else 1
-    return 2 * forwards if reshard else forwards
+        return 1
+    return 2 * forwards if job.plan.fsdp_reshards_after_forward else forwards
 
 
 def fsdp_copies(ctx: Ctx, units: list[int], gathers: int) -> float:
@@ -124,8 +126,7 @@ def fsdp_part(ctx: Ctx, tensors: list[Tensor], backward_s: float, compute_s: flo
     root): each unit's parameters (dim 0 padded to a multiple of dp) are all-gathered before its
     forward and, with ``reshard_after_forward``, again before its backward; its gradients are
     reduce-scattered once per step. Per forward pass (accumulation micro-step) a unit gathers
-    twice (reshard) or once; under a pipeline torch keeps gathered parameters from the first
-    backward until the last (``set_reshard_after_backward(False)``): m + 1 gathers (reshard) or 1.
+    twice (reshard) or once; under a pipeline once per step (:func:`fsdp_gathers`).
     Gathers are prefetched behind the previous unit's compute and reduce-scatters run behind the
     next unit's backward, so all but the first gather and the last reduce-scatter can hide:
 

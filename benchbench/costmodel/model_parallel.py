@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from benchbench.costmodel.compute import stream_bytes
 from benchbench.costmodel.context import Ctx, Part, RankStep, fmt_s
 from benchbench.costmodel.tensors import FP32
 from benchbench.models.formulas import boundary
@@ -21,30 +22,34 @@ def tp_part(ctx: Ctx, stages: list[int], n_stages: int, batch: float) -> Part:
     """Tensor parallelism per micro-batch (Megatron-LM: Shoeybi et al. 2019, §3; sequence
     parallelism: Korthikanti et al., MLSys 2023, §4.2.1), as :mod:`~benchbench.strategies.tensor_parallel`
     lays it out, with A = b·s·h activation bytes and L = b·s·V logits bytes. Per block, without SP:
-    forward 2 all-reduces of A (after proj and fc2) and backward 4 (the input gradients of q, k, v
-    — three ColwiseParallel modules, where Megatron fuses qkv into one — and of fc1); the head:
-    forward an all-gather of L (replicated logits), backward an all-reduce of A. With SP: per block
-    forward 2 all-gathers + 2 reduce-scatters of A, backward the mirror; the embedding's output
-    gradient 1 all-gather; the head's input 1 all-gather forward, 1 reduce-scatter backward, and
-    L's all-gather. All on the critical path (exposed). Under bf16 autocast only the row-parallel
-    outputs (proj, fc2: forward all-reduces or reduce-scatters, and their gradients' backward
-    all-gathers) and the logits are bf16; the block inputs (LayerNorm outputs, the residual
-    stream) and their gradients stay fp32 (measured: tp and tp-sp records, bf16, 2 ranks)."""
+    forward 2 all-reduces of A (after proj and fc2) and backward one per ColwiseParallel module,
+    the gradient of its input: q, k, v (separate modules, where Megatron fuses qkv into one) and
+    fc1 — 4; Llama's SwiGLU has two, w1 and w3 — 5; the head: forward an all-gather of L
+    (replicated logits), backward an all-reduce of A. With SP: per block forward 2 all-gathers + 2
+    reduce-scatters of A, backward the mirror; the embedding's output gradient 1 all-gather; the
+    head's input 1 all-gather forward, 1 reduce-scatter backward, and L's all-gather. All on the
+    critical path (exposed). Dtypes: under bf16 the row-parallel outputs (proj, fc2: forward
+    all-reduces or reduce-scatters, and their gradients' backward all-gathers) and the logits are
+    bf16; the block inputs (norm outputs) and their gradients have the residual stream's dtype
+    (:func:`stream_bytes`: fp32 under autocast alone, bf16 where FSDP2 gathers bf16 parameters —
+    measured: tp and tp-sp records in bf16 at 2 ranks; fsdp-tp of the gpt and the Llama in bf16 at
+    4 ranks, every tp collective bf16, tests/test_predict.py)."""
     job = ctx.job
     tp, c = job.plan.tp, job.model_cfg
     if tp <= 1:
         return Part()
     elt = 2 if job.dtype == "bf16" else FP32
     tokens, hidden, outputs = boundary(c)
-    a, a32 = (batch * tokens * hidden * e for e in (elt, FP32))
+    a, a32 = (batch * tokens * hidden * e for e in (elt, stream_bytes(job)))
     logits = batch * outputs * elt
     blocks = sum(len(stage_layers(int(c["layers"]), s, n_stages)) for s in stages)
     first, last = 0 in stages, n_stages - 1 in stages
+    colwise = 5 if c["arch"] == "llama" else 4
     if job.plan.sequence_parallel:
         gathers = [a32] * (2 * blocks + first + last) + [a] * (2 * blocks) + [logits] * last
         counts = {"all_gather": gathers, "reduce_scatter": [a] * (2 * blocks) + [a32] * (2 * blocks + last)}
     else:
-        counts = {"all_reduce": [a] * (2 * blocks) + [a32] * (4 * blocks + last), "all_gather": [logits] * last}
+        counts = {"all_reduce": [a] * (2 * blocks) + [a32] * (colwise * blocks + last), "all_gather": [logits] * last}
     ops, total = [], 0.0
     for kind, sizes in counts.items():
         if sizes:
@@ -75,11 +80,12 @@ def activation_elems(model_cfg: dict[str, Any]) -> int:
 
 def p2p_part(ctx: Ctx, stages: list[int], owners: dict[int, int], batch: float) -> Part:
     """Pipeline point-to-point per micro-batch (Narayanan et al., SC 2021, §2.2): at every stage
-    boundary between ranks the forward activation (b_micro·s·h, fp32: the residual stream) goes
-    one way and its gradient the other; a rank sends for each of its stages the activation to the
-    next stage and the gradient to the previous one, where those live on another rank."""
+    boundary between ranks the forward activation (b_micro·s·h in the residual stream's dtype,
+    :func:`stream_bytes`) goes one way and its gradient the other; a rank sends for each of its
+    stages the activation to the next stage and the gradient to the previous one, where those
+    live on another rank."""
     job, n = ctx.job, len(owners)
-    a = batch * activation_elems(job.model_cfg) * FP32
+    a = batch * activation_elems(job.model_cfg) * stream_bytes(job)
     mine = owners[stages[0]]
     sends = [s for s in stages if s + 1 < n and owners[s + 1] != mine]
     sends += [s for s in stages if s > 0 and owners[s - 1] != mine]

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from benchbench.costmodel.calibration import Calibration
-from benchbench.costmodel.compute import float8_factor, oversubscription, phases, recompute_share
+from benchbench.costmodel.compute import float8_factor, oversubscription, phases, recompute_share, stream_bytes
 from benchbench.costmodel.context import Ctx, Op, Part, RankStep, fmt_s
 from benchbench.costmodel.data_parallel import DP_FAMILY, dp_flavour, optimizer_seconds
 from benchbench.costmodel.memory import MemoryEstimate, memory_estimate
@@ -32,7 +32,7 @@ from benchbench.costmodel.model_parallel import (
     tp_part,
     with_ring_attention,
 )
-from benchbench.costmodel.tensors import FP32, flop_share, stage_tensors
+from benchbench.costmodel.tensors import flop_share, stage_tensors
 from benchbench.spec.job import Job, job_infeasible_reason
 from benchbench.spec.schedules import stage_ids
 
@@ -157,7 +157,7 @@ def pipeline_step(ctx: Ctx) -> RankStep:
     owners = {s: r for r in range(p) for s in stage_ids(plan.schedule, r, p, v)}
     ranks = [pipeline_rank(ctx, r, (f, b, o), owners) for r in range(p)]
     per_mb, transfer = [q.per_mb_s for q in ranks], [q.transfer_s for q in ranks]
-    hop = ctx.time("send", "pp", p, batch * activation_elems(job.model_cfg) * FP32)
+    hop = ctx.time("send", "pp", p, batch * activation_elems(job.model_cfg) * stream_bytes(job))
     makespan, how = pipeline_makespan(ctx, per_mb, transfer, hop)
     bubble = max(0.0, 1 - m * sum(per_mb) / p / makespan)
     busiest = max(range(p), key=lambda r: m * per_mb[r] + ranks[r].tail_s)

@@ -36,6 +36,7 @@ class HardwareProfile:
     memory_bandwidth_gbps: float | None = None  # device memory bandwidth, GB/s (cost model, from spec)
     spec_compute_efficiency: float | None = None  # share of peak a training step sustains (cost model)
     compute_capability: float | None = None  # CUDA compute capability (float8 needs >= 8.9)
+    attainable: dict[str, dict[str, Any]] = field(default_factory=dict)  # gemm/attention/hbm -> fraction, source
 
     def peak(self, precision: str) -> float | None:
         """Dense peak FLOP/s of one device for ``precision`` (``fp32``, ``tf32``, ``bf16``, ``fp8``; see

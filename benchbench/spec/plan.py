@@ -80,7 +80,7 @@ class Plan:
     compression: str = "none"  # DDP communication hook
     powersgd_rank: int = 1
     powersgd_warmup: int = 2  # steps of plain all-reduce before PowerSGD starts (start_powerSGD_iter)
-    reshard_after_forward: bool = True  # FSDP: True ~ ZeRO-3, False ~ ZeRO-2
+    reshard_after_forward: bool = True  # FSDP: True ~ ZeRO-3, False ~ ZeRO-2 (under pp: fsdp_reshards_after_forward)
     sequence_parallel: bool = False  # TP: shard LayerNorm/residual activations along the sequence
     schedule: str = "1f1b"
     micro_batches: int = 1  # pipeline micro-batches per optimizer step
@@ -97,6 +97,16 @@ class Plan:
     dp_shard: int = 0  # FSDP shard group size: 0 = all dp ranks (FSDP); k >= 2: HSDP, dp/k replicas x k shards
     activation_checkpoint: str = "none"  # none | full | selective (ACTIVATION_CHECKPOINTS)
     ac_every: int = 2  # selective: checkpoint every ac_every-th block (blocks ac_every-1, 2*ac_every-1, ...)
+
+    @property
+    def fsdp_reshards_after_forward(self) -> bool:
+        """Whether FSDP2 frees a unit's gathered parameters after its forward, as parallelize
+        applies it: ``reshard_after_forward``, except under a pipeline, where the parameters stay
+        gathered across the micro-batches — torchtitan's default policy ("for PP, by default do
+        not reshard after forward to avoid per-microbatch all-gathers", pytorch/torchtitan
+        ``torchtitan/distributed/fsdp.py``, ``get_fsdp_reshard_after_forward_policy``): one
+        all-gather per unit and step instead of m + 1."""
+        return self.reshard_after_forward and self.pp == 1
 
     @property
     def shard_size(self) -> int:

@@ -74,9 +74,9 @@ def _required_alternatives(err: jsonschema.ValidationError) -> str | None:
     return f"missing {missing}; allowed: {' or '.join(str(b['required']) for b in branches)}"
 
 
-def _describe(err: jsonschema.ValidationError) -> str:
-    """One line: the key, the bad value, what is allowed."""
-    key = _key(err.absolute_path)
+def _describe(err: jsonschema.ValidationError, prefix: tuple[str, ...] = ()) -> str:
+    """One line: the key (below ``prefix``), the bad value, what is allowed."""
+    key = _key((*prefix, *err.absolute_path))
     schema = err.schema if isinstance(err.schema, dict) else {}
     if err.validator == "additionalProperties" and "properties" in schema:
         return _unknown_keys(key, sorted(set(err.instance) - set(schema["properties"])), sorted(schema["properties"]))
@@ -98,12 +98,21 @@ def _describe(err: jsonschema.ValidationError) -> str:
     return f"{key}: {err.message}" + (f" (allowed: {schema['description']})" if "description" in schema else "")
 
 
-def validate(instance: Any, schema_name: str, what: str) -> None:
-    """Raise :class:`ConfigError` listing every violation of ``schema_name`` in ``instance``."""
-    validator = jsonschema.Draft202012Validator(load_schema(schema_name))
+def validate(instance: Any, schema_name: str, what: str, part: tuple[str, ...] = (), key: tuple[str, ...] = ()) -> None:
+    """Raise :class:`ConfigError` listing every violation of ``schema_name`` in ``instance``: of
+    the whole schema, or of its sub-schema at the path ``part`` (e.g. ``("properties",
+    "strategy_defs", "additionalProperties")``: one study-defined strategy), each error's key path
+    below ``key`` (where ``instance`` sits in its file)."""
+    schema = load_schema(schema_name)
+    if part:
+        sub = schema
+        for name in part:
+            sub = sub[name]
+        schema = {"$defs": schema.get("$defs", {}), **sub}  # the root's definitions stay reachable
+    validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
-        lines = "\n  ".join(dict.fromkeys(_describe(e) for e in errors))
+        lines = "\n  ".join(dict.fromkeys(_describe(e, key) for e in errors))
         raise ConfigError(f"invalid {what}:\n  {lines}")
 
 

@@ -101,7 +101,7 @@ def _wrap_fsdp(module: nn.Module, plan: Plan, mesh: Any, device: torch.device, d
         dp_mesh = mesh["dp_replicate", "dp_shard"]
     else:  # cp ranks share parameters: FSDP2 shards over dp x cp
         dp_mesh = mesh["dp"] if plan.cp == 1 else mesh["dp", "cp"]._flatten("dp_cp")
-    return apply_fsdp(module, dp_mesh, plan.reshard_after_forward, torch.bfloat16 if dtype == "bf16" else None)
+    return apply_fsdp(module, dp_mesh, plan.fsdp_reshards_after_forward, torch.bfloat16 if dtype == "bf16" else None)
 
 
 @dataclass(frozen=True)

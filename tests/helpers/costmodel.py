@@ -28,7 +28,7 @@ def hand_cal(alpha: float = ALPHA, bw: float = BW, overlap: float = 0.0, cpu_cou
     2 ranks; each model 10 ms forward + 20 ms backward per 4 samples (+ 1 ms fixed) and 5 ms optimizer."""
     fits = [CollectiveFit(k, 2, alpha, bw) for k in collectives.COLLECTIVES]
     pts = [PhasePoint(b, 0.001 + 0.01 * b / 4, 0.001 + 0.02 * b / 4, 0.005) for b in (4, 8)]
-    labels = ("gpt-small", "mlp-8m", "m", "gpt-tiny", "gpt")
+    labels = ("gpt-small", "mlp-8m", "m", "gpt-tiny", "gpt", "llama-tiny")
     return Calibration(
         "cpu-local", "measured", 1, cpu_count, "cpu", fits, [], dict.fromkeys(labels, pts), overlap=overlap
     )
