@@ -47,21 +47,22 @@ class Outcome:
     """One printed line: a row's own plan, or its stand-in."""
 
     row: PublishedRow
-    status: str  # exact | approximate | no plan | stand-in
+    stand_in: bool  # the line of the row's stand-in plan
+    status: str  # exact | approximate | stand-in | no plan (none, or the rules refuse it)
     note: str  # how the plan differs, or why there is none
     pred: Prediction | None  # None: no plan, or the rules refused it
+    seq_len: int | None  # tokens per sample of the job (None: not a sequence model, or no job)
 
     @property
     def label(self) -> str:
-        return f"  ↳ {self.row.id} stand-in" if self.status == "stand-in" else self.row.id
+        return f"  ↳ {self.row.id} stand-in" if self.stand_in else self.row.id
 
     @property
     def tokens_pred(self) -> float | None:
         """Predicted tokens/s per GPU (sequence models with a prediction)."""
-        job = row_job(self.row, self.status == "stand-in")
-        if self.pred is None or job is None or job[0].seq_len is None:
+        if self.pred is None or self.seq_len is None:
             return None
-        return self.pred.samples_per_s * job[0].seq_len / self.row.world_size
+        return self.pred.samples_per_s * self.seq_len / self.row.world_size
 
     @property
     def tokens_error(self) -> float | None:
@@ -109,11 +110,11 @@ def outcomes(row: PublishedRow, calibrations: dict[str, Calibration]) -> list[Ou
         note = row.plan["stand_in"]["differs"] if stand_in else row.plan.get("differs", "")
         status = "stand-in" if stand_in else row.plan["fidelity"]
         if made is None:
-            out.append(Outcome(row, "no plan", note, None))
+            out.append(Outcome(row, stand_in, "no plan", note, None, None))
         elif made[1] is not None:
-            out.append(Outcome(row, "no plan", f"refused by the plan rules: {made[1]}", None))
+            out.append(Outcome(row, stand_in, "no plan", f"refused by the plan rules: {made[1]}", None, None))
         else:
-            out.append(Outcome(row, status, note, predict_job(made[0], cal)))
+            out.append(Outcome(row, stand_in, status, note, predict_job(made[0], cal), made[0].seq_len))
     return out
 
 
@@ -216,7 +217,7 @@ def summary(lines: list[Outcome]) -> list[str]:  # long: one line per target of 
         + (f" ({', '.join(misses)})" if misses else "")
         + f" — target none: {_verdict(not misses)}"
     )
-    none = [o for o in lines if o.status == "no plan"]
+    none = [o for o in lines if o.status == "no plan" and not o.stand_in]
     out.append(f"rows without a benchbench plan the rules accept: {len(none)} of {len({o.row.id for o in lines})}")
     stand = [o for o in lines if o.status == "stand-in"]
     if stand:
@@ -253,9 +254,9 @@ def notes(lines: list[Outcome]) -> list[str]:
         where = f"{s['repository']} {s['path']} at {s['commit'][:7]}" if "repository" in s else s["paper"]
         out.append(f"source {s['short']} ({row.file}): {where}, read {s['read']}: {s.get('url', '')}")
     for status in ("approximate", "no plan", "stand-in"):
-        pairs = [(o.row.id, o.note) for o in lines if o.status == status and o.note]
+        pairs = [(o.label.strip("↳ "), o.note) for o in lines if o.status == status and o.note]
         out += [f"{status} — {', '.join(ids)}: {text}" for text, ids in _grouped(pairs)]
-    own = [o.row for o in lines if o.status != "stand-in" and o.row.global_batch is None]
+    own = [o.row for o in lines if not o.stand_in and o.row.global_batch is None]
     for kind, ids in _grouped([(r.id, "local" if r.local_batch else "none") for r in own]):
         how = "local batch × the published dp degree" if kind == "local" else "1 sample per rank (no batch published)"
         out.append(f"global batch not published — {', '.join(ids)}: the job uses {how}")

@@ -109,13 +109,9 @@ def row_job(row: PublishedRow, stand_in: bool = False) -> tuple[Job, str | None]
     try:
         cfg = check_config(study, "study")
     except ConfigError as e:  # the study's keys named as the row's
-        plan_key = f"rows.{row.index}.plan" + (".stand_in" if stand_in else "") + ".strategy_def"
-        text = (
-            str(e)
-            .replace(f"models.{row.id}.", f"rows.{row.index}.model.")
-            .replace(f"strategy_defs.{name}.", f"{plan_key}.")
-        )
-        lines = text.splitlines()[1:]
+        plan_key = f"rows.{row.index}.plan" + (".stand_in" if stand_in else "") + ".strategy_def."
+        text = str(e).replace(f"models.{row.id}.", f"rows.{row.index}.model.")
+        lines = text.replace(f"strategy_defs.{name}.", plan_key).splitlines()[1:]
         raise ConfigError(
             f"invalid published runs {row.file} (the job of row {row.id}):\n" + "\n".join(lines)
         ) from None
