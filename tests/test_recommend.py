@@ -17,7 +17,7 @@ from benchbench.costmodel.calibration import write_calibration
 from benchbench.costmodel.plan_space import candidates, generated_plans
 from benchbench.costmodel.recommend import calibration_for, format_recommendation, recommend, study_global_batch
 from benchbench.spec.config import SAFE_NAME, ConfigError, check_config, load_config
-from benchbench.spec.hardware import hardware_names, load_hardware
+from benchbench.spec.hardware import load_hardware
 from benchbench.spec.job import job_infeasible_reason, make_job
 from benchbench.spec.plan import infeasible_reason, resolve_plan, strategy_fields
 from benchbench.spec.schema import ROOT
@@ -251,7 +251,7 @@ def test_the_default_study_recommends_exact_plans_only():
     cpu-local with a hand calibration) hold no lossy plan by default — where lossy plans would win
     when allowed (ddp-powersgd, ddp-fp16: below), so the check has something to refuse. Treating
     PowerSGD as exact in ``lossy_kinds`` makes it fail."""
-    from benchbench.costmodel.validate import recommendations
+    from benchbench.costmodel.validate import grid_calibrations, recommendations
 
     cfg, cals = load_config(), {"cpu-local": hand_cal()}
     assert cfg["allow_lossy"] is False  # the schema's default
@@ -264,7 +264,8 @@ def test_the_default_study_recommends_exact_plans_only():
                 assert not [c.name for c in rec.ranked if _compresses(c.name, c.spec)], (model, hardware, ws)
                 assert {p.strategy for p in rec.left_out_lossy} == {"ddp-fp16", "ddp-bf16", "ddp-powersgd"}
     table, notes = recommendations(cfg, cals)
-    assert not notes and len(table) == len(hardware_names()) * 2 * 4  # every profile x 2 models x 4 sizes
+    # every profile the grid can predict (the study's calibrated, the rest from spec) x 2 models x 4 sizes
+    assert not notes and len(table) == len(grid_calibrations(cfg["hardware"], cals)) * 2 * 4
     assert not table["best_plan"].str.contains("lossy|powersgd|fp16|bf16|float8").any()
     assert not table["runner_up_plan"].str.contains("lossy|powersgd|fp16|bf16|float8").any()
     assert (table["lossy_left_out"] == 3).all()

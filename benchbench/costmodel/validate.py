@@ -257,7 +257,7 @@ def load_calibrations(paths: Iterable[str | Path]) -> tuple[dict[str, Calibratio
     return out, notes
 
 
-def _grid_calibrations(study_hardware: list[str], calibrations: Mapping[str, Calibration]) -> dict[str, Calibration]:
+def grid_calibrations(study_hardware: list[str], calibrations: Mapping[str, Calibration]) -> dict[str, Calibration]:
     """The study's hardware with its calibration (when usable), and every other profile — the
     study's own among them when its calibration is missing or failed — from spec where its specs
     give the figures (labelled ``from spec``, as ``benchbench recommend`` falls back)."""
@@ -275,10 +275,10 @@ def prediction_grid(
     cfg: dict[str, Any], calibrations: Mapping[str, Calibration], world_sizes: Iterable[int] = WORLD_SIZES
 ) -> tuple[pd.DataFrame, list[str]]:
     """``predictions.csv``: :func:`~benchbench.costmodel.grid.predict_configs` of the validated
-    study ``cfg`` at ``world_sizes`` on each hardware of :func:`_grid_calibrations` (infeasible plans
+    study ``cfg`` at ``world_sizes`` on each hardware of :func:`grid_calibrations` (infeasible plans
     included, with why), and a note for each hardware the cost model could not predict."""
     rows, notes = [], []
-    for hardware, cal in _grid_calibrations(cfg["hardware"], calibrations).items():
+    for hardware, cal in grid_calibrations(cfg["hardware"], calibrations).items():
         try:
             rows += [p.to_dict() for p in predict_configs(cfg, {hardware: cal}, list(world_sizes))]
         except Exception as e:  # one profile the model cannot predict leaves the others
@@ -342,14 +342,14 @@ def recommendations(
     results: Path | None = None,
     world_sizes: Iterable[int] = RECOMMEND_AT,
 ) -> tuple[pd.DataFrame, list[str]]:
-    """``recommendations.csv``: per model × hardware (:func:`_grid_calibrations`) × world size (the
+    """``recommendations.csv``: per model × hardware (:func:`grid_calibrations`) × world size (the
     study's largest and ``world_sizes``) :func:`benchbench.costmodel.recommend.recommend` over every
     candidate plan: the best plan that fits (measured where ``results`` holds an ok record of it,
     else predicted), the runner-up, margin = best / runner-up throughput, the plans excluded by memory;
     exact plans only unless the study's ``allow_lossy`` (then each lossy plan is labelled so)."""
     sizes = sorted({max(cfg["world_sizes"]), *world_sizes})
     rows, notes = [], []
-    for hardware, cal in _grid_calibrations(cfg["hardware"], calibrations).items():
+    for hardware, cal in grid_calibrations(cfg["hardware"], calibrations).items():
         for model in cfg["models"]:
             for ws in sizes:
                 try:
