@@ -1,9 +1,8 @@
 """Building a model's ``nn.Module``s (torch): the one place the models folder turns a config into
 modules. :func:`build_model` builds any architecture of the registry, by default on the ``meta``
-device (shapes only, no memory); :func:`meta_param_count` counts a custom model's parameters that
-way. The registry, the formulas and the analytic tensors stay torch-free
-(:mod:`benchbench.models.registry`); the workflow side reaches this module only for a custom model,
-which can be counted no other way (named in ``.importlinter``).
+device (shapes only, no memory). The registry, the formulas and the analytic tensors stay
+torch-free (:mod:`benchbench.models.registry`); the workflow side reaches this module only for a
+custom model's per-rank tensors (:mod:`benchbench.models.accounting`, named in ``.importlinter``).
 """
 
 from __future__ import annotations
@@ -22,9 +21,3 @@ def build_model(model_cfg: dict[str, Any], device: torch.device | str = "meta") 
     builder = resolve(ARCHITECTURES[model_cfg["arch"]].build)
     with torch.device(device):
         return builder(**size_args(model_cfg))
-
-
-def meta_param_count(build: Any) -> int:
-    """Parameters of the module ``build()`` returns, built on the ``meta`` device."""
-    with torch.device("meta"):
-        return sum(p.numel() for p in build().parameters())

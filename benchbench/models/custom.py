@@ -89,7 +89,7 @@ def build(entry: str, path: str) -> Any:
 def params(entry: str, path: str) -> int:
     """Parameters of the model, counted on the ``meta`` device (the one way to count a model that
     only its own code describes: torch, imported here, named in ``.importlinter``)."""
-    from benchbench.models.build import meta_param_count
+    from benchbench.models.meta_count import meta_param_count
 
     return meta_param_count(load(entry, path).build)
 
