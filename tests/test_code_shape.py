@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from benchbench.spec.config import ROOT
 
@@ -138,3 +139,58 @@ def test_every_module_path_the_docs_name_exists():
         if not (ROOT / path).is_file()
     ]
     assert stale == []
+
+
+def import_cycles(graph: Any) -> list[list[str]]:
+    """The package's import circles (strongly connected sets of two or more modules), counting
+    imports inside functions too, from grimp's graph (import-linter's own)."""
+    modules = sorted(m for m in graph.modules if m.startswith("benchbench"))
+    edges = {
+        m: sorted(t for t in graph.find_modules_directly_imported_by(m) if t.startswith("benchbench")) for m in modules
+    }
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in edges[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                out.append(sorted(group))
+
+    for m in modules:
+        if m not in index:
+            visit(m)
+    return out
+
+
+def test_no_import_cycles():
+    import grimp
+
+    assert import_cycles(grimp.build_graph("benchbench")) == []
+
+
+def test_the_cycle_finder_sees_a_circle():
+    imports = {"benchbench.a": {"benchbench.b"}, "benchbench.b": {"benchbench.c"}, "benchbench.c": {"benchbench.a"}}
+
+    class Graph:  # a -> b -> c -> a, and d alone
+        modules = frozenset({*imports, "benchbench.d"})
+
+        def find_modules_directly_imported_by(self, m):
+            return imports.get(m, set())
+
+    assert import_cycles(Graph()) == [["benchbench.a", "benchbench.b", "benchbench.c"]]
