@@ -20,6 +20,7 @@ cost model predicts and the study's feasibility check uses; the rank's measured 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -305,4 +306,40 @@ def memory_estimate(job: Job) -> MemoryEstimate:
         ddp_bucket_bytes=buckets,
         total_bytes=state + (act or 0.0) + buckets,
         note="; ".join(notes),
+    )
+
+
+# ---------------------------------------------------------------------------- the limit
+
+
+def host_memory_bytes() -> float:
+    """This host's physical memory (``os.sysconf``: page size × physical pages), bytes."""
+    return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+@dataclass(frozen=True)
+class MemoryLimit:
+    """The memory one rank of a job may use (:func:`rank_memory_limit`)."""
+
+    bytes: float
+    source: str  # the limit and where it comes from, for people ("memory_gb = 80")
+
+
+def rank_memory_limit(job: Job) -> MemoryLimit | None:
+    """The bytes one rank may use: on a GPU profile its ``memory_gb`` per device (``None`` where it
+    gives none); on a CPU profile the host's memory — the profile's ``memory_gb`` (a host's, there),
+    else this host's RAM (:func:`host_memory_bytes`: a CPU profile runs its ranks on the machine
+    that expands the study, or on nodes like it) — shared by the ranks on one host,
+    min(world size, ``devices_per_node``). No runtime reserve is taken off (the process's Python and
+    torch runtime, ~300 MB per CPU rank, docs/METRICS.md ``peak_mem_mb``; not modelled)."""
+    hw = job.hardware_cfg
+    if hw.device == "cuda":
+        return MemoryLimit(hw.memory_gb * 1e9, f"memory_gb = {hw.memory_gb:g}") if hw.memory_gb else None
+    per_host = max(1, min(job.world_size, hw.devices_per_node))
+    host, where = (
+        (hw.memory_gb * 1e9, "the profile's memory_gb") if hw.memory_gb else (host_memory_bytes(), "this host's RAM")
+    )
+    per_rank = host / per_host
+    return MemoryLimit(
+        per_rank, f"{per_rank / 1e9:.1f} GB per rank: {where}, {host / 1e9:.1f} GB, over {per_host} rank(s)"
     )
