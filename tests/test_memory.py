@@ -105,6 +105,38 @@ def test_bf16_autocast_saves_as_estimated_and_the_peak_held_is_the_total(cfg, ac
     assert saved.peak_bytes == estimates.activation_peak_estimate(job)
 
 
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_the_loss_gradients_raise_the_peak_as_estimated(dtype):
+    """At a large vocabulary the loss's backward holds two fp32 logits-sized gradients beside the
+    saved tensors: the process's peak resident set (tensors of 41 MB: malloc maps and unmaps
+    them, so the resident set follows them) rises above the saved peak by the estimate's
+    8·s·b·V bytes, within 3 % (other saved tensors are freed by then)."""
+    cfg = {"arch": "gpt", "layers": 1, "hidden": 32, "heads": 2, "seq_len": 64, "vocab": 20_000}
+    job = make_test_job("single", 1, model_cfg=cfg, dtype=dtype, seq_len=64, global_batch=8)
+    model = materialize(build_model(cfg), torch.device("cpu"), 0)
+    task = make_task(cfg, 0)
+    x, y = task.batch(0, 8)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16")
+    for _ in range(2):  # gradients allocated, first-use allocations made
+        with autocast:
+            loss = task.loss_fn(model(x), y)
+        loss.backward()
+        del loss
+    with open(memory.STATUS) as f:
+        base = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+    if memory.reset_peak(torch.device("cpu")) != "rss_hwm_reset":
+        pytest.skip("/proc/self/clear_refs is not writable here")
+    with memory.SavedActivations() as saved:
+        with autocast:
+            loss = task.loss_fn(model(x), y)
+        loss.backward()
+        del loss
+    above = memory.read_peak_mb(torch.device("cpu"), "rss_hwm_reset") * 2**20 - base - saved.peak_bytes
+    mem = estimates.memory_estimate(job)
+    assert mem.transient_bytes == estimates.loss_transient(job, 8) == 8 * 64 * 8 * 20_000
+    assert abs(above / mem.transient_bytes - 1) < 0.03, above / mem.transient_bytes
+
+
 def test_interleaved_order_is_torchs():
     """The forward/backward order the peak estimate replays for interleaved 1F1B is the action
     list torch's ScheduleInterleaved1F1B computes, for every rank of several (p, m, v)."""
@@ -270,7 +302,8 @@ def test_ddp_bucket_estimate_is_what_ddp_allocates(tmp_path, strategy):
     job = make_test_job(strategy, 1)
     assert int(out.stdout.split()[-1]) == estimates.ddp_bucket_estimate(job) == 4 * model_info(job.model_cfg).params
     mem = estimates.memory_estimate(job)
-    assert mem.total_bytes == mem.model_state_bytes + mem.activation_bytes + estimates.ddp_bucket_estimate(job)
+    peak = mem.activation_bytes + mem.transient_bytes  # + the loss's gradients (test below)
+    assert mem.total_bytes == mem.model_state_bytes + peak + estimates.ddp_bucket_estimate(job)
     assert "DDP gradient buckets" in mem.note
     assert estimates.ddp_bucket_estimate(make_test_job("fsdp", 2)) == 0
 

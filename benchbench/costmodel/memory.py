@@ -236,14 +236,67 @@ def activation_estimate(job: Job) -> float | None:
     return None if None in totals else max(t for t in totals if t is not None)
 
 
-def held_peak(order: list[tuple[int, bool]], unit: dict[int, float]) -> float:
-    """The most a rank holds saved while it runs ``order`` (stage, is_forward), a forward of stage
-    s saving ``unit[s]`` and its backward releasing it."""
+def held_peak(order: list[tuple[int, bool]], unit: dict[int, float], extra: dict[int, float] | None = None) -> float:
+    """The most a rank holds while it runs ``order`` (stage, is_forward), a forward of stage s
+    saving ``unit[s]`` and its backward releasing it; with ``extra``, a backward of stage s first
+    holds ``extra[s]`` more beside what is saved (the loss's gradients: :func:`loss_transient`)."""
     held = peak = 0.0
     for stage, forward in order:
+        if not forward and extra:
+            peak = max(peak, held + extra.get(stage, 0.0))
         held += unit[stage] if forward else -unit[stage]
         peak = max(peak, held)
     return peak
+
+
+def loss_transient(job: Job, b: float) -> float:
+    """Bytes the loss's backward holds beside the saved tensors, on the last stage, for b samples:
+    a sequence model's cross entropy makes two fp32 gradients as large as the logits — of the
+    log-probabilities (``nll_loss``'s backward) and of the logits (``log_softmax``'s) — before the
+    head's backward frees them: 8·s·b·V bytes, in fp32 and in bf16 jobs (autocast computes the loss
+    in fp32). Measured on CPU (the process's peak resident set, ``VmHWM``, above the saved bytes, a
+    1-layer gpt with s = 64: V = 50,000, b = 8 and 16, 7.95 to 8.03 bytes per s·b·V; V = 20,000,
+    b = 8, 7.88 (fp32) and 7.92 (bf16): tests/test_memory.py).
+    Other architectures: 0 (their outputs are b·classes or b·out_dim wide)."""
+    c = job.model_cfg
+    if "seq_len" not in c or "vocab" not in c:
+        return 0.0
+    return 8.0 * int(c["seq_len"]) * b * int(c["vocab"])
+
+
+def activation_peaks(job: Job) -> tuple[float, float] | None:
+    """(saved-activation bytes held at once, the same with the loss's transient gradients at the
+    moment they are made) on the rank holding the most: :func:`activation_peak_estimate` and the
+    step's peak of activation memory (:func:`memory_estimate`). ``None`` where
+    :func:`activation_estimate` is."""
+    if activation_estimate(job) is None:
+        return None
+    plan = job.plan
+    b = job.global_batch // plan.dp
+    last = plan.pp * plan.virtual_stages - 1
+    if plan.pp == 1:
+        mb = b / plan.accum_steps
+        one = (
+            (stage_activations(job, [0], mb, 1) or 0.0)
+            - batch_input_bytes(job, [0], mb)
+            + batch_input_bytes(job, [0], b)
+        )
+        return one, one + loss_transient(job, mb)
+    mb = b / plan.micro_batches
+    saved, step = [], []
+    for rank, stages in enumerate(rank_stages(job)):
+        unit = {st: (stage_activations(job, [st], mb, 1) or 0.0) - batch_input_bytes(job, [st], mb) for st in stages}
+        extra = {last: loss_transient(job, mb)} if last in stages else {}
+        order = compute_order(plan.schedule, rank, plan.pp, plan.micro_batches, plan.virtual_stages)
+        whole = batch_input_bytes(job, stages, b)
+        if order is None:  # all m micro-batches held: an upper bound
+            held = sum(plan.micro_batches * u for u in unit.values())
+            saved.append(held + whole)
+            step.append(held + whole + sum(extra.values()))
+            continue
+        saved.append(held_peak(order, unit) + whole)
+        step.append(held_peak(order, unit, extra) + whole)
+    return max(saved), max(step)
 
 
 def activation_peak_estimate(job: Job) -> float | None:
@@ -256,22 +309,8 @@ def activation_peak_estimate(job: Job) -> float | None:
     not derived (those splitting the backward) count all m (an upper bound). The batch's token
     and target tensors count whole (:func:`batch_input_bytes`). ``None`` where
     :func:`activation_estimate` is."""
-    if activation_estimate(job) is None:
-        return None
-    plan = job.plan
-    b = job.global_batch // plan.dp
-    if plan.pp == 1:
-        mb = b / plan.accum_steps
-        one = stage_activations(job, [0], mb, 1) or 0.0
-        return one - batch_input_bytes(job, [0], mb) + batch_input_bytes(job, [0], b)
-    mb = b / plan.micro_batches
-    peaks = []
-    for rank, stages in enumerate(rank_stages(job)):
-        unit = {st: (stage_activations(job, [st], mb, 1) or 0.0) - batch_input_bytes(job, [st], mb) for st in stages}
-        order = compute_order(plan.schedule, rank, plan.pp, plan.micro_batches, plan.virtual_stages)
-        held = sum(plan.micro_batches * u for u in unit.values()) if order is None else held_peak(order, unit)
-        peaks.append(held + batch_input_bytes(job, stages, b))
-    return max(peaks)
+    peaks = activation_peaks(job)
+    return None if peaks is None else peaks[0]
 
 
 # ---------------------------------------------------------------------------- the rank's total
@@ -284,28 +323,37 @@ class MemoryEstimate:
     model_state_bytes: float  # :func:`model_state_estimate`
     activation_bytes: float | None  # :func:`activation_peak_estimate`, or its fp32 non-SP upper bound
     ddp_bucket_bytes: float  # :func:`ddp_bucket_estimate`
-    total_bytes: float  # model state + activations + DDP's gradient buckets
+    total_bytes: float  # model state + activations at the step's peak (+ the loss's transient) + DDP's buckets
     note: str  # how the total was made, for people ("" when plain)
+    transient_bytes: float = 0.0  # the step's activation peak above activation_bytes (:func:`loss_transient`)
 
 
 def memory_estimate(job: Job) -> MemoryEstimate:
-    """Model state (:func:`model_state_estimate`) and the saved activations held at the peak
-    (:func:`activation_peak_estimate`) of the rank holding the most, and the total, which adds
-    DDP's gradient buckets (:func:`ddp_bucket_estimate`); where the activation estimate is not
-    derived (bf16 or sequence parallel on an architecture outside :data:`SAVING_AWARE`) the fp32,
-    non-SP figure of the same job stands in as an upper bound (said in the note)."""
+    """Model state (:func:`model_state_estimate`), the saved activations held at the peak
+    (:func:`activation_peak_estimate`) and the loss's transient gradients where they raise the
+    step's peak (:func:`activation_peaks`, :func:`loss_transient`) of the rank holding the most,
+    and the total, which adds DDP's gradient buckets (:func:`ddp_bucket_estimate`); where the
+    activation estimate is not derived (bf16 or sequence parallel on an architecture outside
+    :data:`SAVING_AWARE`) the fp32, non-SP figure of the same job stands in as an upper bound (said
+    in the note). Not counted: a checkpointed block's recompute, FSDP2's unsharded units, the
+    runtime (docs/METRICS.md)."""
     state, buckets = model_state_estimate(job), ddp_bucket_estimate(job)
-    act = activation_peak_estimate(job)
+    peaks = activation_peaks(job)
     notes = [f"+ DDP gradient buckets {buckets / 1e9:.1f} GB"] if buckets else []
-    if act is None:
-        act = activation_peak_estimate(job.replace(dtype="fp32", plan=replace(job.plan, sequence_parallel=False)))
+    if peaks is None:
+        peaks = activation_peaks(job.replace(dtype="fp32", plan=replace(job.plan, sequence_parallel=False)))
         notes.append("activations: fp32 non-SP upper bound")
+    act, step = peaks if peaks is not None else (None, 0.0)
+    transient = step - (act or 0.0)
+    if transient:
+        notes.append(f"+ loss gradients {transient / 1e9:.1f} GB at the step's peak")
     return MemoryEstimate(
         model_state_bytes=state,
         activation_bytes=act,
         ddp_bucket_bytes=buckets,
-        total_bytes=state + (act or 0.0) + buckets,
+        total_bytes=state + max(step, act or 0.0) + buckets,
         note="; ".join(notes),
+        transient_bytes=transient,
     )
 
 
