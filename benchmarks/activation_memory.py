@@ -8,7 +8,8 @@ Each case is one job run through the real launcher (gloo ranks, 1 warm-up and 1 
 ``activation_bytes`` (saved over the step, every micro-batch) and ``activation_peak_bytes`` (held
 at once) are the max over ranks (benchbench/rank/measure/memory.py); beside them the estimates of
 :mod:`benchbench.costmodel.memory`, computed now. The models: the 4-layer test gpt (hidden 32, 4
-heads, seq 16, vocab 64) and the tiny llama preset; global batch 8.
+heads, seq 16, vocab 64) and the tiny llama preset; global batch 8. ``--plans pp-zbv pp-dualpipev``
+runs the schedules whose peak is estimated as an upper bound (all m micro-batches).
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ PLANS = {
     "pp-gpipe": ("pp-gpipe", 2, {}),
     "pp-1f1b": ("pp-1f1b", 2, {}),
     "pp-interleaved": ("pp-interleaved", 2, {}),
+    "pp-zbv": ("pp-zbv", 2, {}),  # split backward: the peak estimate is an upper bound
+    "pp-dualpipev": ("pp-dualpipev", 2, {}),
 }
 
 
@@ -76,7 +79,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arch", nargs="+", default=list(MODELS))
     ap.add_argument("--dtype", nargs="+", default=["fp32", "bf16"])
-    ap.add_argument("--plans", nargs="+", default=list(PLANS))
+    ap.add_argument("--plans", nargs="+", default=[p for p in PLANS if p not in ("pp-zbv", "pp-dualpipev")])
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     rows = []
