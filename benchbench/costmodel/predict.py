@@ -213,9 +213,11 @@ def rank_ops(ctx: Ctx, r: int) -> list[Op]:
 
 
 def memory_limit_bytes(job: Job) -> float | None:
-    """What one rank may use (:func:`~benchbench.costmodel.memory.rank_memory_limit`), in bytes;
-    ``None`` where a GPU profile gives no ``memory_gb``."""
-    limit = rank_memory_limit(job)
+    """What one rank may use (:func:`~benchbench.costmodel.memory.rank_memory_limit`), in bytes,
+    where the profile gives ``memory_gb``; ``None`` where it gives none — a CPU profile without it
+    is checked against this host's RAM when a study is expanded (``study.memory_reason``), not in
+    predictions, which extrapolate to rank counts no one host holds."""
+    limit = rank_memory_limit(job) if job.hardware_cfg.memory_gb else None
     return limit.bytes if limit else None
 
 
