@@ -10,7 +10,7 @@ from typing import Any
 
 from benchbench.costmodel.calibrate import CalibrationSpec, spec_for_jobs
 from benchbench.costmodel.calibration import from_spec, read_calibration
-from benchbench.costmodel.memory import memory_estimate
+from benchbench.costmodel.memory import memory_estimate, rank_memory_limit
 from benchbench.costmodel.model_parallel import cp_as_data_parallel
 from benchbench.costmodel.recommend import calibration_path, recommend
 from benchbench.spec.config import PREDICTED_TOP, ConfigError
@@ -19,21 +19,22 @@ from benchbench.spec.job import Dropped, Job, make_job
 
 
 def memory_reason(job: Job) -> str | None:
-    """On a GPU profile that gives ``memory_gb``: why the job would not fit one device — the cost
-    model's per-rank memory (:func:`benchbench.costmodel.memory.memory_estimate`: model state as the
-    plan shards it + saved activations, bf16 jobs at the fp32 upper bound) above it — else ``None``.
-    CPU profiles are not checked (and expansion loads no torch for them)."""
-    hw = job.hardware_cfg
-    if hw.device != "cuda" or not hw.memory_gb:
+    """Why the job would not fit: the cost model's per-rank memory
+    (:func:`benchbench.costmodel.memory.memory_estimate`: model state as the plan shards it + the
+    saved activations held at the peak + DDP's buckets) above what one rank may use
+    (:func:`benchbench.costmodel.memory.rank_memory_limit`: a GPU's ``memory_gb``; on CPU profiles
+    the host's memory shared by its ranks) — else ``None``. Expansion loads no torch for it."""
+    limit = rank_memory_limit(job)
+    if limit is None:
         return None
     mem = memory_estimate(cp_as_data_parallel(job))
-    if mem.total_bytes <= hw.memory_gb * 1e9:
+    if mem.total_bytes <= limit.bytes:
         return None
     note = f"; {mem.note}" if mem.note else ""
     return (
         f"memory: the cost model predicts {mem.total_bytes / 1e9:.1f} GB per rank (model state "
         f"{mem.model_state_bytes / 1e9:.1f} + activations {(mem.activation_bytes or 0) / 1e9:.1f}{note}) "
-        f"> memory_gb = {hw.memory_gb:g}"
+        f"> {limit.source}"
     )
 
 
@@ -95,7 +96,7 @@ def predicted_top(
 
 def expand(cfg: dict[str, Any]) -> tuple[list[Job], list[Dropped]]:
     """All jobs of a validated study config, and the dropped combinations with reasons (plan
-    rules, the device, and on GPU profiles the predicted memory: :func:`memory_reason`).
+    rules, the device, and the predicted memory: :func:`memory_reason`).
 
     Order: model, hardware, strategy, world size, repeat (the order ``matrix`` prints); with a
     ``predicted-top-K`` entry: model, hardware, world size, strategy (:func:`_combinations`)."""

@@ -16,10 +16,12 @@ import torch
 from benchbench.costmodel import memory as estimates
 from benchbench.launch.run_job import run_job
 from benchbench.models.build import build_model
+from benchbench.models.presets import PRESETS
 from benchbench.models.registry import make_task, model_info
 from benchbench.models.weights import materialize
 from benchbench.rank.measure import memory
 from benchbench.spec.config import ROOT
+from benchbench.spec.schedules import compute_order
 from tests.helpers.jobs import TINY_GPT, make_test_job
 
 MLP = {"arch": "mlp", "width": 32, "depth": 3, "out_dim": 32}  # ZeRO-1 splits its 8 tensors evenly
@@ -75,6 +77,80 @@ def test_one_process_counts_equal_the_estimates(cfg):
     assert saved.bytes == estimates.activation_estimate(job)
     assert state["model_state_bytes"] == estimates.model_state_estimate(job) + STEP_COUNTER * n_tensors(cfg)
     assert state["param_bytes"] == 4 * model_info(cfg).params
+
+
+LLAMA = {"arch": "llama", **PRESETS["llama"]["tiny"]}
+
+
+@pytest.mark.parametrize("cfg", [GPT, LLAMA], ids=["gpt", "llama"])
+@pytest.mark.parametrize("ac", ["none", "full"])
+def test_bf16_autocast_saves_as_estimated_and_the_peak_held_is_the_total(cfg, ac):
+    """One process under CPU bf16 autocast: the saved bytes are the estimate's (matmul outputs and
+    each matmul's cast of an fp32 input in bf16; norms, log-sum-exp, log-softmax in fp32), and with
+    one forward the most held at once is all of it; after backward nothing is held."""
+    from benchbench.strategies.checkpointing import apply_ac
+
+    job = make_test_job("single", 1, model_cfg=dict(cfg), dtype="bf16", seq_len=cfg["seq_len"])
+    job = job.replace(plan=replace(job.plan, activation_checkpoint=ac))
+    model = apply_ac(materialize(build_model(cfg), torch.device("cpu"), 0), ac, 1)
+    task = make_task(cfg, 0)
+    x, y = task.batch(0, job.global_batch)
+    with memory.SavedActivations() as saved:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = task.loss_fn(model(x), y)
+        loss.backward()
+        del loss
+        assert saved.held_bytes == 0
+    assert saved.bytes == saved.peak_bytes == estimates.activation_estimate(job)
+    assert saved.peak_bytes == estimates.activation_peak_estimate(job)
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_the_loss_gradients_raise_the_peak_as_estimated(dtype):
+    """At a large vocabulary the loss's backward holds two fp32 logits-sized gradients beside the
+    saved tensors: the process's peak resident set (tensors of 41 MB: malloc maps and unmaps
+    them, so the resident set follows them) rises above the saved peak by the estimate's
+    8·s·b·V bytes, within 3 % (other saved tensors are freed by then)."""
+    cfg = {"arch": "gpt", "layers": 1, "hidden": 32, "heads": 2, "seq_len": 64, "vocab": 20_000}
+    job = make_test_job("single", 1, model_cfg=cfg, dtype=dtype, seq_len=64, global_batch=8)
+    model = materialize(build_model(cfg), torch.device("cpu"), 0)
+    task = make_task(cfg, 0)
+    x, y = task.batch(0, 8)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16")
+    for _ in range(2):  # gradients allocated, first-use allocations made
+        with autocast:
+            loss = task.loss_fn(model(x), y)
+        loss.backward()
+        del loss
+    with open(memory.STATUS) as f:
+        base = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+    if memory.reset_peak(torch.device("cpu")) != "rss_hwm_reset":
+        pytest.skip("/proc/self/clear_refs is not writable here")
+    with memory.SavedActivations() as saved:
+        with autocast:
+            loss = task.loss_fn(model(x), y)
+        loss.backward()
+        del loss
+    above = memory.read_peak_mb(torch.device("cpu"), "rss_hwm_reset") * 2**20 - base - saved.peak_bytes
+    mem = estimates.memory_estimate(job)
+    assert mem.transient_bytes == estimates.loss_transient(job, 8) == 8 * 64 * 8 * 20_000
+    assert abs(above / mem.transient_bytes - 1) < 0.03, above / mem.transient_bytes
+
+
+def test_interleaved_order_is_torchs():
+    """The forward/backward order the peak estimate replays for interleaved 1F1B is the action
+    list torch's ScheduleInterleaved1F1B computes, for every rank of several (p, m, v)."""
+    from torch.distributed.pipelining.schedules import ScheduleInterleaved1F1B, _ComputationType
+
+    for p, m, v in [(2, 4, 2), (4, 8, 2), (4, 4, 2), (3, 6, 3), (4, 16, 4), (2, 8, 2)]:
+        sched = ScheduleInterleaved1F1B.__new__(ScheduleInterleaved1F1B)  # the order alone, no stages
+        sched.n_local_stages, sched.pp_group_size, sched._n_microbatches = v, p, m
+        sched.number_of_rounds = max(1, m // p)
+        sched.microbatches_per_round = m // sched.number_of_rounds
+        for r in range(p):
+            actions = [a for a in sched._calculate_single_rank_operations(r) if a is not None]
+            torch_order = [(a.stage_index, a.computation_type == _ComputationType.FORWARD) for a in actions]
+            assert torch_order == compute_order("interleaved-1f1b", r, p, m, v), (p, m, v, r)
 
 
 def test_checkpointing_saves_less_and_its_recompute_counts_as_hardware_flops():
@@ -226,6 +302,57 @@ def test_ddp_bucket_estimate_is_what_ddp_allocates(tmp_path, strategy):
     job = make_test_job(strategy, 1)
     assert int(out.stdout.split()[-1]) == estimates.ddp_bucket_estimate(job) == 4 * model_info(job.model_cfg).params
     mem = estimates.memory_estimate(job)
-    assert mem.total_bytes == mem.model_state_bytes + mem.activation_bytes + estimates.ddp_bucket_estimate(job)
+    peak = mem.activation_bytes + mem.transient_bytes  # + the loss's gradients (test below)
+    assert mem.total_bytes == mem.model_state_bytes + peak + estimates.ddp_bucket_estimate(job)
     assert "DDP gradient buckets" in mem.note
     assert estimates.ddp_bucket_estimate(make_test_job("fsdp", 2)) == 0
+
+
+@pytest.mark.slow
+def test_pipelines_hold_what_their_schedule_keeps_in_flight(tmp_path):
+    """Saved over the step, every pipeline schedule saves the same (all m = 4 micro-batches of
+    its stage); held at once, GPipe all of them, 1F1B min(m, p − rank) = 2 on the first rank,
+    interleaved 1F1B its warm-up + 1 — each peak exactly as estimated; a single process holds
+    what it saves."""
+    got = {s: summary(tmp_path, s, ws, GPT) for s, ws in (("single", 1), ("pp-gpipe", 2), ("pp-1f1b", 2))}
+    got["pp-interleaved"] = summary(tmp_path, "pp-interleaved", 2, GPT)
+    for name, s in got.items():
+        assert s["activation_peak_bytes"] == s["activation_peak_bytes_est"], name
+        assert s["activation_bytes"] == s["activation_bytes_est"], name
+    assert got["single"]["activation_peak_bytes"] == got["single"]["activation_bytes"]
+    assert got["pp-gpipe"]["activation_peak_bytes"] == got["pp-gpipe"]["activation_bytes"]
+    assert got["pp-1f1b"]["activation_bytes"] == got["pp-gpipe"]["activation_bytes"]
+    assert got["pp-1f1b"]["activation_peak_bytes"] < got["pp-interleaved"]["activation_peak_bytes"]
+    assert got["pp-interleaved"]["activation_peak_bytes"] < got["pp-gpipe"]["activation_peak_bytes"]
+
+
+#: (model, strategy, world size, plan changes): bf16 under every way a plan stores the residual
+#: stream (fp32 beside autocast; bf16 under FSDP2's MixedPrecisionPolicy), TP, SP, full AC with
+#: SP, and pipelines; fp32 SP.
+DTYPE_CASES = [
+    (GPT, "bf16", "fsdp", 2, {}),
+    (GPT, "bf16", "tp", 2, {}),
+    (GPT, "bf16", "tp-sp", 2, {"activation_checkpoint": "full"}),
+    (GPT, "fp32", "tp-sp", 2, {}),
+    (GPT, "bf16", "pp-1f1b", 2, {}),
+    (LLAMA, "bf16", "fsdp", 2, {}),
+    (LLAMA, "bf16", "tp-sp", 2, {}),
+    (LLAMA, "bf16", "pp-interleaved", 2, {}),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("cfg", "dtype", "strategy", "ws", "changes"), DTYPE_CASES)
+def test_bf16_and_sequence_parallel_activations_are_exact(tmp_path, cfg, dtype, strategy, ws, changes):
+    """Saved over the step and held at once, on real ranks: the estimates in the job's dtype,
+    split by tp and (under SP) the norm region by tp, equal the measured bytes
+    (benchmarks/activation_memory.py runs every plan)."""
+    job = make_test_job(strategy, ws, model_cfg=dict(cfg), warmup_steps=1, steps=1, dtype=dtype)
+    job = job.replace(seq_len=cfg["seq_len"], plan=replace(job.plan, **changes))
+    rec, _ = run_job(job, tmp_path / f"{job.id}.json", None)
+    assert rec["status"] == "ok", rec["error"]
+    s = rec["summary"]
+    assert (s["activation_bytes"], s["activation_peak_bytes"]) == (
+        s["activation_bytes_est"],
+        s["activation_peak_bytes_est"],
+    )

@@ -129,3 +129,25 @@ def test_names_are_safe_path_components(tiny_config):
     for name in ("..", ".", ".hidden", "-rf", "ok\n"):
         with pytest.raises(ConfigError, match="is not a safe name"):
             check_config({**tiny_config, "study": name})
+
+
+def test_cpu_profiles_drop_what_the_host_cannot_hold(tiny_config, monkeypatch):
+    """On cpu-local a plan is checked against the host's RAM shared by its ranks: a 10¹⁸-parameter
+    gpt is dropped with the cost model's memory reason naming the limit; the tiny models run; a
+    host with less RAM than two ranks of a model need drops the 2-rank plan only."""
+    from benchbench.costmodel import memory
+
+    huge = {"arch": "gpt", "layers": 1000, "hidden": 9_200_000, "heads": 8, "seq_len": 16, "vocab": 64}
+    cfg = check_config({**tiny_config, "models": {**tiny_config["models"], "huge": {**huge, "batch_size": 8}}})
+    jobs, dropped = expand(cfg)
+    reasons = {(d.model, d.strategy, d.world_size): d.reason for d in dropped}
+    assert all(reasons[("huge", s, ws)].startswith("memory:") for s, ws in (("single", 1), ("ddp", 1), ("ddp", 2)))
+    assert "GB per rank: this host's RAM" in reasons[("huge", "single", 1)]
+    assert "over 2 rank(s)" in reasons[("huge", "ddp", 2)]
+    assert {j.model for j in jobs} == {"gpt-tiny", "mlp-tiny"}
+    # mlp-tiny under ddp: 16 bytes per parameter, + 4 in DDP's buckets, + its activations, per rank
+    single = next(j for j in jobs if (j.model, j.strategy) == ("mlp-tiny", "single"))
+    need = memory.memory_estimate(single).total_bytes
+    monkeypatch.setattr(memory, "host_memory_bytes", lambda: 1.5 * need)
+    small = {(j.model, j.strategy, j.world_size) for j in expand(tiny_config)[0]}
+    assert ("mlp-tiny", "single", 1) in small and ("mlp-tiny", "dp-naive", 2) not in small

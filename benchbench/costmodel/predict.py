@@ -22,7 +22,7 @@ from benchbench.costmodel.calibration import Calibration
 from benchbench.costmodel.compute import float8_factor, oversubscription, phases, recompute_share, stream_bytes
 from benchbench.costmodel.context import Ctx, Op, Part, RankStep, fmt_s
 from benchbench.costmodel.data_parallel import DP_FAMILY, dp_flavour, optimizer_seconds
-from benchbench.costmodel.memory import MemoryEstimate, memory_estimate
+from benchbench.costmodel.memory import MemoryEstimate, memory_estimate, rank_memory_limit
 from benchbench.costmodel.model_parallel import (
     activation_elems,
     async_tp_part,
@@ -60,7 +60,7 @@ class Prediction:
     model_state_bytes: float  # benchbench.costmodel.memory.model_state_estimate
     activation_bytes: float | None  # benchbench.costmodel.memory.activation_estimate
     memory_bytes: float  # model state + activations of the rank holding the most
-    memory_limit_bytes: float | None  # the profile's memory_gb, bytes
+    memory_limit_bytes: float | None  # what one rank may use (costmodel.memory.rank_memory_limit), bytes
     fits: bool | None  # memory_bytes <= memory_limit_bytes; None where the profile gives no memory
     infeasible: str | None  # why the plan cannot run (plan rules or memory), else None
     terms: str  # how step_time_s was composed, for people
@@ -213,8 +213,12 @@ def rank_ops(ctx: Ctx, r: int) -> list[Op]:
 
 
 def memory_limit_bytes(job: Job) -> float | None:
-    """The profile's ``memory_gb`` per device, in bytes; ``None`` where the profile gives none."""
-    return job.hardware_cfg.memory_gb * 1e9 if job.hardware_cfg.memory_gb else None
+    """What one rank may use (:func:`~benchbench.costmodel.memory.rank_memory_limit`), in bytes,
+    where the profile gives ``memory_gb``; ``None`` where it gives none — a CPU profile without it
+    is checked against this host's RAM when a study is expanded (``study.memory_reason``), not in
+    predictions, which extrapolate to rank counts no one host holds."""
+    limit = rank_memory_limit(job) if job.hardware_cfg.memory_gb else None
+    return limit.bytes if limit else None
 
 
 def memory_infeasible(mem: MemoryEstimate, limit: float) -> str:

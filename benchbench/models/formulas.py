@@ -10,7 +10,49 @@ built modules.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+
+
+@dataclass(frozen=True)
+class Saving:
+    """How a job's forward stores the tensors it saves for backward (the activation formulas'
+    convention; every rule measured tensor by tensor on CPU, tests/test_archs.py and
+    benchmarks/activation_memory.py):
+
+    * ``autocast`` (bf16 jobs): matmul and attention outputs are bf16, and each matmul saves its
+      own bf16 cast of an fp32 input (autocast caches casts of parameters, not of activations);
+      the attention's log-sum-exp, the log-softmax and the norms' statistics stay fp32 (the
+      LayerNorm's in the stream's dtype: CPU autocast leaves ``layer_norm`` alone);
+    * ``stream``: bytes of a residual-stream element — 2 where FSDP2's ``MixedPrecisionPolicy``
+      gathers bf16 parameters and casts each block's inputs (the embedding output is bf16 too), else 4;
+    * ``sp`` (sequence parallelism): a norm's input, its statistics and what it computes inside
+      are split by tp (Korthikanti et al. 2022, Table 2: the LayerNorm region / t); the output that
+      the matmuls read is gathered, whole.
+    """
+
+    autocast: bool = False
+    stream: int = 4
+    sp: bool = False
+
+    @property
+    def matmul(self) -> int:
+        """Bytes of a matmul output element."""
+        return 2 if self.autocast else 4
+
+    def norm_output(self, readers: int) -> int:
+        """Bytes per element of a norm output as the ``readers`` matmuls reading it save it: fp32
+        once; under autocast a bf16 cast per reader of an fp32 output, one bf16 of a bf16 output."""
+        if not self.autocast:
+            return 4
+        return 2 * readers if self.stream == 4 else 2
+
+    def region(self, tp: int) -> int:
+        """The divisor of the norm region: tp under sequence parallelism, else 1."""
+        return tp if self.sp else 1
+
+
+FP32 = Saving()
 
 # ----------------------------------------------------------------------------------------- MLP
 
@@ -96,26 +138,46 @@ def llama_train_flops_per_sample(
     return 3.0 * (first + layers * block + last)
 
 
+# long: one docstring listing every saved tensor of a block, the formula in a few lines
 def llama_activations(
-    cfg: dict[str, Any], stages: list[int], n_stages: int, b: int, forwards: int, tp: int, kept: frozenset = frozenset()
+    cfg: dict[str, Any],
+    stages: list[int],
+    n_stages: int,
+    b: int,
+    forwards: int,
+    tp: int,
+    kept: frozenset = frozenset(),
+    saving: Saving = FP32,
 ) -> float:
-    """Saved fp32 bytes of one step on a rank holding pipeline ``stages``, b sequences of s tokens
+    """Saved bytes of one step on a rank holding pipeline ``stages``, b sequences of s tokens
     over ``forwards`` forward passes, as autograd saves them (counted tensor by tensor on the tiny
-    preset: tests/test_archs.py). Per block and token, in 4-byte elements: each RMSNorm its input,
-    normalised input and output (3h) and 1/rms (1); attention the rotated q, the repeated k and
-    v, the output (4h / tp: fused CPU/GPU SDPA keeps no s x s matrix) and log-sum-exp (heads / tp);
-    SwiGLU w1, w3, silu and product outputs (4f / tp); plus rotary cos/sin (2·s·head_dim per
-    block). Outside the blocks: token indices (int64) on the first stage; on the last the final
-    norm (3h + 1), the logits' log-softmax (V), the targets (int64) and the loss per forward. A
-    block in ``kept`` (activation checkpointing) saves only its input, s·b·h."""
+    preset: tests/test_archs.py), stored as ``saving`` says (:class:`Saving`). Per block and
+    token: each RMSNorm (``F.rms_norm``, computed in fp32) its fp32 input (or fp32 copy of a bf16
+    one) and normalised input (2h·4 bytes) and 1/rms (4 bytes), split under SP, and its output as
+    the matmuls reading it save it (q, k, v: 3 readers; w1, w3: 2); attention the rotated q,
+    the repeated k and v, the output (4h / tp, matmul dtype: fused CPU/GPU SDPA keeps no s x s
+    matrix) and the fp32 log-sum-exp (heads / tp); SwiGLU w1, w3, silu and product outputs
+    (4f / tp); plus rotary cos/sin (fp32, 2·s·head_dim per block and forward). Outside the blocks:
+    token indices (int64) on the first stage; on the last the final norm, the logits' log-softmax
+    (fp32, V), the targets (int64) and the loss per forward. A block in ``kept`` (activation
+    checkpointing) saves only its input, s·b·h in the stream's dtype (/ tp under SP)."""
     layers, h, a, f, v, s = (int(cfg[k]) for k in ("layers", "hidden", "heads", "ffn_hidden", "vocab", "seq_len"))
-    per_block = 4.0 * s * b * (6 * h + 2 + (4 * h + a + 4 * f) / tp) + 4 * 2 * s * (h // a)
+    sv, r = saving, saving.region(tp)
+    norm = (8.0 * s * b * h + 4 * s * b) / r
+    per_block = (
+        2 * norm
+        + s * b * h * (sv.norm_output(3) + sv.norm_output(2))
+        + sv.matmul * s * b * (4 * h + 4 * f) / tp
+        + 4.0 * (a // tp) * s * b
+        + 4 * 2 * s * (h // a) * forwards
+    )
     out = 0.0
     for st in stages:
         mine = range(st * layers // n_stages, (st + 1) * layers // n_stages)
-        out += sum(4.0 * s * b * h if i in kept else per_block for i in mine)
+        out += sum(sv.stream * s * b * h / r if i in kept else per_block for i in mine)
         out += 8 * b * s if st == 0 else 0
-        out += 4.0 * s * b * (3 * h + 1 + v) + 8 * b * s + 4 * forwards if st == n_stages - 1 else 0
+        last = norm + s * b * h * sv.norm_output(1) + 4.0 * s * b * v + 8 * b * s + 4 * forwards
+        out += last if st == n_stages - 1 else 0
     return out
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchbench.costmodel.memory import activation_estimate, model_state_estimate
+from benchbench.costmodel.memory import activation_estimate, activation_peak_estimate, model_state_estimate
 from benchbench.models.registry import make_task, model_info
 from benchbench.models.tasks import SyntheticTask
 from benchbench.protocol import heartbeat
@@ -183,6 +183,7 @@ def memory_figures(job: Job, mem: dict[str, float], device: torch.device) -> dic
         "peak_mem_source": source,
         "model_state_bytes_est": model_state_estimate(job),
         "activation_bytes_est": activation_estimate(job),
+        "activation_peak_bytes_est": activation_peak_estimate(job),
     }
 
 

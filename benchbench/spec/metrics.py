@@ -123,11 +123,25 @@ SUMMARY: tuple[Metric, ...] = (
     ),
     _m("activation_bytes", "bytes", "max", "max", "bytes autograd saves for backward in one step on a rank"),
     _m(
+        "activation_peak_bytes",
+        "bytes",
+        "max",
+        "max",
+        "most bytes autograd holds saved for backward at once in one step on a rank (packed, not yet released)",
+    ),
+    _m(
+        "activation_peak_bytes_est",
+        "bytes",
+        "none",
+        "first",
+        "analytic activation_peak_bytes: the micro-batches a pipeline schedule holds in flight, in the job's dtype",
+    ),
+    _m(
         "activation_bytes_est",
         "bytes",
         "none",
         "first",
-        "analytic saved-activation bytes of one step (Korthikanti et al. 2022, adapted; fp32, no SP)",
+        "analytic saved-activation bytes of one step (Korthikanti et al. 2022, adapted; job dtype, SP)",
     ),
     _m(
         "comm_bytes_per_step",

@@ -113,3 +113,40 @@ def stage_ids(name: str, pp_rank: int, pp: int, virtual_stages: int) -> list[int
     if SCHEDULES[name].layout == "v":
         return [pp_rank, 2 * pp - 1 - pp_rank]
     return [pp_rank + k * pp for k in range(virtual_stages)]
+
+
+def interleaved_warmup(rank: int, pp: int, m: int, v: int) -> int:
+    """Forwards torch's ``ScheduleInterleaved1F1B`` runs on ``rank`` before its first backward
+    (``_get_warmup_ops``): (v − 1)·(micro-batches per round) + 2·(p − 1 − rank), at most v·m; a
+    round is m / max(1, m // p) micro-batches."""
+    per_round = m // max(1, m // pp)
+    return min((v - 1) * per_round + 2 * (pp - 1 - rank), m * v)
+
+
+def compute_order(name: str, pp_rank: int, pp: int, m: int, v: int) -> list[tuple[int, bool]] | None:
+    """The forwards and full backwards pipeline rank ``pp_rank`` runs, in torch's order, as
+    (stage, is_forward) — what the rank holds saved in between (the micro-batch index does not
+    matter to memory). GPipe: every forward, then every backward. 1F1B (``Schedule1F1B``):
+    min(m, p − rank) forwards, then backward and forward in turn, then the backwards left.
+    Interleaved 1F1B (``ScheduleInterleaved1F1B``, ``_get_1f1b_rank_ops``): the warm-up forwards of
+    :func:`interleaved_warmup`, then forward and backward in turn, then the backwards left; a
+    forward's stage cycles over the rank's v stages every round of micro-batches, a backward's
+    from the last stage down. ``None`` for the schedules whose order is not derived here (those
+    splitting the backward: their input-gradient pass frees part of a micro-batch)."""
+    stages = stage_ids(name, pp_rank, pp, v)
+    if name == "gpipe":
+        return [(stages[0], True)] * m + [(stages[0], False)] * m
+    if name == "1f1b":
+        warm = min(m, pp - pp_rank)
+        steady = [op for _ in range(m - warm) for op in ((stages[0], False), (stages[0], True))]
+        return [(stages[0], True)] * warm + steady + [(stages[0], False)] * warm
+    if name != "interleaved-1f1b":
+        return None
+    per_round, total = m // max(1, m // pp), m * v
+    warm = interleaved_warmup(pp_rank, pp, m, v)
+    fwd = [stages[(op // per_round) % v] for op in range(total)]
+    bwd = [stages[v - 1 - ((op - warm) // per_round) % v] for op in range(warm, warm + total)]
+    order = [(s, True) for s in fwd[:warm]]
+    for k in range(total - warm):
+        order += [(fwd[warm + k], True), (bwd[k], False)]
+    return order + [(s, False) for s in bwd[total - warm :]]

@@ -8,6 +8,8 @@ Measured (per rank; the job reports the max over ranks):
   (DDP's ``gradient_as_bucket_view``, FSDP2's padded shards and views share storages);
 * :class:`SavedActivations` — the bytes autograd saves for backward during one step
   (``saved_tensors_hooks``): storages counted once, parameters and their views/casts not counted;
+  in all (``activation_bytes``) and the most held at once (``activation_peak_bytes``: packed and
+  not yet released by autograd, the max of the running sum);
 * :func:`reset_peak` / :func:`read_peak_mb` — the process peak after set-up and warm-up: on CPU
   the kernel's high-water mark of the resident set (VmHWM), reset by writing ``5`` to
   ``/proc/self/clear_refs``; on CUDA the allocator's peak after ``reset_peak_memory_stats``.
@@ -135,25 +137,69 @@ def param_derived(t: torch.Tensor) -> bool:
     return fn is not None and type(fn).__name__ == "AccumulateGrad"
 
 
+class _Packed:
+    """What the pack hook hands autograd in place of a saved tensor: the tensor, and a note to
+    :class:`SavedActivations` when autograd drops it (the saved variable is released)."""
+
+    __slots__ = ("key", "owner", "tensor")
+
+    def __init__(self, tensor: torch.Tensor, owner: SavedActivations | None, key: int) -> None:
+        self.tensor, self.owner, self.key = tensor, owner, key
+
+    def __del__(self) -> None:
+        if self.owner is not None:
+            self.owner.release(self.key)
+
+
 class SavedActivations:
-    """Context manager: the bytes autograd saves for backward while it is open (every forward in
-    it, e.g. all micro-batches of a pipeline step), storages counted once. It keeps each storage
-    alive until it closes, so that a freed address reused by a later micro-batch is not taken for
-    one already counted (memory is held longer inside: measure in an untimed step)."""
+    """Context manager: the bytes autograd saves for backward while it is open, storages counted
+    once — in all (``bytes``: every forward in it, e.g. all micro-batches of a pipeline step) and
+    at most at once (``peak_bytes``: the max over the step of the bytes packed and not yet
+    released, a storage live while any saved tensor on it is held by autograd). It keeps each
+    storage alive until it closes, so that a freed address reused by a later micro-batch is not
+    taken for one already counted in ``bytes`` (memory is held longer inside: measure in an
+    untimed step); ``held_bytes`` is what is packed and not released now."""
 
     def __init__(self) -> None:
         self.bytes = 0
+        self.held_bytes = 0
+        self.peak_bytes = 0
+        self._live: dict[int, list[int]] = {}  # storage address -> [bytes, saved tensors holding it]
         self._held: list[torch.UntypedStorage] = []
         self._counter = StorageCounter()
-        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
 
-    def _pack(self, t: torch.Tensor) -> torch.Tensor:
-        if not param_derived(t):
-            added = self._counter.add(t)
-            if added:
-                self.bytes += added
-                self._held.append(local(t).untyped_storage())
-        return t
+    def _pack(self, t: torch.Tensor) -> torch.Tensor | _Packed:
+        if param_derived(t):
+            return t
+        storage = local(t).untyped_storage()
+        if storage.nbytes() == 0:
+            return t
+        added = self._counter.add(t)
+        if added:
+            self.bytes += added
+            self._held.append(storage)
+        key = storage.data_ptr()
+        if key not in self._live:
+            self._live[key] = [storage.nbytes(), 0]
+            self.held_bytes += storage.nbytes()
+            self.peak_bytes = max(self.peak_bytes, self.held_bytes)
+        self._live[key][1] += 1
+        return _Packed(t, self, key)
+
+    @staticmethod
+    def _unpack(packed: torch.Tensor | _Packed) -> torch.Tensor:
+        return packed.tensor if isinstance(packed, _Packed) else packed
+
+    def release(self, key: int) -> None:
+        """A saved tensor on the storage at ``key`` was dropped by autograd."""
+        entry = self._live.get(key)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] == 0:
+            self.held_bytes -= entry[0]
+            del self._live[key]
 
     def __enter__(self) -> SavedActivations:
         self._hooks.__enter__()
@@ -164,11 +210,12 @@ class SavedActivations:
         self._held.clear()
 
 
-def activation_bytes(trainer: Any, batch: tuple[torch.Tensor, ...]) -> int:
-    """Bytes saved for backward in one extra, untimed optimizer step of ``trainer`` on ``batch``."""
+def activation_bytes(trainer: Any, batch: tuple[torch.Tensor, ...]) -> tuple[int, int]:
+    """Bytes saved for backward in one extra, untimed optimizer step of ``trainer`` on ``batch``:
+    in all, and at most held at once (:class:`SavedActivations`)."""
     with SavedActivations() as saved:
         trainer.train_step(*batch)
-    return saved.bytes
+    return saved.bytes, saved.peak_bytes
 
 
 def measure(trainer: Any, batch: tuple[torch.Tensor, ...], device: torch.device, peak_source: str) -> dict[str, Any]:
@@ -177,5 +224,6 @@ def measure(trainer: Any, batch: tuple[torch.Tensor, ...], device: torch.device,
     place), then the saved activations of one extra, untimed step."""
     figures: dict[str, Any] = {"peak_mem_mb": read_peak_mb(device, peak_source), "peak_mem_source": peak_source}
     figures.update({k: float(v) for k, v in model_state_bytes(trainer.modules, trainer.optimizer).items()})
-    figures["activation_bytes"] = float(activation_bytes(trainer, batch))
+    total, peak = activation_bytes(trainer, batch)
+    figures["activation_bytes"], figures["activation_peak_bytes"] = float(total), float(peak)
     return figures
