@@ -306,8 +306,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     calibrations: dict[str, Calibration] = {}
     with published_environment():
-        lines = [o for row in load_all(args.folder) for o in outcomes(row, calibrations)]
-    print(f"published runs against the cost model ({provenance()}); nothing fitted: every row held out")
+        rows = load_all(args.folder)
+        lines = [o for row in rows for o in outcomes(row, calibrations)]
+    fitted = [r.id for r in rows if r.subset == "fitting"]
+    fitting = f"fitted on {', '.join(fitted)}; the other rows held out" if fitted else "nothing fitted: all held out"
+    print(f"published runs against the cost model ({provenance()}); {fitting}")
     print(f"float8 plans predicted as if torchao were installed (here: {gpu_features.torchao_available()})")
     print("\n".join(calibration_lines(calibrations)), end="\n\n")
     print(table(lines, args.markdown), end="\n\n")
